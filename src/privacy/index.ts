@@ -1,0 +1,13 @@
+/** The privacy core: pure, deterministic given its inputs and random sources, no I/O. */
+export * from './errors.ts'
+export * from './random.ts'
+export * from './identity.ts'
+export * from './keys.ts'
+export * from './aead.ts'
+export * from './prg.ts'
+export * from './quantize.ts'
+export * from './masking.ts'
+export * from './shamir.ts'
+export * from './dp/rdp.ts'
+export * from './dp/budget.ts'
+export * from './dp/dpsgd.ts'

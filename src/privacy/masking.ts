@@ -13,7 +13,7 @@
  */
 import { InvalidArgumentError, assertBytes } from './errors.ts'
 import { agreeKey } from './keys.ts'
-import { addMask } from './prg.ts'
+import { addMasks } from './prg.ts'
 
 export type MaskSign = 1 | -1
 
@@ -42,9 +42,8 @@ export function maskInput (input: Uint32Array, selfSeed: Uint8Array, pairwise: r
   assertBytes(selfSeed, 'selfSeed', 32)
   if (!Array.isArray(pairwise)) throw new InvalidArgumentError('pairwise must be an array')
   for (const [i, p] of pairwise.entries()) assertBytes(p?.seed, `pairwise[${i}].seed`, 32)
-  const out = Uint32Array.from(input)
-  addMask(out, selfSeed, 1)
-  for (const { seed, sign } of pairwise) addMask(out, seed, sign)
+  const out = input.slice()
+  addMasks(out, [{ seed: selfSeed, sign: 1 }, ...pairwise.map(p => ({ seed: p.seed, sign: p.sign }))])
   return out
 }
 
@@ -85,7 +84,9 @@ export function unmaskSum (maskedSum: Uint32Array, survivorSelfSeeds: readonly U
   if (!Array.isArray(survivorSelfSeeds) || !Array.isArray(droppedPairwise)) throw new InvalidArgumentError('survivorSelfSeeds and droppedPairwise must be arrays')
   for (const [i, s] of survivorSelfSeeds.entries()) assertBytes(s, `survivorSelfSeeds[${i}]`, 32)
   for (const [i, p] of droppedPairwise.entries()) assertBytes(p?.seed, `droppedPairwise[${i}].seed`, 32)
-  for (const seed of survivorSelfSeeds) addMask(maskedSum, seed, -1)
-  for (const { seed, sign } of droppedPairwise) addMask(maskedSum, seed, sign === 1 ? -1 : 1)
+  addMasks(maskedSum, [
+    ...survivorSelfSeeds.map(seed => ({ seed, sign: -1 as const })),
+    ...droppedPairwise.map(({ seed, sign }) => ({ seed, sign: sign === 1 ? -1 as const : 1 as const }))
+  ])
   return maskedSum
 }

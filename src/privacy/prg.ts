@@ -43,11 +43,7 @@ function streamWords (seed: Uint8Array, n: number, onChunk: (words: Uint32Array,
   const wordsPerChunk = CHUNK_BYTES / 4
   for (let offset = 0; offset < n; offset += wordsPerChunk) {
     const count = Math.min(wordsPerChunk, n - offset)
-    const bytes = cipher.update(count === wordsPerChunk ? ZEROS : ZEROS.subarray(0, count * 4))
-    const words = bytes.byteOffset % 4 === 0
-      ? new Uint32Array(bytes.buffer, bytes.byteOffset, count)
-      : new Uint32Array(Uint8Array.from(bytes).buffer) // an unaligned Buffer: copy once
-    onChunk(words, offset)
+    onChunk(asWords(cipher.update(count === wordsPerChunk ? ZEROS : ZEROS.subarray(0, count * 4)), count), offset)
   }
 }
 
@@ -66,15 +62,55 @@ export function expandMask (seed: Uint8Array, n: number, out?: Uint32Array): Uin
   return target
 }
 
+export interface MaskTerm {
+  seed: Uint8Array
+  sign: 1 | -1
+}
+
 /**
- * acc += sign * PRG(seed) (mod 2^32), in place, chunk by chunk. The element stores wrap
- * modulo 2^32 by the semantics of Uint32Array.
+ * acc += Σ sign · PRG(seed) (mod 2^32), in place. All streams advance in lockstep, one 64 KiB
+ * chunk at a time, so each chunk of `acc` is read and written while it is still in cache instead
+ * of once per mask. Element stores wrap modulo 2^32 by the semantics of Uint32Array.
  */
-export function addMask (acc: Uint32Array, seed: Uint8Array, sign: 1 | -1): void {
+export function addMasks (acc: Uint32Array, terms: readonly MaskTerm[]): void {
   if (!(acc instanceof Uint32Array)) throw new InvalidArgumentError('acc must be a Uint32Array')
-  if (sign !== 1 && sign !== -1) throw new InvalidArgumentError('sign must be 1 or -1')
+  if (!Array.isArray(terms)) throw new InvalidArgumentError('terms must be an array')
   checkLength(acc.length)
-  streamWords(seed, acc.length, sign === 1
-    ? (words, offset) => { for (let i = 0; i < words.length; i++) acc[offset + i] += words[i] }
-    : (words, offset) => { for (let i = 0; i < words.length; i++) acc[offset + i] -= words[i] })
+  for (const [i, t] of terms.entries()) {
+    if (t === null || typeof t !== 'object') throw new InvalidArgumentError(`terms[${i}] must be { seed, sign }`)
+    assertBytes(t.seed, `terms[${i}].seed`, PRG_SEED_BYTES)
+    if (t.sign !== 1 && t.sign !== -1) throw new InvalidArgumentError(`terms[${i}].sign must be 1 or -1`)
+  }
+  const ciphers = terms.map(t => createCipheriv('aes-128-ctr', prgKey(t.seed), IV))
+  const wordsPerChunk = CHUNK_BYTES / 4
+  const n = acc.length
+  for (let offset = 0; offset < n; offset += wordsPerChunk) {
+    const count = Math.min(wordsPerChunk, n - offset)
+    const zeros = count === wordsPerChunk ? ZEROS : ZEROS.subarray(0, count * 4)
+    const slice = acc.subarray(offset, offset + count)
+    for (let t = 0; t < terms.length; t++) {
+      const words = asWords(ciphers[t].update(zeros), count)
+      if (terms[t].sign === 1) addChunk(slice, words)
+      else subtractChunk(slice, words)
+    }
+  }
+}
+
+/** acc += sign · PRG(seed) (mod 2^32), in place. */
+export function addMask (acc: Uint32Array, seed: Uint8Array, sign: 1 | -1): void {
+  addMasks(acc, [{ seed, sign }])
+}
+
+function asWords (bytes: Uint8Array, count: number): Uint32Array {
+  return bytes.byteOffset % 4 === 0
+    ? new Uint32Array(bytes.buffer, bytes.byteOffset, count)
+    : new Uint32Array(Uint8Array.from(bytes).buffer) // an unaligned Buffer: copy once
+}
+
+function addChunk (acc: Uint32Array, words: Uint32Array): void {
+  for (let i = 0; i < words.length; i++) acc[i] += words[i]
+}
+
+function subtractChunk (acc: Uint32Array, words: Uint32Array): void {
+  for (let i = 0; i < words.length; i++) acc[i] -= words[i]
 }

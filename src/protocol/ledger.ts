@@ -1,0 +1,154 @@
+/**
+ * Round certificates and the hash-chained ledger.
+ *
+ * A certificate header names {consortium, round, previous certificate hash, kind, survivor set,
+ * aggregate hash, new state hash, extra}; a certificate is the header plus signatures of at least
+ * `quorum` distinct members over its hash (purpose "round-certificate"). The first certificate's
+ * `prev` is the consortium id; each later one's is the previous header's hash. So the whole chain
+ * can be checked from the manifest alone.
+ *
+ * Kinds: 'update' (a model round), 'stats' (secure sum of normalisation statistics; `x` holds the
+ * result as float64), 'membership' (a new manifest, in `x`, takes effect; `mh` is its id).
+ */
+import { NodeIdentity, ed25519PublicKeyFromPeerId, verifySignature } from '../privacy/index.ts'
+import { arr, bytes, decodeBounded, encodeCanonical, equalBytes, hash, hex, obj, uint } from './codec.ts'
+import { consortiumId, validateManifest, type Manifest } from './manifest.ts'
+import { reject } from './errors.ts'
+
+export type CertificateKind = 'update' | 'stats' | 'membership'
+
+export interface CertificateHeader {
+  c: Uint8Array
+  r: number
+  p: Uint8Array
+  k: CertificateKind
+  u: number[]
+  ah: Uint8Array
+  mh: Uint8Array
+  x: Uint8Array
+}
+
+export interface Certificate {
+  header: Uint8Array
+  signatures: Array<[number, Uint8Array]>
+}
+
+export const MAX_HEADER_BYTES = 64 * 1024
+
+export function encodeHeader (h: CertificateHeader): Uint8Array {
+  return encodeCanonical({ c: h.c, r: h.r, p: h.p, k: h.k, u: h.u, ah: h.ah, mh: h.mh, x: h.x })
+}
+
+export function decodeHeader (data: Uint8Array): CertificateHeader {
+  const o = obj(decodeBounded(data, MAX_HEADER_BYTES, 'certificate header'), 'certificate header', ['c', 'r', 'p', 'k', 'u', 'ah', 'mh', 'x'])
+  const k = o.k
+  if (k !== 'update' && k !== 'stats' && k !== 'membership') reject('malformed', 'certificate kind')
+  const u = arr(o.u, 'survivors', 64, (x, i) => uint(x, `survivors[${i}]`, 63))
+  for (let i = 1; i < u.length; i++) if (u[i] <= u[i - 1]) reject('malformed', 'survivors must be sorted and distinct')
+  return { c: bytes(o.c, 'c', 32), r: uint(o.r, 'round'), p: bytes(o.p, 'prev', 32), k: k as CertificateKind, u, ah: bytes(o.ah, 'ah', 32), mh: bytes(o.mh, 'mh', 32), x: bytes(o.x, 'x', undefined, MAX_HEADER_BYTES) }
+}
+
+export const headerHash = (headerBytes: Uint8Array): Uint8Array => hash(headerBytes)
+
+export function signHeader (identity: NodeIdentity, headerBytes: Uint8Array): Uint8Array {
+  return identity.sign('round-certificate', headerHash(headerBytes))
+}
+
+export function memberKeys (manifest: Manifest): Uint8Array[] {
+  return manifest.members.map(m => ed25519PublicKeyFromPeerId(m.peerId))
+}
+
+/** Verify a certificate against a manifest: at least `quorum` distinct valid member signatures. */
+export function verifyCertificate (cert: Certificate, manifest: Manifest, keys: readonly Uint8Array[] = memberKeys(manifest)): CertificateHeader {
+  const header = decodeHeader(cert.header)
+  if (!equalBytes(header.c, consortiumId(manifest))) reject('wrong-consortium', `certificate for round ${header.r} names another consortium`)
+  const h = headerHash(cert.header)
+  const signers = new Set<number>()
+  for (const [idx, sig] of cert.signatures) {
+    if (idx >= keys.length || signers.has(idx)) continue
+    if (verifySignature(keys[idx], 'round-certificate', h, sig)) signers.add(idx)
+  }
+  if (signers.size < manifest.params.quorum) reject('invalid', `certificate for round ${header.r} has ${signers.size} valid signatures, quorum is ${manifest.params.quorum}`)
+  return header
+}
+
+export function encodeCertificate (cert: Certificate): Uint8Array {
+  return encodeCanonical({ h: cert.header, s: cert.signatures })
+}
+
+export function decodeCertificate (data: Uint8Array): Certificate {
+  const o = obj(decodeBounded(data, MAX_HEADER_BYTES + 64 * 80, 'certificate'), 'certificate', ['h', 's'])
+  const signatures = arr(o.s, 'signatures', 64, (x, i) => {
+    const p = arr(x, `signatures[${i}]`, 2, y => y)
+    if (p.length !== 2) reject('malformed', 'signature entry must be a pair')
+    return [uint(p[0], 'signer', 63), bytes(p[1], 'signature', 64)] as [number, Uint8Array]
+  })
+  return { header: bytes(o.h, 'header', undefined, MAX_HEADER_BYTES), signatures }
+}
+
+export interface LedgerEntry {
+  certificate: Certificate
+  header: CertificateHeader
+  hash: Uint8Array
+}
+
+/**
+ * The chain of certificates of one consortium, verified as it grows. `manifest` is the current
+ * one (it changes with membership certificates).
+ */
+export class Ledger {
+  readonly genesis: Manifest
+  #manifest: Manifest
+  #keys: Uint8Array[]
+  readonly entries: LedgerEntry[] = []
+
+  constructor (genesis: Manifest) {
+    this.genesis = genesis
+    this.#manifest = genesis
+    this.#keys = memberKeys(genesis)
+  }
+
+  get manifest (): Manifest { return this.#manifest }
+  get memberKeys (): readonly Uint8Array[] { return this.#keys }
+  get consortium (): Uint8Array { return consortiumId(this.#manifest) }
+  /** hash the next certificate must name as `prev` */
+  get head (): Uint8Array { return this.entries.length === 0 ? consortiumId(this.genesis) : this.entries[this.entries.length - 1].hash }
+  get lastRound (): number { return this.entries.length === 0 ? -1 : this.entries[this.entries.length - 1].header.r }
+  get last (): LedgerEntry | undefined { return this.entries[this.entries.length - 1] }
+
+  /** Verify and append; throws ProtocolError if the certificate does not extend this chain. */
+  append (cert: Certificate): LedgerEntry {
+    const header = verifyCertificate(cert, this.#manifest, this.#keys)
+    if (!equalBytes(header.p, this.head)) reject('invalid', `certificate for round ${header.r} does not extend the ledger (prev ${hex(header.p).slice(0, 12)}, head ${hex(this.head).slice(0, 12)})`)
+    if (header.r <= this.lastRound) reject('old-round', `certificate for round ${header.r} is not after round ${this.lastRound}`)
+    let next: Manifest | undefined
+    if (header.k === 'membership') {
+      try {
+        next = validateManifest(JSON.parse(new TextDecoder().decode(header.x)))
+      } catch {
+        return reject('invalid', 'membership certificate carries no valid manifest')
+      }
+      if (!equalBytes(consortiumId(next), header.mh)) reject('invalid', 'membership certificate: manifest hash mismatch')
+    }
+    const entry = { certificate: cert, header, hash: headerHash(cert.header) }
+    this.entries.push(entry)
+    if (next !== undefined) { this.#manifest = next; this.#keys = memberKeys(next) }
+    return entry
+  }
+
+  /** Rebuild and verify a whole chain from the genesis manifest. */
+  static verify (genesis: Manifest, certs: readonly Certificate[]): Ledger {
+    const ledger = new Ledger(genesis)
+    for (const c of certs) ledger.append(c)
+    return ledger
+  }
+}
+
+/** The header of a membership change from `current` to `next`, for the current members to sign. */
+export function membershipHeader (ledger: Ledger, next: Manifest, round: number): Uint8Array {
+  const valid = validateManifest(next)
+  return encodeHeader({
+    c: ledger.consortium, r: round, p: ledger.head, k: 'membership', u: [],
+    ah: new Uint8Array(32), mh: consortiumId(valid), x: new TextEncoder().encode(JSON.stringify(valid))
+  })
+}

@@ -1,0 +1,164 @@
+/**
+ * The consortium manifest: who the members are and the protocol's parameters. Its hash (SHA-256
+ * of its canonical CBOR encoding) is the consortium id that every message and certificate names.
+ * A founding manifest is valid only with every founding member's signature over that hash; later
+ * manifests take effect through a membership certificate signed by a quorum of the previous
+ * members (see ledger.ts).
+ */
+import { NodeIdentity, ed25519PublicKeyFromPeerId, verifySignature, assertNoWrap, type QuantizationParams } from '../privacy/index.ts'
+import { encodeCanonical, hash, hex } from './codec.ts'
+
+export const MAX_MEMBERS = 64
+export const AGGREGATION_RULES = ['fedavg', 'fedavgm', 'fedadam'] as const
+export type AggregationRule = typeof AGGREGATION_RULES[number]
+
+export interface Member {
+  peerId: string
+  name: string
+}
+
+export interface AggregationParams {
+  rule: AggregationRule
+  /** server learning rate (1 for plain FedAvg) */
+  serverLr: number
+  /** FedAvgM momentum; FedAdam β1 */
+  beta1: number
+  /** FedAdam β2 */
+  beta2: number
+  /** FedAdam τ (adaptivity) */
+  tau: number
+}
+
+export interface ProtocolParams {
+  model: { id: string, version: string, initialHash: string, size: number }
+  quantization: QuantizationParams & { maxSampleCount: number }
+  /** the fewest peers whose inputs may be aggregated; nobody learns a sum of fewer */
+  minParticipants: number
+  /** Shamir threshold t: shares needed to reconstruct a secret */
+  threshold: number
+  /** matching signatures that certify a round */
+  quorum: number
+  timeouts: { phaseMs: number, roundMs: number }
+  dp: { enabled: boolean, epsilon: number, delta: number, noiseMultiplier: number, clipNorm: number }
+  aggregation: AggregationParams
+}
+
+export interface Manifest {
+  version: 1
+  name: string
+  members: Member[]
+  params: ProtocolParams
+}
+
+export interface SignedManifest {
+  manifest: Manifest
+  /** founding members' signatures over the consortium id, hex, by peer id */
+  signatures: Record<string, string>
+}
+
+export class ManifestError extends Error {
+  constructor (message: string) { super(message); this.name = 'ManifestError' }
+}
+
+const fail = (m: string): never => { throw new ManifestError(m) }
+const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
+const num = (v: unknown, what: string, min: number, max: number, integer = false): number => {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) fail(`${what} must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}]`)
+  return v as number
+}
+const text = (v: unknown, what: string, max = 200): string => {
+  if (typeof v !== 'string' || v.length === 0 || v.length > max) fail(`${what} must be a non-empty string of at most ${max} characters`)
+  return v as string
+}
+
+/** Check every field; returns the manifest with members in canonical (peer id) order. */
+export function validateManifest (m: unknown): Manifest {
+  if (!isObj(m)) return fail('manifest must be an object')
+  if (m.version !== 1) fail('manifest.version must be 1')
+  text(m.name, 'manifest.name')
+  if (!Array.isArray(m.members)) fail('manifest.members must be an array')
+  const members = m.members as unknown[]
+  if (members.length < 2 || members.length > MAX_MEMBERS) fail(`a consortium has 2 to ${MAX_MEMBERS} members, got ${members.length}`)
+  const seen = new Set<string>()
+  for (const [i, mem] of members.entries()) {
+    if (!isObj(mem)) fail(`members[${i}] must be an object`)
+    const peerId = text((mem as Member).peerId, `members[${i}].peerId`, 100)
+    text((mem as Member).name, `members[${i}].name`, 100)
+    try { ed25519PublicKeyFromPeerId(peerId) } catch { fail(`members[${i}].peerId is not an Ed25519 libp2p peer id`) }
+    if (seen.has(peerId)) fail(`member ${peerId} is listed twice`)
+    seen.add(peerId)
+  }
+  const n = members.length
+  const p = m.params as ProtocolParams
+  if (!isObj(p)) fail('manifest.params must be an object')
+  if (!isObj(p.model)) fail('params.model must be an object')
+  text(p.model.id, 'params.model.id'); text(p.model.version, 'params.model.version')
+  if (typeof p.model.initialHash !== 'string' || !/^[0-9a-f]{64}$/.test(p.model.initialHash)) fail('params.model.initialHash must be 64 hex digits')
+  num(p.model.size, 'params.model.size', 1, 2 ** 28, true)
+  if (!isObj(p.quantization)) fail('params.quantization must be an object')
+  num(p.quantization.clip, 'params.quantization.clip', 1, 2 ** 20)
+  num(p.quantization.scale, 'params.quantization.scale', 1, 2 ** 30)
+  num(p.quantization.maxSampleCount, 'params.quantization.maxSampleCount', 1, 2 ** 40, true)
+  try { assertNoWrap(n, p.quantization) } catch (e) { fail(`params.quantization: ${(e as Error).message}`) }
+  const majority = Math.floor(n / 2) + 1
+  num(p.threshold, 'params.threshold', majority, n, true)
+  num(p.minParticipants, 'params.minParticipants', Math.max(2, p.threshold), n, true)
+  num(p.quorum, 'params.quorum', majority, n, true)
+  if (!isObj(p.timeouts)) fail('params.timeouts must be an object')
+  num(p.timeouts.phaseMs, 'params.timeouts.phaseMs', 1, 86_400_000, true)
+  num(p.timeouts.roundMs, 'params.timeouts.roundMs', p.timeouts.phaseMs, 7 * 86_400_000, true)
+  if (!isObj(p.dp)) fail('params.dp must be an object')
+  if (typeof p.dp.enabled !== 'boolean') fail('params.dp.enabled must be true or false')
+  num(p.dp.epsilon, 'params.dp.epsilon', 0, 1000); num(p.dp.delta, 'params.dp.delta', 0, 0.1)
+  num(p.dp.noiseMultiplier, 'params.dp.noiseMultiplier', 0, 1000); num(p.dp.clipNorm, 'params.dp.clipNorm', 0, 1e6)
+  if (!isObj(p.aggregation)) fail('params.aggregation must be an object')
+  if (!(AGGREGATION_RULES as readonly string[]).includes(p.aggregation.rule as string)) fail(`params.aggregation.rule must be one of ${AGGREGATION_RULES.join(', ')}`)
+  num(p.aggregation.serverLr, 'params.aggregation.serverLr', 0, 100)
+  num(p.aggregation.beta1, 'params.aggregation.beta1', 0, 0.9999999)
+  num(p.aggregation.beta2, 'params.aggregation.beta2', 0, 0.9999999)
+  num(p.aggregation.tau, 'params.aggregation.tau', 1e-12, 10)
+  const sorted = [...(members as Member[])].map(x => ({ peerId: x.peerId, name: x.name })).sort((a, b) => a.peerId < b.peerId ? -1 : 1)
+  return { version: 1, name: m.name as string, members: sorted, params: structuredClone(p) }
+}
+
+/** The consortium id: SHA-256 of the canonical encoding of the (validated) manifest. */
+export function consortiumId (manifest: Manifest): Uint8Array {
+  return hash(encodeCanonical(manifest))
+}
+
+export function signManifest (manifest: Manifest, identity: NodeIdentity): string {
+  return hex(identity.sign('manifest', consortiumId(manifest)))
+}
+
+/** A founding manifest is valid with a signature from every member it lists. */
+export function verifySignedManifest (signed: unknown): Manifest {
+  if (!isObj(signed) || !isObj(signed.signatures)) return fail('a signed manifest has { manifest, signatures }')
+  const manifest = validateManifest(signed.manifest)
+  const id = consortiumId(manifest)
+  for (const { peerId } of manifest.members) {
+    const sig = (signed.signatures as Record<string, unknown>)[peerId]
+    if (typeof sig !== 'string' || !/^[0-9a-f]{128}$/.test(sig)) fail(`the manifest lacks a signature from member ${peerId}`)
+    if (!verifySignature(ed25519PublicKeyFromPeerId(peerId), 'manifest', id, Uint8Array.from(Buffer.from(sig as string, 'hex')))) fail(`member ${peerId}'s signature on the manifest is invalid`)
+  }
+  return manifest
+}
+
+/** Parameters a small consortium can start from; every field can be overridden. */
+export function defaultParams (members: number, modelSize: number, initialHash: string): ProtocolParams {
+  const majority = Math.floor(members / 2) + 1
+  return {
+    model: { id: 'medmesh/cnn-small', version: '1', initialHash, size: modelSize },
+    quantization: { clip: 8, scale: 2 ** 18, maxSampleCount: 100_000 },
+    minParticipants: Math.max(2, majority),
+    threshold: majority,
+    quorum: majority,
+    timeouts: { phaseMs: 10_000, roundMs: 120_000 },
+    dp: { enabled: false, epsilon: 8, delta: 1e-5, noiseMultiplier: 1.0, clipNorm: 1.0 },
+    aggregation: { rule: 'fedavg', serverLr: 1, beta1: 0.9, beta2: 0.99, tau: 1e-3 }
+  }
+}
+
+/** The member index of a peer id, or -1. Members are in canonical order. */
+export function memberIndex (manifest: Manifest, peerId: string): number {
+  return manifest.members.findIndex(m => m.peerId === peerId)
+}

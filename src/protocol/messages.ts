@@ -1,0 +1,128 @@
+/**
+ * Protocol messages: a signed envelope around a typed body, all in canonical CBOR.
+ *
+ * Wire form:   [ payload: bytes, signature: bytes(64) ]
+ * payload:     { v: 1, t: type, c: consortium id (32 bytes), r: round, a: attempt, s: sender's member index, b: body }
+ * signature:   Ed25519 by member s over payload, purpose "protocol-message" (see privacy/identity.ts)
+ *
+ * `openMessage` checks, in this order and before any work that scales with the input: size,
+ * CBOR well-formedness, envelope schema, version, consortium, sender membership, signature, body
+ * schema. Anything else is a ProtocolError naming the reason.
+ */
+import { NodeIdentity, verifySignature, SHARE_BYTES } from '../privacy/index.ts'
+import { arr, bytes, decodeBounded, encodeCanonical, equalBytes, hash, obj, uint, type Obj } from './codec.ts'
+import { reject } from './errors.ts'
+
+export const PROTOCOL_VERSION = 1
+export const MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+export const MAX_ROUND = 2 ** 40
+export const MAX_ATTEMPT = 1000
+
+export const MSG = { advertise: 1, shareKeys: 2, proposal: 3, maskedInput: 4, ack: 5, reveal: 6, commit: 7 } as const
+export type MsgType = typeof MSG[keyof typeof MSG]
+export const MSG_NAME: Record<number, string> = Object.fromEntries(Object.entries(MSG).map(([k, v]) => [v, k]))
+
+export interface AdvertiseBody { ck: Uint8Array, sk: Uint8Array, bc: Uint8Array }
+export interface ShareKeysBody { adv: Array<[number, Uint8Array]>, box: Array<[number, Uint8Array]> }
+/** ph 1: the masking set (advertisements + share keys); ph 2: the survivor set (masked-input commitments) */
+export interface ProposalBody { ph: 1 | 2, mh: Uint8Array, m: Uint8Array[] }
+export interface MaskedInputBody { mh: Uint8Array, h: Uint8Array, n: number }
+export interface AckBody { ph: Uint8Array }
+export interface RevealBody { ph: Uint8Array, bs: Array<[number, Uint8Array]>, ks: Array<[number, Uint8Array]> }
+export interface CommitBody { hdr: Uint8Array, sig: Uint8Array }
+
+export type Body = AdvertiseBody | ShareKeysBody | ProposalBody | MaskedInputBody | AckBody | RevealBody | CommitBody
+
+export interface Envelope<B = Body> {
+  v: number
+  t: MsgType
+  c: Uint8Array
+  r: number
+  a: number
+  s: number
+  b: B
+}
+
+export interface OpenedMessage<B = Body> {
+  env: Envelope<B>
+  /** SHA-256 of the payload: the message's identity */
+  id: Uint8Array
+  /** the exact wire bytes, for re-broadcast or inclusion in a proposal */
+  wire: Uint8Array
+}
+
+export interface MessageContext {
+  consortium: Uint8Array
+  /** Ed25519 public keys of the members, by member index */
+  memberKeys: readonly Uint8Array[]
+}
+
+export function sealMessage (identity: NodeIdentity, env: Envelope): Uint8Array {
+  const payload = encodeCanonical({ v: env.v, t: env.t, c: env.c, r: env.r, a: env.a, s: env.s, b: env.b })
+  return encodeCanonical([payload, identity.sign('protocol-message', payload)])
+}
+
+const MAX_N = 64
+const pairList = (v: unknown, what: string, len?: number, maxLen?: number): Array<[number, Uint8Array]> =>
+  arr(v, what, MAX_N, (x, i) => {
+    const p = arr(x, `${what}[${i}]`, 2, y => y)
+    if (p.length !== 2) reject('malformed', `${what}[${i}] must be a pair`)
+    return [uint(p[0], `${what}[${i}][0]`, MAX_N - 1), bytes(p[1], `${what}[${i}][1]`, len, maxLen)]
+  })
+
+function validateBody (t: number, b: unknown): Body {
+  switch (t) {
+    case MSG.advertise: {
+      const o = obj(b, 'advertise', ['ck', 'sk', 'bc'])
+      return { ck: bytes(o.ck, 'ck', 32), sk: bytes(o.sk, 'sk', 32), bc: bytes(o.bc, 'bc', 32) }
+    }
+    case MSG.shareKeys: {
+      const o = obj(b, 'shareKeys', ['adv', 'box'])
+      return { adv: pairList(o.adv, 'adv', 32), box: pairList(o.box, 'box', undefined, 1024) }
+    }
+    case MSG.proposal: {
+      const o = obj(b, 'proposal', ['ph', 'mh', 'm'])
+      const ph = uint(o.ph, 'ph', 2)
+      if (ph !== 1 && ph !== 2) reject('malformed', 'proposal.ph must be 1 or 2')
+      return { ph: ph as 1 | 2, mh: bytes(o.mh, 'mh', 32), m: arr(o.m, 'proposal.m', 2 * MAX_N, (x, i) => bytes(x, `proposal.m[${i}]`, undefined, 64 * 1024)) }
+    }
+    case MSG.maskedInput: {
+      const o = obj(b, 'maskedInput', ['mh', 'h', 'n'])
+      return { mh: bytes(o.mh, 'mh', 32), h: bytes(o.h, 'h', 32), n: uint(o.n, 'n', 2 ** 28) }
+    }
+    case MSG.ack: {
+      const o = obj(b, 'ack', ['ph'])
+      return { ph: bytes(o.ph, 'ph', 32) }
+    }
+    case MSG.reveal: {
+      const o = obj(b, 'reveal', ['ph', 'bs', 'ks'])
+      return { ph: bytes(o.ph, 'ph', 32), bs: pairList(o.bs, 'bs', SHARE_BYTES), ks: pairList(o.ks, 'ks', SHARE_BYTES) }
+    }
+    case MSG.commit: {
+      const o = obj(b, 'commit', ['hdr', 'sig'])
+      return { hdr: bytes(o.hdr, 'hdr', undefined, 4096), sig: bytes(o.sig, 'sig', 64) }
+    }
+    default:
+      return reject('malformed', `unknown message type ${t}`)
+  }
+}
+
+export function openMessage (wire: Uint8Array, ctx: MessageContext, maxBytes = MAX_MESSAGE_BYTES): OpenedMessage {
+  const outer = decodeBounded(wire, maxBytes, 'message')
+  if (!Array.isArray(outer) || outer.length !== 2) reject('malformed', 'message must be [payload, signature]')
+  const [payload, sig] = outer as unknown[]
+  const p = bytes(payload, 'payload', undefined, maxBytes)
+  const s = bytes(sig, 'signature', 64)
+  const o = obj(decodeBounded(p, maxBytes, 'payload'), 'payload', ['v', 't', 'c', 'r', 'a', 's', 'b']) as Obj
+  if (o.v !== PROTOCOL_VERSION) reject('bad-version', `protocol version ${String(o.v).slice(0, 10)}, expected ${PROTOCOL_VERSION}`)
+  const t = uint(o.t, 'type', 255)
+  const c = bytes(o.c, 'consortium', 32)
+  if (!equalBytes(c, ctx.consortium)) reject('wrong-consortium', 'message is for another consortium')
+  const r = uint(o.r, 'round', MAX_ROUND)
+  const a = uint(o.a, 'attempt', MAX_ATTEMPT)
+  const sender = uint(o.s, 'sender', 255)
+  if (sender >= ctx.memberKeys.length) reject('not-member', `sender index ${sender} is not a member`)
+  if (!verifySignature(ctx.memberKeys[sender], 'protocol-message', p, s)) reject('bad-signature', `bad signature from member ${sender}`)
+  const b = validateBody(t, o.b)
+  return { env: { v: PROTOCOL_VERSION, t: t as MsgType, c, r, a, s: sender, b }, id: hash(p), wire }
+}

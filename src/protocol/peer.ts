@@ -1,0 +1,235 @@
+/**
+ * A peer's view of the chain of rounds: the verified ledger, the certified global state, the
+ * round in progress, and what arrives early or late. Pure like Round: the driver (the libp2p node
+ * or the simulator) feeds it wire bytes, blobs and the time, and carries out its actions.
+ *
+ * - Every wire message is opened (size, schema, consortium, membership, signature) before anything
+ *   else; a failure becomes a 'reject' action naming the peer and the reason.
+ * - Messages for the next round are kept (bounded) until it starts; older rounds' messages are
+ *   rejected, except commits, which let a peer that aborted a round adopt its late certificate.
+ * - When a round ends (certified or aborted) the next one starts at once; the input for it comes
+ *   from `inputFor` or, later, `setInput`.
+ */
+import type { NodeIdentity, RandomSource } from '../privacy/index.ts'
+import { equalBytes, hex } from './codec.ts'
+import { ProtocolError } from './errors.ts'
+import { Ledger, decodeHeader, headerHash, type Certificate, type CertificateHeader } from './ledger.ts'
+import { MSG, openMessage, type CommitBody, type OpenedMessage } from './messages.ts'
+import { decodeState, encodeState, stateHash, type GlobalState } from './model.ts'
+import { Round, type Action as RoundAction } from './round.ts'
+import type { Manifest } from './manifest.ts'
+import { verifySignature } from '../privacy/index.ts'
+
+export type RoundKind = 'update' | 'stats'
+
+export type PeerAction =
+  | RoundAction
+  | { type: 'round-started', round: number, kind: RoundKind }
+  | { type: 'caught-up', round: number }
+
+export interface PeerOptions {
+  manifest: Manifest
+  identity: NodeIdentity
+  rng: RandomSource
+  initialState: GlobalState
+  /** a ledger restored from disk (verified), and the state it certifies */
+  ledger?: Ledger
+  state?: GlobalState
+  /** which kind each round is (default: all 'update') */
+  kindOf?: (round: number) => RoundKind
+  /** this peer's input for a round, or null to give it later with setInput */
+  inputFor?: (round: number, kind: RoundKind, state: GlobalState) => { values: ArrayLike<number>, count: number } | null
+  /** stop starting rounds after this one */
+  lastRound?: number
+}
+
+const MAX_BUFFERED = 64 * 16
+const MAX_STATE_BYTES = 1 << 30
+
+export class ProtocolPeer {
+  readonly ledger: Ledger
+  state: GlobalState
+  /** the last certified statistics (from a 'stats' round) */
+  stats: Float64Array | null = null
+  current: Round | null = null
+  readonly #o: PeerOptions
+  readonly #actions: PeerAction[] = []
+  #buffer: Array<{ msg: OpenedMessage }> = []
+  readonly #lateCommits = new Map<string, { header: Uint8Array, sigs: Map<number, Uint8Array> }>()
+  #pendingState: { hash: string, prev: Uint8Array } | null = null
+  #now = 0
+
+  constructor (o: PeerOptions) {
+    this.#o = o
+    this.ledger = o.ledger ?? new Ledger(o.manifest)
+    this.state = o.state ?? o.initialState
+  }
+
+  get manifest (): Manifest { return this.ledger.manifest }
+  get peerId (): string { return this.#o.identity.peerId }
+
+  takeActions (): PeerAction[] {
+    this.#collect()
+    return this.#actions.splice(0)
+  }
+
+  /** Start the round after the last certified one (or `round`, when the network is further on). */
+  start (now: number, round = this.ledger.lastRound + 1): void {
+    this.#now = Math.max(this.#now, now)
+    if (this.#o.lastRound !== undefined && round > this.#o.lastRound) { this.current = null; return }
+    const kind = this.#o.kindOf?.(round) ?? 'update'
+    this.current = new Round({
+      manifest: this.manifest,
+      consortium: this.ledger.consortium,
+      memberKeys: this.ledger.memberKeys,
+      identity: this.#o.identity,
+      round,
+      prev: this.ledger.head,
+      state: this.state,
+      kind,
+      rng: this.#o.rng,
+      now: this.#now
+    })
+    this.#actions.push({ type: 'round-started', round, kind })
+    const input = this.#o.inputFor?.(round, kind, this.state) ?? null
+    if (input !== null) this.current.setInput(input.values, input.count)
+    const early = this.#buffer.filter(b => b.msg.env.r === round)
+    this.#buffer = this.#buffer.filter(b => b.msg.env.r > round)
+    for (const { msg } of early) this.current.receive(msg, this.#now)
+    this.#collect()
+  }
+
+  setInput (values: ArrayLike<number>, count: number): void {
+    this.current?.setInput(values, count)
+    this.#collect()
+  }
+
+  /** Bytes from the network; `from` is the transport's peer, for logs. */
+  receive (wire: Uint8Array, now: number): void {
+    this.#now = Math.max(this.#now, now)
+    let msg: OpenedMessage
+    try {
+      msg = openMessage(wire, { consortium: this.ledger.consortium, memberKeys: this.ledger.memberKeys })
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e
+      this.#actions.push({ type: 'reject', code: e.code, reason: e.message, peer: -1 })
+      return
+    }
+    const r = msg.env.r
+    const cur = this.current?.round ?? this.ledger.lastRound + 1
+    if (this.current !== null && r === cur) this.current.receive(msg, this.#now)
+    else if (r > cur) {
+      if (this.#buffer.length < MAX_BUFFERED && r <= cur + 2) this.#buffer.push({ msg })
+      else this.#actions.push({ type: 'reject', code: 'future-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.s })
+      this.#maybeJump(r)
+    } else if (msg.env.t === MSG.commit && r > this.ledger.lastRound) this.#lateCommit(msg as OpenedMessage<CommitBody>)
+    else if (r === cur - 1) { /* stragglers of the round that just ended: nothing to do */ } else this.#actions.push({ type: 'reject', code: 'old-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.s })
+    this.#collect()
+  }
+
+  receiveBlob (hashHex: string, data: Uint8Array, now: number): void {
+    this.#now = Math.max(this.#now, now)
+    if (this.#pendingState !== null && hashHex === this.#pendingState.hash) {
+      try {
+        const state = decodeState(data, MAX_STATE_BYTES)
+        if (hex(stateHash(state)) !== hashHex) throw new Error('hash')
+        this.state = state
+        this.current?.rebase(this.#pendingState.prev, state)
+        this.#pendingState = null
+      } catch {
+        this.#actions.push({ type: 'reject', code: 'bad-blob', reason: 'certified state does not match its hash', peer: -1 })
+      }
+    }
+    this.current?.receiveBlob(hashHex, data, this.#now)
+    this.#collect()
+  }
+
+  tick (now: number): void {
+    this.#now = Math.max(this.#now, now)
+    this.current?.tick(this.#now)
+    this.#collect()
+  }
+
+  /**
+   * Catch up from other peers' certificates and the state they certify: verify each certificate
+   * against the chain (hashes, quorum signatures) and the state against the last one's hash.
+   */
+  catchUp (certs: readonly Certificate[], stateBytes: Uint8Array | null, now: number): void {
+    const fresh = certs.filter(c => decodeHeader(c.header).r > this.ledger.lastRound)
+    let last: CertificateHeader | undefined
+    for (const c of fresh) last = this.ledger.append(c).header
+    if (last !== undefined) {
+      if (last.k === 'update') {
+        if (stateBytes === null) throw new ProtocolError('invalid', 'catch-up needs the certified state')
+        const state = decodeState(stateBytes, MAX_STATE_BYTES)
+        if (!equalBytes(stateHash(state), last.mh)) throw new ProtocolError('bad-blob', 'the state does not match the certificate')
+        this.state = state
+      } else if (last.k === 'stats') this.stats = new Float64Array(new Uint8Array(last.x).buffer)
+      this.#actions.push({ type: 'caught-up', round: last.r })
+    }
+    this.start(now)
+  }
+
+  /** Several members already in a later round means this peer fell behind: follow them. */
+  #maybeJump (r: number): void {
+    const set = new Set(this.#buffer.filter(b => b.msg.env.r === r && b.msg.env.t === MSG.advertise).map(b => b.msg.env.s))
+    if (set.size >= this.manifest.params.threshold && (this.current === null || this.current.round < r)) {
+      if (this.current !== null && !this.current.done) this.#actions.push({ type: 'aborted', reason: `round ${this.current.round} abandoned: ${set.size} members are in round ${r}` })
+      this.start(this.#now, r)
+    }
+  }
+
+  #lateCommit (msg: OpenedMessage<CommitBody>): void {
+    const h = headerHash(msg.env.b.hdr)
+    if (!verifySignature(this.ledger.memberKeys[msg.env.s], 'round-certificate', h, msg.env.b.sig)) return
+    const key = hex(h)
+    let entry = this.#lateCommits.get(key)
+    if (entry === undefined) {
+      if (this.#lateCommits.size > 64) return
+      entry = { header: msg.env.b.hdr, sigs: new Map() }
+      this.#lateCommits.set(key, entry)
+    }
+    entry.sigs.set(msg.env.s, msg.env.b.sig)
+    if (entry.sigs.size < this.manifest.params.quorum) return
+    const cert: Certificate = { header: entry.header, signatures: [...entry.sigs.entries()].sort((a, b) => a[0] - b[0]) }
+    try {
+      const appended = this.ledger.append(cert)
+      this.#lateCommits.clear()
+      if (appended.header.k === 'update') {
+        this.#pendingState = { hash: hex(appended.header.mh), prev: appended.hash }
+        this.#actions.push({ type: 'fetch-blob', hash: hex(appended.header.mh), owner: msg.env.s })
+      }
+      this.#actions.push({ type: 'caught-up', round: appended.header.r })
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e
+      this.#actions.push({ type: 'reject', code: e.code, reason: e.message, peer: msg.env.s })
+    }
+  }
+
+  /** Move the round's actions out, and end/start rounds. */
+  #collect (): void {
+    const round = this.current
+    if (round === null) return
+    for (const a of round.takeActions()) {
+      this.#actions.push(a)
+      if (a.type === 'certified') {
+        try {
+          this.ledger.append(a.certificate)
+        } catch (e) {
+          if (!(e instanceof ProtocolError)) throw e
+          this.#actions.push({ type: 'reject', code: e.code, reason: `own certificate: ${e.message}`, peer: -1 })
+        }
+        if (a.state !== null) {
+          this.state = a.state
+          this.#actions.push({ type: 'publish-blob', hash: hex(a.header.mh), data: encodeState(a.state) })
+        } else if (a.header.k === 'update') {
+          // a quorum certified a state this peer did not compute: fetch it
+          this.#pendingState = { hash: hex(a.header.mh), prev: headerHash(a.certificate.header) }
+          this.#actions.push({ type: 'fetch-blob', hash: hex(a.header.mh), owner: a.certificate.signatures[0][0] })
+        }
+        if (a.stats !== null) this.stats = a.stats
+      }
+    }
+    if (round.done && this.current === round) this.start(this.#now, round.round + 1)
+  }
+}

@@ -1,0 +1,683 @@
+/**
+ * One round of secure aggregation with peer-verified consensus, as seen by one peer.
+ *
+ * A pure state machine: it is fed verified-on-entry wire messages (`receive`), fetched blobs
+ * (`receiveBlob`), its own input (`setInput`) and the time (`tick`), and answers with actions
+ * for its driver (`takeActions`): broadcast a message, publish or fetch a blob, log a rejection,
+ * report a phase or the outcome. It does no I/O and reads no clock; given the same inputs and
+ * the same random source it does the same thing. The protocol and its security argument are in
+ * docs/PROTOCOL.md; the phases:
+ *
+ *  advertise → share keys → [proposal 1: masking set M] → masked input →
+ *  [proposal 2: survivor set U3] → ack (t acks = QC) → reveal → aggregate → commit (quorum = certificate)
+ */
+import {
+  NodeIdentity, generateX25519KeyPair, x25519PublicKey, randomBytes, splitSecret, reconstructSecret, secretCommitment,
+  encodeShare, decodeShare, sealForPeer, openFromPeer, pairwiseMaskSeed, pairwiseSign, maskInput, sumVectors, unmaskSum,
+  encodeWeightedUpdate, decodeWeightedAverage, InconsistentSharesError, type RandomSource, type X25519KeyPair, type Share,
+  type DroppedPairwiseMask
+} from '../privacy/index.ts'
+import { decodeBounded, encodeCanonical, equalBytes, hash, hex, obj, bytes as bytesField } from './codec.ts'
+import { ProtocolError } from './errors.ts'
+import {
+  MSG, MSG_NAME, openMessage, sealMessage, type AckBody, type AdvertiseBody, type CommitBody, type Envelope, type MaskedInputBody,
+  type OpenedMessage, type ProposalBody, type RevealBody, type ShareKeysBody, type MsgType, type Body
+} from './messages.ts'
+import type { Manifest } from './manifest.ts'
+import { encodeHeader, decodeHeader, headerHash, signHeader, type Certificate, type CertificateHeader, type CertificateKind } from './ledger.ts'
+import { stateHash, type GlobalState } from './model.ts'
+import { strategyFor } from './strategy/strategy.ts'
+import { verifySignature } from '../privacy/index.ts'
+
+export type Phase = 'advertise' | 'share-keys' | 'masking-set' | 'masked-input' | 'survivor-set' | 'unmask' | 'commit' | 'certified' | 'aborted'
+
+export type Action =
+  | { type: 'broadcast', msgType: string, wire: Uint8Array }
+  | { type: 'publish-blob', hash: string, data: Uint8Array }
+  | { type: 'fetch-blob', hash: string, owner: number }
+  | { type: 'reject', code: string, reason: string, peer: number }
+  | { type: 'phase', phase: Phase, detail: string }
+  | { type: 'certified', certificate: Certificate, header: CertificateHeader, state: GlobalState | null, stats: Float64Array | null }
+  | { type: 'aborted', reason: string }
+
+export interface RoundOptions {
+  manifest: Manifest
+  consortium: Uint8Array
+  memberKeys: readonly Uint8Array[]
+  identity: NodeIdentity
+  round: number
+  /** hash of the last certificate (the consortium id before the first) */
+  prev: Uint8Array
+  state: GlobalState
+  kind: Exclude<CertificateKind, 'membership'>
+  rng: RandomSource
+  now: number
+}
+
+interface Advert { id: Uint8Array, wire: Uint8Array, body: AdvertiseBody }
+interface ShareKeys { id: Uint8Array, wire: Uint8Array, view: Map<number, Uint8Array>, boxes: Map<number, Uint8Array> }
+interface Commitment { id: Uint8Array, wire: Uint8Array, body: MaskedInputBody }
+interface Proposal { id: Uint8Array, attempt: number, members: number[], msgs: OpenedMessage[] }
+
+export class Round {
+  readonly o: RoundOptions
+  readonly me: number
+  readonly n: number
+  phase: Phase = 'advertise'
+  readonly #actions: Action[] = []
+  readonly #ctx: Uint8Array
+
+  // my secrets for this round
+  readonly #c: X25519KeyPair
+  readonly #s: X25519KeyPair
+  readonly #b: Uint8Array
+  #input: { values: ArrayLike<number>, count: number } | null = null
+
+  // what I have seen
+  readonly #seen = new Map<string, Uint8Array>() // replay / equivocation: key -> message id
+  readonly #adverts = new Map<number, Advert>()
+  readonly #shareKeys = new Map<number, ShareKeys>()
+  readonly #commitments = new Map<number, Commitment>()
+  readonly #blobs = new Map<string, Uint32Array>()
+  readonly #requested = new Set<string>()
+  readonly #acks = new Map<string, Set<number>>()
+  readonly #reveals = new Map<number, RevealBody>()
+  readonly #revealIds = new Map<number, string>()
+  readonly #commits = new Map<string, Map<number, Uint8Array>>()
+  readonly #faulty = new Set<number>()
+
+  // progress
+  #sharedAt = -1
+  #maskingSet: Proposal | null = null
+  #maskingAttempt = 0
+  #maskingDeadline = Infinity
+  #proposedMasking = new Set<number>()
+  #maskedSent = false
+  #survivorSet: Proposal | null = null
+  #survivorProposals = new Map<string, Proposal>()
+  #survivorAttempt = 0
+  #survivorDeadline = Infinity
+  #proposedSurvivor = new Set<number>()
+  #ackedFor: string | null = null
+  #certifiedSet: Proposal | null = null
+  #revealed = false
+  #result: { header: Uint8Array, state: GlobalState | null, stats: Float64Array | null } | null = null
+  readonly #advertiseDeadline: number
+  readonly #roundDeadline: number
+  #myShares = new Map<number, { b: Share, k: Share }>()
+
+  constructor (o: RoundOptions) {
+    this.o = o
+    this.n = o.manifest.members.length
+    this.me = o.manifest.members.findIndex(m => m.peerId === o.identity.peerId)
+    if (this.me < 0) throw new Error('this identity is not a member of the consortium')
+    const r = new Uint8Array(8)
+    new DataView(r.buffer).setBigUint64(0, BigInt(o.round))
+    this.#ctx = new Uint8Array([...o.consortium, ...r])
+    this.#c = generateX25519KeyPair(o.rng)
+    this.#s = generateX25519KeyPair(o.rng)
+    this.#b = randomBytes(o.rng, 32)
+    this.#advertiseDeadline = o.now + o.manifest.params.timeouts.phaseMs
+    this.#roundDeadline = o.now + o.manifest.params.timeouts.roundMs
+    this.#send(MSG.advertise, 0, { ck: this.#c.publicKey, sk: this.#s.publicKey, bc: secretCommitment(this.#b) })
+    this.#setPhase('advertise', `round ${o.round}: advertised keys`)
+  }
+
+  get round (): number { return this.o.round }
+  get done (): boolean { return this.phase === 'certified' || this.phase === 'aborted' }
+  /** members caught misbehaving in this round (bad shares, equivocation) */
+  get faulty (): ReadonlySet<number> { return this.#faulty }
+  get survivors (): readonly number[] { return this.#certifiedSet?.members ?? [] }
+
+  takeActions (): Action[] { return this.#actions.splice(0) }
+
+  /**
+   * A certificate for the previous round arrived late (this peer had aborted it): take the new
+   * ledger head and state, if the aggregate has not been formed yet. Returns whether it could.
+   */
+  rebase (prev: Uint8Array, state: GlobalState): boolean {
+    if (this.#result !== null || state.weights.length !== this.o.state.weights.length) return false
+    this.o.prev = prev
+    this.o.state = state
+    return true
+  }
+
+  /** This peer's contribution: a model update (or statistics vector) and its sample count. */
+  setInput (values: ArrayLike<number>, count: number): void {
+    this.#input = { values, count }
+    this.#advance(this.o.now)
+  }
+
+  /** A wire message from the network (already known to be for this round), `now` in ms. */
+  receive (msg: OpenedMessage, now: number): void {
+    if (this.done) return
+    try {
+      this.#dispatch(msg)
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e
+      this.#reject(e.code, e.message, msg.env.s)
+    }
+    this.#advance(now)
+  }
+
+  /** A blob the driver fetched: kept only if it is a committed masked vector. */
+  receiveBlob (hashHex: string, data: Uint8Array, now: number): void {
+    if (this.done || this.#blobs.has(hashHex)) return
+    const owner = [...this.#commitments.entries()].find(([, c]) => hex(c.body.h) === hashHex)
+    if (owner === undefined) return
+    const [idx, c] = owner
+    if (data.length !== 4 * c.body.n || hex(hash(data)) !== hashHex) {
+      this.#reject('bad-blob', `masked vector from member ${idx} does not match its commitment`, idx)
+      this.#requested.delete(hashHex)
+      return
+    }
+    const copy = new Uint8Array(data)
+    this.#blobs.set(hashHex, new Uint32Array(copy.buffer, 0, c.body.n))
+    this.#advance(now)
+  }
+
+  tick (now: number): void {
+    if (this.done) return
+    this.#advance(now)
+  }
+
+  // ---------------------------------------------------------------- incoming
+
+  #dispatch (msg: OpenedMessage): void {
+    const { env } = msg
+    switch (env.t) {
+      case MSG.advertise: return this.#onAdvertise(msg as OpenedMessage<AdvertiseBody>)
+      case MSG.shareKeys: return this.#onShareKeys(msg as OpenedMessage<ShareKeysBody>)
+      case MSG.proposal: return this.#onProposal(msg as OpenedMessage<ProposalBody>)
+      case MSG.maskedInput: return this.#onMaskedInput(msg as OpenedMessage<MaskedInputBody>)
+      case MSG.ack: return this.#onAck(msg as OpenedMessage<AckBody>)
+      case MSG.reveal: return this.#onReveal(msg as OpenedMessage<RevealBody>)
+      case MSG.commit: return this.#onCommit(msg as OpenedMessage<CommitBody>)
+    }
+  }
+
+  /** First message of its kind from a sender: true; the same again: false; a different one: equivocation. */
+  #firstOf (key: string, msg: OpenedMessage): boolean {
+    const prior = this.#seen.get(key)
+    if (prior === undefined) { this.#seen.set(key, msg.id); return true }
+    if (equalBytes(prior, msg.id)) return false
+    this.#faulty.add(msg.env.s)
+    throw new ProtocolError('equivocation', `member ${msg.env.s} sent two different ${MSG_NAME[msg.env.t]} messages (${key})`)
+  }
+
+  #onAdvertise (msg: OpenedMessage<AdvertiseBody>): void {
+    if (!this.#firstOf(`adv:${msg.env.s}`, msg)) return
+    if (this.#sharedAt >= 0) return // too late to be in my view; a proposal may still carry it
+    this.#adverts.set(msg.env.s, { id: msg.id, wire: msg.wire, body: msg.env.b })
+  }
+
+  #onShareKeys (msg: OpenedMessage<ShareKeysBody>): void {
+    if (!this.#firstOf(`sk:${msg.env.s}`, msg)) return
+    this.#shareKeys.set(msg.env.s, this.#parseShareKeys(msg))
+  }
+
+  #parseShareKeys (msg: OpenedMessage<ShareKeysBody>): ShareKeys {
+    const view = new Map<number, Uint8Array>()
+    for (const [idx, id] of msg.env.b.adv) {
+      if (idx >= this.n || view.has(idx)) throw new ProtocolError('invalid', `share keys from ${msg.env.s} list member ${idx} twice or out of range`)
+      view.set(idx, id)
+    }
+    const boxes = new Map<number, Uint8Array>()
+    for (const [idx, box] of msg.env.b.box) {
+      if (!view.has(idx) || idx === msg.env.s || boxes.has(idx)) throw new ProtocolError('invalid', `share keys from ${msg.env.s} hold a bad box for ${idx}`)
+      boxes.set(idx, box)
+    }
+    if (!view.has(msg.env.s)) throw new ProtocolError('invalid', `share keys from ${msg.env.s} omit its own advertisement`)
+    return { id: msg.id, wire: msg.wire, view, boxes }
+  }
+
+  #proposer (ph: 1 | 2, attempt: number): number {
+    return (this.o.round + (ph === 1 ? 0 : 1) + attempt) % this.n
+  }
+
+  #open (wire: Uint8Array): OpenedMessage {
+    const m = openMessage(wire, { consortium: this.o.consortium, memberKeys: this.o.memberKeys })
+    if (m.env.r !== this.o.round) throw new ProtocolError('invalid', 'proposal carries a message of another round')
+    return m
+  }
+
+  #onProposal (msg: OpenedMessage<ProposalBody>): void {
+    const { env } = msg
+    const ph = env.b.ph
+    if (env.s !== this.#proposer(ph, env.a)) throw new ProtocolError('wrong-proposer', `member ${env.s} is not the proposer of set ${ph}, attempt ${env.a}`)
+    if (ph === 2 && this.#maskingSet === null) return this.#defer(msg)
+    if (!this.#firstOf(`prop:${ph}:${env.a}`, msg)) return
+    if (ph === 1) this.#onMaskingProposal(msg)
+    else this.#onSurvivorProposal(msg)
+  }
+
+  #onMaskingProposal (msg: OpenedMessage<ProposalBody>): void {
+    if (this.#maskingSet !== null) return // already agreed
+    const adverts = new Map<number, OpenedMessage>()
+    const shares = new Map<number, ShareKeys>()
+    for (const wire of msg.env.b.m) {
+      const m = this.#open(wire)
+      if (m.env.t === MSG.advertise && !adverts.has(m.env.s)) adverts.set(m.env.s, m)
+      else if (m.env.t === MSG.shareKeys && !shares.has(m.env.s)) shares.set(m.env.s, this.#parseShareKeys(m as OpenedMessage<ShareKeysBody>))
+      else throw new ProtocolError('invalid', 'masking-set proposal holds a duplicate or foreign message')
+    }
+    const members = [...shares.keys()].sort((a, b) => a - b)
+    const p = this.o.manifest.params
+    if (members.length < Math.max(p.minParticipants, p.threshold)) throw new ProtocolError('invalid', `masking set of ${members.length} is below the minimum`)
+    for (const u of members) {
+      const adv = adverts.get(u)
+      const sk = shares.get(u)!
+      if (adv === undefined) throw new ProtocolError('invalid', `masking set lacks member ${u}'s advertisement`)
+      for (const v of members) {
+        const seenId = sk.view.get(v)
+        if (seenId === undefined || !equalBytes(seenId, adverts.get(v)!.id)) throw new ProtocolError('invalid', `member ${u} did not share keys with ${v}'s advertisement`)
+        if (v !== u && !sk.boxes.has(v)) throw new ProtocolError('invalid', `member ${u} holds no box for ${v}`)
+      }
+    }
+    // my own advertisement must be the one I sent: a forged one cannot be signed, so equality of ids suffices
+    this.#maskingSet = { id: msg.id, attempt: msg.env.a, members, msgs: [...adverts.values()] }
+    for (const [u, m] of adverts) this.#adverts.set(u, { id: m.id, wire: m.wire, body: m.env.b as AdvertiseBody })
+    for (const [u, s] of shares) this.#shareKeys.set(u, s)
+    if (members.includes(this.me)) this.#openMyBoxes(members)
+    this.#setPhase('masked-input', `masking set agreed: ${members.length} members (proposer ${msg.env.s}, attempt ${msg.env.a})`)
+    for (const m of this.#deferred.splice(0)) {
+      try { this.#dispatch(m) } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e
+        this.#reject(e.code, e.message, m.env.s)
+      }
+    }
+  }
+
+  #openMyBoxes (members: number[]): void {
+    for (const u of members) {
+      if (u === this.me) continue
+      const box = this.#shareKeys.get(u)!.boxes.get(this.me)!
+      try {
+        const plain = openFromPeer(this.#c.secretKey, this.#adverts.get(u)!.body.ck, this.#ctx, box, this.#boxAad(u, this.me))
+        const o = obj(decodeBounded(plain, 1024, 'shares'), 'shares', ['b', 'k'])
+        const b = decodeShare(bytesField(o.b, 'b'))
+        const k = decodeShare(bytesField(o.k, 'k'))
+        if (b.x !== this.me + 1 || k.x !== this.me + 1) throw new Error('wrong share point')
+        this.#myShares.set(u, { b, k })
+      } catch {
+        // without my share of u, I simply cannot help reconstruct u's secrets; t others can
+        this.#reject('bad-share', `member ${u}'s encrypted shares for me do not open`, u)
+      }
+    }
+  }
+
+  /** A message that needs the masking set, which is not agreed yet: keep it (bounded) for later. */
+  #defer (msg: OpenedMessage): void {
+    if (this.#deferred.length < 4 * this.n) this.#deferred.push(msg)
+    else this.#reject('wrong-phase', `${MSG_NAME[msg.env.t]} from ${msg.env.s} arrived before the masking set and the queue is full`, msg.env.s)
+  }
+
+  readonly #deferred: OpenedMessage[] = []
+
+  #onMaskedInput (msg: OpenedMessage<MaskedInputBody>): void {
+    if (this.#maskingSet === null) return this.#defer(msg)
+    if (!this.#firstOf(`mi:${msg.env.s}`, msg)) return
+    this.#acceptCommitment(msg)
+  }
+
+  #acceptCommitment (msg: OpenedMessage<MaskedInputBody>, authoritative = false): void {
+    const M = this.#maskingSet
+    if (M === null) throw new ProtocolError('wrong-phase', `masked input from ${msg.env.s} before the masking set is known`)
+    if (!equalBytes(msg.env.b.mh, M.id)) throw new ProtocolError('invalid', `masked input from ${msg.env.s} names another masking set`)
+    if (!M.members.includes(msg.env.s)) throw new ProtocolError('invalid', `masked input from ${msg.env.s}, not in the masking set`)
+    const expected = this.#inputLength()
+    if (msg.env.b.n !== expected) throw new ProtocolError('invalid', `masked input from ${msg.env.s} has ${msg.env.b.n} words, expected ${expected}`)
+    const prior = this.#commitments.get(msg.env.s)
+    if (prior !== undefined) {
+      if (equalBytes(prior.id, msg.id)) return
+      this.#faulty.add(msg.env.s)
+      if (!authoritative) throw new ProtocolError('equivocation', `member ${msg.env.s} committed to two masked vectors`)
+      // the survivor-set proposal fixes which of the two counts; the equivocation is still recorded
+      this.#reject('equivocation', `member ${msg.env.s} committed to two masked vectors; the proposal's counts`, msg.env.s)
+    }
+    this.#commitments.set(msg.env.s, { id: msg.id, wire: msg.wire, body: msg.env.b })
+  }
+
+  #onSurvivorProposal (msg: OpenedMessage<ProposalBody>): void {
+    const M = this.#maskingSet
+    if (M === null) throw new ProtocolError('wrong-phase', 'survivor-set proposal before the masking set is known')
+    if (!equalBytes(msg.env.b.mh, M.id)) throw new ProtocolError('invalid', 'survivor-set proposal names another masking set')
+    const msgs: OpenedMessage[] = []
+    const members: number[] = []
+    for (const wire of msg.env.b.m) {
+      const m = this.#open(wire) as OpenedMessage<MaskedInputBody>
+      if (m.env.t !== MSG.maskedInput || members.includes(m.env.s)) throw new ProtocolError('invalid', 'survivor-set proposal holds a duplicate or foreign message')
+      this.#acceptCommitment(m, true) // same checks as a direct commitment
+      msgs.push(m)
+      members.push(m.env.s)
+    }
+    members.sort((a, b) => a - b)
+    const p = this.o.manifest.params
+    if (members.length < Math.max(p.minParticipants, p.threshold)) throw new ProtocolError('invalid', `survivor set of ${members.length} is below the minimum`)
+    const proposal = { id: msg.id, attempt: msg.env.a, members, msgs }
+    this.#survivorProposals.set(hex(msg.id), proposal)
+    if (this.#survivorSet === null || msg.env.a > this.#survivorSet.attempt) this.#survivorSet = proposal
+  }
+
+  #onAck (msg: OpenedMessage<AckBody>): void {
+    if (!this.#firstOf(`ack:${msg.env.s}:${msg.env.a}`, msg)) return
+    const M = this.#maskingSet
+    if (M !== null && !M.members.includes(msg.env.s)) throw new ProtocolError('invalid', `ack from ${msg.env.s}, not in the masking set`)
+    const key = hex(msg.env.b.ph)
+    let set = this.#acks.get(key)
+    if (set === undefined) { set = new Set(); this.#acks.set(key, set) }
+    set.add(msg.env.s)
+  }
+
+  #onReveal (msg: OpenedMessage<RevealBody>): void {
+    if (!this.#firstOf(`rev:${msg.env.s}`, msg)) return
+    this.#reveals.set(msg.env.s, msg.env.b)
+    this.#revealIds.set(msg.env.s, hex(msg.env.b.ph))
+  }
+
+  #onCommit (msg: OpenedMessage<CommitBody>): void {
+    if (!this.#firstOf(`commit:${msg.env.s}`, msg)) return
+    const h = headerHash(msg.env.b.hdr)
+    if (!verifySignature(this.o.memberKeys[msg.env.s], 'round-certificate', h, msg.env.b.sig)) throw new ProtocolError('bad-signature', `member ${msg.env.s}'s certificate signature is invalid`)
+    const header = decodeHeader(msg.env.b.hdr)
+    if (header.r !== this.o.round || !equalBytes(header.c, this.o.consortium)) throw new ProtocolError('invalid', `commit from ${msg.env.s} names another round or consortium`)
+    if (!equalBytes(header.p, this.o.prev)) throw new ProtocolError('invalid', `commit from ${msg.env.s} extends another ledger head`)
+    const key = hex(h)
+    let sigs = this.#commits.get(key)
+    if (sigs === undefined) { sigs = new Map(); this.#commits.set(key, sigs) }
+    sigs.set(msg.env.s, msg.env.b.sig)
+    if (!this.#headersByHash.has(key)) this.#headersByHash.set(key, msg.env.b.hdr)
+  }
+
+  readonly #headersByHash = new Map<string, Uint8Array>()
+
+  // ---------------------------------------------------------------- progress
+
+  #advance (now: number): void {
+    this.o.now = Math.max(this.o.now, now)
+    now = this.o.now
+    if (this.done) return
+    if (now >= this.#roundDeadline) { this.#abort(`round ${this.o.round} timed out in phase ${this.phase}`); return }
+    const p = this.o.manifest.params
+    const minSet = Math.max(p.minParticipants, p.threshold)
+
+    // 1. share keys with everyone whose advertisement I hold
+    if (this.#sharedAt < 0 && (this.#adverts.size === this.n || now >= this.#advertiseDeadline)) {
+      if (this.#adverts.size >= minSet) this.#shareMyKeys(now)
+    }
+
+    // 2. masking set: the proposer of the current attempt proposes; on timeout the next one does
+    if (this.#maskingSet === null && this.#sharedAt >= 0) {
+      if (now >= this.#maskingDeadline) { this.#maskingAttempt++; this.#maskingDeadline = now + 2 * p.timeouts.phaseMs }
+      if (this.#proposer(1, this.#maskingAttempt) === this.me && !this.#proposedMasking.has(this.#maskingAttempt)) {
+        const ready = this.#shareKeys.size === this.#adverts.size || now >= this.#sharedAt + p.timeouts.phaseMs || this.#maskingAttempt > 0
+        if (ready) this.#proposeMaskingSet(minSet)
+      }
+    }
+
+    // 3. masked input, once the set is agreed and my input is ready
+    const M = this.#maskingSet
+    if (M !== null && !this.#maskedSent && this.#input !== null && M.members.includes(this.me)) this.#sendMaskedInput(M, now)
+    if (M !== null && this.#survivorDeadline === Infinity && (this.#maskedSent || !M.members.includes(this.me))) this.#survivorDeadline = now + 2 * p.timeouts.phaseMs
+
+    // fetch every committed vector I lack
+    for (const [idx, c] of this.#commitments) {
+      const h = hex(c.body.h)
+      if (!this.#blobs.has(h) && !this.#requested.has(h)) { this.#requested.add(h); this.#actions.push({ type: 'fetch-blob', hash: h, owner: idx }) }
+    }
+
+    // 4. survivor set
+    if (M !== null && this.#certifiedSet === null && this.#survivorDeadline !== Infinity) {
+      if (now >= this.#survivorDeadline) { this.#survivorAttempt++; this.#survivorDeadline = now + 2 * p.timeouts.phaseMs }
+      if (this.#proposer(2, this.#survivorAttempt) === this.me && !this.#proposedSurvivor.has(this.#survivorAttempt)) {
+        const complete = M.members.every(u => this.#hasVectorOf(u) || this.#faulty.has(u))
+        if (complete || this.#survivorAttempt > 0 || now >= this.#survivorDeadline - p.timeouts.phaseMs) this.#proposeSurvivorSet(minSet)
+      }
+      // ack the newest proposal whose vectors I all hold, unless I acked another set already (lock)
+      const S = this.#survivorSet
+      if (S !== null && M.members.includes(this.me) && S.members.every(u => this.#hasVectorOf(u))) {
+        if (this.#ackedFor === null) {
+          this.#ackedFor = hex(S.id)
+          this.#send(MSG.ack, S.attempt, { ph: S.id })
+        } else if (this.#ackedFor !== hex(S.id) && !this.#seen.has(`ack:${this.me}:${S.attempt}`)) {
+          // locked: re-affirm my earlier set in this attempt, never a second one
+          const locked = this.#survivorProposals.get(this.#ackedFor)!
+          this.#send(MSG.ack, S.attempt, { ph: locked.id })
+        }
+      }
+      // a quorum certificate of t acks from the masking set fixes the survivor set
+      for (const [key, ackers] of this.#acks) {
+        const proposal = this.#survivorProposals.get(key)
+        if (proposal !== undefined && ackers.size >= p.threshold && proposal.members.every(u => this.#hasVectorOf(u))) {
+          this.#certifiedSet = proposal
+          this.#setPhase('unmask', `survivor set certified by ${ackers.size} acks: ${proposal.members.length} of ${M.members.length} survived`)
+          break
+        }
+      }
+    }
+
+    // 5. reveal my shares: self-mask shares of survivors, key shares of the dropped, never both
+    const U3 = this.#certifiedSet
+    if (U3 !== null && M !== null && !this.#revealed && M.members.includes(this.me) && this.#ackedFor === hex(U3.id)) this.#reveal(M, U3)
+
+    // 6. aggregate, once enough shares are in
+    if (U3 !== null && M !== null && this.#result === null) this.#tryAggregate(M, U3)
+
+    // 7. certificate: a quorum of matching commits
+    for (const [key, sigs] of this.#commits) {
+      if (sigs.size >= p.quorum) {
+        const headerBytes = this.#headersByHash.get(key)!
+        const certificate: Certificate = { header: headerBytes, signatures: [...sigs.entries()].sort((a, b) => a[0] - b[0]) }
+        const header = decodeHeader(headerBytes)
+        const mine = this.#result !== null && hex(headerHash(this.#result.header)) === key
+        this.phase = 'certified'
+        this.#actions.push({ type: 'phase', phase: 'certified', detail: `round ${this.o.round} certified by ${sigs.size} signatures` })
+        this.#actions.push({ type: 'certified', certificate, header, state: mine ? this.#result!.state : null, stats: mine ? this.#result!.stats : null })
+        return
+      }
+    }
+  }
+
+  #hasVectorOf (u: number): boolean {
+    const c = this.#commitments.get(u)
+    return c !== undefined && this.#blobs.has(hex(c.body.h))
+  }
+
+  #inputLength (): number {
+    return (this.o.kind === 'update' ? this.o.state.weights.length : STATS_LENGTH) + 1
+  }
+
+  #boxAad (from: number, to: number): Uint8Array {
+    return new Uint8Array([...new TextEncoder().encode('medmesh/v1/shares'), ...this.#ctx, from, to])
+  }
+
+  #shareMyKeys (now: number): void {
+    const view = [...this.#adverts.keys()].sort((a, b) => a - b)
+    if (!view.includes(this.me)) return // my own advertisement has not come back yet
+    const points = view.map(i => i + 1)
+    const t = this.o.manifest.params.threshold
+    const bShares = splitSecret(this.#b, t, points, this.o.rng)
+    const kShares = splitSecret(this.#s.secretKey, t, points, this.o.rng)
+    const box: Array<[number, Uint8Array]> = []
+    view.forEach((v, i) => {
+      if (v === this.me) { this.#myShares.set(v, { b: bShares[i], k: kShares[i] }); return }
+      const plain = encodeCanonical({ b: encodeShare(bShares[i]), k: encodeShare(kShares[i]) })
+      box.push([v, sealForPeer(this.#c.secretKey, this.#adverts.get(v)!.body.ck, this.#ctx, plain, this.#boxAad(this.me, v), this.o.rng)])
+    })
+    this.#sharedAt = now
+    this.#maskingDeadline = now + 2 * this.o.manifest.params.timeouts.phaseMs
+    this.#send(MSG.shareKeys, 0, { adv: view.map(v => [v, this.#adverts.get(v)!.id]), box })
+    this.#setPhase('share-keys', `shared keys with ${view.length - 1} members`)
+  }
+
+  #proposeMaskingSet (minSet: number): void {
+    this.#proposedMasking.add(this.#maskingAttempt)
+    // the largest pairwise-consistent set, by removing the most inconsistent member until none is
+    let members = [...this.#shareKeys.keys()].filter(u => this.#adverts.has(u) && !this.#faulty.has(u))
+    const consistent = (u: number, v: number): boolean => {
+      const su = this.#shareKeys.get(u)!
+      const id = su.view.get(v)
+      return id !== undefined && equalBytes(id, this.#adverts.get(v)!.id) && (u === v || su.boxes.has(v))
+    }
+    for (;;) {
+      const bad = members.map(u => members.filter(v => !consistent(u, v) || !consistent(v, u)).length)
+      const worst = bad.indexOf(Math.max(...bad))
+      if (members.length === 0 || bad[worst] === 0) break
+      members = members.filter((_, i) => i !== worst)
+    }
+    if (members.length < minSet) return
+    const msgs = [...members.map(u => this.#adverts.get(u)!.wire), ...members.map(u => this.#shareKeys.get(u)!.wire)]
+    this.#send(MSG.proposal, this.#maskingAttempt, { ph: 1, mh: new Uint8Array(32), m: msgs })
+  }
+
+  #sendMaskedInput (M: Proposal, now: number): void {
+    this.#maskedSent = true
+    const q = this.o.manifest.params.quantization
+    const input = this.#input!
+    const expected = this.#inputLength() - 1
+    if (input.values.length !== expected) throw new Error(`input has ${input.values.length} values, the round needs ${expected}`)
+    const x = encodeWeightedUpdate(input.values, Math.min(input.count, q.maxSampleCount), q, this.o.rng)
+    const pairwise = M.members.filter(v => v !== this.me).map(v => ({
+      seed: pairwiseMaskSeed(this.#s.secretKey, this.#adverts.get(v)!.body.sk, this.#ctx),
+      sign: pairwiseSign(this.o.manifest.members[this.me].peerId, this.o.manifest.members[v].peerId)
+    }))
+    const y = maskInput(x, this.#b, pairwise)
+    const data = new Uint8Array(y.buffer, y.byteOffset, y.byteLength)
+    const h = hash(data)
+    this.#blobs.set(hex(h), y)
+    this.#actions.push({ type: 'publish-blob', hash: hex(h), data })
+    this.#send(MSG.maskedInput, 0, { mh: M.id, h, n: y.length })
+    this.#setPhase('survivor-set', `masked input sent (${(data.length / 1e6).toFixed(2)} MB)`)
+    void now
+  }
+
+  #proposeSurvivorSet (minSet: number): void {
+    this.#proposedSurvivor.add(this.#survivorAttempt)
+    // an honest proposer that is locked re-proposes its locked set
+    const locked = this.#ackedFor !== null ? this.#survivorProposals.get(this.#ackedFor) : undefined
+    const members = locked?.members ?? this.#maskingSet!.members.filter(u => this.#hasVectorOf(u) && !this.#faulty.has(u))
+    if (members.length < minSet) return
+    this.#send(MSG.proposal, this.#survivorAttempt, { ph: 2, mh: this.#maskingSet!.id, m: members.map(u => this.#commitments.get(u)!.wire) })
+  }
+
+  #reveal (M: Proposal, U3: Proposal): void {
+    this.#revealed = true
+    const bs: Array<[number, Uint8Array]> = []
+    const ks: Array<[number, Uint8Array]> = []
+    for (const u of M.members) {
+      const mine = this.#myShares.get(u)
+      if (mine === undefined) continue
+      if (U3.members.includes(u)) bs.push([u, encodeShare(mine.b)])
+      else ks.push([u, encodeShare(mine.k)])
+    }
+    this.#send(MSG.reveal, 0, { ph: U3.id, bs, ks })
+  }
+
+  #tryAggregate (M: Proposal, U3: Proposal): void {
+    const t = this.o.manifest.params.threshold
+    const key = hex(U3.id)
+    const dropped = M.members.filter(u => !U3.members.includes(u))
+    const selfShares = new Map<number, Share[]>(U3.members.map(u => [u, []]))
+    const keyShares = new Map<number, Share[]>(dropped.map(u => [u, []]))
+    const revealers = new Map<string, number>()
+    for (const [sender, body] of this.#reveals) {
+      if (this.#revealIds.get(sender) !== key || this.#faulty.has(sender) || !M.members.includes(sender)) continue
+      const owners = new Set<number>()
+      let ok = true
+      for (const [u, s] of body.bs) { if (!selfShares.has(u) || owners.has(u)) ok = false; owners.add(u) }
+      for (const [u, s] of body.ks) { if (!keyShares.has(u) || owners.has(u)) ok = false; owners.add(u) }
+      if (!ok) { this.#faulty.add(sender); this.#reject('invalid', `member ${sender} revealed shares outside the rules (both kinds, or for the wrong set)`, sender); continue }
+      try {
+        for (const [u, s] of body.bs) { const sh = decodeShare(s); if (sh.x !== sender + 1) throw new Error('x'); selfShares.get(u)!.push(sh); revealers.set(`b${u}:${sh.x}`, sender) }
+        for (const [u, s] of body.ks) { const sh = decodeShare(s); if (sh.x !== sender + 1) throw new Error('x'); keyShares.get(u)!.push(sh); revealers.set(`k${u}:${sh.x}`, sender) }
+      } catch {
+        this.#faulty.add(sender)
+        this.#reject('bad-share', `member ${sender} revealed malformed shares`, sender)
+      }
+    }
+    for (const list of [...selfShares.values(), ...keyShares.values()]) if (list.length < t) return // wait for more reveals
+
+    const selfSeeds: Uint8Array[] = []
+    const droppedKeys = new Map<number, Uint8Array>()
+    try {
+      for (const u of U3.members) {
+        const commitment = this.#adverts.get(u)!.body.bc
+        selfSeeds.push(reconstructSecret(selfShares.get(u)!, t, { verify: s => equalBytes(secretCommitment(s), commitment) }))
+      }
+      for (const u of dropped) {
+        const pub = this.#adverts.get(u)!.body.sk
+        droppedKeys.set(u, reconstructSecret(keyShares.get(u)!, t, { verify: s => equalBytes(x25519PublicKey(s), pub) }))
+      }
+    } catch (e) {
+      if (e instanceof InconsistentSharesError) {
+        // name and exclude whoever revealed a bad share; the others' shares may suffice later
+        for (const x of e.suspects) {
+          const culprit = x - 1
+          if (!this.#faulty.has(culprit)) { this.#faulty.add(culprit); this.#reject('bad-share', `member ${culprit} revealed a share inconsistent with the commitment`, culprit) }
+        }
+        return
+      }
+      throw e
+    }
+
+    const sum = sumVectors(U3.members.map(u => this.#blobs.get(hex(this.#commitments.get(u)!.body.h))!))
+    const droppedMasks: DroppedPairwiseMask[] = []
+    for (const [d, sk] of droppedKeys) {
+      for (const u of U3.members) {
+        droppedMasks.push({
+          seed: pairwiseMaskSeed(sk, this.#adverts.get(u)!.body.sk, this.#ctx),
+          sign: pairwiseSign(this.o.manifest.members[u].peerId, this.o.manifest.members[d].peerId)
+        })
+      }
+    }
+    unmaskSum(sum, selfSeeds, droppedMasks)
+    const aggregateHash = hash(new Uint8Array(sum.buffer, sum.byteOffset, sum.byteLength))
+    const { mean } = decodeWeightedAverage(sum, U3.members.length, this.o.manifest.params.quantization)
+    let state: GlobalState | null = null
+    let stats: Float64Array | null = null
+    if (this.o.kind === 'update') state = strategyFor(this.o.manifest.params.aggregation.rule).apply(this.o.state, mean, this.o.manifest.params.aggregation)
+    else stats = mean
+    const header = encodeHeader({
+      c: this.o.consortium,
+      r: this.o.round,
+      p: this.o.prev,
+      k: this.o.kind,
+      u: [...U3.members],
+      ah: aggregateHash,
+      mh: stateHash(state ?? this.o.state),
+      x: stats === null ? new Uint8Array(0) : new Uint8Array(Float64Array.from(stats).buffer)
+    })
+    this.#result = { header, state, stats }
+    this.#setPhase('commit', `aggregated ${U3.members.length} inputs${dropped.length > 0 ? `, removed masks of ${dropped.length} dropped` : ''}`)
+    this.#send(MSG.commit, 0, { hdr: header, sig: signHeader(this.o.identity, header) })
+  }
+
+  // ---------------------------------------------------------------- outgoing
+
+  #send (t: MsgType, attempt: number, body: Body): Uint8Array {
+    const env: Envelope = { v: 1, t, c: this.o.consortium, r: this.o.round, a: attempt, s: this.me, b: body }
+    const wire = sealMessage(this.o.identity, env)
+    this.#actions.push({ type: 'broadcast', msgType: MSG_NAME[t], wire })
+    // I receive my own message like anyone else's, so that every rule applies to it too
+    this.#dispatch(openMessage(wire, { consortium: this.o.consortium, memberKeys: this.o.memberKeys }))
+    return wire
+  }
+
+  #reject (code: string, reason: string, peer: number): void {
+    this.#actions.push({ type: 'reject', code, reason, peer })
+  }
+
+  #setPhase (phase: Phase, detail: string): void {
+    this.phase = phase
+    this.#actions.push({ type: 'phase', phase, detail })
+  }
+
+  #abort (reason: string): void {
+    this.phase = 'aborted'
+    this.#actions.push({ type: 'phase', phase: 'aborted', detail: reason })
+    this.#actions.push({ type: 'aborted', reason })
+  }
+}
+
+/** Length of the statistics vector of a 'stats' round: [mean, mean of squares] of the pixels. */
+export const STATS_LENGTH = 2

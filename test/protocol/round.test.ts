@@ -1,0 +1,126 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { MemNet, expectedAggregate } from './harness.ts'
+import { hex } from '../../src/protocol/codec.ts'
+import { stateHash } from '../../src/protocol/model.ts'
+import { decodeHeader } from '../../src/protocol/ledger.ts'
+
+const hashOf = (v: Uint32Array): string => hex(sha256(new Uint8Array(v.buffer)))
+
+function certifiedRounds (net: MemNet, peer: number): number {
+  return net.peers[peer].ledger.entries.length
+}
+
+for (const n of [3, 5, 10]) {
+  test(`n=${n}: two rounds complete; every peer has the same ledger, certificate and model hash`, () => {
+    const net = new MemNet({ n, seed: n, modelSize: 24, lastRound: 1 })
+    net.startAll()
+    net.run(() => net.peers.every((_, i) => certifiedRounds(net, i) === 2))
+    const heads = new Set(net.peers.map(p => hex(p.ledger.head)))
+    const states = new Set(net.peers.map(p => hex(stateHash(p.state))))
+    assert.is(heads.size, 1, 'one ledger head')
+    assert.is(states.size, 1, 'one model')
+    for (const round of [0, 1]) {
+      const certs = new Set(net.peers.map(p => hex(p.ledger.entries[round].certificate.header)))
+      assert.is(certs.size, 1, `one certificate header for round ${round}`)
+      const header = net.peers[0].ledger.entries[round].header
+      assert.equal(header.u, Array.from({ length: n }, (_, i) => i), 'everyone survived')
+      assert.is(hex(header.ah), hashOf(expectedAggregate(24, header.u, round)), 'aggregate is the exact sum of the quantised inputs')
+    }
+    // the model moved by the mean update: FedAvg with server lr 1
+    const mean0 = expectedAggregate(24, net.peers[0].ledger.entries[0].header.u, 0)
+    const w = net.peers[0].state.weights
+    assert.is.not(hex(stateHash(net.peers[0].state)), hex(stateHash(net.initial)))
+    assert.ok(Number.isFinite(w[0]) && mean0.length === 25)
+    assert.is(net.actions('reject').length, 0, 'no rejections among honest peers')
+  })
+}
+
+const PHASES: Array<[string, string, boolean]> = [
+  // [what is dropped before sending, description, does the dropped peer's input count?]
+  ['shareKeys', 'before sharing keys', false],
+  ['maskedInput', 'after sharing keys', false],
+  ['ack', 'after masked input', true],
+  ['reveal', 'during unmasking', true]
+]
+
+for (const [msgType, when, counts] of PHASES) {
+  test(`dropouts ${when}: n - t peers drop, the round completes with the exact sum of the survivors' inputs`, () => {
+    const n = 7
+    const net = new MemNet({ n, seed: 11, modelSize: 10, lastRound: 0 })
+    const t = net.manifest.params.threshold // 4
+    const dropped = [1, 5, 6].slice(0, n - t)
+    for (const d of dropped) net.dropBefore.set(d, msgType)
+    net.startAll()
+    net.run(() => net.honest().every(i => certifiedRounds(net, i) === 1))
+    const live = net.honest()
+    assert.equal(live, [0, 2, 3, 4])
+    const header = net.peers[0].ledger.entries[0].header
+    const expectedSurvivors = counts ? Array.from({ length: n }, (_, i) => i) : live
+    assert.equal(header.u, expectedSurvivors)
+    assert.is(hex(header.ah), hashOf(expectedAggregate(10, header.u, 0)))
+    assert.is(new Set(live.map(i => hex(net.peers[i].ledger.head))).size, 1)
+  })
+}
+
+test('below the threshold the round aborts cleanly and the next one begins', () => {
+  const n = 5
+  const net = new MemNet({ n, seed: 12, modelSize: 8, lastRound: 1 })
+  const t = net.manifest.params.threshold // 3
+  for (const d of [0, 1, 2].slice(0, n - t + 1)) net.dropBefore.set(d, 'shareKeys')
+  net.startAll()
+  net.run(() => net.honest().every(i => net.actions('round-started', i).some(a => a.round === 1)), 60_000)
+  for (const i of net.honest()) {
+    assert.ok(net.actions('aborted', i).length >= 1, `peer ${i} aborted round 0`)
+    assert.is(net.peers[i].ledger.entries.length, 0, 'nothing certified')
+    assert.ok(net.actions('round-started', i).some(a => a.round === 1), `peer ${i} started round 1`)
+  }
+})
+
+test('a statistics round securely averages the sites\' normalisation statistics', () => {
+  const n = 4
+  const pixels = [[0.2, 0.1], [0.4, 0.3], [0.5, 0.35], [0.3, 0.15]] // [mean, mean of squares] per site
+  const counts = [100, 300, 200, 400]
+  const net = new MemNet({
+    n, seed: 13, modelSize: 8, lastRound: 0, kindOf: () => 'stats',
+    params: p => { p.quantization.maxSampleCount = 1000 },
+    input: (i) => ({ values: pixels[i], count: counts[i] })
+  })
+  net.startAll()
+  net.run(() => net.peers.every(p => p.ledger.entries.length === 1))
+  const total = counts.reduce((a, b) => a + b, 0)
+  const mean = pixels.reduce((s, p, i) => s + p[0] * counts[i], 0) / total
+  const sq = pixels.reduce((s, p, i) => s + p[1] * counts[i], 0) / total
+  for (const p of net.peers) {
+    assert.ok(p.stats !== null)
+    assert.ok(Math.abs(p.stats![0] - mean) < 1e-4, `mean ${p.stats![0]} vs ${mean}`)
+    assert.ok(Math.abs(p.stats![1] - sq) < 1e-4)
+    assert.is(hex(stateHash(p.state)), hex(stateHash(net.initial)), 'a stats round leaves the model alone')
+  }
+  const header = decodeHeader(net.peers[0].ledger.entries[0].certificate.header)
+  assert.is(header.k, 'stats')
+})
+
+test('an offline peer catches up from the ledger and takes part in a later round', () => {
+  const n = 5
+  const net = new MemNet({ n, seed: 14, modelSize: 12, lastRound: 4 })
+  net.online[4] = false
+  net.startAll()
+  net.run(() => [0, 1, 2, 3].every(i => certifiedRounds(net, i) === 2))
+  assert.is(net.peers[4].ledger.entries.length, 0)
+  // it comes back: certificates and the certified state from member 0, verified, not trusted
+  net.online[4] = true
+  const certs = net.peers[0].ledger.entries.map(e => e.certificate)
+  const stateBlob = net.blobs.get(hex(net.peers[0].ledger.last!.header.mh))!
+  net.peers[4].catchUp(certs, stateBlob, net.now)
+  net.flush(4)
+  assert.is(net.peers[4].ledger.entries.length, 2)
+  assert.is(hex(stateHash(net.peers[4].state)), hex(stateHash(net.peers[0].state)))
+  net.run(() => net.peers.every(p => p.ledger.entries.length === 5))
+  const last = net.peers[0].ledger.entries[4].header
+  assert.ok(last.u.includes(4), `member 4 is among round 4's survivors: ${last.u}`)
+  assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
+})
+
+test.run()

@@ -4,7 +4,7 @@
  * and only after a size check. Small schema helpers validate every decoded field.
  */
 import { encode as cborEncode, decode as cborDecode } from 'cborg'
-import { sha256 } from '@noble/hashes/sha2.js'
+import { createHash } from 'node:crypto'
 import { reject } from './errors.ts'
 
 const DECODE_OPTIONS = {
@@ -32,8 +32,8 @@ export function decodeBounded (bytes: Uint8Array, maxBytes: number, what: string
   }
 }
 
-export const hash = (bytes: Uint8Array): Uint8Array => sha256(bytes)
-export const hashValue = (value: unknown): Uint8Array => sha256(encodeCanonical(value))
+/** SHA-256 (native: masked vectors are tens of MB) */
+export const hash = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest())
 export const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 export const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.from(a).equals(Buffer.from(b))
 

@@ -17,7 +17,7 @@ export interface GlobalState {
 
 const f32Bytes = (a: Float32Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
 const bytesF32 = (b: Uint8Array): Float32Array => {
-  const copy = new Uint8Array(b) // aligned copy
+  const copy = b.slice() // an aligned copy
   return new Float32Array(copy.buffer, 0, copy.length / 4)
 }
 

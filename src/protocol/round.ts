@@ -171,8 +171,9 @@ export class Round {
       this.#requested.delete(hashHex)
       return
     }
-    const copy = new Uint8Array(data)
-    this.#blobs.set(hashHex, new Uint32Array(copy.buffer, 0, c.body.n))
+    // a view when aligned (blobs are never written to), a copy otherwise
+    const aligned = data.byteOffset % 4 === 0 ? data : data.slice()
+    this.#blobs.set(hashHex, new Uint32Array(aligned.buffer, aligned.byteOffset, c.body.n))
     this.#advance(now)
   }
 

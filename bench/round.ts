@@ -1,0 +1,67 @@
+/**
+ * bench/round: one in-process round of n = 10 peers over a d = 1,000,000-parameter update,
+ * secure (the real protocol engine: keys, Shamir shares, double masking, proposals, acks,
+ * reveals, unmasking, certificate) against the same round with plain summation (each peer
+ * quantises and commits to its update; every peer sums the n vectors, applies FedAvg, hashes
+ * the new state and signs it), side by side in one process. Both count the work of all n peers.
+ * Last line: one JSON object.
+ *
+ * Usage: npm run bench:round [-- --n 10 --d 1000000 --reps 3]
+ */
+import { parseArgs } from 'node:util'
+import { hash as sha256 } from '../src/protocol/codec.ts'
+import { NodeIdentity, seededRandom, encodeWeightedUpdate, sumVectors, decodeWeightedAverage } from '../src/privacy/index.ts'
+import { MemNet } from '../src/protocol/memnet.ts'
+import { strategyFor } from '../src/protocol/strategy/strategy.ts'
+import { stateHash } from '../src/protocol/model.ts'
+
+const { values } = parseArgs({ options: { n: { type: 'string', default: '10' }, d: { type: 'string', default: '1000000' }, reps: { type: 'string', default: '3' } } })
+const n = Number(values.n)
+const d = Number(values.d)
+const reps = Number(values.reps)
+
+const inputs = Array.from({ length: n }, (_, i) => Float32Array.from({ length: d }, (_, j) => Math.sin(i * 31 + j) * 0.01))
+const input = (i: number) => ({ values: inputs[i], count: 1000 + i })
+
+function secureRound (seed: number): number {
+  const net = new MemNet({ n, seed, modelSize: d, lastRound: 0, input })
+  const t0 = performance.now()
+  net.startAll()
+  net.run(() => net.peers.every(p => p.ledger.entries.length === 1))
+  const ms = performance.now() - t0
+  if (!net.peers.every(p => p.ledger.entries.length === 1)) throw new Error('secure round did not complete')
+  return ms
+}
+
+function plainRound (seed: number): number {
+  const net = new MemNet({ n, seed, modelSize: d, lastRound: 0, input }) // same manifest and identities, not timed
+  const q = net.manifest.params.quantization
+  const rng = seededRandom(new Uint8Array(32).fill(seed))
+  const ids: NodeIdentity[] = net.identities
+  const t0 = performance.now()
+  const vectors = inputs.map((x, i) => encodeWeightedUpdate(x, input(i).count, q, rng))
+  const commitments = vectors.map(v => sha256(new Uint8Array(v.buffer)))
+  for (let peer = 0; peer < n; peer++) {
+    const sum = sumVectors(vectors)
+    const { mean } = decodeWeightedAverage(sum, n, q)
+    const state = strategyFor('fedavg').apply(net.initial, mean, net.manifest.params.aggregation)
+    ids[peer].sign('round-certificate', sha256(new Uint8Array([...stateHash(state), ...commitments[peer]])))
+  }
+  return performance.now() - t0
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+plainRound(99); secureRound(99) // warm-up
+const plain: number[] = []
+const secure: number[] = []
+for (let r = 0; r < reps; r++) {
+  plain.push(plainRound(r + 1))
+  secure.push(secureRound(r + 1))
+}
+const p = median(plain)
+const s = median(secure)
+console.log(`n=${n} peers, d=${d}, median of ${reps}, all peers' work in one process`)
+console.log(`plain summation round   ${p.toFixed(0)} ms (${(p / n).toFixed(1)} ms per peer)`)
+console.log(`secure aggregation round ${s.toFixed(0)} ms (${(s / n).toFixed(1)} ms per peer)`)
+console.log(`secure / plain          ${(s / p).toFixed(2)}x (target <= 1.5x)`)
+console.log(JSON.stringify({ bench: 'round', n, d, reps, plain_ms: +p.toFixed(1), secure_ms: +s.toFixed(1), secure_per_peer_ms: +(s / n).toFixed(1), ratio: +(s / p).toFixed(3) }))

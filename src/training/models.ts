@@ -1,0 +1,147 @@
+/**
+ * Model definitions, each with an identifier and version that a consortium manifest names.
+ *
+ * - medmesh/cnn-small@1: three 3×3 convolutions (32, 64, 64 filters) with max pooling, a 64-unit
+ *   dense layer and a softmax; no normalisation layer, so DP-SGD applies directly.
+ * - medmesh/resnet18-28@1 (BatchNorm) and medmesh/resnet18-28-gn@1 (GroupNorm, 32 groups):
+ *   ResNet-18 adapted to 28×28 inputs as in MedMNIST's ResNet-18 (28): a 3×3 stem with stride 1
+ *   and no max pooling, four stages of two basic blocks (64, 128, 256, 512 filters), global
+ *   average pooling. GroupNorm is for DP-SGD, where BatchNorm's batch statistics conflict with
+ *   per-example gradients.
+ *
+ * The weights travel as one flat Float32Array in `model.getWeights()` order.
+ */
+import * as tf from '@tensorflow/tfjs-core'
+import * as tfl from '@tensorflow/tfjs-layers'
+
+export const MODEL_IDS = ['medmesh/cnn-small', 'medmesh/resnet18-28', 'medmesh/resnet18-28-gn'] as const
+export type ModelId = typeof MODEL_IDS[number]
+export const MODEL_VERSION = '1'
+
+export interface ModelSpec { id: ModelId, height: number, width: number, classes: number, seed: number }
+
+/** Group normalisation (Wu and He, 2018) over channels-last inputs. */
+export class GroupNorm extends tfl.layers.Layer {
+  static className = 'MedmeshGroupNorm'
+  readonly groups: number
+  readonly epsilon: number
+  private gamma!: tfl.LayerVariable
+  private beta!: tfl.LayerVariable
+
+  constructor (config: { groups: number, epsilon?: number, name?: string }) {
+    super({ name: config.name })
+    this.groups = config.groups
+    this.epsilon = config.epsilon ?? 1e-5
+  }
+
+  override build (inputShape: tfl.Shape | tfl.Shape[]): void {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfl.Shape
+    const c = shape[shape.length - 1] as number
+    if (c % this.groups !== 0) throw new Error(`GroupNorm: ${c} channels do not split into ${this.groups} groups`)
+    this.gamma = this.addWeight('gamma', [c], 'float32', tfl.initializers.ones())
+    this.beta = this.addWeight('beta', [c], 'float32', tfl.initializers.zeros())
+    this.built = true
+  }
+
+  override call (inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D
+      const [b, h, w, c] = x.shape
+      const g = tf.reshape(x, [b ?? -1, h, w, this.groups, c / this.groups])
+      const { mean, variance } = tf.moments(g, [1, 2, 4], true)
+      const normed = tf.reshape(tf.div(tf.sub(g, mean), tf.sqrt(tf.add(variance, this.epsilon))), [b ?? -1, h, w, c])
+      return tf.add(tf.mul(normed, this.gamma.read()), this.beta.read())
+    })
+  }
+
+  override getConfig (): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), groups: this.groups, epsilon: this.epsilon }
+  }
+}
+tf.serialization.registerClass(GroupNorm)
+
+function cnnSmall (s: ModelSpec): tfl.LayersModel {
+  const init = (k: number) => tfl.initializers.heNormal({ seed: s.seed + k })
+  return tfl.sequential({
+    name: 'cnn_small',
+    layers: [
+      tfl.layers.conv2d({ inputShape: [s.height, s.width, 1], filters: 32, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(1) }),
+      tfl.layers.maxPooling2d({ poolSize: 2 }),
+      tfl.layers.conv2d({ filters: 64, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(2) }),
+      tfl.layers.maxPooling2d({ poolSize: 2 }),
+      tfl.layers.conv2d({ filters: 64, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(3) }),
+      tfl.layers.flatten(),
+      tfl.layers.dense({ units: 64, activation: 'relu', kernelInitializer: init(4) }),
+      tfl.layers.dense({ units: s.classes, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: s.seed + 5 }) })
+    ]
+  })
+}
+
+function resnet18 (s: ModelSpec, norm: 'batch' | 'group'): tfl.LayersModel {
+  let k = 0
+  const init = () => tfl.initializers.heNormal({ seed: s.seed + (++k) })
+  const normLayer = (channels: number): tfl.layers.Layer => norm === 'batch' ? tfl.layers.batchNormalization({}) : new GroupNorm({ groups: Math.min(32, channels) })
+  const conv = (filters: number, kernel: number, stride: number) => tfl.layers.conv2d({ filters, kernelSize: kernel, strides: stride, padding: 'same', useBias: false, kernelInitializer: init() })
+  const input = tfl.input({ shape: [s.height, s.width, 1] })
+  let x = conv(64, 3, 1).apply(input) as tfl.SymbolicTensor
+  x = normLayer(64).apply(x) as tfl.SymbolicTensor
+  x = tfl.layers.reLU().apply(x) as tfl.SymbolicTensor
+  let channels = 64
+  for (const [stage, filters] of [64, 128, 256, 512].entries()) {
+    for (let block = 0; block < 2; block++) {
+      const stride = stage > 0 && block === 0 ? 2 : 1
+      let y = conv(filters, 3, stride).apply(x) as tfl.SymbolicTensor
+      y = normLayer(filters).apply(y) as tfl.SymbolicTensor
+      y = tfl.layers.reLU().apply(y) as tfl.SymbolicTensor
+      y = conv(filters, 3, 1).apply(y) as tfl.SymbolicTensor
+      y = normLayer(filters).apply(y) as tfl.SymbolicTensor
+      let shortcut = x
+      if (stride !== 1 || channels !== filters) {
+        shortcut = conv(filters, 1, stride).apply(x) as tfl.SymbolicTensor
+        shortcut = normLayer(filters).apply(shortcut) as tfl.SymbolicTensor
+      }
+      x = tfl.layers.reLU().apply(tfl.layers.add().apply([y, shortcut])) as tfl.SymbolicTensor
+      channels = filters
+    }
+  }
+  x = tfl.layers.globalAveragePooling2d({}).apply(x) as tfl.SymbolicTensor
+  const out = tfl.layers.dense({ units: s.classes, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: s.seed + (++k) }) }).apply(x) as tfl.SymbolicTensor
+  return tfl.model({ inputs: input, outputs: out, name: `resnet18_28_${norm}` })
+}
+
+export function buildModel (spec: ModelSpec): tfl.LayersModel {
+  switch (spec.id) {
+    case 'medmesh/cnn-small': return cnnSmall(spec)
+    case 'medmesh/resnet18-28': return resnet18(spec, 'batch')
+    case 'medmesh/resnet18-28-gn': return resnet18(spec, 'group')
+    default: throw new Error(`unknown model '${String(spec.id)}': known models are ${MODEL_IDS.join(', ')}`)
+  }
+}
+
+/** Whether the model holds batch statistics (and so cannot be trained with per-example DP-SGD). */
+export function hasBatchNorm (model: tfl.LayersModel): boolean {
+  return model.layers.some(l => l.getClassName() === 'BatchNormalization')
+}
+
+export function flattenWeights (model: tfl.LayersModel): Float32Array {
+  const weights = model.getWeights()
+  const total = weights.reduce((s, w) => s + w.size, 0)
+  const out = new Float32Array(total)
+  let off = 0
+  for (const w of weights) { out.set(w.dataSync() as Float32Array, off); off += w.size }
+  return out
+}
+
+export function setFlatWeights (model: tfl.LayersModel, flat: Float32Array): void {
+  const current = model.getWeights()
+  const total = current.reduce((s, w) => s + w.size, 0)
+  if (flat.length !== total) throw new Error(`weights have ${flat.length} values, the model ${total}`)
+  let off = 0
+  const next = current.map(w => { const t = tf.tensor(flat.subarray(off, off + w.size), w.shape, 'float32'); off += w.size; return t })
+  model.setWeights(next)
+  tf.dispose(next)
+}
+
+export function countParameters (model: tfl.LayersModel): number {
+  return model.getWeights().reduce((s, w) => s + w.size, 0)
+}

@@ -1,0 +1,170 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { zipSync } from 'fflate'
+import { PNG } from 'pngjs'
+import jpeg from 'jpeg-js'
+import { throwsA } from '../helpers/assert.ts'
+import { parseNpz, parseNpy, loadMedMnist, NpyError, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
+import { loadImageFolder, resize, ImageLoadError } from '../../src/training/data/images.ts'
+import { decodeDicom } from '../../src/training/data/dicom.ts'
+import { classCounts, subset } from '../../src/training/data/dataset.ts'
+import { partitionIid, partitionDirichlet, partitionQuantity } from '../../src/training/data/partition.ts'
+import { pixelStats, normalisation } from '../../src/training/data/stats.ts'
+
+function npy (descr: string, shape: number[], data: Uint8Array): Uint8Array {
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`
+  while ((10 + header.length + 1) % 64 !== 0) header += ' '
+  header += '\n'
+  const out = new Uint8Array(10 + header.length + data.length)
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0], 0)
+  new DataView(out.buffer).setUint16(8, header.length, true)
+  out.set(new TextEncoder().encode(header), 10)
+  out.set(data, 10 + header.length)
+  return out
+}
+
+test('the bundled PneumoniaMNIST loads with the official split sizes and class counts', () => {
+  const d = loadMedMnist(BUNDLED_PNEUMONIAMNIST)
+  assert.is(d.train.labels.length, 4708)
+  assert.equal(classCounts(d.train), [1214, 3494])
+  assert.equal(classCounts(d.val), [135, 389])
+  assert.equal(classCounts(d.test), [234, 390])
+  assert.is(d.train.height, 28)
+  assert.ok(d.train.images.every(v => v >= 0 && v <= 1))
+})
+
+test('.npz entries are read whether deflated or stored', () => {
+  const img = npy('|u1', [2, 2, 2], Uint8Array.of(0, 255, 10, 20, 30, 40, 50, 60))
+  const f32 = npy('<f4', [3], new Uint8Array(Float32Array.of(1.5, -2, 3).buffer))
+  for (const level of [0, 6] as const) {
+    const arrays = parseNpz(zipSync({ 'a.npy': img, 'b.npy': f32 }, { level }))
+    assert.equal(arrays.a.shape, [2, 2, 2])
+    assert.equal(Array.from(arrays.a.data as Uint8Array), [0, 255, 10, 20, 30, 40, 50, 60])
+    assert.equal(Array.from(arrays.b.data as Float32Array), [1.5, -2, 3])
+  }
+})
+
+test('malformed .npy/.npz input is a clear NpyError', () => {
+  throwsA(() => parseNpz(Uint8Array.of(1, 2, 3)), NpyError, /not a readable .npz/)
+  throwsA(() => parseNpy(Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)), NpyError, /bad magic/)
+  const good = npy('|u1', [4], Uint8Array.of(1, 2, 3, 4))
+  throwsA(() => parseNpy(good.subarray(0, good.length - 2)), NpyError, /truncated/)
+  throwsA(() => parseNpy(npy('<c16', [1], new Uint8Array(16))), NpyError, /unsupported dtype/)
+})
+
+function grayPng (w: number, h: number, value: number): Buffer {
+  const png = new PNG({ width: w, height: h })
+  for (let i = 0; i < w * h; i++) png.data.set([value, value, value, 255], 4 * i)
+  return PNG.sync.write(png)
+}
+
+/** A minimal DICOM Part 10 file (explicit VR little endian) with a grayscale image. */
+function dicomFile (o: { rows: number, cols: number, bits: 8 | 16, pixels: number[], photometric?: string, slope?: number, intercept?: number, syntax?: string }): Uint8Array {
+  const parts: number[] = []
+  const u16 = (v: number) => [v & 0xff, v >> 8]
+  const u32 = (v: number) => [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff]
+  const str = (s: string) => { const b = [...Buffer.from(s)]; if (b.length % 2 === 1) b.push(0x20); return b }
+  const el = (group: number, elem: number, vr: string, value: number[]) => {
+    parts.push(...u16(group), ...u16(elem), ...Buffer.from(vr))
+    if (['OB', 'OW', 'UN', 'SQ'].includes(vr)) parts.push(0, 0, ...u32(value.length))
+    else parts.push(...u16(value.length))
+    parts.push(...value)
+  }
+  const syntax = o.syntax ?? '1.2.840.10008.1.2.1'
+  const meta: number[] = []
+  const save = parts.length
+  el(0x0002, 0x0010, 'UI', (() => { const b = [...Buffer.from(syntax)]; if (b.length % 2) b.push(0); return b })())
+  meta.push(...parts.splice(save))
+  el(0x0002, 0x0000, 'UL', u32(meta.length))
+  parts.push(...meta)
+  el(0x0028, 0x0002, 'US', u16(1))
+  el(0x0028, 0x0004, 'CS', str(o.photometric ?? 'MONOCHROME2'))
+  el(0x0028, 0x0010, 'US', u16(o.rows))
+  el(0x0028, 0x0011, 'US', u16(o.cols))
+  el(0x0028, 0x0100, 'US', u16(o.bits))
+  el(0x0028, 0x0103, 'US', u16(0))
+  if (o.intercept !== undefined) el(0x0028, 0x1052, 'DS', str(String(o.intercept)))
+  if (o.slope !== undefined) el(0x0028, 0x1053, 'DS', str(String(o.slope)))
+  const px = o.bits === 8 ? o.pixels : o.pixels.flatMap(u16)
+  el(0x7fe0, 0x0010, o.bits === 8 ? 'OB' : 'OW', px.length % 2 ? [...px, 0] : px)
+  const out = new Uint8Array(132 + parts.length)
+  out.set(Buffer.from('DICM'), 128)
+  out.set(parts, 132)
+  return out
+}
+
+test('DICOM: 8 and 16 bit, rescale, MONOCHROME1 inverted, compressed refused', () => {
+  const a = decodeDicom(dicomFile({ rows: 2, cols: 2, bits: 8, pixels: [0, 50, 100, 200] }), 'a.dcm')
+  assert.equal(Array.from(a.pixels, v => +v.toFixed(3)), [0, 0.25, 0.5, 1])
+  const b = decodeDicom(dicomFile({ rows: 1, cols: 3, bits: 16, pixels: [1000, 2000, 3000], slope: 2, intercept: -1000 }), 'b.dcm')
+  assert.equal(Array.from(b.pixels, v => +v.toFixed(3)), [0, 0.5, 1])
+  const c = decodeDicom(dicomFile({ rows: 1, cols: 2, bits: 8, pixels: [0, 255], photometric: 'MONOCHROME1' }), 'c.dcm')
+  assert.equal(Array.from(c.pixels), [1, 0])
+  throwsA(() => decodeDicom(dicomFile({ rows: 1, cols: 2, bits: 8, pixels: [0, 1], syntax: '1.2.840.10008.1.2.4.50' }), 'd.dcm'), ImageLoadError, /compressed DICOM/)
+  throwsA(() => decodeDicom(Uint8Array.of(1, 2, 3), 'e.dcm'), ImageLoadError, /not a readable DICOM/)
+})
+
+test('image folders: one class per sub-folder, PNG, JPEG and DICOM, grayscale, resized', () => {
+  const root = mkdtempSync(join(tmpdir(), 'medmesh-img-'))
+  try {
+    mkdirSync(join(root, 'normal')); mkdirSync(join(root, 'pneumonia'))
+    writeFileSync(join(root, 'normal', 'a.png'), grayPng(56, 56, 51))
+    const raw = { width: 40, height: 40, data: Buffer.alloc(40 * 40 * 4, 204) }
+    writeFileSync(join(root, 'pneumonia', 'b.jpg'), jpeg.encode(raw, 95).data)
+    writeFileSync(join(root, 'pneumonia', 'c.dcm'), dicomFile({ rows: 2, cols: 2, bits: 8, pixels: [0, 0, 255, 255] }))
+    writeFileSync(join(root, 'pneumonia', 'notes.txt'), 'ignored')
+    const d = loadImageFolder(root, 28)
+    assert.equal(d.classes, ['normal', 'pneumonia'])
+    assert.equal(Array.from(d.labels), [0, 1, 1])
+    assert.is(d.images.length, 3 * 28 * 28)
+    assert.ok(Math.abs(d.images[100] - 0.2) < 1e-3, `png gray ${d.images[100]}`)
+    assert.ok(Math.abs(d.images[28 * 28 + 100] - 0.8) < 0.02, `jpeg gray ${d.images[28 * 28 + 100]}`)
+    writeFileSync(join(root, 'normal', 'broken.png'), 'not a png')
+    throwsA(() => loadImageFolder(root), ImageLoadError, /broken.png: cannot decode/)
+    throwsA(() => loadImageFolder(join(root, 'normal')), ImageLoadError, /one sub-folder per class/)
+  } finally {
+    rmSync(root, { recursive: true, force: true })
+  }
+})
+
+test('resize averages areas when shrinking and interpolates when enlarging', () => {
+  const img = { width: 4, height: 4, pixels: Float32Array.from({ length: 16 }, (_, i) => i % 2) }
+  assert.equal(Array.from(resize(img, 2, 2)), [0.5, 0.5, 0.5, 0.5])
+  const up = resize({ width: 2, height: 1, pixels: Float32Array.of(0, 1) }, 4, 1)
+  assert.ok(up[0] <= up[1] && up[1] <= up[2] && up[2] <= up[3])
+})
+
+test('partitions: seeded, disjoint, complete; Dirichlet skews labels as α shrinks', () => {
+  const labels = Int32Array.from({ length: 1000 }, (_, i) => i < 300 ? 0 : 1)
+  const seed = new Uint8Array(32).fill(3)
+  for (const parts of [partitionIid(1000, 5, seed), partitionDirichlet(labels, 5, 0.5, seed), partitionQuantity(1000, 5, 1, seed)]) {
+    const all = parts.flat().sort((a, b) => a - b)
+    assert.equal(all, Array.from({ length: 1000 }, (_, i) => i))
+  }
+  assert.equal(partitionDirichlet(labels, 5, 0.5, seed), partitionDirichlet(labels, 5, 0.5, seed))
+  const skew = (alpha: number) => {
+    const parts = partitionDirichlet(labels, 5, alpha, seed)
+    return Math.max(...parts.map(p => Math.abs(p.filter(i => labels[i] === 0).length / p.length - 0.3)))
+  }
+  assert.ok(skew(0.1) > skew(100), `skew ${skew(0.1)} vs ${skew(100)}`)
+  const sizes = partitionQuantity(1000, 5, 0.3, seed).map(p => p.length)
+  assert.ok(Math.max(...sizes) > 2 * Math.min(...sizes), `quantity skew ${sizes}`)
+  assert.throws(() => partitionIid(3, 5, seed))
+})
+
+test('per-site pixel statistics combine into the global mean and std', () => {
+  const d = loadMedMnist(BUNDLED_PNEUMONIAMNIST).val
+  const halves = [subset(d, Array.from({ length: 200 }, (_, i) => i)), subset(d, Array.from({ length: 324 }, (_, i) => 200 + i))]
+  const s = halves.map(pixelStats)
+  const total = s[0].count + s[1].count
+  const combined = [(s[0].mean * s[0].count + s[1].mean * s[1].count) / total, (s[0].meanSquare * s[0].count + s[1].meanSquare * s[1].count) / total]
+  const whole = pixelStats(d)
+  const a = normalisation(combined)
+  const b = normalisation([whole.mean, whole.meanSquare])
+  assert.ok(Math.abs(a.mean - b.mean) < 1e-9 && Math.abs(a.std - b.std) < 1e-9)
+})
+
+test.run()

@@ -10,6 +10,8 @@
  * filter [oh, ow, b, co], with dilation s (the original stride) and the original padding; its
  * output [ci, KH', KW', co] holds dW in its first KH×KW positions.
  *
+ * MaxPoolGrad: a direct loop on the wasm heap (see below).
+ *
  * Conv2DBackpropInput (dL/dx), stride 1: a convolution of dy with the filter rotated by 180°
  * and its channel axes swapped, padded by (K-1-p) on each side. Strided cases keep the backend's
  * own kernel.
@@ -18,7 +20,7 @@
  * test/training/wasm-kernels.test.ts.
  */
 import * as tf from '@tensorflow/tfjs-core'
-import type { Conv2DBackpropFilterAttrs, Conv2DBackpropInputAttrs, KernelConfig, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core'
+import type { Conv2DBackpropFilterAttrs, Conv2DBackpropInputAttrs, KernelConfig, MaxPoolGradAttrs, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core'
 
 /**
  * A Tensor view of a kernel input. makeTensorFromTensorInfo does not take a reference on the
@@ -72,6 +74,57 @@ function backpropInput (args: { inputs: NamedTensorInfoMap, attrs?: unknown, bac
   })
 }
 
+interface WasmHeapBackend {
+  typedArrayFromHeap (info: TensorInfo): Float32Array
+  makeOutput (shape: number[], dtype: 'float32'): TensorInfo
+}
+
+/**
+ * MaxPoolGrad: each output's gradient goes to the first maximum of its window (row-major scan),
+ * as in the cpu backend. Computed in JavaScript directly on the wasm heap: one pass over the
+ * input, channels innermost, which beats the backend's own kernel for the small images here.
+ */
+function maxPoolGrad ({ inputs, attrs, backend }: { inputs: NamedTensorInfoMap, attrs?: unknown, backend: unknown }): TensorInfo {
+  const { filterSize, strides, pad, dimRoundingMode } = attrs as unknown as MaxPoolGradAttrs
+  const heap = backend as WasmHeapBackend
+  const xInfo = inputs.input!
+  const info = tf.backend_util.computePool2DInfo(xInfo.shape as [number, number, number, number], filterSize, strides, 1, pad, dimRoundingMode)
+  const x = heap.typedArrayFromHeap(xInfo)
+  const dy = heap.typedArrayFromHeap(inputs.dy!)
+  const out = heap.makeOutput(xInfo.shape, 'float32')
+  const dx = heap.typedArrayFromHeap(out)
+  dx.fill(0)
+  const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW, strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info
+  const top = info.padInfo.top
+  const left = info.padInfo.left
+  const best = new Float32Array(C)
+  const where = new Int32Array(C)
+  for (let b = 0; b < B; b++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        best.fill(-Infinity)
+        where.fill(-1)
+        for (let wr = 0; wr < fh; wr++) {
+          const xr = oh * sh - top + wr
+          if (xr < 0 || xr >= H) continue
+          for (let wc = 0; wc < fw; wc++) {
+            const xc = ow * sw - left + wc
+            if (xc < 0 || xc >= W) continue
+            const base = ((b * H + xr) * W + xc) * C
+            for (let c = 0; c < C; c++) {
+              const v = x[base + c]
+              if (v > best[c]) { best[c] = v; where[c] = base + c }
+            }
+          }
+        }
+        const dyBase = ((b * OH + oh) * OW + ow) * C
+        for (let c = 0; c < C; c++) if (where[c] >= 0) dx[where[c]] += dy[dyBase + c]
+      }
+    }
+  }
+  return out
+}
+
 let registered = false
 
 /** Register the kernels on the wasm backend (idempotent). */
@@ -85,4 +138,6 @@ export function registerWasmGradientKernels (): void {
     tf.unregisterKernel(tf.Conv2DBackpropInput, 'wasm')
     tf.registerKernel({ kernelName: tf.Conv2DBackpropInput, backendName: 'wasm', kernelFunc: backpropInput as never, setupFunc: own.setupFunc })
   }
+  if (tf.getKernel(tf.MaxPoolGrad, 'wasm') !== undefined) tf.unregisterKernel(tf.MaxPoolGrad, 'wasm')
+  tf.registerKernel({ kernelName: tf.MaxPoolGrad, backendName: 'wasm', kernelFunc: maxPoolGrad as never })
 }

@@ -48,6 +48,35 @@ test('wasm Conv2D gradients (filter and input) equal the cpu backend\'s on 40 ra
   assert.ok(checked >= 30, `${checked} shapes checked`)
 })
 
+function poolGradient (c: { batch: number, h: number, w: number, ch: number, k: number, stride: number, pad: 'same' | 'valid' }, seed: number, ties: boolean): Float32Array {
+  const r = mulberry32(seed)
+  // ties: values on a coarse grid, as after ReLU, so windows often hold equal maxima
+  const x = tf.tensor4d(Float32Array.from({ length: c.batch * c.h * c.w * c.ch }, () => ties ? Math.max(0, Math.round(r() * 4 - 2)) : r() * 2 - 1), [c.batch, c.h, c.w, c.ch])
+  const y0 = tf.maxPool(x, c.k, c.stride, c.pad)
+  const weights = tf.tensor(Float32Array.from({ length: y0.size }, () => r() * 2 - 1), y0.shape)
+  const dx = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, c.k, c.stride, c.pad), weights)))(x)
+  const out = dx.dataSync() as Float32Array
+  tf.dispose([x, y0, weights, dx])
+  return out
+}
+
+test('wasm MaxPool gradient equals the cpu backend\'s, ties included', async () => {
+  const r = mulberry32(7)
+  let checked = 0
+  for (let i = 0; i < 30; i++) {
+    const c = { batch: pick([1, 3, 8]), h: pick([4, 7, 14, 28]), w: pick([4, 9, 28]), ch: pick([1, 5, 32]), k: pick([2, 3]), stride: pick([1, 2, 3]), pad: pick(['same', 'valid'] as const) }
+    if (c.pad === 'valid' && (c.h < c.k || c.w < c.k)) continue
+    const ties = r() < 0.5
+    await selectBackend('cpu')
+    const ref = poolGradient(c, i, ties)
+    await selectBackend('wasm')
+    const got = poolGradient(c, i, ties)
+    assert.ok(maxRelError(got, ref) < 1e-4, `MaxPool dx differs for ${JSON.stringify(c)} (ties: ${ties})`)
+    checked++
+  }
+  assert.ok(checked >= 20)
+})
+
 test('the gradient kernels leak no tensors', async () => {
   await selectBackend('wasm')
   const c: Case = { batch: 4, h: 9, w: 9, ci: 3, co: 5, k: 3, stride: 2, pad: 'same' }

@@ -1,0 +1,72 @@
+/**
+ * bench/train: the default CNN (medmesh/cnn-small) on PneumoniaMNIST, batch 64, Adam, side by
+ * side in one run:
+ *   - wasm (with medmesh's gradient kernels) versus pure JS (`cpu`)            target >= 30x
+ *   - wasm versus PyTorch on the same architecture and batch size, where a
+ *     python3 with torch is found (Debian's python3-torch)                      first target >= 0.3x
+ *   - DP-SGD (per-example clipping and noise) versus plain training on wasm    overhead reported
+ * Last line: one JSON object.
+ *
+ * Usage: npm run bench:train [-- --steps 20 --cpu-steps 2 --threads 2]
+ */
+import { parseArgs } from 'node:util'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { selectBackend, type BackendName } from '../src/training/backend.ts'
+import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../src/training/data/npz.ts'
+import { buildModel } from '../src/training/models.ts'
+import { LocalTrainer, type TrainOptions } from '../src/training/trainer.ts'
+import { PrivacyBudget } from '../src/privacy/index.ts'
+
+const { values } = parseArgs({ options: { steps: { type: 'string', default: '20' }, 'cpu-steps': { type: 'string', default: '2' }, threads: { type: 'string', default: '2' }, batch: { type: 'string', default: '64' } } })
+const steps = Number(values.steps)
+const cpuSteps = Number(values['cpu-steps'])
+const batch = Number(values.batch)
+const threads = Number(values.threads)
+const data = loadMedMnist(BUNDLED_PNEUMONIAMNIST).train
+
+async function imagesPerSecond (backend: BackendName, n: number, dp: boolean): Promise<number> {
+  await selectBackend(backend)
+  const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, classes: 2, seed: 1 })
+  const trainer = new LocalTrainer(model)
+  const opts = (s: number): TrainOptions => ({
+    steps: s, batchSize: batch, learningRate: 1e-3, seed: new Uint8Array(32).fill(s),
+    dp: dp ? { noiseMultiplier: 1.1, clipNorm: 1, budget: new PrivacyBudget(1e9, 1e-5) } : undefined
+  })
+  trainer.train(data, opts(2)) // warm-up
+  const r = trainer.train(data, opts(n))
+  trainer.dispose()
+  model.dispose()
+  return r.imagesPerSecond
+}
+
+function torchImagesPerSecond (): { ips: number, python: string, torch: string } | { error: string } {
+  const script = fileURLToPath(new URL('./torch_cnn.py', import.meta.url))
+  for (const python of ['python3', '/usr/bin/python3']) {
+    const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' })
+    if (probe.status !== 0) continue
+    const run = spawnSync(python, [script, BUNDLED_PNEUMONIAMNIST, String(steps * 5), String(batch), String(threads)], { encoding: 'utf8', timeout: 600_000 })
+    if (run.status !== 0) return { error: `${python} ${script} failed: ${run.stderr.slice(-300)}` }
+    const j = JSON.parse(run.stdout.trim().split('\n').pop()!)
+    return { ips: j.images_per_second, python, torch: j.torch }
+  }
+  return { error: 'no python3 with torch here (apt-get install python3-torch)' }
+}
+
+const wasm = await imagesPerSecond('wasm', steps, false)
+const cpu = await imagesPerSecond('cpu', cpuSteps, false)
+const wasmDp = await imagesPerSecond('wasm', Math.max(2, Math.floor(steps / 4)), true)
+const torch = torchImagesPerSecond()
+
+console.log(`medmesh/cnn-small, PneumoniaMNIST 28x28, batch ${batch}, Adam`)
+console.log(`wasm           ${wasm.toFixed(0)} images/s`)
+console.log(`pure JS (cpu)  ${cpu.toFixed(1)} images/s      wasm / cpu = ${(wasm / cpu).toFixed(1)}x (target >= 30x)`)
+if ('ips' in torch) console.log(`PyTorch ${torch.torch} (${threads} threads, ${torch.python})  ${torch.ips.toFixed(0)} images/s   wasm / PyTorch = ${(wasm / torch.ips).toFixed(2)}x (target >= 0.3x)`)
+else console.log(`PyTorch: not measured (${torch.error})`)
+console.log(`DP-SGD on wasm ${wasmDp.toFixed(0)} images/s      overhead ${(wasm / wasmDp).toFixed(1)}x slower than plain`)
+console.log(JSON.stringify({
+  bench: 'train', model: 'medmesh/cnn-small', batch,
+  wasm_ips: +wasm.toFixed(1), cpu_ips: +cpu.toFixed(2), wasm_vs_cpu: +(wasm / cpu).toFixed(1),
+  torch_ips: 'ips' in torch ? +torch.ips.toFixed(1) : null, wasm_vs_torch: 'ips' in torch ? +(wasm / torch.ips).toFixed(3) : null,
+  dp_ips: +wasmDp.toFixed(1), dp_overhead: +(wasm / wasmDp).toFixed(2)
+}))

@@ -30,7 +30,8 @@ export interface AggregationParams {
 }
 
 export interface ProtocolParams {
-  model: { id: string, version: string, initialHash: string, size: number }
+  /** the model: its identifier and version, the seed of its initial weights, their hash and count */
+  model: { id: string, version: string, seed: number, initialHash: string, size: number }
   quantization: QuantizationParams & { maxSampleCount: number }
   /** the fewest peers whose inputs may be aggregated; nobody learns a sum of fewer */
   minParticipants: number
@@ -95,6 +96,7 @@ export function validateManifest (m: unknown): Manifest {
   text(p.model.id, 'params.model.id'); text(p.model.version, 'params.model.version')
   if (typeof p.model.initialHash !== 'string' || !/^[0-9a-f]{64}$/.test(p.model.initialHash)) fail('params.model.initialHash must be 64 hex digits')
   num(p.model.size, 'params.model.size', 1, 2 ** 28, true)
+  num(p.model.seed, 'params.model.seed', 0, 2 ** 31 - 1, true)
   if (!isObj(p.quantization)) fail('params.quantization must be an object')
   num(p.quantization.clip, 'params.quantization.clip', 1, 2 ** 20)
   num(p.quantization.scale, 'params.quantization.scale', 1, 2 ** 30)
@@ -147,7 +149,7 @@ export function verifySignedManifest (signed: unknown): Manifest {
 export function defaultParams (members: number, modelSize: number, initialHash: string): ProtocolParams {
   const majority = Math.floor(members / 2) + 1
   return {
-    model: { id: 'medmesh/cnn-small', version: '1', initialHash, size: modelSize },
+    model: { id: 'medmesh/cnn-small', version: '1', seed: 1, initialHash, size: modelSize },
     quantization: { clip: 8, scale: 2 ** 18, maxSampleCount: 100_000 },
     minParticipants: Math.max(2, majority),
     threshold: majority,

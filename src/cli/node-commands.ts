@@ -1,0 +1,248 @@
+/** The node's commands: init, manifest (create, sign, verify), join, start, status. */
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { readFileSync, existsSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { UsageError, EXIT } from './main.ts'
+import { DataDir, DataDirError } from '../node/datadir.ts'
+import { ConfigError, resolveConfig, DEFAULTS, type NodeConfig } from '../node/config.ts'
+import { atomicWrite } from '../node/fsutil.ts'
+import { MedmeshNode } from '../node/service.ts'
+import { consortiumId, defaultParams, signManifest, validateManifest, verifySignedManifest, ManifestError, AGGREGATION_RULES, type SignedManifest } from '../protocol/manifest.ts'
+import { hex } from '../protocol/codec.ts'
+import { initialState, stateHash } from '../protocol/model.ts'
+import { selectBackend } from '../training/backend.ts'
+import { buildModel, flattenWeights, MODEL_IDS, type ModelId } from '../training/models.ts'
+
+type Out = (s: string) => void
+const stdout: Out = s => process.stdout.write(s + '\n')
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Values = Record<string, any>
+
+function parse (args: string[], options: ParseArgsConfig['options'], allowPositionals = false): { values: Values, positionals: string[] } {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals }) as { values: Values, positionals: string[] }
+  } catch (e) {
+    throw new UsageError((e as Error).message)
+  }
+}
+
+function dataDirOf (v: unknown): string {
+  if (typeof v !== 'string' || v.length === 0) throw new UsageError('--data-dir is required')
+  return resolve(v)
+}
+
+/** Known errors of configuration become exit code 78 with their message. */
+async function guarded (fn: () => Promise<number>, err: Out = s => process.stderr.write(s + '\n')): Promise<number> {
+  try {
+    return await fn()
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof DataDirError || e instanceof ManifestError) { err(`medmesh: ${e.message}`); return EXIT.config }
+    throw e
+  }
+}
+
+export const initHelp = `Usage: medmesh init --data-dir DIR
+
+Create DIR and a new node identity (an Ed25519 key, mode 0600) in it; print the peer id.
+Refuses to overwrite an existing identity.`
+
+export async function init (args: string[], out: Out = stdout): Promise<number> {
+  const { values } = parse(args, { 'data-dir': { type: 'string' } })
+  return await guarded(async () => {
+    const identity = new DataDir(dataDirOf(values['data-dir'])).init()
+    out(identity.peerId)
+    return EXIT.ok
+  })
+}
+
+export const manifestHelp = `Usage:
+  medmesh manifest create --name NAME --member PEERID=NAME [--member ...] --out FILE [options]
+  medmesh manifest sign --data-dir DIR FILE
+  medmesh manifest verify FILE
+
+create options:
+  --model ID              ${MODEL_IDS.join(' | ')} (default medmesh/cnn-small)
+  --seed N                seed of the initial weights (default 1)
+  --image-size N          square input size (default 28)   --classes N (default 2)
+  --threshold T           Shamir threshold (default: a majority)
+  --quorum Q              signatures that certify a round (default: the threshold)
+  --min-participants M    fewest inputs ever aggregated (default: the threshold)
+  --phase-ms MS           phase timeout (default 10000)   --round-ms MS (default 120000)
+  --aggregation RULE      ${AGGREGATION_RULES.join(' | ')} (default fedavg)   --server-lr X (default 1)
+  --dp-epsilon E          turn on DP-SGD with this per-hospital ε budget
+  --dp-delta D            (default 1e-5)   --dp-noise SIGMA (default 1.0)   --dp-clip C (default 1.0)
+
+Every founding member signs the same file with 'manifest sign'; 'verify' prints the
+consortium id once every member has signed.`
+
+export async function manifest (args: string[], out: Out = stdout): Promise<number> {
+  const [sub, ...rest] = args
+  return await guarded(async () => {
+    if (sub === 'create') return await manifestCreate(rest, out)
+    if (sub === 'sign') {
+      const { values, positionals } = parse(rest, { 'data-dir': { type: 'string' } }, true)
+      if (positionals.length !== 1) throw new UsageError('give the manifest file to sign')
+      const file = positionals[0]
+      const signed = readSigned(file)
+      const identity = new DataDir(dataDirOf(values['data-dir'])).identity()
+      const m = validateManifest(signed.manifest)
+      if (!m.members.some(x => x.peerId === identity.peerId)) throw new ConfigError(`${identity.peerId} is not a member listed in ${file}`)
+      signed.signatures[identity.peerId] = signManifest(m, identity)
+      atomicWrite(file, JSON.stringify(signed, null, 2) + '\n', 0o644)
+      out(`signed ${file} as ${identity.peerId} (${Object.keys(signed.signatures).length} of ${m.members.length} signatures)`)
+      return EXIT.ok
+    }
+    if (sub === 'verify') {
+      const { positionals } = parse(rest, {}, true)
+      if (positionals.length !== 1) throw new UsageError('give the manifest file to verify')
+      const m = verifySignedManifest(readSigned(positionals[0]))
+      out(`valid: consortium '${m.name}', ${m.members.length} members, id ${hex(consortiumId(m))}`)
+      return EXIT.ok
+    }
+    throw new UsageError(`unknown manifest command '${String(sub)}': use create, sign or verify`)
+  })
+}
+
+function readSigned (file: string): SignedManifest {
+  if (!existsSync(file)) throw new ConfigError(`no such file: ${file}`)
+  let parsed: unknown
+  try { parsed = JSON.parse(readFileSync(file, 'utf8')) } catch { throw new ConfigError(`${file} is not valid JSON`) }
+  const o = parsed as SignedManifest
+  if (o === null || typeof o !== 'object' || typeof o.signatures !== 'object' || o.signatures === null) throw new ConfigError(`${file} is not a medmesh manifest file ({ manifest, signatures })`)
+  return o
+}
+
+async function manifestCreate (args: string[], out: Out): Promise<number> {
+  const { values } = parse(args, {
+    name: { type: 'string' }, member: { type: 'string', multiple: true }, out: { type: 'string' }, model: { type: 'string' }, seed: { type: 'string' },
+    'image-size': { type: 'string' }, classes: { type: 'string' }, threshold: { type: 'string' }, quorum: { type: 'string' }, 'min-participants': { type: 'string' },
+    'phase-ms': { type: 'string' }, 'round-ms': { type: 'string' }, aggregation: { type: 'string' }, 'server-lr': { type: 'string' },
+    'dp-epsilon': { type: 'string' }, 'dp-delta': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' }
+  })
+  if (values.name === undefined || values.out === undefined) throw new UsageError('--name and --out are required')
+  const members = ((values.member ?? []) as string[]).map(s => {
+    const i = s.indexOf('=')
+    if (i < 1) throw new UsageError(`--member must be PEERID=NAME, got '${s}'`)
+    return { peerId: s.slice(0, i), name: s.slice(i + 1) }
+  })
+  const num = (v: string | undefined, name: string): number | undefined => {
+    if (v === undefined) return undefined
+    const n = Number(v)
+    if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${v}'`)
+    return n
+  }
+  const modelId = (values.model ?? 'medmesh/cnn-small') as ModelId
+  if (!(MODEL_IDS as readonly string[]).includes(modelId)) throw new UsageError(`--model must be one of ${MODEL_IDS.join(', ')}`)
+  const seed = num(values.seed, 'seed') ?? 1
+  const size = num(values['image-size'], 'image-size') ?? 28
+  const classes = num(values.classes, 'classes') ?? 2
+  await selectBackend('auto')
+  const model = buildModel({ id: modelId, height: size, width: size, classes, seed })
+  const weights = flattenWeights(model)
+  const params = defaultParams(members.length, weights.length, hex(stateHash(initialState(weights))))
+  params.model = { id: modelId, version: '1', seed, initialHash: params.model.initialHash, size: weights.length }
+  params.threshold = num(values.threshold, 'threshold') ?? params.threshold
+  params.quorum = num(values.quorum, 'quorum') ?? params.threshold
+  params.minParticipants = num(values['min-participants'], 'min-participants') ?? Math.max(2, params.threshold)
+  params.timeouts.phaseMs = num(values['phase-ms'], 'phase-ms') ?? params.timeouts.phaseMs
+  params.timeouts.roundMs = num(values['round-ms'], 'round-ms') ?? params.timeouts.roundMs
+  if (values.aggregation !== undefined) params.aggregation.rule = values.aggregation as never
+  params.aggregation.serverLr = num(values['server-lr'], 'server-lr') ?? params.aggregation.serverLr
+  const eps = num(values['dp-epsilon'], 'dp-epsilon')
+  if (eps !== undefined) {
+    params.dp = { enabled: true, epsilon: eps, delta: num(values['dp-delta'], 'dp-delta') ?? 1e-5, noiseMultiplier: num(values['dp-noise'], 'dp-noise') ?? 1.0, clipNorm: num(values['dp-clip'], 'dp-clip') ?? 1.0 }
+  }
+  const m = validateManifest({ version: 1, name: values.name, members, params })
+  atomicWrite(values.out, JSON.stringify({ manifest: m, signatures: {} }, null, 2) + '\n', 0o644)
+  out(`wrote ${values.out}: consortium '${m.name}', ${m.members.length} members, model ${modelId} (${weights.length} parameters); each member now signs it`)
+  return EXIT.ok
+}
+
+const NODE_FLAGS = {
+  'data-dir': { type: 'string' }, listen: { type: 'string', multiple: true }, announce: { type: 'string', multiple: true }, bootstrap: { type: 'string', multiple: true },
+  http: { type: 'string' }, dataset: { type: 'string' }, shard: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
+  'learning-rate': { type: 'string' }, rounds: { type: 'string' }, psk: { type: 'string' }, 'log-level': { type: 'string' }, 'min-peers': { type: 'string' }
+} as const
+
+function flagLayer (values: Record<string, unknown>): Partial<Record<keyof NodeConfig, unknown>> {
+  const n = (k: string) => values[k] === undefined ? undefined : Number(values[k])
+  return {
+    listen: values.listen, announce: values.announce, bootstrap: values.bootstrap, http: values.http, dataset: values.dataset, shard: values.shard,
+    epochs: n('epochs'), batchSize: n('batch-size'), learningRate: n('learning-rate'), rounds: n('rounds'), pskFile: values.psk, logLevel: values['log-level'], minPeers: n('min-peers')
+  }
+}
+
+export const joinHelp = `Usage: medmesh join --data-dir DIR --manifest FILE [--bootstrap MULTIADDR ...] [node options]
+
+Join a consortium: check the signed manifest (every founder's signature, and that this node is a
+member), store it in DIR, and write DIR/config.json with the options given, for 'medmesh start'.
+
+Node options (also settable in config.json or as MEDMESH_* environment variables; flags win):
+  --listen MULTIADDR      (default ${DEFAULTS.listen[0]})    --announce MULTIADDR
+  --bootstrap MULTIADDR   a member's address ending in /p2p/<peer id> (repeatable)
+  --http HOST:PORT        status endpoint (default ${DEFAULTS.http}; 'off' to disable)
+  --dataset PATH          a MedMNIST .npz or a folder of images by class (default: bundled PneumoniaMNIST)
+  --shard I/N             train on IID share I of N (demos on one file)
+  --epochs E  --batch-size B  --learning-rate LR    local training per round
+  --rounds N              stop after N certified model rounds (default 0: run until stopped)
+  --psk FILE              libp2p pre-shared network key (@libp2p/pnet)
+  --min-peers N           members to wait for before the first round (default: threshold - 1)
+  --log-level LEVEL       debug | info | warn | error`
+
+export async function join (args: string[], out: Out = stdout): Promise<number> {
+  const { values } = parse(args, { ...NODE_FLAGS, manifest: { type: 'string' } })
+  return await guarded(async () => {
+    const dir = new DataDir(dataDirOf(values['data-dir']))
+    if (values.manifest === undefined) throw new UsageError('--manifest is required')
+    const signed = readSigned(values.manifest)
+    const m = verifySignedManifest(signed)
+    const identity = dir.identity()
+    if (!m.members.some(x => x.peerId === identity.peerId)) throw new ConfigError(`this node (${identity.peerId}) is not a member of '${m.name}'`)
+    const layer = Object.fromEntries(Object.entries(flagLayer(values)).filter(([, v]) => v !== undefined))
+    resolveConfig(dir.root, layer, {}) // validate before writing anything
+    dir.saveManifest(signed)
+    atomicWrite(dir.path('config.json'), JSON.stringify(layer, null, 2) + '\n', 0o644)
+    out(`joined '${m.name}' (${m.members.length} members) as ${identity.peerId}; run: medmesh start --data-dir ${dir.root}`)
+    return EXIT.ok
+  })
+}
+
+export const startHelp = `Usage: medmesh start --data-dir DIR [node options]
+
+Run the node: verify the ledger, connect to members, catch up, and take part in rounds, with one
+progress line per phase. Stops cleanly on SIGINT or SIGTERM (exit 0). Node options as for 'join'.`
+
+export async function start (args: string[]): Promise<number> {
+  const { values } = parse(args, NODE_FLAGS)
+  return await guarded(async () => {
+    const config = resolveConfig(dataDirOf(values['data-dir']), flagLayer(values))
+    const node = await MedmeshNode.start(config)
+    const stop = (): void => { void node.stop() }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+    await node.stopped
+    process.off('SIGINT', stop)
+    process.off('SIGTERM', stop)
+    return EXIT.ok
+  })
+}
+
+export const statusHelp = `Usage: medmesh status [--http HOST:PORT | --data-dir DIR]
+
+Ask a running node for its status (JSON from its local endpoint).`
+
+export async function status (args: string[], out: Out = stdout): Promise<number> {
+  const { values } = parse(args, { http: { type: 'string' }, 'data-dir': { type: 'string' } })
+  return await guarded(async () => {
+    const hostPort = values.http ?? (values['data-dir'] !== undefined ? resolveConfig(dataDirOf(values['data-dir']), {}).http : DEFAULTS.http)
+    try {
+      const res = await fetch(`http://${hostPort}/status`, { signal: AbortSignal.timeout(5000) })
+      out(await res.text())
+      return res.ok ? EXIT.ok : EXIT.failure
+    } catch (e) {
+      process.stderr.write(`medmesh status: no node answers at ${hostPort} (${(e as Error).message})\n`)
+      return EXIT.unavailable
+    }
+  })
+}

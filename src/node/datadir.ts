@@ -1,0 +1,113 @@
+/**
+ * A node's data directory: everything it needs to restart where it stopped.
+ *
+ *   identity.key          Ed25519 seed, hex (mode 0600): the node's libp2p and signing key
+ *   config.json           settings written by `medmesh join` (file layer of the configuration)
+ *   manifest.json         the signed consortium manifest
+ *   ledger/<round>.cert   one certificate per certified round (CBOR), verified as a chain on start
+ *   states/<hash>.state   certified global states (the latest is kept), named by their hash
+ *   budget.json           the hospital's privacy budget (accumulated RDP)
+ *   round.json            the round in progress (informational: a restarted node rejoins)
+ * Every write is atomic (fsutil.atomicWrite). A file that does not verify is a clear error.
+ */
+import { readdirSync, unlinkSync, existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { NodeIdentity, PrivacyBudget, type PrivacyBudgetState } from '../privacy/index.ts'
+import { Ledger, decodeCertificate, encodeCertificate, type Certificate } from '../protocol/ledger.ts'
+import { verifySignedManifest, type Manifest, type SignedManifest } from '../protocol/manifest.ts'
+import { decodeState, encodeState, stateHash, type GlobalState } from '../protocol/model.ts'
+import { hex } from '../protocol/codec.ts'
+import { atomicWrite, ensureDir, readIfExists } from './fsutil.ts'
+
+export class DataDirError extends Error {
+  constructor (message: string) { super(message); this.name = 'DataDirError' }
+}
+
+const MAX_STATE_BYTES = 1 << 30
+
+export class DataDir {
+  readonly root: string
+  constructor (root: string) { this.root = root }
+
+  path (...parts: string[]): string { return join(this.root, ...parts) }
+
+  /** Create the directory and a new identity; refuses to overwrite an existing identity. */
+  init (): NodeIdentity {
+    ensureDir(this.root)
+    if (existsSync(this.path('identity.key'))) throw new DataDirError(`${this.root} already holds an identity; refusing to overwrite it`)
+    const identity = NodeIdentity.generate()
+    atomicWrite(this.path('identity.key'), Buffer.from(identity.exportSeed()).toString('hex') + '\n', 0o600)
+    return identity
+  }
+
+  identity (): NodeIdentity {
+    const raw = readIfExists(this.path('identity.key'))
+    if (raw === null) throw new DataDirError(`no identity in ${this.root}: run 'medmesh init --data-dir ${this.root}' first`)
+    const text = raw.toString('utf8').trim()
+    if (!/^[0-9a-f]{64}$/.test(text)) throw new DataDirError(`${this.path('identity.key')} is not a 32-byte hex key`)
+    return NodeIdentity.fromSeed(Uint8Array.from(Buffer.from(text, 'hex')))
+  }
+
+  saveManifest (signed: SignedManifest): void {
+    verifySignedManifest(signed)
+    atomicWrite(this.path('manifest.json'), JSON.stringify(signed, null, 2) + '\n', 0o644)
+  }
+
+  manifest (): Manifest {
+    const raw = readIfExists(this.path('manifest.json'))
+    if (raw === null) throw new DataDirError(`no manifest in ${this.root}: run 'medmesh join' first`)
+    let parsed: unknown
+    try { parsed = JSON.parse(raw.toString('utf8')) } catch { throw new DataDirError(`${this.path('manifest.json')} is not valid JSON`) }
+    return verifySignedManifest(parsed)
+  }
+
+  saveCertificate (round: number, cert: Certificate): void {
+    atomicWrite(this.path('ledger', `${String(round).padStart(10, '0')}.cert`), encodeCertificate(cert), 0o644)
+  }
+
+  /** The stored certificates, verified as a chain from the manifest. */
+  ledger (manifest: Manifest): Ledger {
+    const dir = this.path('ledger')
+    const files = existsSync(dir) ? readdirSync(dir).filter(f => /^\d{10}\.cert$/.test(f)).sort() : []
+    const certs = files.map(f => decodeCertificate(new Uint8Array(readIfExists(join(dir, f))!)))
+    try {
+      return Ledger.verify(manifest, certs)
+    } catch (e) {
+      throw new DataDirError(`the ledger in ${dir} does not verify: ${(e as Error).message}`)
+    }
+  }
+
+  saveState (state: GlobalState): string {
+    const h = hex(stateHash(state))
+    atomicWrite(this.path('states', `${h}.state`), encodeState(state), 0o644)
+    const dir = this.path('states')
+    for (const f of readdirSync(dir)) if (f.endsWith('.state') && f !== `${h}.state`) unlinkSync(join(dir, f))
+    return h
+  }
+
+  stateBytes (hashHex: string): Uint8Array | null {
+    const raw = readIfExists(this.path('states', `${hashHex}.state`))
+    return raw === null ? null : new Uint8Array(raw)
+  }
+
+  state (hashHex: string): GlobalState | null {
+    const raw = this.stateBytes(hashHex)
+    if (raw === null) return null
+    const state = decodeState(raw, MAX_STATE_BYTES)
+    if (hex(stateHash(state)) !== hashHex) throw new DataDirError(`state file ${hashHex} does not match its hash`)
+    return state
+  }
+
+  saveBudget (budget: PrivacyBudget): void {
+    atomicWrite(this.path('budget.json'), JSON.stringify(budget.toJSON()) + '\n')
+  }
+
+  budget (): PrivacyBudget | null {
+    const raw = readIfExists(this.path('budget.json'))
+    return raw === null ? null : PrivacyBudget.fromJSON(JSON.parse(raw.toString('utf8')) as PrivacyBudgetState)
+  }
+
+  saveRound (info: { round: number, phase: string }): void {
+    atomicWrite(this.path('round.json'), JSON.stringify({ ...info, at: new Date().toISOString() }) + '\n')
+  }
+}

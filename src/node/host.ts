@@ -1,0 +1,72 @@
+/**
+ * The libp2p host of a medmesh node: TCP, Noise, Yamux, identify, ping, gossipsub, bootstrap,
+ * optionally a pre-shared network key, and a connection gater that lets only consortium members
+ * in (and out). The gater is not enough alone (a dial can resolve before the remote closes), so
+ * every protocol handler checks the remote peer again (`isMember`).
+ */
+import { readFileSync } from 'node:fs'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { bootstrap } from '@libp2p/bootstrap'
+import { preSharedKey } from '@libp2p/pnet'
+import type { PeerId } from '@libp2p/interface'
+import type { NodeIdentity } from '../privacy/index.ts'
+import type { Manifest } from '../protocol/manifest.ts'
+import type { NodeConfig } from './config.ts'
+
+export type MedmeshHost = Libp2p<{ pubsub: GossipSub, identify: ReturnType<ReturnType<typeof identify>>, ping: ReturnType<ReturnType<typeof ping>> }>
+
+export interface HostHooks {
+  /** a non-member was refused: for logs and metrics */
+  onRefused: (peer: string, how: string) => void
+}
+
+export async function createHost (config: NodeConfig, identity: NodeIdentity, manifest: Manifest, hooks: HostHooks): Promise<MedmeshHost> {
+  const members = new Set(manifest.members.map(m => m.peerId))
+  const deny = (how: string) => (peer: PeerId): boolean => {
+    const id = peer.toString()
+    if (members.has(id) && id !== identity.peerId) return false
+    hooks.onRefused(id, how)
+    return true
+  }
+  const connectionProtector = config.pskFile !== null ? preSharedKey({ psk: readFileSync(config.pskFile) }) : undefined
+  return await createLibp2p({
+    privateKey: identity.toLibp2pPrivateKey(),
+    addresses: { listen: config.listen, announce: config.announce },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionProtector,
+    peerDiscovery: config.bootstrap.length > 0 ? [bootstrap({ list: config.bootstrap, timeout: 500 })] : [],
+    connectionGater: {
+      denyDialPeer: deny('dial'),
+      denyInboundEncryptedConnection: deny('inbound connection'),
+      denyOutboundEncryptedConnection: deny('outbound connection'),
+      denyInboundUpgradedConnection: deny('inbound connection'),
+      denyOutboundUpgradedConnection: deny('outbound connection')
+    },
+    connectionManager: { maxConnections: Math.max(16, 2 * manifest.members.length) },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      pubsub: gossipsub({
+        allowPublishToZeroTopicPeers: true,
+        floodPublish: true,
+        emitSelf: false,
+        ignoreDuplicatePublishError: true,
+        // members only, so a misbehaving one is penalised hard
+        scoreParams: { IPColocationFactorWeight: 0, invalidMessageDeliveriesWeight: -100, invalidMessageDeliveriesDecay: 0.5 }
+      } as never)
+    }
+  }) as unknown as MedmeshHost
+}
+
+export function isMember (manifest: Manifest, peer: PeerId): boolean {
+  const id = peer.toString()
+  return manifest.members.some(m => m.peerId === id)
+}

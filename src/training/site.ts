@@ -1,0 +1,120 @@
+/**
+ * One hospital's side of federated training: its data, its model replica, and the inputs it
+ * contributes to rounds — its pixel statistics for the statistics round, then, each round, the
+ * update local_weights - global_weights after training from the certified global state.
+ */
+import { statSync } from 'node:fs'
+import { PrivacyBudget, seededRandom, uniformDoubles } from '../privacy/index.ts'
+import type { Manifest } from '../protocol/manifest.ts'
+import { initialState, stateHash, type GlobalState } from '../protocol/model.ts'
+import { hex } from '../protocol/codec.ts'
+import { selectBackend, type BackendChoice } from './backend.ts'
+import { subset, type ImageDataset } from './data/dataset.ts'
+import { loadImageFolder } from './data/images.ts'
+import { loadMedMnist } from './data/npz.ts'
+import { partitionIid } from './data/partition.ts'
+import { normalisation, pixelStats } from './data/stats.ts'
+import { buildModel, flattenWeights, setFlatWeights, type ModelId } from './models.ts'
+import { LocalTrainer, type TrainResult } from './trainer.ts'
+import type { ClinicalMetrics } from './metrics.ts'
+import type * as tfl from '@tensorflow/tfjs-layers'
+
+export interface SiteData { train: ImageDataset, val: ImageDataset | null, test: ImageDataset | null }
+
+/** A .npz (MedMNIST) or a folder of images by class; `shard` "i/n" takes an IID share of the training split. */
+export function loadSiteData (path: string, shard: string | null, seed = 7): SiteData {
+  let data: SiteData
+  if (statSync(path).isDirectory()) {
+    const all = loadImageFolder(path)
+    // hold out 10% for validation, seeded
+    const u = uniformDoubles(seededRandom(new Uint8Array(32).fill(seed)), all.labels.length)
+    const idx = Array.from({ length: all.labels.length }, (_, i) => i)
+    data = { train: subset(all, idx.filter(i => u[i] >= 0.1)), val: subset(all, idx.filter(i => u[i] < 0.1)), test: null }
+  } else {
+    const s = loadMedMnist(path)
+    data = { train: s.train, val: s.val, test: s.test }
+  }
+  if (shard !== null) {
+    const [i, n] = shard.split('/').map(Number)
+    const parts = partitionIid(data.train.labels.length, n, new Uint8Array(32).fill(seed))
+    data = { ...data, train: subset(data.train, parts[i]) }
+  }
+  return data
+}
+
+export interface SiteOptions {
+  epochs: number
+  batchSize: number
+  learningRate: number
+  seed: Uint8Array
+  budget: PrivacyBudget | null
+}
+
+export class Site {
+  readonly manifest: Manifest
+  readonly data: SiteData
+  readonly model: tfl.LayersModel
+  readonly trainer: LocalTrainer
+  readonly options: SiteOptions
+  backend: BackendChoice | null = null
+  norm: { mean: number, std: number } | undefined
+  lastTrain: TrainResult | null = null
+
+  private constructor (manifest: Manifest, data: SiteData, model: tfl.LayersModel, options: SiteOptions) {
+    this.manifest = manifest
+    this.data = data
+    this.model = model
+    this.trainer = new LocalTrainer(model)
+    this.options = options
+  }
+
+  static async open (manifest: Manifest, data: SiteData, options: SiteOptions): Promise<Site> {
+    const backend = await selectBackend('auto')
+    const m = manifest.params.model
+    const model = buildModel({ id: m.id as ModelId, height: data.train.height, width: data.train.width, classes: data.train.classes.length, seed: m.seed })
+    const site = new Site(manifest, data, model, options)
+    site.backend = backend
+    const init = site.initialState()
+    if (hex(stateHash(init)) !== m.initialHash) {
+      throw new Error(`the model built here (${m.id}, seed ${m.seed}) does not match the manifest's initial hash: a different medmesh or TF.js version?`)
+    }
+    return site
+  }
+
+  initialState (): GlobalState { return initialState(flattenWeights(this.model)) }
+
+  /** The statistics round's input: [mean, mean of squares] of the pixels, and the image count. */
+  statsInput (): { values: number[], count: number } {
+    const s = pixelStats(this.data.train)
+    return { values: [s.mean, s.meanSquare], count: s.count }
+  }
+
+  useStatistics (combined: ArrayLike<number>): void { this.norm = normalisation(combined) }
+
+  /** Train from the global state; the update and the sample count it stands for. */
+  update (state: GlobalState, round: number): { values: Float32Array, count: number } {
+    setFlatWeights(this.model, state.weights)
+    const dp = this.manifest.params.dp
+    this.lastTrain = this.trainer.train(this.data.train, {
+      epochs: this.options.epochs,
+      batchSize: this.options.batchSize,
+      learningRate: this.options.learningRate,
+      seed: Uint8Array.from(this.options.seed.map((b, i) => i === 0 ? b ^ (round & 0xff) : i === 1 ? b ^ ((round >> 8) & 0xff) : b)),
+      augment: true,
+      classWeighting: 'balanced',
+      normalisation: this.norm,
+      dp: dp.enabled && this.options.budget !== null ? { noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm, budget: this.options.budget } : undefined
+    })
+    const local = flattenWeights(this.model)
+    const delta = new Float32Array(local.length)
+    for (let i = 0; i < local.length; i++) delta[i] = local[i] - state.weights[i]
+    return { values: delta, count: Math.max(1, this.lastTrain.examples > 0 ? this.data.train.labels.length : 1) }
+  }
+
+  evaluate (state: GlobalState, split: 'val' | 'test'): ClinicalMetrics | null {
+    const d = this.data[split]
+    if (d === null) return null
+    setFlatWeights(this.model, state.weights)
+    return this.trainer.evaluate(d, this.norm)
+  }
+}

@@ -1,0 +1,90 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { readdirSync, readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { createLibp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { multiaddr } from '@multiformats/multiaddr'
+import { DataDir } from '../../src/node/datadir.ts'
+import { hex } from '../../src/protocol/codec.ts'
+import { decodeCertificate } from '../../src/protocol/ledger.ts'
+import { decodeState, stateHash } from '../../src/protocol/model.ts'
+import { NodeIdentity } from '../../src/privacy/index.ts'
+import { makeCluster, startNode, messages, waitFor, withTimeout, getJson, type Running } from './cluster.ts'
+
+/** Every file in a data directory parses and verifies: nothing half-written. */
+function checkDataDir (dir: string): { head: string, model: string, updates: number } {
+  const d = new DataDir(dir)
+  const manifest = d.manifest()
+  const ledger = d.ledger(manifest)
+  for (const f of readdirSync(join(dir, 'ledger'))) decodeCertificate(new Uint8Array(readFileSync(join(dir, 'ledger', f))))
+  for (const f of readdirSync(join(dir, 'states'))) {
+    const s = decodeState(new Uint8Array(readFileSync(join(dir, 'states', f))), 1 << 30)
+    assert.is(`${hex(stateHash(s))}.state`, f, 'a state file is named by its hash')
+  }
+  for (const f of ['config.json', 'round.json', 'manifest.json']) JSON.parse(readFileSync(join(dir, f), 'utf8'))
+  assert.not.ok(readdirSync(dir, { recursive: true }).some(f => String(f).endsWith('.tmp')), 'no temporary file left behind')
+  const last = [...ledger.entries].reverse().find(e => e.header.k === 'update')!
+  return { head: hex(ledger.head), model: hex(last.header.mh), updates: ledger.entries.filter(e => e.header.k === 'update').length }
+}
+
+test('four nodes, four processes: three certified rounds, the same model everywhere; an outsider is refused', async () => {
+  const c = await makeCluster(4, { threshold: 3, rounds: 3 })
+  const nodes: Running[] = c.dirs.map(startNode)
+  try {
+    // an outsider (not in the manifest) dials member 0: the gater refuses it
+    await waitFor(() => messages(nodes[0]).includes('listening'), 60_000, 'node 0 to listen')
+    const outsider = await createLibp2p({ privateKey: NodeIdentity.generate().toLibp2pPrivateKey(), transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
+    let refused = false
+    try {
+      const conn = await outsider.dial(multiaddr(`/ip4/127.0.0.1/tcp/${c.p2p[0]}/p2p/${c.ids[0]}`), { signal: AbortSignal.timeout(5000) })
+      await waitFor(() => conn.status !== 'open', 5000, 'the member to close the outsider\'s connection')
+      refused = true
+    } catch { refused = true }
+    await outsider.stop()
+    assert.ok(refused, 'the outsider could not stay connected')
+    const metrics = await getJson(c.http[0], '/metrics')
+    assert.match(metrics, /medmesh_refused_connections_total [1-9]/)
+
+    const codes = await withTimeout(Promise.all(nodes.map(n => n.exit)), 240_000, 'nodes to finish three rounds')
+    assert.equal(codes, [0, 0, 0, 0], nodes.map(n => messages(n).slice(-5).join(' | ')).join('\n'))
+    const results = c.dirs.map(checkDataDir)
+    for (const r of results) assert.ok(r.updates >= 3, `${r.updates} update rounds`)
+    assert.is(new Set(results.map(r => r.model)).size, 1, 'one model hash on every node')
+    assert.ok(messages(nodes[1]).some(m => /round \d+: validation AUC/.test(m)), 'progress lines with validation metrics')
+  } finally {
+    for (const n of nodes) n.proc.kill('SIGKILL')
+    rmSync(c.root, { recursive: true, force: true })
+  }
+})
+
+test('kill -9 mid-round: the others finish it; the node restarts, verifies, catches up and rejoins', async () => {
+  const c = await makeCluster(4, { threshold: 3, rounds: 5 })
+  const nodes: Running[] = c.dirs.map(startNode)
+  try {
+    // wait until round 1 (the first model round) is certified, then kill node 3 while round 2 runs
+    await waitFor(() => messages(nodes[3]).some(m => /^round 2: (share-keys|masked-input|survivor-set)/.test(m)), 120_000, 'node 3 to be inside round 2')
+    nodes[3].proc.kill('SIGKILL')
+    await nodes[3].exit
+    await waitFor(() => messages(nodes[0]).some(m => /round 2 certified/.test(m)), 120_000, 'the others to certify round 2 without node 3')
+    // restart from the same data directory
+    const again = startNode(c.dirs[3])
+    nodes[3] = again
+    await waitFor(() => messages(again).some(m => /ledger verified: \d+ certified/.test(m)), 60_000, 'the ledger check on restart')
+    const codes = await withTimeout(Promise.all(nodes.map(n => n.exit)), 300_000, 'all nodes to finish')
+    assert.equal(codes, [0, 0, 0, 0], nodes.map(n => messages(n).slice(-6).join(' | ')).join('\n'))
+    const results = c.dirs.map(checkDataDir)
+    assert.is(new Set(results.map(r => r.model)).size, 1, 'the restarted node ends with the same model')
+    const ledger = new DataDir(c.dirs[0]).ledger(new DataDir(c.dirs[0]).manifest())
+    const member3 = ledger.manifest.members.findIndex(m => m.peerId === c.ids[3])
+    const lastRounds = ledger.entries.slice(-2).map(e => e.header.u)
+    assert.ok(lastRounds.some(u => u.includes(member3)), `node 3 took part again: survivors ${JSON.stringify(lastRounds)}`)
+  } finally {
+    for (const n of nodes) n.proc.kill('SIGKILL')
+    rmSync(c.root, { recursive: true, force: true })
+  }
+})
+
+test.run()

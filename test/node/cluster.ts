@@ -1,0 +1,86 @@
+/** Helpers for tests that run real medmesh nodes as separate processes on 127.0.0.1. */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { createServer } from 'node:net'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const BIN = fileURLToPath(new URL('../../bin/medmesh.js', import.meta.url))
+
+export function cli (...args: string[]): { status: number | null, stdout: string, stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, MEDMESH_LOG_JSON: '1' } })
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+export async function freePorts (n: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<import('node:net').Server>(resolve => {
+    const s = createServer(); s.listen(0, '127.0.0.1', () => resolve(s))
+  })))
+  const ports = servers.map(s => (s.address() as { port: number }).port)
+  await Promise.all(servers.map(s => new Promise(resolve => s.close(resolve))))
+  return ports
+}
+
+export interface Cluster { root: string, dirs: string[], ids: string[], p2p: number[], http: number[], manifest: string }
+
+/** init, manifest create + sign, join: n nodes ready to start. */
+export async function makeCluster (n: number, opts: { threshold: number, rounds: number, phaseMs?: number, epochs?: number, extra?: string[] }): Promise<Cluster> {
+  const root = mkdtempSync(join(tmpdir(), 'medmesh-cluster-'))
+  const dirs = Array.from({ length: n }, (_, i) => join(root, `node${i}`))
+  const ids = dirs.map(d => {
+    const r = cli('init', '--data-dir', d)
+    if (r.status !== 0) throw new Error(`init failed: ${r.stderr}`)
+    return r.stdout.trim()
+  })
+  const manifest = join(root, 'manifest.json')
+  const created = cli('manifest', 'create', '--name', 'test consortium', ...ids.flatMap((id, i) => ['--member', `${id}=hospital ${i}`]),
+    '--threshold', String(opts.threshold), '--phase-ms', String(opts.phaseMs ?? 4000), '--round-ms', '60000', '--out', manifest)
+  if (created.status !== 0) throw new Error(`manifest create failed: ${created.stderr}`)
+  for (const d of dirs) { const r = cli('manifest', 'sign', '--data-dir', d, manifest); if (r.status !== 0) throw new Error(r.stderr) }
+  const [p2p, http] = [await freePorts(n), await freePorts(n)]
+  dirs.forEach((d, i) => {
+    const boot = ids.flatMap((id, j) => j === i ? [] : ['--bootstrap', `/ip4/127.0.0.1/tcp/${p2p[j]}/p2p/${id}`])
+    const r = cli('join', '--data-dir', d, '--manifest', manifest, '--listen', `/ip4/127.0.0.1/tcp/${p2p[i]}`, '--http', `127.0.0.1:${http[i]}`,
+      '--shard', `${i}/${n}`, '--epochs', String(opts.epochs ?? 0.15), '--rounds', String(opts.rounds), ...boot, ...(opts.extra ?? []))
+    if (r.status !== 0) throw new Error(`join failed: ${r.stderr}`)
+  })
+  return { root, dirs, ids, p2p, http, manifest }
+}
+
+export interface Running { proc: ChildProcess, log: string[], exit: Promise<number | null> }
+
+export function startNode (dir: string): Running {
+  const proc = spawn(process.execPath, [BIN, 'start', '--data-dir', dir], { env: { ...process.env, MEDMESH_LOG_JSON: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const log: string[] = []
+  let buf = ''
+  const onData = (chunk: Buffer): void => {
+    buf += chunk.toString('utf8')
+    const lines = buf.split('\n'); buf = lines.pop()!
+    for (const l of lines) log.push(l)
+  }
+  proc.stdout!.on('data', onData); proc.stderr!.on('data', onData)
+  const exit = new Promise<number | null>(resolve => proc.on('exit', (code) => resolve(code)))
+  return { proc, log, exit }
+}
+
+export function messages (r: Running): string[] {
+  return r.log.map(l => { try { return String(JSON.parse(l).msg) } catch { return l } })
+}
+
+export async function waitFor (cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms
+  while (Date.now() < end) { if (cond()) return; await new Promise(r => setTimeout(r, 200)) }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+}
+
+export function withTimeout<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms))])
+}
+
+export async function getJson (port: number, path: string): Promise<any> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`)
+  return path === '/metrics' ? await res.text() : await res.json()
+}
+
+export const readText = (p: string): string => readFileSync(p, 'utf8')

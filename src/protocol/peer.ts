@@ -76,6 +76,8 @@ export class ProtocolPeer {
   /** Start the round after the last certified one (or `round`, when the network is further on). */
   start (now: number, round = this.ledger.lastRound + 1): void {
     this.#now = Math.max(this.#now, now)
+    // never two Rounds for one round number: new keys for the same round would be equivocation
+    if (this.current !== null && this.current.round >= round) return
     if (this.#o.lastRound !== undefined && round > this.#o.lastRound) { this.current = null; return }
     const kind = this.#o.kindOf?.(round) ?? 'update'
     this.current = new Round({
@@ -118,7 +120,8 @@ export class ProtocolPeer {
     const r = msg.env.r
     const cur = this.current?.round ?? this.ledger.lastRound + 1
     if (this.current !== null && r === cur) this.current.receive(msg, this.#now)
-    else if (r > cur) {
+    else if (r > cur || (this.current === null && r === cur)) {
+      // a later round, or this one before this peer has started it: keep it for then
       if (this.#buffer.length < MAX_BUFFERED && r <= cur + 2) this.#buffer.push({ msg })
       else this.#actions.push({ type: 'reject', code: 'future-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.s })
       this.#maybeJump(r)
@@ -173,7 +176,8 @@ export class ProtocolPeer {
   /** Several members already in a later round means this peer fell behind: follow them. */
   #maybeJump (r: number): void {
     const set = new Set(this.#buffer.filter(b => b.msg.env.r === r && b.msg.env.t === MSG.advertise).map(b => b.msg.env.s))
-    if (set.size >= this.manifest.params.threshold && (this.current === null || this.current.round < r)) {
+    // only a peer already running rounds follows; one that has not started yet will start there
+    if (this.current !== null && set.size >= this.manifest.params.threshold && this.current.round < r) {
       if (this.current !== null && !this.current.done) this.#actions.push({ type: 'aborted', reason: `round ${this.current.round} abandoned: ${set.size} members are in round ${r}` })
       this.start(this.#now, r)
     }

@@ -74,8 +74,13 @@ export async function waitFor (cond: () => boolean, ms: number, what: string): P
   throw new Error(`timed out after ${ms} ms waiting for ${what}`)
 }
 
-export function withTimeout<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms))])
+export async function withTimeout<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms) })])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 export async function getJson (port: number, path: string): Promise<any> {

@@ -1,13 +1,13 @@
-/** Registers every command; imported by bin/medmesh.js through main.ts's dispatcher. */
+/** Registers every command; each command's module loads only when it runs. */
 import { registerCommand } from './main.ts'
-import * as dpEpsilon from './dp-epsilon.ts'
-import * as node from './node-commands.ts'
 
-registerCommand('init', { summary: 'create a node identity in a data directory', help: node.initHelp, run: args => node.init(args) })
-registerCommand('manifest', { summary: 'create, sign or verify a consortium manifest', help: node.manifestHelp, run: args => node.manifest(args) })
-registerCommand('join', { summary: 'join a consortium: store its manifest and this node\'s settings', help: node.joinHelp, run: args => node.join(args) })
-registerCommand('start', { summary: 'run the node service', help: node.startHelp, run: args => node.start(args) })
-registerCommand('status', { summary: 'ask a running node for its status', help: node.statusHelp, run: args => node.status(args) })
-registerCommand('dp-epsilon', { summary: 'the (ε, δ) a DP-SGD training plan would spend', help: dpEpsilon.help, run: args => dpEpsilon.run(args) })
+const nodeCommands = async () => await import('./node-commands.ts')
+
+registerCommand('init', { summary: 'create a node identity in a data directory', load: async () => { const m = await nodeCommands(); return { help: m.initHelp, run: m.init } } })
+registerCommand('manifest', { summary: 'create, sign or verify a consortium manifest', load: async () => { const m = await nodeCommands(); return { help: m.manifestHelp, run: m.manifest } } })
+registerCommand('join', { summary: 'join a consortium: store its manifest and this node\'s settings', load: async () => { const m = await nodeCommands(); return { help: m.joinHelp, run: m.join } } })
+registerCommand('start', { summary: 'run the node service', load: async () => { const m = await nodeCommands(); return { help: m.startHelp, run: m.start } } })
+registerCommand('status', { summary: 'ask a running node for its status', load: async () => { const m = await nodeCommands(); return { help: m.statusHelp, run: m.status } } })
+registerCommand('dp-epsilon', { summary: 'the (ε, δ) a DP-SGD training plan would spend', load: async () => { const m = await import('./dp-epsilon.ts'); return { help: m.help, run: args => m.run(args) } } })
 
 export { main } from './main.ts'

@@ -10,10 +10,10 @@ export class UsageError extends Error {
   constructor (message: string) { super(message); this.name = 'UsageError' }
 }
 
+/** A command's module is loaded only when the command runs, so `medmesh init` does not load TF.js. */
 interface Command {
   summary: string
-  help: string
-  run: (args: string[]) => Promise<number>
+  load: () => Promise<{ help: string, run: (args: string[]) => Promise<number> }>
 }
 
 const commands: Record<string, Command> = {}
@@ -46,7 +46,7 @@ export async function main (argv: string[], out: (s: string) => void = s => proc
     if (topic !== undefined) {
       const c = commands[topic]
       if (c === undefined) { err(`medmesh: unknown command '${topic}'\n\n${usage()}`); return EXIT.usage }
-      out(c.help)
+      out((await c.load()).help)
       return EXIT.ok
     }
     out(usage())
@@ -61,12 +61,13 @@ export async function main (argv: string[], out: (s: string) => void = s => proc
     err(`medmesh: unknown command '${name}'\n\n${usage()}`)
     return EXIT.usage
   }
+  const loaded = await command.load()
   if (rest.includes('--help') || rest.includes('-h')) {
-    out(command.help)
+    out(loaded.help)
     return EXIT.ok
   }
   try {
-    return await command.run(rest)
+    return await loaded.run(rest)
   } catch (e) {
     if (e instanceof UsageError) { err(`medmesh ${name}: ${e.message}\nRun 'medmesh ${name} --help' for usage.`); return EXIT.usage }
     if (e instanceof PrivacyError) { err(`medmesh ${name}: ${e.message}`); return EXIT.failure }

@@ -6,12 +6,12 @@ import { UsageError, EXIT } from './main.ts'
 import { DataDir, DataDirError } from '../node/datadir.ts'
 import { ConfigError, resolveConfig, DEFAULTS, type NodeConfig } from '../node/config.ts'
 import { atomicWrite } from '../node/fsutil.ts'
-import { MedmeshNode } from '../node/service.ts'
 import { consortiumId, defaultParams, signManifest, validateManifest, verifySignedManifest, ManifestError, AGGREGATION_RULES, type SignedManifest } from '../protocol/manifest.ts'
 import { hex } from '../protocol/codec.ts'
 import { initialState, stateHash } from '../protocol/model.ts'
-import { selectBackend } from '../training/backend.ts'
-import { buildModel, flattenWeights, MODEL_IDS, type ModelId } from '../training/models.ts'
+
+// the names in src/training/models.ts, repeated so that this module does not load TF.js
+const MODEL_NAMES = ['medmesh/cnn-small', 'medmesh/resnet18-28', 'medmesh/resnet18-28-gn']
 
 type Out = (s: string) => void
 const stdout: Out = s => process.stdout.write(s + '\n')
@@ -62,7 +62,7 @@ export const manifestHelp = `Usage:
   medmesh manifest verify FILE
 
 create options:
-  --model ID              ${MODEL_IDS.join(' | ')} (default medmesh/cnn-small)
+  --model ID              ${MODEL_NAMES.join(' | ')} (default medmesh/cnn-small)
   --seed N                seed of the initial weights (default 1)
   --image-size N          square input size (default 28)   --classes N (default 2)
   --threshold T           Shamir threshold (default: a majority)
@@ -132,13 +132,15 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${v}'`)
     return n
   }
-  const modelId = (values.model ?? 'medmesh/cnn-small') as ModelId
-  if (!(MODEL_IDS as readonly string[]).includes(modelId)) throw new UsageError(`--model must be one of ${MODEL_IDS.join(', ')}`)
+  const modelId = (values.model ?? 'medmesh/cnn-small') as string
+  if (!MODEL_NAMES.includes(modelId)) throw new UsageError(`--model must be one of ${MODEL_NAMES.join(', ')}`)
   const seed = num(values.seed, 'seed') ?? 1
   const size = num(values['image-size'], 'image-size') ?? 28
   const classes = num(values.classes, 'classes') ?? 2
+  const { selectBackend } = await import('../training/backend.ts')
+  const { buildModel, flattenWeights } = await import('../training/models.ts')
   await selectBackend('auto')
-  const model = buildModel({ id: modelId, height: size, width: size, classes, seed })
+  const model = buildModel({ id: modelId as never, height: size, width: size, classes, seed })
   const weights = flattenWeights(model)
   const params = defaultParams(members.length, weights.length, hex(stateHash(initialState(weights))))
   params.model = { id: modelId, version: '1', seed, initialHash: params.model.initialHash, size: weights.length }
@@ -217,6 +219,7 @@ export async function start (args: string[]): Promise<number> {
   const { values } = parse(args, NODE_FLAGS)
   return await guarded(async () => {
     const config = resolveConfig(dataDirOf(values['data-dir']), flagLayer(values))
+    const { MedmeshNode } = await import('../node/service.ts')
     const node = await MedmeshNode.start(config)
     const stop = (): void => { void node.stop() }
     process.once('SIGINT', stop)

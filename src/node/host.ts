@@ -14,7 +14,8 @@ import { ping } from '@libp2p/ping'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { bootstrap } from '@libp2p/bootstrap'
 import { preSharedKey } from '@libp2p/pnet'
-import type { PeerId } from '@libp2p/interface'
+import { KEEP_ALIVE, type PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import type { NodeIdentity } from '../privacy/index.ts'
 import type { Manifest } from '../protocol/manifest.ts'
 import type { NodeConfig } from './config.ts'
@@ -40,7 +41,8 @@ export async function createHost (config: NodeConfig, identity: NodeIdentity, ma
     addresses: { listen: config.listen, announce: config.announce },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // larger windows: a masked vector is tens of MB, and the default 256 KiB window caps throughput
+    streamMuxers: [yamux({ maxMessageSize: 256 * 1024, streamOptions: { initialStreamWindowSize: 4 * 1024 * 1024, maxStreamWindowSize: 16 * 1024 * 1024, maxReadBufferLength: 32 * 1024 * 1024 } })],
     connectionProtector,
     peerDiscovery: config.bootstrap.length > 0 ? [bootstrap({ list: config.bootstrap, timeout: 500 })] : [],
     connectionGater: {
@@ -50,7 +52,8 @@ export async function createHost (config: NodeConfig, identity: NodeIdentity, ma
       denyInboundUpgradedConnection: deny('inbound connection'),
       denyOutboundUpgradedConnection: deny('outbound connection')
     },
-    connectionManager: { maxConnections: Math.max(16, 2 * manifest.members.length) },
+    // members are tagged keep-alive (see tagMembers): a dropped link is re-dialled with backoff
+    connectionManager: { maxConnections: Math.max(16, 2 * manifest.members.length), reconnectRetries: 1_000_000, reconnectRetryInterval: 1000, reconnectBackoffFactor: 2 },
     services: {
       identify: identify(),
       ping: ping(),
@@ -64,6 +67,14 @@ export async function createHost (config: NodeConfig, identity: NodeIdentity, ma
       } as never)
     }
   }) as unknown as MedmeshHost
+}
+
+/** Tag every member keep-alive, so that libp2p reconnects to it (with backoff) when a link drops. */
+export async function tagMembers (host: MedmeshHost, manifest: Manifest, self: string): Promise<void> {
+  for (const m of manifest.members) {
+    if (m.peerId === self) continue
+    await host.peerStore.merge(peerIdFromString(m.peerId), { tags: { [KEEP_ALIVE]: { value: 1 } } })
+  }
 }
 
 export function isMember (manifest: Manifest, peer: PeerId): boolean {

@@ -23,7 +23,7 @@ import { describeBackend } from '../training/backend.ts'
 import type { NodeConfig } from './config.ts'
 import { ConfigError } from './config.ts'
 import { DataDir } from './datadir.ts'
-import { createHost, isMember, type MedmeshHost } from './host.ts'
+import { createHost, isMember, tagMembers, type MedmeshHost } from './host.ts'
 import { createMetrics, type NodeMetrics } from './metrics.ts'
 import { startHttp } from './http.ts'
 import { createLogger, type Logger } from './logger.ts'
@@ -129,6 +129,7 @@ export class MedmeshNode {
     })
     this.host.addEventListener('peer:connect', (evt) => { log.info({ peer: evt.detail.toString() }, 'member connected'); this.#countPeers() })
     this.host.addEventListener('peer:disconnect', (evt) => { log.info({ peer: evt.detail.toString() }, 'member disconnected'); this.#countPeers() })
+    await tagMembers(this.host, manifest, this.identity.peerId)
     log.info({ addresses: this.host.getMultiaddrs().map(a => a.toString()) }, 'listening')
 
     await this.#waitForMembers()

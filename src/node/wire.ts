@@ -38,9 +38,8 @@ export async function readFramed<H> (stream: Stream, maxHeader: number, parseHea
     let filled = 0
     let need = 0
     for await (const chunk of src) {
-      const frame = chunk.subarray()
       if (header === undefined) {
-        header = parseHeader(decodeBounded(frame, maxHeader, 'stream header'))
+        header = parseHeader(decodeBounded(chunk.subarray(), maxHeader, 'stream header'))
         need = bodyLength(header)
         if (need < 0) break
         if (need > MAX_BLOB_BYTES) throw new Error(`peer announced ${need} bytes, more than the ${MAX_BLOB_BYTES} limit`)
@@ -48,9 +47,9 @@ export async function readFramed<H> (stream: Stream, maxHeader: number, parseHea
         if (need === 0) break
         continue
       }
-      if (filled + frame.length > need) throw new Error('peer sent more bytes than it announced')
-      body!.set(frame, filled)
-      filled += frame.length
+      if (filled + chunk.byteLength > need) throw new Error('peer sent more bytes than it announced')
+      // copy the frame's pieces straight into place: chunk.subarray() would first join them
+      for (const piece of chunk) { body!.set(piece, filled); filled += piece.byteLength }
       if (filled === need) break
     }
     if (header === undefined) throw new Error('stream ended before a header')

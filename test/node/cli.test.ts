@@ -1,0 +1,96 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { mkdtempSync, rmSync, writeFileSync, statSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { cli } from './cluster.ts'
+import { resolveConfig, ConfigError } from '../../src/node/config.ts'
+import { throwsA } from '../helpers/assert.ts'
+
+const root = mkdtempSync(join(tmpdir(), 'medmesh-cli-'))
+const noStack = (s: string): boolean => !/\n\s+at /.test(s)
+
+test('init: a new identity, mode 0600, never overwritten', () => {
+  const dir = join(root, 'a')
+  const r = cli('init', '--data-dir', dir)
+  assert.is(r.status, 0, r.stderr)
+  assert.match(r.stdout.trim(), /^12D3KooW\w+$/)
+  assert.is(statSync(join(dir, 'identity.key')).mode & 0o777, 0o600)
+  const again = cli('init', '--data-dir', dir)
+  assert.is(again.status, 78)
+  assert.match(again.stderr, /already holds an identity/)
+  assert.ok(noStack(again.stderr))
+})
+
+test('start without an identity or manifest: a clear message and exit code 78', () => {
+  const r = cli('start', '--data-dir', join(root, 'nothing-here'))
+  assert.is(r.status, 78)
+  assert.match(r.stderr, /no identity in .* run 'medmesh init/)
+  assert.ok(noStack(r.stderr))
+  const dir = join(root, 'b')
+  cli('init', '--data-dir', dir)
+  const r2 = cli('start', '--data-dir', dir)
+  assert.is(r2.status, 78)
+  assert.match(r2.stderr, /no manifest/)
+})
+
+test('bad flags and bad values: usage errors (64) or configuration errors (78), never a stack trace', () => {
+  const bad = cli('init', '--data-dir')
+  assert.is(bad.status, 64)
+  assert.is(cli('start', '--no-such-flag').status, 64)
+  const m = cli('manifest', 'create', '--name', 'x', '--member', 'not-a-peer-id=h', '--member', 'also-not=h2', '--out', join(root, 'm.json'))
+  assert.is(m.status, 78)
+  assert.match(m.stderr, /Ed25519 libp2p peer id/)
+  writeFileSync(join(root, 'junk.json'), '{ not json')
+  const v = cli('manifest', 'verify', join(root, 'junk.json'))
+  assert.is(v.status, 78)
+  assert.match(v.stderr, /not valid JSON/)
+  for (const r of [bad, m, v]) assert.ok(noStack(r.stderr), r.stderr)
+})
+
+test('a manifest missing a founder\'s signature is refused by join', () => {
+  const dirs = ['c', 'd'].map(n => join(root, n))
+  const ids = dirs.map(d => cli('init', '--data-dir', d).stdout.trim())
+  const file = join(root, 'two.json')
+  assert.is(cli('manifest', 'create', '--name', 'two', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', file).status, 0)
+  assert.is(cli('manifest', 'sign', '--data-dir', dirs[0], file).status, 0)
+  const j = cli('join', '--data-dir', dirs[0], '--manifest', file)
+  assert.is(j.status, 78)
+  assert.match(j.stderr, /lacks a signature from member/)
+  assert.is(cli('manifest', 'sign', '--data-dir', dirs[1], file).status, 0)
+  const badBoot = cli('join', '--data-dir', dirs[0], '--manifest', file, '--bootstrap', '/ip4/127.0.0.1/tcp/1')
+  assert.is(badBoot.status, 78)
+  assert.match(badBoot.stderr, /must end in \/p2p\//)
+  const ok = cli('join', '--data-dir', dirs[0], '--manifest', file, '--http', '127.0.0.1:0')
+  assert.is(ok.status, 0, ok.stderr)
+  assert.equal(JSON.parse(readFileSync(join(dirs[0], 'config.json'), 'utf8')), { http: '127.0.0.1:0' })
+})
+
+test('configuration layers: file < environment < flags', () => {
+  const dir = join(root, 'layers')
+  cli('init', '--data-dir', dir)
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ http: '127.0.0.1:1111', epochs: 2, rounds: 3 }))
+  const c = resolveConfig(dir, { rounds: 7 }, { MEDMESH_HTTP: '127.0.0.1:2222', MEDMESH_EPOCHS: '4' })
+  assert.is(c.http, '127.0.0.1:2222')
+  assert.is(c.epochs, 4)
+  assert.is(c.rounds, 7)
+  throwsA(() => resolveConfig(dir, { epochs: -1 }, {}), ConfigError, /epochs/)
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ colour: 'blue' }))
+  throwsA(() => resolveConfig(dir, {}, {}), ConfigError, /unknown setting 'colour'/)
+})
+
+test('status with no node running: exit 69 and a message', () => {
+  const r = cli('status', '--http', '127.0.0.1:1')
+  assert.is(r.status, 69)
+  assert.match(r.stderr, /no node answers/)
+})
+
+test('the CLI\'s list of model names is the training module\'s', async () => {
+  const { MODEL_IDS } = await import('../../src/training/models.ts')
+  const help = cli('manifest', '--help').stdout
+  for (const id of MODEL_IDS) assert.ok(help.includes(id), id)
+  assert.match(help, new RegExp(MODEL_IDS.join(' \\| ').replace(/\//g, '\\/')))
+})
+
+test.after(() => rmSync(root, { recursive: true, force: true }))
+test.run()

@@ -8,6 +8,7 @@ registerCommand('manifest', { summary: 'create, sign or verify a consortium mani
 registerCommand('join', { summary: 'join a consortium: store its manifest and this node\'s settings', load: async () => { const m = await nodeCommands(); return { help: m.joinHelp, run: m.join } } })
 registerCommand('start', { summary: 'run the node service', load: async () => { const m = await nodeCommands(); return { help: m.startHelp, run: m.start } } })
 registerCommand('status', { summary: 'ask a running node for its status', load: async () => { const m = await nodeCommands(); return { help: m.statusHelp, run: m.status } } })
+registerCommand('simnet', { summary: 'simulate a consortium on one machine, with a report', load: async () => { const m = await import('../../scripts/simnet/simnet.ts'); return { help: m.simnetHelp, run: args => m.runSimnet(args) } } })
 registerCommand('dp-epsilon', { summary: 'the (ε, δ) a DP-SGD training plan would spend', load: async () => { const m = await import('./dp-epsilon.ts'); return { help: m.help, run: args => m.run(args) } } })
 
 export { main } from './main.ts'

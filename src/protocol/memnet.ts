@@ -31,6 +31,8 @@ export interface NetOptions {
   input?: (member: number, round: number, kind: RoundKind) => { values: ArrayLike<number>, count: number } | null
   kindOf?: (round: number) => RoundKind
   lastRound?: number
+  /** the model's initial weights (default: a small synthetic vector of modelSize) */
+  initialWeights?: Float32Array
 }
 
 interface Delivery { at: number, seq: number, to: number, wire?: Uint8Array, blob?: { hash: string, data: Uint8Array } }
@@ -60,7 +62,7 @@ export class MemNet {
     this.rand = mulberry32(seed)
     const idRng = seededRandom(Uint8Array.from({ length: 32 }, (_, i) => (seed * 31 + i) & 0xff))
     const ids = Array.from({ length: o.n }, () => NodeIdentity.generate(idRng))
-    const weights = Float32Array.from({ length: o.modelSize ?? 16 }, (_, i) => Math.sin(i) / 10)
+    const weights = o.initialWeights ?? Float32Array.from({ length: o.modelSize ?? 16 }, (_, i) => Math.sin(i) / 10)
     this.initial = initialState(weights)
     const params = defaultParams(o.n, weights.length, hex(stateHash(this.initial)))
     params.timeouts = { phaseMs: 500, roundMs: 20_000 }

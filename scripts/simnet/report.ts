@@ -1,0 +1,51 @@
+/** The simulation report: one JSON file with every figure, and an HTML page of SVG charts that opens offline. */
+import { writeFileSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+
+export interface Series { name: string, values: Array<number | null> }
+
+const COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf']
+const esc = (s: string): string => s.replace(/[&<>"]/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!)
+
+/** A line chart: x = index (round), y in [lo, hi]. */
+export function lineChart (title: string, series: Series[], lo: number, hi: number, yLabel: string): string {
+  const W = 640; const H = 300; const L = 56; const R = 170; const T = 30; const B = 40
+  const n = Math.max(1, ...series.map(s => s.values.length))
+  const x = (i: number): number => L + (n === 1 ? 0 : i * (W - L - R) / (n - 1))
+  const y = (v: number): number => T + (hi - v) * (H - T - B) / (hi - lo || 1)
+  const grid = Array.from({ length: 5 }, (_, k) => lo + k * (hi - lo) / 4).map(v =>
+    `<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/><text x="${L - 6}" y="${y(v) + 4}" text-anchor="end" font-size="11">${v.toFixed(2)}</text>`).join('')
+  const lines = series.map((s, k) => {
+    const pts = s.values.map((v, i) => v === null || !Number.isFinite(v) ? null : `${x(i).toFixed(1)},${y(Math.max(lo, Math.min(hi, v))).toFixed(1)}`).filter(p => p !== null)
+    const colour = COLOURS[k % COLOURS.length]
+    return `<polyline fill="none" stroke="${colour}" stroke-width="${k === 0 ? 3 : 1.5}" points="${pts.join(' ')}"/>` +
+      `<text x="${W - R + 8}" y="${T + 14 * k + 10}" font-size="11" fill="${colour}">${esc(s.name)}</text>`
+  }).join('')
+  const ticks = Array.from({ length: n }, (_, i) => i).filter(i => n <= 12 || i % Math.ceil(n / 12) === 0).map(i => `<text x="${x(i)}" y="${H - B + 16}" text-anchor="middle" font-size="11">${i + 1}</text>`).join('')
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" role="img" aria-label="${esc(title)}"><text x="${L}" y="18" font-size="14" font-weight="bold">${esc(title)}</text>${grid}${ticks}` +
+    `<text x="${(L + W - R) / 2}" y="${H - 6}" text-anchor="middle" font-size="11">round</text><text x="14" y="${H / 2}" font-size="11" transform="rotate(-90 14 ${H / 2})" text-anchor="middle">${esc(yLabel)}</text>${lines}</svg>`
+}
+
+export function barChart (title: string, labels: string[], values: number[], unit: string): string {
+  const W = 640; const rowH = 22; const L = 150; const T = 30
+  const H = T + rowH * labels.length + 10
+  const max = Math.max(1e-12, ...values)
+  const bars = labels.map((l, i) => {
+    const w = (W - L - 120) * values[i] / max
+    return `<text x="${L - 8}" y="${T + i * rowH + 15}" text-anchor="end" font-size="12">${esc(l)}</text><rect x="${L}" y="${T + i * rowH + 3}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${COLOURS[i % COLOURS.length]}"/>` +
+      `<text x="${L + w + 6}" y="${T + i * rowH + 15}" font-size="12">${values[i].toFixed(values[i] >= 100 ? 0 : 3)} ${esc(unit)}</text>`
+  }).join('')
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" role="img" aria-label="${esc(title)}"><text x="10" y="18" font-size="14" font-weight="bold">${esc(title)}</text>${bars}</svg>`
+}
+
+export function writeReport (dir: string, data: Record<string, unknown>, charts: string[], summary: string[]): { json: string, html: string } {
+  mkdirSync(dir, { recursive: true })
+  const json = join(dir, 'report.json')
+  const html = join(dir, 'report.html')
+  writeFileSync(json, JSON.stringify(data, null, 2) + '\n')
+  writeFileSync(html, `<!doctype html><html><head><meta charset="utf-8"><title>medmesh simulation report</title>
+<style>body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222} svg{display:block;margin:1.5em 0} li{margin:.2em 0}</style></head>
+<body><h1>medmesh simulation report</h1><ul>${summary.map(s => `<li>${esc(s)}</li>`).join('')}</ul>${charts.join('\n')}
+<p>Every figure is in <code>report.json</code> beside this page.</p></body></html>\n`)
+  return { json, html }
+}

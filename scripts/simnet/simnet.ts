@@ -103,6 +103,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const records: RoundRecord[] = []
   let bytesSoFar = 0
   const bytesPerNode = new Array<number>(n).fill(0)
+  const publisher = new Map<string, { peer: number, size: number }>()
   const started = Date.now()
   net.startAll()
   for (let r = 1; r <= rounds; r++) {
@@ -115,6 +116,12 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     for (const i of absent) net.online[i] = false
     const logStart = net.log.length
     net.run(done, 600_000)
+    // a peer that saw the certificate before finishing its own aggregate fetches the certified state: wait for it
+    const current = (i: number): boolean => {
+      const last = [...net.peers[i].ledger.entries].reverse().find(e => e.header.k === 'update')
+      return last === undefined || hex(stateHash(net.peers[i].state)) === hex(last.header.mh)
+    }
+    net.run(() => net.honest().every(current), 60_000)
     for (const i of absent) net.online[i] = true
     const ref = Array.from({ length: n }, (_, i) => i).find(i => !absent.has(i))!
     const entries = net.peers[ref].ledger.entries.filter(e => e.header.r === target)
@@ -126,9 +133,13 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       metrics = evaluator.trainer.evaluate(data.test, evaluator.norm)
     }
     for (const l of net.log.slice(logStart)) {
-      // what this hospital sent: each message to the n - 1 others, each of its blobs to those that fetched it
+      // what each hospital sent: every message to the n - 1 others, and each blob to every peer that fetched it
       if (l.action.type === 'broadcast') bytesPerNode[l.peer] += l.action.wire.length * (n - 1)
-      if (l.action.type === 'publish-blob') bytesPerNode[l.peer] += l.action.data.length * (n - 1)
+      if (l.action.type === 'publish-blob' && !publisher.has(l.action.hash)) publisher.set(l.action.hash, { peer: l.peer, size: l.action.data.length })
+      if (l.action.type === 'fetch-blob') {
+        const p = publisher.get(l.action.hash)
+        if (p !== undefined) bytesPerNode[p.peer] += p.size
+      }
     }
     const bytes = bytesPerNode.reduce((a, b) => a + b, 0) - bytesSoFar
     bytesSoFar += bytes

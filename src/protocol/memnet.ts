@@ -31,6 +31,9 @@ export interface NetOptions {
   input?: (member: number, round: number, kind: RoundKind) => { values: ArrayLike<number>, count: number } | null
   kindOf?: (round: number) => RoundKind
   lastRound?: number
+  /** delivery delay: base milliseconds (plus up to 20 ms of jitter), and blob bandwidth in bytes per ms */
+  latencyMs?: number
+  bandwidthBytesPerMs?: number
   /** the model's initial weights (default: a small synthetic vector of modelSize) */
   initialWeights?: Float32Array
 }
@@ -43,7 +46,8 @@ export class MemNet {
   readonly peers: ProtocolPeer[]
   readonly online: boolean[]
   readonly blobs = new Map<string, Uint8Array>()
-  readonly log: Array<{ peer: number, action: PeerAction }> = []
+  /** every action carried out, with the simulated time it happened */
+  readonly log: Array<{ peer: number, action: PeerAction, at: number }> = []
   readonly rand: () => number
   now = 0
   #queue: Delivery[] = []
@@ -101,7 +105,7 @@ export class MemNet {
     const peer = this.peers[i]
     for (const action of peer.takeActions()) {
       if (!this.online[i]) return
-      this.log.push({ peer: i, action })
+      this.log.push({ peer: i, action, at: this.now })
       switch (action.type) {
         case 'broadcast': {
           if (this.dropBefore.get(i) === action.msgType) { this.online[i] = false; return }
@@ -123,7 +127,10 @@ export class MemNet {
   }
 
   #enqueue (d: Omit<Delivery, 'at' | 'seq'>): void {
-    this.#queue.push({ ...d, at: this.now + 1 + Math.floor(this.rand() * 20), seq: this.#seq++ })
+    const o = this.options
+    const size = d.blob?.data.length ?? d.wire?.length ?? 0
+    const transfer = o.bandwidthBytesPerMs !== undefined ? size / o.bandwidthBytesPerMs : 0
+    this.#queue.push({ ...d, at: this.now + 1 + (o.latencyMs ?? 0) + Math.floor(this.rand() * 20) + Math.ceil(transfer), seq: this.#seq++ })
   }
 
   /** Deliver raw bytes to member `to` as if from the network. */

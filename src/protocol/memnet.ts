@@ -75,7 +75,7 @@ export class MemNet {
     // member index = position in the manifest's canonical order
     this.identities = this.manifest.members.map(m => ids.find(id => id.peerId === m.peerId)!)
     this.online = this.identities.map(() => true)
-    this.peers = this.identities.map((identity, i) => this.makePeer(i))
+    this.peers = this.identities.map((_, i) => this.makePeer(i))
   }
 
   makePeer (i: number): ProtocolPeer {

@@ -580,17 +580,16 @@ export class Round {
     const dropped = M.members.filter(u => !U3.members.includes(u))
     const selfShares = new Map<number, Share[]>(U3.members.map(u => [u, []]))
     const keyShares = new Map<number, Share[]>(dropped.map(u => [u, []]))
-    const revealers = new Map<string, number>()
     for (const [sender, body] of this.#reveals) {
       if (this.#revealIds.get(sender) !== key || this.#faulty.has(sender) || !M.members.includes(sender)) continue
       const owners = new Set<number>()
       let ok = true
-      for (const [u, s] of body.bs) { if (!selfShares.has(u) || owners.has(u)) ok = false; owners.add(u) }
-      for (const [u, s] of body.ks) { if (!keyShares.has(u) || owners.has(u)) ok = false; owners.add(u) }
+      for (const [u] of body.bs) { if (!selfShares.has(u) || owners.has(u)) ok = false; owners.add(u) }
+      for (const [u] of body.ks) { if (!keyShares.has(u) || owners.has(u)) ok = false; owners.add(u) }
       if (!ok) { this.#faulty.add(sender); this.#reject('invalid', `member ${sender} revealed shares outside the rules (both kinds, or for the wrong set)`, sender); continue }
       try {
-        for (const [u, s] of body.bs) { const sh = decodeShare(s); if (sh.x !== sender + 1) throw new Error('x'); selfShares.get(u)!.push(sh); revealers.set(`b${u}:${sh.x}`, sender) }
-        for (const [u, s] of body.ks) { const sh = decodeShare(s); if (sh.x !== sender + 1) throw new Error('x'); keyShares.get(u)!.push(sh); revealers.set(`k${u}:${sh.x}`, sender) }
+        for (const [u, s] of body.bs) { const sh = decodeShare(s); if (sh.x !== sender + 1) throw new Error('x'); selfShares.get(u)!.push(sh) }
+        for (const [u, s] of body.ks) { const sh = decodeShare(s); if (sh.x !== sender + 1) throw new Error('x'); keyShares.get(u)!.push(sh) }
       } catch {
         this.#faulty.add(sender)
         this.#reject('bad-share', `member ${sender} revealed malformed shares`, sender)

@@ -4,7 +4,7 @@ import { MemNet, expectedAggregate } from './harness.ts'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { NodeIdentity, seededRandom, decodeShare, encodeShare } from '../../src/privacy/index.ts'
 import { decodeBounded, encodeCanonical, hex } from '../../src/protocol/codec.ts'
-import { sealMessage, openMessage, MSG, MAX_MESSAGE_BYTES, type Envelope, type RevealBody, type MaskedInputBody } from '../../src/protocol/messages.ts'
+import { sealMessage, openMessage, MAX_MESSAGE_BYTES, type Envelope, type RevealBody, type MaskedInputBody } from '../../src/protocol/messages.ts'
 
 const hashOf = (v: Uint32Array): string => hex(sha256(new Uint8Array(v.buffer)))
 const ctxOf = (net: MemNet) => ({ consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys })

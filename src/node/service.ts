@@ -58,7 +58,6 @@ export class MedmeshNode {
   #stopped: Promise<void>
   #resolveStopped!: () => void
   #training = false
-  #catchingUp = false
   #trainFor = -1
   #persisted = new Set<number>()
 
@@ -181,12 +180,6 @@ export class MedmeshNode {
 
   /** Ask connected members for certificates this node has not seen, and adopt them if they verify. */
   async #catchUp (): Promise<void> {
-    if (this.#catchingUp) return
-    this.#catchingUp = true
-    try { await this.#catchUpOnce() } finally { this.#catchingUp = false }
-  }
-
-  async #catchUpOnce (): Promise<void> {
     for (const p of this.host.getPeers()) {
       if (!isMember(this.manifest, p)) continue
       try {
@@ -321,10 +314,6 @@ export class MedmeshNode {
         break
       case 'caught-up':
         this.#persist()
-        break
-      case 'behind':
-        this.log.warn(`round ${a.round}: ${a.from.length} members are on a newer ledger head: catching up`)
-        void this.#catchUp()
         break
     }
   }

@@ -122,23 +122,7 @@ export class MemNet {
         case 'fetch-blob':
           this.#pendingFetches.push({ peer: i, hash: action.hash })
           break
-        case 'behind':
-          this.#catchUp(i)
-          break
       }
-    }
-  }
-
-  /** What a node does when it finds itself behind: fetch certificates and the state from a member that has more. */
-  #catchUp (i: number): void {
-    const donors = this.peers.map((p, j) => ({ p, j })).filter(({ j }) => j !== i && this.online[j])
-    const best = donors.sort((a, b) => b.p.ledger.entries.length - a.p.ledger.entries.length)[0]
-    if (best === undefined || best.p.ledger.lastRound <= this.peers[i].ledger.lastRound) return
-    const last = [...best.p.ledger.entries].reverse().find(e => e.header.k === 'update')
-    try {
-      this.peers[i].catchUp(best.p.ledger.entries.map(e => e.certificate), last === undefined ? null : this.blobs.get(hex(last.header.mh)) ?? null, this.now)
-    } catch {
-      // a catch-up that does not verify changes nothing; the peer stays where it was
     }
   }
 

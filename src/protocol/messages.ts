@@ -22,8 +22,7 @@ export const MSG = { advertise: 1, shareKeys: 2, proposal: 3, maskedInput: 4, ac
 export type MsgType = typeof MSG[keyof typeof MSG]
 export const MSG_NAME: Record<number, string> = Object.fromEntries(Object.entries(MSG).map(([k, v]) => [v, k]))
 
-/** `p`: the hash of the sender's ledger head, the `prev` its round would certify on */
-export interface AdvertiseBody { ck: Uint8Array, sk: Uint8Array, bc: Uint8Array, p: Uint8Array }
+export interface AdvertiseBody { ck: Uint8Array, sk: Uint8Array, bc: Uint8Array }
 export interface ShareKeysBody { adv: Array<[number, Uint8Array]>, box: Array<[number, Uint8Array]> }
 /** ph 1: the masking set (advertisements + share keys); ph 2: the survivor set (masked-input commitments) */
 export interface ProposalBody { ph: 1 | 2, mh: Uint8Array, m: Uint8Array[] }
@@ -74,8 +73,8 @@ const pairList = (v: unknown, what: string, len?: number, maxLen?: number): Arra
 function validateBody (t: number, b: unknown): Body {
   switch (t) {
     case MSG.advertise: {
-      const o = obj(b, 'advertise', ['ck', 'sk', 'bc', 'p'])
-      return { ck: bytes(o.ck, 'ck', 32), sk: bytes(o.sk, 'sk', 32), bc: bytes(o.bc, 'bc', 32), p: bytes(o.p, 'p', 32) }
+      const o = obj(b, 'advertise', ['ck', 'sk', 'bc'])
+      return { ck: bytes(o.ck, 'ck', 32), sk: bytes(o.sk, 'sk', 32), bc: bytes(o.bc, 'bc', 32) }
     }
     case MSG.shareKeys: {
       const o = obj(b, 'shareKeys', ['adv', 'box'])

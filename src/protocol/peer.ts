@@ -170,15 +170,7 @@ export class ProtocolPeer {
       } else if (last.k === 'stats') this.stats = new Float64Array(new Uint8Array(last.x).buffer)
       this.#actions.push({ type: 'caught-up', round: last.r })
     }
-    // a round begun on the old head would certify another chain: sit it out, start the next one
-    const cur = this.current
-    let next = this.ledger.lastRound + 1
-    if (cur !== null && !equalBytes(cur.o.prev, this.ledger.head)) {
-      if (!cur.done) this.#actions.push({ type: 'aborted', reason: `round ${cur.round} abandoned: it was begun on an old ledger head` })
-      next = Math.max(next, cur.round + 1)
-      this.current = null
-    }
-    this.start(now, Math.max(next, this.current?.round ?? -1))
+    this.start(now)
   }
 
   /** Several members already in a later round means this peer fell behind: follow them. */

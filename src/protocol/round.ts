@@ -39,8 +39,6 @@ export type Action =
   | { type: 'phase', phase: Phase, detail: string }
   | { type: 'certified', certificate: Certificate, header: CertificateHeader, state: GlobalState | null, stats: Float64Array | null }
   | { type: 'aborted', reason: string }
-  /** t or more members are on another ledger head: this peer is behind and should catch up */
-  | { type: 'behind', round: number, from: number[] }
 
 export interface RoundOptions {
   manifest: Manifest
@@ -87,8 +85,6 @@ export class Round {
   readonly #revealIds = new Map<number, string>()
   readonly #commits = new Map<string, Map<number, Uint8Array>>()
   readonly #faulty = new Set<number>()
-  readonly #otherHeads = new Set<number>()
-  #behindSaid = false
 
   // progress
   #sharedAt = -1
@@ -123,7 +119,7 @@ export class Round {
     this.#b = randomBytes(o.rng, 32)
     this.#advertiseDeadline = o.now + o.manifest.params.timeouts.phaseMs
     this.#roundDeadline = o.now + o.manifest.params.timeouts.roundMs
-    this.#send(MSG.advertise, 0, { ck: this.#c.publicKey, sk: this.#s.publicKey, bc: secretCommitment(this.#b), p: this.o.prev })
+    this.#send(MSG.advertise, 0, { ck: this.#c.publicKey, sk: this.#s.publicKey, bc: secretCommitment(this.#b) })
     this.#setPhase('advertise', `round ${o.round}: advertised keys`)
   }
 
@@ -211,16 +207,6 @@ export class Round {
   }
 
   #onAdvertise (msg: OpenedMessage<AdvertiseBody>): void {
-    // a peer on another ledger head would certify a different chain: it sits this round out; and
-    // when t members are on another head, this peer is the one behind and must catch up
-    if (!equalBytes(msg.env.b.p, this.o.prev)) {
-      this.#otherHeads.add(msg.env.s)
-      if (this.#otherHeads.size >= this.o.manifest.params.threshold && !this.#behindSaid) {
-        this.#behindSaid = true
-        this.#actions.push({ type: 'behind', round: this.o.round, from: [...this.#otherHeads] })
-      }
-      throw new ProtocolError('invalid', `member ${msg.env.s} advertises round ${this.o.round} on another ledger head`)
-    }
     if (!this.#firstOf(`adv:${msg.env.s}`, msg)) return
     if (this.#sharedAt >= 0) return // too late to be in my view; a proposal may still carry it
     this.#adverts.set(msg.env.s, { id: msg.id, wire: msg.wire, body: msg.env.b })

@@ -40,6 +40,16 @@ export class DataDir {
     return identity
   }
 
+  /** Remove temporary files a crash left behind (the real files were never touched: see atomicWrite). */
+  removeTemporaryFiles (): number {
+    let removed = 0
+    for (const dir of [this.root, this.path('ledger'), this.path('states')]) {
+      if (!existsSync(dir)) continue
+      for (const f of readdirSync(dir)) if (f.startsWith('.') && f.endsWith('.tmp')) { unlinkSync(join(dir, f)); removed++ }
+    }
+    return removed
+  }
+
   identity (): NodeIdentity {
     const raw = readIfExists(this.path('identity.key'))
     if (raw === null) throw new DataDirError(`no identity in ${this.root}: run 'medmesh init --data-dir ${this.root}' first`)

@@ -84,6 +84,8 @@ export class MedmeshNode {
 
   async #start (): Promise<void> {
     const { manifest, log } = this
+    const leftovers = this.dir.removeTemporaryFiles()
+    if (leftovers > 0) log.warn(`removed ${leftovers} temporary file(s) left by an interrupted write`)
     const ledger = this.dir.ledger(manifest)
     for (const e of ledger.entries) this.#persisted.add(e.header.r)
     log.info({ peerId: this.identity.peerId, consortium: manifest.name, members: manifest.members.length, certified: ledger.entries.length }, `ledger verified: ${ledger.entries.length} certified round(s)`)

@@ -92,5 +92,19 @@ test('the CLI\'s list of model names is the training module\'s', async () => {
   assert.match(help, new RegExp(MODEL_IDS.join(' \\| ').replace(/\//g, '\\/')))
 })
 
+test('a restart removes the temporary files an interrupted write left, and nothing else', async () => {
+  const { DataDir } = await import('../../src/node/datadir.ts')
+  const { atomicWrite } = await import('../../src/node/fsutil.ts')
+  const { mkdirSync, existsSync } = await import('node:fs')
+  const dir = join(root, 'crashed')
+  mkdirSync(join(dir, 'ledger'), { recursive: true })
+  atomicWrite(join(dir, 'round.json'), '{}')
+  writeFileSync(join(dir, '.round.json.abc123.tmp'), '{"half')
+  writeFileSync(join(dir, 'ledger', '.0000000001.cert.def456.tmp'), 'half')
+  assert.is(new DataDir(dir).removeTemporaryFiles(), 2)
+  assert.ok(existsSync(join(dir, 'round.json')))
+  assert.not.ok(existsSync(join(dir, '.round.json.abc123.tmp')))
+})
+
 test.after(() => rmSync(root, { recursive: true, force: true }))
 test.run()

@@ -33,7 +33,7 @@ export function barChart (title: string, labels: string[], values: number[], uni
   const bars = labels.map((l, i) => {
     const w = (W - L - 120) * values[i] / max
     return `<text x="${L - 8}" y="${T + i * rowH + 15}" text-anchor="end" font-size="12">${esc(l)}</text><rect x="${L}" y="${T + i * rowH + 3}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${COLOURS[i % COLOURS.length]}"/>` +
-      `<text x="${L + w + 6}" y="${T + i * rowH + 15}" font-size="12">${values[i].toFixed(values[i] >= 100 ? 0 : 3)} ${esc(unit)}</text>`
+      `<text x="${L + w + 6}" y="${T + i * rowH + 15}" font-size="12">${values[i].toFixed(values[i] >= 100 ? 0 : values[i] >= 10 ? 1 : 3)} ${esc(unit)}</text>`
   }).join('')
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" role="img" aria-label="${esc(title)}"><text x="10" y="18" font-size="14" font-weight="bold">${esc(title)}</text>${bars}</svg>`
 }

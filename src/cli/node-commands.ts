@@ -16,7 +16,6 @@ const MODEL_NAMES = ['medmesh/cnn-small', 'medmesh/resnet18-28', 'medmesh/resnet
 type Out = (s: string) => void
 const stdout: Out = s => process.stdout.write(s + '\n')
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Values = Record<string, any>
 
 function parse (args: string[], options: ParseArgsConfig['options'], allowPositionals = false): { values: Values, positionals: string[] } {

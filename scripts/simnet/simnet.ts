@@ -103,11 +103,14 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       const site = sites[member]
       if (kind === 'stats') return site.statsInput()
       if (site.norm === undefined && net.peers[member].stats !== null) site.useStatistics(net.peers[member].stats!)
+      // the next round's training starts as soon as a round is certified: note ε before it
+      if (!epsilonBefore.has(round)) epsilonBefore.set(round, sites.map(x => x.options.budget?.spent.epsilon ?? 0))
       return site.update(net.peers[member].state, round)
     }
   })
   // member i of the manifest (canonical order) is hospital i
   const sites: Site[] = []
+  const epsilonBefore = new Map<number, number[]>()
   for (let i = 0; i < n; i++) {
     sites.push(await Site.open(net.manifest, { train: subset(data.train, parts[i]), val: null, test: null }, {
       epochs, batchSize, learningRate: 1e-3, seed: seedBytes(100 + i), budget: dpEpsilon === null ? null : new PrivacyBudget(dpEpsilon, 1e-5)
@@ -173,7 +176,8 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     }
     const bytes = bytesPerNode.reduce((a, b) => a + b, 0) - bytesSoFar
     bytesSoFar += bytes
-    const eps = sites.map(s => s.options.budget?.spent.epsilon ?? 0)
+    // ε spent through this round's training: the snapshot taken before the next round's, if it began
+    const eps = epsilonBefore.get(target + 1) ?? sites.map(s => s.options.budget?.spent.epsilon ?? 0)
     const participants = certified ? entries[0].header.u : []
     peakRss = Math.max(peakRss, process.memoryUsage().rss)
     records.push({ round: target, participants, metrics, epsilon: eps, bytes, phaseMs })

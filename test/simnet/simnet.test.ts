@@ -32,6 +32,21 @@ test('a small simulation runs end to end and writes a report whose figures agree
   }
 })
 
+test('DP: each round reports the ε spent through its own training, rising, within the budget', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
+  try {
+    const code = await runSimnet(['--nodes', '3', '--rounds', '2', '--epochs', '0.1', '--dp-epsilon', '50', '--partition', 'iid', '--no-baselines', '--out', out], () => {})
+    assert.is(code, 0)
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'))
+    const [r1, r2] = report.rounds.map((r: { epsilon: number[] }) => r.epsilon)
+    for (let i = 0; i < 3; i++) {
+      assert.ok(r1[i] > 0 && r2[i] > r1[i] && r2[i] <= 50, `hospital ${i}: ε ${r1[i]} then ${r2[i]}`)
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true })
+  }
+})
+
 test('faults: a crash and restart, a malicious hospital and dropouts; rounds still certify, no conflicting certificates', async () => {
   const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
   try {

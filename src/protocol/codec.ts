@@ -62,11 +62,6 @@ export function bytes (v: unknown, what: string, len?: number, maxLen = 1 << 22)
   return b
 }
 
-export function str (v: unknown, what: string, maxLen = 256): string {
-  if (typeof v !== 'string' || v.length > maxLen) reject('malformed', `${what} must be a string of at most ${maxLen} characters`)
-  return v as string
-}
-
 export function arr<T> (v: unknown, what: string, maxLen: number, item: (x: unknown, i: number) => T): T[] {
   if (!Array.isArray(v)) reject('malformed', `${what} must be an array`)
   const a = v as unknown[]

@@ -418,7 +418,7 @@ export class Round {
 
     // 3. masked input, once the set is agreed and my input is ready
     const M = this.#maskingSet
-    if (M !== null && !this.#maskedSent && this.#input !== null && M.members.includes(this.me)) this.#sendMaskedInput(M, now)
+    if (M !== null && !this.#maskedSent && this.#input !== null && M.members.includes(this.me)) this.#sendMaskedInput(M)
     if (M !== null && this.#survivorDeadline === Infinity && (this.#maskedSent || !M.members.includes(this.me))) this.#survivorDeadline = now + 2 * p.timeouts.phaseMs
 
     // fetch every committed vector I lack
@@ -531,7 +531,7 @@ export class Round {
     this.#send(MSG.proposal, this.#maskingAttempt, { ph: 1, mh: new Uint8Array(32), m: msgs })
   }
 
-  #sendMaskedInput (M: Proposal, now: number): void {
+  #sendMaskedInput (M: Proposal): void {
     this.#maskedSent = true
     const q = this.o.manifest.params.quantization
     const input = this.#input!
@@ -549,7 +549,6 @@ export class Round {
     this.#actions.push({ type: 'publish-blob', hash: hex(h), data })
     this.#send(MSG.maskedInput, 0, { mh: M.id, h, n: y.length })
     this.#setPhase('survivor-set', `masked input sent (${(data.length / 1e6).toFixed(2)} MB)`)
-    void now
   }
 
   #proposeSurvivorSet (minSet: number): void {

@@ -8,8 +8,6 @@ export interface ImageDataset {
   classes: string[]
 }
 
-export function datasetSize (d: ImageDataset): number { return d.labels.length }
-
 /** The examples at `indices`, copied. */
 export function subset (d: ImageDataset, indices: ArrayLike<number>): ImageDataset {
   const px = d.height * d.width
@@ -28,22 +26,6 @@ export function classCounts (d: ImageDataset): number[] {
   const counts = new Array<number>(d.classes.length).fill(0)
   for (const l of d.labels) counts[l]++
   return counts
-}
-
-export function concat (parts: ImageDataset[]): ImageDataset {
-  if (parts.length === 0) throw new Error('nothing to concatenate')
-  const { height, width, classes } = parts[0]
-  const n = parts.reduce((s, p) => s + p.labels.length, 0)
-  const images = new Float32Array(n * height * width)
-  const labels = new Int32Array(n)
-  let off = 0
-  for (const p of parts) {
-    if (p.height !== height || p.width !== width) throw new Error('datasets of different image sizes')
-    images.set(p.images, off * height * width)
-    labels.set(p.labels, off)
-    off += p.labels.length
-  }
-  return { images, labels, height, width, classes }
 }
 
 export class ImageLoadError extends Error {

@@ -60,6 +60,7 @@ export class MedmeshNode {
   #training = false
   #trainFor = -1
   #persisted = new Set<number>()
+  #syncing = false
 
   private constructor (config: NodeConfig) {
     this.config = config
@@ -181,9 +182,16 @@ export class MedmeshNode {
   }
 
   /** Ask connected members for certificates this node has not seen, and adopt them if they verify. */
-  async #catchUp (): Promise<void> {
-    for (const p of this.host.getPeers()) {
-      if (!isMember(this.manifest, p)) continue
+  async #catchUp (prefer: number[] = []): Promise<void> {
+    if (this.#syncing) return
+    this.#syncing = true
+    try { await this.#catchUpFrom(prefer) } finally { this.#syncing = false }
+  }
+
+  async #catchUpFrom (prefer: number[]): Promise<void> {
+    const preferred = new Set(prefer.map(i => this.manifest.members[i]?.peerId))
+    const peers = this.host.getPeers().filter(p => isMember(this.manifest, p)).sort((a, b) => Number(preferred.has(b.toString())) - Number(preferred.has(a.toString())))
+    for (const p of peers) {
       try {
         const stream = await this.host.dialProtocol(p, LEDGER_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
         await sendFramed(stream, { from: this.peer.ledger.lastRound })
@@ -316,6 +324,11 @@ export class MedmeshNode {
         break
       case 'caught-up':
         this.#persist()
+        break
+      case 'sync':
+        // a quorum certified a round on a ledger head this node lacks: it missed certificates
+        this.log.info({ round: a.round }, `members are ahead (round ${a.round} certified on a head this node lacks): catching up`)
+        void this.#catchUp(a.from)
         break
     }
   }

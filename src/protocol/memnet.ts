@@ -38,7 +38,7 @@ export interface NetOptions {
   initialWeights?: Float32Array
 }
 
-interface Delivery { at: number, seq: number, to: number, wire?: Uint8Array, blob?: { hash: string, data: Uint8Array } }
+interface Delivery { at: number, seq: number, to: number, wire?: Uint8Array, blob?: { hash: string, data: Uint8Array }, sync?: { from: number } }
 
 export class MemNet {
   readonly identities: NodeIdentity[]
@@ -122,6 +122,12 @@ export class MemNet {
         case 'fetch-blob':
           this.#pendingFetches.push({ peer: i, hash: action.hash })
           break
+        case 'sync': {
+          // ask the first signer that is online for its ledger (as a node does on its ledger protocol)
+          const from = action.from.find(j => j !== i && this.online[j])
+          if (from !== undefined) this.#enqueue({ to: i, sync: { from } })
+          break
+        }
       }
     }
   }
@@ -158,12 +164,25 @@ export class MemNet {
         if (!this.online[next.to]) continue
         if (next.wire !== undefined) this.peers[next.to].receive(next.wire, this.now)
         else if (next.blob !== undefined) this.peers[next.to].receiveBlob(next.blob.hash, next.blob.data, this.now)
+        else if (next.sync !== undefined) this.serveLedger(next.sync.from, next.to)
         this.flush(next.to)
       } else {
         this.now = nextTick
         nextTick += 50
         this.peers.forEach((p, i) => { if (this.online[i]) { p.tick(this.now); this.flush(i) } })
       }
+    }
+  }
+
+  /** Member `to` catches up from member `from`'s certificates and certified state (checked by catchUp). */
+  serveLedger (from: number, to: number): void {
+    const donor = this.peers[from]
+    const entries = donor.ledger.entries.filter(e => e.header.r > this.peers[to].ledger.lastRound)
+    const last = [...donor.ledger.entries].reverse().find(e => e.header.k === 'update')
+    try {
+      this.peers[to].catchUp(entries.map(e => e.certificate), last === undefined ? null : this.blobs.get(hex(last.header.mh)) ?? null, this.now)
+    } catch (e) {
+      this.log.push({ peer: to, action: { type: 'reject', code: 'sync-failed', reason: (e as Error).message, peer: from }, at: this.now })
     }
   }
 

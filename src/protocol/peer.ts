@@ -26,6 +26,8 @@ export type PeerAction =
   | RoundAction
   | { type: 'round-started', round: number, kind: RoundKind }
   | { type: 'caught-up', round: number }
+  /** a quorum certified a round on a ledger head this peer lacks: fetch the ledger from one of `from` and call catchUp */
+  | { type: 'sync', round: number, from: number[] }
 
 export interface PeerOptions {
   manifest: Manifest
@@ -44,6 +46,8 @@ export interface PeerOptions {
 }
 
 const MAX_BUFFERED = 64 * 16
+/** how far ahead of its own round a peer keeps messages (it may have been away that long) */
+const FUTURE_ROUNDS = 16
 const MAX_STATE_BYTES = 1 << 30
 
 export class ProtocolPeer {
@@ -57,6 +61,8 @@ export class ProtocolPeer {
   #buffer: Array<{ msg: OpenedMessage }> = []
   readonly #lateCommits = new Map<string, { header: Uint8Array, sigs: Map<number, Uint8Array> }>()
   #pendingState: { hash: string, prev: Uint8Array } | null = null
+  readonly #foreign = new Map<number, { key: string, round: number }>()
+  readonly #synced = new Set<string>()
   #now = 0
 
   constructor (o: PeerOptions) {
@@ -119,10 +125,12 @@ export class ProtocolPeer {
     }
     const r = msg.env.r
     const cur = this.current?.round ?? this.ledger.lastRound + 1
-    if (this.current !== null && r === cur) this.current.receive(msg, this.#now)
+    if (msg.env.t === MSG.commit && r >= this.ledger.lastRound + 1 && this.#onAnotherHead(msg as OpenedMessage<CommitBody>)) { /* counted towards a sync */ } else if (this.current !== null && r === cur) this.current.receive(msg, this.#now)
     else if (r > cur || (this.current === null && r === cur)) {
       // a later round, or this one before this peer has started it: keep it for then
-      if (this.#buffer.length < MAX_BUFFERED && r <= cur + 2) this.#buffer.push({ msg })
+      // a peer that was away may be several rounds behind; each member gets an equal share of the buffer
+      const fromSender = this.#buffer.filter(b => b.msg.env.s === msg.env.s).length
+      if (fromSender < MAX_BUFFERED / this.manifest.members.length && r <= cur + FUTURE_ROUNDS) this.#buffer.push({ msg })
       else this.#actions.push({ type: 'reject', code: 'future-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.s })
       this.#maybeJump(r)
     } else if (msg.env.t === MSG.commit && r > this.ledger.lastRound) this.#lateCommit(msg as OpenedMessage<CommitBody>)
@@ -169,8 +177,49 @@ export class ProtocolPeer {
         this.state = state
       } else if (last.k === 'stats') this.stats = new Float64Array(new Uint8Array(last.x).buffer)
       this.#actions.push({ type: 'caught-up', round: last.r })
+      this.#foreign.clear()
+      this.#pendingState = null
+      const cur = this.current
+      if (cur !== null && !cur.done && cur.round <= last.r) {
+        this.#actions.push({ type: 'aborted', reason: `round ${cur.round} abandoned: caught up to round ${last.r}` })
+      } else if (cur !== null && !cur.done && cur.round === last.r + 1 && !equalBytes(cur.o.prev, this.ledger.head)) {
+        // the round this peer jumped into is the network's: move it onto the head it now holds
+        if (!cur.rebase(this.ledger.head, this.state)) this.#actions.push({ type: 'reject', code: 'stale-round', reason: `round ${cur.round} was aggregated on a stale ledger head; following the others`, peer: -1 })
+      }
     }
     this.start(now)
+  }
+
+  /**
+   * A commit that extends a ledger head this peer does not hold: the peer missed a certificate
+   * (it was away when a round was certified) and would otherwise go on forever with a stale head,
+   * its commits never matching anyone's. Once a quorum of members has signed one such header it
+   * is certain the others are ahead: ask the driver to fetch their ledger, verified in catchUp.
+   */
+  #onAnotherHead (msg: OpenedMessage<CommitBody>): boolean {
+    let header: CertificateHeader
+    try { header = decodeHeader(msg.env.b.hdr) } catch { return false }
+    if (equalBytes(header.p, this.ledger.head) || header.r !== msg.env.r) return false
+    const h = headerHash(msg.env.b.hdr)
+    if (!verifySignature(this.ledger.memberKeys[msg.env.s], 'round-certificate', h, msg.env.b.sig)) {
+      this.#actions.push({ type: 'reject', code: 'bad-signature', reason: `member ${msg.env.s}'s certificate signature is invalid`, peer: msg.env.s })
+      return true
+    }
+    // one header per sender (its latest), so a member cannot crowd out the others' evidence
+    const key = hex(h)
+    this.#foreign.set(msg.env.s, { key, round: header.r })
+    const signers = [...this.#foreign.entries()].filter(([, v]) => v.key === key).map(([s]) => s)
+    if (signers.length >= this.manifest.params.quorum) this.#requestSync(header.r, signers)
+    return true
+  }
+
+  /** Ask for the ledger up to `round`, once for each (round, own ledger height) */
+  #requestSync (round: number, from: number[]): void {
+    const key = `${round}:${this.ledger.lastRound}`
+    if (this.#synced.has(key)) return
+    if (this.#synced.size > 256) this.#synced.clear()
+    this.#synced.add(key)
+    this.#actions.push({ type: 'sync', round, from })
   }
 
   /** Several members already in a later round means this peer fell behind: follow them. */
@@ -180,6 +229,8 @@ export class ProtocolPeer {
     if (this.current !== null && set.size >= this.manifest.params.threshold && this.current.round < r) {
       if (this.current !== null && !this.current.done) this.#actions.push({ type: 'aborted', reason: `round ${this.current.round} abandoned: ${set.size} members are in round ${r}` })
       this.start(this.#now, r)
+      // rounds were certified while this peer was away (or it would not be this far behind): fetch them
+      if (r > this.ledger.lastRound + 1) this.#requestSync(r - 1, [...set])
     }
   }
 

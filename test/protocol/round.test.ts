@@ -123,4 +123,37 @@ test('an offline peer catches up from the ledger and takes part in a later round
   assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
 })
 
+test('repeated dropouts: a member away for a whole round syncs when it finds a quorum ahead; no round is lost', () => {
+  const n = 5
+  for (const seed of [3, 4, 21]) {
+    const net = new MemNet({ n, seed, modelSize: 12, lastRound: 1000 })
+    net.startAll()
+    const away = new Map<number, number>()
+    for (let k = 0; k < 12; k++) {
+      // one random member misses everything of the next round (and the start of the one after)
+      const absent = Math.floor(net.rand() * n)
+      const present = net.peers.map((_, i) => i).filter(i => i !== absent)
+      const target = Math.max(...present.map(i => net.peers[i].ledger.lastRound)) + 1
+      away.set(target, absent)
+      net.online[absent] = false
+      net.run(() => present.some(i => net.peers[i].ledger.lastRound >= target), 25_000)
+      net.run(() => false, 300)
+      net.online[absent] = true
+    }
+    const last = Math.max(...away.keys())
+    net.run(() => net.peers.every(p => p.ledger.lastRound >= last), 25_000)
+    const rounds = net.peers[0].ledger.entries.map(e => e.header.r)
+    assert.equal(rounds.slice(0, last + 1), Array.from({ length: last + 1 }, (_, r) => r), `seed ${seed}: every round certified: ${rounds}`)
+    assert.is(net.actions('aborted').filter(a => a.reason.includes('timed out')).length, 0, `seed ${seed}: no round timed out`)
+    for (const p of net.peers) assert.ok(p.ledger.lastRound >= last, `seed ${seed}: every member holds round ${last}`)
+    const heads = new Set(net.peers.map(p => hex(p.ledger.entries[last].hash)))
+    assert.is(heads.size, 1, 'one ledger')
+    assert.ok(net.actions('sync').length >= 1, 'the returning members synced')
+    for (const [r, absent] of away) {
+      const u = net.peers[0].ledger.entries[r].header.u
+      assert.not.ok(u.includes(absent), `member ${absent} was away in round ${r}: ${u}`)
+    }
+  }
+})
+
 test.run()

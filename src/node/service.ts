@@ -304,8 +304,8 @@ export class MedmeshNode {
         this.metrics.phaseSeconds.set({ phase: this.#phase }, (now - this.#phaseSince) / 1000)
         this.#phase = a.phase
         this.#phaseSince = now
-        this.log.info(`round ${this.peer.current?.round ?? '?'}: ${a.phase} — ${a.detail}`)
-        this.dir.saveRound({ round: this.peer.current?.round ?? -1, phase: a.phase })
+        this.log.info(`round ${a.round}: ${a.phase} — ${a.detail}`)
+        this.dir.saveRound({ round: a.round, phase: a.phase })
         break
       }
       case 'round-started':

@@ -36,7 +36,7 @@ export type Action =
   | { type: 'publish-blob', hash: string, data: Uint8Array }
   | { type: 'fetch-blob', hash: string, owner: number }
   | { type: 'reject', code: string, reason: string, peer: number }
-  | { type: 'phase', phase: Phase, detail: string }
+  | { type: 'phase', phase: Phase, detail: string, round: number }
   | { type: 'certified', certificate: Certificate, header: CertificateHeader, state: GlobalState | null, stats: Float64Array | null }
   | { type: 'aborted', reason: string }
 
@@ -472,7 +472,7 @@ export class Round {
         const header = decodeHeader(headerBytes)
         const mine = this.#result !== null && hex(headerHash(this.#result.header)) === key
         this.phase = 'certified'
-        this.#actions.push({ type: 'phase', phase: 'certified', detail: `round ${this.o.round} certified by ${sigs.size} signatures` })
+        this.#actions.push({ type: 'phase', phase: 'certified', detail: `round ${this.o.round} certified by ${sigs.size} signatures`, round: this.o.round })
         this.#actions.push({ type: 'certified', certificate, header, state: mine ? this.#result!.state : null, stats: mine ? this.#result!.stats : null })
         return
       }
@@ -668,12 +668,12 @@ export class Round {
 
   #setPhase (phase: Phase, detail: string): void {
     this.phase = phase
-    this.#actions.push({ type: 'phase', phase, detail })
+    this.#actions.push({ type: 'phase', phase, detail, round: this.o.round })
   }
 
   #abort (reason: string): void {
     this.phase = 'aborted'
-    this.#actions.push({ type: 'phase', phase: 'aborted', detail: reason })
+    this.#actions.push({ type: 'phase', phase: 'aborted', detail: reason, round: this.o.round })
     this.#actions.push({ type: 'aborted', reason })
   }
 }

@@ -7,24 +7,14 @@ import { zipSync } from 'fflate'
 import { PNG } from 'pngjs'
 import jpeg from 'jpeg-js'
 import { throwsA } from '../helpers/assert.ts'
-import { parseNpz, parseNpy, loadMedMnist, NpyError, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
+import { parseNpz, parseNpy, loadMedMnist, encodeMedMnist, encodeNpy, NpyError, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
 import { loadImageFolder, resize, ImageLoadError } from '../../src/training/data/images.ts'
 import { decodeDicom } from '../../src/training/data/dicom.ts'
 import { classCounts, subset } from '../../src/training/data/dataset.ts'
 import { partitionIid, partitionDirichlet, partitionQuantity } from '../../src/training/data/partition.ts'
 import { pixelStats, normalisation } from '../../src/training/data/stats.ts'
 
-function npy (descr: string, shape: number[], data: Uint8Array): Uint8Array {
-  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`
-  while ((10 + header.length + 1) % 64 !== 0) header += ' '
-  header += '\n'
-  const out = new Uint8Array(10 + header.length + data.length)
-  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0], 0)
-  new DataView(out.buffer).setUint16(8, header.length, true)
-  out.set(new TextEncoder().encode(header), 10)
-  out.set(data, 10 + header.length)
-  return out
-}
+const npy = encodeNpy
 
 test('the bundled PneumoniaMNIST loads with the official split sizes and class counts', () => {
   const d = loadMedMnist(BUNDLED_PNEUMONIAMNIST)
@@ -45,6 +35,21 @@ test('.npz entries are read whether deflated or stored', () => {
     assert.equal(Array.from(arrays.a.data as Uint8Array), [0, 255, 10, 20, 30, 40, 50, 60])
     assert.equal(Array.from(arrays.b.data as Float32Array), [1.5, -2, 3])
   }
+})
+
+test('a data set written as .npz reads back the same (pixels to 1/255, labels exactly)', () => {
+  const d = loadMedMnist(BUNDLED_PNEUMONIAMNIST)
+  const part = subset(d.train, [5, 17, 4000])
+  const dir = mkdtempSync(join(tmpdir(), 'medmesh-npz-'))
+  try {
+    const file = join(dir, 'part.npz')
+    writeFileSync(file, encodeMedMnist({ train: part, val: subset(d.val, [1]), test: subset(d.test, []) }))
+    const back = loadMedMnist(file)
+    assert.equal(Array.from(back.train.labels), Array.from(part.labels))
+    assert.ok(back.train.images.every((v, i) => Math.abs(v - part.images[i]) < 1e-6))
+    assert.is(back.val.labels.length, 1)
+    assert.is(back.test.labels.length, 0)
+  } finally { rmSync(dir, { recursive: true }) }
 })
 
 test('malformed .npy/.npz input is a clear NpyError', () => {

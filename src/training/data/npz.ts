@@ -2,7 +2,7 @@
  * NumPy .npy and .npz (a zip of .npy files, deflated or stored) readers, for MedMNIST's format.
  * Sizes are checked before anything is allocated; malformed input is a clear NpyError.
  */
-import { unzipSync } from 'fflate'
+import { unzipSync, zipSync } from 'fflate'
 import { readFileSync } from 'node:fs'
 import type { ImageDataset } from './dataset.ts'
 
@@ -113,6 +113,31 @@ export function loadMedMnist (path: string, classes = ['normal', 'pneumonia']): 
     val: toDataset(get('val_images'), get('val_labels'), classes, 'val'),
     test: toDataset(get('test_images'), get('test_labels'), classes, 'test')
   }
+}
+
+/** Raw little-endian bytes of dtype `descr` (e.g. '|u1', '<i4') as .npy (version 1.0, C order). */
+export function encodeNpy (descr: string, shape: number[], data: Uint8Array): Uint8Array {
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`
+  // magic (6) + version (2) + length (2) + header + newline, padded to a multiple of 64
+  while ((10 + header.length + 1) % 64 !== 0) header += ' '
+  header += '\n'
+  const out = new Uint8Array(10 + header.length + data.length)
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0])
+  new DataView(out.buffer).setUint16(8, header.length, true)
+  out.set(new TextEncoder().encode(header), 10)
+  out.set(data, 10 + header.length)
+  return out
+}
+
+/** Train/val/test splits as a MedMNIST-style .npz (pixels in [0, 1] stored as uint8). */
+export function encodeMedMnist (splits: Record<'train' | 'val' | 'test', ImageDataset>): Uint8Array {
+  const files: Record<string, Uint8Array> = {}
+  for (const [split, d] of Object.entries(splits)) {
+    const n = d.labels.length
+    files[`${split}_images.npy`] = encodeNpy('|u1', [n, d.height, d.width], Uint8Array.from(d.images, v => Math.round(v * 255)))
+    files[`${split}_labels.npy`] = encodeNpy('<i4', [n, 1], new Uint8Array(Int32Array.from(d.labels).buffer))
+  }
+  return zipSync(files, { level: 1 })
 }
 
 /** The bundled PneumoniaMNIST file. */

@@ -1,0 +1,77 @@
+/** What the simulator's two transports share: the run's setup, a round's record, the progress line. */
+import type { ImageDataset } from '../../src/training/data/dataset.ts'
+import type { ModelId } from '../../src/training/models.ts'
+import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
+
+export interface SimData { train: ImageDataset, val: ImageDataset | null, test: ImageDataset }
+
+export interface SimSetup {
+  n: number
+  rounds: number
+  seed: number
+  modelId: ModelId
+  data: SimData
+  /** hospital i trains on these indices of data.train */
+  parts: number[][]
+  initialWeights: Float32Array
+  epochs: number
+  batchSize: number
+  dp: { epsilon: number, noise: number } | null
+  dropout: number
+  killAt: number | null
+  malicious: boolean
+  latencyMs: number
+  bandwidthBytesPerMs: number | undefined
+  outDir: string
+  /** test metrics of a global model, normalised with the certified pixel statistics */
+  evaluate: (weights: Float32Array, stats: ArrayLike<number> | null) => ClinicalMetrics
+  seedBytes: (k: number) => Uint8Array
+  out: (s: string) => void
+}
+
+export interface RoundRecord {
+  round: number
+  participants: number[]
+  metrics: ClinicalMetrics | null
+  /** ε spent per hospital through this round's training */
+  epsilon: number[]
+  bytes: number
+  /** milliseconds spent in each phase, as seen by one peer (simulated time in memory) */
+  phaseMs: Record<string, number>
+  /** hospitals offline during the round */
+  offline: number[]
+}
+
+export interface FederationResult {
+  records: RoundRecord[]
+  bytesPerNode: number[]
+  seconds: number
+  /** no two peers hold different certificates for one round */
+  consistent: boolean
+  /** certificates on the longest ledger, and how many peers hold it */
+  longest: number
+  atHead: number
+  peakRssMB: number
+  peakRssPerNodeMB: number
+  rejections: number
+  epsilon: number[]
+  /** how the peers were connected, for the report */
+  transport: string
+}
+
+export const PHASES = ['advertise', 'share-keys', 'masked-input', 'survivor-set', 'unmask', 'commit']
+
+/** Offline hospitals of one round: floor(dropout · n) distinct ones, drawn with `rand`. */
+export function drawAbsent (n: number, dropout: number, rand: () => number): Set<number> {
+  const absent = new Set<number>()
+  const k = Math.floor(dropout * n)
+  for (let j = 0; absent.size < k && j < 10 * n; j++) absent.add(Math.floor(rand() * n))
+  return absent
+}
+
+export function progressLine (r: RoundRecord, n: number, withEpsilon: boolean): string {
+  const certified = r.participants.length > 0
+  return `round ${r.round}: ${certified ? `certified, ${r.participants.length}/${n} hospitals` : 'aborted'}${r.offline.length > 0 ? ` (${r.offline.length} offline)` : ''}` +
+    `${r.metrics !== null ? ` — test ${formatMetrics(r.metrics)}` : ''}${withEpsilon ? ` — ε ${r.epsilon.map(e => e.toFixed(2)).join('/')}` : ''} — ${(r.bytes / 1e6).toFixed(1)} MB sent` +
+    ` — phases ${Object.entries(r.phaseMs).map(([p, ms]) => `${p} ${ms} ms`).join(', ')}`
+}

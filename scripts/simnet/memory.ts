@@ -1,0 +1,146 @@
+/**
+ * The in-process transport: every hospital is a ProtocolPeer on the in-memory network
+ * (src/protocol/memnet.ts) in simulated time, with real training (Site). Fast, reproducible from
+ * the seed, and able to hold many peers (20 and more) in one process; it also offers the faults
+ * that need control of the wire: latency, bandwidth, a malicious hospital.
+ */
+import { PrivacyBudget } from '../../src/privacy/index.ts'
+import { MemNet } from '../../src/protocol/memnet.ts'
+import { hex } from '../../src/protocol/codec.ts'
+import { openMessage, sealMessage, type Envelope, type MaskedInputBody } from '../../src/protocol/messages.ts'
+import { stateHash, initialState } from '../../src/protocol/model.ts'
+import { subset } from '../../src/training/data/dataset.ts'
+import { Site } from '../../src/training/site.ts'
+import { PHASES, drawAbsent, progressLine, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
+
+export async function runMemoryFederation (s: SimSetup): Promise<FederationResult> {
+  const { n, rounds } = s
+  const init = s.initialWeights
+  const net: MemNet = new MemNet({
+    n, seed: s.seed, initialWeights: init, lastRound: rounds, latencyMs: s.latencyMs, bandwidthBytesPerMs: s.bandwidthBytesPerMs,
+    kindOf: r => r === 0 ? 'stats' : 'update',
+    params: p => {
+      p.model = { id: s.modelId, version: '1', seed: s.seed, initialHash: hex(stateHash(initialState(init))), size: init.length }
+      p.quantization.maxSampleCount = Math.max(...s.parts.map(x => x.length))
+      p.timeouts = { phaseMs: 5_000, roundMs: 120_000 }
+      if (s.dp !== null) p.dp = { enabled: true, epsilon: s.dp.epsilon, delta: 1e-5, noiseMultiplier: s.dp.noise, clipNorm: 1 }
+    },
+    input: (member, round, kind): { values: ArrayLike<number>, count: number } => {
+      const site = sites[member]
+      if (kind === 'stats') return site.statsInput()
+      if (site.norm === undefined && net.peers[member].stats !== null) site.useStatistics(net.peers[member].stats!)
+      // the next round's training starts as soon as a round is certified: note ε before it
+      if (!epsilonBefore.has(round)) epsilonBefore.set(round, sites.map(x => x.options.budget?.spent.epsilon ?? 0))
+      return site.update(net.peers[member].state, round)
+    }
+  })
+  // member i of the manifest (canonical order) is hospital i
+  const sites: Site[] = []
+  const epsilonBefore = new Map<number, number[]>()
+  for (let i = 0; i < n; i++) {
+    sites.push(await Site.open(net.manifest, { train: subset(s.data.train, s.parts[i]), val: null, test: null }, {
+      epochs: s.epochs, batchSize: s.batchSize, learningRate: 1e-3, seed: s.seedBytes(100 + i), budget: s.dp === null ? null : new PrivacyBudget(s.dp.epsilon, 1e-5)
+    }))
+  }
+  if (s.malicious) installMalicious(net, n - 1)
+  const victim = 1
+  const records: RoundRecord[] = []
+  let bytesSoFar = 0
+  const bytesPerNode = new Array<number>(n).fill(0)
+  const publisher = new Map<string, { peer: number, size: number }>()
+  const started = Date.now()
+  let peakRss = process.memoryUsage().rss
+  const rssTimer = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage().rss) }, 200)
+  rssTimer.unref()
+  net.startAll()
+  for (let r = 1; r <= rounds; r++) {
+    // dropouts: this round's absentees miss the whole round, then come back
+    const absent = drawAbsent(n, s.dropout, net.rand)
+    const target = r
+    const done = (): boolean => net.honest().every((i: number) => net.peers[i].ledger.lastRound >= target || net.peers[i].current === null || net.peers[i].current!.round > target)
+    if (s.killAt !== null && r === s.killAt) { absent.delete(victim); net.online[victim] = false; s.out(`round ${r}: hospital ${victim} crashes`) }
+    if (s.killAt !== null && r === s.killAt + 2) {
+      // it restarts: certificates and the certified state from another member, verified before use
+      net.online[victim] = true
+      net.serveLedger(0, victim)
+      net.flush(victim)
+      s.out(`round ${r}: hospital ${victim} restarts, verifies ${net.peers[0].ledger.entries.length} certificates and catches up`)
+    }
+    for (const i of absent) net.online[i] = false
+    const logStart = net.log.length
+    net.run(done, 600_000)
+    // a peer that saw the certificate before finishing its own aggregate fetches the certified state: wait for it
+    const current = (i: number): boolean => {
+      const last = [...net.peers[i].ledger.entries].reverse().find(e => e.header.k === 'update')
+      return last === undefined || hex(stateHash(net.peers[i].state)) === hex(last.header.mh)
+    }
+    net.run(() => net.honest().every(current), 60_000)
+    for (const i of absent) net.online[i] = true
+    const ref = Array.from({ length: n }, (_, i) => i).find(i => !absent.has(i) && net.online[i])!
+    const entries = net.peers[ref].ledger.entries.filter(e => e.header.r === target)
+    const certified = entries.length > 0
+    const metrics = certified && entries[0].header.k === 'update' ? s.evaluate(net.peers[ref].state.weights, net.peers[ref].stats) : null
+    for (const l of net.log.slice(logStart)) {
+      // what each hospital sent: every message to the n - 1 others, and each blob to every peer that fetched it
+      if (l.action.type === 'broadcast') bytesPerNode[l.peer] += l.action.wire.length * (n - 1)
+      if (l.action.type === 'publish-blob' && !publisher.has(l.action.hash)) publisher.set(l.action.hash, { peer: l.peer, size: l.action.data.length })
+      if (l.action.type === 'fetch-blob') {
+        const p = publisher.get(l.action.hash)
+        if (p !== undefined) bytesPerNode[p.peer] += p.size
+      }
+    }
+    const bytes = bytesPerNode.reduce((a, b) => a + b, 0) - bytesSoFar
+    bytesSoFar += bytes
+    // ε spent through this round's training: the snapshot taken before the next round's, if it began
+    const eps = epsilonBefore.get(target + 1) ?? sites.map(x => x.options.budget?.spent.epsilon ?? 0)
+    peakRss = Math.max(peakRss, process.memoryUsage().rss)
+    const record: RoundRecord = { round: target, participants: certified ? entries[0].header.u : [], metrics, epsilon: eps, bytes, phaseMs: phaseDurations(net, ref, logStart), offline: [...absent].sort() }
+    records.push(record)
+    s.out(progressLine(record, n, s.dp !== null))
+  }
+  clearInterval(rssTimer)
+  peakRss = Math.max(peakRss, process.memoryUsage().rss)
+  // safety: no two peers hold different certificates for the same round (a peer that missed the
+  // last rounds holds a prefix of the others' ledger)
+  const byRound = new Map<number, Set<string>>()
+  for (const p of net.peers) for (const e of p.ledger.entries) { if (!byRound.has(e.header.r)) byRound.set(e.header.r, new Set()); byRound.get(e.header.r)!.add(hex(e.hash)) }
+  const longest = Math.max(...net.peers.map(p => p.ledger.entries.length))
+  return {
+    records, bytesPerNode, seconds: (Date.now() - started) / 1000,
+    consistent: [...byRound.values()].every(x => x.size === 1),
+    longest, atHead: net.peers.filter(p => p.ledger.entries.length === longest).length,
+    peakRssMB: Math.round(peakRss / 1e6), peakRssPerNodeMB: Math.round(peakRss / 1e6 / n),
+    rejections: net.log.filter(l => l.action.type === 'reject').length,
+    epsilon: sites.map(x => x.options.budget?.spent.epsilon ?? 0),
+    transport: 'in-process (in-memory network, simulated time)'
+  }
+}
+
+/** Simulated time `peer` spent in each phase since log position `from`. */
+function phaseDurations (net: MemNet, peer: number, from: number): Record<string, number> {
+  const out: Record<string, number> = {}
+  let phase: string | null = null
+  let since = 0
+  for (const l of net.log.slice(from)) {
+    if (l.peer !== peer || l.action.type !== 'phase') continue
+    if (phase !== null && PHASES.includes(phase)) out[phase] = (out[phase] ?? 0) + (l.at - since)
+    phase = l.action.phase
+    since = l.at
+  }
+  return out
+}
+
+/** The last hospital misbehaves: garbage bytes to everyone, and two different masked-input commitments. */
+function installMalicious (net: MemNet, evil: number): void {
+  const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
+  net.tamper = (from, type, wire, to) => {
+    if (from !== evil) return [wire]
+    const garbage = Uint8Array.from({ length: 64 }, () => Math.floor(net.rand() * 256))
+    if (type !== 'maskedInput') return [wire, garbage]
+    const { env } = openMessage(wire, ctx)
+    const body = env.b as MaskedInputBody
+    const h = Uint8Array.from(body.h); h[0] ^= 1
+    const other = sealMessage(net.identities[evil], { ...env, b: { ...body, h } } as Envelope)
+    return to % 2 === 1 ? [other, garbage] : [wire, other]
+  }
+}

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runSimnet } from '../../scripts/simnet/simnet.ts'
 
-test('a small simulation runs end to end and writes a report whose figures agree with its run', async () => {
+test('tcp: a small consortium of node processes runs end to end and writes a report whose figures agree with its run', async () => {
   const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
   try {
     const lines: string[] = []
@@ -13,6 +13,9 @@ test('a small simulation runs end to end and writes a report whose figures agree
     assert.is(code, 0, lines.join('\n'))
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'))
     assert.is(report.config.nodes, 3)
+    assert.is(report.config.transport, 'tcp')
+    assert.match(report.transport, /TCP/)
+    assert.ok(report.peakRssPerNodeMB > 50, `peak memory per node process ${report.peakRssPerNodeMB} MB`)
     assert.is(report.rounds.length, 2)
     assert.ok(report.agree, 'no conflicting certificates')
     for (const r of report.rounds) {
@@ -35,7 +38,7 @@ test('a small simulation runs end to end and writes a report whose figures agree
 test('DP: each round reports the ε spent through its own training, rising, within the budget', async () => {
   const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
   try {
-    const code = await runSimnet(['--nodes', '3', '--rounds', '2', '--epochs', '0.1', '--dp-epsilon', '50', '--partition', 'iid', '--no-baselines', '--out', out], () => {})
+    const code = await runSimnet(['--transport', 'memory', '--nodes', '3', '--rounds', '2', '--epochs', '0.1', '--dp-epsilon', '50', '--partition', 'iid', '--no-baselines', '--out', out], () => {})
     assert.is(code, 0)
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'))
     const [r1, r2] = report.rounds.map((r: { epsilon: number[] }) => r.epsilon)
@@ -51,15 +54,34 @@ test('faults: a crash and restart, a malicious hospital and dropouts; rounds sti
   const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
   try {
     const lines: string[] = []
-    const code = await runSimnet(['--nodes', '5', '--rounds', '5', '--epochs', '0.1', '--kill-at', '1', '--malicious', '--dropout', '0.2', '--latency', '20', '--no-baselines', '--out', out], s => lines.push(s))
+    const code = await runSimnet(['--transport', 'memory', '--nodes', '5', '--rounds', '5', '--epochs', '0.1', '--kill-at', '1', '--malicious', '--dropout', '0.2', '--latency', '20', '--no-baselines', '--out', out], s => lines.push(s))
     assert.is(code, 0, lines.join('\n'))
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'))
     assert.ok(report.agree)
     assert.ok(report.rejections > 0, 'the malicious hospital\'s garbage was rejected and logged')
     const certified = report.rounds.filter((r: { participants: number[] }) => r.participants.length > 0)
-    assert.ok(certified.length >= 4, `${certified.length} of 5 rounds certified`)
+    assert.is(certified.length, 5, `${certified.length} of 5 rounds certified`)
     assert.ok(lines.some(l => /hospital 1 restarts, verifies \d+ certificates/.test(l)))
     assert.ok(certified.some((r: { round: number, participants: number[] }) => r.round >= 3 && r.participants.includes(1)), `the restarted hospital takes part again: ${JSON.stringify(report.rounds.map((x: { participants: number[] }) => x.participants))}`)
+  } finally {
+    rmSync(out, { recursive: true, force: true })
+  }
+})
+
+test('tcp: a quarter of the node processes killed every round and restarted after it; every round certifies without them', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
+  try {
+    const lines: string[] = []
+    const code = await runSimnet(['--nodes', '4', '--rounds', '3', '--epochs', '0.1', '--partition', 'iid', '--dropout', '0.25', '--no-baselines', '--out', out], s => lines.push(s))
+    assert.is(code, 0, lines.join('\n'))
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'))
+    assert.ok(report.agree, 'no conflicting certificates')
+    assert.is(report.rounds.length, 3, lines.join('\n'))
+    for (const r of report.rounds) {
+      assert.is(r.offline.length, 1)
+      assert.is(r.participants.length, 3, `round ${r.round}: ${JSON.stringify(r)}`)
+      assert.not.ok(r.participants.includes(r.offline[0]), `round ${r.round}: the offline hospital is not among the participants`)
+    }
   } finally {
     rmSync(out, { recursive: true, force: true })
   }

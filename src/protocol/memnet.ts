@@ -5,7 +5,7 @@
  * drive whole consortia with it in one process.
  */
 import { NodeIdentity, seededRandom } from '../privacy/index.ts'
-import { ProtocolPeer, type PeerAction, type RoundKind } from './peer.ts'
+import { ProtocolPeer, type PeerAction, type PeerOptions, type RoundKind } from './peer.ts'
 import { defaultParams, validateManifest, type Manifest, type ProtocolParams } from './manifest.ts'
 import { initialState, stateHash, type GlobalState } from './model.ts'
 import { hex } from './codec.ts'
@@ -78,9 +78,11 @@ export class MemNet {
     this.peers = this.identities.map((_, i) => this.makePeer(i))
   }
 
-  makePeer (i: number): ProtocolPeer {
+  /** Member i's peer; `restart` gives what a restarted node brings back from its disk. */
+  makePeer (i: number, restart: Pick<PeerOptions, 'ledger' | 'state' | 'firstRound'> = {}): ProtocolPeer {
     const o = this.options
     return new ProtocolPeer({
+      ...restart,
       manifest: this.manifest,
       identity: this.identities[i],
       rng: seededRandom(Uint8Array.from({ length: 32 }, (_, j) => (i * 7 + j + (o.seed ?? 1)) & 0xff)),

@@ -43,6 +43,12 @@ export interface PeerOptions {
   inputFor?: (round: number, kind: RoundKind, state: GlobalState) => { values: ArrayLike<number>, count: number } | null
   /** stop starting rounds after this one */
   lastRound?: number
+  /**
+   * never start a round below this one: a restarted node passes one more than the last round it
+   * took part in, since running that round again (new keys, perhaps another commit) would be
+   * equivocation; it waits for the others' next round instead
+   */
+  firstRound?: number
 }
 
 const MAX_BUFFERED = 64 * 16
@@ -64,6 +70,8 @@ export class ProtocolPeer {
   readonly #foreign = new Map<number, { key: string, round: number }>()
   readonly #synced = new Set<string>()
   #now = 0
+  /** not yet allowed to start the next round (see firstRound) */
+  #waiting = false
 
   constructor (o: PeerOptions) {
     this.#o = o
@@ -85,6 +93,8 @@ export class ProtocolPeer {
     // never two Rounds for one round number: new keys for the same round would be equivocation
     if (this.current !== null && this.current.round >= round) return
     if (this.#o.lastRound !== undefined && round > this.#o.lastRound) { this.current = null; return }
+    if (round < (this.#o.firstRound ?? 0)) { this.#waiting = true; return }
+    this.#waiting = false
     const kind = this.#o.kindOf?.(round) ?? 'update'
     this.current = new Round({
       manifest: this.manifest,
@@ -126,6 +136,7 @@ export class ProtocolPeer {
     const r = msg.env.r
     const cur = this.current?.round ?? this.ledger.lastRound + 1
     if (msg.env.t === MSG.commit && r >= this.ledger.lastRound + 1 && this.#onAnotherHead(msg as OpenedMessage<CommitBody>)) { /* counted towards a sync */ } else if (this.current !== null && r === cur) this.current.receive(msg, this.#now)
+    else if (this.#waiting && msg.env.t === MSG.commit && r < this.#o.firstRound! && r === cur) this.#lateCommit(msg as OpenedMessage<CommitBody>)
     else if (r > cur || (this.current === null && r === cur)) {
       // a later round, or this one before this peer has started it: keep it for then
       // a peer that was away may be several rounds behind; each member gets an equal share of the buffer
@@ -157,6 +168,8 @@ export class ProtocolPeer {
 
   tick (now: number): void {
     this.#now = Math.max(this.#now, now)
+    // a restarted peer that has since learnt the certificate of the round it had been in goes on
+    if (this.#waiting && this.ledger.lastRound + 1 >= (this.#o.firstRound ?? 0) && this.#pendingState === null) this.start(this.#now)
     this.current?.tick(this.#now)
     this.#collect()
   }
@@ -226,7 +239,7 @@ export class ProtocolPeer {
   #maybeJump (r: number): void {
     const set = new Set(this.#buffer.filter(b => b.msg.env.r === r && b.msg.env.t === MSG.advertise).map(b => b.msg.env.s))
     // only a peer already running rounds follows; one that has not started yet will start there
-    if (this.current !== null && set.size >= this.manifest.params.threshold && this.current.round < r) {
+    if ((this.current !== null || this.#waiting) && set.size >= this.manifest.params.threshold && (this.current?.round ?? -1) < r && r >= (this.#o.firstRound ?? 0)) {
       if (this.current !== null && !this.current.done) this.#actions.push({ type: 'aborted', reason: `round ${this.current.round} abandoned: ${set.size} members are in round ${r}` })
       this.start(this.#now, r)
       // rounds were certified while this peer was away (or it would not be this far behind): fetch them

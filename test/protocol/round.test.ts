@@ -4,7 +4,8 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import { MemNet, expectedAggregate } from './harness.ts'
 import { hex } from '../../src/protocol/codec.ts'
 import { stateHash } from '../../src/protocol/model.ts'
-import { decodeHeader } from '../../src/protocol/ledger.ts'
+import { decodeHeader, Ledger } from '../../src/protocol/ledger.ts'
+import { openMessage } from '../../src/protocol/messages.ts'
 
 const hashOf = (v: Uint32Array): string => hex(sha256(new Uint8Array(v.buffer)))
 
@@ -154,6 +155,28 @@ test('repeated dropouts: a member away for a whole round syncs when it finds a q
       assert.not.ok(u.includes(absent), `member ${absent} was away in round ${r}: ${u}`)
     }
   }
+})
+
+test('a member that crashes after committing never runs that round again: it restarts in the next one and learns the certificate', () => {
+  const n = 5
+  const net = new MemNet({ n, seed: 9, modelSize: 12, lastRound: 4 })
+  net.startAll()
+  const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
+  const committed = (): boolean => net.log.some(l => l.peer === 4 && l.action.type === 'broadcast' && l.action.msgType === 'commit' && openMessage(l.action.wire, ctx).env.r === 2)
+  net.run(committed)
+  assert.ok(committed(), 'member 4 signed a commit for round 2')
+  // it crashes; what it had on disk: the certificates before round 2, and the round it was in
+  const disk = Ledger.verify(net.manifest, net.peers[4].ledger.entries.filter(e => e.header.r < 2).map(e => e.certificate))
+  const logFrom = net.log.length
+  net.peers[4] = net.makePeer(4, { ledger: disk, state: net.peers[4].state, firstRound: 3 })
+  net.peers[4].start(net.now)
+  net.flush(4)
+  net.run(() => net.peers.every(p => p.ledger.lastRound === 4))
+  const sentAgain = net.log.slice(logFrom).filter(l => l.peer === 4 && l.action.type === 'broadcast').map(l => openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.r)
+  assert.not.ok(sentAgain.includes(2), `after the restart member 4 sent nothing for round 2: ${sentAgain}`)
+  assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
+  assert.ok(net.peers[0].ledger.entries.find(e => e.header.r === 4)!.header.u.includes(4), 'member 4 takes part again')
+  assert.is(net.actions('reject').filter(a => a.code === 'equivocation').length, 0, 'no equivocation seen')
 })
 
 test.run()

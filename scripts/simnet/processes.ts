@@ -179,7 +179,13 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
       const certified = entry !== undefined
       let metrics = null
       if (certified && entry!.header.k === 'update') {
-        const state = new DataDir(dirs[holder]).state(hex(entry!.header.mh))
+        // a node writes the certified model once it holds it (it may have to fetch it first)
+        const mh = hex(entry!.header.mh)
+        let state = null
+        for (let waited = 0; state === null && waited < 60_000; waited += POLL_MS) {
+          state = dirs.map(d => new DataDir(d).state(mh)).find(x => x !== null) ?? null
+          if (state === null) await sleep(POLL_MS)
+        }
         const stats = ledgers()[holder]?.entries.find(e => e.header.k === 'stats')
         if (state !== null) metrics = s.evaluate(state.weights, stats === undefined ? null : new Float64Array(new Uint8Array(stats.header.x).buffer))
         certifiedUpdates++

@@ -7,7 +7,7 @@
  *   ledger/<round>.cert   one certificate per certified round (CBOR), verified as a chain on start
  *   states/<hash>.state   certified global states (the latest is kept), named by their hash
  *   budget.json           the hospital's privacy budget (accumulated RDP)
- *   round.json            the round in progress (informational: a restarted node rejoins)
+ *   round.json            the round in progress: a restarted node never runs it again (no equivocation)
  * Every write is atomic (fsutil.atomicWrite). A file that does not verify is a clear error.
  */
 import { readdirSync, unlinkSync, existsSync } from 'node:fs'
@@ -115,6 +115,18 @@ export class DataDir {
   budget (): PrivacyBudget | null {
     const raw = readIfExists(this.path('budget.json'))
     return raw === null ? null : PrivacyBudget.fromJSON(JSON.parse(raw.toString('utf8')) as PrivacyBudgetState)
+  }
+
+  /** The round this node was last in (written before any message of a phase leaves), or null. */
+  lastRound (): number | null {
+    const raw = readIfExists(this.path('round.json'))
+    if (raw === null) return null
+    try {
+      const r = (JSON.parse(raw.toString('utf8')) as { round?: unknown }).round
+      return typeof r === 'number' && Number.isInteger(r) && r >= 0 ? r : null
+    } catch {
+      throw new DataDirError(`${this.path('round.json')} is not valid JSON`)
+    }
   }
 
   saveRound (info: { round: number, phase: string }): void {

@@ -107,7 +107,9 @@ export class MedmeshNode {
     if (lastStats !== undefined) this.site.useStatistics(new Float64Array(new Uint8Array(lastStats.header.x).buffer))
     this.peer = new ProtocolPeer({
       manifest, identity: this.identity, rng: systemRandom, initialState: this.site.initialState(), ledger, state,
-      kindOf: r => r === 0 ? 'stats' : 'update', inputFor: () => null
+      kindOf: r => r === 0 ? 'stats' : 'update', inputFor: () => null,
+      // the round this node was in when it stopped may hold its signed commit: never run it again
+      firstRound: (this.dir.lastRound() ?? -1) + 1
     })
 
     if (this.config.http !== 'off') {
@@ -410,7 +412,8 @@ export class MedmeshNode {
     if (this.#stopping) return await this.#stopped
     this.#stopping = true
     if (this.#timer !== null) clearInterval(this.#timer)
-    try { this.dir.saveRound({ round: this.peer?.current?.round ?? -1, phase: 'stopped' }) } catch {}
+    const round = this.peer?.current?.round
+    if (round !== undefined) try { this.dir.saveRound({ round, phase: 'stopped' }) } catch {}
     try { await this.host?.stop() } catch {}
     await new Promise<void>(resolve => this.http === null ? resolve() : this.http.server.close(() => resolve()))
     this.log.info('stopped')

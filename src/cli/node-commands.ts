@@ -5,7 +5,7 @@ import { resolve } from 'node:path'
 import { UsageError, EXIT } from './main.ts'
 import { DataDir, DataDirError } from '../node/datadir.ts'
 import { ConfigError, resolveConfig, DEFAULTS, type NodeConfig } from '../node/config.ts'
-import { atomicWrite } from '../node/fsutil.ts'
+import { atomicWrite, isStorageError } from '../node/fsutil.ts'
 import { consortiumId, defaultParams, signManifest, validateManifest, verifySignedManifest, ManifestError, AGGREGATION_RULES, type SignedManifest } from '../protocol/manifest.ts'
 import { hex } from '../protocol/codec.ts'
 import { initialState, stateHash } from '../protocol/model.ts'
@@ -37,6 +37,10 @@ async function guarded (fn: () => Promise<number>, err: Out = s => process.stder
     return await fn()
   } catch (e) {
     if (e instanceof ConfigError || e instanceof DataDirError || e instanceof ManifestError) { err(`medmesh: ${e.message}`); return EXIT.config }
+    if (isStorageError(e)) {
+      err(`medmesh: cannot write to the data directory: ${(e as Error).message}`)
+      return EXIT.ioError
+    }
     throw e
   }
 }
@@ -212,7 +216,8 @@ export async function join (args: string[], out: Out = stdout): Promise<number> 
 export const startHelp = `Usage: medmesh start --data-dir DIR [node options]
 
 Run the node: verify the ledger, connect to members, catch up, and take part in rounds, with one
-progress line per phase. Stops cleanly on SIGINT or SIGTERM (exit 0). Node options as for 'join'.`
+progress line per phase. Stops cleanly on SIGINT or SIGTERM (exit 0). If the data directory cannot
+be written (full, read-only) it stops with exit 74, nothing half-written. Node options as for 'join'.`
 
 export async function start (args: string[]): Promise<number> {
   const { values } = parse(args, NODE_FLAGS)
@@ -226,7 +231,7 @@ export async function start (args: string[]): Promise<number> {
     await node.stopped
     process.off('SIGINT', stop)
     process.off('SIGTERM', stop)
-    return EXIT.ok
+    return node.storageError !== null ? EXIT.ioError : EXIT.ok
   })
 }
 

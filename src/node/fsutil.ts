@@ -31,3 +31,9 @@ export function atomicWrite (path: string, data: Uint8Array | string, mode = 0o6
 export function readIfExists (path: string): Buffer | null {
   return existsSync(path) ? readFileSync(path) : null
 }
+
+/** Errors of the file system that a write meets when the disk is full or not writable. */
+export function isStorageError (e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException)?.code
+  return typeof code === 'string' && ['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ENOTDIR', 'EIO', 'EISDIR'].includes(code)
+}

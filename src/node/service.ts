@@ -23,6 +23,7 @@ import { describeBackend } from '../training/backend.ts'
 import type { NodeConfig } from './config.ts'
 import { ConfigError } from './config.ts'
 import { DataDir } from './datadir.ts'
+import { isStorageError } from './fsutil.ts'
 import { createHost, isMember, tagMembers, type MedmeshHost } from './host.ts'
 import { createMetrics, type NodeMetrics } from './metrics.ts'
 import { startHttp } from './http.ts'
@@ -61,6 +62,8 @@ export class MedmeshNode {
   #trainFor = -1
   #persisted = new Set<number>()
   #syncing = false
+  /** set when the data directory could not be written: the node stopped rather than go on without a record */
+  storageError: string | null = null
 
   private constructor (config: NodeConfig) {
     this.config = config
@@ -205,6 +208,7 @@ export class MedmeshNode {
         this.log.info({ peer: p.toString() }, `caught up to round ${this.peer.ledger.lastRound} from a member (certificates and state verified)`)
         return
       } catch (e) {
+        if (isStorageError(e)) { this.#storageFailed(e as NodeJS.ErrnoException); return }
         this.log.warn({ peer: p.toString() }, `catch-up from this member failed: ${(e as Error).message}`)
       }
     }
@@ -281,6 +285,27 @@ export class MedmeshNode {
   }
 
   #act (a: PeerAction): void {
+    try {
+      this.#carryOut(a)
+    } catch (e) {
+      if (!isStorageError(e)) throw e
+      this.#storageFailed(e as NodeJS.ErrnoException)
+    }
+  }
+
+  /**
+   * The data directory cannot be written (full disk, read-only mount, permissions). Going on would
+   * mean certifying rounds this node could not prove after a restart, or forgetting which round it
+   * signed: stop instead. Every file is written whole or not at all, so what is there stays valid.
+   */
+  #storageFailed (e: NodeJS.ErrnoException): void {
+    if (this.storageError !== null) return
+    this.storageError = `${e.code ?? 'error'}: ${e.message}`
+    this.log.error({ code: e.code, dataDir: this.dir.root }, `cannot write to the data directory (${e.code ?? e.message}): stopping; files already there are intact — free space or fix permissions, then start again`)
+    void this.stop()
+  }
+
+  #carryOut (a: PeerAction): void {
     switch (a.type) {
       case 'broadcast':
         if (this.#ownRound !== this.peer.current?.round) { this.#own = []; this.#ownRound = this.peer.current?.round ?? -1 }
@@ -345,7 +370,10 @@ export class MedmeshNode {
         const update = this.site.update(this.peer.state, round)
         const t = this.site.lastTrain!
         this.log.info(`round ${round}: trained ${t.examples} images in ${t.seconds.toFixed(1)} s (${t.imagesPerSecond.toFixed(0)} images/s)${t.epsilon !== null ? `, ε spent ${t.epsilon.toFixed(3)}` : ''}${t.stoppedEarly !== null ? ` — ${t.stoppedEarly}` : ''}`)
-        if (this.site.options.budget !== null) { this.dir.saveBudget(this.site.options.budget); this.metrics.epsilon.set(this.site.options.budget.spent.epsilon) }
+        if (this.site.options.budget !== null) {
+          try { this.dir.saveBudget(this.site.options.budget) } catch (e) { if (!isStorageError(e)) throw e; this.#storageFailed(e as NodeJS.ErrnoException); return }
+          this.metrics.epsilon.set(this.site.options.budget.spent.epsilon)
+        }
         this.peer.setInput(update.values, update.count)
         this.#drain()
       } finally {

@@ -1,34 +1,14 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { readdirSync, readFileSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
+import { rmSync } from 'node:fs'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { DataDir } from '../../src/node/datadir.ts'
-import { hex } from '../../src/protocol/codec.ts'
-import { decodeCertificate } from '../../src/protocol/ledger.ts'
-import { decodeState, stateHash } from '../../src/protocol/model.ts'
 import { NodeIdentity } from '../../src/privacy/index.ts'
-import { makeCluster, startNode, messages, waitFor, withTimeout, getJson, type Running } from './cluster.ts'
-
-/** Every file in a data directory parses and verifies: nothing half-written. */
-function checkDataDir (dir: string): { head: string, model: string, updates: number } {
-  const d = new DataDir(dir)
-  const manifest = d.manifest()
-  const ledger = d.ledger(manifest)
-  for (const f of readdirSync(join(dir, 'ledger'))) decodeCertificate(new Uint8Array(readFileSync(join(dir, 'ledger', f))))
-  for (const f of readdirSync(join(dir, 'states'))) {
-    const s = decodeState(new Uint8Array(readFileSync(join(dir, 'states', f))), 1 << 30)
-    assert.is(`${hex(stateHash(s))}.state`, f, 'a state file is named by its hash')
-  }
-  for (const f of ['config.json', 'round.json', 'manifest.json']) JSON.parse(readFileSync(join(dir, f), 'utf8'))
-  assert.not.ok(readdirSync(dir, { recursive: true }).some(f => String(f).endsWith('.tmp')), 'no temporary file left behind')
-  const last = [...ledger.entries].reverse().find(e => e.header.k === 'update')!
-  return { head: hex(ledger.head), model: hex(last.header.mh), updates: ledger.entries.filter(e => e.header.k === 'update').length }
-}
+import { makeCluster, startNode, messages, waitFor, withTimeout, getJson, checkDataDir, type Running } from './cluster.ts'
 
 test('four nodes, four processes: three certified rounds, the same model everywhere; an outsider is refused', async () => {
   const c = await makeCluster(4, { threshold: 3, rounds: 3 })

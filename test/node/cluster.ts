@@ -1,7 +1,12 @@
 /** Helpers for tests that run real medmesh nodes as separate processes on 127.0.0.1. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs'
+import * as assert from 'uvu/assert'
+import { DataDir } from '../../src/node/datadir.ts'
+import { hex } from '../../src/protocol/codec.ts'
+import { decodeCertificate } from '../../src/protocol/ledger.ts'
+import { decodeState, stateHash } from '../../src/protocol/model.ts'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -25,9 +30,10 @@ export async function freePorts (n: number): Promise<number[]> {
 export interface Cluster { root: string, dirs: string[], ids: string[], p2p: number[], http: number[], manifest: string }
 
 /** init, manifest create + sign, join: n nodes ready to start. */
-export async function makeCluster (n: number, opts: { threshold: number, rounds: number, phaseMs?: number, epochs?: number, extra?: string[] }): Promise<Cluster> {
+export async function makeCluster (n: number, opts: { threshold: number, rounds: number, phaseMs?: number, epochs?: number, extra?: string[], prepare?: (dirs: string[]) => void }): Promise<Cluster> {
   const root = mkdtempSync(join(tmpdir(), 'medmesh-cluster-'))
   const dirs = Array.from({ length: n }, (_, i) => join(root, `node${i}`))
+  opts.prepare?.(dirs)
   const ids = dirs.map(d => {
     const r = cli('init', '--data-dir', d)
     if (r.status !== 0) throw new Error(`init failed: ${r.stderr}`)
@@ -89,3 +95,20 @@ export async function getJson (port: number, path: string): Promise<any> {
 }
 
 export const readText = (p: string): string => readFileSync(p, 'utf8')
+
+/** Every file in a data directory parses and verifies: nothing half-written. */
+export function checkDataDir (dir: string): { head: string, model: string, updates: number } {
+  const d = new DataDir(dir)
+  const manifest = d.manifest()
+  const ledger = d.ledger(manifest)
+  for (const f of readdirSync(join(dir, 'ledger'))) decodeCertificate(new Uint8Array(readFileSync(join(dir, 'ledger', f))))
+  for (const f of readdirSync(join(dir, 'states'))) {
+    const s = decodeState(new Uint8Array(readFileSync(join(dir, 'states', f))), 1 << 30)
+    assert.is(`${hex(stateHash(s))}.state`, f, 'a state file is named by its hash')
+  }
+  for (const f of ['config.json', 'round.json', 'manifest.json']) JSON.parse(readFileSync(join(dir, f), 'utf8'))
+  assert.not.ok(readdirSync(dir, { recursive: true }).some(f => String(f).endsWith('.tmp')), 'no temporary file left behind')
+  const last = [...ledger.entries].reverse().find(e => e.header.k === 'update')!
+  return { head: hex(ledger.head), model: hex(last.header.mh), updates: ledger.entries.filter(e => e.header.k === 'update').length }
+}
+

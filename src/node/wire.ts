@@ -13,6 +13,7 @@ import * as lp from 'it-length-prefixed'
 import type { Stream } from '@libp2p/interface'
 import { messageStreamToDuplex } from '@libp2p/utils'
 import { decodeBounded, encodeCanonical, hash, hex, obj, uint, bytes, arr } from '../protocol/codec.ts'
+import { reject } from '../protocol/errors.ts'
 
 export const BLOB_PROTOCOL = '/medmesh/blob/1.0.0'
 export const LEDGER_PROTOCOL = '/medmesh/ledger/1.0.0'
@@ -42,18 +43,18 @@ export async function readFramed<H> (stream: Stream, maxHeader: number, parseHea
         header = parseHeader(decodeBounded(chunk.subarray(), maxHeader, 'stream header'))
         need = bodyLength(header)
         if (need < 0) break
-        if (need > MAX_BLOB_BYTES) throw new Error(`peer announced ${need} bytes, more than the ${MAX_BLOB_BYTES} limit`)
+        if (need > MAX_BLOB_BYTES) reject('too-large', `peer announced ${need} bytes, more than the ${MAX_BLOB_BYTES} limit`)
         body = new Uint8Array(need)
         if (need === 0) break
         continue
       }
-      if (filled + chunk.byteLength > need) throw new Error('peer sent more bytes than it announced')
+      if (filled + chunk.byteLength > need) reject('too-large', 'peer sent more bytes than it announced')
       // copy the frame's pieces straight into place: chunk.subarray() would first join them
       for (const piece of chunk) { body!.set(piece, filled); filled += piece.byteLength }
       if (filled === need) break
     }
-    if (header === undefined) throw new Error('stream ended before a header')
-    if (filled !== need && need > 0) throw new Error(`stream ended after ${filled} of ${need} bytes`)
+    if (header === undefined) return reject('malformed', 'stream ended before a header')
+    if (filled !== need && need > 0) reject('malformed', `stream ended after ${filled} of ${need} bytes`)
     return { header, body: body ?? new Uint8Array(0) }
   })
 }

@@ -6,6 +6,7 @@
  * Encoding: CBOR { v: 1, w: <weights, little-endian float32 bytes>, s: [<state vectors, same>], k: step }.
  */
 import { bytes, decodeBounded, encodeCanonical, hash, obj, uint, arr } from './codec.ts'
+import { reject } from './errors.ts'
 
 export interface GlobalState {
   weights: Float32Array
@@ -27,9 +28,9 @@ export function encodeState (s: GlobalState): Uint8Array {
 
 export function decodeState (data: Uint8Array, maxBytes: number): GlobalState {
   const o = obj(decodeBounded(data, maxBytes, 'model state'), 'model state', ['v', 'w', 's', 'k'])
-  if (o.v !== 1) throw new Error('model state: unsupported version')
+  if (o.v !== 1) reject('bad-version', 'model state: unsupported version')
   const w = bytes(o.w, 'model weights', undefined, maxBytes)
-  if (w.length % 4 !== 0) throw new Error('model state: weights are not float32')
+  if (w.length % 4 !== 0) reject('malformed', 'model state: weights are not float32')
   const optimizer = arr(o.s, 'optimizer state', 4, (x, i) => {
     const b = bytes(x, `optimizer state ${i}`, w.length, maxBytes)
     return bytesF32(b)

@@ -26,7 +26,7 @@ const blobHash = hex(hash(blob))
 const ids = [NodeIdentity.generate(), NodeIdentity.generate()]
 const manifest = validateManifest({ version: 1, name: 'bench', members: ids.map((id, i) => ({ peerId: id.peerId, name: `n${i}` })), params: defaultParams(2, 1, '0'.repeat(64)) })
 const config = (dir: string): NodeConfig => ({ ...DEFAULTS, dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], http: 'off' })
-const hosts: MedmeshHost[] = await Promise.all(ids.map(async (id, i) => await createHost(config(`/tmp/bench-${i}`), id, manifest, { onRefused: () => {} })))
+const hosts: MedmeshHost[] = await Promise.all(ids.map(async (id, i) => await createHost(config(`/tmp/bench-${i}`), id, manifest, { onRefused: () => {}, denied: new Set() })))
 await hosts[0].handle(BLOB_PROTOCOL, async (stream) => {
   await readFramed(stream, 1024, parseBlobRequest, () => 0)
   await sendFramed(stream, { n: blob.length }, blob)

@@ -216,7 +216,8 @@ export async function join (args: string[], out: Out = stdout): Promise<number> 
 export const startHelp = `Usage: medmesh start --data-dir DIR [node options]
 
 Run the node: verify the ledger, connect to members, catch up, and take part in rounds, with one
-progress line per phase. Stops cleanly on SIGINT or SIGTERM (exit 0). If the data directory cannot
+progress line per phase. Stops cleanly on SIGINT or SIGTERM (exit 0); on SIGHUP re-reads its deny
+list (config 'deny', MEDMESH_DENY: members to refuse for now). If the data directory cannot
 be written (full, read-only) it stops with exit 74, nothing half-written. Node options as for 'join'.`
 
 export async function start (args: string[]): Promise<number> {
@@ -226,11 +227,14 @@ export async function start (args: string[]): Promise<number> {
     const { MedmeshNode } = await import('../node/service.ts')
     const node = await MedmeshNode.start(config)
     const stop = (): void => { void node.stop() }
+    const reload = (): void => node.reloadDenyList()
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
+    process.on('SIGHUP', reload)
     await node.stopped
     process.off('SIGINT', stop)
     process.off('SIGTERM', stop)
+    process.off('SIGHUP', reload)
     return node.storageError !== null ? EXIT.ioError : EXIT.ok
   })
 }

@@ -29,6 +29,8 @@ export interface NodeConfig {
   logLevel: 'debug' | 'info' | 'warn' | 'error'
   /** the fewest members this node waits to be connected to before starting a round */
   minPeers: number
+  /** members this node refuses to talk to for now (quarantine); re-read on SIGHUP */
+  deny: string[]
 }
 
 export class ConfigError extends Error {
@@ -48,7 +50,8 @@ export const DEFAULTS: Omit<NodeConfig, 'dataDir'> = {
   rounds: 0,
   pskFile: null,
   logLevel: 'info',
-  minPeers: 0
+  minPeers: 0,
+  deny: []
 }
 
 type Layer = Partial<Record<keyof NodeConfig, unknown>>
@@ -62,7 +65,7 @@ export function envLayer (env: NodeJS.ProcessEnv): Layer {
     const name = 'MEDMESH_' + key.replace(/[A-Z]/g, c => '_' + c).toUpperCase()
     const v = env[name]
     if (v === undefined) continue
-    out[key] = LISTS.has(key) ? v.split(',').map(s => s.trim()).filter(s => s.length > 0) : NUMBERS.has(key) ? Number(v) : v
+    out[key] = LISTS.has(key) || key === 'deny' ? v.split(',').map(s => s.trim()).filter(s => s.length > 0) : NUMBERS.has(key) ? Number(v) : v
   }
   return out
 }
@@ -102,6 +105,7 @@ export function validateConfig (c: Record<string, unknown>): NodeConfig {
     const v = c[key]
     if (typeof v !== 'number' || !Number.isFinite(v) || v < min || (integer && !Number.isInteger(v))) throw new ConfigError(`${key} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${String(v)}`)
   }
+  if (!Array.isArray(c.deny) || c.deny.some(x => typeof x !== 'string' || !/^[1-9A-HJ-NP-Za-km-z]{40,60}$/.test(x))) throw new ConfigError('deny must be a list of peer ids')
   positive('epochs', false, 0.01); positive('batchSize', true); positive('learningRate', false, 1e-9); positive('rounds', true, 0); positive('minPeers', true, 0)
   if (typeof c.http !== 'string' || !(c.http === 'off' || /^[\w.-]+:\d{1,5}$/.test(c.http))) throw new ConfigError(`http must be host:port or 'off', got '${String(c.http)}'`)
   if (typeof c.dataset !== 'string' || c.dataset.length === 0) throw new ConfigError('dataset must be a path')

@@ -25,12 +25,15 @@ export type MedmeshHost = Libp2p<{ pubsub: GossipSub, identify: ReturnType<Retur
 export interface HostHooks {
   /** a non-member was refused: for logs and metrics */
   onRefused: (peer: string, how: string) => void
+  /** members refused for now (the node's deny list, which can change while it runs) */
+  denied: ReadonlySet<string>
 }
 
 export async function createHost (config: NodeConfig, identity: NodeIdentity, manifest: Manifest, hooks: HostHooks): Promise<MedmeshHost> {
   const members = new Set(manifest.members.map(m => m.peerId))
   const deny = (how: string) => (peer: PeerId): boolean => {
     const id = peer.toString()
+    if (hooks.denied.has(id)) return true
     if (members.has(id) && id !== identity.peerId) return false
     hooks.onRefused(id, how)
     return true

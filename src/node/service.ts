@@ -8,6 +8,7 @@
  * away asks a member for the certificates it missed on /medmesh/ledger/1.0.0, and checks them.
  */
 import type { PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { PrivacyBudget, systemRandom, type NodeIdentity } from '../privacy/index.ts'
 import { ProtocolPeer, type PeerAction } from '../protocol/peer.ts'
@@ -21,7 +22,7 @@ import { Site, loadSiteData } from '../training/site.ts'
 import { formatMetrics } from '../training/metrics.ts'
 import { describeBackend } from '../training/backend.ts'
 import type { NodeConfig } from './config.ts'
-import { ConfigError } from './config.ts'
+import { ConfigError, resolveConfig } from './config.ts'
 import { DataDir } from './datadir.ts'
 import { isStorageError } from './fsutil.ts'
 import { createHost, isMember, tagMembers, type MedmeshHost } from './host.ts'
@@ -35,6 +36,7 @@ import type { Server } from 'node:http'
 
 const TICK_MS = 100
 const FETCH_RETRY_MS = 500
+const MEMBER_REDIAL_MS = 3000
 
 export class MedmeshNode {
   readonly config: NodeConfig
@@ -62,6 +64,8 @@ export class MedmeshNode {
   #trainFor = -1
   #persisted = new Set<number>()
   #syncing = false
+  readonly #denied = new Set<string>()
+  #watchdog: NodeJS.Timeout | null = null
   /** set when the data directory could not be written: the node stopped rather than go on without a record */
   storageError: string | null = null
 
@@ -119,7 +123,9 @@ export class MedmeshNode {
       this.http = await startHttp(this.config.http, () => this.status(), this.metrics)
       log.info(`status on http://${this.config.http.replace(/:\d+$/, '')}:${this.http.port}/status`)
     }
+    for (const id of this.config.deny) this.#denied.add(id)
     this.host = await createHost(this.config, this.identity, manifest, {
+      denied: this.#denied,
       onRefused: (peer, how) => { this.metrics.refused.inc(); log.warn({ peer }, `refused ${how}: not a member of the consortium`) }
     })
     await this.host.handle(BLOB_PROTOCOL, async (stream, connection) => this.#serveBlob(stream, connection.remotePeer), { maxInboundStreams: 64 })
@@ -139,6 +145,9 @@ export class MedmeshNode {
     this.host.addEventListener('peer:disconnect', (evt) => { log.info({ peer: evt.detail.toString() }, 'member disconnected'); this.#countPeers() })
     await tagMembers(this.host, manifest, this.identity.peerId)
     log.info({ addresses: this.host.getMultiaddrs().map(a => a.toString()) }, 'listening')
+    // libp2p re-dials a lost member with growing backoff; after a long outage that can mean minutes
+    // of waiting once the network is back: look for missing members at a steady pace as well
+    this.#watchdog = setInterval(() => { void this.#dialMissingMembers() }, MEMBER_REDIAL_MS)
 
     await this.#waitForMembers()
     await this.#catchUp()
@@ -173,6 +182,33 @@ export class MedmeshNode {
   #countPeers (): void {
     const members = new Set(this.manifest.members.map(m => m.peerId))
     this.metrics.peers.set(this.host.getPeers().filter(p => members.has(p.toString())).length)
+  }
+
+  async #dialMissingMembers (): Promise<void> {
+    if (this.#stopping) return
+    const connected = new Set(this.host.getPeers().map(p => p.toString()))
+    for (const m of this.manifest.members) {
+      if (m.peerId === this.identity.peerId || connected.has(m.peerId) || this.#denied.has(m.peerId)) continue
+      try { await this.host.dial(peerIdFromString(m.peerId), { signal: AbortSignal.timeout(MEMBER_REDIAL_MS) }) } catch { /* not reachable yet */ }
+    }
+  }
+
+  /**
+   * Re-read the deny list (config.json and MEDMESH_DENY): members on it are disconnected and
+   * refused until they are taken off it. Operators use it to quarantine a member; tests use it
+   * to partition the network.
+   */
+  reloadDenyList (): void {
+    let deny: string[]
+    try { deny = resolveConfig(this.config.dataDir, {}).deny } catch (e) { this.log.error(`deny list not reloaded: ${(e as Error).message}`); return }
+    const next = new Set(deny)
+    const added = deny.filter(id => !this.#denied.has(id))
+    const removed = [...this.#denied].filter(id => !next.has(id))
+    this.#denied.clear()
+    for (const id of next) this.#denied.add(id)
+    for (const id of added) void this.host.hangUp(peerIdFromString(id)).catch(() => {})
+    this.log.info({ denied: deny.length }, `deny list reloaded: ${added.length} member(s) added, ${removed.length} removed`)
+    if (removed.length > 0) void this.#dialMissingMembers()
   }
 
   async #waitForMembers (): Promise<void> {
@@ -440,6 +476,7 @@ export class MedmeshNode {
     if (this.#stopping) return await this.#stopped
     this.#stopping = true
     if (this.#timer !== null) clearInterval(this.#timer)
+    if (this.#watchdog !== null) clearInterval(this.#watchdog)
     const round = this.peer?.current?.round
     if (round !== undefined) try { this.dir.saveRound({ round, phase: 'stopped' }) } catch {}
     try { await this.host?.stop() } catch {}

@@ -105,6 +105,30 @@ async function cli (what: string, fn: (out: (s: string) => void) => Promise<numb
   return lines.join('\n')
 }
 
+export interface Consortium { dirs: string[], ids: string[], p2p: number[], http: number[], manifestFile: string }
+
+/**
+ * A consortium of n nodes formed as operators form one: `init` each data directory, `manifest
+ * create`, every member `manifest sign`, then `join` with the others as bootstrap peers on
+ * 127.0.0.1. Node i trains on `datasets[i]`.
+ */
+export async function formConsortium (o: { root: string, n: number, name: string, datasets: string[], http: boolean, phaseMs: number, roundMs: number, rounds: number, manifestArgs: string[], nodeArgs: string[] }): Promise<Consortium> {
+  const dirs = Array.from({ length: o.n }, (_, i) => join(o.root, `hospital-${i}`))
+  const ids: string[] = []
+  for (const d of dirs) ids.push((await cli('init', out => init(['--data-dir', d], out))).trim())
+  const manifestFile = join(o.root, 'manifest.json')
+  await cli('manifest create', out => manifestCommand(['create', '--name', o.name, ...ids.flatMap((id, i) => ['--member', `${id}=hospital ${i}`]),
+    '--phase-ms', String(o.phaseMs), '--round-ms', String(o.roundMs), '--out', manifestFile, ...o.manifestArgs], out))
+  for (const d of dirs) await cli('manifest sign', out => manifestCommand(['sign', '--data-dir', d, manifestFile], out))
+  const [p2p, http] = [await freePorts(o.n), await freePorts(o.n)]
+  for (let i = 0; i < o.n; i++) {
+    await cli('join', out => joinConsortium(['--data-dir', dirs[i], '--manifest', manifestFile, '--listen', `/ip4/127.0.0.1/tcp/${p2p[i]}`,
+      '--http', o.http ? `127.0.0.1:${http[i]}` : 'off', '--dataset', o.datasets[i], '--rounds', String(o.rounds), ...o.nodeArgs,
+      ...ids.flatMap((id, j) => j === i ? [] : ['--bootstrap', `/ip4/127.0.0.1/tcp/${p2p[j]}/p2p/${id}`])], out))
+  }
+  return { dirs, ids, p2p, http, manifestFile }
+}
+
 export async function runProcessFederation (s: SimSetup): Promise<FederationResult> {
   const { n, rounds, data } = s
   if (s.malicious || s.latencyMs > 0 || s.bandwidthBytesPerMs !== undefined) {
@@ -116,27 +140,18 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
   mkdirSync(root, { recursive: true })
 
   // a consortium forms: identities, each hospital's own data file, a manifest every member signs
-  const dirs = Array.from({ length: n }, (_, i) => join(root, `hospital-${i}`))
-  const ids: string[] = []
-  for (const d of dirs) ids.push((await cli('init', out => init(['--data-dir', d], out))).trim())
-  const files = dirs.map((_, i) => join(root, `hospital-${i}.npz`))
+  const files = s.parts.map((_, i) => join(root, `hospital-${i}.npz`))
   files.forEach((f, i) => writeFileSync(f, encodeMedMnist({ train: subset(data.train, s.parts[i]), val: data.val ?? subset(data.train, []), test: subset(data.test, []) })))
   // phases wait for the slowest hospital's training (all share 2 cores here): give them room
   const largest = Math.max(...s.parts.map(p => p.length))
   const phaseMs = Math.max(10_000, Math.ceil(largest * s.epochs * (s.dp === null ? 1 : 4) / 80) * 1000)
   const roundMs = 12 * phaseMs
-  const manifestFile = join(root, 'manifest.json')
-  await cli('manifest create', out => manifestCommand(['create', '--name', `simnet seed ${s.seed}`, ...ids.flatMap((id, i) => ['--member', `${id}=hospital ${i}`]),
-    '--model', s.modelId, '--seed', String(s.seed), '--image-size', String(data.train.height), '--classes', String(data.train.classes.length),
-    '--phase-ms', String(phaseMs), '--round-ms', String(roundMs), '--out', manifestFile,
-    ...(s.dp === null ? [] : ['--dp-epsilon', String(s.dp.epsilon), '--dp-noise', String(s.dp.noise)])], out))
-  for (const d of dirs) await cli('manifest sign', out => manifestCommand(['sign', '--data-dir', d, manifestFile], out))
-  const [p2p, http] = [await freePorts(n), await freePorts(n)]
-  for (let i = 0; i < n; i++) {
-    await cli('join', out => joinConsortium(['--data-dir', dirs[i], '--manifest', manifestFile, '--listen', `/ip4/127.0.0.1/tcp/${p2p[i]}`,
-      '--http', `127.0.0.1:${http[i]}`, '--dataset', files[i], '--epochs', String(s.epochs), '--batch-size', String(s.batchSize), '--rounds', String(rounds),
-      ...ids.flatMap((id, j) => j === i ? [] : ['--bootstrap', `/ip4/127.0.0.1/tcp/${p2p[j]}/p2p/${id}`])], out))
-  }
+  const { dirs, ids, http } = await formConsortium({
+    root, n, name: `simnet seed ${s.seed}`, datasets: files, http: true, phaseMs, roundMs, rounds,
+    manifestArgs: ['--model', s.modelId, '--seed', String(s.seed), '--image-size', String(data.train.height), '--classes', String(data.train.classes.length),
+      ...(s.dp === null ? [] : ['--dp-epsilon', String(s.dp.epsilon), '--dp-noise', String(s.dp.noise)])],
+    nodeArgs: ['--epochs', String(s.epochs), '--batch-size', String(s.batchSize)]
+  })
   const manifest: Manifest = new DataDir(dirs[0]).manifest()
   // member index (canonical order in the manifest) -> hospital
   const hospitalOf = manifest.members.map(m => ids.indexOf(m.peerId))

@@ -11,7 +11,7 @@ import { hex } from '../protocol/codec.ts'
 import { initialState, stateHash } from '../protocol/model.ts'
 
 // the names in src/training/models.ts, repeated so that this module does not load TF.js
-const MODEL_NAMES = ['medmesh/cnn-small', 'medmesh/resnet18-28', 'medmesh/resnet18-28-gn']
+const MODEL_NAMES = ['medmesh/cnn-small', 'medmesh/resnet18-28', 'medmesh/resnet18-28-gn', 'medmesh/linear']
 
 type Out = (s: string) => void
 const stdout: Out = s => process.stdout.write(s + '\n')

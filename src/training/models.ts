@@ -14,7 +14,7 @@
 import * as tf from '@tensorflow/tfjs-core'
 import * as tfl from '@tensorflow/tfjs-layers'
 
-export const MODEL_IDS = ['medmesh/cnn-small', 'medmesh/resnet18-28', 'medmesh/resnet18-28-gn'] as const
+export const MODEL_IDS = ['medmesh/cnn-small', 'medmesh/resnet18-28', 'medmesh/resnet18-28-gn', 'medmesh/linear'] as const
 export type ModelId = typeof MODEL_IDS[number]
 export const MODEL_VERSION = '1'
 
@@ -77,6 +77,17 @@ function cnnSmall (s: ModelSpec): tfl.LayersModel {
   })
 }
 
+/** Logistic regression on the pixels: a baseline, and a model small enough for soak tests. */
+function linear (s: ModelSpec): tfl.LayersModel {
+  return tfl.sequential({
+    name: 'linear',
+    layers: [
+      tfl.layers.flatten({ inputShape: [s.height, s.width, 1] }),
+      tfl.layers.dense({ units: s.classes, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: s.seed + 1 }) })
+    ]
+  })
+}
+
 function resnet18 (s: ModelSpec, norm: 'batch' | 'group'): tfl.LayersModel {
   let k = 0
   const init = () => tfl.initializers.heNormal({ seed: s.seed + (++k) })
@@ -114,6 +125,7 @@ export function buildModel (spec: ModelSpec): tfl.LayersModel {
     case 'medmesh/cnn-small': return cnnSmall(spec)
     case 'medmesh/resnet18-28': return resnet18(spec, 'batch')
     case 'medmesh/resnet18-28-gn': return resnet18(spec, 'group')
+    case 'medmesh/linear': return linear(spec)
     default: throw new Error(`unknown model '${String(spec.id)}': known models are ${MODEL_IDS.join(', ')}`)
   }
 }

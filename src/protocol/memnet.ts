@@ -36,9 +36,11 @@ export interface NetOptions {
   bandwidthBytesPerMs?: number
   /** the model's initial weights (default: a small synthetic vector of modelSize) */
   initialWeights?: Float32Array
+  /** see PeerOptions.adaptiveTimeouts */
+  adaptiveTimeouts?: boolean
 }
 
-interface Delivery { at: number, seq: number, to: number, wire?: Uint8Array, blob?: { hash: string, data: Uint8Array }, sync?: { from: number } }
+interface Delivery { at: number, seq: number, to: number, wire?: Uint8Array, blob?: { hash: string, data: Uint8Array }, sync?: { from: number }, input?: { values: ArrayLike<number>, count: number, round: number } }
 
 export class MemNet {
   readonly identities: NodeIdentity[]
@@ -53,6 +55,12 @@ export class MemNet {
   #queue: Delivery[] = []
   #seq = 0
   #pendingFetches: Array<{ peer: number, hash: string }> = []
+  /**
+   * members whose input is ready only this many ms after they share their keys: they train
+   * slowly and, like a node whose thread is busy training, handle nothing else until then
+   */
+  readonly slow = new Map<number, number>()
+  readonly #busyUntil = new Map<number, number>()
   /** go offline instead of broadcasting a message of this type, per member */
   dropBefore = new Map<number, string>()
   /** rewrite (or drop, with []) what member i broadcasts, per recipient */
@@ -89,7 +97,8 @@ export class MemNet {
       initialState: this.initial,
       kindOf: o.kindOf,
       lastRound: o.lastRound,
-      inputFor: (round, kind) => o.input?.(i, round, kind) ?? null
+      adaptiveTimeouts: o.adaptiveTimeouts,
+      inputFor: (round, kind) => this.slow.has(i) ? null : o.input?.(i, round, kind) ?? null
     })
   }
 
@@ -124,6 +133,17 @@ export class MemNet {
         case 'fetch-blob':
           this.#pendingFetches.push({ peer: i, hash: action.hash })
           break
+        case 'phase': {
+          // like a node, a slow member trains once it has shared its keys
+          const delay = this.slow.get(i)
+          const round = peer.current
+          const input = delay === undefined || action.phase !== 'share-keys' || round === null ? null : this.options.input?.(i, round.round, round.o.kind) ?? null
+          if (input !== null) {
+            this.#busyUntil.set(i, this.now + delay!)
+            this.#enqueue({ to: i, input: { ...input, round: round!.round } }, delay)
+          }
+          break
+        }
         case 'sync': {
           // ask the first signer that is online for its ledger (as a node does on its ledger protocol)
           const from = action.from.find(j => j !== i && this.online[j])
@@ -134,8 +154,9 @@ export class MemNet {
     }
   }
 
-  #enqueue (d: Omit<Delivery, 'at' | 'seq'>): void {
+  #enqueue (d: Omit<Delivery, 'at' | 'seq'>, delay?: number): void {
     const o = this.options
+    if (delay !== undefined) { this.#queue.push({ ...d, at: this.now + delay, seq: this.#seq++ }); return }
     const size = d.blob?.data.length ?? d.wire?.length ?? 0
     const transfer = o.bandwidthBytesPerMs !== undefined ? size / o.bandwidthBytesPerMs : 0
     this.#queue.push({ ...d, at: this.now + 1 + (o.latencyMs ?? 0) + Math.floor(this.rand() * 20) + Math.ceil(transfer), seq: this.#seq++ })
@@ -164,14 +185,17 @@ export class MemNet {
         this.#queue.shift()
         this.now = Math.max(this.now, next.at)
         if (!this.online[next.to]) continue
+        const busy = this.#busyUntil.get(next.to) ?? -1
+        if (next.input === undefined && busy > this.now) { this.#queue.push({ ...next, at: busy, seq: this.#seq++ }); continue }
         if (next.wire !== undefined) this.peers[next.to].receive(next.wire, this.now)
         else if (next.blob !== undefined) this.peers[next.to].receiveBlob(next.blob.hash, next.blob.data, this.now)
         else if (next.sync !== undefined) this.serveLedger(next.sync.from, next.to)
+        else if (next.input !== undefined && this.peers[next.to].current?.round === next.input.round) this.peers[next.to].setInput(next.input.values, next.input.count)
         this.flush(next.to)
       } else {
         this.now = nextTick
         nextTick += 50
-        this.peers.forEach((p, i) => { if (this.online[i]) { p.tick(this.now); this.flush(i) } })
+        this.peers.forEach((p, i) => { if (this.online[i] && (this.#busyUntil.get(i) ?? -1) <= this.now) { p.tick(this.now); this.flush(i) } })
       }
     }
   }

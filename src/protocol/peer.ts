@@ -49,11 +49,15 @@ export interface PeerOptions {
    * equivocation; it waits for the others' next round instead
    */
   firstRound?: number
+  /** adapt the advertisement and input waits to how late members came lately (default true) */
+  adaptiveTimeouts?: boolean
 }
 
 const MAX_BUFFERED = 64 * 16
 /** how far ahead of its own round a peer keeps messages (it may have been away that long) */
 const FUTURE_ROUNDS = 16
+/** rounds whose input lateness sets the adaptive wait */
+const LATENESS_ROUNDS = 5
 const MAX_STATE_BYTES = 1 << 30
 
 export class ProtocolPeer {
@@ -72,6 +76,8 @@ export class ProtocolPeer {
   #now = 0
   /** not yet allowed to start the next round (see firstRound) */
   #waiting = false
+  /** the last rounds that ended, still told of late masked inputs: how late inputs come */
+  readonly #recent: Round[] = []
 
   constructor (o: PeerOptions) {
     this.#o = o
@@ -81,6 +87,26 @@ export class ProtocolPeer {
 
   get manifest (): Manifest { return this.ledger.manifest }
   get peerId (): string { return this.#o.identity.peerId }
+
+  /**
+   * Adaptive wait for missing masked inputs: half again the latest lateness of recent rounds, so a
+   * member that is regularly slow (a straggler: less compute, more data) is waited for, within
+   * [phase/4, 4·phase]; and one that is gone costs only what the others' pace warrants.
+   */
+  get inputWaitMs (): number {
+    return this.#adaptive(this.#recent.map(r => r.inputLateness).filter((x): x is number => x !== null))
+  }
+
+  /** The same for advertisements: a straggler still training the last round advertises late. */
+  get advertiseWaitMs (): number {
+    return this.#adaptive(this.#recent.map(r => r.advertiseLateness))
+  }
+
+  #adaptive (lateness: number[]): number {
+    const phase = this.manifest.params.timeouts.phaseMs
+    if (lateness.length === 0) return phase
+    return Math.round(Math.min(4 * phase, Math.max(phase / 4, 1.5 * Math.max(...lateness) + 100)))
+  }
 
   takeActions (): PeerAction[] {
     this.#collect()
@@ -96,6 +122,7 @@ export class ProtocolPeer {
     if (round < (this.#o.firstRound ?? 0)) { this.#waiting = true; return }
     this.#waiting = false
     const kind = this.#o.kindOf?.(round) ?? 'update'
+    if (this.current !== null) { this.#recent.push(this.current); if (this.#recent.length > LATENESS_ROUNDS) this.#recent.shift() }
     this.current = new Round({
       manifest: this.manifest,
       consortium: this.ledger.consortium,
@@ -106,7 +133,9 @@ export class ProtocolPeer {
       state: this.state,
       kind,
       rng: this.#o.rng,
-      now: this.#now
+      now: this.#now,
+      inputWaitMs: this.#o.adaptiveTimeouts === false ? undefined : this.inputWaitMs,
+      advertiseWaitMs: this.#o.adaptiveTimeouts === false ? undefined : this.advertiseWaitMs
     })
     this.#actions.push({ type: 'round-started', round, kind })
     const input = this.#o.inputFor?.(round, kind, this.state) ?? null
@@ -145,7 +174,8 @@ export class ProtocolPeer {
       else this.#actions.push({ type: 'reject', code: 'future-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.s })
       this.#maybeJump(r)
     } else if (msg.env.t === MSG.commit && r > this.ledger.lastRound) this.#lateCommit(msg as OpenedMessage<CommitBody>)
-    else if (r === cur - 1) { /* stragglers of the round that just ended: nothing to do */ } else this.#actions.push({ type: 'reject', code: 'old-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.s })
+    // a straggler's input or advertisement for a round that has ended still tells how late they come
+    else if (this.#recent.find(x => x.round === r)?.noteLate(msg, this.#now) === true) { /* noted */ } else if (r === cur - 1) { /* other stragglers of the round that just ended: nothing to do */ } else this.#actions.push({ type: 'reject', code: 'old-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.s })
     this.#collect()
   }
 

@@ -52,6 +52,13 @@ export interface RoundOptions {
   kind: Exclude<CertificateKind, 'membership'>
   rng: RandomSource
   now: number
+  /**
+   * how long after sending its own masked input the survivor-set proposer waits for missing ones
+   * (default: the manifest's phase timeout); ProtocolPeer adapts it to how late inputs came lately
+   */
+  inputWaitMs?: number
+  /** how long to wait for every member's advertisement before sharing keys (default: the phase timeout) */
+  advertiseWaitMs?: number
 }
 
 interface Advert { id: Uint8Array, wire: Uint8Array, body: AdvertiseBody }
@@ -93,6 +100,12 @@ export class Round {
   #maskingDeadline = Infinity
   #proposedMasking = new Set<number>()
   #maskedSent = false
+  #maskedSentAt = -1
+  /** the latest arrival of another member's masked input, even after this round ended */
+  #lastInputAt = -1
+  /** the latest arrival of another member's advertisement, even after this round ended */
+  #lastAdvertAt = -1
+  readonly #startedAt: number
   #survivorSet: Proposal | null = null
   #survivorProposals = new Map<string, Proposal>()
   #survivorAttempt = 0
@@ -117,7 +130,8 @@ export class Round {
     this.#c = generateX25519KeyPair(o.rng)
     this.#s = generateX25519KeyPair(o.rng)
     this.#b = randomBytes(o.rng, 32)
-    this.#advertiseDeadline = o.now + o.manifest.params.timeouts.phaseMs
+    this.#startedAt = o.now
+    this.#advertiseDeadline = o.now + (o.advertiseWaitMs ?? o.manifest.params.timeouts.phaseMs)
     this.#roundDeadline = o.now + o.manifest.params.timeouts.roundMs
     this.#send(MSG.advertise, 0, { ck: this.#c.publicKey, sk: this.#s.publicKey, bc: secretCommitment(this.#b) })
     this.#setPhase('advertise', `round ${o.round}: advertised keys`)
@@ -130,6 +144,35 @@ export class Round {
   get survivors (): readonly number[] { return this.#certifiedSet?.members ?? [] }
 
   takeActions (): Action[] { return this.#actions.splice(0) }
+
+  /**
+   * A member's advertisement or masked input that came after this round ended (a straggler's):
+   * noted for the lateness figures if it is the first of its kind from that member; false for a
+   * message seen before (a replay).
+   */
+  noteLate (msg: OpenedMessage, now: number): boolean {
+    const key = msg.env.t === MSG.advertise ? `adv:${msg.env.s}` : msg.env.t === MSG.maskedInput ? `mi:${msg.env.s}` : null
+    if (key === null || this.#seen.has(key)) return false
+    this.#seen.set(key, msg.id)
+    this.#noteArrival(msg, now)
+    return true
+  }
+
+  #noteArrival (msg: OpenedMessage, now: number): void {
+    if (msg.env.s === this.me) return
+    if (msg.env.t === MSG.maskedInput) this.#lastInputAt = Math.max(this.#lastInputAt, now)
+    if (msg.env.t === MSG.advertise) this.#lastAdvertAt = Math.max(this.#lastAdvertAt, now)
+  }
+
+  /** How long after this round began here the last other member's advertisement came. */
+  get advertiseLateness (): number {
+    return Math.max(0, this.#lastAdvertAt - this.#startedAt)
+  }
+
+  /** How long after this peer's own masked input the last other one came (null: no input sent). */
+  get inputLateness (): number | null {
+    return this.#maskedSentAt < 0 ? null : Math.max(0, this.#lastInputAt - this.#maskedSentAt)
+  }
 
   /**
    * A certificate for the previous round arrived late (this peer had aborted it): take the new
@@ -151,6 +194,7 @@ export class Round {
   /** A wire message from the network (already known to be for this round), `now` in ms. */
   receive (msg: OpenedMessage, now: number): void {
     if (this.done) return
+    this.#noteArrival(msg, now)
     try {
       this.#dispatch(msg)
     } catch (e) {
@@ -419,7 +463,10 @@ export class Round {
     // 3. masked input, once the set is agreed and my input is ready
     const M = this.#maskingSet
     if (M !== null && !this.#maskedSent && this.#input !== null && M.members.includes(this.me)) this.#sendMaskedInput(M)
-    if (M !== null && this.#survivorDeadline === Infinity && (this.#maskedSent || !M.members.includes(this.me))) this.#survivorDeadline = now + 2 * p.timeouts.phaseMs
+    // the proposer waits inputWait for missing inputs, the others that and one phase more before
+    // they turn to the next proposer
+    const inputWait = this.o.inputWaitMs ?? p.timeouts.phaseMs
+    if (M !== null && this.#survivorDeadline === Infinity && (this.#maskedSent || !M.members.includes(this.me))) this.#survivorDeadline = now + inputWait + p.timeouts.phaseMs
 
     // fetch every committed vector I lack
     for (const [idx, c] of this.#commitments) {
@@ -472,6 +519,7 @@ export class Round {
         const header = decodeHeader(headerBytes)
         const mine = this.#result !== null && hex(headerHash(this.#result.header)) === key
         this.phase = 'certified'
+        this.#blobs.clear() // the masked vectors are not needed any more: do not hold them
         this.#actions.push({ type: 'phase', phase: 'certified', detail: `round ${this.o.round} certified by ${sigs.size} signatures`, round: this.o.round })
         this.#actions.push({ type: 'certified', certificate, header, state: mine ? this.#result!.state : null, stats: mine ? this.#result!.stats : null })
         return
@@ -533,6 +581,7 @@ export class Round {
 
   #sendMaskedInput (M: Proposal): void {
     this.#maskedSent = true
+    this.#maskedSentAt = this.o.now
     const q = this.o.manifest.params.quantization
     const input = this.#input!
     const expected = this.#inputLength() - 1
@@ -673,6 +722,7 @@ export class Round {
 
   #abort (reason: string): void {
     this.phase = 'aborted'
+    this.#blobs.clear()
     this.#actions.push({ type: 'phase', phase: 'aborted', detail: reason, round: this.o.round })
     this.#actions.push({ type: 'aborted', reason })
   }

@@ -360,9 +360,10 @@ export class MedmeshNode {
         this.log.warn({ member: a.peer, code: a.code }, `rejected: ${a.reason}`)
         break
       case 'phase': {
-        // train once this node has shared its keys: its part of the advertise phase is done, and
-        // nothing else waits on it until its masked input is due
-        if (a.phase === 'share-keys' && this.#trainFor === this.peer.current?.round) { this.#scheduleTraining(this.#trainFor); this.#trainFor = -1 }
+        // train once the masking set is agreed and includes this node: its input is due now, and
+        // training (which blocks this thread) for a round it cannot join would only make it late
+        // for the next one too
+        if (a.phase === 'masked-input' && this.#trainFor === this.peer.current?.round && this.peer.current.inputExpected) { this.#scheduleTraining(this.#trainFor); this.#trainFor = -1 }
         const now = Date.now()
         this.metrics.phaseSeconds.set({ phase: this.#phase }, (now - this.#phaseSince) / 1000)
         this.#phase = a.phase

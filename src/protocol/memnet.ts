@@ -56,8 +56,8 @@ export class MemNet {
   #seq = 0
   #pendingFetches: Array<{ peer: number, hash: string }> = []
   /**
-   * members whose input is ready only this many ms after they share their keys: they train
-   * slowly and, like a node whose thread is busy training, handle nothing else until then
+   * members whose input is ready only this many ms after the masking set includes them: they
+   * train slowly and, like a node whose thread is busy training, handle nothing else until then
    */
   readonly slow = new Map<number, number>()
   readonly #busyUntil = new Map<number, number>()
@@ -134,10 +134,10 @@ export class MemNet {
           this.#pendingFetches.push({ peer: i, hash: action.hash })
           break
         case 'phase': {
-          // like a node, a slow member trains once it has shared its keys
+          // like a node, a slow member trains once the masking set includes it
           const delay = this.slow.get(i)
           const round = peer.current
-          const input = delay === undefined || action.phase !== 'share-keys' || round === null ? null : this.options.input?.(i, round.round, round.o.kind) ?? null
+          const input = delay === undefined || action.phase !== 'masked-input' || round === null || !round.inputExpected ? null : this.options.input?.(i, round.round, round.o.kind) ?? null
           if (input !== null) {
             this.#busyUntil.set(i, this.now + delay!)
             this.#enqueue({ to: i, input: { ...input, round: round!.round } }, delay)

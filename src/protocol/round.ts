@@ -142,6 +142,8 @@ export class Round {
   /** members caught misbehaving in this round (bad shares, equivocation) */
   get faulty (): ReadonlySet<number> { return this.#faulty }
   get survivors (): readonly number[] { return this.#certifiedSet?.members ?? [] }
+  /** whether this peer's input is expected: the masking set is agreed and includes it */
+  get inputExpected (): boolean { return this.#maskingSet?.members.includes(this.me) === true }
 
   takeActions (): Action[] { return this.#actions.splice(0) }
 

@@ -6,7 +6,11 @@
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { MemNet } from '../protocol/harness.ts'
+import { DataDir } from '../../src/node/datadir.ts'
+import { makeCluster, startNode, messages, withTimeout, type Running } from '../node/cluster.ts'
 
 const phaseMs = 500
 const rounds = 10
@@ -38,6 +42,31 @@ test('a member that is gone costs less time per round under adaptive timeouts', 
   for (const net of [fixed, adaptive]) assert.is(net.peers[0].ledger.lastRound, rounds)
   assert.ok(adaptive.now < 0.7 * fixed.now, `${rounds} rounds took ${adaptive.now} ms adaptive, ${fixed.now} ms fixed (simulated)`)
   assert.ok(adaptive.peers[0].advertiseWaitMs < phaseMs, `the advertisement wait shrank to ${adaptive.peers[0].advertiseWaitMs} ms`)
+})
+
+test('across processes: a node that trains several times longer than the phase timeout is waited for once its pace is known', async () => {
+  const c = await makeCluster(4, { threshold: 3, rounds: 6, phaseMs: 1500, epochs: 0.1 })
+  // node 3 trains on fifteen times as many images per round as the others
+  const file = join(c.dirs[3], 'config.json')
+  writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), epochs: 1.5 }))
+  const nodes: Running[] = c.dirs.map(startNode)
+  try {
+    const codes = await withTimeout(Promise.all(nodes.map(n => n.exit)), 420_000, 'the nodes to finish six rounds')
+    assert.equal(codes, [0, 0, 0, 0], nodes.map(n => messages(n).slice(-4).join(' | ')).join('\n'))
+    const seconds = (n: Running): number[] => messages(n).flatMap(m => { const x = /trained \d+ images in ([\d.]+) s/.exec(m); return x === null ? [] : [Number(x[1])] })
+    const median = (x: number[]): number => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)]
+    const slow = median(seconds(nodes[3])); const fast = median(seconds(nodes[0]))
+    assert.ok(slow - fast > 1.5, `the straggler trains ${slow} s a round, the others ${fast} s: later than one phase timeout (1.5 s)`)
+    const dir = new DataDir(c.dirs[0]); const ledger = dir.ledger(dir.manifest())
+    const member3 = ledger.manifest.members.findIndex(m => m.peerId === c.ids[3])
+    const rounds = ledger.entries.filter(e => e.header.k === 'update')
+    const late = rounds.slice(-3).filter(e => e.header.u.includes(member3)).map(e => e.header.r)
+    assert.ok(late.length >= 2, `the straggler takes part in the last rounds: ${rounds.map(e => `${e.header.r}:[${e.header.u}]`).join(' ')}`)
+    console.log(`  straggler across processes: trains ${slow.toFixed(1)} s vs ${fast.toFixed(1)} s; rounds with it: ${rounds.filter(e => e.header.u.includes(member3)).map(e => e.header.r)} of ${rounds.map(e => e.header.r)}`)
+  } finally {
+    for (const n of nodes) n.proc.kill('SIGKILL')
+    rmSync(c.root, { recursive: true, force: true })
+  }
 })
 
 test.run()

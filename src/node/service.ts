@@ -15,7 +15,7 @@ import { ProtocolPeer, type PeerAction } from '../protocol/peer.ts'
 import { openMessage } from '../protocol/messages.ts'
 import { ProtocolError } from '../protocol/errors.ts'
 import { consortiumId, type Manifest } from '../protocol/manifest.ts'
-import { decodeCertificate, encodeCertificate, type LedgerEntry } from '../protocol/ledger.ts'
+import { Ledger, decodeCertificate, encodeCertificate, type LedgerEntry } from '../protocol/ledger.ts'
 import { hex } from '../protocol/codec.ts'
 import { stateHash, type GlobalState } from '../protocol/model.ts'
 import { Site, loadSiteData } from '../training/site.ts'
@@ -64,6 +64,8 @@ export class MedmeshNode {
   #trainFor = -1
   #persisted = new Set<number>()
   #syncing = false
+  /** hash of the certified model last written to the data directory */
+  #stateSaved = ''
   readonly #denied = new Set<string>()
   #watchdog: NodeJS.Timeout | null = null
   /** set when the data directory could not be written: the node stopped rather than go on without a record */
@@ -94,7 +96,7 @@ export class MedmeshNode {
     const { manifest, log } = this
     const leftovers = this.dir.removeTemporaryFiles()
     if (leftovers > 0) log.warn(`removed ${leftovers} temporary file(s) left by an interrupted write`)
-    const ledger = this.dir.ledger(manifest)
+    let ledger = this.dir.ledger(manifest)
     for (const e of ledger.entries) this.#persisted.add(e.header.r)
     log.info({ peerId: this.identity.peerId, consortium: manifest.name, members: manifest.members.length, certified: ledger.entries.length }, `ledger verified: ${ledger.entries.length} certified round(s)`)
     const dp = manifest.params.dp
@@ -103,12 +105,19 @@ export class MedmeshNode {
       epochs: this.config.epochs, batchSize: this.config.batchSize, learningRate: this.config.learningRate, seed: this.identity.exportSeed().slice(0, 32), budget
     })
     log.info(describeBackend(this.site.backend!))
-    const lastUpdate = [...ledger.entries].reverse().find(e => e.header.k === 'update')
     let state: GlobalState = this.site.initialState()
-    if (lastUpdate !== undefined) {
-      const saved = this.dir.state(hex(lastUpdate.header.mh))
-      if (saved === null) throw new ConfigError(`the certified state of round ${lastUpdate.header.r} is missing from ${this.dir.path('states')}`)
-      state = saved
+    const updates = ledger.entries.filter(e => e.header.k === 'update')
+    const withState = [...updates].reverse().find(e => this.dir.stateBytes(hex(e.header.mh)) !== null)
+    if (withState !== undefined) state = this.dir.state(hex(withState.header.mh))!
+    if (updates.length > 0 && withState !== updates[updates.length - 1]) {
+      // it stopped after storing a certificate but before it held the model it certifies (it was
+      // still fetching it): go back to the last certificate whose model is here; the members
+      // provide the rest again, checked as ever
+      const keep = withState === undefined ? ledger.entries.filter(e => e.header.r < updates[0].header.r) : ledger.entries.filter(e => e.header.r <= withState.header.r)
+      log.warn(`the model certified in round ${updates[updates.length - 1].header.r} is not in ${this.dir.path('states')}: resuming from round ${keep.length > 0 ? keep[keep.length - 1].header.r : 'none'} and catching up from the members`)
+      ledger = Ledger.verify(manifest, keep.map(e => e.certificate))
+      this.#persisted.clear()
+      for (const e of ledger.entries) this.#persisted.add(e.header.r)
     }
     const lastStats = [...ledger.entries].reverse().find(e => e.header.k === 'stats')
     if (lastStats !== undefined) this.site.useStatistics(new Float64Array(new Uint8Array(lastStats.header.x).buffer))
@@ -298,6 +307,8 @@ export class MedmeshNode {
             this.#blobs.set(hashHex, { data: body, round: round ?? -1 })
             this.peer.receiveBlob(hashHex, body, Date.now())
             this.#drain()
+            // it may have been the certified model this node lacked: keep it
+            try { this.#persist() } catch (e) { if (!isStorageError(e)) throw e; this.#storageFailed(e as NodeJS.ErrnoException) }
             return
           } catch (e) {
             this.log.debug({ peer: p.toString() }, `blob fetch failed: ${(e as Error).message}`)
@@ -427,7 +438,10 @@ export class MedmeshNode {
       this.#persisted.add(e.header.r)
     }
     const last = [...this.peer.ledger.entries].reverse().find(e => e.header.k === 'update')
-    if (last !== undefined && hex(stateHash(this.peer.state)) === hex(last.header.mh)) this.dir.saveState(this.peer.state)
+    if (last !== undefined && this.#stateSaved !== hex(last.header.mh) && hex(stateHash(this.peer.state)) === hex(last.header.mh)) {
+      this.dir.saveState(this.peer.state)
+      this.#stateSaved = hex(last.header.mh)
+    }
     const stats = [...this.peer.ledger.entries].reverse().find(e => e.header.k === 'stats')
     if (stats !== undefined && this.site.norm === undefined) this.site.useStatistics(new Float64Array(new Uint8Array(stats.header.x).buffer))
   }

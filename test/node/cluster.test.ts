@@ -1,6 +1,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { rmSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -61,6 +62,29 @@ test('kill -9 mid-round: the others finish it; the node restarts, verifies, catc
     const member3 = ledger.manifest.members.findIndex(m => m.peerId === c.ids[3])
     const lastRounds = ledger.entries.slice(-2).map(e => e.header.u)
     assert.ok(lastRounds.some(u => u.includes(member3)), `node 3 took part again: survivors ${JSON.stringify(lastRounds)}`)
+  } finally {
+    for (const n of nodes) n.proc.kill('SIGKILL')
+    rmSync(c.root, { recursive: true, force: true })
+  }
+})
+
+test('a node that stopped holding a certificate but not yet its model resumes from what it has and catches up', async () => {
+  const c = await makeCluster(3, { threshold: 2, rounds: 2, phaseMs: 3000 })
+  let nodes: Running[] = c.dirs.map(startNode)
+  try {
+    assert.equal(await withTimeout(Promise.all(nodes.map(n => n.exit)), 240_000, 'two rounds'), [0, 0, 0])
+    // the window the soak found: the certificate is on disk, the model it certifies is not
+    for (const f of readdirSync(join(c.dirs[2], 'states'))) rmSync(join(c.dirs[2], 'states', f))
+    for (const d of c.dirs) {
+      const file = join(d, 'config.json')
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), rounds: 3 }))
+    }
+    nodes = c.dirs.map(startNode)
+    assert.equal(await withTimeout(Promise.all(nodes.map(n => n.exit)), 240_000, 'a third round'), [0, 0, 0], messages(nodes[2]).slice(-5).join(' | '))
+    assert.ok(messages(nodes[2]).some(m => /is not in .*resuming from round/.test(m)), 'it said what it did')
+    const results = c.dirs.map(checkDataDir)
+    assert.is(new Set(results.map(r => r.model)).size, 1, 'the same model everywhere')
+    assert.ok(results.every(r => r.updates >= 3))
   } finally {
     for (const n of nodes) n.proc.kill('SIGKILL')
     rmSync(c.root, { recursive: true, force: true })

@@ -496,6 +496,8 @@ export class MedmeshNode {
     if (round !== undefined) try { this.dir.saveRound({ round, phase: 'stopped' }) } catch {}
     try { await this.host?.stop() } catch {}
     await new Promise<void>(resolve => this.http === null ? resolve() : this.http.server.close(() => resolve()))
+    // training may be under way in a timer that has not fired yet: it checks #stopping first
+    try { this.site?.dispose() } catch {}
     this.log.info('stopped')
     this.#resolveStopped()
   }

@@ -111,6 +111,12 @@ export class Site {
     return { values: delta, count: Math.max(1, this.lastTrain.examples > 0 ? this.data.train.labels.length : 1) }
   }
 
+  /** Free the model's and the optimiser's tensors (a node that stops inside a longer-lived process). */
+  dispose (): void {
+    this.trainer.dispose()
+    this.model.dispose()
+  }
+
   evaluate (state: GlobalState, split: 'val' | 'test'): ClinicalMetrics | null {
     const d = this.data[split]
     if (d === null) return null

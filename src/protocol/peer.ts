@@ -87,25 +87,30 @@ export class ProtocolPeer {
 
   get manifest (): Manifest { return this.ledger.manifest }
   get peerId (): string { return this.#o.identity.peerId }
+  get #me (): number { return this.manifest.members.findIndex(m => m.peerId === this.#o.identity.peerId) }
 
   /**
    * Adaptive wait for missing masked inputs: half again the latest lateness of recent rounds, so a
    * member that is regularly slow (a straggler: less compute, more data) is waited for, within
-   * [phase/4, 4·phase]; and one that is gone costs only what the others' pace warrants.
+   * [phase/4, 4·phase]; and one that drops after the masking set costs only what the others' pace
+   * warrants.
    */
   get inputWaitMs (): number {
     return this.#adaptive(this.#recent.map(r => r.inputLateness).filter((x): x is number => x !== null))
   }
 
-  /** The same for advertisements: a straggler still training the last round advertises late. */
+  /**
+   * The same for advertisements, but never below the phase timeout: a member that restarts (or
+   * returns) needs that long to be heard, and keys shared without it cannot include it later.
+   */
   get advertiseWaitMs (): number {
-    return this.#adaptive(this.#recent.map(r => r.advertiseLateness))
+    return this.#adaptive(this.#recent.map(r => r.advertiseLateness), this.manifest.params.timeouts.phaseMs)
   }
 
-  #adaptive (lateness: number[]): number {
+  #adaptive (lateness: number[], floor = this.manifest.params.timeouts.phaseMs / 4): number {
     const phase = this.manifest.params.timeouts.phaseMs
     if (lateness.length === 0) return phase
-    return Math.round(Math.min(4 * phase, Math.max(phase / 4, 1.5 * Math.max(...lateness) + 100)))
+    return Math.round(Math.min(4 * phase, Math.max(floor, 1.5 * Math.max(...lateness) + 100)))
   }
 
   takeActions (): PeerAction[] {
@@ -265,11 +270,15 @@ export class ProtocolPeer {
     this.#actions.push({ type: 'sync', round, from })
   }
 
-  /** Several members already in a later round means this peer fell behind: follow them. */
+  /**
+   * Members already in a later round mean this peer fell behind (or, restarted, is waiting for the
+   * next round): follow them once they and it are enough to make that round (t of them with it),
+   * else a consortium that needs every live member could wait on itself.
+   */
   #maybeJump (r: number): void {
-    const set = new Set(this.#buffer.filter(b => b.msg.env.r === r && b.msg.env.t === MSG.advertise).map(b => b.msg.env.s))
+    const set = new Set(this.#buffer.filter(b => b.msg.env.r === r && b.msg.env.t === MSG.advertise && b.msg.env.s !== this.#me).map(b => b.msg.env.s))
     // only a peer already running rounds follows; one that has not started yet will start there
-    if ((this.current !== null || this.#waiting) && set.size >= this.manifest.params.threshold && (this.current?.round ?? -1) < r && r >= (this.#o.firstRound ?? 0)) {
+    if ((this.current !== null || this.#waiting) && set.size >= Math.max(1, this.manifest.params.threshold - 1) && (this.current?.round ?? -1) < r && r >= (this.#o.firstRound ?? 0)) {
       if (this.current !== null && !this.current.done) this.#actions.push({ type: 'aborted', reason: `round ${this.current.round} abandoned: ${set.size} members are in round ${r}` })
       this.start(this.#now, r)
       // rounds were certified while this peer was away (or it would not be this far behind): fetch them

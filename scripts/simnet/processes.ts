@@ -87,7 +87,8 @@ class NodeProcess {
   get bytes (): number { return this.bytesBefore + this.bytesNow }
 }
 
-async function freePorts (n: number): Promise<number[]> {
+/** n TCP ports on 127.0.0.1 that were free a moment ago. */
+export async function freePorts (n: number): Promise<number[]> {
   const servers = await Promise.all(Array.from({ length: n }, () => new Promise<import('node:net').Server>(resolve => {
     const srv = createServer(); srv.listen(0, '127.0.0.1', () => resolve(srv))
   })))

@@ -1,6 +1,6 @@
 /** Helpers for tests that run real medmesh nodes as separate processes on 127.0.0.1. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
+import { freePorts } from '../../scripts/simnet/processes.ts'
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs'
 import * as assert from 'uvu/assert'
 import { DataDir } from '../../src/node/datadir.ts'
@@ -18,14 +18,7 @@ export function cli (...args: string[]): { status: number | null, stdout: string
   return { status: r.status, stdout: r.stdout, stderr: r.stderr }
 }
 
-export async function freePorts (n: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<import('node:net').Server>(resolve => {
-    const s = createServer(); s.listen(0, '127.0.0.1', () => resolve(s))
-  })))
-  const ports = servers.map(s => (s.address() as { port: number }).port)
-  await Promise.all(servers.map(s => new Promise(resolve => s.close(resolve))))
-  return ports
-}
+export { freePorts }
 
 export interface Cluster { root: string, dirs: string[], ids: string[], p2p: number[], http: number[], manifest: string }
 

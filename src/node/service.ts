@@ -58,6 +58,7 @@ export class MedmeshNode {
   #phase = 'starting'
   #phaseSince = Date.now()
   #stopping = false
+  #stopScheduled = false
   #stopped: Promise<void>
   #resolveStopped!: () => void
   #training = false
@@ -109,6 +110,7 @@ export class MedmeshNode {
     const updates = ledger.entries.filter(e => e.header.k === 'update')
     const withState = [...updates].reverse().find(e => this.dir.stateBytes(hex(e.header.mh)) !== null)
     if (withState !== undefined) state = this.dir.state(hex(withState.header.mh))!
+    if (withState !== undefined && withState === updates[updates.length - 1]) this.#stateSaved = hex(withState.header.mh)
     if (updates.length > 0 && withState !== updates[updates.length - 1]) {
       // it stopped after storing a certificate but before it held the model it certifies (it was
       // still fetching it): go back to the last certificate whose model is here; the members
@@ -124,6 +126,8 @@ export class MedmeshNode {
     this.peer = new ProtocolPeer({
       manifest, identity: this.identity, rng: systemRandom, initialState: this.site.initialState(), ledger, state,
       kindOf: r => r === 0 ? 'stats' : 'update', inputFor: () => null,
+      // with --rounds N: no round after the Nth model round, not even one it would only begin
+      finished: ledger => this.config.rounds > 0 && ledger.entries.filter(e => e.header.k === 'update').length >= this.config.rounds,
       // the round this node was in when it stopped may hold its signed commit: never run it again
       firstRound: (this.dir.lastRound() ?? -1) + 1
     })
@@ -308,7 +312,8 @@ export class MedmeshNode {
             this.peer.receiveBlob(hashHex, body, Date.now())
             this.#drain()
             // it may have been the certified model this node lacked: keep it
-            try { this.#persist() } catch (e) { if (!isStorageError(e)) throw e; this.#storageFailed(e as NodeJS.ErrnoException) }
+            try { this.#persist() } catch (e) { if (!isStorageError(e)) throw e; this.#storageFailed(e as NodeJS.ErrnoException); return }
+            this.#stopIfDone()
             return
           } catch (e) {
             this.log.debug({ peer: p.toString() }, `blob fetch failed: ${(e as Error).message}`)
@@ -396,9 +401,15 @@ export class MedmeshNode {
       case 'aborted':
         this.metrics.aborted.inc()
         this.log.warn(`round aborted: ${a.reason}`)
+        // perhaps the others certified it and this node missed their commits (members that ran
+        // their last round halt, so no later round would tell): ask them
+        if (!this.#stopping) void this.#catchUp()
         break
       case 'caught-up':
         this.#persist()
+        // certificates learnt by catching up count towards --rounds as much as those it signed:
+        // without this, two members that both caught up went on past the last round
+        this.#stopIfDone()
         break
       case 'sync':
         // a quorum certified a round on a ledger head this node lacks: it missed certificates
@@ -459,7 +470,12 @@ export class MedmeshNode {
   #updateRounds (): number { return this.peer.ledger.entries.filter(e => e.header.k === 'update').length }
 
   #stopIfDone (): boolean {
-    if (this.config.rounds > 0 && this.#updateRounds() >= this.config.rounds && !this.#stopping) {
+    if (this.config.rounds > 0 && this.#updateRounds() >= this.config.rounds && !this.#stopping && !this.#stopScheduled) {
+      // a certificate learnt late arrives before its model: stop once the model is here and saved
+      const last = [...this.peer.ledger.entries].reverse().find(e => e.header.k === 'update')
+      if (last !== undefined && this.#stateSaved !== hex(last.header.mh)) return false
+      this.#stopScheduled = true
+      this.peer.halt()
       this.log.info(`${this.config.rounds} round(s) certified: stopping`)
       // linger so that members still finishing can fetch the certified state from us
       setTimeout(() => { void this.stop() }, 3000)

@@ -146,7 +146,9 @@ export class MemNet {
         }
         case 'sync': {
           // ask the first signer that is online for its ledger (as a node does on its ledger protocol)
-          const from = action.from.find(j => j !== i && this.online[j])
+          // (no member named: any that is online)
+          const named = action.from.length > 0 ? action.from : this.peers.map((_, j) => j)
+          const from = named.find(j => j !== i && this.online[j])
           if (from !== undefined) this.#enqueue({ to: i, sync: { from } })
           break
         }

@@ -46,9 +46,16 @@ export interface PeerOptions {
   /**
    * never start a round below this one: a restarted node passes one more than the last round it
    * took part in, since running that round again (new keys, perhaps another commit) would be
-   * equivocation; it waits for the others' next round instead
+   * equivocation; it waits for the others' next round instead, or, when no certificate of that
+   * round comes within roundMs (every member then has aborted it, or all of them stopped in it, as
+   * in a consortium-wide outage), starts the next round itself
    */
   firstRound?: number
+  /**
+   * this peer's work is done (a node run for N rounds): it starts no further round once this
+   * holds. Checked before a round starts, so nothing is sent for a round it will not finish.
+   */
+  finished?: (ledger: Ledger) => boolean
   /** adapt the advertisement and input waits to how late members came lately (default true) */
   adaptiveTimeouts?: boolean
 }
@@ -76,6 +83,8 @@ export class ProtocolPeer {
   #now = 0
   /** not yet allowed to start the next round (see firstRound) */
   #waiting = false
+  #halted = false
+  #waitingSince = 0
   /** the last rounds that ended, still told of late masked inputs: how late inputs come */
   readonly #recent: Round[] = []
 
@@ -118,13 +127,30 @@ export class ProtocolPeer {
     return this.#actions.splice(0)
   }
 
+  /**
+   * Take part in no further round: the one under way, if not done, is left (as if this peer had
+   * stopped) and none starts after it. The ledger still grows from certificates it is sent.
+   * A node that has run its last round halts before it lingers to serve its model: otherwise it
+   * would sign rounds that some members certify after it left and others never see.
+   */
+  halt (): void {
+    this.#halted = true
+    if (this.current !== null && !this.current.done) this.current = null
+  }
+
   /** Start the round after the last certified one (or `round`, when the network is further on). */
   start (now: number, round = this.ledger.lastRound + 1): void {
     this.#now = Math.max(this.#now, now)
     // never two Rounds for one round number: new keys for the same round would be equivocation
     if (this.current !== null && this.current.round >= round) return
+    if (this.#halted) return
+    if (this.#o.finished?.(this.ledger) === true) { this.halt(); return }
     if (this.#o.lastRound !== undefined && round > this.#o.lastRound) { this.current = null; return }
-    if (round < (this.#o.firstRound ?? 0)) { this.#waiting = true; return }
+    if (round < (this.#o.firstRound ?? 0)) {
+      if (!this.#waiting) this.#waitingSince = this.#now
+      this.#waiting = true
+      return
+    }
     this.#waiting = false
     const kind = this.#o.kindOf?.(round) ?? 'update'
     if (this.current !== null) { this.#recent.push(this.current); if (this.#recent.length > LATENESS_ROUNDS) this.#recent.shift() }
@@ -205,6 +231,14 @@ export class ProtocolPeer {
     this.#now = Math.max(this.#now, now)
     // a restarted peer that has since learnt the certificate of the round it had been in goes on
     if (this.#waiting && this.ledger.lastRound + 1 >= (this.#o.firstRound ?? 0) && this.#pendingState === null) this.start(this.#now)
+    else if (this.#waiting && this.#pendingState === null && this.#now - this.#waitingSince >= this.manifest.params.timeouts.roundMs) {
+      // no certificate for the round it stopped in, and no members ahead to follow: that round is
+      // aborted everywhere by now (or every member stopped in it): begin the next one, and ask the
+      // members for certificates in case it was certified after all (the round is rebased then)
+      const round = this.#o.firstRound!
+      this.start(this.#now, round)
+      this.#requestSync(round - 1, [])
+    }
     this.current?.tick(this.#now)
     this.#collect()
   }

@@ -74,7 +74,7 @@ test('a node whose data directory fills up mid-run stops with a clear error (exi
     const codes = await withTimeout(Promise.all(nodes.map(n => n.exit)), 300_000, 'all nodes to finish')
     assert.equal(codes, [0, 0, 0], nodes.map(n => messages(n).slice(-4).join(' | ')).join('\n'))
     const results = c.dirs.map(checkDataDir)
-    assert.is(new Set(results.map(r => r.model)).size, 1, 'the node that stopped ends with the others\' model')
+    assert.is(new Set(results.map(r => r.model)).size, 1, `the node that stopped ends with the others' model: ${JSON.stringify(results)}`)
   } finally {
     for (const n of nodes) n.proc.kill('SIGKILL')
     f.fix(); release(faultyDir)

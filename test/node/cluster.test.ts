@@ -50,6 +50,7 @@ test('kill -9 mid-round: the others finish it; the node restarts, verifies, catc
     nodes[3].proc.kill('SIGKILL')
     await nodes[3].exit
     await waitFor(() => messages(nodes[0]).some(m => /round 2 certified/.test(m)), 120_000, 'the others to certify round 2 without node 3')
+      .catch((e: Error) => { throw new Error(`${e.message}; node 0 said: ${messages(nodes[0]).slice(-12).join(' | ')}`) })
     // restart from the same data directory
     const again = startNode(c.dirs[3])
     nodes[3] = again

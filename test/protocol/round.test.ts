@@ -179,4 +179,47 @@ test('a member that crashes after committing never runs that round again: it res
   assert.is(net.actions('reject').filter(a => a.code === 'equivocation').length, 0, 'no equivocation seen')
 })
 
+test('a halted member sends nothing for later rounds and is in none of them; the others go on without it', () => {
+  const n = 5
+  const net = new MemNet({ n, seed: 17, modelSize: 12, lastRound: 3 })
+  net.startAll()
+  net.run(() => net.peers.every(p => p.ledger.lastRound >= 1))
+  const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
+  net.peers[4].halt()
+  const halted = net.peers[4].ledger.lastRound
+  assert.is(net.peers[4].current === null || net.peers[4].current.done, true, 'no round under way')
+  const logFrom = net.log.length
+  net.run(() => [0, 1, 2, 3].every(i => net.peers[i].ledger.lastRound === 3))
+  const sent = net.log.slice(logFrom).filter(l => l.peer === 4 && l.action.type === 'broadcast').map(l => openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.r)
+  assert.equal(sent.filter(r => r > halted), [], 'nothing sent for a round after it halted')
+  for (const e of net.peers[0].ledger.entries.filter(e => e.header.r > halted)) assert.not.ok(e.header.u.includes(4), `member 4 is not in round ${e.header.r}`)
+  assert.ok(net.peers[0].ledger.lastRound === 3, 'the others certified every round')
+})
+
+test('every member stops in the same round (a consortium-wide outage): restarted, they wait roundMs for its certificate, then go on from the next round', () => {
+  const n = 5
+  const net = new MemNet({ n, seed: 23, modelSize: 12, lastRound: 5 })
+  net.startAll()
+  const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
+  const advertised = (i: number): boolean => net.log.some(l => l.peer === i && l.action.type === 'broadcast' && l.action.msgType === 'advertise' && openMessage(l.action.wire, ctx).env.r === 2)
+  net.run(() => net.peers.every((_, i) => advertised(i)))
+  assert.ok(net.peers.every(p => p.ledger.lastRound === 1), 'all were in round 2, none had certified it')
+  const logFrom = net.log.length
+  const restartedAt = net.now
+  for (let i = 0; i < n; i++) {
+    const disk = Ledger.verify(net.manifest, net.peers[i].ledger.entries.map(e => e.certificate))
+    net.peers[i] = net.makePeer(i, { ledger: disk, state: net.peers[i].state, firstRound: 3 })
+  }
+  net.startAll()
+  net.run(() => net.peers.every(p => p.ledger.lastRound === 5), 10 * net.manifest.params.timeouts.roundMs)
+  assert.ok(net.peers.every(p => p.ledger.lastRound === 5), `rounds 3 to 5 certified: ${net.peers.map(p => p.ledger.lastRound)}`)
+  const sentFor2 = net.log.slice(logFrom).filter(l => l.action.type === 'broadcast' && openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.r === 2)
+  assert.is(sentFor2.length, 0, 'nobody ran round 2 again')
+  assert.not.ok(net.peers[0].ledger.entries.some(e => e.header.r === 2), 'round 2 has no certificate')
+  const r3 = net.log.slice(logFrom).find(l => l.action.type === 'broadcast' && openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.r === 3)!
+  assert.ok(r3.at - restartedAt >= net.manifest.params.timeouts.roundMs, 'they waited roundMs first')
+  assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
+  assert.is(net.actions('reject').filter(a => a.code === 'equivocation').length, 0)
+})
+
 test.run()

@@ -23,6 +23,8 @@ import { partitionIid } from '../src/training/data/partition.ts'
 import { formConsortium } from './simnet/processes.ts'
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '200' }, dropout: { type: 'string', default: '0.2' }, seed: { type: 'string', default: '1' } } })
+/** Adam's tensors for medmesh/linear: two moments for each of its two variables, and two β powers */
+const OPTIMISER_TENSORS = 6
 const ROUNDS = Number(values.rounds); const DROPOUT = Number(values.dropout); const N = 5
 const gc = (globalThis as { gc?: () => void }).gc
 if (gc === undefined) { console.error('run with node --expose-gc'); process.exit(64) }
@@ -91,7 +93,10 @@ const checks = {
   reachedRounds: last >= ROUNDS,
   noConflicts: conflicting === 0,
   heapFlat: heapGrowth < 0.25,
-  tensorsFlat: first === undefined || final.tensors <= first.tensors,
+  // a node restarted moments ago has not trained yet, so its Adam optimiser holds no tensors yet
+  // (OPTIMISER_TENSORS fewer) and any one sample may catch that: allow one node's optimiser. A leak
+  // adds tensors with every one of the ~140 restarts (the one found added 6 each: 168 → 986)
+  tensorsFlat: samples.length === 0 || Math.max(...late.map(x => x.tensors)) <= Math.max(...early.map(x => x.tensors)) + OPTIMISER_TENSORS,
   handlesFlat: handleGrowth < 0.25
 }
 const ok = Object.values(checks).every(Boolean)

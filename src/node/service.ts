@@ -127,7 +127,7 @@ export class MedmeshNode {
       manifest, identity: this.identity, rng: systemRandom, initialState: this.site.initialState(), ledger, state,
       kindOf: r => r === 0 ? 'stats' : 'update', inputFor: () => null,
       // with --rounds N: no round after the Nth model round, not even one it would only begin
-      finished: ledger => this.config.rounds > 0 && ledger.entries.filter(e => e.header.k === 'update').length >= this.config.rounds,
+      finished: () => this.#allRoundsCertified(),
       // the round this node was in when it stopped may hold its signed commit: never run it again
       firstRound: (this.dir.lastRound() ?? -1) + 1
     })
@@ -467,10 +467,13 @@ export class MedmeshNode {
     this.#stopIfDone()
   }
 
-  #updateRounds (): number { return this.peer.ledger.entries.filter(e => e.header.k === 'update').length }
+  /** with --rounds N: N model rounds are in the ledger (signed here or learnt by catching up) */
+  #allRoundsCertified (): boolean {
+    return this.config.rounds > 0 && this.peer.ledger.entries.filter(e => e.header.k === 'update').length >= this.config.rounds
+  }
 
   #stopIfDone (): boolean {
-    if (this.config.rounds > 0 && this.#updateRounds() >= this.config.rounds && !this.#stopping && !this.#stopScheduled) {
+    if (this.#allRoundsCertified() && !this.#stopping && !this.#stopScheduled) {
       // a certificate learnt late arrives before its model: stop once the model is here and saved
       const last = [...this.peer.ledger.entries].reverse().find(e => e.header.k === 'update')
       if (last !== undefined && this.#stateSaved !== hex(last.header.mh)) return false

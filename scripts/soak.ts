@@ -82,7 +82,7 @@ await Promise.all(nodes.map(async nd => await nd!.stop()))
 
 // checks
 const byRound = new Map<number, Set<string>>()
-for (const l of ledgers) for (const e of l.entries) { if (!byRound.has(e.header.r)) byRound.set(e.header.r, new Set()); byRound.get(e.header.r)!.add(hex(e.hash)) }
+for (const l of ledgers) for (const e of l.entries) { if (!byRound.has(e.header.round)) byRound.set(e.header.round, new Set()); byRound.get(e.header.round)!.add(hex(e.hash)) }
 const conflicting = [...byRound.values()].filter(s => s.size > 1).length
 const certified = byRound.size - 1 // without the statistics round
 const aborted = last - certified

@@ -71,15 +71,15 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     net.run(done, 600_000)
     // a peer that saw the certificate before finishing its own aggregate fetches the certified state: wait for it
     const current = (i: number): boolean => {
-      const last = [...net.peers[i].ledger.entries].reverse().find(e => e.header.k === 'update')
-      return last === undefined || hex(stateHash(net.peers[i].state)) === hex(last.header.mh)
+      const last = [...net.peers[i].ledger.entries].reverse().find(e => e.header.kind === 'update')
+      return last === undefined || hex(stateHash(net.peers[i].state)) === hex(last.header.stateHash)
     }
     net.run(() => net.honest().every(current), 60_000)
     for (const i of absent) net.online[i] = true
     const ref = Array.from({ length: n }, (_, i) => i).find(i => !absent.has(i) && net.online[i])!
-    const entries = net.peers[ref].ledger.entries.filter(e => e.header.r === target)
+    const entries = net.peers[ref].ledger.entries.filter(e => e.header.round === target)
     const certified = entries.length > 0
-    const metrics = certified && entries[0].header.k === 'update' ? s.evaluate(net.peers[ref].state.weights, net.peers[ref].stats) : null
+    const metrics = certified && entries[0].header.kind === 'update' ? s.evaluate(net.peers[ref].state.weights, net.peers[ref].stats) : null
     for (const l of net.log.slice(logStart)) {
       // what each hospital sent: every message to the n - 1 others, and each blob to every peer that fetched it
       if (l.action.type === 'broadcast') bytesPerNode[l.peer] += l.action.wire.length * (n - 1)
@@ -94,7 +94,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     // ε spent through this round's training: the snapshot taken before the next round's, if it began
     const eps = epsilonBefore.get(target + 1) ?? sites.map(x => x.options.budget?.spent.epsilon ?? 0)
     peakRss = Math.max(peakRss, process.memoryUsage().rss)
-    const record: RoundRecord = { round: target, participants: certified ? entries[0].header.u : [], metrics, epsilon: eps, bytes, phaseMs: phaseDurations(net, ref, logStart), offline: [...absent].sort() }
+    const record: RoundRecord = { round: target, participants: certified ? entries[0].header.survivors : [], metrics, epsilon: eps, bytes, phaseMs: phaseDurations(net, ref, logStart), offline: [...absent].sort() }
     records.push(record)
     s.out(progressLine(record, n, s.dp !== null))
   }
@@ -103,7 +103,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
   // safety: no two peers hold different certificates for the same round (a peer that missed the
   // last rounds holds a prefix of the others' ledger)
   const byRound = new Map<number, Set<string>>()
-  for (const p of net.peers) for (const e of p.ledger.entries) { if (!byRound.has(e.header.r)) byRound.set(e.header.r, new Set()); byRound.get(e.header.r)!.add(hex(e.hash)) }
+  for (const p of net.peers) for (const e of p.ledger.entries) { if (!byRound.has(e.header.round)) byRound.set(e.header.round, new Set()); byRound.get(e.header.round)!.add(hex(e.hash)) }
   const longest = Math.max(...net.peers.map(p => p.ledger.entries.length))
   return {
     records, bytesPerNode, seconds: (Date.now() - started) / 1000,
@@ -138,9 +138,9 @@ function installMalicious (net: MemNet, evil: number): void {
     const garbage = Uint8Array.from({ length: 64 }, () => Math.floor(net.rand() * 256))
     if (type !== 'maskedInput') return [wire, garbage]
     const { env } = openMessage(wire, ctx)
-    const body = env.b as MaskedInputBody
-    const h = Uint8Array.from(body.h); h[0] ^= 1
-    const other = sealMessage(net.identities[evil], { ...env, b: { ...body, h } } as Envelope)
+    const body = env.body as MaskedInputBody
+    const h = Uint8Array.from(body.vectorHash); h[0] ^= 1
+    const other = sealMessage(net.identities[evil], { ...env, body: { ...body, vectorHash: h } } as Envelope)
     return to % 2 === 1 ? [other, garbage] : [wire, other]
   }
 }

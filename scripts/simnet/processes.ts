@@ -182,8 +182,8 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
       for (;;) {
         await Promise.all(nodes.map(async nd => await nd.poll()))
         const all = ledgers()
-        holder = all.findIndex(l => l?.entries.some(e => e.header.r === r) === true)
-        if (holder >= 0) { entry = all[holder]!.entries.find(e => e.header.r === r); break }
+        holder = all.findIndex(l => l?.entries.some(e => e.header.round === r) === true)
+        if (holder >= 0) { entry = all[holder]!.entries.find(e => e.header.round === r); break }
         const beyond = all.every((l, i) => !nodes[i].alive || (l !== null && l.lastRound > r))
         const status = await Promise.all(nodes.map(async nd => nd.alive ? await fetch(`http://127.0.0.1:${nd.httpPort}/status`, { signal: AbortSignal.timeout(1000) }).then(async x => await x.json() as { round: number | null }).catch(() => null) : null))
         const moved = status.filter(x => x !== null).length > 0 && status.every((x, i) => !nodes[i].alive || (x !== null && x.round !== null && x.round > r))
@@ -194,16 +194,16 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
       }
       const certified = entry !== undefined
       let metrics = null
-      if (certified && entry!.header.k === 'update') {
+      if (certified && entry!.header.kind === 'update') {
         // a node writes the certified model once it holds it (it may have to fetch it first)
-        const mh = hex(entry!.header.mh)
+        const mh = hex(entry!.header.stateHash)
         let state = null
         for (let waited = 0; state === null && waited < 60_000; waited += POLL_MS) {
           state = dirs.map(d => new DataDir(d).state(mh)).find(x => x !== null) ?? null
           if (state === null) await sleep(POLL_MS)
         }
-        const stats = ledgers()[holder]?.entries.find(e => e.header.k === 'stats')
-        if (state !== null) metrics = s.evaluate(state.weights, stats === undefined ? null : new Float64Array(new Uint8Array(stats.header.x).buffer))
+        const stats = ledgers()[holder]?.entries.find(e => e.header.kind === 'stats')
+        if (state !== null) metrics = s.evaluate(state.weights, stats === undefined ? null : new Float64Array(new Uint8Array(stats.header.extra).buffer))
         certifiedUpdates++
       }
       await Promise.all(nodes.map(async nd => await nd.poll()))
@@ -211,7 +211,7 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
       const ref = nodes.findIndex((nd, i) => nd.alive && !absent.has(i))
       const record: RoundRecord = {
         round: r,
-        participants: certified ? entry!.header.u.map(m => hospitalOf[m]).sort((a, b) => a - b) : [],
+        participants: certified ? entry!.header.survivors.map(m => hospitalOf[m]).sort((a, b) => a - b) : [],
         metrics,
         epsilon: dirs.map(d => new DataDir(d).budget()?.spent.epsilon ?? 0),
         bytes: bytesTotal - bytesSoFar,
@@ -232,7 +232,7 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
   }
   const all = ledgers()
   const byRound = new Map<number, Set<string>>()
-  for (const l of all) for (const e of l?.entries ?? []) { if (!byRound.has(e.header.r)) byRound.set(e.header.r, new Set()); byRound.get(e.header.r)!.add(hex(e.hash)) }
+  for (const l of all) for (const e of l?.entries ?? []) { if (!byRound.has(e.header.round)) byRound.set(e.header.round, new Set()); byRound.get(e.header.round)!.add(hex(e.hash)) }
   const longest = Math.max(...all.map(l => l?.entries.length ?? 0))
   const peaks = nodes.map(nd => nd.peakRss)
   return {

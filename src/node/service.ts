@@ -98,7 +98,7 @@ export class MedmeshNode {
     const leftovers = this.dir.removeTemporaryFiles()
     if (leftovers > 0) log.warn(`removed ${leftovers} temporary file(s) left by an interrupted write`)
     let ledger = this.dir.ledger(manifest)
-    for (const e of ledger.entries) this.#persisted.add(e.header.r)
+    for (const e of ledger.entries) this.#persisted.add(e.header.round)
     log.info({ peerId: this.identity.peerId, consortium: manifest.name, members: manifest.members.length, certified: ledger.entries.length }, `ledger verified: ${ledger.entries.length} certified round(s)`)
     const dp = manifest.params.dp
     const budget = dp.enabled ? (this.dir.budget() ?? new PrivacyBudget(dp.epsilon, dp.delta)) : null
@@ -107,22 +107,22 @@ export class MedmeshNode {
     })
     log.info(describeBackend(this.site.backend!))
     let state: GlobalState = this.site.initialState()
-    const updates = ledger.entries.filter(e => e.header.k === 'update')
-    const withState = [...updates].reverse().find(e => this.dir.stateBytes(hex(e.header.mh)) !== null)
-    if (withState !== undefined) state = this.dir.state(hex(withState.header.mh))!
-    if (withState !== undefined && withState === updates[updates.length - 1]) this.#stateSaved = hex(withState.header.mh)
+    const updates = ledger.entries.filter(e => e.header.kind === 'update')
+    const withState = [...updates].reverse().find(e => this.dir.stateBytes(hex(e.header.stateHash)) !== null)
+    if (withState !== undefined) state = this.dir.state(hex(withState.header.stateHash))!
+    if (withState !== undefined && withState === updates[updates.length - 1]) this.#stateSaved = hex(withState.header.stateHash)
     if (updates.length > 0 && withState !== updates[updates.length - 1]) {
       // it stopped after storing a certificate but before it held the model it certifies (it was
       // still fetching it): go back to the last certificate whose model is here; the members
       // provide the rest again, checked as ever
-      const keep = withState === undefined ? ledger.entries.filter(e => e.header.r < updates[0].header.r) : ledger.entries.filter(e => e.header.r <= withState.header.r)
-      log.warn(`the model certified in round ${updates[updates.length - 1].header.r} is not in ${this.dir.path('states')}: resuming from round ${keep.length > 0 ? keep[keep.length - 1].header.r : 'none'} and catching up from the members`)
+      const keep = withState === undefined ? ledger.entries.filter(e => e.header.round < updates[0].header.round) : ledger.entries.filter(e => e.header.round <= withState.header.round)
+      log.warn(`the model certified in round ${updates[updates.length - 1].header.round} is not in ${this.dir.path('states')}: resuming from round ${keep.length > 0 ? keep[keep.length - 1].header.round : 'none'} and catching up from the members`)
       ledger = Ledger.verify(manifest, keep.map(e => e.certificate))
       this.#persisted.clear()
-      for (const e of ledger.entries) this.#persisted.add(e.header.r)
+      for (const e of ledger.entries) this.#persisted.add(e.header.round)
     }
-    const lastStats = [...ledger.entries].reverse().find(e => e.header.k === 'stats')
-    if (lastStats !== undefined) this.site.useStatistics(new Float64Array(new Uint8Array(lastStats.header.x).buffer))
+    const lastStats = [...ledger.entries].reverse().find(e => e.header.kind === 'stats')
+    if (lastStats !== undefined) this.site.useStatistics(new Float64Array(new Uint8Array(lastStats.header.extra).buffer))
     this.peer = new ProtocolPeer({
       manifest, identity: this.identity, rng: systemRandom, initialState: this.site.initialState(), ledger, state,
       kindOf: r => r === 0 ? 'stats' : 'update', inputFor: () => null,
@@ -267,9 +267,9 @@ export class MedmeshNode {
     if (!isMember(this.manifest, remote)) { stream.abort(new Error('not a member')); return }
     try {
       const { header: from } = await readFramed(stream, 1024, parseLedgerRequest, () => 0)
-      const entries = this.peer.ledger.entries.filter(e => e.header.r > from)
-      const lastUpdate = [...this.peer.ledger.entries].reverse().find(e => e.header.k === 'update')
-      const state = lastUpdate !== undefined && entries.length > 0 ? (this.dir.stateBytes(hex(lastUpdate.header.mh)) ?? new Uint8Array(0)) : new Uint8Array(0)
+      const entries = this.peer.ledger.entries.filter(e => e.header.round > from)
+      const lastUpdate = [...this.peer.ledger.entries].reverse().find(e => e.header.kind === 'update')
+      const state = lastUpdate !== undefined && entries.length > 0 ? (this.dir.stateBytes(hex(lastUpdate.header.stateHash)) ?? new Uint8Array(0)) : new Uint8Array(0)
       await sendFramed(stream, { c: entries.map(e => encodeCertificate(e.certificate)), n: state.length }, state)
     } catch (e) {
       this.log.warn({ peer: remote.toString() }, `ledger request failed: ${(e as Error).message}`)
@@ -396,7 +396,7 @@ export class MedmeshNode {
       case 'certified':
         this.metrics.certified.inc()
         this.#persist()
-        this.#afterCertified(a.header.r)
+        this.#afterCertified(a.header.round)
         break
       case 'aborted':
         this.metrics.aborted.inc()
@@ -444,23 +444,23 @@ export class MedmeshNode {
   /** Write every certificate (and the latest certified state) not yet on disk. */
   #persist (): void {
     for (const e of this.peer.ledger.entries) {
-      if (this.#persisted.has(e.header.r)) continue
-      this.dir.saveCertificate(e.header.r, e.certificate)
-      this.#persisted.add(e.header.r)
+      if (this.#persisted.has(e.header.round)) continue
+      this.dir.saveCertificate(e.header.round, e.certificate)
+      this.#persisted.add(e.header.round)
     }
-    const last = [...this.peer.ledger.entries].reverse().find(e => e.header.k === 'update')
-    if (last !== undefined && this.#stateSaved !== hex(last.header.mh) && hex(stateHash(this.peer.state)) === hex(last.header.mh)) {
+    const last = [...this.peer.ledger.entries].reverse().find(e => e.header.kind === 'update')
+    if (last !== undefined && this.#stateSaved !== hex(last.header.stateHash) && hex(stateHash(this.peer.state)) === hex(last.header.stateHash)) {
       this.dir.saveState(this.peer.state)
-      this.#stateSaved = hex(last.header.mh)
+      this.#stateSaved = hex(last.header.stateHash)
     }
-    const stats = [...this.peer.ledger.entries].reverse().find(e => e.header.k === 'stats')
-    if (stats !== undefined && this.site.norm === undefined) this.site.useStatistics(new Float64Array(new Uint8Array(stats.header.x).buffer))
+    const stats = [...this.peer.ledger.entries].reverse().find(e => e.header.kind === 'stats')
+    if (stats !== undefined && this.site.norm === undefined) this.site.useStatistics(new Float64Array(new Uint8Array(stats.header.extra).buffer))
   }
 
   #afterCertified (round: number): void {
     const entry = this.peer.ledger.last as LedgerEntry
-    this.log.info({ round, survivors: entry.header.u.length, certificate: hex(entry.hash).slice(0, 16), model: hex(entry.header.mh).slice(0, 16) }, `round ${round} certified (${entry.header.k})`)
-    if (entry.header.k === 'update') {
+    this.log.info({ round, survivors: entry.header.survivors.length, certificate: hex(entry.hash).slice(0, 16), model: hex(entry.header.stateHash).slice(0, 16) }, `round ${round} certified (${entry.header.kind})`)
+    if (entry.header.kind === 'update') {
       const m = this.site.evaluate(this.peer.state, 'val')
       if (m !== null) this.log.info(`round ${round}: validation ${formatMetrics(m)}`)
     }
@@ -469,14 +469,14 @@ export class MedmeshNode {
 
   /** with --rounds N: N model rounds are in the ledger (signed here or learnt by catching up) */
   #allRoundsCertified (): boolean {
-    return this.config.rounds > 0 && this.peer.ledger.entries.filter(e => e.header.k === 'update').length >= this.config.rounds
+    return this.config.rounds > 0 && this.peer.ledger.entries.filter(e => e.header.kind === 'update').length >= this.config.rounds
   }
 
   #stopIfDone (): boolean {
     if (this.#allRoundsCertified() && !this.#stopping && !this.#stopScheduled) {
       // a certificate learnt late arrives before its model: stop once the model is here and saved
-      const last = [...this.peer.ledger.entries].reverse().find(e => e.header.k === 'update')
-      if (last !== undefined && this.#stateSaved !== hex(last.header.mh)) return false
+      const last = [...this.peer.ledger.entries].reverse().find(e => e.header.kind === 'update')
+      if (last !== undefined && this.#stateSaved !== hex(last.header.stateHash)) return false
       this.#stopScheduled = true
       this.peer.halt()
       this.log.info(`${this.config.rounds} round(s) certified: stopping`)
@@ -498,7 +498,7 @@ export class MedmeshNode {
       round: this.peer?.current?.round ?? null,
       phase: this.#phase,
       certifiedRounds: this.peer?.ledger.entries.length ?? 0,
-      lastCertificate: last === undefined ? null : { round: last.header.r, kind: last.header.k, hash: hex(last.hash), survivors: last.header.u },
+      lastCertificate: last === undefined ? null : { round: last.header.round, kind: last.header.kind, hash: hex(last.hash), survivors: last.header.survivors },
       modelHash: this.peer === undefined ? null : hex(stateHash(this.peer.state)),
       epsilonSpent: this.site?.options.budget?.spent.epsilon ?? null,
       backend: this.site?.backend?.name ?? null,

@@ -18,14 +18,14 @@ import { reject } from './errors.ts'
 export type CertificateKind = 'update' | 'stats' | 'membership'
 
 export interface CertificateHeader {
-  c: Uint8Array
-  r: number
-  p: Uint8Array
-  k: CertificateKind
-  u: number[]
-  ah: Uint8Array
-  mh: Uint8Array
-  x: Uint8Array
+  consortium: Uint8Array
+  round: number
+  prev: Uint8Array
+  kind: CertificateKind
+  survivors: number[]
+  aggregateHash: Uint8Array
+  stateHash: Uint8Array
+  extra: Uint8Array
 }
 
 export interface Certificate {
@@ -36,7 +36,7 @@ export interface Certificate {
 export const MAX_HEADER_BYTES = 64 * 1024
 
 export function encodeHeader (h: CertificateHeader): Uint8Array {
-  return encodeCanonical({ c: h.c, r: h.r, p: h.p, k: h.k, u: h.u, ah: h.ah, mh: h.mh, x: h.x })
+  return encodeCanonical({ c: h.consortium, r: h.round, p: h.prev, k: h.kind, u: h.survivors, ah: h.aggregateHash, mh: h.stateHash, x: h.extra })
 }
 
 export function decodeHeader (data: Uint8Array): CertificateHeader {
@@ -45,7 +45,7 @@ export function decodeHeader (data: Uint8Array): CertificateHeader {
   if (k !== 'update' && k !== 'stats' && k !== 'membership') reject('malformed', 'certificate kind')
   const u = arr(o.u, 'survivors', 64, (x, i) => uint(x, `survivors[${i}]`, 63))
   for (let i = 1; i < u.length; i++) if (u[i] <= u[i - 1]) reject('malformed', 'survivors must be sorted and distinct')
-  return { c: bytes(o.c, 'c', 32), r: uint(o.r, 'round'), p: bytes(o.p, 'prev', 32), k: k as CertificateKind, u, ah: bytes(o.ah, 'ah', 32), mh: bytes(o.mh, 'mh', 32), x: bytes(o.x, 'x', undefined, MAX_HEADER_BYTES) }
+  return { consortium: bytes(o.c, 'c', 32), round: uint(o.r, 'round'), prev: bytes(o.p, 'prev', 32), kind: k as CertificateKind, survivors: u, aggregateHash: bytes(o.ah, 'ah', 32), stateHash: bytes(o.mh, 'mh', 32), extra: bytes(o.x, 'x', undefined, MAX_HEADER_BYTES) }
 }
 
 export const headerHash = (headerBytes: Uint8Array): Uint8Array => hash(headerBytes)
@@ -61,14 +61,14 @@ export function memberKeys (manifest: Manifest): Uint8Array[] {
 /** Verify a certificate against a manifest: at least `quorum` distinct valid member signatures. */
 export function verifyCertificate (cert: Certificate, manifest: Manifest, keys: readonly Uint8Array[] = memberKeys(manifest)): CertificateHeader {
   const header = decodeHeader(cert.header)
-  if (!equalBytes(header.c, consortiumId(manifest))) reject('wrong-consortium', `certificate for round ${header.r} names another consortium`)
+  if (!equalBytes(header.consortium, consortiumId(manifest))) reject('wrong-consortium', `certificate for round ${header.round} names another consortium`)
   const h = headerHash(cert.header)
   const signers = new Set<number>()
   for (const [idx, sig] of cert.signatures) {
     if (idx >= keys.length || signers.has(idx)) continue
     if (verifySignature(keys[idx], 'round-certificate', h, sig)) signers.add(idx)
   }
-  if (signers.size < manifest.params.quorum) reject('invalid', `certificate for round ${header.r} has ${signers.size} valid signatures, quorum is ${manifest.params.quorum}`)
+  if (signers.size < manifest.params.quorum) reject('invalid', `certificate for round ${header.round} has ${signers.size} valid signatures, quorum is ${manifest.params.quorum}`)
   return header
 }
 
@@ -113,22 +113,22 @@ export class Ledger {
   get consortium (): Uint8Array { return consortiumId(this.#manifest) }
   /** hash the next certificate must name as `prev` */
   get head (): Uint8Array { return this.entries.length === 0 ? consortiumId(this.genesis) : this.entries[this.entries.length - 1].hash }
-  get lastRound (): number { return this.entries.length === 0 ? -1 : this.entries[this.entries.length - 1].header.r }
+  get lastRound (): number { return this.entries.length === 0 ? -1 : this.entries[this.entries.length - 1].header.round }
   get last (): LedgerEntry | undefined { return this.entries[this.entries.length - 1] }
 
   /** Verify and append; throws ProtocolError if the certificate does not extend this chain. */
   append (cert: Certificate): LedgerEntry {
     const header = verifyCertificate(cert, this.#manifest, this.#keys)
-    if (!equalBytes(header.p, this.head)) reject('invalid', `certificate for round ${header.r} does not extend the ledger (prev ${hex(header.p).slice(0, 12)}, head ${hex(this.head).slice(0, 12)})`)
-    if (header.r <= this.lastRound) reject('old-round', `certificate for round ${header.r} is not after round ${this.lastRound}`)
+    if (!equalBytes(header.prev, this.head)) reject('invalid', `certificate for round ${header.round} does not extend the ledger (prev ${hex(header.prev).slice(0, 12)}, head ${hex(this.head).slice(0, 12)})`)
+    if (header.round <= this.lastRound) reject('old-round', `certificate for round ${header.round} is not after round ${this.lastRound}`)
     let next: Manifest | undefined
-    if (header.k === 'membership') {
+    if (header.kind === 'membership') {
       try {
-        next = validateManifest(JSON.parse(new TextDecoder().decode(header.x)))
+        next = validateManifest(JSON.parse(new TextDecoder().decode(header.extra)))
       } catch {
         return reject('invalid', 'membership certificate carries no valid manifest')
       }
-      if (!equalBytes(consortiumId(next), header.mh)) reject('invalid', 'membership certificate: manifest hash mismatch')
+      if (!equalBytes(consortiumId(next), header.stateHash)) reject('invalid', 'membership certificate: manifest hash mismatch')
     }
     const entry = { certificate: cert, header, hash: headerHash(cert.header) }
     this.entries.push(entry)
@@ -148,7 +148,7 @@ export class Ledger {
 export function membershipHeader (ledger: Ledger, next: Manifest, round: number): Uint8Array {
   const valid = validateManifest(next)
   return encodeHeader({
-    c: ledger.consortium, r: round, p: ledger.head, k: 'membership', u: [],
-    ah: new Uint8Array(32), mh: consortiumId(valid), x: new TextEncoder().encode(JSON.stringify(valid))
+    consortium: ledger.consortium, round: round, prev: ledger.head, kind: 'membership', survivors: [],
+    aggregateHash: new Uint8Array(32), stateHash: consortiumId(valid), extra: new TextEncoder().encode(JSON.stringify(valid))
   })
 }

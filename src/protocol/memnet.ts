@@ -205,10 +205,10 @@ export class MemNet {
   /** Member `to` catches up from member `from`'s certificates and certified state (checked by catchUp). */
   serveLedger (from: number, to: number): void {
     const donor = this.peers[from]
-    const entries = donor.ledger.entries.filter(e => e.header.r > this.peers[to].ledger.lastRound)
-    const last = [...donor.ledger.entries].reverse().find(e => e.header.k === 'update')
+    const entries = donor.ledger.entries.filter(e => e.header.round > this.peers[to].ledger.lastRound)
+    const last = [...donor.ledger.entries].reverse().find(e => e.header.kind === 'update')
     try {
-      this.peers[to].catchUp(entries.map(e => e.certificate), last === undefined ? null : this.blobs.get(hex(last.header.mh)) ?? null, this.now)
+      this.peers[to].catchUp(entries.map(e => e.certificate), last === undefined ? null : this.blobs.get(hex(last.header.stateHash)) ?? null, this.now)
     } catch (e) {
       this.log.push({ peer: to, action: { type: 'reject', code: 'sync-failed', reason: (e as Error).message, peer: from }, at: this.now })
     }

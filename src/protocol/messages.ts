@@ -22,25 +22,25 @@ export const MSG = { advertise: 1, shareKeys: 2, proposal: 3, maskedInput: 4, ac
 export type MsgType = typeof MSG[keyof typeof MSG]
 export const MSG_NAME: Record<number, string> = Object.fromEntries(Object.entries(MSG).map(([k, v]) => [v, k]))
 
-export interface AdvertiseBody { ck: Uint8Array, sk: Uint8Array, bc: Uint8Array }
-export interface ShareKeysBody { adv: Array<[number, Uint8Array]>, box: Array<[number, Uint8Array]> }
-/** ph 1: the masking set (advertisements + share keys); ph 2: the survivor set (masked-input commitments) */
-export interface ProposalBody { ph: 1 | 2, mh: Uint8Array, m: Uint8Array[] }
-export interface MaskedInputBody { mh: Uint8Array, h: Uint8Array, n: number }
-export interface AckBody { ph: Uint8Array }
-export interface RevealBody { ph: Uint8Array, bs: Array<[number, Uint8Array]>, ks: Array<[number, Uint8Array]> }
-export interface CommitBody { hdr: Uint8Array, sig: Uint8Array }
+export interface AdvertiseBody { boxKey: Uint8Array, maskKey: Uint8Array, selfMaskCommitment: Uint8Array }
+export interface ShareKeysBody { advertsSeen: Array<[number, Uint8Array]>, boxes: Array<[number, Uint8Array]> }
+/** set 1: the masking set (advertisements + share keys); set 2: the survivor set (masked-input commitments) */
+export interface ProposalBody { set: 1 | 2, maskingSetId: Uint8Array, messages: Uint8Array[] }
+export interface MaskedInputBody { maskingSetId: Uint8Array, vectorHash: Uint8Array, length: number }
+export interface AckBody { proposalId: Uint8Array }
+export interface RevealBody { proposalId: Uint8Array, selfMaskShares: Array<[number, Uint8Array]>, keyShares: Array<[number, Uint8Array]> }
+export interface CommitBody { header: Uint8Array, signature: Uint8Array }
 
 export type Body = AdvertiseBody | ShareKeysBody | ProposalBody | MaskedInputBody | AckBody | RevealBody | CommitBody
 
 export interface Envelope<B = Body> {
-  v: number
-  t: MsgType
-  c: Uint8Array
-  r: number
-  a: number
-  s: number
-  b: B
+  version: number
+  type: MsgType
+  consortium: Uint8Array
+  round: number
+  attempt: number
+  sender: number
+  body: B
 }
 
 export interface OpenedMessage<B = Body> {
@@ -57,8 +57,27 @@ export interface MessageContext {
   memberKeys: readonly Uint8Array[]
 }
 
+/**
+ * Each body's keys on the wire (name in memory → short key on the wire). The short keys keep
+ * messages small and the wire format unchanged; in memory every field says what it is.
+ */
+const WIRE_KEYS: Record<MsgType, Record<string, string>> = {
+  [MSG.advertise]: { boxKey: 'ck', maskKey: 'sk', selfMaskCommitment: 'bc' },
+  [MSG.shareKeys]: { advertsSeen: 'adv', boxes: 'box' },
+  [MSG.proposal]: { set: 'ph', maskingSetId: 'mh', messages: 'm' },
+  [MSG.maskedInput]: { maskingSetId: 'mh', vectorHash: 'h', length: 'n' },
+  [MSG.ack]: { proposalId: 'ph' },
+  [MSG.reveal]: { proposalId: 'ph', selfMaskShares: 'bs', keyShares: 'ks' },
+  [MSG.commit]: { header: 'hdr', signature: 'sig' }
+}
+
+function bodyToWire (t: MsgType, body: Body): Record<string, unknown> {
+  const named = body as unknown as Record<string, unknown>
+  return Object.fromEntries(Object.entries(WIRE_KEYS[t]).map(([name, key]) => [key, named[name]]))
+}
+
 export function sealMessage (identity: NodeIdentity, env: Envelope): Uint8Array {
-  const payload = encodeCanonical({ v: env.v, t: env.t, c: env.c, r: env.r, a: env.a, s: env.s, b: env.b })
+  const payload = encodeCanonical({ v: env.version, t: env.type, c: env.consortium, r: env.round, a: env.attempt, s: env.sender, b: bodyToWire(env.type, env.body) })
   return encodeCanonical([payload, identity.sign('protocol-message', payload)])
 }
 
@@ -74,33 +93,33 @@ function validateBody (t: number, b: unknown): Body {
   switch (t) {
     case MSG.advertise: {
       const o = obj(b, 'advertise', ['ck', 'sk', 'bc'])
-      return { ck: bytes(o.ck, 'ck', 32), sk: bytes(o.sk, 'sk', 32), bc: bytes(o.bc, 'bc', 32) }
+      return { boxKey: bytes(o.ck, 'ck', 32), maskKey: bytes(o.sk, 'sk', 32), selfMaskCommitment: bytes(o.bc, 'bc', 32) }
     }
     case MSG.shareKeys: {
       const o = obj(b, 'shareKeys', ['adv', 'box'])
-      return { adv: pairList(o.adv, 'adv', 32), box: pairList(o.box, 'box', undefined, 1024) }
+      return { advertsSeen: pairList(o.adv, 'adv', 32), boxes: pairList(o.box, 'box', undefined, 1024) }
     }
     case MSG.proposal: {
       const o = obj(b, 'proposal', ['ph', 'mh', 'm'])
       const ph = uint(o.ph, 'ph', 2)
       if (ph !== 1 && ph !== 2) reject('malformed', 'proposal.ph must be 1 or 2')
-      return { ph: ph as 1 | 2, mh: bytes(o.mh, 'mh', 32), m: arr(o.m, 'proposal.m', 2 * MAX_N, (x, i) => bytes(x, `proposal.m[${i}]`, undefined, 64 * 1024)) }
+      return { set: ph as 1 | 2, maskingSetId: bytes(o.mh, 'mh', 32), messages: arr(o.m, 'proposal.m', 2 * MAX_N, (x, i) => bytes(x, `proposal.m[${i}]`, undefined, 64 * 1024)) }
     }
     case MSG.maskedInput: {
       const o = obj(b, 'maskedInput', ['mh', 'h', 'n'])
-      return { mh: bytes(o.mh, 'mh', 32), h: bytes(o.h, 'h', 32), n: uint(o.n, 'n', 2 ** 28) }
+      return { maskingSetId: bytes(o.mh, 'mh', 32), vectorHash: bytes(o.h, 'h', 32), length: uint(o.n, 'n', 2 ** 28) }
     }
     case MSG.ack: {
       const o = obj(b, 'ack', ['ph'])
-      return { ph: bytes(o.ph, 'ph', 32) }
+      return { proposalId: bytes(o.ph, 'ph', 32) }
     }
     case MSG.reveal: {
       const o = obj(b, 'reveal', ['ph', 'bs', 'ks'])
-      return { ph: bytes(o.ph, 'ph', 32), bs: pairList(o.bs, 'bs', SHARE_BYTES), ks: pairList(o.ks, 'ks', SHARE_BYTES) }
+      return { proposalId: bytes(o.ph, 'ph', 32), selfMaskShares: pairList(o.bs, 'bs', SHARE_BYTES), keyShares: pairList(o.ks, 'ks', SHARE_BYTES) }
     }
     case MSG.commit: {
       const o = obj(b, 'commit', ['hdr', 'sig'])
-      return { hdr: bytes(o.hdr, 'hdr', undefined, 4096), sig: bytes(o.sig, 'sig', 64) }
+      return { header: bytes(o.hdr, 'hdr', undefined, 4096), signature: bytes(o.sig, 'sig', 64) }
     }
     default:
       return reject('malformed', `unknown message type ${t}`)
@@ -124,5 +143,5 @@ export function openMessage (wire: Uint8Array, ctx: MessageContext, maxBytes = M
   if (sender >= ctx.memberKeys.length) reject('not-member', `sender index ${sender} is not a member`)
   if (!verifySignature(ctx.memberKeys[sender], 'protocol-message', p, s)) reject('bad-signature', `bad signature from member ${sender}`)
   const b = validateBody(t, o.b)
-  return { env: { v: PROTOCOL_VERSION, t: t as MsgType, c, r, a, s: sender, b }, id: hash(p), wire }
+  return { env: { version: PROTOCOL_VERSION, type: t as MsgType, consortium: c, round: r, attempt: a, sender: sender, body: b }, id: hash(p), wire }
 }

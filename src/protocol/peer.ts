@@ -171,8 +171,8 @@ export class ProtocolPeer {
     this.#actions.push({ type: 'round-started', round, kind })
     const input = this.#o.inputFor?.(round, kind, this.state) ?? null
     if (input !== null) this.current.setInput(input.values, input.count)
-    const early = this.#buffer.filter(b => b.msg.env.r === round)
-    this.#buffer = this.#buffer.filter(b => b.msg.env.r > round)
+    const early = this.#buffer.filter(b => b.msg.env.round === round)
+    this.#buffer = this.#buffer.filter(b => b.msg.env.round > round)
     for (const { msg } of early) this.current.receive(msg, this.#now)
     this.#collect()
   }
@@ -193,20 +193,20 @@ export class ProtocolPeer {
       this.#actions.push({ type: 'reject', code: e.code, reason: e.message, peer: -1 })
       return
     }
-    const r = msg.env.r
+    const r = msg.env.round
     const cur = this.current?.round ?? this.ledger.lastRound + 1
-    if (msg.env.t === MSG.commit && r >= this.ledger.lastRound + 1 && this.#onAnotherHead(msg as OpenedMessage<CommitBody>)) { /* counted towards a sync */ } else if (this.current !== null && r === cur) this.current.receive(msg, this.#now)
-    else if (this.#waiting && msg.env.t === MSG.commit && r < this.#o.firstRound! && r === cur) this.#lateCommit(msg as OpenedMessage<CommitBody>)
+    if (msg.env.type === MSG.commit && r >= this.ledger.lastRound + 1 && this.#onAnotherHead(msg as OpenedMessage<CommitBody>)) { /* counted towards a sync */ } else if (this.current !== null && r === cur) this.current.receive(msg, this.#now)
+    else if (this.#waiting && msg.env.type === MSG.commit && r < this.#o.firstRound! && r === cur) this.#lateCommit(msg as OpenedMessage<CommitBody>)
     else if (r > cur || (this.current === null && r === cur)) {
       // a later round, or this one before this peer has started it: keep it for then
       // a peer that was away may be several rounds behind; each member gets an equal share of the buffer
-      const fromSender = this.#buffer.filter(b => b.msg.env.s === msg.env.s).length
+      const fromSender = this.#buffer.filter(b => b.msg.env.sender === msg.env.sender).length
       if (fromSender < MAX_BUFFERED / this.manifest.members.length && r <= cur + FUTURE_ROUNDS) this.#buffer.push({ msg })
-      else this.#actions.push({ type: 'reject', code: 'future-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.s })
+      else this.#actions.push({ type: 'reject', code: 'future-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.sender })
       this.#maybeJump(r)
-    } else if (msg.env.t === MSG.commit && r > this.ledger.lastRound) this.#lateCommit(msg as OpenedMessage<CommitBody>)
+    } else if (msg.env.type === MSG.commit && r > this.ledger.lastRound) this.#lateCommit(msg as OpenedMessage<CommitBody>)
     // a straggler's input or advertisement for a round that has ended still tells how late they come
-    else if (this.#recent.find(x => x.round === r)?.noteLate(msg, this.#now) === true) { /* noted */ } else if (r === cur - 1) { /* other stragglers of the round that just ended: nothing to do */ } else this.#actions.push({ type: 'reject', code: 'old-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.s })
+    else if (this.#recent.find(x => x.round === r)?.noteLate(msg, this.#now) === true) { /* noted */ } else if (r === cur - 1) { /* other stragglers of the round that just ended: nothing to do */ } else this.#actions.push({ type: 'reject', code: 'old-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.sender })
     this.#collect()
   }
 
@@ -248,23 +248,23 @@ export class ProtocolPeer {
    * against the chain (hashes, quorum signatures) and the state against the last one's hash.
    */
   catchUp (certs: readonly Certificate[], stateBytes: Uint8Array | null, now: number): void {
-    const fresh = certs.filter(c => decodeHeader(c.header).r > this.ledger.lastRound)
+    const fresh = certs.filter(c => decodeHeader(c.header).round > this.ledger.lastRound)
     let last: CertificateHeader | undefined
     for (const c of fresh) last = this.ledger.append(c).header
     if (last !== undefined) {
-      if (last.k === 'update') {
+      if (last.kind === 'update') {
         if (stateBytes === null) throw new ProtocolError('invalid', 'catch-up needs the certified state')
         const state = decodeState(stateBytes, MAX_STATE_BYTES)
-        if (!equalBytes(stateHash(state), last.mh)) throw new ProtocolError('bad-blob', 'the state does not match the certificate')
+        if (!equalBytes(stateHash(state), last.stateHash)) throw new ProtocolError('bad-blob', 'the state does not match the certificate')
         this.state = state
-      } else if (last.k === 'stats') this.stats = new Float64Array(new Uint8Array(last.x).buffer)
-      this.#actions.push({ type: 'caught-up', round: last.r })
+      } else if (last.kind === 'stats') this.stats = new Float64Array(new Uint8Array(last.extra).buffer)
+      this.#actions.push({ type: 'caught-up', round: last.round })
       this.#foreign.clear()
       this.#pendingState = null
       const cur = this.current
-      if (cur !== null && !cur.done && cur.round <= last.r) {
-        this.#actions.push({ type: 'aborted', reason: `round ${cur.round} abandoned: caught up to round ${last.r}` })
-      } else if (cur !== null && !cur.done && cur.round === last.r + 1 && !equalBytes(cur.o.prev, this.ledger.head)) {
+      if (cur !== null && !cur.done && cur.round <= last.round) {
+        this.#actions.push({ type: 'aborted', reason: `round ${cur.round} abandoned: caught up to round ${last.round}` })
+      } else if (cur !== null && !cur.done && cur.round === last.round + 1 && !equalBytes(cur.o.prev, this.ledger.head)) {
         // the round this peer jumped into is the network's: move it onto the head it now holds
         if (!cur.rebase(this.ledger.head, this.state)) this.#actions.push({ type: 'reject', code: 'stale-round', reason: `round ${cur.round} was aggregated on a stale ledger head; following the others`, peer: -1 })
       }
@@ -280,18 +280,18 @@ export class ProtocolPeer {
    */
   #onAnotherHead (msg: OpenedMessage<CommitBody>): boolean {
     let header: CertificateHeader
-    try { header = decodeHeader(msg.env.b.hdr) } catch { return false }
-    if (equalBytes(header.p, this.ledger.head) || header.r !== msg.env.r) return false
-    const h = headerHash(msg.env.b.hdr)
-    if (!verifySignature(this.ledger.memberKeys[msg.env.s], 'round-certificate', h, msg.env.b.sig)) {
-      this.#actions.push({ type: 'reject', code: 'bad-signature', reason: `member ${msg.env.s}'s certificate signature is invalid`, peer: msg.env.s })
+    try { header = decodeHeader(msg.env.body.header) } catch { return false }
+    if (equalBytes(header.prev, this.ledger.head) || header.round !== msg.env.round) return false
+    const h = headerHash(msg.env.body.header)
+    if (!verifySignature(this.ledger.memberKeys[msg.env.sender], 'round-certificate', h, msg.env.body.signature)) {
+      this.#actions.push({ type: 'reject', code: 'bad-signature', reason: `member ${msg.env.sender}'s certificate signature is invalid`, peer: msg.env.sender })
       return true
     }
     // one header per sender (its latest), so a member cannot crowd out the others' evidence
     const key = hex(h)
-    this.#foreign.set(msg.env.s, { key, round: header.r })
+    this.#foreign.set(msg.env.sender, { key, round: header.round })
     const signers = [...this.#foreign.entries()].filter(([, v]) => v.key === key).map(([s]) => s)
-    if (signers.length >= this.manifest.params.quorum) this.#requestSync(header.r, signers)
+    if (signers.length >= this.manifest.params.quorum) this.#requestSync(header.round, signers)
     return true
   }
 
@@ -310,7 +310,7 @@ export class ProtocolPeer {
    * else a consortium that needs every live member could wait on itself.
    */
   #maybeJump (r: number): void {
-    const set = new Set(this.#buffer.filter(b => b.msg.env.r === r && b.msg.env.t === MSG.advertise && b.msg.env.s !== this.#me).map(b => b.msg.env.s))
+    const set = new Set(this.#buffer.filter(b => b.msg.env.round === r && b.msg.env.type === MSG.advertise && b.msg.env.sender !== this.#me).map(b => b.msg.env.sender))
     // only a peer already running rounds follows; one that has not started yet will start there
     if ((this.current !== null || this.#waiting) && set.size >= Math.max(1, this.manifest.params.threshold - 1) && (this.current?.round ?? -1) < r && r >= (this.#o.firstRound ?? 0)) {
       if (this.current !== null && !this.current.done) this.#actions.push({ type: 'aborted', reason: `round ${this.current.round} abandoned: ${set.size} members are in round ${r}` })
@@ -321,29 +321,29 @@ export class ProtocolPeer {
   }
 
   #lateCommit (msg: OpenedMessage<CommitBody>): void {
-    const h = headerHash(msg.env.b.hdr)
-    if (!verifySignature(this.ledger.memberKeys[msg.env.s], 'round-certificate', h, msg.env.b.sig)) return
+    const h = headerHash(msg.env.body.header)
+    if (!verifySignature(this.ledger.memberKeys[msg.env.sender], 'round-certificate', h, msg.env.body.signature)) return
     const key = hex(h)
     let entry = this.#lateCommits.get(key)
     if (entry === undefined) {
       if (this.#lateCommits.size > 64) return
-      entry = { header: msg.env.b.hdr, sigs: new Map() }
+      entry = { header: msg.env.body.header, sigs: new Map() }
       this.#lateCommits.set(key, entry)
     }
-    entry.sigs.set(msg.env.s, msg.env.b.sig)
+    entry.sigs.set(msg.env.sender, msg.env.body.signature)
     if (entry.sigs.size < this.manifest.params.quorum) return
     const cert: Certificate = { header: entry.header, signatures: [...entry.sigs.entries()].sort((a, b) => a[0] - b[0]) }
     try {
       const appended = this.ledger.append(cert)
       this.#lateCommits.clear()
-      if (appended.header.k === 'update') {
-        this.#pendingState = { hash: hex(appended.header.mh), prev: appended.hash }
-        this.#actions.push({ type: 'fetch-blob', hash: hex(appended.header.mh), owner: msg.env.s })
+      if (appended.header.kind === 'update') {
+        this.#pendingState = { hash: hex(appended.header.stateHash), prev: appended.hash }
+        this.#actions.push({ type: 'fetch-blob', hash: hex(appended.header.stateHash), owner: msg.env.sender })
       }
-      this.#actions.push({ type: 'caught-up', round: appended.header.r })
+      this.#actions.push({ type: 'caught-up', round: appended.header.round })
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e
-      this.#actions.push({ type: 'reject', code: e.code, reason: e.message, peer: msg.env.s })
+      this.#actions.push({ type: 'reject', code: e.code, reason: e.message, peer: msg.env.sender })
     }
   }
 
@@ -362,11 +362,11 @@ export class ProtocolPeer {
         }
         if (a.state !== null) {
           this.state = a.state
-          this.#actions.push({ type: 'publish-blob', hash: hex(a.header.mh), data: encodeState(a.state) })
-        } else if (a.header.k === 'update') {
+          this.#actions.push({ type: 'publish-blob', hash: hex(a.header.stateHash), data: encodeState(a.state) })
+        } else if (a.header.kind === 'update') {
           // a quorum certified a state this peer did not compute: fetch it
-          this.#pendingState = { hash: hex(a.header.mh), prev: headerHash(a.certificate.header) }
-          this.#actions.push({ type: 'fetch-blob', hash: hex(a.header.mh), owner: a.certificate.signatures[0][0] })
+          this.#pendingState = { hash: hex(a.header.stateHash), prev: headerHash(a.certificate.header) }
+          this.#actions.push({ type: 'fetch-blob', hash: hex(a.header.stateHash), owner: a.certificate.signatures[0][0] })
         }
         if (a.stats !== null) this.stats = a.stats
       }

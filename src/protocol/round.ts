@@ -133,7 +133,7 @@ export class Round {
     this.#startedAt = o.now
     this.#advertiseDeadline = o.now + (o.advertiseWaitMs ?? o.manifest.params.timeouts.phaseMs)
     this.#roundDeadline = o.now + o.manifest.params.timeouts.roundMs
-    this.#send(MSG.advertise, 0, { ck: this.#c.publicKey, sk: this.#s.publicKey, bc: secretCommitment(this.#b) })
+    this.#send(MSG.advertise, 0, { boxKey: this.#c.publicKey, maskKey: this.#s.publicKey, selfMaskCommitment: secretCommitment(this.#b) })
     this.#setPhase('advertise', `round ${o.round}: advertised keys`)
   }
 
@@ -153,7 +153,7 @@ export class Round {
    * message seen before (a replay).
    */
   noteLate (msg: OpenedMessage, now: number): boolean {
-    const key = msg.env.t === MSG.advertise ? `adv:${msg.env.s}` : msg.env.t === MSG.maskedInput ? `mi:${msg.env.s}` : null
+    const key = msg.env.type === MSG.advertise ? `adv:${msg.env.sender}` : msg.env.type === MSG.maskedInput ? `mi:${msg.env.sender}` : null
     if (key === null || this.#seen.has(key)) return false
     this.#seen.set(key, msg.id)
     this.#noteArrival(msg, now)
@@ -161,9 +161,9 @@ export class Round {
   }
 
   #noteArrival (msg: OpenedMessage, now: number): void {
-    if (msg.env.s === this.me) return
-    if (msg.env.t === MSG.maskedInput) this.#lastInputAt = Math.max(this.#lastInputAt, now)
-    if (msg.env.t === MSG.advertise) this.#lastAdvertAt = Math.max(this.#lastAdvertAt, now)
+    if (msg.env.sender === this.me) return
+    if (msg.env.type === MSG.maskedInput) this.#lastInputAt = Math.max(this.#lastInputAt, now)
+    if (msg.env.type === MSG.advertise) this.#lastAdvertAt = Math.max(this.#lastAdvertAt, now)
   }
 
   /** How long after this round began here the last other member's advertisement came. */
@@ -201,7 +201,7 @@ export class Round {
       this.#dispatch(msg)
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e
-      this.#reject(e.code, e.message, msg.env.s)
+      this.#reject(e.code, e.message, msg.env.sender)
     }
     this.#advance(now)
   }
@@ -209,17 +209,17 @@ export class Round {
   /** A blob the driver fetched: kept only if it is a committed masked vector. */
   receiveBlob (hashHex: string, data: Uint8Array, now: number): void {
     if (this.done || this.#blobs.has(hashHex)) return
-    const owner = [...this.#commitments.entries()].find(([, c]) => hex(c.body.h) === hashHex)
+    const owner = [...this.#commitments.entries()].find(([, c]) => hex(c.body.vectorHash) === hashHex)
     if (owner === undefined) return
     const [idx, c] = owner
-    if (data.length !== 4 * c.body.n || hex(hash(data)) !== hashHex) {
+    if (data.length !== 4 * c.body.length || hex(hash(data)) !== hashHex) {
       this.#reject('bad-blob', `masked vector from member ${idx} does not match its commitment`, idx)
       this.#requested.delete(hashHex)
       return
     }
     // a view when aligned (blobs are never written to), a copy otherwise
     const aligned = data.byteOffset % 4 === 0 ? data : data.slice()
-    this.#blobs.set(hashHex, new Uint32Array(aligned.buffer, aligned.byteOffset, c.body.n))
+    this.#blobs.set(hashHex, new Uint32Array(aligned.buffer, aligned.byteOffset, c.body.length))
     this.#advance(now)
   }
 
@@ -232,7 +232,7 @@ export class Round {
 
   #dispatch (msg: OpenedMessage): void {
     const { env } = msg
-    switch (env.t) {
+    switch (env.type) {
       case MSG.advertise: return this.#onAdvertise(msg as OpenedMessage<AdvertiseBody>)
       case MSG.shareKeys: return this.#onShareKeys(msg as OpenedMessage<ShareKeysBody>)
       case MSG.proposal: return this.#onProposal(msg as OpenedMessage<ProposalBody>)
@@ -248,33 +248,33 @@ export class Round {
     const prior = this.#seen.get(key)
     if (prior === undefined) { this.#seen.set(key, msg.id); return true }
     if (equalBytes(prior, msg.id)) return false
-    this.#faulty.add(msg.env.s)
-    throw new ProtocolError('equivocation', `member ${msg.env.s} sent two different ${MSG_NAME[msg.env.t]} messages (${key})`)
+    this.#faulty.add(msg.env.sender)
+    throw new ProtocolError('equivocation', `member ${msg.env.sender} sent two different ${MSG_NAME[msg.env.type]} messages (${key})`)
   }
 
   #onAdvertise (msg: OpenedMessage<AdvertiseBody>): void {
-    if (!this.#firstOf(`adv:${msg.env.s}`, msg)) return
+    if (!this.#firstOf(`adv:${msg.env.sender}`, msg)) return
     if (this.#sharedAt >= 0) return // too late to be in my view; a proposal may still carry it
-    this.#adverts.set(msg.env.s, { id: msg.id, wire: msg.wire, body: msg.env.b })
+    this.#adverts.set(msg.env.sender, { id: msg.id, wire: msg.wire, body: msg.env.body })
   }
 
   #onShareKeys (msg: OpenedMessage<ShareKeysBody>): void {
-    if (!this.#firstOf(`sk:${msg.env.s}`, msg)) return
-    this.#shareKeys.set(msg.env.s, this.#parseShareKeys(msg))
+    if (!this.#firstOf(`sk:${msg.env.sender}`, msg)) return
+    this.#shareKeys.set(msg.env.sender, this.#parseShareKeys(msg))
   }
 
   #parseShareKeys (msg: OpenedMessage<ShareKeysBody>): ShareKeys {
     const view = new Map<number, Uint8Array>()
-    for (const [idx, id] of msg.env.b.adv) {
-      if (idx >= this.n || view.has(idx)) throw new ProtocolError('invalid', `share keys from ${msg.env.s} list member ${idx} twice or out of range`)
+    for (const [idx, id] of msg.env.body.advertsSeen) {
+      if (idx >= this.n || view.has(idx)) throw new ProtocolError('invalid', `share keys from ${msg.env.sender} list member ${idx} twice or out of range`)
       view.set(idx, id)
     }
     const boxes = new Map<number, Uint8Array>()
-    for (const [idx, box] of msg.env.b.box) {
-      if (!view.has(idx) || idx === msg.env.s || boxes.has(idx)) throw new ProtocolError('invalid', `share keys from ${msg.env.s} hold a bad box for ${idx}`)
+    for (const [idx, box] of msg.env.body.boxes) {
+      if (!view.has(idx) || idx === msg.env.sender || boxes.has(idx)) throw new ProtocolError('invalid', `share keys from ${msg.env.sender} hold a bad box for ${idx}`)
       boxes.set(idx, box)
     }
-    if (!view.has(msg.env.s)) throw new ProtocolError('invalid', `share keys from ${msg.env.s} omit its own advertisement`)
+    if (!view.has(msg.env.sender)) throw new ProtocolError('invalid', `share keys from ${msg.env.sender} omit its own advertisement`)
     return { id: msg.id, wire: msg.wire, view, boxes }
   }
 
@@ -284,16 +284,16 @@ export class Round {
 
   #open (wire: Uint8Array): OpenedMessage {
     const m = openMessage(wire, { consortium: this.o.consortium, memberKeys: this.o.memberKeys })
-    if (m.env.r !== this.o.round) throw new ProtocolError('invalid', 'proposal carries a message of another round')
+    if (m.env.round !== this.o.round) throw new ProtocolError('invalid', 'proposal carries a message of another round')
     return m
   }
 
   #onProposal (msg: OpenedMessage<ProposalBody>): void {
     const { env } = msg
-    const ph = env.b.ph
-    if (env.s !== this.#proposer(ph, env.a)) throw new ProtocolError('wrong-proposer', `member ${env.s} is not the proposer of set ${ph}, attempt ${env.a}`)
+    const ph = env.body.set
+    if (env.sender !== this.#proposer(ph, env.attempt)) throw new ProtocolError('wrong-proposer', `member ${env.sender} is not the proposer of set ${ph}, attempt ${env.attempt}`)
     if (ph === 2 && this.#maskingSet === null) return this.#defer(msg)
-    if (!this.#firstOf(`prop:${ph}:${env.a}`, msg)) return
+    if (!this.#firstOf(`prop:${ph}:${env.attempt}`, msg)) return
     if (ph === 1) this.#onMaskingProposal(msg)
     else this.#onSurvivorProposal(msg)
   }
@@ -302,10 +302,10 @@ export class Round {
     if (this.#maskingSet !== null) return // already agreed
     const adverts = new Map<number, OpenedMessage>()
     const shares = new Map<number, ShareKeys>()
-    for (const wire of msg.env.b.m) {
+    for (const wire of msg.env.body.messages) {
       const m = this.#open(wire)
-      if (m.env.t === MSG.advertise && !adverts.has(m.env.s)) adverts.set(m.env.s, m)
-      else if (m.env.t === MSG.shareKeys && !shares.has(m.env.s)) shares.set(m.env.s, this.#parseShareKeys(m as OpenedMessage<ShareKeysBody>))
+      if (m.env.type === MSG.advertise && !adverts.has(m.env.sender)) adverts.set(m.env.sender, m)
+      else if (m.env.type === MSG.shareKeys && !shares.has(m.env.sender)) shares.set(m.env.sender, this.#parseShareKeys(m as OpenedMessage<ShareKeysBody>))
       else throw new ProtocolError('invalid', 'masking-set proposal holds a duplicate or foreign message')
     }
     const members = [...shares.keys()].sort((a, b) => a - b)
@@ -322,15 +322,15 @@ export class Round {
       }
     }
     // my own advertisement must be the one I sent: a forged one cannot be signed, so equality of ids suffices
-    this.#maskingSet = { id: msg.id, attempt: msg.env.a, members, msgs: [...adverts.values()] }
-    for (const [u, m] of adverts) this.#adverts.set(u, { id: m.id, wire: m.wire, body: m.env.b as AdvertiseBody })
+    this.#maskingSet = { id: msg.id, attempt: msg.env.attempt, members, msgs: [...adverts.values()] }
+    for (const [u, m] of adverts) this.#adverts.set(u, { id: m.id, wire: m.wire, body: m.env.body as AdvertiseBody })
     for (const [u, s] of shares) this.#shareKeys.set(u, s)
     if (members.includes(this.me)) this.#openMyBoxes(members)
-    this.#setPhase('masked-input', `masking set agreed: ${members.length} members (proposer ${msg.env.s}, attempt ${msg.env.a})`)
+    this.#setPhase('masked-input', `masking set agreed: ${members.length} members (proposer ${msg.env.sender}, attempt ${msg.env.attempt})`)
     for (const m of this.#deferred.splice(0)) {
       try { this.#dispatch(m) } catch (e) {
         if (!(e instanceof ProtocolError)) throw e
-        this.#reject(e.code, e.message, m.env.s)
+        this.#reject(e.code, e.message, m.env.sender)
       }
     }
   }
@@ -340,7 +340,7 @@ export class Round {
       if (u === this.me) continue
       const box = this.#shareKeys.get(u)!.boxes.get(this.me)!
       try {
-        const plain = openFromPeer(this.#c.secretKey, this.#adverts.get(u)!.body.ck, this.#ctx, box, this.#boxAad(u, this.me))
+        const plain = openFromPeer(this.#c.secretKey, this.#adverts.get(u)!.body.boxKey, this.#ctx, box, this.#boxAad(u, this.me))
         const o = obj(decodeBounded(plain, 1024, 'shares'), 'shares', ['b', 'k'])
         const b = decodeShare(bytesField(o.b, 'b'))
         const k = decodeShare(bytesField(o.k, 'k'))
@@ -356,84 +356,84 @@ export class Round {
   /** A message that needs the masking set, which is not agreed yet: keep it (bounded) for later. */
   #defer (msg: OpenedMessage): void {
     if (this.#deferred.length < 4 * this.n) this.#deferred.push(msg)
-    else this.#reject('wrong-phase', `${MSG_NAME[msg.env.t]} from ${msg.env.s} arrived before the masking set and the queue is full`, msg.env.s)
+    else this.#reject('wrong-phase', `${MSG_NAME[msg.env.type]} from ${msg.env.sender} arrived before the masking set and the queue is full`, msg.env.sender)
   }
 
   readonly #deferred: OpenedMessage[] = []
 
   #onMaskedInput (msg: OpenedMessage<MaskedInputBody>): void {
     if (this.#maskingSet === null) return this.#defer(msg)
-    if (!this.#firstOf(`mi:${msg.env.s}`, msg)) return
+    if (!this.#firstOf(`mi:${msg.env.sender}`, msg)) return
     this.#acceptCommitment(msg)
   }
 
   #acceptCommitment (msg: OpenedMessage<MaskedInputBody>, authoritative = false): void {
     const M = this.#maskingSet
-    if (M === null) throw new ProtocolError('wrong-phase', `masked input from ${msg.env.s} before the masking set is known`)
-    if (!equalBytes(msg.env.b.mh, M.id)) throw new ProtocolError('invalid', `masked input from ${msg.env.s} names another masking set`)
-    if (!M.members.includes(msg.env.s)) throw new ProtocolError('invalid', `masked input from ${msg.env.s}, not in the masking set`)
+    if (M === null) throw new ProtocolError('wrong-phase', `masked input from ${msg.env.sender} before the masking set is known`)
+    if (!equalBytes(msg.env.body.maskingSetId, M.id)) throw new ProtocolError('invalid', `masked input from ${msg.env.sender} names another masking set`)
+    if (!M.members.includes(msg.env.sender)) throw new ProtocolError('invalid', `masked input from ${msg.env.sender}, not in the masking set`)
     const expected = this.#inputLength()
-    if (msg.env.b.n !== expected) throw new ProtocolError('invalid', `masked input from ${msg.env.s} has ${msg.env.b.n} words, expected ${expected}`)
-    const prior = this.#commitments.get(msg.env.s)
+    if (msg.env.body.length !== expected) throw new ProtocolError('invalid', `masked input from ${msg.env.sender} has ${msg.env.body.length} words, expected ${expected}`)
+    const prior = this.#commitments.get(msg.env.sender)
     if (prior !== undefined) {
       if (equalBytes(prior.id, msg.id)) return
-      this.#faulty.add(msg.env.s)
-      if (!authoritative) throw new ProtocolError('equivocation', `member ${msg.env.s} committed to two masked vectors`)
+      this.#faulty.add(msg.env.sender)
+      if (!authoritative) throw new ProtocolError('equivocation', `member ${msg.env.sender} committed to two masked vectors`)
       // the survivor-set proposal fixes which of the two counts; the equivocation is still recorded
-      this.#reject('equivocation', `member ${msg.env.s} committed to two masked vectors; the proposal's counts`, msg.env.s)
+      this.#reject('equivocation', `member ${msg.env.sender} committed to two masked vectors; the proposal's counts`, msg.env.sender)
     }
-    this.#commitments.set(msg.env.s, { id: msg.id, wire: msg.wire, body: msg.env.b })
+    this.#commitments.set(msg.env.sender, { id: msg.id, wire: msg.wire, body: msg.env.body })
   }
 
   #onSurvivorProposal (msg: OpenedMessage<ProposalBody>): void {
     const M = this.#maskingSet
     if (M === null) throw new ProtocolError('wrong-phase', 'survivor-set proposal before the masking set is known')
-    if (!equalBytes(msg.env.b.mh, M.id)) throw new ProtocolError('invalid', 'survivor-set proposal names another masking set')
+    if (!equalBytes(msg.env.body.maskingSetId, M.id)) throw new ProtocolError('invalid', 'survivor-set proposal names another masking set')
     const msgs: OpenedMessage[] = []
     const members: number[] = []
-    for (const wire of msg.env.b.m) {
+    for (const wire of msg.env.body.messages) {
       const m = this.#open(wire) as OpenedMessage<MaskedInputBody>
-      if (m.env.t !== MSG.maskedInput || members.includes(m.env.s)) throw new ProtocolError('invalid', 'survivor-set proposal holds a duplicate or foreign message')
+      if (m.env.type !== MSG.maskedInput || members.includes(m.env.sender)) throw new ProtocolError('invalid', 'survivor-set proposal holds a duplicate or foreign message')
       this.#acceptCommitment(m, true) // same checks as a direct commitment
       msgs.push(m)
-      members.push(m.env.s)
+      members.push(m.env.sender)
     }
     members.sort((a, b) => a - b)
     const p = this.o.manifest.params
     if (members.length < Math.max(p.minParticipants, p.threshold)) throw new ProtocolError('invalid', `survivor set of ${members.length} is below the minimum`)
-    const proposal = { id: msg.id, attempt: msg.env.a, members, msgs }
+    const proposal = { id: msg.id, attempt: msg.env.attempt, members, msgs }
     this.#survivorProposals.set(hex(msg.id), proposal)
-    if (this.#survivorSet === null || msg.env.a > this.#survivorSet.attempt) this.#survivorSet = proposal
+    if (this.#survivorSet === null || msg.env.attempt > this.#survivorSet.attempt) this.#survivorSet = proposal
   }
 
   #onAck (msg: OpenedMessage<AckBody>): void {
-    if (!this.#firstOf(`ack:${msg.env.s}:${msg.env.a}`, msg)) return
+    if (!this.#firstOf(`ack:${msg.env.sender}:${msg.env.attempt}`, msg)) return
     const M = this.#maskingSet
-    if (M !== null && !M.members.includes(msg.env.s)) throw new ProtocolError('invalid', `ack from ${msg.env.s}, not in the masking set`)
-    const key = hex(msg.env.b.ph)
+    if (M !== null && !M.members.includes(msg.env.sender)) throw new ProtocolError('invalid', `ack from ${msg.env.sender}, not in the masking set`)
+    const key = hex(msg.env.body.proposalId)
     let set = this.#acks.get(key)
     if (set === undefined) { set = new Set(); this.#acks.set(key, set) }
-    set.add(msg.env.s)
+    set.add(msg.env.sender)
   }
 
   #onReveal (msg: OpenedMessage<RevealBody>): void {
-    if (!this.#firstOf(`rev:${msg.env.s}`, msg)) return
-    this.#reveals.set(msg.env.s, msg.env.b)
-    this.#revealIds.set(msg.env.s, hex(msg.env.b.ph))
+    if (!this.#firstOf(`rev:${msg.env.sender}`, msg)) return
+    this.#reveals.set(msg.env.sender, msg.env.body)
+    this.#revealIds.set(msg.env.sender, hex(msg.env.body.proposalId))
   }
 
   #onCommit (msg: OpenedMessage<CommitBody>): void {
-    if (!this.#firstOf(`commit:${msg.env.s}`, msg)) return
-    const h = headerHash(msg.env.b.hdr)
-    if (!verifySignature(this.o.memberKeys[msg.env.s], 'round-certificate', h, msg.env.b.sig)) throw new ProtocolError('bad-signature', `member ${msg.env.s}'s certificate signature is invalid`)
-    const header = decodeHeader(msg.env.b.hdr)
-    if (header.r !== this.o.round || !equalBytes(header.c, this.o.consortium)) throw new ProtocolError('invalid', `commit from ${msg.env.s} names another round or consortium`)
-    if (!equalBytes(header.p, this.o.prev)) throw new ProtocolError('invalid', `commit from ${msg.env.s} extends another ledger head`)
+    if (!this.#firstOf(`commit:${msg.env.sender}`, msg)) return
+    const h = headerHash(msg.env.body.header)
+    if (!verifySignature(this.o.memberKeys[msg.env.sender], 'round-certificate', h, msg.env.body.signature)) throw new ProtocolError('bad-signature', `member ${msg.env.sender}'s certificate signature is invalid`)
+    const header = decodeHeader(msg.env.body.header)
+    if (header.round !== this.o.round || !equalBytes(header.consortium, this.o.consortium)) throw new ProtocolError('invalid', `commit from ${msg.env.sender} names another round or consortium`)
+    if (!equalBytes(header.prev, this.o.prev)) throw new ProtocolError('invalid', `commit from ${msg.env.sender} extends another ledger head`)
     const key = hex(h)
     let sigs = this.#commits.get(key)
     if (sigs === undefined) { sigs = new Map(); this.#commits.set(key, sigs) }
-    sigs.set(msg.env.s, msg.env.b.sig)
-    if (!this.#headersByHash.has(key)) this.#headersByHash.set(key, msg.env.b.hdr)
+    sigs.set(msg.env.sender, msg.env.body.signature)
+    if (!this.#headersByHash.has(key)) this.#headersByHash.set(key, msg.env.body.header)
   }
 
   readonly #headersByHash = new Map<string, Uint8Array>()
@@ -472,7 +472,7 @@ export class Round {
 
     // fetch every committed vector I lack
     for (const [idx, c] of this.#commitments) {
-      const h = hex(c.body.h)
+      const h = hex(c.body.vectorHash)
       if (!this.#blobs.has(h) && !this.#requested.has(h)) { this.#requested.add(h); this.#actions.push({ type: 'fetch-blob', hash: h, owner: idx }) }
     }
 
@@ -488,11 +488,11 @@ export class Round {
       if (S !== null && M.members.includes(this.me) && S.members.every(u => this.#hasVectorOf(u))) {
         if (this.#ackedFor === null) {
           this.#ackedFor = hex(S.id)
-          this.#send(MSG.ack, S.attempt, { ph: S.id })
+          this.#send(MSG.ack, S.attempt, { proposalId: S.id })
         } else if (this.#ackedFor !== hex(S.id) && !this.#seen.has(`ack:${this.me}:${S.attempt}`)) {
           // locked: re-affirm my earlier set in this attempt, never a second one
           const locked = this.#survivorProposals.get(this.#ackedFor)!
-          this.#send(MSG.ack, S.attempt, { ph: locked.id })
+          this.#send(MSG.ack, S.attempt, { proposalId: locked.id })
         }
       }
       // a quorum certificate of t acks from the masking set fixes the survivor set
@@ -531,7 +531,7 @@ export class Round {
 
   #hasVectorOf (u: number): boolean {
     const c = this.#commitments.get(u)
-    return c !== undefined && this.#blobs.has(hex(c.body.h))
+    return c !== undefined && this.#blobs.has(hex(c.body.vectorHash))
   }
 
   #inputLength (): number {
@@ -553,11 +553,11 @@ export class Round {
     view.forEach((v, i) => {
       if (v === this.me) { this.#myShares.set(v, { b: bShares[i], k: kShares[i] }); return }
       const plain = encodeCanonical({ b: encodeShare(bShares[i]), k: encodeShare(kShares[i]) })
-      box.push([v, sealForPeer(this.#c.secretKey, this.#adverts.get(v)!.body.ck, this.#ctx, plain, this.#boxAad(this.me, v), this.o.rng)])
+      box.push([v, sealForPeer(this.#c.secretKey, this.#adverts.get(v)!.body.boxKey, this.#ctx, plain, this.#boxAad(this.me, v), this.o.rng)])
     })
     this.#sharedAt = now
     this.#maskingDeadline = now + 2 * this.o.manifest.params.timeouts.phaseMs
-    this.#send(MSG.shareKeys, 0, { adv: view.map(v => [v, this.#adverts.get(v)!.id]), box })
+    this.#send(MSG.shareKeys, 0, { advertsSeen: view.map(v => [v, this.#adverts.get(v)!.id]), boxes: box })
     this.#setPhase('share-keys', `shared keys with ${view.length - 1} members`)
   }
 
@@ -578,7 +578,7 @@ export class Round {
     }
     if (members.length < minSet) return
     const msgs = [...members.map(u => this.#adverts.get(u)!.wire), ...members.map(u => this.#shareKeys.get(u)!.wire)]
-    this.#send(MSG.proposal, this.#maskingAttempt, { ph: 1, mh: new Uint8Array(32), m: msgs })
+    this.#send(MSG.proposal, this.#maskingAttempt, { set: 1, maskingSetId: new Uint8Array(32), messages: msgs })
   }
 
   #sendMaskedInput (M: Proposal): void {
@@ -590,7 +590,7 @@ export class Round {
     if (input.values.length !== expected) throw new Error(`input has ${input.values.length} values, the round needs ${expected}`)
     const x = encodeWeightedUpdate(input.values, Math.min(input.count, q.maxSampleCount), q, this.o.rng)
     const pairwise = M.members.filter(v => v !== this.me).map(v => ({
-      seed: pairwiseMaskSeed(this.#s.secretKey, this.#adverts.get(v)!.body.sk, this.#ctx),
+      seed: pairwiseMaskSeed(this.#s.secretKey, this.#adverts.get(v)!.body.maskKey, this.#ctx),
       sign: pairwiseSign(this.o.manifest.members[this.me].peerId, this.o.manifest.members[v].peerId)
     }))
     const y = maskInput(x, this.#b, pairwise)
@@ -598,7 +598,7 @@ export class Round {
     const h = hash(data)
     this.#blobs.set(hex(h), y)
     this.#actions.push({ type: 'publish-blob', hash: hex(h), data })
-    this.#send(MSG.maskedInput, 0, { mh: M.id, h, n: y.length })
+    this.#send(MSG.maskedInput, 0, { maskingSetId: M.id, vectorHash: h, length: y.length })
     this.#setPhase('survivor-set', `masked input sent (${(data.length / 1e6).toFixed(2)} MB)`)
   }
 
@@ -608,7 +608,7 @@ export class Round {
     const locked = this.#ackedFor !== null ? this.#survivorProposals.get(this.#ackedFor) : undefined
     const members = locked?.members ?? this.#maskingSet!.members.filter(u => this.#hasVectorOf(u) && !this.#faulty.has(u))
     if (members.length < minSet) return
-    this.#send(MSG.proposal, this.#survivorAttempt, { ph: 2, mh: this.#maskingSet!.id, m: members.map(u => this.#commitments.get(u)!.wire) })
+    this.#send(MSG.proposal, this.#survivorAttempt, { set: 2, maskingSetId: this.#maskingSet!.id, messages: members.map(u => this.#commitments.get(u)!.wire) })
   }
 
   #reveal (M: Proposal, U3: Proposal): void {
@@ -621,7 +621,7 @@ export class Round {
       if (U3.members.includes(u)) bs.push([u, encodeShare(mine.b)])
       else ks.push([u, encodeShare(mine.k)])
     }
-    this.#send(MSG.reveal, 0, { ph: U3.id, bs, ks })
+    this.#send(MSG.reveal, 0, { proposalId: U3.id, selfMaskShares: bs, keyShares: ks })
   }
 
   #tryAggregate (M: Proposal, U3: Proposal): void {
@@ -634,12 +634,12 @@ export class Round {
       if (this.#revealIds.get(sender) !== key || this.#faulty.has(sender) || !M.members.includes(sender)) continue
       const owners = new Set<number>()
       let ok = true
-      for (const [u] of body.bs) { if (!selfShares.has(u) || owners.has(u)) ok = false; owners.add(u) }
-      for (const [u] of body.ks) { if (!keyShares.has(u) || owners.has(u)) ok = false; owners.add(u) }
+      for (const [u] of body.selfMaskShares) { if (!selfShares.has(u) || owners.has(u)) ok = false; owners.add(u) }
+      for (const [u] of body.keyShares) { if (!keyShares.has(u) || owners.has(u)) ok = false; owners.add(u) }
       if (!ok) { this.#faulty.add(sender); this.#reject('invalid', `member ${sender} revealed shares outside the rules (both kinds, or for the wrong set)`, sender); continue }
       try {
-        for (const [u, s] of body.bs) { const sh = decodeShare(s); if (sh.x !== sender + 1) throw new Error('x'); selfShares.get(u)!.push(sh) }
-        for (const [u, s] of body.ks) { const sh = decodeShare(s); if (sh.x !== sender + 1) throw new Error('x'); keyShares.get(u)!.push(sh) }
+        for (const [u, s] of body.selfMaskShares) { const sh = decodeShare(s); if (sh.x !== sender + 1) throw new Error('x'); selfShares.get(u)!.push(sh) }
+        for (const [u, s] of body.keyShares) { const sh = decodeShare(s); if (sh.x !== sender + 1) throw new Error('x'); keyShares.get(u)!.push(sh) }
       } catch {
         this.#faulty.add(sender)
         this.#reject('bad-share', `member ${sender} revealed malformed shares`, sender)
@@ -651,11 +651,11 @@ export class Round {
     const droppedKeys = new Map<number, Uint8Array>()
     try {
       for (const u of U3.members) {
-        const commitment = this.#adverts.get(u)!.body.bc
+        const commitment = this.#adverts.get(u)!.body.selfMaskCommitment
         selfSeeds.push(reconstructSecret(selfShares.get(u)!, t, { verify: s => equalBytes(secretCommitment(s), commitment) }))
       }
       for (const u of dropped) {
-        const pub = this.#adverts.get(u)!.body.sk
+        const pub = this.#adverts.get(u)!.body.maskKey
         droppedKeys.set(u, reconstructSecret(keyShares.get(u)!, t, { verify: s => equalBytes(x25519PublicKey(s), pub) }))
       }
     } catch (e) {
@@ -670,12 +670,12 @@ export class Round {
       throw e
     }
 
-    const sum = sumVectors(U3.members.map(u => this.#blobs.get(hex(this.#commitments.get(u)!.body.h))!))
+    const sum = sumVectors(U3.members.map(u => this.#blobs.get(hex(this.#commitments.get(u)!.body.vectorHash))!))
     const droppedMasks: DroppedPairwiseMask[] = []
     for (const [d, sk] of droppedKeys) {
       for (const u of U3.members) {
         droppedMasks.push({
-          seed: pairwiseMaskSeed(sk, this.#adverts.get(u)!.body.sk, this.#ctx),
+          seed: pairwiseMaskSeed(sk, this.#adverts.get(u)!.body.maskKey, this.#ctx),
           sign: pairwiseSign(this.o.manifest.members[u].peerId, this.o.manifest.members[d].peerId)
         })
       }
@@ -688,24 +688,24 @@ export class Round {
     if (this.o.kind === 'update') state = strategyFor(this.o.manifest.params.aggregation.rule).apply(this.o.state, mean, this.o.manifest.params.aggregation)
     else stats = mean
     const header = encodeHeader({
-      c: this.o.consortium,
-      r: this.o.round,
-      p: this.o.prev,
-      k: this.o.kind,
-      u: [...U3.members],
-      ah: aggregateHash,
-      mh: stateHash(state ?? this.o.state),
-      x: stats === null ? new Uint8Array(0) : new Uint8Array(Float64Array.from(stats).buffer)
+      consortium: this.o.consortium,
+      round: this.o.round,
+      prev: this.o.prev,
+      kind: this.o.kind,
+      survivors: [...U3.members],
+      aggregateHash: aggregateHash,
+      stateHash: stateHash(state ?? this.o.state),
+      extra: stats === null ? new Uint8Array(0) : new Uint8Array(Float64Array.from(stats).buffer)
     })
     this.#result = { header, state, stats }
     this.#setPhase('commit', `aggregated ${U3.members.length} inputs${dropped.length > 0 ? `, removed masks of ${dropped.length} dropped` : ''}`)
-    this.#send(MSG.commit, 0, { hdr: header, sig: signHeader(this.o.identity, header) })
+    this.#send(MSG.commit, 0, { header: header, signature: signHeader(this.o.identity, header) })
   }
 
   // ---------------------------------------------------------------- outgoing
 
   #send (t: MsgType, attempt: number, body: Body): Uint8Array {
-    const env: Envelope = { v: 1, t, c: this.o.consortium, r: this.o.round, a: attempt, s: this.me, b: body }
+    const env: Envelope = { version: 1, type: t, consortium: this.o.consortium, round: this.o.round, attempt: attempt, sender: this.me, body: body }
     const wire = sealMessage(this.o.identity, env)
     this.#actions.push({ type: 'broadcast', msgType: MSG_NAME[t], wire })
     // I receive my own message like anyone else's, so that every rule applies to it too

@@ -33,9 +33,9 @@ function runRound () {
   for (const l of net.log) {
     if (l.action.type !== 'broadcast') continue
     const m = openMessage(l.action.wire, ctx)
-    if (m.env.t === MSG.advertise) adverts.set(m.env.s, m.env.b as AdvertiseBody)
-    if (m.env.t === MSG.shareKeys) shareKeys.set(m.env.s, m.env.b as ShareKeysBody)
-    if (m.env.t === MSG.maskedInput) masked.set(m.env.s, m.env.b as MaskedInputBody)
+    if (m.env.type === MSG.advertise) adverts.set(m.env.sender, m.env.body as AdvertiseBody)
+    if (m.env.type === MSG.shareKeys) shareKeys.set(m.env.sender, m.env.body as ShareKeysBody)
+    if (m.env.type === MSG.maskedInput) masked.set(m.env.sender, m.env.body as MaskedInputBody)
   }
   return { net, ctx, adverts, shareKeys, masked }
 }
@@ -49,7 +49,7 @@ function secretsOf (i: number, adverts: Map<number, AdvertiseBody>): { c: X25519
   const rng = seededRandom(Uint8Array.from({ length: 32 }, (_, j) => (i * 7 + j + seed) & 0xff))
   const c = generateX25519KeyPair(rng); const s = generateX25519KeyPair(rng); const b = randomBytes(rng, 32)
   const adv = adverts.get(i)!
-  assert.ok(equalBytes(c.publicKey, adv.ck) && equalBytes(s.publicKey, adv.sk) && equalBytes(secretCommitment(b), adv.bc), `member ${i}'s secrets are the ones it advertised`)
+  assert.ok(equalBytes(c.publicKey, adv.boxKey) && equalBytes(s.publicKey, adv.maskKey) && equalBytes(secretCommitment(b), adv.selfMaskCommitment), `member ${i}'s secrets are the ones it advertised`)
   return { c, s, b }
 }
 
@@ -62,36 +62,36 @@ function attack (coalition: number[]): { recovered: Uint32Array | null, error: s
   // 1. each colluder opens the box of shares the target sealed to it
   const bShares: Share[] = []; const kShares: Share[] = []
   for (const i of coalition) {
-    const box = shareKeys.get(target)!.box.find(([to]) => to === i)![1]
+    const box = shareKeys.get(target)!.boxes.find(([to]) => to === i)![1]
     const aad = new Uint8Array([...new TextEncoder().encode('medmesh/v1/shares'), ...ctxBytes, target, i])
-    const o = obj(decodeBounded(openFromPeer(mine.get(i)!.c.secretKey, adverts.get(target)!.ck, ctxBytes, box, aad), 1024, 'shares'), 'shares', ['b', 'k'])
+    const o = obj(decodeBounded(openFromPeer(mine.get(i)!.c.secretKey, adverts.get(target)!.boxKey, ctxBytes, box, aad), 1024, 'shares'), 'shares', ['b', 'k'])
     bShares.push(decodeShare(bytesField(o.b, 'b'))); kShares.push(decodeShare(bytesField(o.k, 'k')))
   }
-  const y = net.blobs.get(hex(masked.get(target)!.h))!
+  const y = net.blobs.get(hex(masked.get(target)!.vectorHash))!
   const maskedVector = new Uint32Array(new Uint8Array(y).buffer)
   const expected = expectedAggregate(size, [target], 0)
   // 2. the masks the coalition knows without the target's secrets: its own pairwise masks with it
   const residue = unmaskSum(maskedVector.slice(), [], coalition.map(i => ({
-    seed: pairwiseMaskSeed(mine.get(i)!.s.secretKey, adverts.get(target)!.sk, ctxBytes), sign: pairwiseSign(peer(target), peer(i))
+    seed: pairwiseMaskSeed(mine.get(i)!.s.secretKey, adverts.get(target)!.maskKey, ctxBytes), sign: pairwiseSign(peer(target), peer(i))
   })))
   // 3. the target's self-mask seed and mask key from the pooled shares
   const t = net.manifest.params.threshold
   let b: Uint8Array; let sk: Uint8Array
   try {
-    b = reconstructSecret(bShares, t, { verify: x => equalBytes(secretCommitment(x), adverts.get(target)!.bc) })
-    sk = reconstructSecret(kShares, t, { verify: x => equalBytes(x25519PublicKey(x), adverts.get(target)!.sk) })
+    b = reconstructSecret(bShares, t, { verify: x => equalBytes(secretCommitment(x), adverts.get(target)!.selfMaskCommitment) })
+    sk = reconstructSecret(kShares, t, { verify: x => equalBytes(x25519PublicKey(x), adverts.get(target)!.maskKey) })
   } catch (e) {
     if (!(e instanceof TooFewSharesError)) throw e
     // the best a coalition below the threshold can do: interpolate what it has (a lower-degree guess)
     // (over GF(2^521 − 1) it is almost never even a 256-bit value)
     let guess: Uint8Array | null = null
     try { guess = reconstructSecret(bShares, bShares.length) } catch (g) { if (!(g instanceof InconsistentSharesError)) throw g }
-    assert.ok(guess === null || !equalBytes(secretCommitment(guess), adverts.get(target)!.bc), 'a guess from t − 1 shares is not the self-mask seed')
+    assert.ok(guess === null || !equalBytes(secretCommitment(guess), adverts.get(target)!.selfMaskCommitment), 'a guess from t − 1 shares is not the self-mask seed')
     return { recovered: null, error: e.message, residue, expected }
   }
   // 4. with them: every pairwise mask of the target, and its self mask, come off
   const others = Array.from({ length: n }, (_, v) => v).filter(v => v !== target)
-  const recovered = unmaskSum(maskedVector.slice(), [b], others.map(v => ({ seed: pairwiseMaskSeed(sk, adverts.get(v)!.sk, ctxBytes), sign: pairwiseSign(peer(target), peer(v)) })))
+  const recovered = unmaskSum(maskedVector.slice(), [b], others.map(v => ({ seed: pairwiseMaskSeed(sk, adverts.get(v)!.maskKey, ctxBytes), sign: pairwiseSign(peer(target), peer(v)) })))
   return { recovered, error: null, residue, expected }
 }
 

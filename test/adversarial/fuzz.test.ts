@@ -70,9 +70,9 @@ test('gossip messages: oversized, wrong version, wrong consortium, non-member an
   const outsider = NodeIdentity.generate()
   fc.assert(fc.property(fc.integer({ min: 2, max: 255 }), fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.integer({ min: 4, max: 10_000 }), (v, consortium, s) => {
     rejects(() => openMessage(new Uint8Array(MAX_MESSAGE_BYTES + 1 + (v % 7)), ctx), ProtocolError, 'oversized')
-    rejects(() => openMessage(sealMessage(net.identities[env.s], { ...env, v } as unknown as Envelope), ctx), ProtocolError, 'version')
-    rejects(() => openMessage(sealMessage(net.identities[env.s], { ...env, c: consortium }), ctx), ProtocolError, 'consortium')
-    rejects(() => openMessage(sealMessage(net.identities[env.s], { ...env, s }), ctx), ProtocolError, 'sender index')
+    rejects(() => openMessage(sealMessage(net.identities[env.sender], { ...env, v } as unknown as Envelope), ctx), ProtocolError, 'version')
+    rejects(() => openMessage(sealMessage(net.identities[env.sender], { ...env, consortium: consortium }), ctx), ProtocolError, 'consortium')
+    rejects(() => openMessage(sealMessage(net.identities[env.sender], { ...env, sender: s }), ctx), ProtocolError, 'sender index')
     rejects(() => openMessage(sealMessage(outsider, env), ctx), ProtocolError, 'non-member signing as a member')
   }), { numRuns: RUNS / 4 })
 })

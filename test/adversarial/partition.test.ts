@@ -45,13 +45,13 @@ test('a partition into 2 and 3 members, then a heal: the 3 go on, the 2 certify 
     for (const d of c.dirs) {
       checkDataDir(d)
       const ledger = new DataDir(d).ledger(new DataDir(d).manifest())
-      for (const e of ledger.entries) { if (!byRound.has(e.header.r)) byRound.set(e.header.r, new Set()); byRound.get(e.header.r)!.add(hex(e.hash)) }
+      for (const e of ledger.entries) { if (!byRound.has(e.header.round)) byRound.set(e.header.round, new Set()); byRound.get(e.header.round)!.add(hex(e.hash)) }
     }
     assert.ok([...byRound.values()].every(s => s.size === 1), 'no two certificates for one round')
     // liveness after the heal: a round after the split includes a minority member
     const ledger = new DataDir(c.dirs[2]).ledger(new DataDir(c.dirs[2]).manifest())
-    const healed = ledger.entries.filter(e => e.header.r > splitAt + 2 && e.header.u.some(u => minority.map(i => c.ids[i]).includes(ledger.manifest.members[u].peerId)))
-    assert.ok(healed.length > 0, `a minority member takes part after the heal: ${ledger.entries.map(e => `${e.header.r}:${e.header.u}`).join(' ')}`)
+    const healed = ledger.entries.filter(e => e.header.round > splitAt + 2 && e.header.survivors.some(u => minority.map(i => c.ids[i]).includes(ledger.manifest.members[u].peerId)))
+    assert.ok(healed.length > 0, `a minority member takes part after the heal: ${ledger.entries.map(e => `${e.header.round}:${e.header.survivors}`).join(' ')}`)
   } finally {
     for (const n of nodes) n.proc.kill('SIGKILL')
     rmSync(c.root, { recursive: true, force: true })

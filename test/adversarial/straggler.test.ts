@@ -27,7 +27,7 @@ test('a straggler (training 1.4 s; phase timeout 0.5 s) is left out under fixed 
   const slow = (net: MemNet): void => { for (let i = 0; i < 5; i++) net.slow.set(i, i === 3 ? 1400 : 50) }
   const fixed = run(false, slow)
   const adaptive = run(true, slow)
-  const with3 = (net: MemNet): number[] => net.peers[0].ledger.entries.filter(e => e.header.u.includes(3)).map(e => e.header.r)
+  const with3 = (net: MemNet): number[] => net.peers[0].ledger.entries.filter(e => e.header.survivors.includes(3)).map(e => e.header.round)
   for (const net of [fixed, adaptive]) assert.is(net.peers[0].ledger.lastRound, rounds, 'every round certified')
   assert.equal(with3(fixed), [], 'fixed timeouts: the straggler never makes it')
   const included = with3(adaptive)
@@ -60,10 +60,10 @@ test('across processes: a node that trains several times longer than the phase t
     assert.ok(slow - fast > 2, `the straggler trains ${slow} s a round, the others ${fast} s: later than one phase timeout (2 s)`)
     const dir = new DataDir(c.dirs[0]); const ledger = dir.ledger(dir.manifest())
     const member3 = ledger.manifest.members.findIndex(m => m.peerId === c.ids[3])
-    const rounds = ledger.entries.filter(e => e.header.k === 'update')
-    const late = rounds.slice(-3).filter(e => e.header.u.includes(member3)).map(e => e.header.r)
-    assert.ok(late.length >= 2, `the straggler takes part in the last rounds: ${rounds.map(e => `${e.header.r}:[${e.header.u}]`).join(' ')}`)
-    console.log(`  straggler across processes: trains ${slow.toFixed(1)} s vs ${fast.toFixed(1)} s; rounds with it: ${rounds.filter(e => e.header.u.includes(member3)).map(e => e.header.r)} of ${rounds.map(e => e.header.r)}`)
+    const rounds = ledger.entries.filter(e => e.header.kind === 'update')
+    const late = rounds.slice(-3).filter(e => e.header.survivors.includes(member3)).map(e => e.header.round)
+    assert.ok(late.length >= 2, `the straggler takes part in the last rounds: ${rounds.map(e => `${e.header.round}:[${e.header.survivors}]`).join(' ')}`)
+    console.log(`  straggler across processes: trains ${slow.toFixed(1)} s vs ${fast.toFixed(1)} s; rounds with it: ${rounds.filter(e => e.header.survivors.includes(member3)).map(e => e.header.round)} of ${rounds.map(e => e.header.round)}`)
   } finally {
     for (const n of nodes) n.proc.kill('SIGKILL')
     rmSync(c.root, { recursive: true, force: true })

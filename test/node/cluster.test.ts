@@ -61,7 +61,7 @@ test('kill -9 mid-round: the others finish it; the node restarts, verifies, catc
     assert.is(new Set(results.map(r => r.model)).size, 1, 'the restarted node ends with the same model')
     const ledger = new DataDir(c.dirs[0]).ledger(new DataDir(c.dirs[0]).manifest())
     const member3 = ledger.manifest.members.findIndex(m => m.peerId === c.ids[3])
-    const lastRounds = ledger.entries.slice(-2).map(e => e.header.u)
+    const lastRounds = ledger.entries.slice(-2).map(e => e.header.survivors)
     assert.ok(lastRounds.some(u => u.includes(member3)), `node 3 took part again: survivors ${JSON.stringify(lastRounds)}`)
   } finally {
     for (const n of nodes) n.proc.kill('SIGKILL')

@@ -27,9 +27,9 @@ test('a peer that sends different masked vectors to different peers is caught by
     // a second, different commitment (validly signed) for the odd-numbered peers; gossip relays
     // it to the even-numbered ones too, after the first
     const { env } = openMessage(wire, ctxOf(net))
-    const body = env.b as MaskedInputBody
-    const h = Uint8Array.from(body.h); h[0] ^= 1
-    const other = sealMessage(net.identities[evil], { ...env, b: { ...body, h } } as Envelope)
+    const body = env.body as MaskedInputBody
+    const h = Uint8Array.from(body.vectorHash); h[0] ^= 1
+    const other = sealMessage(net.identities[evil], { ...env, body: { ...body, vectorHash: h } } as Envelope)
     return to % 2 === 1 ? [other] : [wire, other]
   }
   net.startAll()
@@ -37,8 +37,8 @@ test('a peer that sends different masked vectors to different peers is caught by
   const eq = rejectsOf(net, 'equivocation').concat(rejectsOf(net, 'bad-blob'))
   assert.ok(eq.length > 0, 'the equivocation was noticed and logged')
   const header = net.peers[0].ledger.entries[0].header
-  assert.not.ok(header.u.includes(evil), 'the equivocator\'s input is not aggregated')
-  assert.is(hex(header.ah), hashOf(expectedAggregate(10, header.u, 0)), 'the aggregate is still exact')
+  assert.not.ok(header.survivors.includes(evil), 'the equivocator\'s input is not aggregated')
+  assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(10, header.survivors, 0)), 'the aggregate is still exact')
 })
 
 test('bad signatures, malformed and oversized bytes, replays and non-members are rejected with a reason', () => {
@@ -55,12 +55,12 @@ test('bad signatures, malformed and oversized bytes, replays and non-members are
   net.inject(0, new Uint8Array(MAX_MESSAGE_BYTES + 1))
   // wrong version and another consortium, validly signed by a member
   const env = openMessage(captured!, ctx).env
-  net.inject(0, sealMessage(net.identities[1], { ...env, v: 2 }))
-  net.inject(0, sealMessage(net.identities[1], { ...env, c: new Uint8Array(32) }))
+  net.inject(0, sealMessage(net.identities[1], { ...env, version: 2 }))
+  net.inject(0, sealMessage(net.identities[1], { ...env, consortium: new Uint8Array(32) }))
   // a non-member, pretending to be member 1, and naming an index past the members
   const outsider = NodeIdentity.generate(seededRandom(new Uint8Array(32).fill(99)))
   net.inject(0, sealMessage(outsider, { ...env }))
-  net.inject(0, sealMessage(outsider, { ...env, s: 9 }))
+  net.inject(0, sealMessage(outsider, { ...env, sender: 9 }))
   finishRound(net, [0, 1, 2, 3], 1)
   // replay of a round-0 message two rounds later
   net.run(() => net.peers.every(p => p.ledger.entries.length === 2))
@@ -79,7 +79,7 @@ test('a duplicate of a message is harmless; a different one of the same kind is 
     if (from !== evil || type !== 'advertise') return [wire]
     if (to !== 0) return [wire, wire] // duplicate
     const { env } = openMessage(wire, ctxOf(net))
-    const other = { ...env, b: { ...(env.b as object), bc: new Uint8Array(32).fill(7) } } as Envelope
+    const other = { ...env, body: { ...(env.body as object), selfMaskCommitment: new Uint8Array(32).fill(7) } } as Envelope
     return [wire, sealMessage(net.identities[evil], other)]
   }
   net.startAll()
@@ -94,20 +94,20 @@ test('a peer that reveals wrong shares is detected, named, and the honest peers 
   net.tamper = (from, type, wire) => {
     if (from !== evil || type !== 'reveal') return [wire]
     const { env } = openMessage(wire, ctxOf(net))
-    const body = env.b as RevealBody
+    const body = env.body as RevealBody
     const corrupt = (list: Array<[number, Uint8Array]>) => list.map(([u, s]): [number, Uint8Array] => {
       const share = decodeShare(s)
       const y = Uint8Array.from(share.y); y[60] ^= 0x5a
       return [u, encodeShare({ x: share.x, y })]
     })
-    return [sealMessage(net.identities[evil], { ...env, b: { ...body, bs: corrupt(body.bs), ks: corrupt(body.ks) } } as Envelope)]
+    return [sealMessage(net.identities[evil], { ...env, body: { ...body, selfMaskShares: corrupt(body.selfMaskShares), keyShares: corrupt(body.keyShares) } } as Envelope)]
   }
   net.startAll()
   finishRound(net, [0, 1, 2, 3, 5, 6])
   const named = rejectsOf(net, 'bad-share').filter(r => /member 4 revealed a share inconsistent/.test(r.reason))
   assert.ok(named.length > 0, 'the cheater is named')
   const header = net.peers[0].ledger.entries[0].header
-  assert.is(hex(header.ah), hashOf(expectedAggregate(8, header.u, 0)))
+  assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(8, header.survivors, 0)))
 })
 
 test('a proposer that stays silent only costs its own slot: the next proposer takes over', () => {

@@ -26,11 +26,11 @@ for (const n of [3, 5, 10]) {
       const certs = new Set(net.peers.map(p => hex(p.ledger.entries[round].certificate.header)))
       assert.is(certs.size, 1, `one certificate header for round ${round}`)
       const header = net.peers[0].ledger.entries[round].header
-      assert.equal(header.u, Array.from({ length: n }, (_, i) => i), 'everyone survived')
-      assert.is(hex(header.ah), hashOf(expectedAggregate(24, header.u, round)), 'aggregate is the exact sum of the quantised inputs')
+      assert.equal(header.survivors, Array.from({ length: n }, (_, i) => i), 'everyone survived')
+      assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(24, header.survivors, round)), 'aggregate is the exact sum of the quantised inputs')
     }
     // the model moved by the mean update: FedAvg with server lr 1
-    const mean0 = expectedAggregate(24, net.peers[0].ledger.entries[0].header.u, 0)
+    const mean0 = expectedAggregate(24, net.peers[0].ledger.entries[0].header.survivors, 0)
     const w = net.peers[0].state.weights
     assert.is.not(hex(stateHash(net.peers[0].state)), hex(stateHash(net.initial)))
     assert.ok(Number.isFinite(w[0]) && mean0.length === 25)
@@ -59,8 +59,8 @@ for (const [msgType, when, counts] of PHASES) {
     assert.equal(live, [0, 2, 3, 4])
     const header = net.peers[0].ledger.entries[0].header
     const expectedSurvivors = counts ? Array.from({ length: n }, (_, i) => i) : live
-    assert.equal(header.u, expectedSurvivors)
-    assert.is(hex(header.ah), hashOf(expectedAggregate(10, header.u, 0)))
+    assert.equal(header.survivors, expectedSurvivors)
+    assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(10, header.survivors, 0)))
     assert.is(new Set(live.map(i => hex(net.peers[i].ledger.head))).size, 1)
   })
 }
@@ -100,7 +100,7 @@ test('a statistics round securely averages the sites\' normalisation statistics'
     assert.is(hex(stateHash(p.state)), hex(stateHash(net.initial)), 'a stats round leaves the model alone')
   }
   const header = decodeHeader(net.peers[0].ledger.entries[0].certificate.header)
-  assert.is(header.k, 'stats')
+  assert.is(header.kind, 'stats')
 })
 
 test('an offline peer catches up from the ledger and takes part in a later round', () => {
@@ -113,14 +113,14 @@ test('an offline peer catches up from the ledger and takes part in a later round
   // it comes back: certificates and the certified state from member 0, verified, not trusted
   net.online[4] = true
   const certs = net.peers[0].ledger.entries.map(e => e.certificate)
-  const stateBlob = net.blobs.get(hex(net.peers[0].ledger.last!.header.mh))!
+  const stateBlob = net.blobs.get(hex(net.peers[0].ledger.last!.header.stateHash))!
   net.peers[4].catchUp(certs, stateBlob, net.now)
   net.flush(4)
   assert.is(net.peers[4].ledger.entries.length, 2)
   assert.is(hex(stateHash(net.peers[4].state)), hex(stateHash(net.peers[0].state)))
   net.run(() => net.peers.every(p => p.ledger.entries.length === 5))
   const last = net.peers[0].ledger.entries[4].header
-  assert.ok(last.u.includes(4), `member 4 is among round 4's survivors: ${last.u}`)
+  assert.ok(last.survivors.includes(4), `member 4 is among round 4's survivors: ${last.survivors}`)
   assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
 })
 
@@ -143,7 +143,7 @@ test('repeated dropouts: a member away for a whole round syncs when it finds a q
     }
     const last = Math.max(...away.keys())
     net.run(() => net.peers.every(p => p.ledger.lastRound >= last), 25_000)
-    const rounds = net.peers[0].ledger.entries.map(e => e.header.r)
+    const rounds = net.peers[0].ledger.entries.map(e => e.header.round)
     assert.equal(rounds.slice(0, last + 1), Array.from({ length: last + 1 }, (_, r) => r), `seed ${seed}: every round certified: ${rounds}`)
     assert.is(net.actions('aborted').filter(a => a.reason.includes('timed out')).length, 0, `seed ${seed}: no round timed out`)
     for (const p of net.peers) assert.ok(p.ledger.lastRound >= last, `seed ${seed}: every member holds round ${last}`)
@@ -151,7 +151,7 @@ test('repeated dropouts: a member away for a whole round syncs when it finds a q
     assert.is(heads.size, 1, 'one ledger')
     assert.ok(net.actions('sync').length >= 1, 'the returning members synced')
     for (const [r, absent] of away) {
-      const u = net.peers[0].ledger.entries[r].header.u
+      const u = net.peers[0].ledger.entries[r].header.survivors
       assert.not.ok(u.includes(absent), `member ${absent} was away in round ${r}: ${u}`)
     }
   }
@@ -162,20 +162,20 @@ test('a member that crashes after committing never runs that round again: it res
   const net = new MemNet({ n, seed: 9, modelSize: 12, lastRound: 4 })
   net.startAll()
   const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
-  const committed = (): boolean => net.log.some(l => l.peer === 4 && l.action.type === 'broadcast' && l.action.msgType === 'commit' && openMessage(l.action.wire, ctx).env.r === 2)
+  const committed = (): boolean => net.log.some(l => l.peer === 4 && l.action.type === 'broadcast' && l.action.msgType === 'commit' && openMessage(l.action.wire, ctx).env.round === 2)
   net.run(committed)
   assert.ok(committed(), 'member 4 signed a commit for round 2')
   // it crashes; what it had on disk: the certificates before round 2, and the round it was in
-  const disk = Ledger.verify(net.manifest, net.peers[4].ledger.entries.filter(e => e.header.r < 2).map(e => e.certificate))
+  const disk = Ledger.verify(net.manifest, net.peers[4].ledger.entries.filter(e => e.header.round < 2).map(e => e.certificate))
   const logFrom = net.log.length
   net.peers[4] = net.makePeer(4, { ledger: disk, state: net.peers[4].state, firstRound: 3 })
   net.peers[4].start(net.now)
   net.flush(4)
   net.run(() => net.peers.every(p => p.ledger.lastRound === 4))
-  const sentAgain = net.log.slice(logFrom).filter(l => l.peer === 4 && l.action.type === 'broadcast').map(l => openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.r)
+  const sentAgain = net.log.slice(logFrom).filter(l => l.peer === 4 && l.action.type === 'broadcast').map(l => openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.round)
   assert.not.ok(sentAgain.includes(2), `after the restart member 4 sent nothing for round 2: ${sentAgain}`)
   assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
-  assert.ok(net.peers[0].ledger.entries.find(e => e.header.r === 4)!.header.u.includes(4), 'member 4 takes part again')
+  assert.ok(net.peers[0].ledger.entries.find(e => e.header.round === 4)!.header.survivors.includes(4), 'member 4 takes part again')
   assert.is(net.actions('reject').filter(a => a.code === 'equivocation').length, 0, 'no equivocation seen')
 })
 
@@ -190,9 +190,9 @@ test('a halted member sends nothing for later rounds and is in none of them; the
   assert.is(net.peers[4].current === null || net.peers[4].current.done, true, 'no round under way')
   const logFrom = net.log.length
   net.run(() => [0, 1, 2, 3].every(i => net.peers[i].ledger.lastRound === 3))
-  const sent = net.log.slice(logFrom).filter(l => l.peer === 4 && l.action.type === 'broadcast').map(l => openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.r)
+  const sent = net.log.slice(logFrom).filter(l => l.peer === 4 && l.action.type === 'broadcast').map(l => openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.round)
   assert.equal(sent.filter(r => r > halted), [], 'nothing sent for a round after it halted')
-  for (const e of net.peers[0].ledger.entries.filter(e => e.header.r > halted)) assert.not.ok(e.header.u.includes(4), `member 4 is not in round ${e.header.r}`)
+  for (const e of net.peers[0].ledger.entries.filter(e => e.header.round > halted)) assert.not.ok(e.header.survivors.includes(4), `member 4 is not in round ${e.header.round}`)
   assert.ok(net.peers[0].ledger.lastRound === 3, 'the others certified every round')
 })
 
@@ -201,7 +201,7 @@ test('every member stops in the same round (a consortium-wide outage): restarted
   const net = new MemNet({ n, seed: 23, modelSize: 12, lastRound: 5 })
   net.startAll()
   const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
-  const advertised = (i: number): boolean => net.log.some(l => l.peer === i && l.action.type === 'broadcast' && l.action.msgType === 'advertise' && openMessage(l.action.wire, ctx).env.r === 2)
+  const advertised = (i: number): boolean => net.log.some(l => l.peer === i && l.action.type === 'broadcast' && l.action.msgType === 'advertise' && openMessage(l.action.wire, ctx).env.round === 2)
   net.run(() => net.peers.every((_, i) => advertised(i)))
   assert.ok(net.peers.every(p => p.ledger.lastRound === 1), 'all were in round 2, none had certified it')
   const logFrom = net.log.length
@@ -213,10 +213,10 @@ test('every member stops in the same round (a consortium-wide outage): restarted
   net.startAll()
   net.run(() => net.peers.every(p => p.ledger.lastRound === 5), 10 * net.manifest.params.timeouts.roundMs)
   assert.ok(net.peers.every(p => p.ledger.lastRound === 5), `rounds 3 to 5 certified: ${net.peers.map(p => p.ledger.lastRound)}`)
-  const sentFor2 = net.log.slice(logFrom).filter(l => l.action.type === 'broadcast' && openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.r === 2)
+  const sentFor2 = net.log.slice(logFrom).filter(l => l.action.type === 'broadcast' && openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.round === 2)
   assert.is(sentFor2.length, 0, 'nobody ran round 2 again')
-  assert.not.ok(net.peers[0].ledger.entries.some(e => e.header.r === 2), 'round 2 has no certificate')
-  const r3 = net.log.slice(logFrom).find(l => l.action.type === 'broadcast' && openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.r === 3)!
+  assert.not.ok(net.peers[0].ledger.entries.some(e => e.header.round === 2), 'round 2 has no certificate')
+  const r3 = net.log.slice(logFrom).find(l => l.action.type === 'broadcast' && openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.round === 3)!
   assert.ok(r3.at - restartedAt >= net.manifest.params.timeouts.roundMs, 'they waited roundMs first')
   assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
   assert.is(net.actions('reject').filter(a => a.code === 'equivocation').length, 0)

@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util'
 import { hash as sha256 } from '../src/protocol/codec.ts'
 import { NodeIdentity, seededRandom, encodeWeightedUpdate, sumVectors, decodeWeightedAverage } from '../src/privacy/index.ts'
 import { MemNet } from '../src/protocol/memnet.ts'
-import { strategyFor } from '../src/protocol/strategy/strategy.ts'
+import { strategyFor } from '../src/protocol/strategy/index.ts'
 import { stateHash } from '../src/protocol/model.ts'
 
 const { values } = parseArgs({ options: { n: { type: 'string', default: '10' }, d: { type: 'string', default: '1000000' }, reps: { type: 'string', default: '3' } } })

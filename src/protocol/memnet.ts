@@ -137,7 +137,7 @@ export class MemNet {
           // like a node, a slow member trains once the masking set includes it
           const delay = this.slow.get(i)
           const round = peer.current
-          const input = delay === undefined || action.phase !== 'masked-input' || round === null || !round.inputExpected ? null : this.options.input?.(i, round.round, round.o.kind) ?? null
+          const input = delay === undefined || action.phase !== 'masked-input' || round === null || !round.inputExpected ? null : this.options.input?.(i, round.round, round.kind) ?? null
           if (input !== null) {
             this.#busyUntil.set(i, this.now + delay!)
             this.#enqueue({ to: i, input: { ...input, round: round!.round } }, delay)

@@ -16,18 +16,12 @@ import { ProtocolError } from './errors.ts'
 import { Ledger, decodeHeader, headerHash, type Certificate, type CertificateHeader } from './ledger.ts'
 import { MSG, openMessage, type CommitBody, type OpenedMessage } from './messages.ts'
 import { decodeState, encodeState, stateHash, type GlobalState } from './model.ts'
-import { Round, type Action as RoundAction } from './round.ts'
+import { Round } from './round.ts'
+import type { PeerAction, RoundKind } from './actions.ts'
 import type { Manifest } from './manifest.ts'
 import { verifySignature } from '../privacy/index.ts'
 
-export type RoundKind = 'update' | 'stats'
-
-export type PeerAction =
-  | RoundAction
-  | { type: 'round-started', round: number, kind: RoundKind }
-  | { type: 'caught-up', round: number }
-  /** a quorum certified a round on a ledger head this peer lacks: fetch the ledger from one of `from` and call catchUp */
-  | { type: 'sync', round: number, from: number[] }
+export type { PeerAction, RoundKind } from './actions.ts'
 
 export interface PeerOptions {
   manifest: Manifest
@@ -105,7 +99,7 @@ export class ProtocolPeer {
    * warrants.
    */
   get inputWaitMs (): number {
-    return this.#adaptive(this.#recent.map(r => r.inputLateness).filter((x): x is number => x !== null))
+    return this.#adaptive(this.#recent.map(r => r.lateness.input).filter((x): x is number => x !== null))
   }
 
   /**
@@ -113,7 +107,7 @@ export class ProtocolPeer {
    * returns) needs that long to be heard, and keys shared without it cannot include it later.
    */
   get advertiseWaitMs (): number {
-    return this.#adaptive(this.#recent.map(r => r.advertiseLateness), this.manifest.params.timeouts.phaseMs)
+    return this.#adaptive(this.#recent.map(r => r.lateness.advertise), this.manifest.params.timeouts.phaseMs)
   }
 
   #adaptive (lateness: number[], floor = this.manifest.params.timeouts.phaseMs / 4): number {
@@ -264,7 +258,7 @@ export class ProtocolPeer {
       const cur = this.current
       if (cur !== null && !cur.done && cur.round <= last.round) {
         this.#actions.push({ type: 'aborted', reason: `round ${cur.round} abandoned: caught up to round ${last.round}` })
-      } else if (cur !== null && !cur.done && cur.round === last.round + 1 && !equalBytes(cur.o.prev, this.ledger.head)) {
+      } else if (cur !== null && !cur.done && cur.round === last.round + 1 && !equalBytes(cur.prev, this.ledger.head)) {
         // the round this peer jumped into is the network's: move it onto the head it now holds
         if (!cur.rebase(this.ledger.head, this.state)) this.#actions.push({ type: 'reject', code: 'stale-round', reason: `round ${cur.round} was aggregated on a stale ledger head; following the others`, peer: -1 })
       }
@@ -362,7 +356,7 @@ export class ProtocolPeer {
         }
         if (a.state !== null) {
           this.state = a.state
-          this.#actions.push({ type: 'publish-blob', hash: hex(a.header.stateHash), data: encodeState(a.state) })
+          this.#actions.push({ type: 'publish-blob', hash: hex(a.header.stateHash), data: encodeState(a.state), what: 'state', round: a.header.round })
         } else if (a.header.kind === 'update') {
           // a quorum certified a state this peer did not compute: fetch it
           this.#pendingState = { hash: hex(a.header.stateHash), prev: headerHash(a.certificate.header) }

@@ -5,22 +5,11 @@
  */
 import type { GlobalState } from '../model.ts'
 import type { AggregationParams } from '../manifest.ts'
-import { fedAvg } from './fedavg.ts'
-import { fedAvgM } from './fedavgm.ts'
-import { fedAdam } from './fedadam.ts'
 
 export interface Strategy {
   readonly id: string
   /** The next global state from the current one and the mean update. Must not modify `state`. */
   apply (state: GlobalState, meanUpdate: Float64Array, params: AggregationParams): GlobalState
-}
-
-export function strategyFor (rule: AggregationParams['rule']): Strategy {
-  switch (rule) {
-    case 'fedavg': return fedAvg
-    case 'fedavgm': return fedAvgM
-    case 'fedadam': return fedAdam
-  }
 }
 
 export function checkLength (state: GlobalState, update: Float64Array): void {

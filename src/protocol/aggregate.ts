@@ -1,0 +1,134 @@
+/**
+ * Steps 5–6 of a round (docs/PROTOCOL.md) as pure functions: gather the shares the members
+ * revealed, reconstruct each survivor's self-mask seed and each dropped member's mask key, check
+ * every secret against what its owner committed to in its advertisement, strip the masks from the
+ * sum of the survivors' masked vectors, apply the aggregation strategy, and build the certificate
+ * header every honest member signs. No state, no I/O: the same inputs give the same header.
+ */
+import {
+  decodeShare, reconstructSecret, secretCommitment, x25519PublicKey, pairwiseMaskSeed, pairwiseSign, sumVectors, unmaskSum,
+  decodeWeightedAverage, InconsistentSharesError, type Share, type DroppedPairwiseMask, type WeightedUpdateParams
+} from '../privacy/index.ts'
+import { equalBytes, hash } from './codec.ts'
+import type { RejectCode } from './errors.ts'
+import { encodeHeader } from './ledger.ts'
+import type { AggregationParams } from './manifest.ts'
+import { stateHash, type GlobalState } from './model.ts'
+import type { RevealBody } from './messages.ts'
+import { strategyFor } from './strategy/index.ts'
+
+export interface RevealedShares {
+  /** per survivor: shares of its self-mask seed */
+  selfMaskShares: Map<number, Share[]>
+  /** per dropped member: shares of its mask key */
+  keyShares: Map<number, Share[]>
+  /** members whose reveal broke the rules, with why */
+  misbehaved: Array<{ member: number, code: RejectCode, reason: string }>
+}
+
+/**
+ * The shares in the reveals that name the certified survivor set, from members of the masking set
+ * not already known to be faulty. A member that reveals both kinds of share for one member, shares
+ * for members outside the set, or shares at another member's point is named and left out.
+ */
+export function collectRevealedShares (reveals: ReadonlyMap<number, RevealBody>, maskingSet: readonly number[], survivors: readonly number[], faulty: ReadonlySet<number>): RevealedShares {
+  const dropped = maskingSet.filter(u => !survivors.includes(u))
+  const selfMaskShares = new Map<number, Share[]>(survivors.map(u => [u, []]))
+  const keyShares = new Map<number, Share[]>(dropped.map(u => [u, []]))
+  const misbehaved: RevealedShares['misbehaved'] = []
+  for (const [sender, body] of reveals) {
+    if (faulty.has(sender) || !maskingSet.includes(sender)) continue
+    const owners = new Set<number>()
+    let withinRules = true
+    for (const [u] of body.selfMaskShares) { if (!selfMaskShares.has(u) || owners.has(u)) withinRules = false; owners.add(u) }
+    for (const [u] of body.keyShares) { if (!keyShares.has(u) || owners.has(u)) withinRules = false; owners.add(u) }
+    if (!withinRules) { misbehaved.push({ member: sender, code: 'invalid', reason: `member ${sender} revealed shares outside the rules (both kinds, or for the wrong set)` }); continue }
+    const own = (encoded: Uint8Array): Share | null => {
+      try {
+        const share = decodeShare(encoded)
+        return share.x === sender + 1 ? share : null
+      } catch { return null }
+    }
+    const self = body.selfMaskShares.map(([u, s]) => [u, own(s)] as const)
+    const keys = body.keyShares.map(([u, s]) => [u, own(s)] as const)
+    if ([...self, ...keys].some(([, s]) => s === null)) { misbehaved.push({ member: sender, code: 'bad-share', reason: `member ${sender} revealed malformed shares` }); continue }
+    for (const [u, s] of self) selfMaskShares.get(u)!.push(s!)
+    for (const [u, s] of keys) keyShares.get(u)!.push(s!)
+  }
+  return { selfMaskShares, keyShares, misbehaved }
+}
+
+/** Whether every secret has the t shares its reconstruction needs. */
+export function enoughShares (shares: RevealedShares, threshold: number): boolean {
+  return [...shares.selfMaskShares.values(), ...shares.keyShares.values()].every(list => list.length >= threshold)
+}
+
+export interface AggregationInput {
+  consortium: Uint8Array
+  round: number
+  /** the ledger head this round extends */
+  prev: Uint8Array
+  kind: 'update' | 'stats'
+  /** the certified state the updates were trained from */
+  state: GlobalState
+  survivors: readonly number[]
+  dropped: readonly number[]
+  shares: Pick<RevealedShares, 'selfMaskShares' | 'keyShares'>
+  /** per member of the masking set: what its advertisement committed to */
+  adverts: ReadonlyMap<number, { selfMaskCommitment: Uint8Array, maskKey: Uint8Array }>
+  /** per survivor: its masked vector, checked against its commitment */
+  maskedVectors: ReadonlyMap<number, Uint32Array>
+  /** peer ids by member index: they fix the sign of each pairwise mask */
+  peerIds: readonly string[]
+  /** the round's context (consortium id and round), which every mask seed is derived with */
+  maskContext: Uint8Array
+  params: { threshold: number, quantization: WeightedUpdateParams, aggregation: AggregationParams }
+}
+
+export type AggregationResult =
+  | { ok: true, header: Uint8Array, state: GlobalState | null, stats: Float64Array | null }
+  /** a reconstructed secret did not match its commitment: the members whose shares are to blame */
+  | { ok: false, suspects: number[] }
+
+export function aggregate (a: AggregationInput): AggregationResult {
+  const selfSeeds: Uint8Array[] = []
+  const droppedKeys = new Map<number, Uint8Array>()
+  try {
+    for (const u of a.survivors) {
+      const commitment = a.adverts.get(u)!.selfMaskCommitment
+      selfSeeds.push(reconstructSecret(a.shares.selfMaskShares.get(u)!, a.params.threshold, { verify: s => equalBytes(secretCommitment(s), commitment) }))
+    }
+    for (const u of a.dropped) {
+      const pub = a.adverts.get(u)!.maskKey
+      droppedKeys.set(u, reconstructSecret(a.shares.keyShares.get(u)!, a.params.threshold, { verify: s => equalBytes(x25519PublicKey(s), pub) }))
+    }
+  } catch (e) {
+    // share points are member index + 1
+    if (e instanceof InconsistentSharesError) return { ok: false, suspects: e.suspects.map(x => x - 1) }
+    throw e
+  }
+
+  const sum = sumVectors(a.survivors.map(u => a.maskedVectors.get(u)!))
+  const droppedMasks: DroppedPairwiseMask[] = []
+  for (const [d, key] of droppedKeys) {
+    for (const u of a.survivors) {
+      droppedMasks.push({ seed: pairwiseMaskSeed(key, a.adverts.get(u)!.maskKey, a.maskContext), sign: pairwiseSign(a.peerIds[u], a.peerIds[d]) })
+    }
+  }
+  unmaskSum(sum, selfSeeds, droppedMasks)
+  const aggregateHash = hash(new Uint8Array(sum.buffer, sum.byteOffset, sum.byteLength))
+  const { mean } = decodeWeightedAverage(sum, a.survivors.length, a.params.quantization)
+  const state = a.kind === 'update' ? strategyFor(a.params.aggregation.rule).apply(a.state, mean, a.params.aggregation) : null
+  const stats = a.kind === 'stats' ? mean : null
+  const header = encodeHeader({
+    consortium: a.consortium,
+    round: a.round,
+    prev: a.prev,
+    kind: a.kind,
+    survivors: [...a.survivors],
+    aggregateHash,
+    stateHash: stateHash(state ?? a.state),
+    extra: stats === null ? new Uint8Array(0) : new Uint8Array(Float64Array.from(stats).buffer)
+  })
+  return { ok: true, header, state, stats }
+}

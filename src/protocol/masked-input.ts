@@ -1,0 +1,33 @@
+/**
+ * Step 3 of a round (docs/PROTOCOL.md): a member's input as it leaves the member. The update (or
+ * statistics vector) is clipped, scaled and stochastically rounded into Z_2^32 with its sample
+ * weight as one more element, then hidden under the self mask and one pairwise mask per other
+ * member of the masking set. Only the sum over the survivor set, once their self masks and the
+ * dropped members' pairwise masks are removed (aggregate.ts), reveals anything. Pure.
+ */
+import { encodeWeightedUpdate, maskInput, pairwiseMaskSeed, pairwiseSign, type RandomSource, type WeightedUpdateParams } from '../privacy/index.ts'
+
+export interface MaskedInputSpec {
+  values: ArrayLike<number>
+  count: number
+  quantization: WeightedUpdateParams
+  me: number
+  /** the masking set's other members, by index, with the mask keys they advertised */
+  others: ReadonlyMap<number, Uint8Array>
+  /** peer ids by member index: they fix the sign of each pairwise mask */
+  peerIds: readonly string[]
+  selfMaskSeed: Uint8Array
+  maskSecretKey: Uint8Array
+  /** the round's context (consortium id and round) */
+  context: Uint8Array
+  rng: RandomSource
+}
+
+export function maskedInput (s: MaskedInputSpec): Uint32Array {
+  const x = encodeWeightedUpdate(s.values, Math.min(s.count, s.quantization.maxSampleCount), s.quantization, s.rng)
+  const pairwise = [...s.others].map(([v, maskKey]) => ({
+    seed: pairwiseMaskSeed(s.maskSecretKey, maskKey, s.context),
+    sign: pairwiseSign(s.peerIds[s.me], s.peerIds[v])
+  }))
+  return maskInput(x, s.selfMaskSeed, pairwise)
+}

@@ -14,6 +14,7 @@ import { defaultParams, validateManifest } from '../src/protocol/manifest.ts'
 import { createHost, type MedmeshHost } from '../src/node/host.ts'
 import { DEFAULTS, type NodeConfig } from '../src/node/config.ts'
 import { BLOB_PROTOCOL, sendFramed, readFramed, parseBlobRequest, parseBlobHeader, checkBlob } from '../src/node/wire.ts'
+import { channelOf } from '../src/node/network.ts'
 import { hash, hex } from '../src/protocol/codec.ts'
 
 const { values } = parseArgs({ options: { mb: { type: 'string', default: '44.8' }, reps: { type: 'string', default: '3' } } })
@@ -28,16 +29,17 @@ const manifest = validateManifest({ version: 1, name: 'bench', members: ids.map(
 const config = (dir: string): NodeConfig => ({ ...DEFAULTS, dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], http: 'off' })
 const hosts: MedmeshHost[] = await Promise.all(ids.map(async (id, i) => await createHost(config(`/tmp/bench-${i}`), id, manifest, { onRefused: () => {}, denied: new Set() })))
 await hosts[0].handle(BLOB_PROTOCOL, async (stream) => {
-  await readFramed(stream, 1024, parseBlobRequest, () => 0)
-  await sendFramed(stream, { n: blob.length }, blob)
+  const channel = channelOf(stream)
+  await readFramed(channel, 1024, parseBlobRequest, () => 0)
+  await sendFramed(channel, { n: blob.length }, blob)
 })
 await hosts[1].dial(hosts[0].getMultiaddrs()[0])
 
 async function viaBlobProtocol (): Promise<number> {
   const t0 = performance.now()
-  const stream = await hosts[1].dialProtocol(hosts[0].peerId, BLOB_PROTOCOL)
-  await sendFramed(stream, { h: Uint8Array.from(Buffer.from(blobHash, 'hex')) })
-  const { body } = await readFramed(stream, 1024, parseBlobHeader, n => n)
+  const channel = channelOf(await hosts[1].dialProtocol(hosts[0].peerId, BLOB_PROTOCOL))
+  await sendFramed(channel, { h: Uint8Array.from(Buffer.from(blobHash, 'hex')) })
+  const { body } = await readFramed(channel, 1024, parseBlobHeader, n => n)
   if (!checkBlob(blobHash, body)) throw new Error('blob corrupted in transit')
   return performance.now() - t0
 }

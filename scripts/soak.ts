@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
-import { MedmeshNode } from '../src/node/service.ts'
+import { MedmeshNode } from '../src/node/node.ts'
 import { resolveConfig } from '../src/node/config.ts'
 import { hex } from '../src/protocol/codec.ts'
 import { mulberry32 } from '../src/protocol/memnet.ts'
@@ -48,13 +48,13 @@ const started = Date.now()
 const samples: Array<{ round: number, atS: number, heapMB: number, rssMB: number, tensors: number, resources: number, certificatesHeld: number }> = []
 let stops = 0
 let down = -1
-const head = (): number => Math.max(...nodes.map(nd => nd?.peer.ledger.lastRound ?? -1))
+const head = (): number => Math.max(...nodes.map(nd => nd?.ledger.lastRound ?? -1))
 const sample = (round: number): void => {
   gc()
   const m = process.memoryUsage()
   // the ledgers grow by design (every node keeps every certificate): count them, so that heap growth
   // can be set against what they hold
-  const certificatesHeld = nodes.reduce((a, nd) => a + (nd?.peer.ledger.entries.length ?? 0), 0)
+  const certificatesHeld = nodes.reduce((a, nd) => a + (nd?.ledger.entries.length ?? 0), 0)
   // --snapshots DIR: a V8 heap snapshot at each sample, to see what grows (Chrome DevTools compares them)
   if (values.snapshots !== undefined) writeHeapSnapshot(join(values.snapshots, `soak-${round}.heapsnapshot`))
   samples.push({ round, atS: Math.round((Date.now() - started) / 1000), heapMB: m.heapUsed / 1e6, rssMB: m.rss / 1e6, tensors: tf.memory().numTensors, resources: process.getActiveResourcesInfo().length, certificatesHeld })
@@ -76,7 +76,7 @@ while (head() < ROUNDS && Date.now() < deadline) {
   if (h % 20 === 0) process.stdout.write(`soak: round ${h}, ${stops} stops, ${Math.round((Date.now() - started) / 1000)} s\n`)
 }
 if (down >= 0) { nodes[down] = await MedmeshNode.start(configs[down]); down = -1 }
-const ledgers = nodes.map(nd => nd!.peer.ledger)
+const ledgers = nodes.map(nd => nd!.ledger)
 const last = Math.max(...ledgers.map(l => l.lastRound))
 await Promise.all(nodes.map(async nd => await nd!.stop()))
 

@@ -31,14 +31,15 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
       if (site.norm === undefined && net.peers[member].stats !== null) site.useStatistics(net.peers[member].stats!)
       // the next round's training starts as soon as a round is certified: note ε before it
       if (!epsilonBefore.has(round)) epsilonBefore.set(round, sites.map(x => x.options.budget?.spent.epsilon ?? 0))
-      return site.update(net.peers[member].state, round)
+      return site.update(net.peers[member].state.weights, round)
     }
   })
   // member i of the manifest (canonical order) is hospital i
   const sites: Site[] = []
   const epsilonBefore = new Map<number, number[]>()
   for (let i = 0; i < n; i++) {
-    sites.push(await Site.open(net.manifest, { train: subset(s.data.train, s.parts[i]), val: null, test: null }, {
+    const spec = { model: { id: s.modelId, seed: s.seed }, dp: s.dp === null ? null : { noiseMultiplier: s.dp.noise, clipNorm: 1 } }
+    sites.push(await Site.open(spec, { train: subset(s.data.train, s.parts[i]), val: null, test: null }, {
       epochs: s.epochs, batchSize: s.batchSize, learningRate: 1e-3, seed: s.seedBytes(100 + i), budget: s.dp === null ? null : new PrivacyBudget(s.dp.epsilon, 1e-5)
     }))
   }
@@ -57,7 +58,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     // dropouts: this round's absentees miss the whole round, then come back
     const absent = drawAbsent(n, s.dropout, net.rand)
     const target = r
-    const done = (): boolean => net.honest().every((i: number) => net.peers[i].ledger.lastRound >= target || net.peers[i].current === null || net.peers[i].current!.round > target)
+    const done = (): boolean => net.honest().every((i: number) => net.peers[i].ledger.lastRound >= target || net.peers[i].round === null || net.peers[i].round!.number > target)
     if (s.killAt !== null && r === s.killAt) { absent.delete(victim); net.online[victim] = false; s.out(`round ${r}: hospital ${victim} crashes`) }
     if (s.killAt !== null && r === s.killAt + 2) {
       // it restarts: certificates and the certified state from another member, verified before use
@@ -71,7 +72,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     net.run(done, 600_000)
     // a peer that saw the certificate before finishing its own aggregate fetches the certified state: wait for it
     const current = (i: number): boolean => {
-      const last = [...net.peers[i].ledger.entries].reverse().find(e => e.header.kind === 'update')
+      const last = net.peers[i].ledger.lastOf('update')
       return last === undefined || hex(stateHash(net.peers[i].state)) === hex(last.header.stateHash)
     }
     net.run(() => net.honest().every(current), 60_000)

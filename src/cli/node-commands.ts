@@ -224,7 +224,7 @@ export async function start (args: string[]): Promise<number> {
   const { values } = parse(args, NODE_FLAGS)
   return await guarded(async () => {
     const config = resolveConfig(dataDirOf(values['data-dir']), flagLayer(values))
-    const { MedmeshNode } = await import('../node/service.ts')
+    const { MedmeshNode } = await import('../node/node.ts')
     const node = await MedmeshNode.start(config)
     const stop = (): void => { void node.stop() }
     const reload = (): void => node.reloadDenyList()

@@ -10,8 +10,7 @@
  */
 import { pipe } from 'it-pipe'
 import * as lp from 'it-length-prefixed'
-import type { Stream } from '@libp2p/interface'
-import { messageStreamToDuplex } from '@libp2p/utils'
+import type { Uint8ArrayList } from 'uint8arraylist'
 import { decodeBounded, encodeCanonical, hash, hex, obj, uint, bytes, arr } from '../protocol/codec.ts'
 import { reject } from '../protocol/errors.ts'
 
@@ -24,16 +23,24 @@ function * frames (data: Uint8Array): Generator<Uint8Array> {
   for (let off = 0; off < data.length; off += FRAME_BYTES) yield data.subarray(off, Math.min(data.length, off + FRAME_BYTES))
 }
 
+/**
+ * One stream of a protocol, as the services see it: bytes in, bytes out, and a way to give up.
+ * The node's network (network.ts) makes one from a libp2p stream; tests make them in memory.
+ */
+export interface Channel {
+  source: AsyncIterable<Uint8Array | Uint8ArrayList>
+  sink: (source: Iterable<Uint8Array | Uint8ArrayList> | AsyncIterable<Uint8Array | Uint8ArrayList>) => Promise<void>
+  abort: (err: Error) => void
+}
+
 /** Write a header and a body as frames, then close our end. */
-export async function sendFramed (stream: Stream, header: unknown, body: Uint8Array = new Uint8Array(0)): Promise<void> {
-  const duplex = messageStreamToDuplex(stream)
-  await pipe([encodeCanonical(header), ...frames(body)], (src) => lp.encode(src, { maxDataLength: FRAME_BYTES }), duplex.sink)
+export async function sendFramed (channel: Channel, header: unknown, body: Uint8Array = new Uint8Array(0)): Promise<void> {
+  await pipe([encodeCanonical(header), ...frames(body)], (src) => lp.encode(src, { maxDataLength: FRAME_BYTES }), channel.sink)
 }
 
 /** Read a header (at most `maxHeader` bytes) and then exactly `bodyLength(header)` bytes of frames. */
-export async function readFramed<H> (stream: Stream, maxHeader: number, parseHeader: (v: unknown) => H, bodyLength: (h: H) => number): Promise<{ header: H, body: Uint8Array }> {
-  const duplex = messageStreamToDuplex(stream)
-  return await pipe(duplex.source, (src) => lp.decode(src, { maxDataLength: FRAME_BYTES }), async (src) => {
+export async function readFramed<H> (channel: Channel, maxHeader: number, parseHeader: (v: unknown) => H, bodyLength: (h: H) => number): Promise<{ header: H, body: Uint8Array }> {
+  return await pipe(channel.source, (src) => lp.decode(src, { maxDataLength: FRAME_BYTES }), async (src) => {
     let header: H | undefined
     let body: Uint8Array | undefined
     let filled = 0

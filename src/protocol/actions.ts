@@ -16,7 +16,8 @@ export type RoundAction =
   | { type: 'broadcast', msgType: string, wire: Uint8Array }
   /** hold a blob for the members to fetch: a masked vector of the round, or a certified state */
   | { type: 'publish-blob', hash: string, data: Uint8Array, what: 'masked-vector' | 'state', round: number }
-  | { type: 'fetch-blob', hash: string, owner: number }
+  /** fetch a blob by hash from any member (`owner` first): a masked vector, or a certified state this peer did not compute */
+  | { type: 'fetch-blob', hash: string, owner: number, what: 'masked-vector' | 'state' }
   | { type: 'reject', code: RejectCode, reason: string, peer: number }
   | { type: 'phase', phase: Phase, detail: string, round: number }
   | { type: 'certified', certificate: Certificate, header: CertificateHeader, state: GlobalState | null, stats: Float64Array | null }

@@ -24,13 +24,11 @@ export interface TallyOptions {
 
 /** Signed commits by header; only verified commits are recorded (see commitSignatureValid). */
 export class CommitTally {
-  readonly #quorum: number
   readonly #options: TallyOptions
   readonly #byHeader = new Map<string, { header: Uint8Array, signatures: Map<number, Uint8Array> }>()
   readonly #latest = new Map<number, string>()
 
-  constructor (quorum: number, options: TallyOptions = {}) {
-    this.#quorum = quorum
+  constructor (options: TallyOptions = {}) {
     this.#options = options
   }
 
@@ -57,14 +55,20 @@ export class CommitTally {
     return [...(this.#byHeader.get(key)?.signatures.keys() ?? [])].sort((a, b) => a - b)
   }
 
-  /** The first header (in the order headers were first seen) that a quorum signed, as a certificate. */
-  certificate (): { key: string, certificate: Certificate } | null {
-    for (const [key, entry] of this.#byHeader) {
-      if (entry.signatures.size >= this.#quorum) {
-        return { key, certificate: { header: entry.header, signatures: [...entry.signatures.entries()].sort((a, b) => a[0] - b[0]) } }
-      }
+  /** The first header (in the order headers were first seen) that `quorum` members signed, as a certificate. */
+  certificate (quorum: number): Certificate | null {
+    for (const key of this.#byHeader.keys()) {
+      const certificate = this.certificateFor(key, quorum)
+      if (certificate !== null) return certificate
     }
     return null
+  }
+
+  /** The certificate of this header, if `quorum` members signed it. */
+  certificateFor (key: string, quorum: number): Certificate | null {
+    const entry = this.#byHeader.get(key)
+    if (entry === undefined || entry.signatures.size < quorum) return null
+    return { header: entry.header, signatures: [...entry.signatures.entries()].sort((a, b) => a[0] - b[0]) }
   }
 
   clear (): void {

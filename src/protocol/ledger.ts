@@ -116,6 +116,28 @@ export class Ledger {
   get lastRound (): number { return this.entries.length === 0 ? -1 : this.entries[this.entries.length - 1].header.round }
   get last (): LedgerEntry | undefined { return this.entries[this.entries.length - 1] }
 
+  /** The latest certificate of this kind (the last certified model: lastOf('update')). */
+  lastOf (kind: CertificateKind): LedgerEntry | undefined {
+    for (let i = this.entries.length - 1; i >= 0; i--) if (this.entries[i].header.kind === kind) return this.entries[i]
+    return undefined
+  }
+
+  /** How many certificates of this kind the ledger holds. */
+  count (kind: CertificateKind): number {
+    return this.entries.reduce((n, e) => n + (e.header.kind === kind ? 1 : 0), 0)
+  }
+
+  /** The certificates of rounds after `round`, in order (what a member that stopped there lacks). */
+  after (round: number): LedgerEntry[] {
+    return this.entries.filter(e => e.header.round > round)
+  }
+
+  /** The certified statistics (pixel mean, mean square) of the last statistics round, if any. */
+  get statistics (): Float64Array | null {
+    const e = this.lastOf('stats')
+    return e === undefined ? null : new Float64Array(new Uint8Array(e.header.extra).buffer)
+  }
+
   /** Verify and append; throws ProtocolError if the certificate does not extend this chain. */
   append (cert: Certificate): LedgerEntry {
     const header = verifyCertificate(cert, this.#manifest, this.#keys)

@@ -136,11 +136,11 @@ export class MemNet {
         case 'phase': {
           // like a node, a slow member trains once the masking set includes it
           const delay = this.slow.get(i)
-          const round = peer.current
-          const input = delay === undefined || action.phase !== 'masked-input' || round === null || !round.inputExpected ? null : this.options.input?.(i, round.round, round.kind) ?? null
+          const round = peer.round
+          const input = delay === undefined || action.phase !== 'masked-input' || round === null || !round.inputExpected ? null : this.options.input?.(i, round.number, round.kind) ?? null
           if (input !== null) {
             this.#busyUntil.set(i, this.now + delay!)
-            this.#enqueue({ to: i, input: { ...input, round: round!.round } }, delay)
+            this.#enqueue({ to: i, input: { ...input, round: round!.number } }, delay)
           }
           break
         }
@@ -192,7 +192,7 @@ export class MemNet {
         if (next.wire !== undefined) this.peers[next.to].receive(next.wire, this.now)
         else if (next.blob !== undefined) this.peers[next.to].receiveBlob(next.blob.hash, next.blob.data, this.now)
         else if (next.sync !== undefined) this.serveLedger(next.sync.from, next.to)
-        else if (next.input !== undefined && this.peers[next.to].current?.round === next.input.round) this.peers[next.to].setInput(next.input.values, next.input.count)
+        else if (next.input !== undefined && this.peers[next.to].round?.number === next.input.round) this.peers[next.to].setInput(next.input.values, next.input.count)
         this.flush(next.to)
       } else {
         this.now = nextTick
@@ -205,8 +205,8 @@ export class MemNet {
   /** Member `to` catches up from member `from`'s certificates and certified state (checked by catchUp). */
   serveLedger (from: number, to: number): void {
     const donor = this.peers[from]
-    const entries = donor.ledger.entries.filter(e => e.header.round > this.peers[to].ledger.lastRound)
-    const last = [...donor.ledger.entries].reverse().find(e => e.header.kind === 'update')
+    const entries = donor.ledger.after(this.peers[to].ledger.lastRound)
+    const last = donor.ledger.lastOf('update')
     try {
       this.peers[to].catchUp(entries.map(e => e.certificate), last === undefined ? null : this.blobs.get(hex(last.header.stateHash)) ?? null, this.now)
     } catch (e) {

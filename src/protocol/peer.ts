@@ -14,14 +14,24 @@ import type { NodeIdentity, RandomSource } from '../privacy/index.ts'
 import { equalBytes, hex } from './codec.ts'
 import { ProtocolError } from './errors.ts'
 import { Ledger, decodeHeader, headerHash, type Certificate, type CertificateHeader } from './ledger.ts'
-import { MSG, openMessage, type CommitBody, type OpenedMessage } from './messages.ts'
+import { MSG, openMessage, type CommitBody, type MessageContext, type OpenedMessage } from './messages.ts'
 import { decodeState, encodeState, stateHash, type GlobalState } from './model.ts'
 import { Round } from './round.ts'
-import type { PeerAction, RoundKind } from './actions.ts'
+import type { PeerAction, Phase, RoundKind } from './actions.ts'
 import type { Manifest } from './manifest.ts'
-import { verifySignature } from '../privacy/index.ts'
+import { CommitTally, commitSignatureValid } from './commits.ts'
 
 export type { PeerAction, RoundKind } from './actions.ts'
+
+/** What a driver may know of the round in progress. */
+export interface RoundView {
+  readonly number: number
+  readonly kind: RoundKind
+  readonly phase: Phase
+  /** the masking set is agreed and includes this peer: its input is due */
+  readonly inputExpected: boolean
+  readonly done: boolean
+}
 
 export interface PeerOptions {
   manifest: Manifest
@@ -61,24 +71,34 @@ const FUTURE_ROUNDS = 16
 const LATENESS_ROUNDS = 5
 const MAX_STATE_BYTES = 1 << 30
 
+function decodeStateOrNull (data: Uint8Array): GlobalState | null {
+  try { return decodeState(data, MAX_STATE_BYTES) } catch (e) {
+    if (e instanceof ProtocolError) return null
+    throw e
+  }
+}
+
 export class ProtocolPeer {
   readonly ledger: Ledger
   state: GlobalState
   /** the last certified statistics (from a 'stats' round) */
   stats: Float64Array | null = null
-  current: Round | null = null
+  #current: Round | null = null
   readonly #o: PeerOptions
   readonly #actions: PeerAction[] = []
   #buffer: Array<{ msg: OpenedMessage }> = []
-  readonly #lateCommits = new Map<string, { header: Uint8Array, sigs: Map<number, Uint8Array> }>()
+  /** commits for a round this peer has left (it aborted, or restarted in it): a late certificate to adopt */
+  readonly #lateCommits = new CommitTally({ maxHeaders: 64 })
   #pendingState: { hash: string, prev: Uint8Array } | null = null
-  readonly #foreign = new Map<number, { key: string, round: number }>()
+  /** commits extending a ledger head this peer lacks: evidence that it must catch up */
+  readonly #foreign = new CommitTally({ latestPerSender: true, maxHeaders: 256 })
   readonly #synced = new Set<string>()
   #now = 0
-  /** not yet allowed to start the next round (see firstRound) */
-  #waiting = false
-  #halted = false
-  #waitingSince = 0
+  /**
+   * running rounds; waiting, since a time, for the network to pass the round this peer was in when
+   * it stopped (see firstRound); or halted for good
+   */
+  #standing: { is: 'running' } | { is: 'waiting', since: number } | { is: 'halted' } = { is: 'running' }
   /** the last rounds that ended, still told of late masked inputs: how late inputs come */
   readonly #recent: Round[] = []
 
@@ -89,6 +109,12 @@ export class ProtocolPeer {
   }
 
   get manifest (): Manifest { return this.ledger.manifest }
+
+  /** The round under way (or the last one, once ended), as drivers and tests may see it: read-only. */
+  get round (): RoundView | null {
+    const r = this.#current
+    return r === null ? null : { number: r.round, kind: r.kind, phase: r.phase, inputExpected: r.inputExpected, done: r.done }
+  }
   get peerId (): string { return this.#o.identity.peerId }
   get #me (): number { return this.manifest.members.findIndex(m => m.peerId === this.#o.identity.peerId) }
 
@@ -128,27 +154,26 @@ export class ProtocolPeer {
    * would sign rounds that some members certify after it left and others never see.
    */
   halt (): void {
-    this.#halted = true
-    if (this.current !== null && !this.current.done) this.current = null
+    this.#standing = { is: 'halted' }
+    if (this.#current !== null && !this.#current.done) this.#current = null
   }
 
   /** Start the round after the last certified one (or `round`, when the network is further on). */
   start (now: number, round = this.ledger.lastRound + 1): void {
     this.#now = Math.max(this.#now, now)
     // never two Rounds for one round number: new keys for the same round would be equivocation
-    if (this.current !== null && this.current.round >= round) return
-    if (this.#halted) return
+    if (this.#current !== null && this.#current.round >= round) return
+    if (this.#standing.is === 'halted') return
     if (this.#o.finished?.(this.ledger) === true) { this.halt(); return }
-    if (this.#o.lastRound !== undefined && round > this.#o.lastRound) { this.current = null; return }
+    if (this.#o.lastRound !== undefined && round > this.#o.lastRound) { this.#current = null; return }
     if (round < (this.#o.firstRound ?? 0)) {
-      if (!this.#waiting) this.#waitingSince = this.#now
-      this.#waiting = true
+      if (this.#standing.is !== 'waiting') this.#standing = { is: 'waiting', since: this.#now }
       return
     }
-    this.#waiting = false
+    this.#standing = { is: 'running' }
     const kind = this.#o.kindOf?.(round) ?? 'update'
-    if (this.current !== null) { this.#recent.push(this.current); if (this.#recent.length > LATENESS_ROUNDS) this.#recent.shift() }
-    this.current = new Round({
+    if (this.#current !== null) { this.#recent.push(this.#current); if (this.#recent.length > LATENESS_ROUNDS) this.#recent.shift() }
+    this.#current = new Round({
       manifest: this.manifest,
       consortium: this.ledger.consortium,
       memberKeys: this.ledger.memberKeys,
@@ -164,34 +189,42 @@ export class ProtocolPeer {
     })
     this.#actions.push({ type: 'round-started', round, kind })
     const input = this.#o.inputFor?.(round, kind, this.state) ?? null
-    if (input !== null) this.current.setInput(input.values, input.count)
+    if (input !== null) this.#current.setInput(input.values, input.count)
     const early = this.#buffer.filter(b => b.msg.env.round === round)
     this.#buffer = this.#buffer.filter(b => b.msg.env.round > round)
-    for (const { msg } of early) this.current.receive(msg, this.#now)
+    for (const { msg } of early) this.#current.receive(msg, this.#now)
     this.#collect()
   }
 
   setInput (values: ArrayLike<number>, count: number): void {
-    this.current?.setInput(values, count)
+    this.#current?.setInput(values, count)
     this.#collect()
   }
 
-  /** Bytes from the network; `from` is the transport's peer, for logs. */
+  /** What a message from the network is checked against (see openMessage). */
+  get messageContext (): MessageContext { return { consortium: this.ledger.consortium, memberKeys: this.ledger.memberKeys } }
+
+  /** Bytes from the network: opened (size, schema, consortium, membership, signature), then taken in. */
   receive (wire: Uint8Array, now: number): void {
-    this.#now = Math.max(this.#now, now)
     let msg: OpenedMessage
     try {
-      msg = openMessage(wire, { consortium: this.ledger.consortium, memberKeys: this.ledger.memberKeys })
+      msg = openMessage(wire, this.messageContext)
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e
       this.#actions.push({ type: 'reject', code: e.code, reason: e.message, peer: -1 })
       return
     }
+    this.receiveOpened(msg, now)
+  }
+
+  /** A message the driver has already opened against `messageContext` (a gossip validator does it once). */
+  receiveOpened (msg: OpenedMessage, now: number): void {
+    this.#now = Math.max(this.#now, now)
     const r = msg.env.round
-    const cur = this.current?.round ?? this.ledger.lastRound + 1
-    if (msg.env.type === MSG.commit && r >= this.ledger.lastRound + 1 && this.#onAnotherHead(msg as OpenedMessage<CommitBody>)) { /* counted towards a sync */ } else if (this.current !== null && r === cur) this.current.receive(msg, this.#now)
-    else if (this.#waiting && msg.env.type === MSG.commit && r < this.#o.firstRound! && r === cur) this.#lateCommit(msg as OpenedMessage<CommitBody>)
-    else if (r > cur || (this.current === null && r === cur)) {
+    const cur = this.#current?.round ?? this.ledger.lastRound + 1
+    if (msg.env.type === MSG.commit && r >= this.ledger.lastRound + 1 && this.#onAnotherHead(msg as OpenedMessage<CommitBody>)) { /* counted towards a sync */ } else if (this.#current !== null && r === cur) this.#current.receive(msg, this.#now)
+    else if (this.#standing.is === 'waiting' && msg.env.type === MSG.commit && r < this.#o.firstRound! && r === cur) this.#lateCommit(msg as OpenedMessage<CommitBody>)
+    else if (r > cur || (this.#current === null && r === cur)) {
       // a later round, or this one before this peer has started it: keep it for then
       // a peer that was away may be several rounds behind; each member gets an equal share of the buffer
       const fromSender = this.#buffer.filter(b => b.msg.env.sender === msg.env.sender).length
@@ -207,25 +240,24 @@ export class ProtocolPeer {
   receiveBlob (hashHex: string, data: Uint8Array, now: number): void {
     this.#now = Math.max(this.#now, now)
     if (this.#pendingState !== null && hashHex === this.#pendingState.hash) {
-      try {
-        const state = decodeState(data, MAX_STATE_BYTES)
-        if (hex(stateHash(state)) !== hashHex) throw new Error('hash')
+      const state = decodeStateOrNull(data)
+      if (state === null || hex(stateHash(state)) !== hashHex) this.#actions.push({ type: 'reject', code: 'bad-blob', reason: 'certified state does not match its hash', peer: -1 })
+      else {
         this.state = state
-        this.current?.rebase(this.#pendingState.prev, state)
+        this.#current?.rebase(this.#pendingState.prev, state)
         this.#pendingState = null
-      } catch {
-        this.#actions.push({ type: 'reject', code: 'bad-blob', reason: 'certified state does not match its hash', peer: -1 })
       }
     }
-    this.current?.receiveBlob(hashHex, data, this.#now)
+    this.#current?.receiveBlob(hashHex, data, this.#now)
     this.#collect()
   }
 
   tick (now: number): void {
     this.#now = Math.max(this.#now, now)
     // a restarted peer that has since learnt the certificate of the round it had been in goes on
-    if (this.#waiting && this.ledger.lastRound + 1 >= (this.#o.firstRound ?? 0) && this.#pendingState === null) this.start(this.#now)
-    else if (this.#waiting && this.#pendingState === null && this.#now - this.#waitingSince >= this.manifest.params.timeouts.roundMs) {
+    const waiting = this.#standing.is === 'waiting' ? this.#standing : null
+    if (waiting !== null && this.ledger.lastRound + 1 >= (this.#o.firstRound ?? 0) && this.#pendingState === null) this.start(this.#now)
+    else if (waiting !== null && this.#pendingState === null && this.#now - waiting.since >= this.manifest.params.timeouts.roundMs) {
       // no certificate for the round it stopped in, and no members ahead to follow: that round is
       // aborted everywhere by now (or every member stopped in it): begin the next one, and ask the
       // members for certificates in case it was certified after all (the round is rebased then)
@@ -233,7 +265,7 @@ export class ProtocolPeer {
       this.start(this.#now, round)
       this.#requestSync(round - 1, [])
     }
-    this.current?.tick(this.#now)
+    this.#current?.tick(this.#now)
     this.#collect()
   }
 
@@ -255,7 +287,7 @@ export class ProtocolPeer {
       this.#actions.push({ type: 'caught-up', round: last.round })
       this.#foreign.clear()
       this.#pendingState = null
-      const cur = this.current
+      const cur = this.#current
       if (cur !== null && !cur.done && cur.round <= last.round) {
         this.#actions.push({ type: 'aborted', reason: `round ${cur.round} abandoned: caught up to round ${last.round}` })
       } else if (cur !== null && !cur.done && cur.round === last.round + 1 && !equalBytes(cur.prev, this.ledger.head)) {
@@ -276,15 +308,13 @@ export class ProtocolPeer {
     let header: CertificateHeader
     try { header = decodeHeader(msg.env.body.header) } catch { return false }
     if (equalBytes(header.prev, this.ledger.head) || header.round !== msg.env.round) return false
-    const h = headerHash(msg.env.body.header)
-    if (!verifySignature(this.ledger.memberKeys[msg.env.sender], 'round-certificate', h, msg.env.body.signature)) {
+    if (!commitSignatureValid(this.ledger.memberKeys, msg.env.sender, msg.env.body)) {
       this.#actions.push({ type: 'reject', code: 'bad-signature', reason: `member ${msg.env.sender}'s certificate signature is invalid`, peer: msg.env.sender })
       return true
     }
     // one header per sender (its latest), so a member cannot crowd out the others' evidence
-    const key = hex(h)
-    this.#foreign.set(msg.env.sender, { key, round: header.round })
-    const signers = [...this.#foreign.entries()].filter(([, v]) => v.key === key).map(([s]) => s)
+    const key = this.#foreign.record(msg.env.sender, msg.env.body)
+    const signers = key === null ? [] : this.#foreign.signers(key)
     if (signers.length >= this.manifest.params.quorum) this.#requestSync(header.round, signers)
     return true
   }
@@ -306,8 +336,8 @@ export class ProtocolPeer {
   #maybeJump (r: number): void {
     const set = new Set(this.#buffer.filter(b => b.msg.env.round === r && b.msg.env.type === MSG.advertise && b.msg.env.sender !== this.#me).map(b => b.msg.env.sender))
     // only a peer already running rounds follows; one that has not started yet will start there
-    if ((this.current !== null || this.#waiting) && set.size >= Math.max(1, this.manifest.params.threshold - 1) && (this.current?.round ?? -1) < r && r >= (this.#o.firstRound ?? 0)) {
-      if (this.current !== null && !this.current.done) this.#actions.push({ type: 'aborted', reason: `round ${this.current.round} abandoned: ${set.size} members are in round ${r}` })
+    if ((this.#current !== null || this.#standing.is === 'waiting') && set.size >= Math.max(1, this.manifest.params.threshold - 1) && (this.#current?.round ?? -1) < r && r >= (this.#o.firstRound ?? 0)) {
+      if (this.#current !== null && !this.#current.done) this.#actions.push({ type: 'aborted', reason: `round ${this.#current.round} abandoned: ${set.size} members are in round ${r}` })
       this.start(this.#now, r)
       // rounds were certified while this peer was away (or it would not be this far behind): fetch them
       if (r > this.ledger.lastRound + 1) this.#requestSync(r - 1, [...set])
@@ -315,24 +345,16 @@ export class ProtocolPeer {
   }
 
   #lateCommit (msg: OpenedMessage<CommitBody>): void {
-    const h = headerHash(msg.env.body.header)
-    if (!verifySignature(this.ledger.memberKeys[msg.env.sender], 'round-certificate', h, msg.env.body.signature)) return
-    const key = hex(h)
-    let entry = this.#lateCommits.get(key)
-    if (entry === undefined) {
-      if (this.#lateCommits.size > 64) return
-      entry = { header: msg.env.body.header, sigs: new Map() }
-      this.#lateCommits.set(key, entry)
-    }
-    entry.sigs.set(msg.env.sender, msg.env.body.signature)
-    if (entry.sigs.size < this.manifest.params.quorum) return
-    const cert: Certificate = { header: entry.header, signatures: [...entry.sigs.entries()].sort((a, b) => a[0] - b[0]) }
+    if (!commitSignatureValid(this.ledger.memberKeys, msg.env.sender, msg.env.body)) return
+    const key = this.#lateCommits.record(msg.env.sender, msg.env.body)
+    const cert = key === null ? null : this.#lateCommits.certificateFor(key, this.manifest.params.quorum)
+    if (cert === null) return
     try {
       const appended = this.ledger.append(cert)
       this.#lateCommits.clear()
       if (appended.header.kind === 'update') {
         this.#pendingState = { hash: hex(appended.header.stateHash), prev: appended.hash }
-        this.#actions.push({ type: 'fetch-blob', hash: hex(appended.header.stateHash), owner: msg.env.sender })
+        this.#actions.push({ type: 'fetch-blob', hash: hex(appended.header.stateHash), owner: msg.env.sender, what: 'state' })
       }
       this.#actions.push({ type: 'caught-up', round: appended.header.round })
     } catch (e) {
@@ -343,7 +365,7 @@ export class ProtocolPeer {
 
   /** Move the round's actions out, and end/start rounds. */
   #collect (): void {
-    const round = this.current
+    const round = this.#current
     if (round === null) return
     for (const a of round.takeActions()) {
       this.#actions.push(a)
@@ -360,11 +382,11 @@ export class ProtocolPeer {
         } else if (a.header.kind === 'update') {
           // a quorum certified a state this peer did not compute: fetch it
           this.#pendingState = { hash: hex(a.header.stateHash), prev: headerHash(a.certificate.header) }
-          this.#actions.push({ type: 'fetch-blob', hash: hex(a.header.stateHash), owner: a.certificate.signatures[0][0] })
+          this.#actions.push({ type: 'fetch-blob', hash: hex(a.header.stateHash), owner: a.certificate.signatures[0][0], what: 'state' })
         }
         if (a.stats !== null) this.stats = a.stats
       }
     }
-    if (round.done && this.current === round) this.start(this.#now, round.round + 1)
+    if (round.done && this.#current === round) this.start(this.#now, round.round + 1)
   }
 }

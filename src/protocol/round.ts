@@ -75,7 +75,7 @@ export class Round {
   readonly #shareKeys = new Map<number, ShareKeys>()
   readonly #vectors = new MaskedVectors()
   readonly #reveals = new Map<number, RevealBody>()
-  readonly #commits: CommitTally
+  readonly #commits = new CommitTally()
   readonly #faulty = new Set<number>()
 
   // progress
@@ -109,7 +109,6 @@ export class Round {
     this.lateness = new Lateness(o.now)
     this.#advertiseDeadline = o.now + (o.advertiseWaitMs ?? o.manifest.params.timeouts.phaseMs)
     this.#roundDeadline = o.now + o.manifest.params.timeouts.roundMs
-    this.#commits = new CommitTally(o.manifest.params.quorum)
     this.#send(MSG.advertise, 0, { boxKey: this.#boxKeys.publicKey, maskKey: this.#maskKeys.publicKey, selfMaskCommitment: secretCommitment(this.#selfMaskSeed) })
     this.#setPhase('advertise', `round ${o.round}: advertised keys`)
   }
@@ -362,7 +361,7 @@ export class Round {
     if (M !== null && (this.#maskedSent || !M.members.includes(this.me))) this.#survivors.begin(now + inputWait + p.timeouts.phaseMs)
 
     // fetch every committed vector I lack
-    for (const { hash, owner } of this.#vectors.takeMissing()) this.#actions.push({ type: 'fetch-blob', hash, owner })
+    for (const { hash, owner } of this.#vectors.takeMissing()) this.#actions.push({ type: 'fetch-blob', hash, owner, what: 'masked-vector' })
 
     // 4. survivor set
     if (M !== null && this.#survivors.certified() === null) {
@@ -387,8 +386,8 @@ export class Round {
     if (U3 !== null && M !== null && this.#result === null) this.#tryAggregate(M, U3)
 
     // 7. certificate: a quorum of matching commits
-    const quorum = this.#commits.certificate()
-    if (quorum !== null) this.#certify(quorum.certificate)
+    const certificate = this.#commits.certificate(p.quorum)
+    if (certificate !== null) this.#certify(certificate)
   }
 
   #certify (certificate: Certificate): void {

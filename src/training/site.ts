@@ -1,13 +1,11 @@
 /**
  * One hospital's side of federated training: its data, its model replica, and the inputs it
- * contributes to rounds — its pixel statistics for the statistics round, then, each round, the
- * update local_weights - global_weights after training from the certified global state.
+ * contributes — its pixel statistics, then, each time, the update local_weights - global_weights
+ * after training from the weights it is given. It knows models and data, not the protocol: the
+ * node turns the consortium's manifest into a SiteSpec and the certified state into weights.
  */
 import { statSync } from 'node:fs'
 import { PrivacyBudget, seededRandom, uniformDoubles } from '../privacy/index.ts'
-import type { Manifest } from '../protocol/manifest.ts'
-import { initialState, stateHash, type GlobalState } from '../protocol/model.ts'
-import { hex } from '../protocol/codec.ts'
 import { selectBackend, type BackendChoice } from './backend.ts'
 import { subset, type ImageDataset } from './data/dataset.ts'
 import { loadImageFolder } from './data/images.ts'
@@ -42,6 +40,12 @@ export function loadSiteData (path: string, shard: string | null, seed = 7): Sit
   return data
 }
 
+/** The model every site builds (the same id and seed give the same initial weights), and DP-SGD's settings, or null for none. */
+export interface SiteSpec {
+  model: { id: ModelId, seed: number }
+  dp: { noiseMultiplier: number, clipNorm: number } | null
+}
+
 export interface SiteOptions {
   epochs: number
   batchSize: number
@@ -51,7 +55,7 @@ export interface SiteOptions {
 }
 
 export class Site {
-  readonly manifest: Manifest
+  readonly spec: SiteSpec
   readonly data: SiteData
   readonly model: tfl.LayersModel
   readonly trainer: LocalTrainer
@@ -60,28 +64,24 @@ export class Site {
   norm: { mean: number, std: number } | undefined
   lastTrain: TrainResult | null = null
 
-  private constructor (manifest: Manifest, data: SiteData, model: tfl.LayersModel, options: SiteOptions) {
-    this.manifest = manifest
+  private constructor (spec: SiteSpec, data: SiteData, model: tfl.LayersModel, options: SiteOptions) {
+    this.spec = spec
     this.data = data
     this.model = model
     this.trainer = new LocalTrainer(model)
     this.options = options
   }
 
-  static async open (manifest: Manifest, data: SiteData, options: SiteOptions): Promise<Site> {
+  static async open (spec: SiteSpec, data: SiteData, options: SiteOptions): Promise<Site> {
     const backend = await selectBackend('auto')
-    const m = manifest.params.model
-    const model = buildModel({ id: m.id as ModelId, height: data.train.height, width: data.train.width, classes: data.train.classes.length, seed: m.seed })
-    const site = new Site(manifest, data, model, options)
+    const model = buildModel({ id: spec.model.id, height: data.train.height, width: data.train.width, classes: data.train.classes.length, seed: spec.model.seed })
+    const site = new Site(spec, data, model, options)
     site.backend = backend
-    const init = site.initialState()
-    if (hex(stateHash(init)) !== m.initialHash) {
-      throw new Error(`the model built here (${m.id}, seed ${m.seed}) does not match the manifest's initial hash: a different medmesh or TF.js version?`)
-    }
     return site
   }
 
-  initialState (): GlobalState { return initialState(flattenWeights(this.model)) }
+  /** The weights the model starts from, flattened: the same on every site for one spec. */
+  initialWeights (): Float32Array { return flattenWeights(this.model) }
 
   /** The statistics round's input: [mean, mean of squares] of the pixels, and the image count. */
   statsInput (): { values: number[], count: number } {
@@ -91,10 +91,10 @@ export class Site {
 
   useStatistics (combined: ArrayLike<number>): void { this.norm = normalisation(combined) }
 
-  /** Train from the global state; the update and the sample count it stands for. */
-  update (state: GlobalState, round: number): { values: Float32Array, count: number } {
-    setFlatWeights(this.model, state.weights)
-    const dp = this.manifest.params.dp
+  /** Train from these weights; the update and the sample count it stands for. `round` varies the shuffling. */
+  update (weights: Float32Array, round: number): { values: Float32Array, count: number } {
+    setFlatWeights(this.model, weights)
+    const dp = this.spec.dp
     this.lastTrain = this.trainer.train(this.data.train, {
       epochs: this.options.epochs,
       batchSize: this.options.batchSize,
@@ -103,11 +103,11 @@ export class Site {
       augment: true,
       classWeighting: 'balanced',
       normalisation: this.norm,
-      dp: dp.enabled && this.options.budget !== null ? { noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm, budget: this.options.budget } : undefined
+      dp: dp !== null && this.options.budget !== null ? { noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm, budget: this.options.budget } : undefined
     })
     const local = flattenWeights(this.model)
     const delta = new Float32Array(local.length)
-    for (let i = 0; i < local.length; i++) delta[i] = local[i] - state.weights[i]
+    for (let i = 0; i < local.length; i++) delta[i] = local[i] - weights[i]
     return { values: delta, count: Math.max(1, this.lastTrain.examples > 0 ? this.data.train.labels.length : 1) }
   }
 
@@ -117,10 +117,10 @@ export class Site {
     this.model.dispose()
   }
 
-  evaluate (state: GlobalState, split: 'val' | 'test'): ClinicalMetrics | null {
+  evaluate (weights: Float32Array, split: 'val' | 'test'): ClinicalMetrics | null {
     const d = this.data[split]
     if (d === null) return null
-    setFlatWeights(this.model, state.weights)
+    setFlatWeights(this.model, weights)
     return this.trainer.evaluate(d, this.norm)
   }
 }

@@ -80,7 +80,7 @@ test('gossip messages: oversized, wrong version, wrong consortium, non-member an
 test('a peer fed hostile bytes in the middle of a round never throws, keeps its ledger and model, and sends nothing for them', () => {
   const live = new MemNet({ n: 4, seed: 32, modelSize: 8, lastRound: 3 })
   live.startAll()
-  live.run(() => live.peers[0].current?.phase === 'masked-input' || live.peers[0].ledger.lastRound >= 0, 5_000)
+  live.run(() => live.peers[0].round?.phase === 'masked-input' || live.peers[0].ledger.lastRound >= 0, 5_000)
   const peer = live.peers[0]
   fc.assert(fc.property(fc.oneof(randomBytes, cborValues, mutated(wires)), bytes => {
     tried++

@@ -101,7 +101,7 @@ export function checkDataDir (dir: string): { head: string, model: string, updat
   }
   for (const f of ['config.json', 'round.json', 'manifest.json']) JSON.parse(readFileSync(join(dir, f), 'utf8'))
   assert.not.ok(readdirSync(dir, { recursive: true }).some(f => String(f).endsWith('.tmp')), 'no temporary file left behind')
-  const last = [...ledger.entries].reverse().find(e => e.header.kind === 'update')!
+  const last = ledger.lastOf('update')!
   return { head: hex(ledger.head), model: hex(last.header.stateHash), updates: ledger.entries.filter(e => e.header.kind === 'update').length }
 }
 

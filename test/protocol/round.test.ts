@@ -135,7 +135,7 @@ test('repeated dropouts: a member away for a whole round syncs when it finds a q
       const absent = Math.floor(net.rand() * n)
       const present = net.peers.map((_, i) => i).filter(i => i !== absent)
       // the round now beginning somewhere (an earlier one may be decided already)
-      const target = Math.max(...net.peers.map(p => Math.max(p.ledger.lastRound + 1, p.current?.round ?? 0)))
+      const target = Math.max(...net.peers.map(p => Math.max(p.ledger.lastRound + 1, p.round?.number ?? 0)))
       away.set(target, absent)
       net.online[absent] = false
       net.run(() => present.some(i => net.peers[i].ledger.lastRound >= target), 25_000)
@@ -187,7 +187,7 @@ test('a halted member sends nothing for later rounds and is in none of them; the
   const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
   net.peers[4].halt()
   const halted = net.peers[4].ledger.lastRound
-  assert.is(net.peers[4].current === null || net.peers[4].current.done, true, 'no round under way')
+  assert.is(net.peers[4].round === null || net.peers[4].round!.done, true, 'no round under way')
   const logFrom = net.log.length
   net.run(() => [0, 1, 2, 3].every(i => net.peers[i].ledger.lastRound === 3))
   const sent = net.log.slice(logFrom).filter(l => l.peer === 4 && l.action.type === 'broadcast').map(l => openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.round)

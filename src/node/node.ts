@@ -1,0 +1,200 @@
+/**
+ * The hospital node: one protocol peer (src/protocol, pure) driven over libp2p by small services,
+ * each given only what it needs (docs/ARCHITECTURE.md): the node store, the training scheduler,
+ * gossip, blob exchange, ledger sync, membership, the stop policy, the status endpoint and the
+ * clock. This file composes them: it starts them in order, and carries out each action of the
+ * peer with one service call.
+ */
+import type { Startable } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { systemRandom, type NodeIdentity } from '../privacy/index.ts'
+import { ProtocolPeer, type PeerAction } from '../protocol/peer.ts'
+import { consortiumId, type Manifest } from '../protocol/manifest.ts'
+import type { Ledger } from '../protocol/ledger.ts'
+import { hex } from '../protocol/codec.ts'
+import { ConfigError, resolveConfig, type NodeConfig } from './config.ts'
+import { DataDir } from './datadir.ts'
+import { createHost, isMember, tagMembers, type MedmeshHost } from './host.ts'
+import { createMetrics, type NodeMetrics } from './metrics.ts'
+import { createLogger, type Logger } from './logger.ts'
+import { peerLinks, streamNetwork } from './network.ts'
+import { openSite } from './site.ts'
+import type { Site } from '../training/site.ts'
+import {
+  NodeStore, createBlobExchange, createLedgerSync, createGossip, createMembership, createTrainingScheduler, createStopPolicy, createStatusService, createTicker,
+  type BlobExchange, type LedgerSync, type Gossip, type Membership, type TrainingScheduler, type StopPolicy, type StatusService
+} from './services/index.ts'
+
+/** In the order they start; they stop in the reverse order, the site (its model's tensors) after the host. */
+interface Services { status: StatusService, membership: Membership, gossip: Gossip, blobs: BlobExchange, ledgerSync: LedgerSync, training: TrainingScheduler, stopPolicy: StopPolicy, ticker: Startable }
+
+export class MedmeshNode {
+  readonly config: NodeConfig
+  readonly log: Logger
+  readonly identity: NodeIdentity
+  readonly manifest: Manifest
+  readonly metrics: NodeMetrics = createMetrics()
+  readonly #store: NodeStore
+  #peer!: ProtocolPeer
+  #host!: MedmeshHost
+  #services!: Services
+  #site!: Site
+  #stopping: Promise<void> | null = null
+  readonly #stopped = Promise.withResolvers<void>()
+
+  private constructor (config: NodeConfig) {
+    this.config = config
+    this.log = createLogger(config.logLevel, 'medmesh')
+    const dir = new DataDir(config.dataDir)
+    this.identity = dir.identity()
+    this.manifest = dir.manifest()
+    if (!this.manifest.members.some(m => m.peerId === this.identity.peerId)) throw new ConfigError(`this node (${this.identity.peerId}) is not a member of consortium '${this.manifest.name}'`)
+    this.#store = new NodeStore({ dir, log: this.log, unwritable: () => { void this.stop() } })
+  }
+
+  /** Start a node on its data directory; it runs until `stop()` (or its configured rounds are done). */
+  static async start (config: NodeConfig): Promise<MedmeshNode> { const node = new MedmeshNode(config); await node.#start(); return node }
+
+  /** Resolves when the node has stopped (after `stop()` or after its configured rounds). */
+  get stopped (): Promise<void> { return this.#stopped.promise }
+  /** the chain of certificates this node holds */
+  get ledger (): Ledger { return this.#peer.ledger }
+  /** set when the data directory could not be written: the node stopped rather than go on without a record */
+  get storageError (): string | null { return this.#store.unwritable }
+
+  async #start (): Promise<void> {
+    const { manifest, log, config, metrics } = this
+    const restored = this.#store.restore(manifest, this.identity.peerId)
+    const site = this.#site = await openSite(manifest, config, this.identity.exportSeed().slice(0, 32), this.#store.budget(), log)
+    const initial = { weights: site.initialWeights(), optimizer: [], step: 0 }
+    const stopPolicy = createStopPolicy({ rounds: config.rounds, ledger: () => this.#peer.ledger, modelSaved: () => this.#store.modelSaved(this.#peer.ledger), halt: () => this.#peer.halt(), stop: () => { void this.stop() }, log })
+    this.#peer = new ProtocolPeer({
+      manifest, identity: this.identity, rng: systemRandom, initialState: initial, ledger: restored.ledger, state: restored.state ?? initial,
+      kindOf: r => r === 0 ? 'stats' : 'update', inputFor: () => null, finished: stopPolicy.finished, firstRound: restored.firstRound
+    })
+    const denied = new Set(config.deny)
+    this.#host = await createHost(config, this.identity, manifest, { denied, onRefused: (peer, how) => { metrics.refused.inc(); log.warn({ peer }, `refused ${how}: not a member of the consortium`) } })
+    this.#services = this.#compose(site, stopPolicy, denied)
+    const { membership, gossip, ledgerSync, training, ticker } = this.#services
+    training.statisticsCertified(restored.ledger.statistics)
+    for (const s of Object.values(this.#services) as Startable[]) if (s !== ticker) await s.start()
+    await tagMembers(this.#host, manifest, this.identity.peerId)
+    log.info({ addresses: this.#host.getMultiaddrs().map(a => a.toString()) }, 'listening')
+    await membership.waitFor(config.minPeers > 0 ? config.minPeers : manifest.params.threshold - 1, () => gossip.subscribers().length, Math.max(30_000, manifest.params.timeouts.roundMs))
+    await ledgerSync.catchUp()
+    if (stopPolicy.check() || this.#stopping !== null) return
+    this.#peer.start(Date.now())
+    this.#drain()
+    ticker.start()
+  }
+
+  /** The services, each given only the components it needs. */
+  #compose (site: Site, stopPolicy: StopPolicy, denied: Set<string>): Services {
+    const { manifest, log, metrics, config } = this
+    const host = this.#host
+    const peer = this.#peer
+    const member = (p: string): boolean => isMember(manifest, peerIdFromString(p))
+    const network = streamNetwork(host)
+    const storedState = (h: string): Uint8Array | null => this.#store.storedState(h)
+    return {
+      status: createStatusService({
+        listen: config.http, metrics, log, peer, site, connectedMembers: () => this.#services.membership.connectedMembers().length, addresses: () => host.getMultiaddrs().map(a => a.toString())
+      }),
+      membership: createMembership({
+        ...peerLinks(host), members: manifest.members.map(m => m.peerId).filter(p => p !== this.identity.peerId), connected: network.connected, denied, log, metrics,
+        readDenyList: () => resolveConfig(config.dataDir, {}).deny
+      }),
+      gossip: createGossip({
+        pubsub: host.services.pubsub, topic: `/medmesh/${hex(consortiumId(manifest))}/v1`, isMember: member, context: () => peer.messageContext,
+        deliver: msg => { peer.receiveOpened(msg, Date.now()); this.#drain() }, round: () => peer.round?.number ?? null, log, metrics
+      }),
+      blobs: createBlobExchange({ network, isMember: member, storedState, log, metrics }),
+      ledgerSync: createLedgerSync({
+        network, isMember: member, ledger: () => peer.ledger, storedState, round: () => peer.round?.number ?? -1, log, metrics,
+        adopt: (certs, state) => { peer.catchUp(certs, state, Date.now()); this.#drain(); this.#persist() }
+      }),
+      training: createTrainingScheduler({
+        site, round: () => peer.round, weights: () => peer.state.weights, log, metrics,
+        setInput: (values, count) => { peer.setInput(values, count); this.#drain() },
+        saveBudget: () => this.#store.guard(() => this.#store.saveBudget(site.options.budget!))
+      }),
+      stopPolicy,
+      ticker: createTicker(now => { peer.tick(now); this.#drain() })
+    }
+  }
+
+  /** Carry out what the protocol asked for. */
+  #drain (): void {
+    for (const a of this.#peer.takeActions()) this.#store.guard(() => this.#act(a))
+  }
+
+  /** Each action of the protocol peer, with one service call. */
+  #act (a: PeerAction): void {
+    const s = this.#services
+    switch (a.type) {
+      case 'broadcast': return s.gossip.broadcast(a.wire, this.#peer.round?.number ?? -1)
+      case 'publish-blob': return s.blobs.publish(a.hash, a.data, a.what, a.round)
+      case 'fetch-blob': return void this.#fetch(a.hash, a.owner, a.what)
+      case 'reject': return s.status.rejected(a.code, a.peer, a.reason)
+      case 'phase':
+        s.status.phaseEntered(a.round, a.phase, a.detail)
+        this.#store.saveRound(a.round, a.phase) // before any message of the phase leaves: a restart never re-runs this round
+        return s.training.phaseEntered()
+      case 'round-started':
+        s.status.roundStarted(a.round)
+        s.blobs.prune(a.round - 1)
+        return s.training.roundStarted(a.round, a.kind)
+      case 'certified':
+        this.#persist()
+        s.status.certified(this.#peer.ledger.last!)
+        if (a.header.kind === 'update') s.training.modelCertified(a.header.round)
+        return void s.stopPolicy.check()
+      case 'aborted':
+        s.status.aborted(a.reason)
+        // perhaps the others certified it and this node missed their commits (members that ran their last round halt, so no later round would tell)
+        return void (this.#stopping === null && s.ledgerSync.catchUp())
+      case 'caught-up':
+        this.#persist()
+        // certificates learnt by catching up count towards --rounds as much as those it signed
+        return void s.stopPolicy.check()
+      case 'sync':
+        this.log.info({ round: a.round }, `members are ahead (round ${a.round} certified on a head this node lacks): catching up`)
+        return void s.ledgerSync.catchUp(a.from.map(i => this.manifest.members[i]?.peerId).filter((p): p is string => p !== undefined))
+    }
+  }
+
+  async #fetch (hash: string, owner: number, what: 'masked-vector' | 'state'): Promise<void> {
+    const round = this.#peer.round?.number ?? -1
+    const wanted = (): boolean => this.#stopping === null && (this.#peer.round?.number ?? -1) === round
+    const body = await this.#services.blobs.fetch({ hash, what, round, preferred: this.manifest.members[owner]?.peerId, wanted })
+    if (body === null) return
+    this.#peer.receiveBlob(hash, body, Date.now())
+    this.#drain()
+    this.#persist() // it may have been the certified model this node lacked: keep it
+    this.#services.stopPolicy.check()
+  }
+
+  /** Certificates and the certified model to disk; the certified statistics to the site. */
+  #persist (): void {
+    this.#store.guard(() => this.#store.persist(this.#peer.ledger, this.#peer.state))
+    this.#services.training.statisticsCertified(this.#peer.ledger.statistics)
+  }
+
+  /** Re-read the deny list (config.json and MEDMESH_DENY): see the membership service. */
+  reloadDenyList (): void { this.#services.membership.reloadDenyList() }
+
+  async stop (): Promise<void> {
+    this.#stopping ??= this.#stop()
+    await this.#stopping
+  }
+
+  async #stop (): Promise<void> {
+    const round = this.#peer?.round?.number
+    if (round !== undefined) try { this.#store.saveRound(round, 'stopped') } catch {}
+    for (const s of (Object.values(this.#services ?? {}) as Startable[]).reverse()) try { await s.stop() } catch {}
+    try { await this.#host?.stop() } catch {}
+    try { this.#site?.dispose() } catch {}
+    this.log.info('stopped')
+    this.#stopped.resolve()
+  }
+}

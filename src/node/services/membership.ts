@@ -1,0 +1,90 @@
+/**
+ * The node's links to the other members: it re-dials missing members at a steady pace (libp2p
+ * re-dials a lost member with growing backoff, which after a long outage can mean minutes of
+ * waiting once the network is back), counts the members connected, and keeps the deny list: a
+ * member on it is disconnected and refused until it is taken off (operators quarantine a member
+ * with it; tests partition the network with it).
+ */
+import type { Startable } from '@libp2p/interface'
+import type { Logger } from '../logger.ts'
+import type { NodeMetrics } from '../metrics.ts'
+
+export interface MembershipComponents {
+  /** the other members' peer ids */
+  members: readonly string[]
+  connected: () => string[]
+  dial: (peer: string, timeoutMs: number) => Promise<void>
+  hangUp: (peer: string) => Promise<void>
+  /** fired by the host when a peer connects or disconnects */
+  onConnectionChange: (listener: (peer: string, connected: boolean) => void) => () => void
+  /** the deny list as configured now (re-read on reload) */
+  readDenyList: () => string[]
+  /** the members refused now, as configured at start; shared with the connection gater, which refuses them */
+  denied: Set<string>
+  log: Logger
+  metrics: Pick<NodeMetrics, 'peers'>
+  redialMs?: number
+}
+
+export interface Membership extends Startable {
+  connectedMembers: () => string[]
+  /** re-read the deny list: members added are cut off, members removed are dialled again */
+  reloadDenyList: () => void
+  /** resolves once `count()` reaches `want`, or after `timeoutMs` (with a warning), or when stopped */
+  waitFor: (want: number, count: () => number, timeoutMs: number) => Promise<void>
+}
+
+export function createMembership (c: MembershipComponents): Membership {
+  const redialMs = c.redialMs ?? 3000
+  const others = new Set(c.members)
+  let watchdog: NodeJS.Timeout | null = null
+  let unlisten: (() => void) | null = null
+  let running = false
+
+  const connectedMembers = (): string[] => c.connected().filter(p => others.has(p))
+  async function dialMissing (): Promise<void> {
+    if (!running) return
+    const connected = new Set(c.connected())
+    for (const m of c.members) {
+      if (connected.has(m) || c.denied.has(m)) continue
+      try { await c.dial(m, redialMs) } catch { /* not reachable yet */ }
+    }
+  }
+
+  return {
+    start () {
+      running = true
+      unlisten = c.onConnectionChange((peer, connected) => {
+        c.log.info({ peer }, connected ? 'member connected' : 'member disconnected')
+        c.metrics.peers.set(connectedMembers().length)
+      })
+      watchdog = setInterval(() => { void dialMissing() }, redialMs)
+    },
+    stop () {
+      running = false
+      if (watchdog !== null) clearInterval(watchdog)
+      unlisten?.()
+    },
+    connectedMembers,
+    reloadDenyList () {
+      let deny: string[]
+      try { deny = c.readDenyList() } catch (e) { c.log.error(`deny list not reloaded: ${(e as Error).message}`); return }
+      const next = new Set(deny)
+      const added = deny.filter(id => !c.denied.has(id))
+      const removed = [...c.denied].filter(id => !next.has(id))
+      c.denied.clear()
+      for (const id of next) c.denied.add(id)
+      for (const id of added) void c.hangUp(id).catch(() => {})
+      c.log.info({ denied: deny.length }, `deny list reloaded: ${added.length} member(s) added, ${removed.length} removed`)
+      if (removed.length > 0) void dialMissing()
+    },
+    async waitFor (want, count, timeoutMs) {
+      const deadline = Date.now() + timeoutMs
+      while (running && Date.now() < deadline) {
+        if (count() >= want) return
+        await new Promise(resolve => setTimeout(resolve, 200))
+      }
+      if (running) c.log.warn(`fewer than ${want} members reachable after waiting; starting anyway`)
+    }
+  }
+}

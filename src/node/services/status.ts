@@ -1,0 +1,105 @@
+/**
+ * Status and metrics: what the node tells its operators. It logs each event of the protocol peer
+ * (a phase entered, a rejection, a certificate, an aborted round), counts it in the Prometheus
+ * metrics, and serves the local observability endpoint (127.0.0.1 by default): /health, /status
+ * (JSON: peers, round, phase, ε spent, last certificate) and /metrics.
+ */
+import type { Startable } from '@libp2p/interface'
+import type { Server } from 'node:http'
+import { startHttp } from '../http.ts'
+import type { Logger } from '../logger.ts'
+import type { NodeMetrics } from '../metrics.ts'
+import { hex } from '../../protocol/codec.ts'
+import type { RejectCode } from '../../protocol/errors.ts'
+import type { LedgerEntry } from '../../protocol/ledger.ts'
+import { consortiumId } from '../../protocol/manifest.ts'
+import { stateHash } from '../../protocol/model.ts'
+import type { ProtocolPeer } from '../../protocol/peer.ts'
+import type { Site } from '../../training/site.ts'
+
+/** What /status tells of the node. */
+export interface NodeFacts {
+  peer: Pick<ProtocolPeer, 'peerId' | 'manifest' | 'ledger' | 'round' | 'state'>
+  site: Pick<Site, 'options' | 'backend'>
+  connectedMembers: () => number
+  addresses: () => string[]
+}
+
+export interface StatusComponents extends NodeFacts {
+  /** host:port, or 'off' */
+  listen: string
+  metrics: NodeMetrics
+  log: Logger
+  now?: () => number
+}
+
+export interface StatusService extends Startable {
+  /** the port it listens on (0 when off) */
+  readonly port: number
+  status: () => Record<string, unknown>
+  roundStarted: (round: number) => void
+  phaseEntered: (round: number, phase: string, detail: string) => void
+  rejected: (code: RejectCode, member: number, reason: string) => void
+  certified: (entry: LedgerEntry) => void
+  aborted: (reason: string) => void
+}
+
+export function createStatusService (c: StatusComponents): StatusService {
+  const now = c.now ?? Date.now
+  let http: { server: Server, port: number } | null = null
+  let phase = 'starting'
+  const status = (): Record<string, unknown> => nodeStatus(c, phase)
+  return {
+    get port () { return http?.port ?? 0 },
+    async start () {
+      if (c.listen === 'off') return
+      http = await startHttp(c.listen, status, c.metrics)
+      c.log.info(`status on http://${c.listen.replace(/:\d+$/, '')}:${http.port}/status`)
+    },
+    async stop () {
+      const server = http?.server
+      http = null
+      if (server !== undefined) await new Promise<void>(resolve => server.close(() => resolve()))
+    },
+    status,
+    roundStarted (round) { c.metrics.round.set(round) },
+    phaseEntered (round, name, detail) {
+      phase = name
+      c.metrics.phaseEntered(round, name, now())
+      c.log.info(`round ${round}: ${name} — ${detail}`)
+    },
+    rejected (code, member, reason) {
+      c.metrics.rejected.inc({ code })
+      c.log.warn({ member, code }, `rejected: ${reason}`)
+    },
+    certified (e) {
+      c.metrics.certified.inc()
+      c.log.info({ round: e.header.round, survivors: e.header.survivors.length, certificate: hex(e.hash).slice(0, 16), model: hex(e.header.stateHash).slice(0, 16) }, `round ${e.header.round} certified (${e.header.kind})`)
+    },
+    aborted (reason) {
+      c.metrics.aborted.inc()
+      c.log.warn(`round aborted: ${reason}`)
+    }
+  }
+}
+
+/** What /status answers: who this node is, its links, the round and phase, the last certificate, ε spent. */
+export function nodeStatus (f: NodeFacts, phase: string): Record<string, unknown> {
+  const { peer, site } = f
+  const last = peer.ledger.last
+  return {
+    peerId: peer.peerId,
+    consortium: peer.manifest.name,
+    consortiumId: hex(consortiumId(peer.manifest)),
+    members: peer.manifest.members.length,
+    connectedMembers: f.connectedMembers(),
+    round: peer.round?.number ?? null,
+    phase,
+    certifiedRounds: peer.ledger.entries.length,
+    lastCertificate: last === undefined ? null : { round: last.header.round, kind: last.header.kind, hash: hex(last.hash), survivors: last.header.survivors },
+    modelHash: hex(stateHash(peer.state)),
+    epsilonSpent: site.options.budget?.spent.epsilon ?? null,
+    backend: site.backend?.name ?? null,
+    addresses: f.addresses()
+  }
+}

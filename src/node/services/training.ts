@@ -1,0 +1,81 @@
+/**
+ * The training scheduler: a hospital's input for each round. For the statistics round it is the
+ * site's pixel statistics, at once; for a model round, local training from the certified weights,
+ * started once the masking set is agreed and includes this node (its input is due then, and
+ * training for a round it cannot join would only make it late for the next one too).
+ */
+import type { Startable } from '@libp2p/interface'
+import type { RoundKind } from '../../protocol/actions.ts'
+import type { RoundView } from '../../protocol/peer.ts'
+import type { Site } from '../../training/site.ts'
+import { formatMetrics } from '../../training/metrics.ts'
+import type { Logger } from '../logger.ts'
+import type { NodeMetrics } from '../metrics.ts'
+
+export interface TrainingComponents {
+  site: Pick<Site, 'update' | 'statsInput' | 'lastTrain' | 'options' | 'evaluate' | 'useStatistics' | 'norm'>
+  /** the round in progress, and the certified weights to train from */
+  round: () => RoundView | null
+  weights: () => Float32Array
+  /** hand the input to the protocol peer */
+  setInput: (values: ArrayLike<number>, count: number) => void
+  /** keep the privacy budget after it was spent (may throw a storage error) */
+  saveBudget: () => void
+  log: Logger
+  metrics: Pick<NodeMetrics, 'epsilon'>
+  /** run `fn` soon, once the network has had its turn (training blocks the thread while it lasts) */
+  later?: (fn: () => void) => void
+}
+
+export interface TrainingScheduler extends Startable {
+  roundStarted: (round: number, kind: RoundKind) => void
+  /** the consortium's pixel statistics are certified: normalise with them from now on */
+  statisticsCertified: (stats: Float64Array | null) => void
+  /** a model round was certified: evaluate the certified weights on this site's validation part */
+  modelCertified: (round: number) => void
+  /** the round in progress entered a phase: train if the input is now due */
+  phaseEntered: () => void
+}
+
+export function createTrainingScheduler (c: TrainingComponents): TrainingScheduler {
+  const later = c.later ?? (fn => { setTimeout(fn, 50) })
+  /** the model round whose input is still to be trained, or -1 */
+  let due = -1
+  let training = false
+  let running = false
+
+  function train (round: number): void {
+    if (!running || c.round()?.number !== round) return
+    const update = c.site.update(c.weights(), round)
+    const t = c.site.lastTrain!
+    c.log.info(`round ${round}: trained ${t.examples} images in ${t.seconds.toFixed(1)} s (${t.imagesPerSecond.toFixed(0)} images/s)${t.epsilon !== null ? `, ε spent ${t.epsilon.toFixed(3)}` : ''}${t.stoppedEarly !== null ? ` — ${t.stoppedEarly}` : ''}`)
+    const budget = c.site.options.budget
+    if (budget !== null) {
+      c.saveBudget()
+      c.metrics.epsilon.set(budget.spent.epsilon)
+    }
+    c.setInput(update.values, update.count)
+  }
+
+  return {
+    start () { running = true },
+    stop () { running = false },
+    statisticsCertified (stats) { if (stats !== null && c.site.norm === undefined) c.site.useStatistics(stats) },
+    modelCertified (round) {
+      const m = c.site.evaluate(c.weights(), 'val')
+      if (m !== null) c.log.info(`round ${round}: validation ${formatMetrics(m)}`)
+    },
+    roundStarted (round, kind) {
+      if (kind === 'stats') { const s = c.site.statsInput(); c.setInput(s.values, s.count) } else due = round
+    },
+    phaseEntered () {
+      const r = c.round()
+      if (training || r === null || r.number !== due || !r.inputExpected) return
+      due = -1
+      training = true
+      later(() => {
+        try { train(r.number) } finally { training = false }
+      })
+    }
+  }
+}

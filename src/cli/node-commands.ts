@@ -6,7 +6,7 @@ import { UsageError, EXIT } from './main.ts'
 import { DataDir, DataDirError } from '../node/datadir.ts'
 import { ConfigError, resolveConfig, DEFAULTS, type NodeConfig } from '../node/config.ts'
 import { atomicWrite, isStorageError } from '../node/fsutil.ts'
-import { consortiumId, defaultParams, signManifest, validateManifest, verifySignedManifest, ManifestError, AGGREGATION_RULES, type SignedManifest } from '../protocol/manifest.ts'
+import { consortiumId, memberIndex, defaultParams, signManifest, validateManifest, verifySignedManifest, ManifestError, AGGREGATION_RULES, type SignedManifest } from '../protocol/manifest.ts'
 import { hex } from '../protocol/codec.ts'
 import { initialState, stateHash } from '../protocol/model.ts'
 
@@ -90,7 +90,7 @@ export async function manifest (args: string[], out: Out = stdout): Promise<numb
       const signed = readSigned(file)
       const identity = new DataDir(dataDirOf(values['data-dir'])).identity()
       const m = validateManifest(signed.manifest)
-      if (!m.members.some(x => x.peerId === identity.peerId)) throw new ConfigError(`${identity.peerId} is not a member listed in ${file}`)
+      if (memberIndex(m, identity.peerId) < 0) throw new ConfigError(`${identity.peerId} is not a member listed in ${file}`)
       signed.signatures[identity.peerId] = signManifest(m, identity)
       atomicWrite(file, JSON.stringify(signed, null, 2) + '\n', 0o644)
       out(`signed ${file} as ${identity.peerId} (${Object.keys(signed.signatures).length} of ${m.members.length} signatures)`)
@@ -203,7 +203,7 @@ export async function join (args: string[], out: Out = stdout): Promise<number> 
     const signed = readSigned(values.manifest)
     const m = verifySignedManifest(signed)
     const identity = dir.identity()
-    if (!m.members.some(x => x.peerId === identity.peerId)) throw new ConfigError(`this node (${identity.peerId}) is not a member of '${m.name}'`)
+    if (memberIndex(m, identity.peerId) < 0) throw new ConfigError(`this node (${identity.peerId}) is not a member of '${m.name}'`)
     const layer = Object.fromEntries(Object.entries(flagLayer(values)).filter(([, v]) => v !== undefined))
     resolveConfig(dir.root, layer, {}) // validate before writing anything
     dir.saveManifest(signed)

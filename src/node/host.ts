@@ -17,7 +17,7 @@ import { preSharedKey } from '@libp2p/pnet'
 import { KEEP_ALIVE, type PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { NodeIdentity } from '../privacy/index.ts'
-import type { Manifest } from '../protocol/manifest.ts'
+import { memberIndex, type Manifest } from '../protocol/manifest.ts'
 import type { NodeConfig } from './config.ts'
 
 export type MedmeshHost = Libp2p<{ pubsub: GossipSub, identify: ReturnType<ReturnType<typeof identify>>, ping: ReturnType<ReturnType<typeof ping>> }>
@@ -81,6 +81,5 @@ export async function tagMembers (host: MedmeshHost, manifest: Manifest, self: s
 }
 
 export function isMember (manifest: Manifest, peer: PeerId): boolean {
-  const id = peer.toString()
-  return manifest.members.some(m => m.peerId === id)
+  return memberIndex(manifest, peer.toString()) >= 0
 }

@@ -9,7 +9,7 @@ import type { Startable } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { systemRandom, type NodeIdentity } from '../privacy/index.ts'
 import { ProtocolPeer, type PeerAction } from '../protocol/peer.ts'
-import { consortiumId, type Manifest } from '../protocol/manifest.ts'
+import { consortiumId, memberIndex, type Manifest } from '../protocol/manifest.ts'
 import type { Ledger } from '../protocol/ledger.ts'
 import { hex } from '../protocol/codec.ts'
 import { ConfigError, resolveConfig, type NodeConfig } from './config.ts'
@@ -48,7 +48,7 @@ export class MedmeshNode {
     const dir = new DataDir(config.dataDir)
     this.identity = dir.identity()
     this.manifest = dir.manifest()
-    if (!this.manifest.members.some(m => m.peerId === this.identity.peerId)) throw new ConfigError(`this node (${this.identity.peerId}) is not a member of consortium '${this.manifest.name}'`)
+    if (memberIndex(this.manifest, this.identity.peerId) < 0) throw new ConfigError(`this node (${this.identity.peerId}) is not a member of consortium '${this.manifest.name}'`)
     this.#store = new NodeStore({ dir, log: this.log, unwritable: () => { void this.stop() } })
   }
 

@@ -18,7 +18,7 @@ import { MSG, openMessage, type CommitBody, type MessageContext, type OpenedMess
 import { decodeState, encodeState, stateHash, type GlobalState } from './model.ts'
 import { Round } from './round.ts'
 import type { PeerAction, Phase, RoundKind } from './actions.ts'
-import type { Manifest } from './manifest.ts'
+import { memberIndex, type Manifest } from './manifest.ts'
 import { CommitTally, commitSignatureValid } from './commits.ts'
 
 export type { PeerAction, RoundKind } from './actions.ts'
@@ -116,7 +116,7 @@ export class ProtocolPeer {
     return r === null ? null : { number: r.round, kind: r.kind, phase: r.phase, inputExpected: r.inputExpected, done: r.done }
   }
   get peerId (): string { return this.#o.identity.peerId }
-  get #me (): number { return this.manifest.members.findIndex(m => m.peerId === this.#o.identity.peerId) }
+  get #me (): number { return memberIndex(this.manifest, this.#o.identity.peerId) }
 
   /**
    * Adaptive wait for missing masked inputs: half again the latest lateness of recent rounds, so a

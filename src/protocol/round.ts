@@ -19,7 +19,7 @@ import {
   MSG, MSG_NAME, openMessage, sealMessage, type AckBody, type AdvertiseBody, type CommitBody, type Envelope, type MaskedInputBody,
   type OpenedMessage, type ProposalBody, type RevealBody, type ShareKeysBody, type MsgType, type Body
 } from './messages.ts'
-import type { Manifest } from './manifest.ts'
+import { memberIndex, type Manifest } from './manifest.ts'
 import { decodeHeader, signHeader, type Certificate, type CertificateKind } from './ledger.ts'
 import type { GlobalState } from './model.ts'
 import { aggregate, collectRevealedShares, enoughShares } from './aggregate.ts'
@@ -98,7 +98,7 @@ export class Round {
   constructor (o: RoundOptions) {
     this.#o = o
     this.n = o.manifest.members.length
-    this.me = o.manifest.members.findIndex(m => m.peerId === o.identity.peerId)
+    this.me = memberIndex(o.manifest, o.identity.peerId)
     if (this.me < 0) throw new Error('this identity is not a member of the consortium')
     const r = new Uint8Array(8)
     new DataView(r.buffer).setBigUint64(0, BigInt(o.round))

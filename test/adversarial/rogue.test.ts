@@ -15,7 +15,7 @@ import { DataDir } from '../../src/node/datadir.ts'
 import { resolveConfig } from '../../src/node/config.ts'
 import { createHost } from '../../src/node/host.ts'
 import { BLOB_PROTOCOL, LEDGER_PROTOCOL } from '../../src/node/wire.ts'
-import { consortiumId } from '../../src/protocol/manifest.ts'
+import { consortiumId, memberIndex } from '../../src/protocol/manifest.ts'
 import { encodeCanonical, hex } from '../../src/protocol/codec.ts'
 import { makeCluster, startNode, messages, waitFor, withTimeout, checkDataDir, type Running } from '../node/cluster.ts'
 
@@ -27,7 +27,7 @@ test('a member sending garbage on gossip and on every stream protocol: the hones
   const identity = dir.identity(); const manifest = dir.manifest()
   const rogue = await createHost(resolveConfig(c.dirs[2], {}), identity, manifest, { onRefused: () => {}, denied: new Set() })
   const topic = `/medmesh/${hex(consortiumId(manifest))}/v1`
-  const me = manifest.members.findIndex(m => m.peerId === identity.peerId)
+  const me = memberIndex(manifest, identity.peerId)
   let sent = 0
   try {
     rogue.services.pubsub.subscribe(topic)

@@ -5,6 +5,7 @@
  * more than under fixed timeouts.
  */
 import { test } from 'uvu'
+import { memberIndex } from '../../src/protocol/manifest.ts'
 import * as assert from 'uvu/assert'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -59,7 +60,7 @@ test('across processes: a node that trains several times longer than the phase t
     const slow = median(seconds(nodes[3])); const fast = median(seconds(nodes[0]))
     assert.ok(slow - fast > 2, `the straggler trains ${slow} s a round, the others ${fast} s: later than one phase timeout (2 s)`)
     const dir = new DataDir(c.dirs[0]); const ledger = dir.ledger(dir.manifest())
-    const member3 = ledger.manifest.members.findIndex(m => m.peerId === c.ids[3])
+    const member3 = memberIndex(ledger.manifest, c.ids[3])
     const rounds = ledger.entries.filter(e => e.header.kind === 'update')
     const late = rounds.slice(-3).filter(e => e.header.survivors.includes(member3)).map(e => e.header.round)
     assert.ok(late.length >= 2, `the straggler takes part in the last rounds: ${rounds.map(e => `${e.header.round}:[${e.header.survivors}]`).join(' ')}`)

@@ -1,4 +1,5 @@
 import { test } from 'uvu'
+import { memberIndex } from '../../src/protocol/manifest.ts'
 import * as assert from 'uvu/assert'
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -60,7 +61,7 @@ test('kill -9 mid-round: the others finish it; the node restarts, verifies, catc
     const results = c.dirs.map(checkDataDir)
     assert.is(new Set(results.map(r => r.model)).size, 1, 'the restarted node ends with the same model')
     const ledger = new DataDir(c.dirs[0]).ledger(new DataDir(c.dirs[0]).manifest())
-    const member3 = ledger.manifest.members.findIndex(m => m.peerId === c.ids[3])
+    const member3 = memberIndex(ledger.manifest, c.ids[3])
     const lastRounds = ledger.entries.slice(-2).map(e => e.header.survivors)
     assert.ok(lastRounds.some(u => u.includes(member3)), `node 3 took part again: survivors ${JSON.stringify(lastRounds)}`)
   } finally {

@@ -7,18 +7,29 @@ import type { Startable } from '@libp2p/interface'
 
 export const TICK_MS = 100
 
-export function createTicker (tick: (now: number) => void, intervalMs = TICK_MS): Startable {
-  let timer: NodeJS.Timeout | null = null
+export interface TickerOptions {
+  intervalMs?: number
+  /** the clock and the timer (tests give their own) */
+  now?: () => number
+  every?: (ms: number, fn: () => void) => () => void
+}
+
+const everyMs = (ms: number, fn: () => void): () => void => { const t = setInterval(fn, ms); return () => clearInterval(t) }
+
+export function createTicker (tick: (now: number) => void, o: TickerOptions = {}): Startable {
+  const intervalMs = o.intervalMs ?? TICK_MS
+  const now = o.now ?? Date.now
+  let cancel: (() => void) | null = null
   return {
     start () {
-      let last = Date.now()
-      timer = setInterval(() => {
-        const now = Date.now()
-        const blocked = now - last > 5 * intervalMs
-        last = now
-        if (!blocked) tick(now)
-      }, intervalMs)
+      let last = now()
+      cancel = (o.every ?? everyMs)(intervalMs, () => {
+        const t = now()
+        const blocked = t - last > 5 * intervalMs
+        last = t
+        if (!blocked) tick(t)
+      })
     },
-    stop () { if (timer !== null) clearInterval(timer) }
+    stop () { cancel?.() }
   }
 }

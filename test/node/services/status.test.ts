@@ -1,0 +1,66 @@
+/** Status and metrics: events logged and counted, /status built from the node's facts. */
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { createStatusService } from '../../../src/node/services/status.ts'
+import { createMetrics, ROUNDS_KEPT } from '../../../src/node/metrics.ts'
+import type { Site } from '../../../src/training/site.ts'
+import { MemNet } from '../../protocol/harness.ts'
+import { recordingLogger } from './stubs.ts'
+
+function setup () {
+  const net = new MemNet({ n: 3, seed: 2, modelSize: 4, lastRound: 0 })
+  net.startAll()
+  net.run(() => net.peers.every(p => p.ledger.lastRound >= 0))
+  let t = 1000
+  const { log, lines } = recordingLogger()
+  const metrics = createMetrics()
+  const status = createStatusService({
+    listen: 'off', metrics, log, now: () => t, peer: net.peers[0], site: { options: { budget: null }, backend: null } as unknown as Site,
+    connectedMembers: () => 2, addresses: () => ['/ip4/127.0.0.1/tcp/1']
+  })
+  return { net, status, metrics, lines, advance: (ms: number) => { t += ms } }
+}
+
+test('/status: the round, the phase entered last, the last certificate and the links', () => {
+  const s = setup()
+  s.status.phaseEntered(1, 'share-keys', 'shared keys with 2 members')
+  const st = s.status.status()
+  assert.is(st.phase, 'share-keys')
+  assert.is(st.connectedMembers, 2)
+  assert.is(st.certifiedRounds, 1)
+  assert.equal((st.lastCertificate as { survivors: number[] }).survivors, [0, 1, 2])
+  assert.is(st.peerId, s.net.manifest.members[0].peerId)
+  assert.ok(s.lines.some(l => l.msg === 'round 1: share-keys — shared keys with 2 members'))
+})
+
+test('each phase is timed per round, and per-round series are kept for the last rounds only', async () => {
+  const s = setup()
+  s.status.phaseEntered(1, 'advertise', '')
+  s.advance(1500)
+  s.status.phaseEntered(1, 'share-keys', '')
+  s.advance(250)
+  s.status.phaseEntered(2, 'advertise', '')
+  const perRound = await s.metrics.registry.getSingleMetric('medmesh_round_phase_seconds')!.get()
+  assert.equal(perRound.values.map(v => [v.labels.round, v.labels.phase, v.value]), [['1', 'advertise', 1.5], ['1', 'share-keys', 0.25]])
+  for (let r = 3; r < 3 + ROUNDS_KEPT + 2; r++) { s.metrics.sent('gossip', r, 10); s.status.phaseEntered(r, 'advertise', '') }
+  const bytes = await s.metrics.registry.getSingleMetric('medmesh_round_bytes_sent_total')!.get()
+  const rounds = bytes.values.map(v => Number(v.labels.round))
+  assert.ok(rounds.length <= ROUNDS_KEPT && Math.min(...rounds) > 3, `kept ${rounds.length} rounds from ${Math.min(...rounds)}`)
+  const total = await s.metrics.registry.getSingleMetric('medmesh_bytes_sent_total')!.get()
+  assert.is(total.values[0].value, 10 * (ROUNDS_KEPT + 2), 'the total keeps everything')
+})
+
+test('rejections, certificates and aborted rounds are logged and counted', async () => {
+  const s = setup()
+  s.status.rejected('bad-signature', 2, 'bad signature from member 2')
+  s.status.certified(s.net.peers[0].ledger.last!)
+  s.status.aborted('round 3 timed out')
+  const get = async (name: string): Promise<number> => (await s.metrics.registry.getSingleMetric(name)!.get()).values.reduce((a, v) => a + v.value, 0)
+  assert.is(await get('medmesh_rejected_messages_total'), 1)
+  assert.is(await get('medmesh_rounds_certified_total'), 1)
+  assert.is(await get('medmesh_rounds_aborted_total'), 1)
+  assert.ok(s.lines.some(l => l.level === 'warn' && l.fields.member === 2 && /rejected: bad signature/.test(l.msg)))
+  assert.ok(s.lines.some(l => /round 0 certified \(update\)/.test(l.msg)))
+})
+
+test.run()

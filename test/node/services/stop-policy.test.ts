@@ -1,0 +1,58 @@
+/** The stop policy of a node run for N rounds, with a stubbed ledger. */
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { createStopPolicy } from '../../../src/node/services/stop-policy.ts'
+import type { Ledger } from '../../../src/protocol/ledger.ts'
+import { MemNet } from '../../protocol/harness.ts'
+import { recordingLogger } from './stubs.ts'
+
+function policy (rounds: number, ledger: () => Pick<Ledger, 'count'>, saved: () => boolean) {
+  const events: string[] = []
+  const { log } = recordingLogger()
+  const p = createStopPolicy({ rounds, ledger: ledger as () => Ledger, modelSaved: saved, halt: () => events.push('halt'), stop: () => events.push('stop'), log, lingerMs: 10 })
+  return { p, events }
+}
+
+test('stops only once N model rounds are certified and the last model is on disk; halts first, stops after lingering', async () => {
+  let models = 2
+  let saved = false
+  const { p, events } = policy(3, () => ({ count: (k: string) => k === 'update' ? models : 1 }), () => saved)
+  assert.not.ok(p.finished())
+  assert.not.ok(p.check())
+  models = 3
+  assert.ok(p.finished())
+  assert.not.ok(p.check(), 'the model is not on disk yet')
+  saved = true
+  assert.ok(p.check())
+  assert.equal(events, ['halt'])
+  assert.ok(p.check(), 'once under way, it stays so')
+  await new Promise(resolve => setTimeout(resolve, 30))
+  assert.equal(events, ['halt', 'stop'], 'halted once, stopped once')
+})
+
+test('rounds 0 runs until stopped', () => {
+  const { p, events } = policy(0, () => ({ count: () => 1000 }), () => true)
+  assert.not.ok(p.finished())
+  assert.not.ok(p.check())
+  assert.equal(events, [])
+})
+
+test('certificates learnt by catching up count as much as those signed', () => {
+  // a member that was away adopts the others' certificates without having signed any of them
+  const net = new MemNet({ n: 3, seed: 9, modelSize: 4, lastRound: 2 })
+  net.online[2] = false
+  net.startAll()
+  net.run(() => net.peers[0].ledger.lastRound >= 2 && net.peers[1].ledger.lastRound >= 2)
+  const away = net.peers[2]
+  const { p, events } = policy(3, () => away.ledger, () => true)
+  assert.not.ok(p.check())
+  net.online[2] = true
+  net.serveLedger(0, 2)
+  assert.is(away.ledger.count('update'), 3)
+  assert.ok(away.ledger.entries.every(e => !e.certificate.signatures.some(([signer]) => signer === 2)), 'it signed none of them')
+  assert.ok(p.check())
+  assert.equal(events, ['halt'])
+  p.stop()
+})
+
+test.run()

@@ -1,0 +1,91 @@
+/** The training scheduler with a stubbed site and round: what it trains, when, and what it hands on. */
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { createTrainingScheduler } from '../../../src/node/services/training.ts'
+import { createMetrics } from '../../../src/node/metrics.ts'
+import { PrivacyBudget } from '../../../src/privacy/index.ts'
+import type { RoundView } from '../../../src/protocol/peer.ts'
+import type { Site } from '../../../src/training/site.ts'
+import { recordingLogger } from './stubs.ts'
+
+function setup (withBudget = false) {
+  const trained: Array<{ weights: Float32Array, round: number }> = []
+  const inputs: Array<{ values: number[], count: number }> = []
+  const queued: Array<() => void> = []
+  let saved = 0
+  const budget = withBudget ? new PrivacyBudget(8, 1e-5) : null
+  const site = {
+    options: { budget },
+    lastTrain: { examples: 10, seconds: 0.1, imagesPerSecond: 100, epsilon: null, stoppedEarly: null },
+    norm: undefined as { mean: number, std: number } | undefined,
+    statsInput: () => ({ values: [0.4, 0.2], count: 10 }),
+    update: (weights: Float32Array, round: number) => { trained.push({ weights, round }); return { values: Float32Array.of(1, 2), count: 10 } },
+    evaluate: () => null,
+    useStatistics (s: ArrayLike<number>) { this.norm = { mean: s[0], std: 1 } }
+  }
+  let round: RoundView | null = null
+  const { log, lines } = recordingLogger()
+  const metrics = createMetrics()
+  const scheduler = createTrainingScheduler({
+    site: site as unknown as Site, round: () => round, weights: () => Float32Array.of(9, 9), log, metrics,
+    setInput: (values, count) => inputs.push({ values: Array.from(values), count }), saveBudget: () => { saved++ }, later: fn => queued.push(fn)
+  })
+  const enter = (r: Partial<RoundView> & { number: number }): void => { round = { kind: 'update', phase: 'advertise', inputExpected: false, done: false, ...r }; scheduler.phaseEntered() }
+  return { scheduler, trained, inputs, queued, enter, site, metrics, lines, saved: () => saved, budget }
+}
+
+test('the statistics round gets the pixel statistics at once; a model round trains only once the masking set includes this node', () => {
+  const t = setup()
+  t.scheduler.start()
+  t.scheduler.roundStarted(0, 'stats')
+  assert.equal(t.inputs, [{ values: [0.4, 0.2], count: 10 }])
+  t.scheduler.roundStarted(1, 'update')
+  t.enter({ number: 1, phase: 'share-keys' })
+  assert.is(t.queued.length, 0, 'not before the masking set')
+  t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
+  t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
+  assert.is(t.queued.length, 1, 'scheduled once')
+  t.queued.shift()!()
+  assert.equal(t.trained.map(x => [x.round, Array.from(x.weights)]), [[1, [9, 9]]], 'trained from the certified weights')
+  assert.equal(t.inputs[1], { values: [1, 2], count: 10 })
+})
+
+test('no training for a round this node is not in, nor once the round moved on, nor after stop', () => {
+  const t = setup()
+  t.scheduler.start()
+  t.scheduler.roundStarted(1, 'update')
+  t.enter({ number: 1, phase: 'masked-input', inputExpected: false })
+  assert.is(t.queued.length, 0, 'the masking set left this node out')
+  t.scheduler.roundStarted(2, 'update')
+  t.enter({ number: 2, phase: 'masked-input', inputExpected: true })
+  t.enter({ number: 3, phase: 'advertise' }) // the round moved on before training began
+  t.queued.shift()!()
+  assert.is(t.trained.length, 0)
+  t.scheduler.roundStarted(3, 'update')
+  t.enter({ number: 3, phase: 'masked-input', inputExpected: true })
+  t.scheduler.stop()
+  t.queued.shift()!()
+  assert.is(t.trained.length, 0, 'stopped')
+})
+
+test('with DP the budget is saved after each training and ε is reported', async () => {
+  const t = setup(true)
+  t.scheduler.start()
+  t.scheduler.roundStarted(1, 'update')
+  t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
+  t.queued.shift()!()
+  assert.is(t.saved(), 1)
+  const eps = await t.metrics.registry.getSingleMetric('medmesh_epsilon_spent')!.get()
+  assert.is(eps.values[0].value, t.budget!.spent.epsilon)
+})
+
+test('certified statistics are taken once', () => {
+  const t = setup()
+  t.scheduler.statisticsCertified(null)
+  assert.is(t.site.norm, undefined)
+  t.scheduler.statisticsCertified(Float64Array.of(0.3, 0.1))
+  t.scheduler.statisticsCertified(Float64Array.of(0.9, 0.8))
+  assert.equal(t.site.norm, { mean: 0.3, std: 1 })
+})
+
+test.run()

@@ -38,8 +38,8 @@ const data = loadMedMnist(BUNDLED_PNEUMONIAMNIST)
 const parts = partitionIid(data.train.labels.length, 100, new Uint8Array(32).fill(3)).slice(0, N)
 const files = parts.map((p, i) => { const f = join(root, `site-${i}.npz`); writeFileSync(f, encodeMedMnist({ train: subset(data.train, p), val: subset(data.val, []), test: subset(data.test, []) })); return f })
 const c = await formConsortium({
-  root, n: N, name: 'soak', datasets: files, http: false, phaseMs: 1500, roundMs: 30_000, rounds: ROUNDS,
-  manifestArgs: ['--model', 'medmesh/linear'], nodeArgs: ['--epochs', '1', '--batch-size', '16', '--log-level', 'error']
+  root, n: N, name: 'soak', datasets: files, http: false, rounds: ROUNDS,
+  manifest: { model: 'medmesh/linear', phaseMs: 1500, roundMs: 30_000 }, node: { epochs: 1, batchSize: 16, logLevel: 'error' }
 })
 const configs = c.dirs.map(d => resolveConfig(d, {}))
 const nodes: Array<MedmeshNode | null> = await Promise.all(configs.map(async cfg => await MedmeshNode.start(cfg)))

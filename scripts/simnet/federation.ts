@@ -2,6 +2,7 @@
 import type { ImageDataset } from '../../src/training/data/dataset.ts'
 import type { ModelId } from '../../src/training/models.ts'
 import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
+import type { TrafficKind } from '../../src/node/metrics.ts'
 
 export interface SimData { train: ImageDataset, val: ImageDataset | null, test: ImageDataset }
 
@@ -14,6 +15,8 @@ export interface SimSetup {
   /** hospital i trains on these indices of data.train */
   parts: number[][]
   initialWeights: Float32Array
+  /** the model's size on the wire (its weights as float32), to express traffic in model sizes */
+  modelBytes: number
   epochs: number
   batchSize: number
   dp: { epsilon: number, noise: number } | null
@@ -35,12 +38,20 @@ export interface RoundRecord {
   metrics: ClinicalMetrics | null
   /** ε spent per hospital through this round's training */
   epsilon: number[]
+  /** bytes all hospitals sent for this round, counted where they were sent */
   bytes: number
+  bytesByKind: Record<TrafficKind, number>
+  /** bytes / the model's size */
+  modelSizes: number
   /** milliseconds spent in each phase, as seen by one peer (simulated time in memory) */
   phaseMs: Record<string, number>
   /** hospitals offline during the round */
   offline: number[]
+  /** the hospital whose view of the phases is reported (-1: none) */
+  reference: number
 }
+
+export const emptyTraffic = (): Record<TrafficKind, number> => ({ gossip: 0, 'masked-vector': 0, state: 0, ledger: 0 })
 
 export interface FederationResult {
   records: RoundRecord[]
@@ -72,6 +83,6 @@ export function drawAbsent (n: number, dropout: number, rand: () => number): Set
 export function progressLine (r: RoundRecord, n: number, withEpsilon: boolean): string {
   const certified = r.participants.length > 0
   return `round ${r.round}: ${certified ? `certified, ${r.participants.length}/${n} hospitals` : 'aborted'}${r.offline.length > 0 ? ` (${r.offline.length} offline)` : ''}` +
-    `${r.metrics !== null ? ` — test ${formatMetrics(r.metrics)}` : ''}${withEpsilon ? ` — ε ${r.epsilon.map(e => e.toFixed(2)).join('/')}` : ''} — ${(r.bytes / 1e6).toFixed(1)} MB sent` +
+    `${r.metrics !== null ? ` — test ${formatMetrics(r.metrics)}` : ''}${withEpsilon ? ` — ε ${r.epsilon.map(e => e.toFixed(2)).join('/')}` : ''} — ${(r.bytes / 1e6).toFixed(1)} MB sent (${r.modelSizes.toFixed(1)}× the model)` +
     ` — phases ${Object.entries(r.phaseMs).map(([p, ms]) => `${p} ${ms} ms`).join(', ')}`
 }

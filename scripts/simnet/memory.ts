@@ -11,7 +11,8 @@ import { openMessage, sealMessage, type Envelope, type MaskedInputBody } from '.
 import { stateHash, initialState } from '../../src/protocol/model.ts'
 import { subset } from '../../src/training/data/dataset.ts'
 import { Site } from '../../src/training/site.ts'
-import { PHASES, drawAbsent, progressLine, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
+import { PHASES, drawAbsent, progressLine, emptyTraffic, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
+import type { TrafficKind } from '../../src/node/metrics.ts'
 
 export async function runMemoryFederation (s: SimSetup): Promise<FederationResult> {
   const { n, rounds } = s
@@ -46,9 +47,33 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
   if (s.malicious) installMalicious(net, n - 1)
   const victim = 1
   const records: RoundRecord[] = []
-  let bytesSoFar = 0
+  // bytes by round and kind, counted where they are sent: each message to the n - 1 others, each
+  // blob to every peer that fetched it (as a node's metrics count them)
+  const trafficByRound = new Map<number, Record<TrafficKind, number>>()
   const bytesPerNode = new Array<number>(n).fill(0)
-  const publisher = new Map<string, { peer: number, size: number }>()
+  const publisher = new Map<string, { peer: number, size: number, what: TrafficKind, round: number }>()
+  const sent = (peer: number, round: number, kind: TrafficKind, bytes: number): void => {
+    bytesPerNode[peer] += bytes
+    if (!trafficByRound.has(round)) trafficByRound.set(round, emptyTraffic())
+    trafficByRound.get(round)![kind] += bytes
+  }
+  let counted = 0
+  const count = (): void => {
+    for (const l of net.log.slice(counted)) {
+      if (l.action.type === 'broadcast') sent(l.peer, l.action.round, 'gossip', l.action.wire.length * (n - 1))
+      if (l.action.type === 'publish-blob' && !publisher.has(l.action.hash)) publisher.set(l.action.hash, { peer: l.peer, size: l.action.data.length, what: l.action.what, round: l.action.round })
+      if (l.action.type === 'fetch-blob') {
+        const p = publisher.get(l.action.hash)
+        if (p !== undefined) sent(p.peer, p.round, p.what, p.size)
+      }
+    }
+    counted = net.log.length
+  }
+  const traffic = (r: number): Pick<RoundRecord, 'bytes' | 'bytesByKind' | 'modelSizes'> => {
+    const byKind = trafficByRound.get(r) ?? emptyTraffic()
+    const bytes = Object.values(byKind).reduce((a, b) => a + b, 0)
+    return { bytes, bytesByKind: { ...byKind }, modelSizes: bytes / s.modelBytes }
+  }
   const started = Date.now()
   let peakRss = process.memoryUsage().rss
   const rssTimer = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage().rss) }, 200)
@@ -81,25 +106,17 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     const entries = net.peers[ref].ledger.entries.filter(e => e.header.round === target)
     const certified = entries.length > 0
     const metrics = certified && entries[0].header.kind === 'update' ? s.evaluate(net.peers[ref].state.weights, net.peers[ref].stats) : null
-    for (const l of net.log.slice(logStart)) {
-      // what each hospital sent: every message to the n - 1 others, and each blob to every peer that fetched it
-      if (l.action.type === 'broadcast') bytesPerNode[l.peer] += l.action.wire.length * (n - 1)
-      if (l.action.type === 'publish-blob' && !publisher.has(l.action.hash)) publisher.set(l.action.hash, { peer: l.peer, size: l.action.data.length })
-      if (l.action.type === 'fetch-blob') {
-        const p = publisher.get(l.action.hash)
-        if (p !== undefined) bytesPerNode[p.peer] += p.size
-      }
-    }
-    const bytes = bytesPerNode.reduce((a, b) => a + b, 0) - bytesSoFar
-    bytesSoFar += bytes
+    count()
     // ε spent through this round's training: the snapshot taken before the next round's, if it began
     const eps = epsilonBefore.get(target + 1) ?? sites.map(x => x.options.budget?.spent.epsilon ?? 0)
     peakRss = Math.max(peakRss, process.memoryUsage().rss)
-    const record: RoundRecord = { round: target, participants: certified ? entries[0].header.survivors : [], metrics, epsilon: eps, bytes, phaseMs: phaseDurations(net, ref, logStart), offline: [...absent].sort() }
+    const record: RoundRecord = { round: target, participants: certified ? entries[0].header.survivors : [], metrics, epsilon: eps, ...traffic(target), phaseMs: phaseDurations(net, ref, logStart), offline: [...absent].sort(), reference: ref }
     records.push(record)
     s.out(progressLine(record, n, s.dp !== null))
   }
   clearInterval(rssTimer)
+  count()
+  for (const r of records) Object.assign(r, traffic(r.round))
   peakRss = Math.max(peakRss, process.memoryUsage().rss)
   // safety: no two peers hold different certificates for the same round (a peer that missed the
   // last rounds holds a prefix of the others' ledger)

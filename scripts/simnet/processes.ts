@@ -4,64 +4,129 @@
  * way a consortium sets itself up: `init`, `manifest create`, every member `manifest sign`, `join`
  * with the others as bootstrap peers, `start`. Each hospital's share of the data is written to its
  * own .npz file, so no node sees another's images. The simulator only watches: it reads each
- * node's /status and /metrics, its log and its data directory (ledger, certified states, ε), and
- * injects faults by killing a node (SIGKILL) and starting it again.
+ * node's /status and /metrics (bytes per round and kind, time per phase, rejections) and its data
+ * directory (ledger, certified states, ε), keeps its log in a file, and injects faults by killing a
+ * node (SIGKILL) and starting it again.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { init, join as joinConsortium, manifest as manifestCommand } from '../../src/cli/node-commands.ts'
+import * as setup from '../../src/node/setup.ts'
+import type { NodeConfig } from '../../src/node/config.ts'
 import { DataDir } from '../../src/node/datadir.ts'
+import type { TrafficKind } from '../../src/node/metrics.ts'
 import { hex } from '../../src/protocol/codec.ts'
 import type { Manifest } from '../../src/protocol/manifest.ts'
 import type { Ledger } from '../../src/protocol/ledger.ts'
 import { subset } from '../../src/training/data/dataset.ts'
 import { encodeMedMnist } from '../../src/training/data/npz.ts'
-import { PHASES, drawAbsent, progressLine, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
+import { PHASES, drawAbsent, progressLine, emptyTraffic, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
 import { mulberry32 } from '../../src/protocol/memnet.ts'
 
 const BIN = fileURLToPath(new URL('../../bin/medmesh.js', import.meta.url))
 const POLL_MS = 250
 
-interface LogLine { time: number, msg: string }
+/** One sample of a Prometheus text exposition: name, labels, value. */
+interface Sample { name: string, labels: Record<string, string>, value: number }
+
+export function parsePrometheus (text: string): Sample[] {
+  const out: Sample[] = []
+  for (const line of text.split('\n')) {
+    if (line.length === 0 || line.startsWith('#')) continue
+    const brace = line.indexOf('{')
+    const space = line.lastIndexOf(' ')
+    const name = brace >= 0 ? line.slice(0, brace) : line.slice(0, space)
+    const labels: Record<string, string> = {}
+    if (brace >= 0) for (const m of line.slice(brace + 1, line.lastIndexOf('}')).matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[m[1]] = m[2]
+    out.push({ name, labels, value: Number(line.slice(space + 1)) })
+  }
+  return out
+}
+
+/** What a node's metrics say, summed over its incarnations (a restart starts its counters afresh). */
+class NodeFigures {
+  /** round -> kind -> bytes */
+  readonly bytes = new Map<number, Record<TrafficKind, number>>()
+  /** round -> phase -> seconds, as this node saw them */
+  readonly phases = new Map<number, Record<string, number>>()
+  total = 0
+  rejected = 0
+  #before = { bytes: new Map<number, Record<TrafficKind, number>>(), total: 0, rejected: 0 }
+  #now = { bytes: new Map<number, Record<TrafficKind, number>>(), total: 0, rejected: 0 }
+
+  take (samples: Sample[]): void {
+    // counters only grow within one incarnation; a round's series the node no longer lists keeps its last value
+    const now = { bytes: new Map([...this.#now.bytes].map(([r, k]) => [r, { ...k }])), total: 0, rejected: 0 }
+    for (const x of samples) {
+      if (x.name === 'medmesh_round_bytes_sent_total') {
+        const r = Number(x.labels.round)
+        if (!now.bytes.has(r)) now.bytes.set(r, emptyTraffic())
+        now.bytes.get(r)![x.labels.kind as TrafficKind] = x.value
+      } else if (x.name === 'medmesh_bytes_sent_total') now.total += x.value
+      else if (x.name === 'medmesh_rejected_messages_total') now.rejected += x.value
+      else if (x.name === 'medmesh_round_phase_seconds') {
+        const r = Number(x.labels.round)
+        this.phases.set(r, { ...(this.phases.get(r) ?? {}), [x.labels.phase]: x.value })
+      }
+    }
+    this.#now = now
+    this.#sum()
+  }
+
+  /** the node was killed: what it counted so far stays counted */
+  restarted (): void {
+    const b = this.#before
+    for (const [r, kinds] of this.#now.bytes) {
+      const acc = b.bytes.get(r) ?? emptyTraffic()
+      for (const k of Object.keys(kinds) as TrafficKind[]) acc[k] += kinds[k]
+      b.bytes.set(r, acc)
+    }
+    b.total += this.#now.total
+    b.rejected += this.#now.rejected
+    this.#now = { bytes: new Map(), total: 0, rejected: 0 }
+  }
+
+  #sum (): void {
+    this.bytes.clear()
+    for (const source of [this.#before.bytes, this.#now.bytes]) {
+      for (const [r, kinds] of source) {
+        const acc = this.bytes.get(r) ?? emptyTraffic()
+        for (const k of Object.keys(kinds) as TrafficKind[]) acc[k] += kinds[k]
+        this.bytes.set(r, acc)
+      }
+    }
+    this.total = this.#before.total + this.#now.total
+    this.rejected = this.#before.rejected + this.#now.rejected
+  }
+}
 
 /** One hospital's node process; it can be killed and started again on the same data directory. */
 class NodeProcess {
   proc: ChildProcess | null = null
   exited: Promise<void> = Promise.resolve()
-  readonly log: LogLine[] = []
   peakRss = 0
-  /** bytes counted by earlier incarnations (a restart resets the node's counters) */
-  bytesBefore = 0
-  bytesNow = 0
+  readonly figures = new NodeFigures()
   readonly dir: string
   readonly httpPort: number
-  constructor (dir: string, httpPort: number) { this.dir = dir; this.httpPort = httpPort }
+  readonly #log: WriteStream
+  constructor (dir: string, httpPort: number) { this.dir = dir; this.httpPort = httpPort; this.#log = createWriteStream(`${dir}.log`, { flags: 'a' }) }
 
   get alive (): boolean { return this.proc !== null }
 
   start (): void {
     const proc = spawn(process.execPath, [BIN, 'start', '--data-dir', this.dir], { env: { ...process.env, MEDMESH_LOG_JSON: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
     this.proc = proc
-    let buf = ''
-    const onData = (chunk: Buffer): void => {
-      buf += chunk.toString('utf8')
-      const lines = buf.split('\n'); buf = lines.pop()!
-      for (const l of lines) {
-        try { const o = JSON.parse(l); this.log.push({ time: Number(o.time), msg: String(o.msg) }) } catch { this.log.push({ time: Date.now(), msg: l }) }
-      }
-    }
-    proc.stdout!.on('data', onData); proc.stderr!.on('data', onData)
+    proc.stdout!.pipe(this.#log, { end: false }); proc.stderr!.pipe(this.#log, { end: false })
     this.exited = new Promise(resolve => proc.on('exit', () => { if (this.proc === proc) this.proc = null; resolve() }))
   }
 
   async kill (): Promise<void> {
     if (this.proc === null) return
-    this.bytesBefore += this.bytesNow; this.bytesNow = 0
     this.proc.kill('SIGKILL')
     await this.exited
+    this.figures.restarted()
   }
 
   /** resident memory of the process now (Linux), in bytes */
@@ -77,14 +142,14 @@ class NodeProcess {
     if (this.proc === null) return
     this.sampleRss()
     try {
-      const text = await (await fetch(`http://127.0.0.1:${this.httpPort}/metrics`, { signal: AbortSignal.timeout(1000) })).text()
-      let sum = 0
-      for (const m of text.matchAll(/^medmesh_bytes_sent_total\{[^}]*\} (\S+)$/gm)) sum += Number(m[1])
-      this.bytesNow = sum
+      this.figures.take(parsePrometheus(await (await fetch(`http://127.0.0.1:${this.httpPort}/metrics`, { signal: AbortSignal.timeout(1000) })).text()))
     } catch {}
   }
 
-  get bytes (): number { return this.bytesBefore + this.bytesNow }
+  async close (): Promise<void> {
+    await this.kill()
+    await new Promise(resolve => this.#log.end(resolve))
+  }
 }
 
 /** n TCP ports on 127.0.0.1 that were free a moment ago. */
@@ -99,34 +164,27 @@ export async function freePorts (n: number): Promise<number[]> {
 
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 
-async function cli (what: string, fn: (out: (s: string) => void) => Promise<number>): Promise<string> {
-  const lines: string[] = []
-  const code = await fn(s => lines.push(s))
-  if (code !== 0) throw new Error(`${what} failed (exit ${code}): ${lines.join(' ')}`)
-  return lines.join('\n')
-}
-
 export interface Consortium { dirs: string[], ids: string[], p2p: number[], http: number[], manifestFile: string }
 
 /**
- * A consortium of n nodes formed as operators form one: `init` each data directory, `manifest
- * create`, every member `manifest sign`, then `join` with the others as bootstrap peers on
- * 127.0.0.1. Node i trains on `datasets[i]`.
+ * A consortium of n nodes formed as operators form one (src/node/setup.ts): each data directory
+ * gets an identity, one manifest is written and every member signs it, then each joins with the
+ * others as bootstrap peers on 127.0.0.1. Node i trains on `datasets[i]`.
  */
-export async function formConsortium (o: { root: string, n: number, name: string, datasets: string[], http: boolean, phaseMs: number, roundMs: number, rounds: number, manifestArgs: string[], nodeArgs: string[] }): Promise<Consortium> {
+export async function formConsortium (o: {
+  root: string, n: number, name: string, datasets: string[], http: boolean, rounds: number,
+  manifest: Omit<setup.ManifestOptions, 'name' | 'members'>, node: Partial<NodeConfig>
+}): Promise<Consortium> {
   const dirs = Array.from({ length: o.n }, (_, i) => join(o.root, `hospital-${i}`))
-  const ids: string[] = []
-  for (const d of dirs) ids.push((await cli('init', out => init(['--data-dir', d], out))).trim())
+  const ids = dirs.map(d => setup.init(d).peerId)
   const manifestFile = join(o.root, 'manifest.json')
-  await cli('manifest create', out => manifestCommand(['create', '--name', o.name, ...ids.flatMap((id, i) => ['--member', `${id}=hospital ${i}`]),
-    '--phase-ms', String(o.phaseMs), '--round-ms', String(o.roundMs), '--out', manifestFile, ...o.manifestArgs], out))
-  for (const d of dirs) await cli('manifest sign', out => manifestCommand(['sign', '--data-dir', d, manifestFile], out))
+  await setup.createManifest(manifestFile, { ...o.manifest, name: o.name, members: ids.map((peerId, i) => ({ peerId, name: `hospital ${i}` })) })
+  for (const d of dirs) setup.signManifest(d, manifestFile)
   const [p2p, http] = [await freePorts(o.n), await freePorts(o.n)]
-  for (let i = 0; i < o.n; i++) {
-    await cli('join', out => joinConsortium(['--data-dir', dirs[i], '--manifest', manifestFile, '--listen', `/ip4/127.0.0.1/tcp/${p2p[i]}`,
-      '--http', o.http ? `127.0.0.1:${http[i]}` : 'off', '--dataset', o.datasets[i], '--rounds', String(o.rounds), ...o.nodeArgs,
-      ...ids.flatMap((id, j) => j === i ? [] : ['--bootstrap', `/ip4/127.0.0.1/tcp/${p2p[j]}/p2p/${id}`])], out))
-  }
+  dirs.forEach((d, i) => setup.join(d, manifestFile, {
+    ...o.node, listen: [`/ip4/127.0.0.1/tcp/${p2p[i]}`], http: o.http ? `127.0.0.1:${http[i]}` : 'off', dataset: o.datasets[i], rounds: o.rounds,
+    bootstrap: ids.flatMap((id, j) => j === i ? [] : [`/ip4/127.0.0.1/tcp/${p2p[j]}/p2p/${id}`])
+  }))
   return { dirs, ids, p2p, http, manifestFile }
 }
 
@@ -148,10 +206,12 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
   const phaseMs = Math.max(10_000, Math.ceil(largest * s.epochs * (s.dp === null ? 1 : 4) / 80) * 1000)
   const roundMs = 12 * phaseMs
   const { dirs, ids, http } = await formConsortium({
-    root, n, name: `simnet seed ${s.seed}`, datasets: files, http: true, phaseMs, roundMs, rounds,
-    manifestArgs: ['--model', s.modelId, '--seed', String(s.seed), '--image-size', String(data.train.height), '--classes', String(data.train.classes.length),
-      ...(s.dp === null ? [] : ['--dp-epsilon', String(s.dp.epsilon), '--dp-noise', String(s.dp.noise)])],
-    nodeArgs: ['--epochs', String(s.epochs), '--batch-size', String(s.batchSize)]
+    root, n, name: `simnet seed ${s.seed}`, datasets: files, http: true, rounds,
+    manifest: {
+      model: s.modelId, seed: s.seed, imageSize: data.train.height, classes: data.train.classes.length, phaseMs, roundMs,
+      dp: s.dp === null ? undefined : { epsilon: s.dp.epsilon, noise: s.dp.noise }
+    },
+    node: { epochs: s.epochs, batchSize: s.batchSize }
   })
   const manifest: Manifest = new DataDir(dirs[0]).manifest()
   // member index (canonical order in the manifest) -> hospital
@@ -167,7 +227,6 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
   try {
     for (const node of nodes) node.start()
     let certifiedUpdates = 0
-    let bytesSoFar = 0
     const deadline = Date.now() + (rounds + 2) * roundMs + 120_000
     for (let r = 1; certifiedUpdates < rounds; r++) {
       if (Date.now() > deadline) throw new Error(`the simulation ran out of time in round ${r}`)
@@ -207,18 +266,17 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
         certifiedUpdates++
       }
       await Promise.all(nodes.map(async nd => await nd.poll()))
-      const bytesTotal = nodes.reduce((a, nd) => a + nd.bytes, 0)
       const ref = nodes.findIndex((nd, i) => nd.alive && !absent.has(i))
       const record: RoundRecord = {
         round: r,
         participants: certified ? entry!.header.survivors.map(m => hospitalOf[m]).sort((a, b) => a - b) : [],
         metrics,
         epsilon: dirs.map(d => new DataDir(d).budget()?.spent.epsilon ?? 0),
-        bytes: bytesTotal - bytesSoFar,
-        phaseMs: ref < 0 ? {} : phaseDurations(nodes[ref].log, r),
-        offline: [...absent].sort()
+        ...traffic(nodes, r, s.modelBytes),
+        phaseMs: ref < 0 ? {} : phaseTimes(nodes[ref].figures, r),
+        offline: [...absent].sort(),
+        reference: ref
       }
-      bytesSoFar = bytesTotal
       records.push(record)
       s.out(progressLine(record, n, s.dp !== null))
       // the absent come back (they catch up from the others' ledgers), unless the run is over
@@ -228,7 +286,12 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
     const end = Date.now() + Math.max(30_000, 2 * phaseMs)
     while (nodes.some(nd => nd.alive) && Date.now() < end) { await Promise.all(nodes.map(async nd => await nd.poll())); await sleep(POLL_MS) }
   } finally {
-    for (const nd of nodes) await nd.kill()
+    for (const nd of nodes) await nd.close()
+  }
+  // the figures of each round once every node has had its say (late fetches of a certified state count too)
+  for (const r of records) {
+    Object.assign(r, traffic(nodes, r.round, s.modelBytes))
+    if (r.reference >= 0) r.phaseMs = phaseTimes(nodes[r.reference].figures, r.round)
   }
   const all = ledgers()
   const byRound = new Map<number, Set<string>>()
@@ -237,26 +300,32 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
   const peaks = nodes.map(nd => nd.peakRss)
   return {
     records,
-    bytesPerNode: nodes.map(nd => nd.bytes),
+    bytesPerNode: nodes.map(nd => nd.figures.total),
     seconds: (Date.now() - started) / 1000,
     consistent: all.every(l => l !== null) && [...byRound.values()].every(x => x.size === 1),
     longest,
     atHead: all.filter(l => (l?.entries.length ?? 0) === longest).length,
     peakRssMB: Math.round(peaks.reduce((a, b) => a + b, 0) / 1e6),
     peakRssPerNodeMB: Math.round(Math.max(...peaks) / 1e6),
-    rejections: nodes.reduce((a, nd) => a + nd.log.filter(l => /rejected/.test(l.msg)).length, 0),
+    rejections: nodes.reduce((a, nd) => a + nd.figures.rejected, 0),
     epsilon: dirs.map(d => new DataDir(d).budget()?.spent.epsilon ?? 0),
     transport: 'separate processes, libp2p over TCP on 127.0.0.1'
   }
 }
 
-/** Wall-clock milliseconds a node spent in each phase of round `r`, from its log. */
-function phaseDurations (log: LogLine[], r: number): Record<string, number> {
-  const out: Record<string, number> = {}
-  const marks = log.map(l => ({ time: l.time, m: /^round (\d+): ([a-z-]+) — /.exec(l.msg) })).filter(x => x.m !== null && Number(x.m[1]) === r)
-  for (let k = 0; k + 1 < marks.length; k++) {
-    const phase = marks[k].m![2]
-    if (PHASES.includes(phase)) out[phase] = (out[phase] ?? 0) + (marks[k + 1].time - marks[k].time)
+/** Bytes every node sent for round `r`, by kind and in all, and that in model sizes. */
+function traffic (nodes: NodeProcess[], r: number, modelBytes: number): Pick<RoundRecord, 'bytes' | 'bytesByKind' | 'modelSizes'> {
+  const byKind = emptyTraffic()
+  for (const nd of nodes) {
+    const x = nd.figures.bytes.get(r)
+    if (x !== undefined) for (const k of Object.keys(byKind) as TrafficKind[]) byKind[k] += x[k]
   }
-  return out
+  const bytes = Object.values(byKind).reduce((a, b) => a + b, 0)
+  return { bytes, bytesByKind: byKind, modelSizes: bytes / modelBytes }
+}
+
+/** Wall-clock milliseconds a node spent in each phase of round `r`, from its metrics. */
+function phaseTimes (figures: NodeFigures, r: number): Record<string, number> {
+  const seen = figures.phases.get(r) ?? {}
+  return Object.fromEntries(PHASES.filter(p => seen[p] !== undefined).map(p => [p, Math.round(seen[p] * 1000)]))
 }

@@ -92,7 +92,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const evalModel = buildModel(spec)
   const evaluator = new LocalTrainer(evalModel)
   const setup: SimSetup = {
-    n, rounds, seed, modelId, data, parts, initialWeights: flattenWeights(evalModel), epochs, batchSize,
+    n, rounds, seed, modelId, data, parts, initialWeights: flattenWeights(evalModel), modelBytes: 4 * flattenWeights(evalModel).length, epochs, batchSize,
     dp: dpEpsilon === null ? null : { epsilon: dpEpsilon, noise: Number(values['dp-noise']) },
     dropout, killAt, malicious: values.malicious === true, latencyMs: latency, bandwidthBytesPerMs: bandwidth, outDir, seedBytes, out,
     evaluate: (weights, stats) => {
@@ -144,6 +144,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     lineChart('Test accuracy per round', series(m => m.accuracy), 0.3, 1, 'accuracy'),
     barChart(`${transport === 'memory' ? 'Simulated time' : 'Time'} per phase (all rounds)`, PHASES, PHASES.map(p => records.reduce((a, r) => a + (r.phaseMs[p] ?? 0), 0) / 1000), 's'),
     barChart('Bytes sent per hospital (whole run)', bytesPerNode.map((_, i) => `hospital ${i}`), bytesPerNode.map(b => b / 1e6), 'MB'),
+    barChart('Bytes sent per round, in model sizes (all hospitals)', records.map(r => `round ${r.round}`), records.map(r => r.modelSizes), '× model'),
     ...(dpEpsilon !== null ? [barChart('ε spent per hospital', fed.epsilon.map((_, i) => `hospital ${i}`), fed.epsilon, '')] : [])
   ]
   const summary = [

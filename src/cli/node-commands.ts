@@ -1,17 +1,13 @@
 /** The node's commands: init, manifest (create, sign, verify), join, start, status. */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { readFileSync, existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { UsageError, EXIT } from './main.ts'
-import { DataDir, DataDirError } from '../node/datadir.ts'
+import { DataDirError } from '../node/datadir.ts'
 import { ConfigError, resolveConfig, DEFAULTS, type NodeConfig } from '../node/config.ts'
-import { atomicWrite, isStorageError } from '../node/fsutil.ts'
-import { consortiumId, memberIndex, defaultParams, signManifest, validateManifest, verifySignedManifest, ManifestError, AGGREGATION_RULES, type SignedManifest } from '../protocol/manifest.ts'
-import { hex } from '../protocol/codec.ts'
-import { initialState, stateHash } from '../protocol/model.ts'
-
-// the names in src/training/models.ts, repeated so that this module does not load TF.js
-const MODEL_NAMES = ['medmesh/cnn-small', 'medmesh/resnet18-28', 'medmesh/resnet18-28-gn', 'medmesh/linear']
+import { isStorageError } from '../node/fsutil.ts'
+import { ManifestError } from '../protocol/manifest.ts'
+import * as setup from '../node/setup.ts'
+import { AGGREGATION_RULES, MODEL_IDS } from '../node/setup.ts'
 
 type Out = (s: string) => void
 const stdout: Out = s => process.stdout.write(s + '\n')
@@ -53,8 +49,7 @@ Refuses to overwrite an existing identity.`
 export async function init (args: string[], out: Out = stdout): Promise<number> {
   const { values } = parse(args, { 'data-dir': { type: 'string' } })
   return await guarded(async () => {
-    const identity = new DataDir(dataDirOf(values['data-dir'])).init()
-    out(identity.peerId)
+    out(setup.init(dataDirOf(values['data-dir'])).peerId)
     return EXIT.ok
   })
 }
@@ -65,7 +60,7 @@ export const manifestHelp = `Usage:
   medmesh manifest verify FILE
 
 create options:
-  --model ID              ${MODEL_NAMES.join(' | ')} (default medmesh/cnn-small)
+  --model ID              ${MODEL_IDS.join(' | ')} (default medmesh/cnn-small)
   --seed N                seed of the initial weights (default 1)
   --image-size N          square input size (default 28)   --classes N (default 2)
   --threshold T           Shamir threshold (default: a majority)
@@ -87,33 +82,19 @@ export async function manifest (args: string[], out: Out = stdout): Promise<numb
       const { values, positionals } = parse(rest, { 'data-dir': { type: 'string' } }, true)
       if (positionals.length !== 1) throw new UsageError('give the manifest file to sign')
       const file = positionals[0]
-      const signed = readSigned(file)
-      const identity = new DataDir(dataDirOf(values['data-dir'])).identity()
-      const m = validateManifest(signed.manifest)
-      if (memberIndex(m, identity.peerId) < 0) throw new ConfigError(`${identity.peerId} is not a member listed in ${file}`)
-      signed.signatures[identity.peerId] = signManifest(m, identity)
-      atomicWrite(file, JSON.stringify(signed, null, 2) + '\n', 0o644)
-      out(`signed ${file} as ${identity.peerId} (${Object.keys(signed.signatures).length} of ${m.members.length} signatures)`)
+      const r = setup.signManifest(dataDirOf(values['data-dir']), file)
+      out(`signed ${file} as ${r.peerId} (${r.signed} of ${r.members} signatures)`)
       return EXIT.ok
     }
     if (sub === 'verify') {
       const { positionals } = parse(rest, {}, true)
       if (positionals.length !== 1) throw new UsageError('give the manifest file to verify')
-      const m = verifySignedManifest(readSigned(positionals[0]))
-      out(`valid: consortium '${m.name}', ${m.members.length} members, id ${hex(consortiumId(m))}`)
+      const { manifest: m, id } = setup.verifyManifest(positionals[0])
+      out(`valid: consortium '${m.name}', ${m.members.length} members, id ${id}`)
       return EXIT.ok
     }
     throw new UsageError(`unknown manifest command '${String(sub)}': use create, sign or verify`)
   })
-}
-
-function readSigned (file: string): SignedManifest {
-  if (!existsSync(file)) throw new ConfigError(`no such file: ${file}`)
-  let parsed: unknown
-  try { parsed = JSON.parse(readFileSync(file, 'utf8')) } catch { throw new ConfigError(`${file} is not valid JSON`) }
-  const o = parsed as SignedManifest
-  if (o === null || typeof o !== 'object' || typeof o.signatures !== 'object' || o.signatures === null) throw new ConfigError(`${file} is not a medmesh manifest file ({ manifest, signatures })`)
-  return o
 }
 
 async function manifestCreate (args: string[], out: Out): Promise<number> {
@@ -136,31 +117,15 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     return n
   }
   const modelId = (values.model ?? 'medmesh/cnn-small') as string
-  if (!MODEL_NAMES.includes(modelId)) throw new UsageError(`--model must be one of ${MODEL_NAMES.join(', ')}`)
-  const seed = num(values.seed, 'seed') ?? 1
-  const size = num(values['image-size'], 'image-size') ?? 28
-  const classes = num(values.classes, 'classes') ?? 2
-  const { selectBackend } = await import('../training/backend.ts')
-  const { buildModel, flattenWeights } = await import('../training/models.ts')
-  await selectBackend('auto')
-  const model = buildModel({ id: modelId as never, height: size, width: size, classes, seed })
-  const weights = flattenWeights(model)
-  const params = defaultParams(members.length, weights.length, hex(stateHash(initialState(weights))))
-  params.model = { id: modelId, version: '1', seed, initialHash: params.model.initialHash, size: weights.length }
-  params.threshold = num(values.threshold, 'threshold') ?? params.threshold
-  params.quorum = num(values.quorum, 'quorum') ?? params.threshold
-  params.minParticipants = num(values['min-participants'], 'min-participants') ?? Math.max(2, params.threshold)
-  params.timeouts.phaseMs = num(values['phase-ms'], 'phase-ms') ?? params.timeouts.phaseMs
-  params.timeouts.roundMs = num(values['round-ms'], 'round-ms') ?? params.timeouts.roundMs
-  if (values.aggregation !== undefined) params.aggregation.rule = values.aggregation as never
-  params.aggregation.serverLr = num(values['server-lr'], 'server-lr') ?? params.aggregation.serverLr
+  if (!(MODEL_IDS as readonly string[]).includes(modelId)) throw new UsageError(`--model must be one of ${MODEL_IDS.join(', ')}`)
   const eps = num(values['dp-epsilon'], 'dp-epsilon')
-  if (eps !== undefined) {
-    params.dp = { enabled: true, epsilon: eps, delta: num(values['dp-delta'], 'dp-delta') ?? 1e-5, noiseMultiplier: num(values['dp-noise'], 'dp-noise') ?? 1.0, clipNorm: num(values['dp-clip'], 'dp-clip') ?? 1.0 }
-  }
-  const m = validateManifest({ version: 1, name: values.name, members, params })
-  atomicWrite(values.out, JSON.stringify({ manifest: m, signatures: {} }, null, 2) + '\n', 0o644)
-  out(`wrote ${values.out}: consortium '${m.name}', ${m.members.length} members, model ${modelId} (${weights.length} parameters); each member now signs it`)
+  const { manifest: m, parameters } = await setup.createManifest(values.out, {
+    name: values.name, members, model: modelId as never, seed: num(values.seed, 'seed'), imageSize: num(values['image-size'], 'image-size'), classes: num(values.classes, 'classes'),
+    threshold: num(values.threshold, 'threshold'), quorum: num(values.quorum, 'quorum'), minParticipants: num(values['min-participants'], 'min-participants'),
+    phaseMs: num(values['phase-ms'], 'phase-ms'), roundMs: num(values['round-ms'], 'round-ms'), aggregation: values.aggregation, serverLr: num(values['server-lr'], 'server-lr'),
+    dp: eps === undefined ? undefined : { epsilon: eps, delta: num(values['dp-delta'], 'dp-delta'), noise: num(values['dp-noise'], 'dp-noise'), clip: num(values['dp-clip'], 'dp-clip') }
+  })
+  out(`wrote ${values.out}: consortium '${m.name}', ${m.members.length} members, model ${modelId} (${parameters} parameters); each member now signs it`)
   return EXIT.ok
 }
 
@@ -198,17 +163,10 @@ Node options (also settable in config.json or as MEDMESH_* environment variables
 export async function join (args: string[], out: Out = stdout): Promise<number> {
   const { values } = parse(args, { ...NODE_FLAGS, manifest: { type: 'string' } })
   return await guarded(async () => {
-    const dir = new DataDir(dataDirOf(values['data-dir']))
+    const dataDir = dataDirOf(values['data-dir'])
     if (values.manifest === undefined) throw new UsageError('--manifest is required')
-    const signed = readSigned(values.manifest)
-    const m = verifySignedManifest(signed)
-    const identity = dir.identity()
-    if (memberIndex(m, identity.peerId) < 0) throw new ConfigError(`this node (${identity.peerId}) is not a member of '${m.name}'`)
-    const layer = Object.fromEntries(Object.entries(flagLayer(values)).filter(([, v]) => v !== undefined))
-    resolveConfig(dir.root, layer, {}) // validate before writing anything
-    dir.saveManifest(signed)
-    atomicWrite(dir.path('config.json'), JSON.stringify(layer, null, 2) + '\n', 0o644)
-    out(`joined '${m.name}' (${m.members.length} members) as ${identity.peerId}; run: medmesh start --data-dir ${dir.root}`)
+    const { manifest: m, peerId } = setup.join(dataDir, values.manifest, flagLayer(values))
+    out(`joined '${m.name}' (${m.members.length} members) as ${peerId}; run: medmesh start --data-dir ${dataDir}`)
     return EXIT.ok
   })
 }

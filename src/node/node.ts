@@ -132,7 +132,7 @@ export class MedmeshNode {
   #act (a: PeerAction): void {
     const s = this.#services
     switch (a.type) {
-      case 'broadcast': return s.gossip.broadcast(a.wire, this.#peer.round?.number ?? -1)
+      case 'broadcast': return s.gossip.broadcast(a.wire, a.round)
       case 'publish-blob': return s.blobs.publish(a.hash, a.data, a.what, a.round)
       case 'fetch-blob': return void this.#fetch(a.hash, a.owner, a.what)
       case 'reject': return s.status.rejected(a.code, a.peer, a.reason)

@@ -13,7 +13,7 @@ export type RoundKind = 'update' | 'stats'
 
 /** The actions of one round. */
 export type RoundAction =
-  | { type: 'broadcast', msgType: string, wire: Uint8Array }
+  | { type: 'broadcast', msgType: string, wire: Uint8Array, round: number }
   /** hold a blob for the members to fetch: a masked vector of the round, or a certified state */
   | { type: 'publish-blob', hash: string, data: Uint8Array, what: 'masked-vector' | 'state', round: number }
   /** fetch a blob by hash from any member (`owner` first): a masked vector, or a certified state this peer did not compute */

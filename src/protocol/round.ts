@@ -474,7 +474,7 @@ export class Round {
   #send (t: MsgType, attempt: number, body: Body): Uint8Array {
     const env: Envelope = { version: 1, type: t, consortium: this.#o.consortium, round: this.#o.round, attempt: attempt, sender: this.me, body: body }
     const wire = sealMessage(this.#o.identity, env)
-    this.#actions.push({ type: 'broadcast', msgType: MSG_NAME[t], wire })
+    this.#actions.push({ type: 'broadcast', msgType: MSG_NAME[t], wire, round: this.#o.round })
     // I receive my own message like anyone else's, so that every rule applies to it too
     this.#dispatch(openMessage(wire, { consortium: this.#o.consortium, memberKeys: this.#o.memberKeys }))
     return wire

@@ -14,8 +14,9 @@
 import * as tf from '@tensorflow/tfjs-core'
 import * as tfl from '@tensorflow/tfjs-layers'
 
-export const MODEL_IDS = ['medmesh/cnn-small', 'medmesh/resnet18-28', 'medmesh/resnet18-28-gn', 'medmesh/linear'] as const
-export type ModelId = typeof MODEL_IDS[number]
+import { MODEL_IDS, type ModelId } from './model-ids.ts'
+
+export { MODEL_IDS, type ModelId }
 export const MODEL_VERSION = '1'
 
 export interface ModelSpec { id: ModelId, height: number, width: number, classes: number, seed: number }

@@ -1,0 +1,110 @@
+/**
+ * How a consortium sets itself up, as a small API of the node package: each member makes its
+ * identity (init), one member writes the manifest (createManifest), every founder signs the same
+ * file (signManifest), and each member joins with its own settings (join). The `medmesh` command
+ * line and the simulator both use these; neither goes through the other.
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import type { NodeIdentity } from '../privacy/index.ts'
+import { hex } from '../protocol/codec.ts'
+import {
+  AGGREGATION_RULES, consortiumId, defaultParams, memberIndex, signManifest as signManifestHash, validateManifest, verifySignedManifest,
+  type AggregationRule, type Manifest, type SignedManifest
+} from '../protocol/manifest.ts'
+import { initialState, stateHash } from '../protocol/model.ts'
+import { ConfigError, resolveConfig, type NodeConfig } from './config.ts'
+import { DataDir } from './datadir.ts'
+import { atomicWrite } from './fsutil.ts'
+import { MODEL_IDS, type ModelId } from '../training/model-ids.ts'
+
+export { AGGREGATION_RULES, MODEL_IDS }
+
+/** Create DIR and a new node identity in it (refuses to overwrite one). */
+export function init (dataDir: string): NodeIdentity {
+  return new DataDir(dataDir).init()
+}
+
+export interface ManifestOptions {
+  name: string
+  members: Array<{ peerId: string, name: string }>
+  model?: ModelId
+  /** seed of the initial weights */
+  seed?: number
+  imageSize?: number
+  classes?: number
+  threshold?: number
+  quorum?: number
+  minParticipants?: number
+  phaseMs?: number
+  roundMs?: number
+  aggregation?: AggregationRule
+  serverLr?: number
+  dp?: { epsilon: number, delta?: number, noise?: number, clip?: number }
+}
+
+/** Build the model the manifest pins (its initial hash is what every member checks) and write the unsigned manifest to `file`. */
+export async function createManifest (file: string, o: ManifestOptions): Promise<{ manifest: Manifest, parameters: number }> {
+  const modelId = o.model ?? 'medmesh/cnn-small'
+  if (!MODEL_IDS.includes(modelId)) throw new ConfigError(`model must be one of ${MODEL_IDS.join(', ')}`)
+  const seed = o.seed ?? 1
+  const size = o.imageSize ?? 28
+  const { selectBackend } = await import('../training/backend.ts')
+  const { buildModel, flattenWeights } = await import('../training/models.ts')
+  await selectBackend('auto')
+  const model = buildModel({ id: modelId, height: size, width: size, classes: o.classes ?? 2, seed })
+  const weights = flattenWeights(model)
+  model.dispose()
+  const params = defaultParams(o.members.length, weights.length, hex(stateHash(initialState(weights))))
+  params.model = { id: modelId, version: '1', seed, initialHash: params.model.initialHash, size: weights.length }
+  params.threshold = o.threshold ?? params.threshold
+  params.quorum = o.quorum ?? params.threshold
+  params.minParticipants = o.minParticipants ?? Math.max(2, params.threshold)
+  params.timeouts.phaseMs = o.phaseMs ?? params.timeouts.phaseMs
+  params.timeouts.roundMs = o.roundMs ?? params.timeouts.roundMs
+  if (o.aggregation !== undefined) params.aggregation.rule = o.aggregation
+  params.aggregation.serverLr = o.serverLr ?? params.aggregation.serverLr
+  if (o.dp !== undefined) params.dp = { enabled: true, epsilon: o.dp.epsilon, delta: o.dp.delta ?? 1e-5, noiseMultiplier: o.dp.noise ?? 1.0, clipNorm: o.dp.clip ?? 1.0 }
+  const manifest = validateManifest({ version: 1, name: o.name, members: o.members, params })
+  atomicWrite(file, JSON.stringify({ manifest, signatures: {} }, null, 2) + '\n', 0o644)
+  return { manifest, parameters: weights.length }
+}
+
+export function readSignedManifest (file: string): SignedManifest {
+  if (!existsSync(file)) throw new ConfigError(`no such file: ${file}`)
+  let parsed: unknown
+  try { parsed = JSON.parse(readFileSync(file, 'utf8')) } catch { throw new ConfigError(`${file} is not valid JSON`) }
+  const o = parsed as SignedManifest
+  if (o === null || typeof o !== 'object' || typeof o.signatures !== 'object' || o.signatures === null) throw new ConfigError(`${file} is not a medmesh manifest file ({ manifest, signatures })`)
+  return o
+}
+
+/** Add this node's signature to the manifest file; returns how many of the members have signed. */
+export function signManifest (dataDir: string, file: string): { peerId: string, signed: number, members: number } {
+  const signed = readSignedManifest(file)
+  const identity = new DataDir(dataDir).identity()
+  const m = validateManifest(signed.manifest)
+  if (memberIndex(m, identity.peerId) < 0) throw new ConfigError(`${identity.peerId} is not a member listed in ${file}`)
+  signed.signatures[identity.peerId] = signManifestHash(m, identity)
+  atomicWrite(file, JSON.stringify(signed, null, 2) + '\n', 0o644)
+  return { peerId: identity.peerId, signed: Object.keys(signed.signatures).length, members: m.members.length }
+}
+
+/** Check every founder's signature; the consortium's id. */
+export function verifyManifest (file: string): { manifest: Manifest, id: string } {
+  const manifest = verifySignedManifest(readSignedManifest(file))
+  return { manifest, id: hex(consortiumId(manifest)) }
+}
+
+/** Join: check the signed manifest and this node's membership, then store the manifest and the settings (config.json) for start. */
+export function join (dataDir: string, manifestFile: string, settings: Partial<Record<keyof NodeConfig, unknown>>): { manifest: Manifest, peerId: string } {
+  const dir = new DataDir(dataDir)
+  const signed = readSignedManifest(manifestFile)
+  const manifest = verifySignedManifest(signed)
+  const identity = dir.identity()
+  if (memberIndex(manifest, identity.peerId) < 0) throw new ConfigError(`this node (${identity.peerId}) is not a member of '${manifest.name}'`)
+  const layer = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined))
+  resolveConfig(dir.root, layer, {}) // validate before writing anything
+  dir.saveManifest(signed)
+  atomicWrite(dir.path('config.json'), JSON.stringify(layer, null, 2) + '\n', 0o644)
+  return { manifest, peerId: identity.peerId }
+}

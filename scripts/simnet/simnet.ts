@@ -159,7 +159,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     ...(dpEpsilon !== null ? [`DP-SGD: ε budget ${dpEpsilon} per hospital, spent ${fed.epsilon.map(e => e.toFixed(2)).join(', ')}`] : [])
   ]
   const paths = writeReport(outDir, {
-    config: { nodes: n, rounds, model: modelId, partition: values.partition, alpha, epochs, batchSize, dpEpsilon, dropout, seed, backend: backend.name, transport },
+    config: { nodes: n, rounds, model: modelId, modelBytes: setup.modelBytes, partition: values.partition, alpha, epochs, batchSize, dpEpsilon, dropout, seed, backend: backend.name, transport },
     partition: parts.map(p => ({ size: p.length, classes: classCounts(subset(data.train, p)) })),
     rounds: records, centralised: central, local, bytesPerNode, federatedSeconds: fed.seconds, agree: fed.consistent,
     peakRssMB: fed.peakRssMB, peakRssPerNodeMB: fed.peakRssPerNodeMB, rejections: fed.rejections, transport: fed.transport, epsilon: fed.epsilon

@@ -73,13 +73,14 @@ export function envLayer (env: NodeJS.ProcessEnv): Layer {
 export function fileLayer (dataDir: string): Layer {
   const path = join(dataDir, 'config.json')
   if (!existsSync(path)) return {}
+  let parsed: unknown
   try {
-    const parsed = JSON.parse(readFileSync(path, 'utf8'))
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object')
-    return parsed as Layer
+    parsed = JSON.parse(readFileSync(path, 'utf8'))
   } catch (e) {
     throw new ConfigError(`${path} is not a valid configuration file: ${(e as Error).message}`)
   }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`${path} is not a valid configuration file: not an object`)
+  return parsed as Layer
 }
 
 export function resolveConfig (dataDir: string, flags: Layer, env: NodeJS.ProcessEnv = process.env): NodeConfig {

@@ -21,7 +21,10 @@ test('tcp: a small consortium of node processes runs end to end and writes a rep
     for (const r of report.rounds) {
       assert.equal(r.participants, [0, 1, 2])
       assert.ok(r.metrics.auc > 0.7 && r.metrics.auc <= 1, `round ${r.round} AUC ${r.metrics.auc}`)
-      assert.ok(r.bytes > 0)
+      // counted where sent: each hospital's masked vector (the weights and the sample weight, as uint32) went to the two others
+      assert.is(r.bytesByKind['masked-vector'], 3 * 2 * (report.config.modelBytes + 4), `round ${r.round}: ${JSON.stringify(r.bytesByKind)}`)
+      assert.ok(r.bytesByKind.gossip > 0)
+      assert.ok(Math.abs(r.modelSizes - r.bytes / report.config.modelBytes) < 1e-9 && r.modelSizes > 6)
     }
     assert.is(report.centralised.length, 2)
     assert.is(report.local.length, 3)
@@ -45,6 +48,8 @@ test('DP: each round reports the ε spent through its own training, rising, with
     for (let i = 0; i < 3; i++) {
       assert.ok(r1[i] > 0 && r2[i] > r1[i] && r2[i] <= 50, `hospital ${i}: ε ${r1[i]} then ${r2[i]}`)
     }
+    // the same work each round, the same bytes: three masked vectors, each to the two others
+    for (const r of report.rounds) assert.is(r.bytesByKind['masked-vector'], 3 * 2 * (report.config.modelBytes + 4), `round ${r.round}`)
   } finally {
     rmSync(out, { recursive: true, force: true })
   }

@@ -27,7 +27,7 @@ const data = loadMedMnist(BUNDLED_PNEUMONIAMNIST).train
 
 async function imagesPerSecond (backend: BackendName, n: number, dp: boolean): Promise<number> {
   await selectBackend(backend)
-  const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, classes: 2, seed: 1 })
+  const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, channels: 1, classes: 2, seed: 1 })
   const trainer = new LocalTrainer(model)
   const opts = (s: number): TrainOptions => ({
     steps: s, batchSize: batch, learningRate: 1e-3, seed: new Uint8Array(32).fill(s),

@@ -21,7 +21,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     n, seed: s.seed, initialWeights: init, lastRound: rounds, latencyMs: s.latencyMs, bandwidthBytesPerMs: s.bandwidthBytesPerMs,
     kindOf: r => r === 0 ? 'stats' : 'update',
     params: p => {
-      p.model = { id: s.modelId, version: '1', seed: s.seed, initialHash: hex(stateHash(initialState(init))), size: init.length }
+      p.model = { id: s.modelId, version: '1', seed: s.seed, initialHash: hex(stateHash(initialState(init))), size: init.length, input: { size: s.data.train.height, channels: s.data.train.channels }, classes: s.data.train.classes.length }
       p.quantization.maxSampleCount = Math.max(...s.parts.map(x => x.length))
       p.timeouts = { phaseMs: 5_000, roundMs: 120_000 }
       if (s.dp !== null) p.dp = { enabled: true, epsilon: s.dp.epsilon, delta: 1e-5, noiseMultiplier: s.dp.noise, clipNorm: 1 }
@@ -39,7 +39,10 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
   const sites: Site[] = []
   const epsilonBefore = new Map<number, number[]>()
   for (let i = 0; i < n; i++) {
-    const spec = { model: { id: s.modelId, seed: s.seed }, dp: s.dp === null ? null : { noiseMultiplier: s.dp.noise, clipNorm: 1 } }
+    const spec = {
+      model: { id: s.modelId, seed: s.seed }, input: { size: s.data.train.height, channels: s.data.train.channels }, classes: s.data.train.classes.length,
+      dp: s.dp === null ? null : { noiseMultiplier: s.dp.noise, clipNorm: 1 }
+    }
     sites.push(await Site.open(spec, { train: subset(s.data.train, s.parts[i]), val: null, test: null }, {
       epochs: s.epochs, batchSize: s.batchSize, learningRate: 1e-3, seed: s.seedBytes(100 + i), budget: s.dp === null ? null : new PrivacyBudget(s.dp.epsilon, 1e-5)
     }))

@@ -208,7 +208,7 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
   const { dirs, ids, http } = await formConsortium({
     root, n, name: `simnet seed ${s.seed}`, datasets: files, http: true, rounds,
     manifest: {
-      model: s.modelId, seed: s.seed, imageSize: data.train.height, classes: data.train.classes.length, phaseMs, roundMs,
+      model: s.modelId, seed: s.seed, imageSize: data.train.height, channels: data.train.channels, classes: data.train.classes.length, phaseMs, roundMs,
       dp: s.dp === null ? undefined : { epsilon: s.dp.epsilon, noise: s.dp.noise }
     },
     node: { epochs: s.epochs, batchSize: s.batchSize }

@@ -15,11 +15,12 @@ import { join } from 'node:path'
 import { selectBackend, describeBackend } from '../../src/training/backend.ts'
 import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
 import { loadImageFolder } from '../../src/training/data/images.ts'
-import { subset, classCounts } from '../../src/training/data/dataset.ts'
+import { subset, classCounts, type ImageDataset } from '../../src/training/data/dataset.ts'
 import { partitionDirichlet, partitionIid } from '../../src/training/data/partition.ts'
 import { buildModel, flattenWeights, setFlatWeights, MODEL_IDS, type ModelId } from '../../src/training/models.ts'
 import { LocalTrainer } from '../../src/training/trainer.ts'
-import { normalisation, pixelStats } from '../../src/training/data/stats.ts'
+import { normalisation, pixelStats, statsVector } from '../../src/training/data/stats.ts'
+import { resizeDataset } from '../../src/training/data/resize.ts'
 import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
 import { seededRandom, uniformDoubles } from '../../src/privacy/index.ts'
 import { lineChart, barChart, writeReport } from './report.ts'
@@ -35,9 +36,11 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --rounds R           model rounds (default 10)
   --transport T        tcp: each hospital a medmesh node in its own process, libp2p over TCP on
                        127.0.0.1 (default) | memory: all in this process, simulated time (large N)
-  --dataset PATH       a MedMNIST .npz, or a folder of images by class (PNG, JPEG, DICOM) with
-                       train/ and test/ sub-folders or without (then 20% is held out for testing)
-                       (default: the bundled PneumoniaMNIST)
+  --dataset PATH       a MedMNIST .npz (grayscale or colour), or a folder of images by class (PNG,
+                       JPEG, DICOM) with train/ and test/ sub-folders or without (then 20% is held
+                       out for testing) (default: the bundled PneumoniaMNIST)
+  --size PX            square side the images are resized to (area averaging; default: the data's own)
+  --channels C         1 or 3 for image folders (default: 3 if any image is in colour, else 1)
   --partition P        iid | dirichlet (default dirichlet)   --alpha A (default 1.0)
   --model ID           ${MODEL_IDS.join(' | ')} (default medmesh/cnn-small)
   --epochs E           local epochs per round (default 1)   --batch-size B (default 32)
@@ -61,7 +64,8 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       alpha: { type: 'string', default: '1.0' }, model: { type: 'string', default: 'medmesh/cnn-small' }, epochs: { type: 'string', default: '1' }, 'batch-size': { type: 'string', default: '32' },
       'dp-epsilon': { type: 'string' }, 'dp-noise': { type: 'string', default: '1.0' }, dropout: { type: 'string', default: '0' }, seed: { type: 'string', default: '1' },
       'no-baselines': { type: 'boolean', default: false }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
-      latency: { type: 'string', default: '0' }, bandwidth: { type: 'string' }, transport: { type: 'string', default: 'tcp' }
+      latency: { type: 'string', default: '0' }, bandwidth: { type: 'string' }, transport: { type: 'string', default: 'tcp' },
+      size: { type: 'string' }, channels: { type: 'string' }
     }
   })
   const n = Number(values.nodes); const rounds = Number(values.rounds); const epochs = Number(values.epochs); const batchSize = Number(values['batch-size'])
@@ -84,11 +88,16 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
 
   const backend = await selectBackend('auto')
   out(describeBackend(backend))
-  const data = loadSimData(values.dataset ?? BUNDLED_PNEUMONIAMNIST, seedBytes(2))
+  const size = values.size === undefined ? undefined : Number(values.size)
+  const channels = values.channels === undefined ? undefined : Number(values.channels)
+  if (size !== undefined && !(Number.isInteger(size) && size >= 8 && size <= 512)) throw new Error('--size must be an integer in [8, 512]')
+  if (channels !== undefined && channels !== 1 && channels !== 3) throw new Error('--channels must be 1 or 3')
+  const data = loadSimData(values.dataset ?? BUNDLED_PNEUMONIAMNIST, seedBytes(2), { size, channels })
   const parts = values.partition === 'iid' ? partitionIid(data.train.labels.length, n, seedBytes(1)) : partitionDirichlet(data.train.labels, n, alpha, seedBytes(1))
   out(`${n} hospitals, ${values.partition === 'iid' ? 'IID' : `Dirichlet(α=${alpha})`} split of ${data.train.labels.length} training images: ${parts.map(p => `${p.length} (${classCounts(subset(data.train, p)).join('/')})`).join(', ')}`)
 
-  const spec = { id: modelId, height: data.train.height, width: data.train.width, classes: data.train.classes.length, seed }
+  const spec = { id: modelId, height: data.train.height, width: data.train.width, channels: data.train.channels, classes: data.train.classes.length, seed }
+  out(`${data.train.labels.length + (data.val?.labels.length ?? 0) + data.test.labels.length} images of ${data.train.height}×${data.train.width}×${data.train.channels}, ${data.train.classes.length} classes: ${data.train.classes.join(', ')}`)
   const evalModel = buildModel(spec)
   const evaluator = new LocalTrainer(evalModel)
   const setup: SimSetup = {
@@ -109,7 +118,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const local: Array<Array<ClinicalMetrics | null>> = []
   if (values['no-baselines'] !== true) {
     const st = pixelStats(data.train)
-    const norm = normalisation([st.mean, st.meanSquare])
+    const norm = normalisation(statsVector(st))
     const cm = buildModel(spec); const ct = new LocalTrainer(cm)
     for (let r = 1; r <= rounds; r++) {
       ct.train(data.train, { epochs, batchSize, learningRate: 1e-3, seed: seedBytes(200 + r), augment: true, classWeighting: 'balanced', normalisation: norm })
@@ -119,7 +128,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     for (let i = 0; i < n; i++) {
       const lm = buildModel(spec); const lt = new LocalTrainer(lm)
       const part = subset(data.train, parts[i])
-      const s = pixelStats(part); const ln = normalisation([s.mean, s.meanSquare])
+      const ln = normalisation(statsVector(pixelStats(part)))
       const series: Array<ClinicalMetrics | null> = []
       for (let r = 1; r <= rounds; r++) {
         lt.train(part, { epochs, batchSize, learningRate: 1e-3, seed: seedBytes(300 + 10 * i + r), augment: true, classWeighting: 'balanced', normalisation: ln })
@@ -174,14 +183,19 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
  * .npz (its official splits), or a folder of images by class — with train/ and test/ sub-folders,
  * or one folder of which a seeded 20% is held out for testing.
  */
-export function loadSimData (path: string, seed: Uint8Array): SimData {
+export function loadSimData (path: string, seed: Uint8Array, o: { size?: number, channels?: number } = {}): SimData {
   if (!existsSync(path)) throw new Error(`no such data set: ${path}`)
   if (!statSync(path).isDirectory()) {
     const d = loadMedMnist(path)
-    return { train: d.train, val: d.val, test: d.test }
+    if (o.channels !== undefined && o.channels !== d.train.channels) throw new Error(`${path} holds ${d.train.channels}-channel images; --channels applies to image folders`)
+    const fit = (x: ImageDataset): ImageDataset => o.size === undefined ? x : resizeDataset(x, o.size)
+    return { train: fit(d.train), val: fit(d.val), test: fit(d.test) }
   }
-  if (existsSync(join(path, 'train')) && existsSync(join(path, 'test'))) return { train: loadImageFolder(join(path, 'train')), val: null, test: loadImageFolder(join(path, 'test')) }
-  const all = loadImageFolder(path)
+  if (existsSync(join(path, 'train')) && existsSync(join(path, 'test'))) {
+    const train = loadImageFolder(join(path, 'train'), o)
+    return { train, val: null, test: loadImageFolder(join(path, 'test'), { size: train.height, channels: train.channels }) }
+  }
+  const all = loadImageFolder(path, o)
   const u = uniformDoubles(seededRandom(seed), all.labels.length)
   const idx = Array.from({ length: all.labels.length }, (_, i) => i)
   return { train: subset(all, idx.filter(i => u[i] >= 0.2)), val: null, test: subset(all, idx.filter(i => u[i] < 0.2)) }

@@ -30,7 +30,10 @@ export interface ManifestOptions {
   model?: ModelId
   /** seed of the initial weights */
   seed?: number
+  /** the square side every site's images are resized to */
   imageSize?: number
+  /** 1 (grayscale) or 3 (colour) */
+  channels?: number
   classes?: number
   threshold?: number
   quorum?: number
@@ -48,14 +51,16 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
   if (!MODEL_IDS.includes(modelId)) throw new ConfigError(`model must be one of ${MODEL_IDS.join(', ')}`)
   const seed = o.seed ?? 1
   const size = o.imageSize ?? 28
+  const channels = o.channels ?? 1
+  const classes = o.classes ?? 2
   const { selectBackend } = await import('../training/backend.ts')
   const { buildModel, flattenWeights } = await import('../training/models.ts')
   await selectBackend('auto')
-  const model = buildModel({ id: modelId, height: size, width: size, classes: o.classes ?? 2, seed })
+  const model = buildModel({ id: modelId, height: size, width: size, channels, classes, seed })
   const weights = flattenWeights(model)
   model.dispose()
   const params = defaultParams(o.members.length, weights.length, hex(stateHash(initialState(weights))))
-  params.model = { id: modelId, version: '1', seed, initialHash: params.model.initialHash, size: weights.length }
+  params.model = { id: modelId, version: '1', seed, initialHash: params.model.initialHash, size: weights.length, input: { size, channels }, classes }
   params.threshold = o.threshold ?? params.threshold
   params.quorum = o.quorum ?? params.threshold
   params.minParticipants = o.minParticipants ?? Math.max(2, params.threshold)

@@ -30,8 +30,12 @@ export interface AggregationParams {
 }
 
 export interface ProtocolParams {
-  /** the model: its identifier and version, the seed of its initial weights, their hash and count */
-  model: { id: string, version: string, seed: number, initialHash: string, size: number }
+  /**
+   * the model: its identifier and version, the seed of its initial weights, their hash and count,
+   * the images it takes (square side and channels: every site's data is resized to it, and a site
+   * whose images have other channels is refused) and the classes it tells apart
+   */
+  model: { id: string, version: string, seed: number, initialHash: string, size: number, input: { size: number, channels: number }, classes: number }
   quantization: QuantizationParams & { maxSampleCount: number }
   /** the fewest peers whose inputs may be aggregated; nobody learns a sum of fewer */
   minParticipants: number
@@ -97,6 +101,10 @@ export function validateManifest (m: unknown): Manifest {
   if (typeof p.model.initialHash !== 'string' || !/^[0-9a-f]{64}$/.test(p.model.initialHash)) fail('params.model.initialHash must be 64 hex digits')
   num(p.model.size, 'params.model.size', 1, 2 ** 28, true)
   num(p.model.seed, 'params.model.seed', 0, 2 ** 31 - 1, true)
+  if (!isObj(p.model.input)) fail('params.model.input must be an object { size, channels }')
+  num(p.model.input.size, 'params.model.input.size', 4, 1024, true)
+  if (p.model.input.channels !== 1 && p.model.input.channels !== 3) fail('params.model.input.channels must be 1 or 3')
+  num(p.model.classes, 'params.model.classes', 2, 1000, true)
   if (!isObj(p.quantization)) fail('params.quantization must be an object')
   num(p.quantization.clip, 'params.quantization.clip', 1, 2 ** 20)
   num(p.quantization.scale, 'params.quantization.scale', 1, 2 ** 30)
@@ -149,7 +157,7 @@ export function verifySignedManifest (signed: unknown): Manifest {
 export function defaultParams (members: number, modelSize: number, initialHash: string): ProtocolParams {
   const majority = Math.floor(members / 2) + 1
   return {
-    model: { id: 'medmesh/cnn-small', version: '1', seed: 1, initialHash, size: modelSize },
+    model: { id: 'medmesh/cnn-small', version: '1', seed: 1, initialHash, size: modelSize, input: { size: 28, channels: 1 }, classes: 2 },
     quantization: { clip: 8, scale: 2 ** 18, maxSampleCount: 100_000 },
     minParticipants: Math.max(2, majority),
     threshold: majority,

@@ -400,7 +400,7 @@ export class Round {
   }
 
   #inputLength (): number {
-    return (this.#o.kind === 'update' ? this.#o.state.weights.length : STATS_LENGTH) + 1
+    return (this.#o.kind === 'update' ? this.#o.state.weights.length : statsLength(this.#o.manifest.params.model.input.channels)) + 1
   }
 
   #shareMyKeys (now: number): void {
@@ -495,5 +495,5 @@ export class Round {
   }
 }
 
-/** Length of the statistics vector of a 'stats' round: [mean, mean of squares] of the pixels. */
-export const STATS_LENGTH = 2
+/** Length of the statistics vector of a 'stats' round: [mean, mean of squares] of the pixels, for each channel. */
+export const statsLength = (channels: number): number => 2 * channels

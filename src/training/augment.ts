@@ -1,42 +1,61 @@
 /**
- * Augmentation that suits chest X-rays: small random affine transforms (rotation up to ±8°,
- * scale 0.92–1.08, shift up to ±2 px), bilinear sampling, edges filled with the nearest pixel.
- * No flips: the heart is on the left. Done on the raw arrays (28×28 images are cheap), seeded.
+ * Augmentation suited to the modality, seeded, on the raw batch (channels last):
+ * - grayscale (X-ray, ultrasound): small random affine transforms (rotation up to ±8°, scale
+ *   0.92–1.08, shift up to ±2 px), bilinear sampling, edges filled with the nearest pixel. No
+ *   flips: in a chest X-ray the heart is on the left.
+ * - colour (fundus, dermoscopy, histology): orientation carries no meaning, so horizontal flips
+ *   and larger rotations, and a small brightness and contrast jitter for the camera.
  */
 import { seededRandom, uniformDoubles, type RandomSource } from '../privacy/index.ts'
 
-export interface AugmentOptions { maxRotationDeg: number, maxScale: number, maxShift: number }
-export const XRAY_AUGMENT: AugmentOptions = { maxRotationDeg: 8, maxScale: 0.08, maxShift: 2 }
+export interface AugmentOptions { maxRotationDeg: number, maxScale: number, maxShift: number, flip: boolean, colourJitter: number }
+export const XRAY_AUGMENT: AugmentOptions = { maxRotationDeg: 8, maxScale: 0.08, maxShift: 2, flip: false, colourJitter: 0 }
+export const COLOUR_AUGMENT: AugmentOptions = { maxRotationDeg: 15, maxScale: 0.08, maxShift: 2, flip: true, colourJitter: 0.1 }
+
+/** The augmentation for images of this many channels. */
+export const augmentFor = (channels: number): AugmentOptions => channels === 3 ? COLOUR_AUGMENT : XRAY_AUGMENT
 
 export class Augmenter {
   readonly #rng: RandomSource
   readonly #o: AugmentOptions
   constructor (seed: Uint8Array, o: AugmentOptions = XRAY_AUGMENT) { this.#rng = seededRandom(seed); this.#o = o }
 
-  /** Transform `count` images of h×w held in `images` (in place). */
-  apply (images: Float32Array, count: number, h: number, w: number): void {
-    const u = uniformDoubles(this.#rng, 4 * count)
-    const src = new Float32Array(h * w)
+  /** Transform `count` images of h×w×c held in `images` (in place). */
+  apply (images: Float32Array, count: number, h: number, w: number, c = 1): void {
+    const o = this.#o
+    const draws = o.flip || o.colourJitter > 0 ? 7 : 4
+    const u = uniformDoubles(this.#rng, draws * count)
+    const src = new Float32Array(h * w * c)
     const cy = (h - 1) / 2; const cx = (w - 1) / 2
     for (let i = 0; i < count; i++) {
-      const angle = (u[4 * i] * 2 - 1) * this.#o.maxRotationDeg * Math.PI / 180
-      const scale = 1 + (u[4 * i + 1] * 2 - 1) * this.#o.maxScale
-      const dy = (u[4 * i + 2] * 2 - 1) * this.#o.maxShift
-      const dx = (u[4 * i + 3] * 2 - 1) * this.#o.maxShift
-      const img = images.subarray(i * h * w, (i + 1) * h * w)
+      const r = u.subarray(draws * i, draws * (i + 1))
+      const angle = (r[0] * 2 - 1) * o.maxRotationDeg * Math.PI / 180
+      const scale = 1 + (r[1] * 2 - 1) * o.maxScale
+      const dy = (r[2] * 2 - 1) * o.maxShift
+      const dx = (r[3] * 2 - 1) * o.maxShift
+      const flip = o.flip && r[4] < 0.5
+      const img = images.subarray(i * h * w * c, (i + 1) * h * w * c)
       src.set(img)
       const cos = Math.cos(angle) / scale; const sin = Math.sin(angle) / scale
       for (let y = 0; y < h; y++) {
         for (let x = 0; x < w; x++) {
           // inverse map: output pixel -> source coordinates
-          const ox = x - cx - dx; const oy = y - cy - dy
+          const ox = (flip ? w - 1 - x : x) - cx - dx; const oy = y - cy - dy
           const sx = Math.min(w - 1, Math.max(0, cos * ox + sin * oy + cx))
           const sy = Math.min(h - 1, Math.max(0, -sin * ox + cos * oy + cy))
           const x0 = Math.floor(sx); const y0 = Math.floor(sy)
           const x1 = Math.min(w - 1, x0 + 1); const y1 = Math.min(h - 1, y0 + 1)
           const tx = sx - x0; const ty = sy - y0
-          img[y * w + x] = (src[y0 * w + x0] * (1 - tx) + src[y0 * w + x1] * tx) * (1 - ty) + (src[y1 * w + x0] * (1 - tx) + src[y1 * w + x1] * tx) * ty
+          for (let k = 0; k < c; k++) {
+            const p = (yy: number, xx: number): number => src[(yy * w + xx) * c + k]
+            img[(y * w + x) * c + k] = (p(y0, x0) * (1 - tx) + p(y0, x1) * tx) * (1 - ty) + (p(y1, x0) * (1 - tx) + p(y1, x1) * tx) * ty
+          }
         }
+      }
+      if (o.colourJitter > 0 && c === 3) {
+        const brightness = (r[5] * 2 - 1) * o.colourJitter
+        const contrast = 1 + (r[6] * 2 - 1) * o.colourJitter
+        for (let k = 0; k < img.length; k++) img[k] = Math.min(1, Math.max(0, (img[k] - 0.5) * contrast + 0.5 + brightness))
       }
     }
   }

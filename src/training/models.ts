@@ -8,7 +8,10 @@
  *   and no max pooling, four stages of two basic blocks (64, 128, 256, 512 filters), global
  *   average pooling. GroupNorm is for DP-SGD, where BatchNorm's batch statistics conflict with
  *   per-example gradients.
+ * - medmesh/resnet18@1 and medmesh/resnet18-gn@1: the usual ResNet-18 for inputs of 64 px and
+ *   more: a 7×7 stem with stride 2 and a 3×3 max pooling with stride 2, then the same stages.
  *
+ * Every model takes height × width × channels (1 or 3) images, as the manifest pins them.
  * The weights travel as one flat Float32Array in `model.getWeights()` order.
  */
 import * as tf from '@tensorflow/tfjs-core'
@@ -19,7 +22,7 @@ import { MODEL_IDS, type ModelId } from './model-ids.ts'
 export { MODEL_IDS, type ModelId }
 export const MODEL_VERSION = '1'
 
-export interface ModelSpec { id: ModelId, height: number, width: number, classes: number, seed: number }
+export interface ModelSpec { id: ModelId, height: number, width: number, channels: number, classes: number, seed: number }
 
 /** Group normalisation (Wu and He, 2018) over channels-last inputs. */
 export class GroupNorm extends tfl.layers.Layer {
@@ -66,7 +69,7 @@ function cnnSmall (s: ModelSpec): tfl.LayersModel {
   return tfl.sequential({
     name: 'cnn_small',
     layers: [
-      tfl.layers.conv2d({ inputShape: [s.height, s.width, 1], filters: 32, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(1) }),
+      tfl.layers.conv2d({ inputShape: [s.height, s.width, s.channels], filters: 32, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(1) }),
       tfl.layers.maxPooling2d({ poolSize: 2 }),
       tfl.layers.conv2d({ filters: 64, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(2) }),
       tfl.layers.maxPooling2d({ poolSize: 2 }),
@@ -83,21 +86,22 @@ function linear (s: ModelSpec): tfl.LayersModel {
   return tfl.sequential({
     name: 'linear',
     layers: [
-      tfl.layers.flatten({ inputShape: [s.height, s.width, 1] }),
+      tfl.layers.flatten({ inputShape: [s.height, s.width, s.channels] }),
       tfl.layers.dense({ units: s.classes, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: s.seed + 1 }) })
     ]
   })
 }
 
-function resnet18 (s: ModelSpec, norm: 'batch' | 'group'): tfl.LayersModel {
+function resnet18 (s: ModelSpec, norm: 'batch' | 'group', stem: 'small' | 'imagenet'): tfl.LayersModel {
   let k = 0
   const init = () => tfl.initializers.heNormal({ seed: s.seed + (++k) })
   const normLayer = (channels: number): tfl.layers.Layer => norm === 'batch' ? tfl.layers.batchNormalization({}) : new GroupNorm({ groups: Math.min(32, channels) })
   const conv = (filters: number, kernel: number, stride: number) => tfl.layers.conv2d({ filters, kernelSize: kernel, strides: stride, padding: 'same', useBias: false, kernelInitializer: init() })
-  const input = tfl.input({ shape: [s.height, s.width, 1] })
-  let x = conv(64, 3, 1).apply(input) as tfl.SymbolicTensor
+  const input = tfl.input({ shape: [s.height, s.width, s.channels] })
+  let x = (stem === 'small' ? conv(64, 3, 1) : conv(64, 7, 2)).apply(input) as tfl.SymbolicTensor
   x = normLayer(64).apply(x) as tfl.SymbolicTensor
   x = tfl.layers.reLU().apply(x) as tfl.SymbolicTensor
+  if (stem === 'imagenet') x = tfl.layers.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same' }).apply(x) as tfl.SymbolicTensor
   let channels = 64
   for (const [stage, filters] of [64, 128, 256, 512].entries()) {
     for (let block = 0; block < 2; block++) {
@@ -118,14 +122,16 @@ function resnet18 (s: ModelSpec, norm: 'batch' | 'group'): tfl.LayersModel {
   }
   x = tfl.layers.globalAveragePooling2d({}).apply(x) as tfl.SymbolicTensor
   const out = tfl.layers.dense({ units: s.classes, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: s.seed + (++k) }) }).apply(x) as tfl.SymbolicTensor
-  return tfl.model({ inputs: input, outputs: out, name: `resnet18_28_${norm}` })
+  return tfl.model({ inputs: input, outputs: out, name: `resnet18_${stem === 'small' ? '28_' : ''}${norm}` })
 }
 
 export function buildModel (spec: ModelSpec): tfl.LayersModel {
   switch (spec.id) {
     case 'medmesh/cnn-small': return cnnSmall(spec)
-    case 'medmesh/resnet18-28': return resnet18(spec, 'batch')
-    case 'medmesh/resnet18-28-gn': return resnet18(spec, 'group')
+    case 'medmesh/resnet18-28': return resnet18(spec, 'batch', 'small')
+    case 'medmesh/resnet18-28-gn': return resnet18(spec, 'group', 'small')
+    case 'medmesh/resnet18': return resnet18(spec, 'batch', 'imagenet')
+    case 'medmesh/resnet18-gn': return resnet18(spec, 'group', 'imagenet')
     case 'medmesh/linear': return linear(spec)
     default: throw new Error(`unknown model '${String(spec.id)}': known models are ${MODEL_IDS.join(', ')}`)
   }

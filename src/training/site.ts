@@ -11,7 +11,8 @@ import { subset, type ImageDataset } from './data/dataset.ts'
 import { loadImageFolder } from './data/images.ts'
 import { loadMedMnist } from './data/npz.ts'
 import { partitionIid } from './data/partition.ts'
-import { normalisation, pixelStats } from './data/stats.ts'
+import { normalisation, pixelStats, statsVector, type Normalisation } from './data/stats.ts'
+import { resizeDataset } from './data/resize.ts'
 import { buildModel, flattenWeights, setFlatWeights, type ModelId } from './models.ts'
 import { LocalTrainer, type TrainResult } from './trainer.ts'
 import type { ClinicalMetrics } from './metrics.ts'
@@ -40,10 +41,31 @@ export function loadSiteData (path: string, shard: string | null, seed = 7): Sit
   return data
 }
 
-/** The model every site builds (the same id and seed give the same initial weights), and DP-SGD's settings, or null for none. */
+/**
+ * The model every site builds (the same id and seed give the same initial weights), the images it
+ * takes (square side and channels) and the classes it tells apart, and DP-SGD's settings, or null
+ * for none.
+ */
 export interface SiteSpec {
   model: { id: ModelId, seed: number }
+  input: { size: number, channels: number }
+  classes: number
   dp: { noiseMultiplier: number, clipNorm: number } | null
+}
+
+export class SiteDataError extends Error {
+  constructor (message: string) { super(message); this.name = 'SiteDataError' }
+}
+
+/** The site's data at the spec's resolution; refused when its channels or classes are not the spec's. */
+export function fitData (data: SiteData, spec: Pick<SiteSpec, 'input' | 'classes'>): SiteData {
+  const { train } = data
+  if (train.channels !== spec.input.channels) {
+    throw new SiteDataError(`this hospital's images have ${train.channels} channel(s) (${train.channels === 3 ? 'colour' : 'grayscale'}); the consortium's model takes ${spec.input.channels}: export them as ${spec.input.channels === 3 ? 'colour' : 'grayscale'}`)
+  }
+  if (train.classes.length !== spec.classes) throw new SiteDataError(`this hospital's data has ${train.classes.length} classes (${train.classes.join(', ')}); the consortium's model tells ${spec.classes} apart`)
+  const fit = (d: ImageDataset | null): ImageDataset | null => d === null ? null : resizeDataset(d, spec.input.size)
+  return { train: fit(train)!, val: fit(data.val), test: fit(data.test) }
 }
 
 export interface SiteOptions {
@@ -61,7 +83,7 @@ export class Site {
   readonly trainer: LocalTrainer
   readonly options: SiteOptions
   backend: BackendChoice | null = null
-  norm: { mean: number, std: number } | undefined
+  norm: Normalisation | undefined
   lastTrain: TrainResult | null = null
 
   private constructor (spec: SiteSpec, data: SiteData, model: tfl.LayersModel, options: SiteOptions) {
@@ -74,8 +96,9 @@ export class Site {
 
   static async open (spec: SiteSpec, data: SiteData, options: SiteOptions): Promise<Site> {
     const backend = await selectBackend('auto')
-    const model = buildModel({ id: spec.model.id, height: data.train.height, width: data.train.width, classes: data.train.classes.length, seed: spec.model.seed })
-    const site = new Site(spec, data, model, options)
+    const fitted = fitData(data, spec)
+    const model = buildModel({ id: spec.model.id, height: spec.input.size, width: spec.input.size, channels: spec.input.channels, classes: spec.classes, seed: spec.model.seed })
+    const site = new Site(spec, fitted, model, options)
     site.backend = backend
     return site
   }
@@ -83,10 +106,10 @@ export class Site {
   /** The weights the model starts from, flattened: the same on every site for one spec. */
   initialWeights (): Float32Array { return flattenWeights(this.model) }
 
-  /** The statistics round's input: [mean, mean of squares] of the pixels, and the image count. */
+  /** The statistics round's input: [mean, mean of squares] of the pixels for each channel, and the image count. */
   statsInput (): { values: number[], count: number } {
     const s = pixelStats(this.data.train)
-    return { values: [s.mean, s.meanSquare], count: s.count }
+    return { values: statsVector(s), count: s.count }
   }
 
   useStatistics (combined: ArrayLike<number>): void { this.norm = normalisation(combined) }

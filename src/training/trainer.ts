@@ -11,8 +11,9 @@ import {
   BudgetExceededError, PrivacyBudget, gaussianNoise, poissonSample, seededRandom, systemRandom, uniformDoubles, deriveKey,
   type RandomSource
 } from '../privacy/index.ts'
-import { Augmenter } from './augment.ts'
-import { classCounts, type ImageDataset } from './data/dataset.ts'
+import { Augmenter, augmentFor } from './augment.ts'
+import { classCounts, floatsOf, type ImageDataset } from './data/dataset.ts'
+import { normaliseInPlace, type Normalisation } from './data/stats.ts'
 import { clinicalMetrics, type ClinicalMetrics } from './metrics.ts'
 import { hasBatchNorm } from './models.ts'
 
@@ -32,7 +33,7 @@ export interface TrainOptions {
   optimizer?: 'adam' | 'sgd'
   augment?: boolean
   classWeighting?: 'none' | 'balanced'
-  normalisation?: { mean: number, std: number }
+  normalisation?: Normalisation
   /** 32 bytes: shuffling, augmentation and sampling follow from it */
   seed: Uint8Array
   dp?: DpOptions
@@ -79,7 +80,7 @@ export class LocalTrainer {
     if (o.dp !== undefined && hasBatchNorm(this.model)) throw new Error('DP-SGD needs per-example gradients, which BatchNorm breaks: use a model without it (cnn-small or resnet18-28-gn)')
     const round = this.#round++
     const rng = seededRandom(deriveKey(o.seed, 'seeded-random', Uint8Array.of(round & 0xff, (round >> 8) & 0xff)))
-    const augmenter = o.augment === true ? new Augmenter(deriveKey(o.seed, 'seeded-random', Uint8Array.of(0xa0, round & 0xff))) : null
+    const augmenter = o.augment === true ? new Augmenter(deriveKey(o.seed, 'seeded-random', Uint8Array.of(0xa0, round & 0xff)), augmentFor(data.channels)) : null
     const weights = classWeights(data, o.classWeighting ?? 'none')
     const steps = o.steps ?? Math.max(1, Math.round((o.epochs as number) * n / o.batchSize))
     const optimizer = this.#optimizerFor(o)
@@ -128,13 +129,11 @@ export class LocalTrainer {
   }
 
   #batchTensors (data: ImageDataset, batch: number[], o: TrainOptions, augmenter: Augmenter | null): { x: tf.Tensor4D, labels: Int32Array } {
-    const px = data.height * data.width
-    const buf = new Float32Array(batch.length * px)
-    const labels = new Int32Array(batch.length)
-    batch.forEach((j, i) => { buf.set(data.images.subarray(j * px, (j + 1) * px), i * px); labels[i] = data.labels[j] })
-    augmenter?.apply(buf, batch.length, data.height, data.width)
+    const buf = floatsOf(data, batch)
+    const labels = Int32Array.from(batch, j => data.labels[j])
+    augmenter?.apply(buf, batch.length, data.height, data.width, data.channels)
     normaliseInPlace(buf, o.normalisation)
-    return { x: tf.tensor4d(buf, [batch.length, data.height, data.width, 1]), labels }
+    return { x: tf.tensor4d(buf, [batch.length, data.height, data.width, data.channels]), labels }
   }
 
   #lossOf (x: tf.Tensor4D, labels: Int32Array, weights: Float32Array, classes: number): tf.Scalar {
@@ -190,22 +189,21 @@ export class LocalTrainer {
   }
 
   /** Class probabilities for every image, in batches. */
-  predict (data: ImageDataset, normalisation?: { mean: number, std: number }, batchSize = 256): Float32Array {
-    const px = data.height * data.width
+  predict (data: ImageDataset, normalisation?: Normalisation, batchSize = 256): Float32Array {
     const n = data.labels.length
     const classes = data.classes.length
     const out = new Float32Array(n * classes)
     for (let start = 0; start < n; start += batchSize) {
       const end = Math.min(n, start + batchSize)
-      const buf = data.images.slice(start * px, end * px)
+      const buf = floatsOf(data, Array.from({ length: end - start }, (_, i) => start + i))
       normaliseInPlace(buf, normalisation)
-      const probs = tf.tidy(() => (this.model.apply(tf.tensor4d(buf, [end - start, data.height, data.width, 1]), { training: false }) as tf.Tensor).dataSync() as Float32Array)
+      const probs = tf.tidy(() => (this.model.apply(tf.tensor4d(buf, [end - start, data.height, data.width, data.channels]), { training: false }) as tf.Tensor).dataSync() as Float32Array)
       out.set(probs, start * classes)
     }
     return out
   }
 
-  evaluate (data: ImageDataset, normalisation?: { mean: number, std: number }): ClinicalMetrics {
+  evaluate (data: ImageDataset, normalisation?: Normalisation): ClinicalMetrics {
     return clinicalMetrics(this.predict(data, normalisation), data.labels, data.classes.length)
   }
 
@@ -213,12 +211,6 @@ export class LocalTrainer {
     this.#optimizer?.dispose()
     this.#optimizer = null
   }
-}
-
-function normaliseInPlace (buf: Float32Array, norm?: { mean: number, std: number }): void {
-  if (norm === undefined) return
-  const inv = 1 / norm.std
-  for (let i = 0; i < buf.length; i++) buf[i] = (buf[i] - norm.mean) * inv
 }
 
 /** 'balanced': weight_c = N / (classes · count_c), as scikit-learn's class_weight='balanced'. */

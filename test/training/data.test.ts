@@ -8,11 +8,12 @@ import { PNG } from 'pngjs'
 import jpeg from 'jpeg-js'
 import { throwsA } from '../helpers/assert.ts'
 import { parseNpz, parseNpy, loadMedMnist, encodeMedMnist, encodeNpy, NpyError, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
-import { loadImageFolder, resize, ImageLoadError } from '../../src/training/data/images.ts'
+import { loadImageFolder, ImageLoadError } from '../../src/training/data/images.ts'
+import { resize } from '../../src/training/data/resize.ts'
 import { decodeDicom } from '../../src/training/data/dicom.ts'
 import { classCounts, subset } from '../../src/training/data/dataset.ts'
 import { partitionIid, partitionDirichlet, partitionQuantity } from '../../src/training/data/partition.ts'
-import { pixelStats, normalisation } from '../../src/training/data/stats.ts'
+import { pixelStats, normalisation, statsVector } from '../../src/training/data/stats.ts'
 
 const npy = encodeNpy
 
@@ -23,7 +24,9 @@ test('the bundled PneumoniaMNIST loads with the official split sizes and class c
   assert.equal(classCounts(d.val), [135, 389])
   assert.equal(classCounts(d.test), [234, 390])
   assert.is(d.train.height, 28)
-  assert.ok(d.train.images.every(v => v >= 0 && v <= 1))
+  assert.is(d.train.channels, 1)
+  assert.is(d.train.pixels.length, 4708 * 28 * 28)
+  assert.equal(d.train.classes, ['normal', 'pneumonia'], 'named by the sidecar beside the file')
 })
 
 test('.npz entries are read whether deflated or stored', () => {
@@ -37,7 +40,7 @@ test('.npz entries are read whether deflated or stored', () => {
   }
 })
 
-test('a data set written as .npz reads back the same (pixels to 1/255, labels exactly)', () => {
+test('a data set written as .npz reads back the same (pixels, labels and class names exactly)', () => {
   const d = loadMedMnist(BUNDLED_PNEUMONIAMNIST)
   const part = subset(d.train, [5, 17, 4000])
   const dir = mkdtempSync(join(tmpdir(), 'medmesh-npz-'))
@@ -46,7 +49,8 @@ test('a data set written as .npz reads back the same (pixels to 1/255, labels ex
     writeFileSync(file, encodeMedMnist({ train: part, val: subset(d.val, [1]), test: subset(d.test, []) }))
     const back = loadMedMnist(file)
     assert.equal(Array.from(back.train.labels), Array.from(part.labels))
-    assert.ok(back.train.images.every((v, i) => Math.abs(v - part.images[i]) < 1e-6))
+    assert.equal(Array.from(back.train.pixels), Array.from(part.pixels))
+    assert.equal(back.train.classes, ['normal', 'pneumonia'], 'carried inside the file')
     assert.is(back.val.labels.length, 1)
     assert.is(back.test.labels.length, 0)
   } finally { rmSync(dir, { recursive: true }) }
@@ -121,12 +125,13 @@ test('image folders: one class per sub-folder, PNG, JPEG and DICOM, grayscale, r
     writeFileSync(join(root, 'pneumonia', 'b.jpg'), jpeg.encode(raw, 95).data)
     writeFileSync(join(root, 'pneumonia', 'c.dcm'), dicomFile({ rows: 2, cols: 2, bits: 8, pixels: [0, 0, 255, 255] }))
     writeFileSync(join(root, 'pneumonia', 'notes.txt'), 'ignored')
-    const d = loadImageFolder(root, 28)
+    const d = loadImageFolder(root, { size: 28 })
     assert.equal(d.classes, ['normal', 'pneumonia'])
     assert.equal(Array.from(d.labels), [0, 1, 1])
-    assert.is(d.images.length, 3 * 28 * 28)
-    assert.ok(Math.abs(d.images[100] - 0.2) < 1e-3, `png gray ${d.images[100]}`)
-    assert.ok(Math.abs(d.images[28 * 28 + 100] - 0.8) < 0.02, `jpeg gray ${d.images[28 * 28 + 100]}`)
+    assert.is(d.channels, 1, 'all grayscale')
+    assert.is(d.pixels.length, 3 * 28 * 28)
+    assert.ok(Math.abs(d.pixels[100] / 255 - 0.2) < 3e-3, `png gray ${d.pixels[100]}`)
+    assert.ok(Math.abs(d.pixels[28 * 28 + 100] / 255 - 0.8) < 0.02, `jpeg gray ${d.pixels[28 * 28 + 100]}`)
     writeFileSync(join(root, 'normal', 'broken.png'), 'not a png')
     throwsA(() => loadImageFolder(root), ImageLoadError, /broken.png: cannot decode/)
     throwsA(() => loadImageFolder(join(root, 'normal')), ImageLoadError, /one sub-folder per class/)
@@ -136,9 +141,9 @@ test('image folders: one class per sub-folder, PNG, JPEG and DICOM, grayscale, r
 })
 
 test('resize averages areas when shrinking and interpolates when enlarging', () => {
-  const img = { width: 4, height: 4, pixels: Float32Array.from({ length: 16 }, (_, i) => i % 2) }
+  const img = { width: 4, height: 4, channels: 1, pixels: Float32Array.from({ length: 16 }, (_, i) => i % 2) }
   assert.equal(Array.from(resize(img, 2, 2)), [0.5, 0.5, 0.5, 0.5])
-  const up = resize({ width: 2, height: 1, pixels: Float32Array.of(0, 1) }, 4, 1)
+  const up = resize({ width: 2, height: 1, channels: 1, pixels: Float32Array.of(0, 1) }, 4, 1)
   assert.ok(up[0] <= up[1] && up[1] <= up[2] && up[2] <= up[3])
 })
 
@@ -165,11 +170,12 @@ test('per-site pixel statistics combine into the global mean and std', () => {
   const halves = [subset(d, Array.from({ length: 200 }, (_, i) => i)), subset(d, Array.from({ length: 324 }, (_, i) => 200 + i))]
   const s = halves.map(pixelStats)
   const total = s[0].count + s[1].count
-  const combined = [(s[0].mean * s[0].count + s[1].mean * s[1].count) / total, (s[0].meanSquare * s[0].count + s[1].meanSquare * s[1].count) / total]
+  const v = s.map(statsVector)
+  const combined = v[0].map((x, k) => (x * s[0].count + v[1][k] * s[1].count) / total)
   const whole = pixelStats(d)
   const a = normalisation(combined)
-  const b = normalisation([whole.mean, whole.meanSquare])
-  assert.ok(Math.abs(a.mean - b.mean) < 1e-9 && Math.abs(a.std - b.std) < 1e-9)
+  const b = normalisation(statsVector(whole))
+  assert.ok(Math.abs(a.mean[0] - b.mean[0]) < 1e-9 && Math.abs(a.std[0] - b.std[0]) < 1e-9)
 })
 
 test.run()

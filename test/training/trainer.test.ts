@@ -6,7 +6,7 @@ import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/np
 import { subset } from '../../src/training/data/dataset.ts'
 import { buildModel, flattenWeights, setFlatWeights, countParameters, GroupNorm } from '../../src/training/models.ts'
 import { LocalTrainer, classWeights } from '../../src/training/trainer.ts'
-import { pixelStats, normalisation } from '../../src/training/data/stats.ts'
+import { pixelStats, normalisation, statsVector } from '../../src/training/data/stats.ts'
 import { PrivacyBudget, seededRandom } from '../../src/privacy/index.ts'
 
 const data = loadMedMnist(BUNDLED_PNEUMONIAMNIST)
@@ -21,7 +21,7 @@ test('the backend chosen here is named, with why faster ones were skipped', asyn
 
 test('no tensor leaks: live tensors stay flat over many rounds of train, exchange and evaluate', async () => {
   await selectBackend('auto')
-  const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, classes: 2, seed: 1 })
+  const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, channels: 1, classes: 2, seed: 1 })
   const trainer = new LocalTrainer(model)
   const small = subset(data.train, Array.from({ length: 64 }, (_, i) => i * 70))
   const budget = new PrivacyBudget(1e6, 1e-5)
@@ -41,7 +41,7 @@ test('no tensor leaks: live tensors stay flat over many rounds of train, exchang
 
 test('DP-SGD stops with a clear message when the hospital\'s budget would be exceeded', async () => {
   await selectBackend('auto')
-  const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, classes: 2, seed: 2 })
+  const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, channels: 1, classes: 2, seed: 2 })
   const trainer = new LocalTrainer(model)
   const small = subset(data.train, Array.from({ length: 100 }, (_, i) => i * 40))
   const budget = new PrivacyBudget(2, 1e-5) // σ=1.5, q=0.1: about 20 steps fit
@@ -56,7 +56,7 @@ test('DP-SGD stops with a clear message when the hospital\'s budget would be exc
 
 test('DP-SGD clips: with negligible noise, one SGD step moves the weights by at most lr·C·|B|/E[B]', async () => {
   await selectBackend('auto')
-  const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, classes: 2, seed: 5 })
+  const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, channels: 1, classes: 2, seed: 5 })
   const trainer = new LocalTrainer(model)
   const small = subset(data.train, Array.from({ length: 50 }, (_, i) => i * 90))
   const before = flattenWeights(model)
@@ -75,7 +75,7 @@ test('DP-SGD clips: with negligible noise, one SGD step moves the weights by at 
 })
 
 test('DP-SGD refuses BatchNorm models with a clear message', async () => {
-  const model = buildModel({ id: 'medmesh/resnet18-28', height: 28, width: 28, classes: 2, seed: 1 })
+  const model = buildModel({ id: 'medmesh/resnet18-28', height: 28, width: 28, channels: 1, classes: 2, seed: 1 })
   const trainer = new LocalTrainer(model)
   assert.throws(() => trainer.train(subset(data.train, [0, 1]), { steps: 1, batchSize: 2, learningRate: 1e-3, seed: seed(1), dp: { noiseMultiplier: 1, clipNorm: 1, budget: new PrivacyBudget(1, 1e-5) } }), /BatchNorm/)
   model.dispose()
@@ -84,7 +84,7 @@ test('DP-SGD refuses BatchNorm models with a clear message', async () => {
 test('ResNet-18 (28): 11.2M parameters, both normalisations; GroupNorm normalises each group', async () => {
   await selectBackend('auto')
   for (const id of ['medmesh/resnet18-28', 'medmesh/resnet18-28-gn'] as const) {
-    const model = buildModel({ id, height: 28, width: 28, classes: 2, seed: 1 })
+    const model = buildModel({ id, height: 28, width: 28, channels: 1, classes: 2, seed: 1 })
     const params = countParameters(model)
     assert.ok(params > 11.1e6 && params < 11.25e6, `${id}: ${params}`)
     const out = tf.tidy(() => (model.predict(tf.zeros([2, 28, 28, 1])) as tf.Tensor).shape)
@@ -108,10 +108,10 @@ test('class weights: balanced gives N / (k · count)', () => {
 
 test('real data: the default CNN trained centrally on PneumoniaMNIST reaches test AUC >= 0.90', async () => {
   const choice = await selectBackend('auto')
-  const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, classes: 2, seed: 1 })
+  const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, channels: 1, classes: 2, seed: 1 })
   const trainer = new LocalTrainer(model)
   const s = pixelStats(data.train)
-  const norm = normalisation([s.mean, s.meanSquare])
+  const norm = normalisation(statsVector(s))
   const r = trainer.train(data.train, { epochs: 2, batchSize: 64, learningRate: 1e-3, seed: seed(7), augment: false, classWeighting: 'balanced', normalisation: norm })
   const m = trainer.evaluate(data.test, norm)
   console.log(`      [${choice.name}] 2 epochs at ${r.imagesPerSecond.toFixed(0)} images/s: test AUC ${m.auc.toFixed(3)}, ACC ${m.accuracy.toFixed(3)}`)

@@ -1,15 +1,16 @@
 /**
- * DICOM images through dicom-parser (a maintained Part 10 parser): uncompressed grayscale
- * pixel data (8 or 16 bits, signed or not), with the modality rescale (slope, intercept), the
- * VOI window when the file gives one (else the pixel range), and MONOCHROME1 inverted so that
- * bright is dense everywhere. Compressed transfer syntaxes are refused with a clear message.
+ * DICOM images through dicom-parser (a maintained Part 10 parser): uncompressed pixel data.
+ * Grayscale (8 or 16 bits, signed or not) with the modality rescale (slope, intercept), the VOI
+ * window when the file gives one (else the pixel range), and MONOCHROME1 inverted so that bright
+ * is dense everywhere; colour (RGB, 8 bits, pixel- or plane-interleaved) as it is. Compressed
+ * transfer syntaxes are refused with a clear message.
  */
 import dicomParser from 'dicom-parser'
-import { ImageLoadError, type GrayImage } from './dataset.ts'
+import { ImageLoadError, type Picture } from './dataset.ts'
 
 const UNCOMPRESSED = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.2'])
 
-export function decodeDicom (bytes: Uint8Array, name: string): GrayImage {
+export function decodeDicom (bytes: Uint8Array, name: string): Picture {
   let ds: dicomParser.DataSet
   try {
     ds = dicomParser.parseDicom(bytes)
@@ -25,8 +26,9 @@ export function decodeDicom (bytes: Uint8Array, name: string): GrayImage {
   const signed = (ds.uint16('x00280103') ?? 0) === 1
   const spp = ds.uint16('x00280002') ?? 1
   const photometric = (ds.string('x00280004') ?? 'MONOCHROME2').trim()
-  if (spp !== 1 || !photometric.startsWith('MONOCHROME')) throw new ImageLoadError(`${name}: only grayscale (MONOCHROME1/2) DICOM is supported, got ${photometric}`)
   if (rows === 0 || cols === 0 || rows * cols > 64 * 1024 * 1024) throw new ImageLoadError(`${name}: bad image size ${rows}×${cols}`)
+  if (photometric === 'RGB' && spp === 3) return rgb(ds, bytes, rows, cols, bits, name)
+  if (spp !== 1 || !photometric.startsWith('MONOCHROME')) throw new ImageLoadError(`${name}: grayscale (MONOCHROME1/2) and RGB DICOM are supported, got ${photometric} with ${spp} samples per pixel`)
   if (bits !== 8 && bits !== 16) throw new ImageLoadError(`${name}: ${bits} bits allocated; 8 or 16 are supported`)
   const el = ds.elements.x7fe00010
   if (el === undefined) throw new ImageLoadError(`${name}: no pixel data`)
@@ -55,5 +57,19 @@ export function decodeDicom (bytes: Uint8Array, name: string): GrayImage {
     const t = Math.min(1, Math.max(0, (values[i] - lo) / span))
     pixels[i] = photometric === 'MONOCHROME1' ? 1 - t : t
   }
-  return { width: cols, height: rows, pixels }
+  return { width: cols, height: rows, channels: 1, pixels }
+}
+
+/** 8-bit RGB, interleaved by pixel (planar configuration 0) or by plane (1). */
+function rgb (ds: dicomParser.DataSet, bytes: Uint8Array, rows: number, cols: number, bits: number, name: string): Picture {
+  if (bits !== 8) throw new ImageLoadError(`${name}: RGB DICOM must have 8 bits allocated, got ${bits}`)
+  const el = ds.elements.x7fe00010
+  const n = rows * cols
+  if (el === undefined || el.length < 3 * n) throw new ImageLoadError(`${name}: no or truncated pixel data`)
+  const planar = (ds.uint16('x00280006') ?? 0) === 1
+  const pixels = new Float32Array(3 * n)
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < 3; c++) pixels[3 * i + c] = bytes[el.dataOffset + (planar ? c * n + i : 3 * i + c)] / 255
+  }
+  return { width: cols, height: rows, channels: 3, pixels }
 }

@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runSimnet } from '../../scripts/simnet/simnet.ts'
+import { BUNDLED_RETINAMNIST } from '../../src/training/data/npz.ts'
 
 test('tcp: a small consortium of node processes runs end to end and writes a report whose figures agree with its run', async () => {
   const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
@@ -50,6 +51,24 @@ test('DP: each round reports the ε spent through its own training, rising, with
     }
     // the same work each round, the same bytes: three masked vectors, each to the two others
     for (const r of report.rounds) assert.is(r.bytesByKind['masked-vector'], 3 * 2 * (report.config.modelBytes + 4), `round ${r.round}`)
+  } finally {
+    rmSync(out, { recursive: true, force: true })
+  }
+})
+
+test('colour and five classes end to end: RetinaMNIST through secure aggregation, resized to 32 px', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
+  try {
+    const lines: string[] = []
+    const code = await runSimnet(['--transport', 'memory', '--dataset', BUNDLED_RETINAMNIST, '--size', '32', '--nodes', '3', '--rounds', '2', '--epochs', '1', '--partition', 'iid', '--no-baselines', '--out', out], s => lines.push(s))
+    assert.is(code, 0, lines.join('\n'))
+    assert.ok(lines.some(l => /of 32×32×3, 5 classes: 0, 1, 2, 3, 4/.test(l)), lines.join('\n'))
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'))
+    for (const r of report.rounds) {
+      assert.equal(r.participants, [0, 1, 2])
+      assert.is(r.metrics.confusion.length, 5)
+      assert.ok(r.metrics.auc > 0.5, `round ${r.round}: macro AUC ${r.metrics.auc}`)
+    }
   } finally {
     rmSync(out, { recursive: true, force: true })
   }

@@ -1,5 +1,7 @@
 /** What the simulator's two transports share: the run's setup, a round's record, the progress line. */
-import type { ImageDataset } from '../../src/training/data/dataset.ts'
+import { subset, type ImageDataset } from '../../src/training/data/dataset.ts'
+import { seededRandom, uniformDoubles } from '../../src/privacy/index.ts'
+import type { ValidationFigures } from '../../src/protocol/validation.ts'
 import type { ModelId } from '../../src/training/models.ts'
 import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
 import type { TrafficKind } from '../../src/node/metrics.ts'
@@ -19,6 +21,8 @@ export interface SimSetup {
   modelBytes: number
   epochs: number
   batchSize: number
+  /** the learning rate over the rounds */
+  schedule: 'constant' | 'cosine' | 'step'
   dp: { epsilon: number, noise: number } | null
   dropout: number
   killAt: number | null
@@ -33,9 +37,15 @@ export interface SimSetup {
 }
 
 export interface RoundRecord {
+  /** the model round (1, 2, …) */
   round: number
+  /** the protocol rounds it took: the model round and the eval round that judged it */
+  protocolRounds: number[]
   participants: number[]
+  /** the certified model on the test split */
   metrics: ClinicalMetrics | null
+  /** the consortium's pooled validation of it (the eval round), or null if that round did not certify */
+  validation: ValidationFigures | null
   /** ε spent per hospital through this round's training */
   epsilon: number[]
   /** bytes all hospitals sent for this round, counted where they were sent */
@@ -52,6 +62,22 @@ export interface RoundRecord {
 }
 
 export const emptyTraffic = (): Record<TrafficKind, number> => ({ gossip: 0, 'masked-vector': 0, state: 0, ledger: 0 })
+
+/** Hospital i's data: its share of the training split, of which a seeded 10% is its own validation part. */
+export function hospitalData (s: Pick<SimSetup, 'data' | 'parts' | 'seedBytes'>, i: number): { train: ImageDataset, val: ImageDataset } {
+  const part = s.parts[i]
+  const u = uniformDoubles(seededRandom(s.seedBytes(400 + i)), part.length)
+  return { train: subset(s.data.train, part.filter((_, j) => u[j] >= 0.1)), val: subset(s.data.train, part.filter((_, j) => u[j] < 0.1)) }
+}
+
+/** The model round the consortium keeps: the best by pooled validation AUC (the last certified one when no eval round certified). */
+export function chosenRound (records: RoundRecord[]): number {
+  let best = -1
+  records.forEach((r, i) => { if (r.validation !== null && !Number.isNaN(r.validation.auc) && (best < 0 || r.validation.auc > records[best].validation!.auc)) best = i })
+  if (best >= 0) return best
+  for (let i = records.length - 1; i >= 0; i--) if (records[i].metrics !== null) return i
+  return -1
+}
 
 export interface FederationResult {
   records: RoundRecord[]
@@ -83,6 +109,6 @@ export function drawAbsent (n: number, dropout: number, rand: () => number): Set
 export function progressLine (r: RoundRecord, n: number, withEpsilon: boolean): string {
   const certified = r.participants.length > 0
   return `round ${r.round}: ${certified ? `certified, ${r.participants.length}/${n} hospitals` : 'aborted'}${r.offline.length > 0 ? ` (${r.offline.length} offline)` : ''}` +
-    `${r.metrics !== null ? ` — test ${formatMetrics(r.metrics)}` : ''}${withEpsilon ? ` — ε ${r.epsilon.map(e => e.toFixed(2)).join('/')}` : ''} — ${(r.bytes / 1e6).toFixed(1)} MB sent (${r.modelSizes.toFixed(1)}× the model)` +
+    `${r.validation !== null ? ` — validation AUC ${r.validation.auc.toFixed(3)}` : ''}${r.metrics !== null ? ` — test ${formatMetrics(r.metrics)}` : ''}${withEpsilon ? ` — ε ${r.epsilon.map(e => e.toFixed(2)).join('/')}` : ''} — ${(r.bytes / 1e6).toFixed(1)} MB sent (${r.modelSizes.toFixed(1)}× the model)` +
     ` — phases ${Object.entries(r.phaseMs).map(([p, ms]) => `${p} ${ms} ms`).join(', ')}`
 }

@@ -9,41 +9,48 @@ import { MemNet } from '../../src/protocol/memnet.ts'
 import { hex } from '../../src/protocol/codec.ts'
 import { openMessage, sealMessage, type Envelope, type MaskedInputBody } from '../../src/protocol/messages.ts'
 import { stateHash, initialState } from '../../src/protocol/model.ts'
-import { subset } from '../../src/training/data/dataset.ts'
 import { Site } from '../../src/training/site.ts'
-import { PHASES, drawAbsent, progressLine, emptyTraffic, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
+import { roundKind, validationCounts, decodeValidation } from '../../src/protocol/validation.ts'
+import { PHASES, drawAbsent, progressLine, emptyTraffic, hospitalData, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
 import type { TrafficKind } from '../../src/node/metrics.ts'
 
 export async function runMemoryFederation (s: SimSetup): Promise<FederationResult> {
   const { n, rounds } = s
   const init = s.initialWeights
   const net: MemNet = new MemNet({
-    n, seed: s.seed, initialWeights: init, lastRound: rounds, latencyMs: s.latencyMs, bandwidthBytesPerMs: s.bandwidthBytesPerMs,
-    kindOf: r => r === 0 ? 'stats' : 'update',
+    n, seed: s.seed, initialWeights: init, lastRound: 2 * rounds, latencyMs: s.latencyMs, bandwidthBytesPerMs: s.bandwidthBytesPerMs,
+    kindOf: roundKind,
     params: p => {
       p.model = { id: s.modelId, version: '1', seed: s.seed, initialHash: hex(stateHash(initialState(init))), size: init.length, input: { size: s.data.train.height, channels: s.data.train.channels }, classes: s.data.train.classes.length }
       p.quantization.maxSampleCount = Math.max(...s.parts.map(x => x.length))
       p.timeouts = { phaseMs: 5_000, roundMs: 120_000 }
+      p.training = { schedule: s.schedule, rounds }
       if (s.dp !== null) p.dp = { enabled: true, epsilon: s.dp.epsilon, delta: 1e-5, noiseMultiplier: s.dp.noise, clipNorm: 1 }
     },
     input: (member, round, kind): { values: ArrayLike<number>, count: number } => {
       const site = sites[member]
       if (kind === 'stats') return site.statsInput()
       if (site.norm === undefined && net.peers[member].stats !== null) site.useStatistics(net.peers[member].stats!)
+      if (kind === 'eval') {
+        const p = site.predictions(net.peers[member].state.weights, 'val')!
+        return { values: validationCounts(p.probs, p.labels, layout), count: p.labels.length }
+      }
       // the next round's training starts as soon as a round is certified: note ε before it
       if (!epsilonBefore.has(round)) epsilonBefore.set(round, sites.map(x => x.options.budget?.spent.epsilon ?? 0))
-      return site.update(net.peers[member].state.weights, round)
+      return site.update(net.peers[member].state.weights, round, (round + 1) / 2)
     }
   })
   // member i of the manifest (canonical order) is hospital i
   const sites: Site[] = []
   const epsilonBefore = new Map<number, number[]>()
+  const layout = { classes: s.data.train.classes.length, bins: 1000 }
   for (let i = 0; i < n; i++) {
     const spec = {
       model: { id: s.modelId, seed: s.seed }, input: { size: s.data.train.height, channels: s.data.train.channels }, classes: s.data.train.classes.length,
+      schedule: s.schedule === 'constant' ? { kind: 'constant' as const } : { kind: s.schedule, rounds },
       dp: s.dp === null ? null : { noiseMultiplier: s.dp.noise, clipNorm: 1 }
     }
-    sites.push(await Site.open(spec, { train: subset(s.data.train, s.parts[i]), val: null, test: null }, {
+    sites.push(await Site.open(spec, { ...hospitalData(s, i), test: null }, {
       epochs: s.epochs, batchSize: s.batchSize, learningRate: 1e-3, seed: s.seedBytes(100 + i), budget: s.dp === null ? null : new PrivacyBudget(s.dp.epsilon, 1e-5)
     }))
   }
@@ -72,8 +79,9 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     }
     counted = net.log.length
   }
-  const traffic = (r: number): Pick<RoundRecord, 'bytes' | 'bytesByKind' | 'modelSizes'> => {
-    const byKind = trafficByRound.get(r) ?? emptyTraffic()
+  const traffic = (rounds: number[]): Pick<RoundRecord, 'bytes' | 'bytesByKind' | 'modelSizes'> => {
+    const byKind = emptyTraffic()
+    for (const r of rounds) { const x = trafficByRound.get(r); if (x !== undefined) for (const k of Object.keys(byKind) as TrafficKind[]) byKind[k] += x[k] }
     const bytes = Object.values(byKind).reduce((a, b) => a + b, 0)
     return { bytes, bytesByKind: { ...byKind }, modelSizes: bytes / s.modelBytes }
   }
@@ -82,11 +90,12 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
   const rssTimer = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage().rss) }, 200)
   rssTimer.unref()
   net.startAll()
+  // model round r is protocol round 2r - 1; the eval round that judges it is 2r
   for (let r = 1; r <= rounds; r++) {
-    // dropouts: this round's absentees miss the whole round, then come back
+    // dropouts: this round's absentees miss the whole round and its eval round, then come back
     const absent = drawAbsent(n, s.dropout, net.rand)
-    const target = r
-    const done = (): boolean => net.honest().every((i: number) => net.peers[i].ledger.lastRound >= target || net.peers[i].round === null || net.peers[i].round!.number > target)
+    const target = 2 * r - 1
+    const settled = (round: number) => (): boolean => net.honest().every((i: number) => net.peers[i].ledger.lastRound >= round || net.peers[i].round === null || net.peers[i].round!.number > round)
     if (s.killAt !== null && r === s.killAt) { absent.delete(victim); net.online[victim] = false; s.out(`round ${r}: hospital ${victim} crashes`) }
     if (s.killAt !== null && r === s.killAt + 2) {
       // it restarts: certificates and the certified state from another member, verified before use
@@ -97,29 +106,35 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     }
     for (const i of absent) net.online[i] = false
     const logStart = net.log.length
-    net.run(done, 600_000)
+    net.run(settled(target), 600_000)
     // a peer that saw the certificate before finishing its own aggregate fetches the certified state: wait for it
     const current = (i: number): boolean => {
       const last = net.peers[i].ledger.lastOf('update')
       return last === undefined || hex(stateHash(net.peers[i].state)) === hex(last.header.stateHash)
     }
     net.run(() => net.honest().every(current), 60_000)
+    net.run(settled(target + 1), 600_000)
     for (const i of absent) net.online[i] = true
     const ref = Array.from({ length: n }, (_, i) => i).find(i => !absent.has(i) && net.online[i])!
     const entries = net.peers[ref].ledger.entries.filter(e => e.header.round === target)
     const certified = entries.length > 0
     const metrics = certified && entries[0].header.kind === 'update' ? s.evaluate(net.peers[ref].state.weights, net.peers[ref].stats) : null
+    const judged = net.peers[ref].ledger.entries.find(e => e.header.round === target + 1 && e.header.kind === 'eval')
     count()
-    // ε spent through this round's training: the snapshot taken before the next round's, if it began
-    const eps = epsilonBefore.get(target + 1) ?? sites.map(x => x.options.budget?.spent.epsilon ?? 0)
+    // ε spent through this round's training: the snapshot taken before the next model round's, if it began
+    const eps = epsilonBefore.get(target + 2) ?? sites.map(x => x.options.budget?.spent.epsilon ?? 0)
     peakRss = Math.max(peakRss, process.memoryUsage().rss)
-    const record: RoundRecord = { round: target, participants: certified ? entries[0].header.survivors : [], metrics, epsilon: eps, ...traffic(target), phaseMs: phaseDurations(net, ref, logStart), offline: [...absent].sort(), reference: ref }
+    const record: RoundRecord = {
+      round: r, protocolRounds: [target, target + 1], participants: certified ? entries[0].header.survivors : [], metrics,
+      validation: judged === undefined ? null : decodeValidation(judged.header.extra), epsilon: eps, ...traffic([target, target + 1]),
+      phaseMs: phaseDurations(net, ref, logStart), offline: [...absent].sort(), reference: ref
+    }
     records.push(record)
     s.out(progressLine(record, n, s.dp !== null))
   }
   clearInterval(rssTimer)
   count()
-  for (const r of records) Object.assign(r, traffic(r.round))
+  for (const r of records) Object.assign(r, traffic(r.protocolRounds))
   peakRss = Math.max(peakRss, process.memoryUsage().rss)
   // safety: no two peers hold different certificates for the same round (a peer that missed the
   // last rounds holds a prefix of the others' ledger)

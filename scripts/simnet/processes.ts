@@ -19,10 +19,11 @@ import { DataDir } from '../../src/node/datadir.ts'
 import type { TrafficKind } from '../../src/node/metrics.ts'
 import { hex } from '../../src/protocol/codec.ts'
 import type { Manifest } from '../../src/protocol/manifest.ts'
-import type { Ledger } from '../../src/protocol/ledger.ts'
+import type { Ledger, LedgerEntry } from '../../src/protocol/ledger.ts'
+import { decodeValidation } from '../../src/protocol/validation.ts'
 import { subset } from '../../src/training/data/dataset.ts'
 import { encodeMedMnist } from '../../src/training/data/npz.ts'
-import { PHASES, drawAbsent, progressLine, emptyTraffic, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
+import { PHASES, drawAbsent, progressLine, emptyTraffic, hospitalData, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
 import { mulberry32 } from '../../src/protocol/memnet.ts'
 
 const BIN = fileURLToPath(new URL('../../bin/medmesh.js', import.meta.url))
@@ -200,7 +201,7 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
 
   // a consortium forms: identities, each hospital's own data file, a manifest every member signs
   const files = s.parts.map((_, i) => join(root, `hospital-${i}.npz`))
-  files.forEach((f, i) => writeFileSync(f, encodeMedMnist({ train: subset(data.train, s.parts[i]), val: data.val ?? subset(data.train, []), test: subset(data.test, []) })))
+  files.forEach((f, i) => writeFileSync(f, encodeMedMnist({ ...hospitalData(s, i), test: subset(data.test, []) })))
   // phases wait for the slowest hospital's training (all share 2 cores here): give them room
   const largest = Math.max(...s.parts.map(p => p.length))
   const phaseMs = Math.max(10_000, Math.ceil(largest * s.epochs * (s.dp === null ? 1 : 4) / 80) * 1000)
@@ -209,6 +210,7 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
     root, n, name: `simnet seed ${s.seed}`, datasets: files, http: true, rounds,
     manifest: {
       model: s.modelId, seed: s.seed, imageSize: data.train.height, channels: data.train.channels, classes: data.train.classes.length, phaseMs, roundMs,
+      schedule: s.schedule, scheduleRounds: rounds,
       dp: s.dp === null ? undefined : { epsilon: s.dp.epsilon, noise: s.dp.noise }
     },
     node: { epochs: s.epochs, batchSize: s.batchSize }
@@ -227,52 +229,57 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
   try {
     for (const node of nodes) node.start()
     let certifiedUpdates = 0
-    const deadline = Date.now() + (rounds + 2) * roundMs + 120_000
-    for (let r = 1; certifiedUpdates < rounds; r++) {
-      if (Date.now() > deadline) throw new Error(`the simulation ran out of time in round ${r}`)
-      const absent = drawAbsent(n, s.dropout, rand)
-      if (s.killAt !== null && r === s.killAt) { absent.delete(victim); s.out(`round ${r}: hospital ${victim} crashes (SIGKILL)`); await nodes[victim].kill() }
-      if (s.killAt !== null && r === s.killAt + 2 && !nodes[victim].alive) { s.out(`round ${r}: hospital ${victim} restarts on its data directory`); nodes[victim].start() }
-      if (s.killAt !== null && r > s.killAt && r < s.killAt + 2) absent.delete(victim)
-      for (const i of absent) await nodes[i].kill()
-      // wait for round r to be certified somewhere, or abandoned by every running node
-      let entry: ReturnType<Ledger['entries']['find']>
-      let holder = -1
+    const deadline = Date.now() + (2 * rounds + 2) * roundMs + 120_000
+    /** wait for round r to be certified somewhere, or abandoned by every running node */
+    const settle = async (r: number): Promise<{ entry: LedgerEntry | undefined, holder: number }> => {
       for (;;) {
         await Promise.all(nodes.map(async nd => await nd.poll()))
         const all = ledgers()
-        holder = all.findIndex(l => l?.entries.some(e => e.header.round === r) === true)
-        if (holder >= 0) { entry = all[holder]!.entries.find(e => e.header.round === r); break }
+        const holder = all.findIndex(l => l?.entries.some(e => e.header.round === r) === true)
+        if (holder >= 0) return { entry: all[holder]!.entries.find(e => e.header.round === r), holder }
         const beyond = all.every((l, i) => !nodes[i].alive || (l !== null && l.lastRound > r))
         const status = await Promise.all(nodes.map(async nd => nd.alive ? await fetch(`http://127.0.0.1:${nd.httpPort}/status`, { signal: AbortSignal.timeout(1000) }).then(async x => await x.json() as { round: number | null }).catch(() => null) : null))
         const moved = status.filter(x => x !== null).length > 0 && status.every((x, i) => !nodes[i].alive || (x !== null && x.round !== null && x.round > r))
-        if (beyond || moved) break
+        if (beyond || moved) return { entry: undefined, holder: -1 }
         if (nodes.every(nd => !nd.alive)) throw new Error('every node has exited')
         if (Date.now() > deadline) throw new Error(`the simulation ran out of time in round ${r}`)
         await sleep(POLL_MS)
       }
+    }
+    // model round k is protocol round 2k - 1; the eval round that judges it is 2k
+    for (let k = 1; certifiedUpdates < rounds; k++) {
+      const r = 2 * k - 1
+      if (Date.now() > deadline) throw new Error(`the simulation ran out of time in round ${k}`)
+      const absent = drawAbsent(n, s.dropout, rand)
+      if (s.killAt !== null && k === s.killAt) { absent.delete(victim); s.out(`round ${k}: hospital ${victim} crashes (SIGKILL)`); await nodes[victim].kill() }
+      if (s.killAt !== null && k === s.killAt + 2 && !nodes[victim].alive) { s.out(`round ${k}: hospital ${victim} restarts on its data directory`); nodes[victim].start() }
+      if (s.killAt !== null && k > s.killAt && k < s.killAt + 2) absent.delete(victim)
+      for (const i of absent) await nodes[i].kill()
+      const { entry, holder } = await settle(r)
       const certified = entry !== undefined
       let metrics = null
-      if (certified && entry!.header.kind === 'update') {
+      if (certified && entry.header.kind === 'update') {
         // a node writes the certified model once it holds it (it may have to fetch it first)
-        const mh = hex(entry!.header.stateHash)
+        const mh = hex(entry.header.stateHash)
         let state = null
         for (let waited = 0; state === null && waited < 60_000; waited += POLL_MS) {
           state = dirs.map(d => new DataDir(d).state(mh)).find(x => x !== null) ?? null
           if (state === null) await sleep(POLL_MS)
         }
-        const stats = ledgers()[holder]?.entries.find(e => e.header.kind === 'stats')
-        if (state !== null) metrics = s.evaluate(state.weights, stats === undefined ? null : new Float64Array(new Uint8Array(stats.header.extra).buffer))
+        if (state !== null) metrics = s.evaluate(state.weights, ledgers()[holder]?.statistics ?? null)
         certifiedUpdates++
       }
+      const judged = certified ? (await settle(r + 1)).entry : undefined
       await Promise.all(nodes.map(async nd => await nd.poll()))
       const ref = nodes.findIndex((nd, i) => nd.alive && !absent.has(i))
       const record: RoundRecord = {
-        round: r,
-        participants: certified ? entry!.header.survivors.map(m => hospitalOf[m]).sort((a, b) => a - b) : [],
+        round: k,
+        protocolRounds: [r, r + 1],
+        participants: certified ? entry.header.survivors.map(m => hospitalOf[m]).sort((a, b) => a - b) : [],
         metrics,
+        validation: judged?.header.kind === 'eval' ? decodeValidation(judged.header.extra) : null,
         epsilon: dirs.map(d => new DataDir(d).budget()?.spent.epsilon ?? 0),
-        ...traffic(nodes, r, s.modelBytes),
+        ...traffic(nodes, [r, r + 1], s.modelBytes),
         phaseMs: ref < 0 ? {} : phaseTimes(nodes[ref].figures, r),
         offline: [...absent].sort(),
         reference: ref
@@ -290,8 +297,8 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
   }
   // the figures of each round once every node has had its say (late fetches of a certified state count too)
   for (const r of records) {
-    Object.assign(r, traffic(nodes, r.round, s.modelBytes))
-    if (r.reference >= 0) r.phaseMs = phaseTimes(nodes[r.reference].figures, r.round)
+    Object.assign(r, traffic(nodes, r.protocolRounds, s.modelBytes))
+    if (r.reference >= 0) r.phaseMs = phaseTimes(nodes[r.reference].figures, r.protocolRounds[0])
   }
   const all = ledgers()
   const byRound = new Map<number, Set<string>>()
@@ -313,12 +320,14 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
   }
 }
 
-/** Bytes every node sent for round `r`, by kind and in all, and that in model sizes. */
-function traffic (nodes: NodeProcess[], r: number, modelBytes: number): Pick<RoundRecord, 'bytes' | 'bytesByKind' | 'modelSizes'> {
+/** Bytes every node sent for these protocol rounds (a model round and its eval round), by kind and in all, and that in model sizes. */
+function traffic (nodes: NodeProcess[], rounds: number[], modelBytes: number): Pick<RoundRecord, 'bytes' | 'bytesByKind' | 'modelSizes'> {
   const byKind = emptyTraffic()
   for (const nd of nodes) {
-    const x = nd.figures.bytes.get(r)
-    if (x !== undefined) for (const k of Object.keys(byKind) as TrafficKind[]) byKind[k] += x[k]
+    for (const r of rounds) {
+      const x = nd.figures.bytes.get(r)
+      if (x !== undefined) for (const k of Object.keys(byKind) as TrafficKind[]) byKind[k] += x[k]
+    }
   }
   const bytes = Object.values(byKind).reduce((a, b) => a + b, 0)
   return { bytes, bytesByKind: byKind, modelSizes: bytes / modelBytes }

@@ -18,7 +18,9 @@ export function lineChart (title: string, series: Series[], lo: number, hi: numb
   const lines = series.map((s, k) => {
     const pts = s.values.map((v, i) => v === null || !Number.isFinite(v) ? null : `${x(i).toFixed(1)},${y(Math.max(lo, Math.min(hi, v))).toFixed(1)}`).filter(p => p !== null)
     const colour = COLOURS[k % COLOURS.length]
-    return `<polyline fill="none" stroke="${colour}" stroke-width="${k === 0 ? 3 : 1.5}" points="${pts.join(' ')}"/>` +
+    // a series of one point (a chosen round) is drawn as a marker
+    const marker = pts.length === 1 ? `<circle cx="${pts[0]!.split(',')[0]}" cy="${pts[0]!.split(',')[1]}" r="6" fill="none" stroke="${colour}" stroke-width="2"/>` : ''
+    return `<polyline fill="none" stroke="${colour}" stroke-width="${k === 0 ? 3 : 1.5}" points="${pts.join(' ')}"/>${marker}` +
       `<text x="${W - R + 8}" y="${T + 14 * k + 10}" font-size="11" fill="${colour}">${esc(s.name)}</text>`
   }).join('')
   const ticks = Array.from({ length: n }, (_, i) => i).filter(i => n <= 12 || i % Math.ceil(n / 12) === 0).map(i => `<text x="${x(i)}" y="${H - B + 16}" text-anchor="middle" font-size="11">${i + 1}</text>`).join('')

@@ -21,10 +21,11 @@ import { buildModel, flattenWeights, setFlatWeights, MODEL_IDS, type ModelId } f
 import { LocalTrainer } from '../../src/training/trainer.ts'
 import { normalisation, pixelStats, statsVector } from '../../src/training/data/stats.ts'
 import { resizeDataset } from '../../src/training/data/resize.ts'
+import { learningRateAt, type LrSchedule } from '../../src/training/schedule.ts'
 import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
 import { seededRandom, uniformDoubles } from '../../src/privacy/index.ts'
 import { lineChart, barChart, writeReport } from './report.ts'
-import { PHASES, type FederationResult, type SimData, type SimSetup } from './federation.ts'
+import { PHASES, chosenRound, type FederationResult, type SimData, type SimSetup } from './federation.ts'
 import { runMemoryFederation } from './memory.ts'
 import { runProcessFederation } from './processes.ts'
 
@@ -44,6 +45,7 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --partition P        iid | dirichlet (default dirichlet)   --alpha A (default 1.0)
   --model ID           ${MODEL_IDS.join(' | ')} (default medmesh/cnn-small)
   --epochs E           local epochs per round (default 1)   --batch-size B (default 32)
+  --lr-schedule S      constant | cosine | step, over the rounds (default constant)
   --dp-epsilon E       DP-SGD with this ε budget per hospital (default: off)   --dp-noise S (default 1.0)
   --dropout P          fraction of hospitals offline in each round (default 0)
   --kill-at K          hospital 1 crashes at the start of round K and comes back two rounds later,
@@ -65,7 +67,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       'dp-epsilon': { type: 'string' }, 'dp-noise': { type: 'string', default: '1.0' }, dropout: { type: 'string', default: '0' }, seed: { type: 'string', default: '1' },
       'no-baselines': { type: 'boolean', default: false }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
       latency: { type: 'string', default: '0' }, bandwidth: { type: 'string' }, transport: { type: 'string', default: 'tcp' },
-      size: { type: 'string' }, channels: { type: 'string' }
+      size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' }
     }
   })
   const n = Number(values.nodes); const rounds = Number(values.rounds); const epochs = Number(values.epochs); const batchSize = Number(values['batch-size'])
@@ -83,6 +85,10 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const bandwidth = values.bandwidth === undefined ? undefined : Number(values.bandwidth) * 1e6 / 8 / 1000 // Mbit/s -> bytes per ms
   if (!(latency >= 0) || (bandwidth !== undefined && !(bandwidth > 0))) throw new Error('--latency and --bandwidth must be positive numbers')
   const transport = values.transport!
+  const lrSchedule = values['lr-schedule'] as 'constant' | 'cosine' | 'step'
+  if (!['constant', 'cosine', 'step'].includes(lrSchedule)) throw new Error('--lr-schedule must be constant, cosine or step')
+  // the baselines train on the same schedule as the hospitals
+  const schedule: LrSchedule = lrSchedule === 'constant' ? { kind: 'constant' } : { kind: lrSchedule, rounds }
   if (transport !== 'tcp' && transport !== 'memory') throw new Error('--transport must be tcp or memory')
   const seedBytes = (k: number): Uint8Array => Uint8Array.from({ length: 32 }, (_, i) => (seed * 131 + k * 17 + i) & 0xff)
 
@@ -101,7 +107,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const evalModel = buildModel(spec)
   const evaluator = new LocalTrainer(evalModel)
   const setup: SimSetup = {
-    n, rounds, seed, modelId, data, parts, initialWeights: flattenWeights(evalModel), modelBytes: 4 * flattenWeights(evalModel).length, epochs, batchSize,
+    n, rounds, seed, modelId, data, parts, schedule: lrSchedule, initialWeights: flattenWeights(evalModel), modelBytes: 4 * flattenWeights(evalModel).length, epochs, batchSize,
     dp: dpEpsilon === null ? null : { epsilon: dpEpsilon, noise: Number(values['dp-noise']) },
     dropout, killAt, malicious: values.malicious === true, latencyMs: latency, bandwidthBytesPerMs: bandwidth, outDir, seedBytes, out,
     evaluate: (weights, stats) => {
@@ -121,7 +127,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     const norm = normalisation(statsVector(st))
     const cm = buildModel(spec); const ct = new LocalTrainer(cm)
     for (let r = 1; r <= rounds; r++) {
-      ct.train(data.train, { epochs, batchSize, learningRate: 1e-3, seed: seedBytes(200 + r), augment: true, classWeighting: 'balanced', normalisation: norm })
+      ct.train(data.train, { epochs, batchSize, learningRate: learningRateAt(1e-3, schedule, r), seed: seedBytes(200 + r), augment: true, classWeighting: 'balanced', normalisation: norm })
       central.push(ct.evaluate(data.test, norm))
     }
     out(`centralised baseline after ${rounds} epoch(s): ${formatMetrics(central[central.length - 1]!)}`)
@@ -131,7 +137,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       const ln = normalisation(statsVector(pixelStats(part)))
       const series: Array<ClinicalMetrics | null> = []
       for (let r = 1; r <= rounds; r++) {
-        lt.train(part, { epochs, batchSize, learningRate: 1e-3, seed: seedBytes(300 + 10 * i + r), augment: true, classWeighting: 'balanced', normalisation: ln })
+        lt.train(part, { epochs, batchSize, learningRate: learningRateAt(1e-3, schedule, r), seed: seedBytes(300 + 10 * i + r), augment: true, classWeighting: 'balanced', normalisation: ln })
         series.push(lt.evaluate(data.test, ln))
       }
       local.push(series)
@@ -142,7 +148,9 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   }
 
   const fedMetrics = records.map(r => r.metrics)
-  const finalFed = [...fedMetrics].reverse().find(m => m !== null) ?? null
+  // the consortium's model: the round with the best pooled validation AUC
+  const chosen = chosenRound(records)
+  const finalFed = chosen < 0 ? null : records[chosen].metrics
   const series = (pick: (m: ClinicalMetrics) => number) => [
     { name: 'federated (medmesh)', values: fedMetrics.map(m => m === null ? null : pick(m)) },
     ...(central.length > 0 ? [{ name: 'centralised', values: central.map(m => m === null ? null : pick(m)) }] : []),
@@ -151,6 +159,10 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const charts = [
     lineChart('Test ROC-AUC per round', series(m => m.auc), 0.5, 1, 'AUC'),
     lineChart('Test accuracy per round', series(m => m.accuracy), 0.3, 1, 'accuracy'),
+    lineChart(`Validation AUC per round (pooled by secure aggregation; chosen: round ${chosen + 1})`, [
+      { name: 'consortium validation', values: records.map(r => r.validation?.auc ?? null) },
+      { name: 'chosen round', values: records.map((r, i) => i === chosen ? r.validation?.auc ?? null : null) }
+    ], 0.5, 1, 'AUC'),
     barChart(`${transport === 'memory' ? 'Simulated time' : 'Time'} per phase (all rounds)`, PHASES, PHASES.map(p => records.reduce((a, r) => a + (r.phaseMs[p] ?? 0), 0) / 1000), 's'),
     barChart('Bytes sent per hospital (whole run)', bytesPerNode.map((_, i) => `hospital ${i}`), bytesPerNode.map(b => b / 1e6), 'MB'),
     barChart('Bytes sent per round, in model sizes (all hospitals)', records.map(r => `round ${r.round}`), records.map(r => r.modelSizes), '× model'),
@@ -159,7 +171,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const summary = [
     `transport: ${fed.transport}`,
     `${n} hospitals, ${rounds} rounds, model ${modelId}, ${values.partition} partition${values.partition === 'iid' ? '' : ` (α=${alpha})`}, dropout ${dropout}, seed ${seed}, backend ${backend.name}`,
-    finalFed !== null ? `federated final test: ${formatMetrics(finalFed)}` : 'no certified model round',
+    finalFed !== null ? `federated model (round ${chosen + 1}, the best by pooled validation AUC ${records[chosen].validation?.auc.toFixed(3) ?? 'n/a'}) on the test split: ${formatMetrics(finalFed)}` : 'no certified model round',
     ...(central.length > 0 ? [`centralised final test: ${formatMetrics(central[central.length - 1]!)}`] : []),
     `rounds certified: ${records.filter(r => r.participants.length > 0).length} of ${rounds}; no conflicting certificates: ${fed.consistent}; ${fed.atHead} of ${n} peers at the head`,
     transport === 'memory'
@@ -170,7 +182,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const paths = writeReport(outDir, {
     config: { nodes: n, rounds, model: modelId, modelBytes: setup.modelBytes, partition: values.partition, alpha, epochs, batchSize, dpEpsilon, dropout, seed, backend: backend.name, transport },
     partition: parts.map(p => ({ size: p.length, classes: classCounts(subset(data.train, p)) })),
-    rounds: records, centralised: central, local, bytesPerNode, federatedSeconds: fed.seconds, agree: fed.consistent,
+    rounds: records, chosenRound: chosen + 1, final: finalFed, centralised: central, local, bytesPerNode, federatedSeconds: fed.seconds, agree: fed.consistent,
     peakRssMB: fed.peakRssMB, peakRssPerNodeMB: fed.peakRssPerNodeMB, rejections: fed.rejections, transport: fed.transport, epsilon: fed.epsilon
   }, charts, summary)
   out(`report: ${paths.html} and ${paths.json}`)

@@ -62,7 +62,9 @@ export const manifestHelp = `Usage:
 create options:
   --model ID              ${MODEL_IDS.join(' | ')} (default medmesh/cnn-small)
   --seed N                seed of the initial weights (default 1)
-  --image-size N          square input size (default 28)   --classes N (default 2)
+  --image-size N          square input size (default 28)   --channels 1|3 (default 1)   --classes N (default 2)
+  --lr-schedule S         constant | cosine | step (default constant)   --schedule-rounds R (default 10)
+  --patience P            stop after P eval rounds without a better validation AUC (default 0: never)
   --threshold T           Shamir threshold (default: a majority)
   --quorum Q              signatures that certify a round (default: the threshold)
   --min-participants M    fewest inputs ever aggregated (default: the threshold)
@@ -102,7 +104,8 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     name: { type: 'string' }, member: { type: 'string', multiple: true }, out: { type: 'string' }, model: { type: 'string' }, seed: { type: 'string' },
     'image-size': { type: 'string' }, classes: { type: 'string' }, threshold: { type: 'string' }, quorum: { type: 'string' }, 'min-participants': { type: 'string' },
     'phase-ms': { type: 'string' }, 'round-ms': { type: 'string' }, aggregation: { type: 'string' }, 'server-lr': { type: 'string' },
-    'dp-epsilon': { type: 'string' }, 'dp-delta': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' }
+    'dp-epsilon': { type: 'string' }, 'dp-delta': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' },
+    channels: { type: 'string' }, 'lr-schedule': { type: 'string' }, 'schedule-rounds': { type: 'string' }, patience: { type: 'string' }
   })
   if (values.name === undefined || values.out === undefined) throw new UsageError('--name and --out are required')
   const members = ((values.member ?? []) as string[]).map(s => {
@@ -121,6 +124,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
   const eps = num(values['dp-epsilon'], 'dp-epsilon')
   const { manifest: m, parameters } = await setup.createManifest(values.out, {
     name: values.name, members, model: modelId as never, seed: num(values.seed, 'seed'), imageSize: num(values['image-size'], 'image-size'), classes: num(values.classes, 'classes'),
+    channels: num(values.channels, 'channels'), schedule: values['lr-schedule'], scheduleRounds: num(values['schedule-rounds'], 'schedule-rounds'), patience: num(values.patience, 'patience'),
     threshold: num(values.threshold, 'threshold'), quorum: num(values.quorum, 'quorum'), minParticipants: num(values['min-participants'], 'min-participants'),
     phaseMs: num(values['phase-ms'], 'phase-ms'), roundMs: num(values['round-ms'], 'round-ms'), aggregation: values.aggregation, serverLr: num(values['server-lr'], 'server-lr'),
     dp: eps === undefined ? undefined : { epsilon: eps, delta: num(values['dp-delta'], 'dp-delta'), noise: num(values['dp-noise'], 'dp-noise'), clip: num(values['dp-clip'], 'dp-clip') }

@@ -87,11 +87,13 @@ export class DataDir {
     }
   }
 
-  saveState (state: GlobalState): string {
+  /** Write a certified state; the others are removed but for those named in `keep` (the best model by validation). */
+  saveState (state: GlobalState, keep: readonly string[] = []): string {
     const h = hex(stateHash(state))
     atomicWrite(this.path('states', `${h}.state`), encodeState(state), 0o644)
     const dir = this.path('states')
-    for (const f of readdirSync(dir)) if (f.endsWith('.state') && f !== `${h}.state`) unlinkSync(join(dir, f))
+    const kept = new Set([h, ...keep].map(x => `${x}.state`))
+    for (const f of readdirSync(dir)) if (f.endsWith('.state') && !kept.has(f)) unlinkSync(join(dir, f))
     return h
   }
 

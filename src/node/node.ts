@@ -19,6 +19,7 @@ import { createMetrics, type NodeMetrics } from './metrics.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { peerLinks, streamNetwork } from './network.ts'
 import { openSite } from './site.ts'
+import { roundKind } from '../protocol/validation.ts'
 import type { Site } from '../training/site.ts'
 import {
   NodeStore, createBlobExchange, createLedgerSync, createGossip, createMembership, createTrainingScheduler, createStopPolicy, createStatusService, createTicker,
@@ -67,10 +68,10 @@ export class MedmeshNode {
     const restored = this.#store.restore(manifest, this.identity.peerId)
     const site = this.#site = await openSite(manifest, config, this.identity.exportSeed().slice(0, 32), this.#store.budget(), log)
     const initial = { weights: site.initialWeights(), optimizer: [], step: 0 }
-    const stopPolicy = createStopPolicy({ rounds: config.rounds, ledger: () => this.#peer.ledger, modelSaved: () => this.#store.modelSaved(this.#peer.ledger), halt: () => this.#peer.halt(), stop: () => { void this.stop() }, log })
+    const stopPolicy = createStopPolicy({ rounds: config.rounds, patience: manifest.params.validation.patience, ledger: () => this.#peer.ledger, round: () => this.#peer.round?.number ?? null, modelSaved: () => this.#store.modelSaved(this.#peer.ledger), halt: () => this.#peer.halt(), stop: () => { void this.stop() }, log })
     this.#peer = new ProtocolPeer({
       manifest, identity: this.identity, rng: systemRandom, initialState: initial, ledger: restored.ledger, state: restored.state ?? initial,
-      kindOf: r => r === 0 ? 'stats' : 'update', inputFor: () => null, finished: stopPolicy.finished, firstRound: restored.firstRound
+      kindOf: roundKind, inputFor: () => null, finished: stopPolicy.finished, firstRound: restored.firstRound
     })
     const denied = new Set(config.deny)
     this.#host = await createHost(config, this.identity, manifest, { denied, onRefused: (peer, how) => { metrics.refused.inc(); log.warn({ peer }, `refused ${how}: not a member of the consortium`) } })
@@ -114,7 +115,7 @@ export class MedmeshNode {
         adopt: (certs, state) => { peer.catchUp(certs, state, Date.now()); this.#drain(); this.#persist() }
       }),
       training: createTrainingScheduler({
-        site, round: () => peer.round, weights: () => peer.state.weights, log, metrics,
+        site, round: () => peer.round, weights: () => peer.state.weights, log, metrics, validation: { classes: manifest.params.model.classes, bins: manifest.params.validation.bins },
         setInput: (values, count) => { peer.setInput(values, count); this.#drain() },
         saveBudget: () => this.#store.guard(() => this.#store.saveBudget(site.options.budget!))
       }),
@@ -151,6 +152,7 @@ export class MedmeshNode {
         return void s.stopPolicy.check()
       case 'aborted':
         s.status.aborted(a.reason)
+        if (s.stopPolicy.check()) return
         // perhaps the others certified it and this node missed their commits (members that ran their last round halt, so no later round would tell)
         return void (this.#stopping === null && s.ledgerSync.catchUp())
       case 'caught-up':

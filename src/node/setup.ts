@@ -43,6 +43,11 @@ export interface ManifestOptions {
   aggregation?: AggregationRule
   serverLr?: number
   dp?: { epsilon: number, delta?: number, noise?: number, clip?: number }
+  /** the learning rate over model rounds, and the rounds it is planned for */
+  schedule?: 'constant' | 'cosine' | 'step'
+  scheduleRounds?: number
+  /** eval rounds without a better validation AUC that end training (0: never early) */
+  patience?: number
 }
 
 /** Build the model the manifest pins (its initial hash is what every member checks) and write the unsigned manifest to `file`. */
@@ -68,6 +73,8 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
   params.timeouts.roundMs = o.roundMs ?? params.timeouts.roundMs
   if (o.aggregation !== undefined) params.aggregation.rule = o.aggregation
   params.aggregation.serverLr = o.serverLr ?? params.aggregation.serverLr
+  params.training = { schedule: o.schedule ?? 'constant', rounds: o.scheduleRounds ?? params.training.rounds }
+  params.validation.patience = o.patience ?? params.validation.patience
   if (o.dp !== undefined) params.dp = { enabled: true, epsilon: o.dp.epsilon, delta: o.dp.delta ?? 1e-5, noiseMultiplier: o.dp.noise ?? 1.0, clipNorm: o.dp.clip ?? 1.0 }
   const manifest = validateManifest({ version: 1, name: o.name, members: o.members, params })
   atomicWrite(file, JSON.stringify({ manifest, signatures: {} }, null, 2) + '\n', 0o644)

@@ -16,7 +16,7 @@ import { ConfigError, type NodeConfig } from './config.ts'
 
 export function siteSpec (manifest: Manifest): SiteSpec {
   const { model, dp } = manifest.params
-  return { model: { id: model.id as ModelId, seed: model.seed }, input: model.input, classes: model.classes, dp: dp.enabled ? { noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm } : null }
+  return { model: { id: model.id as ModelId, seed: model.seed }, input: model.input, classes: model.classes, schedule: manifest.params.training.schedule === 'constant' ? { kind: 'constant' } : { kind: manifest.params.training.schedule, rounds: manifest.params.training.rounds }, dp: dp.enabled ? { noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm } : null }
 }
 
 /** The site, on the fastest backend that loads; with DP, spending the budget kept on disk (or a fresh one of the manifest's size). */

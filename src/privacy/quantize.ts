@@ -94,6 +94,22 @@ export interface WeightedUpdateParams extends QuantizationParams {
   maxSampleCount: number
 }
 
+/**
+ * Counts (non-negative integers) as they are, with the sample count as one more element: their
+ * sum over at most `maxSummands` members is exact in Z_2^32 (each count at most 2^32 / maxSummands).
+ */
+export function encodeCounts (counts: ArrayLike<number>, sampleCount: number, maxSummands: number): Uint32Array {
+  assertInteger(maxSummands, 'maxSummands', 1, 65536)
+  const limit = Math.floor(0xffffffff / maxSummands)
+  const out = new Uint32Array(counts.length + 1)
+  for (let i = 0; i <= counts.length; i++) {
+    const v = i === counts.length ? sampleCount : counts[i]
+    if (!Number.isInteger(v) || v < 0 || v > limit) throw new InvalidArgumentError(`count ${i} is ${v}: counts must be integers in [0, ${limit}] so that ${maxSummands} of them sum without wrap-around`)
+    out[i] = v
+  }
+  return out
+}
+
 /** [w*x_1, …, w*x_d, w] quantised, with w = sampleCount / maxSampleCount. */
 export function encodeWeightedUpdate (update: ArrayLike<number>, sampleCount: number, params: WeightedUpdateParams, rng: RandomSource = systemRandom): Uint32Array {
   assertInteger(params.maxSampleCount, 'maxSampleCount', 1)

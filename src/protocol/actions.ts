@@ -9,7 +9,7 @@ import type { GlobalState } from './model.ts'
 
 export type Phase = 'advertise' | 'share-keys' | 'masked-input' | 'survivor-set' | 'unmask' | 'commit' | 'certified' | 'aborted'
 
-export type RoundKind = 'update' | 'stats'
+export type RoundKind = 'update' | 'stats' | 'eval'
 
 /** The actions of one round. */
 export type RoundAction =

@@ -16,6 +16,7 @@ import type { AggregationParams } from './manifest.ts'
 import { stateHash, type GlobalState } from './model.ts'
 import type { RevealBody } from './messages.ts'
 import { strategyFor } from './strategy/index.ts'
+import { encodeValidation, validationFigures } from './validation.ts'
 
 export interface RevealedShares {
   /** per survivor: shares of its self-mask seed */
@@ -68,7 +69,7 @@ export interface AggregationInput {
   round: number
   /** the ledger head this round extends */
   prev: Uint8Array
-  kind: 'update' | 'stats'
+  kind: 'update' | 'stats' | 'eval'
   /** the certified state the updates were trained from */
   state: GlobalState
   survivors: readonly number[]
@@ -82,7 +83,7 @@ export interface AggregationInput {
   peerIds: readonly string[]
   /** the round's context (consortium id and round), which every mask seed is derived with */
   maskContext: Uint8Array
-  params: { threshold: number, quantization: WeightedUpdateParams, aggregation: AggregationParams }
+  params: { threshold: number, quantization: WeightedUpdateParams, aggregation: AggregationParams, model: { classes: number }, validation: { bins: number } }
 }
 
 export type AggregationResult =
@@ -117,6 +118,12 @@ export function aggregate (a: AggregationInput): AggregationResult {
   }
   unmaskSum(sum, selfSeeds, droppedMasks)
   const aggregateHash = hash(new Uint8Array(sum.buffer, sum.byteOffset, sum.byteLength))
+  if (a.kind === 'eval') {
+    // validation counts are exact integers: their sum is the pooled counts; the state is unchanged
+    const figures = validationFigures(sum.subarray(0, sum.length - 1), { classes: a.params.model.classes, bins: a.params.validation.bins })
+    const header = encodeHeader({ consortium: a.consortium, round: a.round, prev: a.prev, kind: 'eval', survivors: [...a.survivors], aggregateHash, stateHash: stateHash(a.state), extra: encodeValidation(figures) })
+    return { ok: true, header, state: null, stats: null }
+  }
   const { mean } = decodeWeightedAverage(sum, a.survivors.length, a.params.quantization)
   const state = a.kind === 'update' ? strategyFor(a.params.aggregation.rule).apply(a.state, mean, a.params.aggregation) : null
   const stats = a.kind === 'stats' ? mean : null

@@ -8,14 +8,16 @@
  * can be checked from the manifest alone.
  *
  * Kinds: 'update' (a model round), 'stats' (secure sum of normalisation statistics; `x` holds the
- * result as float64), 'membership' (a new manifest, in `x`, takes effect; `mh` is its id).
+ * result as float64), 'eval' (secure sum of validation counts; `x` holds the pooled validation
+ * AUC, accuracy and count as float64, `mh` the state judged), 'membership' (a new manifest, in
+ * `x`, takes effect; `mh` is its id).
  */
 import { NodeIdentity, ed25519PublicKeyFromPeerId, verifySignature } from '../privacy/index.ts'
 import { arr, bytes, decodeBounded, encodeCanonical, equalBytes, hash, hex, obj, uint } from './codec.ts'
 import { consortiumId, validateManifest, type Manifest } from './manifest.ts'
 import { reject } from './errors.ts'
 
-export type CertificateKind = 'update' | 'stats' | 'membership'
+export type CertificateKind = 'update' | 'stats' | 'eval' | 'membership'
 
 export interface CertificateHeader {
   consortium: Uint8Array
@@ -42,7 +44,7 @@ export function encodeHeader (h: CertificateHeader): Uint8Array {
 export function decodeHeader (data: Uint8Array): CertificateHeader {
   const o = obj(decodeBounded(data, MAX_HEADER_BYTES, 'certificate header'), 'certificate header', ['c', 'r', 'p', 'k', 'u', 'ah', 'mh', 'x'])
   const k = o.k
-  if (k !== 'update' && k !== 'stats' && k !== 'membership') reject('malformed', 'certificate kind')
+  if (k !== 'update' && k !== 'stats' && k !== 'eval' && k !== 'membership') reject('malformed', 'certificate kind')
   const u = arr(o.u, 'survivors', 64, (x, i) => uint(x, `survivors[${i}]`, 63))
   for (let i = 1; i < u.length; i++) if (u[i] <= u[i - 1]) reject('malformed', 'survivors must be sorted and distinct')
   return { consortium: bytes(o.c, 'c', 32), round: uint(o.r, 'round'), prev: bytes(o.p, 'prev', 32), kind: k as CertificateKind, survivors: u, aggregateHash: bytes(o.ah, 'ah', 32), stateHash: bytes(o.mh, 'mh', 32), extra: bytes(o.x, 'x', undefined, MAX_HEADER_BYTES) }

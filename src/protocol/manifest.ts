@@ -46,6 +46,13 @@ export interface ProtocolParams {
   timeouts: { phaseMs: number, roundMs: number }
   dp: { enabled: boolean, epsilon: number, delta: number, noiseMultiplier: number, clipNorm: number }
   aggregation: AggregationParams
+  /**
+   * federated validation after each model round: histogram bins of the validation counts, and
+   * how many eval rounds without a better validation AUC end training (0: run all rounds)
+   */
+  validation: { bins: number, patience: number }
+  /** the learning rate over model rounds: constant, or cosine / step decay over `rounds` model rounds */
+  training: { schedule: 'constant' | 'cosine' | 'step', rounds: number }
 }
 
 export interface Manifest {
@@ -127,6 +134,11 @@ export function validateManifest (m: unknown): Manifest {
   num(p.aggregation.beta1, 'params.aggregation.beta1', 0, 0.9999999)
   num(p.aggregation.beta2, 'params.aggregation.beta2', 0, 0.9999999)
   num(p.aggregation.tau, 'params.aggregation.tau', 1e-12, 10)
+  if (!isObj(p.validation)) fail('params.validation must be an object { bins, patience }')
+  num(p.validation.bins, 'params.validation.bins', 10, 100_000, true)
+  num(p.validation.patience, 'params.validation.patience', 0, 1000, true)
+  if (!isObj(p.training) || !['constant', 'cosine', 'step'].includes(p.training.schedule as string)) fail('params.training.schedule must be constant, cosine or step')
+  num(p.training.rounds, 'params.training.rounds', 1, 100_000, true)
   const sorted = [...(members as Member[])].map(x => ({ peerId: x.peerId, name: x.name })).sort((a, b) => a.peerId < b.peerId ? -1 : 1)
   return { version: 1, name: m.name as string, members: sorted, params: structuredClone(p) }
 }
@@ -164,7 +176,9 @@ export function defaultParams (members: number, modelSize: number, initialHash: 
     quorum: majority,
     timeouts: { phaseMs: 10_000, roundMs: 120_000 },
     dp: { enabled: false, epsilon: 8, delta: 1e-5, noiseMultiplier: 1.0, clipNorm: 1.0 },
-    aggregation: { rule: 'fedavg', serverLr: 1, beta1: 0.9, beta2: 0.99, tau: 1e-3 }
+    aggregation: { rule: 'fedavg', serverLr: 1, beta1: 0.9, beta2: 0.99, tau: 1e-3 },
+    validation: { bins: 1000, patience: 0 },
+    training: { schedule: 'constant', rounds: 10 }
   }
 }
 

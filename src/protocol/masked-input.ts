@@ -5,11 +5,17 @@
  * member of the masking set. Only the sum over the survivor set, once their self masks and the
  * dropped members' pairwise masks are removed (aggregate.ts), reveals anything. Pure.
  */
-import { encodeWeightedUpdate, maskInput, pairwiseMaskSeed, pairwiseSign, type RandomSource, type WeightedUpdateParams } from '../privacy/index.ts'
+import type { ProtocolParams } from './manifest.ts'
+import { validationLength } from './validation.ts'
+import { encodeCounts, encodeWeightedUpdate, maskInput, pairwiseMaskSeed, pairwiseSign, type RandomSource, type WeightedUpdateParams } from '../privacy/index.ts'
 
 export interface MaskedInputSpec {
   values: ArrayLike<number>
   count: number
+  /** 'weighted': a model update or statistics, quantised with its weight; 'counts': integers as they are (validation) */
+  encoding: 'weighted' | 'counts'
+  /** members whose inputs may be summed (for counts: what bounds each so that the sum cannot wrap) */
+  members: number
   quantization: WeightedUpdateParams
   me: number
   /** the masking set's other members, by index, with the mask keys they advertised */
@@ -23,8 +29,17 @@ export interface MaskedInputSpec {
   rng: RandomSource
 }
 
+/** Length of the statistics vector of a 'stats' round: [mean, mean of squares] of the pixels, for each channel. */
+export const statsLength = (channels: number): number => 2 * channels
+
+/** Words of a masked input in a round of this kind: the vector and its weight (or sample count). */
+export function inputLength (kind: 'update' | 'stats' | 'eval', p: Pick<ProtocolParams, 'model' | 'validation'>, modelSize: number): number {
+  const size = kind === 'update' ? modelSize : kind === 'eval' ? validationLength({ classes: p.model.classes, bins: p.validation.bins }) : statsLength(p.model.input.channels)
+  return size + 1
+}
+
 export function maskedInput (s: MaskedInputSpec): Uint32Array {
-  const x = encodeWeightedUpdate(s.values, Math.min(s.count, s.quantization.maxSampleCount), s.quantization, s.rng)
+  const x = s.encoding === 'counts' ? encodeCounts(s.values, s.count, s.members) : encodeWeightedUpdate(s.values, Math.min(s.count, s.quantization.maxSampleCount), s.quantization, s.rng)
   const pairwise = [...s.others].map(([v, maskKey]) => ({
     seed: pairwiseMaskSeed(s.maskSecretKey, maskKey, s.context),
     sign: pairwiseSign(s.peerIds[s.me], s.peerIds[v])

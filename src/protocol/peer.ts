@@ -59,7 +59,7 @@ export interface PeerOptions {
    * this peer's work is done (a node run for N rounds): it starts no further round once this
    * holds. Checked before a round starts, so nothing is sent for a round it will not finish.
    */
-  finished?: (ledger: Ledger) => boolean
+  finished?: (ledger: Ledger, round: number) => boolean
   /** adapt the advertisement and input waits to how late members came lately (default true) */
   adaptiveTimeouts?: boolean
 }
@@ -164,7 +164,7 @@ export class ProtocolPeer {
     // never two Rounds for one round number: new keys for the same round would be equivocation
     if (this.#current !== null && this.#current.round >= round) return
     if (this.#standing.is === 'halted') return
-    if (this.#o.finished?.(this.ledger) === true) { this.halt(); return }
+    if (this.#o.finished?.(this.ledger, round) === true) { this.halt(); return }
     if (this.#o.lastRound !== undefined && round > this.#o.lastRound) { this.#current = null; return }
     if (round < (this.#o.firstRound ?? 0)) {
       if (this.#standing.is !== 'waiting') this.#standing = { is: 'waiting', since: this.#now }
@@ -278,7 +278,8 @@ export class ProtocolPeer {
     let last: CertificateHeader | undefined
     for (const c of fresh) last = this.ledger.append(c).header
     if (last !== undefined) {
-      if (last.kind === 'update') {
+      // an eval certificate names the state it judged: the model of the round before it
+      if (last.kind === 'update' || last.kind === 'eval') {
         if (stateBytes === null) throw new ProtocolError('invalid', 'catch-up needs the certified state')
         const state = decodeState(stateBytes, MAX_STATE_BYTES)
         if (!equalBytes(stateHash(state), last.stateHash)) throw new ProtocolError('bad-blob', 'the state does not match the certificate')

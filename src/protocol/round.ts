@@ -25,7 +25,7 @@ import type { GlobalState } from './model.ts'
 import { aggregate, collectRevealedShares, enoughShares } from './aggregate.ts'
 import { CommitTally, commitSignatureValid } from './commits.ts'
 import { openShares, sealShares, sharesToReveal, type SharePair } from './shares.ts'
-import { maskedInput } from './masked-input.ts'
+import { inputLength, maskedInput } from './masked-input.ts'
 import { Lateness } from './lateness.ts'
 import { MaskedVectors } from './vectors.ts'
 import { checkMaskingSet, largestConsistentSet, parseShareKeys, proposerOf, splitMaskingProposal, type ShareKeys } from './sets.ts'
@@ -400,7 +400,7 @@ export class Round {
   }
 
   #inputLength (): number {
-    return (this.#o.kind === 'update' ? this.#o.state.weights.length : statsLength(this.#o.manifest.params.model.input.channels)) + 1
+    return inputLength(this.#o.kind, this.#o.manifest.params, this.#o.state.weights.length)
   }
 
   #shareMyKeys (now: number): void {
@@ -433,7 +433,7 @@ export class Round {
     const expected = this.#inputLength() - 1
     if (input.values.length !== expected) throw new Error(`input has ${input.values.length} values, the round needs ${expected}`)
     const y = maskedInput({
-      ...input, quantization: this.#o.manifest.params.quantization, me: this.me, peerIds: this.#peerIds,
+      ...input, encoding: this.#o.kind === 'eval' ? 'counts' : 'weighted', members: this.n, quantization: this.#o.manifest.params.quantization, me: this.me, peerIds: this.#peerIds,
       others: new Map(M.members.filter(v => v !== this.me).map(v => [v, this.#adverts.get(v)!.body.maskKey])),
       selfMaskSeed: this.#selfMaskSeed, maskSecretKey: this.#maskKeys.secretKey, context: this.#ctx, rng: this.#o.rng
     })
@@ -495,5 +495,3 @@ export class Round {
   }
 }
 
-/** Length of the statistics vector of a 'stats' round: [mean, mean of squares] of the pixels, for each channel. */
-export const statsLength = (channels: number): number => 2 * channels

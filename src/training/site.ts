@@ -13,6 +13,7 @@ import { loadMedMnist } from './data/npz.ts'
 import { partitionIid } from './data/partition.ts'
 import { normalisation, pixelStats, statsVector, type Normalisation } from './data/stats.ts'
 import { resizeDataset } from './data/resize.ts'
+import { learningRateAt, type LrSchedule } from './schedule.ts'
 import { buildModel, flattenWeights, setFlatWeights, type ModelId } from './models.ts'
 import { LocalTrainer, type TrainResult } from './trainer.ts'
 import type { ClinicalMetrics } from './metrics.ts'
@@ -51,6 +52,8 @@ export interface SiteSpec {
   input: { size: number, channels: number }
   classes: number
   dp: { noiseMultiplier: number, clipNorm: number } | null
+  /** the learning rate over model rounds (default constant) */
+  schedule?: LrSchedule
 }
 
 export class SiteDataError extends Error {
@@ -114,14 +117,14 @@ export class Site {
 
   useStatistics (combined: ArrayLike<number>): void { this.norm = normalisation(combined) }
 
-  /** Train from these weights; the update and the sample count it stands for. `round` varies the shuffling. */
-  update (weights: Float32Array, round: number): { values: Float32Array, count: number } {
+  /** Train from these weights; the update and the sample count it stands for. `round` varies the shuffling; `modelRound` (1, 2, …) sets the learning rate. */
+  update (weights: Float32Array, round: number, modelRound = round): { values: Float32Array, count: number } {
     setFlatWeights(this.model, weights)
     const dp = this.spec.dp
     this.lastTrain = this.trainer.train(this.data.train, {
       epochs: this.options.epochs,
       batchSize: this.options.batchSize,
-      learningRate: this.options.learningRate,
+      learningRate: learningRateAt(this.options.learningRate, this.spec.schedule ?? { kind: 'constant' }, modelRound),
       seed: Uint8Array.from(this.options.seed.map((b, i) => i === 0 ? b ^ (round & 0xff) : i === 1 ? b ^ ((round >> 8) & 0xff) : b)),
       augment: true,
       classWeighting: 'balanced',
@@ -138,6 +141,14 @@ export class Site {
   dispose (): void {
     this.trainer.dispose()
     this.model.dispose()
+  }
+
+  /** Class probabilities (N × classes) of the model with these weights on a split, with the true labels; null without that split. */
+  predictions (weights: Float32Array, split: 'val' | 'test'): { probs: Float32Array, labels: Int32Array } | null {
+    const d = this.data[split]
+    if (d === null) return null
+    setFlatWeights(this.model, weights)
+    return { probs: this.trainer.predict(d, this.norm), labels: d.labels }
   }
 
   evaluate (weights: Float32Array, split: 'val' | 'test'): ClinicalMetrics | null {

@@ -30,7 +30,7 @@ function world (seed = 1) {
   // shares[u][v]: member u's shares for member v (at v's point)
   const shares = members.map(m => ({ self: splitSecret(m.selfMaskSeed, T, points, rng), key: splitSecret(m.maskKeys.secretKey, T, points, rng) }))
   const vectors = new Map(members.map((m, u) => [u, maskedInput({
-    values: inputOf(u), count: params.quantization.maxSampleCount, quantization: params.quantization, me: u, peerIds,
+    values: inputOf(u), count: params.quantization.maxSampleCount, encoding: 'weighted', members: N, quantization: params.quantization, me: u, peerIds,
     others: new Map([0, 1, 2, 3].filter(v => v !== u).map(v => [v, members[v].maskKeys.publicKey])), selfMaskSeed: m.selfMaskSeed, maskSecretKey: m.maskKeys.secretKey, context, rng
   })]))
   const survivors = [0, 1, 2]

@@ -15,6 +15,7 @@ import type { LedgerEntry } from '../../protocol/ledger.ts'
 import { consortiumId } from '../../protocol/manifest.ts'
 import { stateHash } from '../../protocol/model.ts'
 import type { ProtocolPeer } from '../../protocol/peer.ts'
+import { decodeValidation } from '../../protocol/validation.ts'
 import type { Site } from '../../training/site.ts'
 
 /** What /status tells of the node. */
@@ -75,6 +76,8 @@ export function createStatusService (c: StatusComponents): StatusService {
     certified (e) {
       c.metrics.certified.inc()
       c.log.info({ round: e.header.round, survivors: e.header.survivors.length, certificate: hex(e.hash).slice(0, 16), model: hex(e.header.stateHash).slice(0, 16) }, `round ${e.header.round} certified (${e.header.kind})`)
+      const v = e.header.kind === 'eval' ? decodeValidation(e.header.extra) : null
+      if (v !== null) c.log.info(`round ${e.header.round}: consortium validation AUC ${v.auc.toFixed(3)}  ACC ${v.accuracy.toFixed(3)}  (n=${v.n}, pooled from ${e.header.survivors.length} sites)`)
     },
     aborted (reason) {
       c.metrics.aborted.inc()

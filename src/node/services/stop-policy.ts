@@ -1,17 +1,24 @@
 /**
- * When a node run for N rounds (--rounds) is done: N model rounds are in its ledger, whether it
- * signed them or learnt them by catching up, and the last certified model is on disk. Then the
- * peer halts (it starts no further round, not even its advertisement) and the node lingers a
- * moment so that members still finishing can fetch the certified model from it, then stops.
+ * When a node is done: run for N model rounds (--rounds), N are in its ledger (signed here or
+ * learnt by catching up) and the eval round after the last has had its turn; or the consortium's
+ * validation AUC has not improved for `patience` eval rounds (early stopping, from the manifest).
+ * Either way the last certified model must be on disk. Then the peer halts (it starts no further
+ * round, not even its advertisement) and the node lingers a moment so that members still
+ * finishing can fetch the certified model from it, then stops.
  */
 import type { Startable } from '@libp2p/interface'
 import type { Ledger } from '../../protocol/ledger.ts'
+import { noLongerImproving, roundKind } from '../../protocol/validation.ts'
 import type { Logger } from '../logger.ts'
 
 export interface StopPolicyComponents {
   /** model rounds to run; 0: run until stopped */
   rounds: number
-  ledger: () => Ledger
+  /** eval rounds without a better validation AUC that end training (0: never early) */
+  patience: number
+  ledger: () => Pick<Ledger, 'count' | 'entries' | 'lastRound'>
+  /** the round in progress, if any */
+  round: () => number | null
   /** whether the last certified model is on disk */
   modelSaved: () => boolean
   halt: () => void
@@ -21,16 +28,18 @@ export interface StopPolicyComponents {
 }
 
 export interface StopPolicy extends Startable {
-  /** N model rounds are certified (the protocol peer asks this before it starts a round) */
-  finished: () => boolean
-  /** stop if done; true once the stop is under way */
+  /** no round `round` for this node (the protocol peer asks before it starts one) */
+  finished: (ledger: Pick<Ledger, 'count' | 'entries'>, round: number) => boolean
+  /** stop if done (with the round that would come next); true once the stop is under way */
   check: () => boolean
 }
 
 export function createStopPolicy (c: StopPolicyComponents): StopPolicy {
   let lingering: NodeJS.Timeout | null = null
   let done = false
-  const finished = (): boolean => c.rounds > 0 && c.ledger().count('update') >= c.rounds
+  // a model round is done with its eval round: stop before the next model round
+  const finished = (ledger: Pick<Ledger, 'count' | 'entries'>, round: number): boolean => roundKind(round) === 'update' &&
+    ((c.rounds > 0 && ledger.count('update') >= c.rounds) || noLongerImproving(ledger, c.patience))
   return {
     start () {},
     stop () { if (lingering !== null) clearTimeout(lingering) },
@@ -38,10 +47,12 @@ export function createStopPolicy (c: StopPolicyComponents): StopPolicy {
     check () {
       if (done) return true
       // a certificate learnt late arrives before its model: stop once the model is here and saved
-      if (!finished() || !c.modelSaved()) return false
+      const ledger = c.ledger()
+      const next = Math.max(ledger.lastRound, c.round() ?? -1) + 1
+      if (!finished(ledger, next) || !c.modelSaved()) return false
       done = true
       c.halt()
-      c.log.info(`${c.rounds} round(s) certified: stopping`)
+      c.log.info(c.rounds > 0 && ledger.count('update') >= c.rounds ? `${c.rounds} round(s) certified: stopping` : `validation AUC has not improved for ${c.patience} round(s): stopping early`)
       lingering = setTimeout(() => c.stop(), c.lingerMs ?? 3000)
       return true
     }

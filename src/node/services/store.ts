@@ -9,6 +9,7 @@ import { hex } from '../../protocol/codec.ts'
 import { Ledger } from '../../protocol/ledger.ts'
 import type { Manifest } from '../../protocol/manifest.ts'
 import { stateHash, type GlobalState } from '../../protocol/model.ts'
+import { bestModel } from '../../protocol/validation.ts'
 import type { PrivacyBudget } from '../../privacy/index.ts'
 import type { DataDir } from '../datadir.ts'
 import { isStorageError } from '../fsutil.ts'
@@ -73,7 +74,9 @@ export class NodeStore {
     if (last === undefined) return
     const want = hex(last.header.stateHash)
     if (this.#stateWritten !== want && hex(stateHash(state)) === want) {
-      this.#c.dir.saveState(state)
+      // the best model by federated validation is kept too: it is the consortium's model
+      const best = bestModel(ledger)
+      this.#c.dir.saveState(state, best === undefined ? [] : [hex(best.model.header.stateHash)])
       this.#stateWritten = want
     }
   }

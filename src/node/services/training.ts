@@ -2,18 +2,22 @@
  * The training scheduler: a hospital's input for each round. For the statistics round it is the
  * site's pixel statistics, at once; for a model round, local training from the certified weights,
  * started once the masking set is agreed and includes this node (its input is due then, and
- * training for a round it cannot join would only make it late for the next one too).
+ * training for a round it cannot join would only make it late for the next one too); for an eval
+ * round, the validation counts of the certified model on the site's own validation part.
  */
 import type { Startable } from '@libp2p/interface'
 import type { RoundKind } from '../../protocol/actions.ts'
 import type { RoundView } from '../../protocol/peer.ts'
 import type { Site } from '../../training/site.ts'
+import { validationCounts, validationLength, type ValidationLayout } from '../../protocol/validation.ts'
 import { formatMetrics } from '../../training/metrics.ts'
 import type { Logger } from '../logger.ts'
 import type { NodeMetrics } from '../metrics.ts'
 
 export interface TrainingComponents {
-  site: Pick<Site, 'update' | 'statsInput' | 'lastTrain' | 'options' | 'evaluate' | 'useStatistics' | 'norm'>
+  site: Pick<Site, 'update' | 'statsInput' | 'lastTrain' | 'options' | 'evaluate' | 'predictions' | 'useStatistics' | 'norm'>
+  /** the consortium's classes and histogram bins (the manifest's) */
+  validation: ValidationLayout
   /** the round in progress, and the certified weights to train from */
   round: () => RoundView | null
   weights: () => Float32Array
@@ -46,7 +50,8 @@ export function createTrainingScheduler (c: TrainingComponents): TrainingSchedul
 
   function train (round: number): void {
     if (!running || c.round()?.number !== round) return
-    const update = c.site.update(c.weights(), round)
+    // model rounds are the odd protocol rounds: round 2k - 1 is model round k
+    const update = c.site.update(c.weights(), round, (round + 1) / 2)
     const t = c.site.lastTrain!
     c.log.info(`round ${round}: trained ${t.examples} images in ${t.seconds.toFixed(1)} s (${t.imagesPerSecond.toFixed(0)} images/s)${t.epsilon !== null ? `, ε spent ${t.epsilon.toFixed(3)}` : ''}${t.stoppedEarly !== null ? ` — ${t.stoppedEarly}` : ''}`)
     const budget = c.site.options.budget
@@ -55,6 +60,13 @@ export function createTrainingScheduler (c: TrainingComponents): TrainingSchedul
       c.metrics.epsilon.set(budget.spent.epsilon)
     }
     c.setInput(update.values, update.count)
+  }
+
+  /** this site's validation counts of the certified model (zeros from a site without a validation part) */
+  function validate (): void {
+    const p = c.site.predictions(c.weights(), 'val')
+    const counts = p === null ? new Float64Array(validationLength(c.validation)) : validationCounts(p.probs, p.labels, c.validation)
+    c.setInput(counts, p?.labels.length ?? 0)
   }
 
   return {
@@ -66,7 +78,8 @@ export function createTrainingScheduler (c: TrainingComponents): TrainingSchedul
       if (m !== null) c.log.info(`round ${round}: validation ${formatMetrics(m)}`)
     },
     roundStarted (round, kind) {
-      if (kind === 'stats') { const s = c.site.statsInput(); c.setInput(s.values, s.count) } else due = round
+      if (kind === 'stats') { const s = c.site.statsInput(); c.setInput(s.values, s.count) } else if (kind === 'update') due = round
+      else later(() => { if (running && c.round()?.number === round) validate() })
     },
     phaseEntered () {
       const r = c.round()

@@ -6,21 +6,29 @@ import type { Ledger } from '../../../src/protocol/ledger.ts'
 import { MemNet } from '../../protocol/harness.ts'
 import { recordingLogger } from './stubs.ts'
 
-function policy (rounds: number, ledger: () => Pick<Ledger, 'count'>, saved: () => boolean) {
+function policy (rounds: number, ledger: () => Pick<Ledger, 'count' | 'entries' | 'lastRound'>, saved: () => boolean, patience = 0) {
   const events: string[] = []
   const { log } = recordingLogger()
-  const p = createStopPolicy({ rounds, ledger: ledger as () => Ledger, modelSaved: saved, halt: () => events.push('halt'), stop: () => events.push('stop'), log, lingerMs: 10 })
+  const p = createStopPolicy({ rounds, patience, ledger, round: () => null, modelSaved: saved, halt: () => events.push('halt'), stop: () => events.push('stop'), log, lingerMs: 10 })
   return { p, events }
 }
+
+/** a ledger stub: `models` model rounds, each followed by its eval round when `judged` */
+const stub = (models: () => number, judged = true) => () => ({
+  count: (k: string) => k === 'update' ? models() : k === 'eval' && judged ? models() : 1,
+  entries: [],
+  lastRound: judged ? 2 * models() : 2 * models() - 1
+})
 
 test('stops only once N model rounds are certified and the last model is on disk; halts first, stops after lingering', async () => {
   let models = 2
   let saved = false
-  const { p, events } = policy(3, () => ({ count: (k: string) => k === 'update' ? models : 1 }), () => saved)
-  assert.not.ok(p.finished())
+  const { p, events } = policy(3, stub(() => models), () => saved)
+  assert.not.ok(p.finished(stub(() => models)(), 5))
   assert.not.ok(p.check())
   models = 3
-  assert.ok(p.finished())
+  assert.not.ok(p.finished(stub(() => models)(), 6), 'the eval round of the last model round still runs')
+  assert.ok(p.finished(stub(() => models)(), 7), 'no model round after the last')
   assert.not.ok(p.check(), 'the model is not on disk yet')
   saved = true
   assert.ok(p.check())
@@ -31,8 +39,8 @@ test('stops only once N model rounds are certified and the last model is on disk
 })
 
 test('rounds 0 runs until stopped', () => {
-  const { p, events } = policy(0, () => ({ count: () => 1000 }), () => true)
-  assert.not.ok(p.finished())
+  const { p, events } = policy(0, stub(() => 1000), () => true)
+  assert.not.ok(p.finished(stub(() => 1000)(), 2001))
   assert.not.ok(p.check())
   assert.equal(events, [])
 })

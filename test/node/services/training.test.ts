@@ -21,13 +21,14 @@ function setup (withBudget = false) {
     statsInput: () => ({ values: [0.4, 0.2], count: 10 }),
     update: (weights: Float32Array, round: number) => { trained.push({ weights, round }); return { values: Float32Array.of(1, 2), count: 10 } },
     evaluate: () => null,
+    predictions: (weights: Float32Array) => ({ probs: Float32Array.of(0.9, 0.1, 0.2, 0.8, 0.35, 0.65), labels: Int32Array.of(0, 1, 0), weights }),
     useStatistics (s: ArrayLike<number>) { this.norm = { mean: s[0], std: 1 } }
   }
   let round: RoundView | null = null
   const { log, lines } = recordingLogger()
   const metrics = createMetrics()
   const scheduler = createTrainingScheduler({
-    site: site as unknown as Site, round: () => round, weights: () => Float32Array.of(9, 9), log, metrics,
+    site: site as unknown as Site, round: () => round, weights: () => Float32Array.of(9, 9), log, metrics, validation: { classes: 2, bins: 10 },
     setInput: (values, count) => inputs.push({ values: Array.from(values), count }), saveBudget: () => { saved++ }, later: fn => queued.push(fn)
   })
   const enter = (r: Partial<RoundView> & { number: number }): void => { round = { kind: 'update', phase: 'advertise', inputExpected: false, done: false, ...r }; scheduler.phaseEntered() }
@@ -77,6 +78,22 @@ test('with DP the budget is saved after each training and ε is reported', async
   assert.is(t.saved(), 1)
   const eps = await t.metrics.registry.getSingleMetric('medmesh_epsilon_spent')!.get()
   assert.is(eps.values[0].value, t.budget!.spent.epsilon)
+})
+
+test('an eval round gets this site\'s validation counts of the certified model, soon after it starts', () => {
+  const t = setup()
+  t.scheduler.start()
+  t.scheduler.roundStarted(2, 'eval')
+  t.enter({ number: 2, kind: 'eval', phase: 'advertise' })
+  assert.is(t.inputs.length, 0)
+  t.queued.shift()!()
+  assert.is(t.inputs.length, 1)
+  const { values, count } = t.inputs[0]
+  assert.is(count, 3)
+  // confusion [[1 (0→0), 1 (0→1)], [0, 1]], then 10 bins of p(class 1) over positives and 10 over negatives
+  assert.equal(values.slice(0, 4), [1, 1, 0, 1])
+  assert.equal(values.slice(4, 14), [0, 0, 0, 0, 0, 0, 0, 0, 1, 0], 'the positive at 0.8')
+  assert.equal(values.slice(14, 24), [0, 1, 0, 0, 0, 0, 1, 0, 0, 0], 'the negatives at 0.1 and 0.65')
 })
 
 test('certified statistics are taken once', () => {

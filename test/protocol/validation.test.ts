@@ -1,0 +1,99 @@
+/** Federated validation: counts, the AUC from summed histograms, the eval round, the best round, early stopping. */
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { MemNet, mulberry32 } from './harness.ts'
+import {
+  validationCounts, validationFigures, validationLength, encodeValidation, decodeValidation, bestModel, noLongerImproving, roundKind, validationHistory
+} from '../../src/protocol/validation.ts'
+import { rocAuc } from '../../src/training/metrics.ts'
+import { encodeCounts } from '../../src/privacy/index.ts'
+import type { LedgerEntry } from '../../src/protocol/ledger.ts'
+
+/** Scores of `n` examples of `k` classes that separate the classes imperfectly (seeded). */
+function site (n: number, k: number, seed: number, skill: number): { probs: Float32Array, labels: Int32Array } {
+  const rand = mulberry32(seed)
+  const labels = Int32Array.from({ length: n }, () => Math.floor(rand() * k))
+  const probs = new Float32Array(n * k)
+  for (let i = 0; i < n; i++) {
+    const logits = Array.from({ length: k }, (_, c) => (c === labels[i] ? skill : 0) + 2 * (rand() + rand() + rand() - 1.5))
+    const m = Math.max(...logits)
+    const e = logits.map(x => Math.exp(x - m))
+    const s = e.reduce((a, b) => a + b, 0)
+    e.forEach((x, c) => { probs[i * k + c] = x / s })
+  }
+  return { probs, labels }
+}
+
+function pooledExactAuc (sites: Array<{ probs: Float32Array, labels: Int32Array }>, k: number): number {
+  const probs = Float32Array.from(sites.flatMap(s => Array.from(s.probs)))
+  const labels = Int32Array.from(sites.flatMap(s => Array.from(s.labels)))
+  const scoredClasses = k === 2 ? [1] : Array.from({ length: k }, (_, c) => c)
+  const aucs = scoredClasses.map(c => rocAuc(Float32Array.from({ length: labels.length }, (_, i) => probs[i * k + c]), Array.from(labels, l => l === c)))
+  return aucs.reduce((a, b) => a + b, 0) / aucs.length
+}
+
+for (const k of [2, 5]) {
+  test(`${k} classes: the AUC from summed 1,000-bin histograms is within 0.001 of the exact pooled AUC; accuracy is exact`, () => {
+    const layout = { classes: k, bins: 1000 }
+    const sites = [site(300, k, 1, 1.5), site(520, k, 2, 2), site(150, k, 3, 1)]
+    const summed = new Float64Array(validationLength(layout))
+    for (const s of sites) validationCounts(s.probs, s.labels, layout).forEach((v, i) => { summed[i] += v })
+    const f = validationFigures(summed, layout)
+    const exact = pooledExactAuc(sites, k)
+    assert.ok(Math.abs(f.auc - exact) < 0.001, `histogram AUC ${f.auc} vs exact ${exact}`)
+    assert.ok(exact > 0.6 && exact < 0.99, `a task neither trivial nor hopeless: ${exact}`)
+    assert.is(f.n, 970)
+    let correct = 0
+    for (const s of sites) s.labels.forEach((l, i) => { let b = 0; for (let c = 1; c < k; c++) if (s.probs[i * k + c] > s.probs[i * k + b]) b = c; if (b === l) correct++ })
+    assert.is(f.accuracy, correct / 970)
+    assert.equal(decodeValidation(encodeValidation(f)), f)
+  })
+}
+
+test('an eval round: the certificate carries the figures of the summed counts, and no site\'s counts appear outside its masked vector', () => {
+  const layout = { classes: 2, bins: 50 }
+  const n = 4
+  const sites = Array.from({ length: n }, (_, i) => site(40 + 10 * i, 2, 10 + i, 1.5))
+  const counts = sites.map(s => validationCounts(s.probs, s.labels, layout))
+  const net = new MemNet({
+    n, seed: 8, modelSize: 6, lastRound: 0, kindOf: () => 'eval',
+    params: p => { p.validation = { bins: layout.bins, patience: 0 } },
+    input: member => ({ values: counts[member], count: sites[member].labels.length })
+  })
+  net.startAll()
+  net.run(() => net.peers.every(p => p.ledger.lastRound >= 0))
+  const header = net.peers[0].ledger.entries[0].header
+  assert.is(header.kind, 'eval')
+  const summed = new Float64Array(validationLength(layout))
+  counts.forEach(c => c.forEach((v, i) => { summed[i] += v }))
+  assert.equal(decodeValidation(header.extra), validationFigures(summed, layout))
+  assert.equal(header.survivors, [0, 1, 2, 3])
+  // a site's encoded counts never travel in the clear: not in any message, not in any blob
+  const sent = net.log.flatMap(l => l.action.type === 'broadcast' ? [l.action.wire] : l.action.type === 'publish-blob' ? [l.action.data] : [])
+  for (const [i, c] of counts.entries()) {
+    const plain = Buffer.from(encodeCounts(c, sites[i].labels.length, n).buffer).subarray(0, 64)
+    assert.ok(sent.every(b => !Buffer.from(b.buffer, b.byteOffset, b.byteLength).includes(plain)), `site ${i}'s counts appear nowhere`)
+  }
+})
+
+/** a ledger of model rounds each judged by an eval round with these AUCs */
+function history (aucs: number[]): { entries: LedgerEntry[] } {
+  const entries = aucs.flatMap((auc, i) => [
+    { header: { kind: 'update', round: 2 * i + 1, stateHash: Uint8Array.of(i), extra: new Uint8Array(0) } },
+    { header: { kind: 'eval', round: 2 * i + 2, stateHash: Uint8Array.of(i), extra: encodeValidation({ auc, accuracy: 0.5, n: 10 }) } }
+  ]) as unknown as LedgerEntry[]
+  return { entries }
+}
+
+test('the best round is the one with the highest validation AUC; patience ends training after that many without a better one', () => {
+  const h = history([0.80, 0.86, 0.85, 0.84])
+  assert.is(validationHistory(h).length, 4)
+  assert.is(bestModel(h)!.model.header.round, 3)
+  assert.not.ok(noLongerImproving(h, 3))
+  assert.ok(noLongerImproving(h, 2))
+  assert.not.ok(noLongerImproving(h, 0), 'patience 0: never early')
+  assert.is(bestModel(history([NaN, 0.7]))!.model.header.round, 3, 'a round with nothing to judge by is never the best')
+  assert.equal([0, 1, 2, 3, 4].map(roundKind), ['stats', 'update', 'eval', 'update', 'eval'])
+})
+
+test.run()

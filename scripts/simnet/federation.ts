@@ -94,6 +94,8 @@ export interface FederationResult {
   epsilon: number[]
   /** how the peers were connected, for the report */
   transport: string
+  /** the consortium's model (the best round by validation) and the certified statistics it is normalised with */
+  chosen: { weights: Float32Array, stats: ArrayLike<number> | null } | null
 }
 
 export const PHASES = ['advertise', 'share-keys', 'masked-input', 'survivor-set', 'unmask', 'commit']

@@ -11,7 +11,7 @@ import { openMessage, sealMessage, type Envelope, type MaskedInputBody } from '.
 import { stateHash, initialState } from '../../src/protocol/model.ts'
 import { Site } from '../../src/training/site.ts'
 import { roundKind, validationCounts, decodeValidation } from '../../src/protocol/validation.ts'
-import { PHASES, drawAbsent, progressLine, emptyTraffic, hospitalData, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
+import { PHASES, drawAbsent, progressLine, emptyTraffic, hospitalData, chosenRound, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
 import type { TrafficKind } from '../../src/node/metrics.ts'
 
 export async function runMemoryFederation (s: SimSetup): Promise<FederationResult> {
@@ -57,6 +57,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
   if (s.malicious) installMalicious(net, n - 1)
   const victim = 1
   const records: RoundRecord[] = []
+  let chosen: FederationResult['chosen'] = null
   // bytes by round and kind, counted where they are sent: each message to the n - 1 others, each
   // blob to every peer that fetched it (as a node's metrics count them)
   const trafficByRound = new Map<number, Record<TrafficKind, number>>()
@@ -130,6 +131,8 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
       phaseMs: phaseDurations(net, ref, logStart), offline: [...absent].sort(), reference: ref
     }
     records.push(record)
+    // keep the consortium's model as the rounds go: the best by pooled validation so far
+    if (metrics !== null && chosenRound(records) === records.length - 1) chosen = { weights: Float32Array.from(net.peers[ref].state.weights), stats: net.peers[ref].stats }
     s.out(progressLine(record, n, s.dp !== null))
   }
   clearInterval(rssTimer)
@@ -148,7 +151,8 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     peakRssMB: Math.round(peakRss / 1e6), peakRssPerNodeMB: Math.round(peakRss / 1e6 / n),
     rejections: net.log.filter(l => l.action.type === 'reject').length,
     epsilon: sites.map(x => x.options.budget?.spent.epsilon ?? 0),
-    transport: 'in-process (in-memory network, simulated time)'
+    transport: 'in-process (in-memory network, simulated time)',
+    chosen
   }
 }
 

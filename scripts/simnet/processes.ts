@@ -20,7 +20,7 @@ import type { TrafficKind } from '../../src/node/metrics.ts'
 import { hex } from '../../src/protocol/codec.ts'
 import type { Manifest } from '../../src/protocol/manifest.ts'
 import type { Ledger, LedgerEntry } from '../../src/protocol/ledger.ts'
-import { decodeValidation } from '../../src/protocol/validation.ts'
+import { bestModel, decodeValidation } from '../../src/protocol/validation.ts'
 import { subset } from '../../src/training/data/dataset.ts'
 import { encodeMedMnist } from '../../src/training/data/npz.ts'
 import { PHASES, drawAbsent, progressLine, emptyTraffic, hospitalData, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
@@ -316,8 +316,18 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
     peakRssPerNodeMB: Math.round(Math.max(...peaks) / 1e6),
     rejections: nodes.reduce((a, nd) => a + nd.figures.rejected, 0),
     epsilon: dirs.map(d => new DataDir(d).budget()?.spent.epsilon ?? 0),
-    transport: 'separate processes, libp2p over TCP on 127.0.0.1'
+    transport: 'separate processes, libp2p over TCP on 127.0.0.1',
+    chosen: chosenModel(dirs, all)
   }
+}
+
+/** The consortium's model as the nodes keep it: the best round by validation (else the last), from a data directory that holds it. */
+function chosenModel (dirs: string[], ledgers: Array<Ledger | null>): FederationResult['chosen'] {
+  const ledger = ledgers.filter((l): l is Ledger => l !== null).sort((a, b) => b.entries.length - a.entries.length)[0]
+  const entry = ledger === undefined ? undefined : (bestModel(ledger)?.model ?? ledger.lastOf('update'))
+  if (entry === undefined) return null
+  const state = dirs.map(d => new DataDir(d).state(hex(entry.header.stateHash))).find(x => x !== null)
+  return state === undefined ? null : { weights: state.weights, stats: ledger.statistics }
 }
 
 /** Bytes every node sent for these protocol rounds (a model round and its eval round), by kind and in all, and that in model sizes. */

@@ -51,3 +51,35 @@ export function writeReport (dir: string, data: Record<string, unknown>, charts:
 <p>Every figure is in <code>report.json</code> beside this page.</p></body></html>\n`)
   return { json, html }
 }
+
+/** ROC curves on the unit square, with the chance diagonal. */
+export function rocChart (title: string, curves: Array<{ name: string, fpr: number[], tpr: number[] }>): string {
+  const S = 300; const L = 50; const T = 30; const R = 200
+  const x = (v: number): number => L + v * S
+  const y = (v: number): number => T + (1 - v) * S
+  const lines = curves.map((c, k) => {
+    const colour = COLOURS[k % COLOURS.length]
+    return `<polyline fill="none" stroke="${colour}" stroke-width="${k === 0 ? 3 : 1.5}" points="${c.fpr.map((f, i) => `${x(f).toFixed(1)},${y(c.tpr[i]).toFixed(1)}`).join(' ')}"/>` +
+      `<text x="${L + S + 12}" y="${T + 14 * k + 10}" font-size="11" fill="${colour}">${esc(c.name)}</text>`
+  }).join('')
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${L + S + R}" height="${T + S + 40}" role="img" aria-label="${esc(title)}"><text x="${L}" y="18" font-size="14" font-weight="bold">${esc(title)}</text>` +
+    `<rect x="${L}" y="${T}" width="${S}" height="${S}" fill="none" stroke="#999"/><line x1="${x(0)}" y1="${y(0)}" x2="${x(1)}" y2="${y(1)}" stroke="#ccc" stroke-dasharray="4"/>${lines}` +
+    `<text x="${L + S / 2}" y="${T + S + 30}" text-anchor="middle" font-size="11">false positive rate</text><text x="14" y="${T + S / 2}" font-size="11" transform="rotate(-90 14 ${T + S / 2})" text-anchor="middle">true positive rate</text></svg>`
+}
+
+/** A reliability diagram: accuracy against confidence per bin, the diagonal being perfect calibration. */
+export function reliabilityChart (title: string, bins: Array<{ confidence: number, accuracy: number, count: number }>, ece: number): string {
+  const S = 300; const L = 50; const T = 30
+  const w = S / bins.length
+  const bars = bins.map((b, i) => b.count === 0 ? '' : `<rect x="${(L + i * w + 1).toFixed(1)}" y="${(T + (1 - b.accuracy) * S).toFixed(1)}" width="${(w - 2).toFixed(1)}" height="${(b.accuracy * S).toFixed(1)}" fill="${COLOURS[0]}" opacity="0.7"><title>${b.count} predictions, confidence ${b.confidence.toFixed(2)}, accuracy ${b.accuracy.toFixed(2)}</title></rect>`).join('')
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${L + S + 40}" height="${T + S + 40}" role="img" aria-label="${esc(title)}"><text x="${L}" y="18" font-size="14" font-weight="bold">${esc(title)} — ECE ${ece.toFixed(3)}</text>` +
+    `<rect x="${L}" y="${T}" width="${S}" height="${S}" fill="none" stroke="#999"/>${bars}<line x1="${L}" y1="${T + S}" x2="${L + S}" y2="${T}" stroke="#d62728" stroke-dasharray="4"/>` +
+    `<text x="${L + S / 2}" y="${T + S + 30}" text-anchor="middle" font-size="11">confidence (predicted class)</text><text x="14" y="${T + S / 2}" font-size="11" transform="rotate(-90 14 ${T + S / 2})" text-anchor="middle">accuracy</text></svg>`
+}
+
+/** The confusion matrix as a table (rows: true class, columns: predicted). */
+export function confusionTable (title: string, classes: string[], matrix: number[][]): string {
+  const head = classes.map(c => `<th>${esc(c)}</th>`).join('')
+  const rows = matrix.map((row, t) => `<tr><th>${esc(classes[t])}</th>${row.map((v, p) => `<td style="background:${t === p ? '#e6f2e6' : v > 0 ? '#fbeaea' : '#fff'}">${v}</td>`).join('')}</tr>`).join('')
+  return `<table role="table" aria-label="${esc(title)}" style="border-collapse:collapse;margin:1.5em 0" border="1" cellpadding="6"><caption style="font-weight:bold;text-align:left">${esc(title)} (rows: true class, columns: predicted)</caption><tr><th></th>${head}</tr>${rows}</table>`
+}

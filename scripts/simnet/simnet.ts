@@ -22,10 +22,10 @@ import { LocalTrainer } from '../../src/training/trainer.ts'
 import { normalisation, pixelStats, statsVector } from '../../src/training/data/stats.ts'
 import { resizeDataset } from '../../src/training/data/resize.ts'
 import { learningRateAt, type LrSchedule } from '../../src/training/schedule.ts'
-import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
+import { formatMetrics, rocCurve, calibration, type ClinicalMetrics } from '../../src/training/metrics.ts'
 import { seededRandom, uniformDoubles } from '../../src/privacy/index.ts'
-import { lineChart, barChart, writeReport } from './report.ts'
-import { PHASES, chosenRound, type FederationResult, type SimData, type SimSetup } from './federation.ts'
+import { lineChart, barChart, rocChart, reliabilityChart, confusionTable, writeReport } from './report.ts'
+import { PHASES, chosenRound, hospitalData, type FederationResult, type SimData, type SimSetup } from './federation.ts'
 import { runMemoryFederation } from './memory.ts'
 import { runProcessFederation } from './processes.ts'
 
@@ -119,6 +119,20 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const { records, bytesPerNode } = fed
   out(`federation: ${fed.longest} certificates; ${fed.consistent ? 'no conflicting certificates on any peer' : 'CONFLICTING CERTIFICATES'}; ${fed.atHead} of ${n} peers at the head; ${fed.seconds.toFixed(0)} s`)
 
+  // the consortium's model: on the test split, and on each hospital's own held-out part
+  const k = data.train.classes.length
+  const curves: Array<{ name: string, fpr: number[], tpr: number[] }> = []
+  const hospitalView: Array<{ hospital: number, federated: ClinicalMetrics | null, alone: ClinicalMetrics | null }> = Array.from({ length: n }, (_, i) => ({ hospital: i, federated: null, alone: null }))
+  let calibrated: ReturnType<typeof calibration> | null = null
+  if (fed.chosen !== null) {
+    setFlatWeights(evalModel, fed.chosen.weights)
+    const fnorm = fed.chosen.stats === null ? undefined : normalisation(fed.chosen.stats)
+    const probs = evaluator.predict(data.test, fnorm)
+    curves.push({ name: 'federated (medmesh)', ...roc(probs, data.test.labels, k) })
+    calibrated = calibration(probs, data.test.labels, k)
+    for (let i = 0; i < n; i++) hospitalView[i].federated = evaluator.evaluate(hospitalData(setup, i).val, fnorm)
+  }
+
   // baselines of the same run
   const central: Array<ClinicalMetrics | null> = []
   const local: Array<Array<ClinicalMetrics | null>> = []
@@ -131,9 +145,12 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       central.push(ct.evaluate(data.test, norm))
     }
     out(`centralised baseline after ${rounds} epoch(s): ${formatMetrics(central[central.length - 1]!)}`)
+    curves.push({ name: 'centralised', ...roc(ct.predict(data.test, norm), data.test.labels, k) })
     for (let i = 0; i < n; i++) {
       const lm = buildModel(spec); const lt = new LocalTrainer(lm)
-      const part = subset(data.train, parts[i])
+      // a hospital alone trains on what it trains on in the consortium, and is judged on its own held-out part too
+      const own = hospitalData(setup, i)
+      const part = own.train
       const ln = normalisation(statsVector(pixelStats(part)))
       const series: Array<ClinicalMetrics | null> = []
       for (let r = 1; r <= rounds; r++) {
@@ -141,6 +158,8 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
         series.push(lt.evaluate(data.test, ln))
       }
       local.push(series)
+      curves.push({ name: `hospital ${i} alone`, ...roc(lt.predict(data.test, ln), data.test.labels, k) })
+      hospitalView[i].alone = lt.evaluate(own.val, ln)
       lt.dispose(); lm.dispose()
       out(`hospital ${i} alone: ${formatMetrics(series[series.length - 1]!)}`)
     }
@@ -166,7 +185,12 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     barChart(`${transport === 'memory' ? 'Simulated time' : 'Time'} per phase (all rounds)`, PHASES, PHASES.map(p => records.reduce((a, r) => a + (r.phaseMs[p] ?? 0), 0) / 1000), 's'),
     barChart('Bytes sent per hospital (whole run)', bytesPerNode.map((_, i) => `hospital ${i}`), bytesPerNode.map(b => b / 1e6), 'MB'),
     barChart('Bytes sent per round, in model sizes (all hospitals)', records.map(r => `round ${r.round}`), records.map(r => r.modelSizes), '× model'),
-    ...(dpEpsilon !== null ? [barChart('ε spent per hospital', fed.epsilon.map((_, i) => `hospital ${i}`), fed.epsilon, '')] : [])
+    ...(dpEpsilon !== null ? [barChart('ε spent per hospital', fed.epsilon.map((_, i) => `hospital ${i}`), fed.epsilon, '')] : []),
+    ...(curves.length > 0 ? [rocChart(`ROC on the test split${k > 2 ? ' (micro-average over the classes)' : ''}`, curves)] : []),
+    ...(finalFed !== null ? [confusionTable(`Confusion matrix of the federated model (round ${chosen + 1}) on the test split`, data.train.classes, finalFed.confusion)] : []),
+    ...(calibrated !== null ? [reliabilityChart('Reliability of the federated model on the test split', calibrated.bins, calibrated.ece)] : []),
+    ...(hospitalView.some(v => v.alone !== null) ? [barChart('Each hospital\'s view: AUC on its own held-out data, federated model / trained alone',
+      hospitalView.flatMap(v => [`hospital ${v.hospital}: federated`, `hospital ${v.hospital}: alone`]), hospitalView.flatMap(v => [v.federated?.auc ?? 0, v.alone?.auc ?? 0]), '')] : [])
   ]
   const summary = [
     `transport: ${fed.transport}`,
@@ -177,12 +201,14 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     transport === 'memory'
       ? `peak memory ${fed.peakRssMB} MB for the whole process (${fed.peakRssPerNodeMB} MB per simulated hospital); ${fed.rejections} rejected inputs logged`
       : `peak memory ${fed.peakRssPerNodeMB} MB for the largest node process (${fed.peakRssMB} MB for all ${n}); ${fed.rejections} rejected inputs logged`,
+    ...(calibrated !== null ? [`expected calibration error of the federated model: ${calibrated.ece.toFixed(3)}`] : []),
+    ...hospitalView.filter(v => v.federated !== null && v.alone !== null).map(v => `hospital ${v.hospital} on its own held-out data (n=${v.federated!.n}): federated AUC ${v.federated!.auc.toFixed(3)}, alone ${v.alone!.auc.toFixed(3)}`),
     ...(dpEpsilon !== null ? [`DP-SGD: ε budget ${dpEpsilon} per hospital, spent ${fed.epsilon.map(e => e.toFixed(2)).join(', ')}`] : [])
   ]
   const paths = writeReport(outDir, {
     config: { nodes: n, rounds, model: modelId, modelBytes: setup.modelBytes, partition: values.partition, alpha, epochs, batchSize, dpEpsilon, dropout, seed, backend: backend.name, transport },
     partition: parts.map(p => ({ size: p.length, classes: classCounts(subset(data.train, p)) })),
-    rounds: records, chosenRound: chosen + 1, final: finalFed, centralised: central, local, bytesPerNode, federatedSeconds: fed.seconds, agree: fed.consistent,
+    rounds: records, chosenRound: chosen + 1, final: finalFed, calibration: calibrated, hospitalView, centralised: central, local, bytesPerNode, federatedSeconds: fed.seconds, agree: fed.consistent,
     peakRssMB: fed.peakRssMB, peakRssPerNodeMB: fed.peakRssPerNodeMB, rejections: fed.rejections, transport: fed.transport, epsilon: fed.epsilon
   }, charts, summary)
   out(`report: ${paths.html} and ${paths.json}`)
@@ -213,3 +239,9 @@ export function loadSimData (path: string, seed: Uint8Array, o: { size?: number,
   return { train: subset(all, idx.filter(i => u[i] >= 0.2)), val: null, test: subset(all, idx.filter(i => u[i] < 0.2)) }
 }
 
+
+/** The ROC curve of class 1 (two classes), or micro-averaged over every class (more). */
+function roc (probs: Float32Array, labels: Int32Array, k: number): { fpr: number[], tpr: number[] } {
+  if (k === 2) return rocCurve(Float32Array.from(labels, (_, i) => probs[2 * i + 1]), Array.from(labels, l => l === 1))
+  return rocCurve(probs, Array.from(probs, (_, j) => labels[Math.floor(j / k)] === j % k))
+}

@@ -115,7 +115,7 @@ export class MedmeshNode {
         adopt: (certs, state) => { peer.catchUp(certs, state, Date.now()); this.#drain(); this.#persist() }
       }),
       training: createTrainingScheduler({
-        site, round: () => peer.round, weights: () => peer.state.weights, log, metrics, validation: { classes: manifest.params.model.classes, bins: manifest.params.validation.bins },
+        site, round: () => peer.round, weights: () => peer.state.weights, stateCurrent: () => peer.stateCurrent, log, metrics, validation: { classes: manifest.params.model.classes, bins: manifest.params.validation.bins },
         setInput: (values, count) => { peer.setInput(values, count); this.#drain() },
         saveBudget: () => this.#store.guard(() => this.#store.saveBudget(site.options.budget!))
       }),

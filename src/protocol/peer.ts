@@ -25,12 +25,9 @@ export type { PeerAction, RoundKind } from './actions.ts'
 
 /** What a driver may know of the round in progress. */
 export interface RoundView {
-  readonly number: number
-  readonly kind: RoundKind
-  readonly phase: Phase
+  readonly number: number, readonly kind: RoundKind, readonly phase: Phase, readonly done: boolean
   /** the masking set is agreed and includes this peer: its input is due */
   readonly inputExpected: boolean
-  readonly done: boolean
 }
 
 export interface PeerOptions {
@@ -72,17 +69,14 @@ const LATENESS_ROUNDS = 5
 const MAX_STATE_BYTES = 1 << 30
 
 function decodeStateOrNull (data: Uint8Array): GlobalState | null {
-  try { return decodeState(data, MAX_STATE_BYTES) } catch (e) {
-    if (e instanceof ProtocolError) return null
-    throw e
-  }
+  try { return decodeState(data, MAX_STATE_BYTES) } catch (e) { if (e instanceof ProtocolError) return null; throw e }
 }
 
 export class ProtocolPeer {
   readonly ledger: Ledger
   state: GlobalState
-  /** the last certified statistics (from a 'stats' round) */
-  stats: Float64Array | null = null
+  /** the last certified statistics (from a 'stats' round), as its certificate carries them */
+  get stats (): Float64Array | null { return this.ledger.statistics }
   #current: Round | null = null
   readonly #o: PeerOptions
   readonly #actions: PeerAction[] = []
@@ -109,7 +103,6 @@ export class ProtocolPeer {
   }
 
   get manifest (): Manifest { return this.ledger.manifest }
-
   /** The round under way (or the last one, once ended), as drivers and tests may see it: read-only. */
   get round (): RoundView | null {
     const r = this.#current
@@ -188,12 +181,22 @@ export class ProtocolPeer {
       advertiseWaitMs: this.#o.adaptiveTimeouts === false ? undefined : this.advertiseWaitMs
     })
     this.#actions.push({ type: 'round-started', round, kind })
-    const input = this.#o.inputFor?.(round, kind, this.state) ?? null
-    if (input !== null) this.#current.setInput(input.values, input.count)
+    // an eval round judges the certified model: not before this peer holds it (see receiveBlob)
+    this.#askInput()
     const early = this.#buffer.filter(b => b.msg.env.round === round)
     this.#buffer = this.#buffer.filter(b => b.msg.env.round > round)
     for (const { msg } of early) this.#current.receive(msg, this.#now)
     this.#collect()
+  }
+
+  /** Whether this peer holds the certified state of the round before the one in progress (it may have jumped ahead, or still be fetching it). */
+  get stateCurrent (): boolean { return this.#pendingState === null && (this.#current === null || this.ledger.lastRound === this.#current.round - 1) }
+
+  #askInput (): void {
+    const r = this.#current
+    if (r === null || r.done || r.hasInput || (r.kind === 'eval' && !this.stateCurrent)) return
+    const input = this.#o.inputFor?.(r.round, r.kind, this.state) ?? null
+    if (input !== null) r.setInput(input.values, input.count)
   }
 
   setInput (values: ArrayLike<number>, count: number): void {
@@ -246,6 +249,7 @@ export class ProtocolPeer {
         this.state = state
         this.#current?.rebase(this.#pendingState.prev, state)
         this.#pendingState = null
+        this.#askInput()
       }
     }
     this.#current?.receiveBlob(hashHex, data, this.#now)
@@ -284,8 +288,9 @@ export class ProtocolPeer {
         const state = decodeState(stateBytes, MAX_STATE_BYTES)
         if (!equalBytes(stateHash(state), last.stateHash)) throw new ProtocolError('bad-blob', 'the state does not match the certificate')
         this.state = state
-      } else if (last.kind === 'stats') this.stats = new Float64Array(new Uint8Array(last.extra).buffer)
+      }
       this.#actions.push({ type: 'caught-up', round: last.round })
+      this.#askInput()
       this.#foreign.clear()
       this.#pendingState = null
       const cur = this.#current
@@ -358,6 +363,7 @@ export class ProtocolPeer {
         this.#actions.push({ type: 'fetch-blob', hash: hex(appended.header.stateHash), owner: msg.env.sender, what: 'state' })
       }
       this.#actions.push({ type: 'caught-up', round: appended.header.round })
+      this.#askInput()
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e
       this.#actions.push({ type: 'reject', code: e.code, reason: e.message, peer: msg.env.sender })
@@ -385,7 +391,6 @@ export class ProtocolPeer {
           this.#pendingState = { hash: hex(a.header.stateHash), prev: headerHash(a.certificate.header) }
           this.#actions.push({ type: 'fetch-blob', hash: hex(a.header.stateHash), owner: a.certificate.signatures[0][0], what: 'state' })
         }
-        if (a.stats !== null) this.stats = a.stats
       }
     }
     if (round.done && this.#current === round) this.start(this.#now, round.round + 1)

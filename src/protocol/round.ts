@@ -120,6 +120,7 @@ export class Round {
   get #peerIds (): string[] { return this.#o.manifest.members.map(m => m.peerId) }
   /** the fewest members a masking or survivor set may have: nobody learns a sum of fewer */
   get #minSet (): number { return Math.max(this.#o.manifest.params.minParticipants, this.#o.manifest.params.threshold) }
+  get hasInput (): boolean { return this.#input !== null }
   get done (): boolean { return this.phase === 'certified' || this.phase === 'aborted' }
   /** whether this peer's input is expected: the masking set is agreed and includes it */
   get inputExpected (): boolean { return this.#maskingSet?.members.includes(this.me) === true }

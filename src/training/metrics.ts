@@ -66,3 +66,46 @@ export function formatMetrics (m: ClinicalMetrics): string {
   const f = (x: number) => Number.isNaN(x) ? 'n/a' : x.toFixed(3)
   return `AUC ${f(m.auc)}  ACC ${f(m.accuracy)}  sens ${f(m.sensitivity)}  spec ${f(m.specificity)}  MCC ${f(m.mcc)}  (n=${m.n})`
 }
+
+/** The ROC curve of scores for a positive class: false and true positive rates from the highest threshold down (at most `points` points). */
+export function rocCurve (scores: ArrayLike<number>, positive: ArrayLike<boolean>, points = 200): { fpr: number[], tpr: number[] } {
+  const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[b] - scores[a])
+  const P = idx.filter(i => positive[i]).length
+  const N = idx.length - P
+  const fpr = [0]; const tpr = [0]
+  let tp = 0; let fp = 0
+  const every = Math.max(1, Math.floor(idx.length / points))
+  for (let k = 0; k < idx.length; k++) {
+    if (positive[idx[k]]) tp++; else fp++
+    const lastOfTie = k + 1 === idx.length || scores[idx[k + 1]] !== scores[idx[k]]
+    if (lastOfTie && (k % every === 0 || k + 1 === idx.length)) { fpr.push(N === 0 ? 0 : fp / N); tpr.push(P === 0 ? 0 : tp / P) }
+  }
+  return { fpr, tpr }
+}
+
+export interface Calibration {
+  /** per confidence bin: mean confidence, accuracy and count */
+  bins: Array<{ confidence: number, accuracy: number, count: number }>
+  /** expected calibration error: Σ_b (n_b / N) · |accuracy_b − confidence_b| */
+  ece: number
+}
+
+/** Reliability of the predicted class's probability (top-label calibration), in equal-width bins. */
+export function calibration (probs: ArrayLike<number>, labels: ArrayLike<number>, classes: number, bins = 10): Calibration {
+  const conf = new Float64Array(bins); const hit = new Float64Array(bins); const count = new Float64Array(bins)
+  for (let i = 0; i < labels.length; i++) {
+    let best = 0
+    for (let c = 1; c < classes; c++) if (probs[i * classes + c] > probs[i * classes + best]) best = c
+    const p = probs[i * classes + best]
+    const b = Math.min(bins - 1, Math.floor(p * bins))
+    conf[b] += p; count[b]++
+    if (best === labels[i]) hit[b]++
+  }
+  let ece = 0
+  const out = Array.from({ length: bins }, (_, b) => {
+    const n = count[b]
+    if (n > 0) ece += (n / labels.length) * Math.abs(hit[b] / n - conf[b] / n)
+    return { confidence: n === 0 ? NaN : conf[b] / n, accuracy: n === 0 ? NaN : hit[b] / n, count: n }
+  })
+  return { bins: out, ece }
+}

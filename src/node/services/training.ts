@@ -21,6 +21,8 @@ export interface TrainingComponents {
   /** the round in progress, and the certified weights to train from */
   round: () => RoundView | null
   weights: () => Float32Array
+  /** whether the weights are the last certified ones (not still being fetched) */
+  stateCurrent: () => boolean
   /** hand the input to the protocol peer */
   setInput: (values: ArrayLike<number>, count: number) => void
   /** keep the privacy budget after it was spent (may throw a storage error) */
@@ -62,6 +64,14 @@ export function createTrainingScheduler (c: TrainingComponents): TrainingSchedul
     c.setInput(update.values, update.count)
   }
 
+  /** an eval round judges the certified model: once this node holds it */
+  function validateWhenReady (round: number): void {
+    later(() => {
+      if (!running || c.round()?.number !== round) return
+      if (c.stateCurrent()) validate(); else validateWhenReady(round)
+    })
+  }
+
   /** this site's validation counts of the certified model (zeros from a site without a validation part) */
   function validate (): void {
     const p = c.site.predictions(c.weights(), 'val')
@@ -79,7 +89,7 @@ export function createTrainingScheduler (c: TrainingComponents): TrainingSchedul
     },
     roundStarted (round, kind) {
       if (kind === 'stats') { const s = c.site.statsInput(); c.setInput(s.values, s.count) } else if (kind === 'update') due = round
-      else later(() => { if (running && c.round()?.number === round) validate() })
+      else validateWhenReady(round)
     },
     phaseEntered () {
       const r = c.round()

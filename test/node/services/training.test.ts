@@ -28,7 +28,7 @@ function setup (withBudget = false) {
   const { log, lines } = recordingLogger()
   const metrics = createMetrics()
   const scheduler = createTrainingScheduler({
-    site: site as unknown as Site, round: () => round, weights: () => Float32Array.of(9, 9), log, metrics, validation: { classes: 2, bins: 10 },
+    site: site as unknown as Site, round: () => round, weights: () => Float32Array.of(9, 9), stateCurrent: () => true, log, metrics, validation: { classes: 2, bins: 10 },
     setInput: (values, count) => inputs.push({ values: Array.from(values), count }), saveBudget: () => { saved++ }, later: fn => queued.push(fn)
   })
   const enter = (r: Partial<RoundView> & { number: number }): void => { round = { kind: 'update', phase: 'advertise', inputExpected: false, done: false, ...r }; scheduler.phaseEntered() }

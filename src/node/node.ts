@@ -68,7 +68,7 @@ export class MedmeshNode {
     const restored = this.#store.restore(manifest, this.identity.peerId)
     const site = this.#site = await openSite(manifest, config, this.identity.exportSeed().slice(0, 32), this.#store.budget(), log)
     const initial = { weights: site.initialWeights(), optimizer: [], step: 0 }
-    const stopPolicy = createStopPolicy({ rounds: config.rounds, patience: manifest.params.validation.patience, ledger: () => this.#peer.ledger, round: () => this.#peer.round?.number ?? null, modelSaved: () => this.#store.modelSaved(this.#peer.ledger), halt: () => this.#peer.halt(), stop: () => { void this.stop() }, log })
+    const stopPolicy = createStopPolicy({ rounds: config.rounds, patience: manifest.params.validation.patience, ledger: () => this.#peer.ledger, round: () => this.#peer.round, modelSaved: () => this.#store.modelSaved(this.#peer.ledger), halt: () => this.#peer.halt(), stop: () => { void this.stop() }, log })
     this.#peer = new ProtocolPeer({
       manifest, identity: this.identity, rng: systemRandom, initialState: initial, ledger: restored.ledger, state: restored.state ?? initial,
       kindOf: roundKind, inputFor: () => null, finished: stopPolicy.finished, firstRound: restored.firstRound

@@ -35,7 +35,7 @@ test('tcp: a small consortium of node processes runs end to end and writes a rep
     const html = readFileSync(join(out, 'report.html'), 'utf8')
     assert.match(html, /<svg[^>]*aria-label="Test ROC-AUC per round"/)
     assert.match(html, /federated \(medmesh\)/)
-    assert.ok(lines.some(l => /round 2: certified, 3\/3 hospitals — test AUC/.test(l)), 'a progress line per round')
+    assert.ok(lines.some(l => /round 2: certified, 3\/3 hospitals — validation AUC [0-9.]+ — test AUC/.test(l)), 'a progress line per round')
   } finally {
     rmSync(out, { recursive: true, force: true })
   }

@@ -17,8 +17,8 @@ export interface StopPolicyComponents {
   /** eval rounds without a better validation AUC that end training (0: never early) */
   patience: number
   ledger: () => Pick<Ledger, 'count' | 'entries' | 'lastRound'>
-  /** the round in progress, if any */
-  round: () => number | null
+  /** the round under way (or the last one, once done), if any */
+  round: () => { number: number, done: boolean } | null
   /** whether the last certified model is on disk */
   modelSaved: () => boolean
   halt: () => void
@@ -48,7 +48,9 @@ export function createStopPolicy (c: StopPolicyComponents): StopPolicy {
       if (done) return true
       // a certificate learnt late arrives before its model: stop once the model is here and saved
       const ledger = c.ledger()
-      const next = Math.max(ledger.lastRound, c.round() ?? -1) + 1
+      // a round under way runs to its end (the eval round of the last model round); else the next one decides
+      const current = c.round()
+      const next = current === null ? ledger.lastRound + 1 : current.done ? current.number + 1 : current.number
       if (!finished(ledger, next) || !c.modelSaved()) return false
       done = true
       c.halt()

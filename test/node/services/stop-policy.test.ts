@@ -38,6 +38,22 @@ test('stops only once N model rounds are certified and the last model is on disk
   assert.equal(events, ['halt', 'stop'], 'halted once, stopped once')
 })
 
+test('the eval round of the last model round runs to its end, certified or aborted, before the node stops', () => {
+  let current: { number: number, done: boolean } | null = { number: 4, done: false }
+  const events: string[] = []
+  const { log } = recordingLogger()
+  const ledger = { count: (k: string) => k === 'update' ? 2 : 0, entries: [], lastRound: 3 }
+  const p = createStopPolicy({ rounds: 2, patience: 0, ledger: () => ledger, round: () => current, modelSaved: () => true, halt: () => events.push('halt'), stop: () => events.push('stop'), log, lingerMs: 10 })
+  assert.not.ok(p.check(), 'eval round 4 under way')
+  current = { number: 4, done: true } // aborted: the ledger still ends at round 3
+  assert.ok(p.check())
+  p.stop()
+  current = null
+  const again = createStopPolicy({ rounds: 2, patience: 0, ledger: () => ({ ...ledger, lastRound: 4 }), round: () => current, modelSaved: () => true, halt: () => {}, stop: () => {}, log })
+  assert.ok(again.check(), 'no round under way: the next (5, a model round) is not for this node')
+  again.stop()
+})
+
 test('rounds 0 runs until stopped', () => {
   const { p, events } = policy(0, stub(() => 1000), () => true)
   assert.not.ok(p.finished(stub(() => 1000)(), 2001))

@@ -240,14 +240,18 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
         const beyond = all.every((l, i) => !nodes[i].alive || (l !== null && l.lastRound > r))
         const status = await Promise.all(nodes.map(async nd => nd.alive ? await fetch(`http://127.0.0.1:${nd.httpPort}/status`, { signal: AbortSignal.timeout(1000) }).then(async x => await x.json() as { round: number | null }).catch(() => null) : null))
         const moved = status.filter(x => x !== null).length > 0 && status.every((x, i) => !nodes[i].alive || (x !== null && x.round !== null && x.round > r))
-        if (beyond || moved) return { entry: undefined, holder: -1 }
-        if (nodes.every(nd => !nd.alive)) throw new Error('every node has exited')
+        if (beyond || moved) {
+          // the nodes may have certified r and moved on while their status was asked: read the ledgers again
+          const again = ledgers()
+          const late = again.findIndex(l => l?.entries.some(e => e.header.round === r) === true)
+          return late < 0 ? { entry: undefined, holder: -1 } : { entry: again[late]!.entries.find(e => e.header.round === r), holder: late }
+        }
         if (Date.now() > deadline) throw new Error(`the simulation ran out of time in round ${r}`)
         await sleep(POLL_MS)
       }
     }
     // model round k is protocol round 2k - 1; the eval round that judges it is 2k
-    for (let k = 1; certifiedUpdates < rounds; k++) {
+    for (let k = 1; certifiedUpdates < rounds && nodes.some(nd => nd.alive); k++) {
       const r = 2 * k - 1
       if (Date.now() > deadline) throw new Error(`the simulation ran out of time in round ${k}`)
       const absent = drawAbsent(n, s.dropout, rand)

@@ -1,6 +1,6 @@
 /** What the simulator's two transports share: the run's setup, a round's record, the progress line. */
 import { subset, type ImageDataset } from '../../src/training/data/dataset.ts'
-import { seededRandom, uniformDoubles } from '../../src/privacy/index.ts'
+import { holdOut } from '../../src/training/data/partition.ts'
 import type { ValidationFigures } from '../../src/protocol/validation.ts'
 import type { ModelId } from '../../src/training/models.ts'
 import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
@@ -65,9 +65,8 @@ export const emptyTraffic = (): Record<TrafficKind, number> => ({ gossip: 0, 'ma
 
 /** Hospital i's data: its share of the training split, of which a seeded 10% is its own validation part. */
 export function hospitalData (s: Pick<SimSetup, 'data' | 'parts' | 'seedBytes'>, i: number): { train: ImageDataset, val: ImageDataset } {
-  const part = s.parts[i]
-  const u = uniformDoubles(seededRandom(s.seedBytes(400 + i)), part.length)
-  return { train: subset(s.data.train, part.filter((_, j) => u[j] >= 0.1)), val: subset(s.data.train, part.filter((_, j) => u[j] < 0.1)) }
+  const { kept, held } = holdOut(s.parts[i], 0.1, s.seedBytes(400 + i))
+  return { train: subset(s.data.train, kept), val: subset(s.data.train, held) }
 }
 
 /** The model round the consortium keeps: the best by pooled validation AUC (the last certified one when no eval round certified). */

@@ -10,7 +10,7 @@ import { hex } from '../../src/protocol/codec.ts'
 import { openMessage, sealMessage, type Envelope, type MaskedInputBody } from '../../src/protocol/messages.ts'
 import { stateHash, initialState } from '../../src/protocol/model.ts'
 import { Site } from '../../src/training/site.ts'
-import { roundKind, validationCounts, decodeValidation } from '../../src/protocol/validation.ts'
+import { roundKind, modelRoundOf, validationCounts, decodeValidation } from '../../src/protocol/validation.ts'
 import { PHASES, drawAbsent, progressLine, emptyTraffic, hospitalData, chosenRound, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
 import type { TrafficKind } from '../../src/node/metrics.ts'
 
@@ -37,7 +37,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
       }
       // the next round's training starts as soon as a round is certified: note ε before it
       if (!epsilonBefore.has(round)) epsilonBefore.set(round, sites.map(x => x.options.budget?.spent.epsilon ?? 0))
-      return site.update(net.peers[member].state.weights, round, (round + 1) / 2)
+      return site.update(net.peers[member].state.weights, round, modelRoundOf(round))
     }
   })
   // member i of the manifest (canonical order) is hospital i

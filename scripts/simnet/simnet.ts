@@ -16,14 +16,13 @@ import { selectBackend, describeBackend } from '../../src/training/backend.ts'
 import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
 import { loadImageFolder } from '../../src/training/data/images.ts'
 import { subset, classCounts, type ImageDataset } from '../../src/training/data/dataset.ts'
-import { partitionDirichlet, partitionIid } from '../../src/training/data/partition.ts'
+import { holdOut, partitionDirichlet, partitionIid } from '../../src/training/data/partition.ts'
 import { buildModel, flattenWeights, setFlatWeights, MODEL_IDS, type ModelId } from '../../src/training/models.ts'
 import { LocalTrainer } from '../../src/training/trainer.ts'
 import { normalisation, pixelStats, statsVector } from '../../src/training/data/stats.ts'
 import { resizeDataset } from '../../src/training/data/resize.ts'
 import { learningRateAt, type LrSchedule } from '../../src/training/schedule.ts'
 import { formatMetrics, rocCurve, calibration, type ClinicalMetrics } from '../../src/training/metrics.ts'
-import { seededRandom, uniformDoubles } from '../../src/privacy/index.ts'
 import { lineChart, barChart, rocChart, reliabilityChart, confusionTable, writeReport } from './report.ts'
 import { PHASES, chosenRound, hospitalData, type FederationResult, type SimData, type SimSetup } from './federation.ts'
 import { runMemoryFederation } from './memory.ts'
@@ -234,9 +233,8 @@ export function loadSimData (path: string, seed: Uint8Array, o: { size?: number,
     return { train, val: null, test: loadImageFolder(join(path, 'test'), { size: train.height, channels: train.channels }) }
   }
   const all = loadImageFolder(path, o)
-  const u = uniformDoubles(seededRandom(seed), all.labels.length)
-  const idx = Array.from({ length: all.labels.length }, (_, i) => i)
-  return { train: subset(all, idx.filter(i => u[i] >= 0.2)), val: null, test: subset(all, idx.filter(i => u[i] < 0.2)) }
+  const { kept, held } = holdOut(Array.from({ length: all.labels.length }, (_, i) => i), 0.2, seed)
+  return { train: subset(all, kept), val: null, test: subset(all, held) }
 }
 
 

@@ -5,7 +5,7 @@
  *   config.json           settings written by `medmesh join` (file layer of the configuration)
  *   manifest.json         the signed consortium manifest
  *   ledger/<round>.cert   one certificate per certified round (CBOR), verified as a chain on start
- *   states/<hash>.state   certified global states (the latest is kept), named by their hash
+ *   states/<hash>.state   certified global states, named by their hash: the latest, and the best by federated validation
  *   budget.json           the hospital's privacy budget (accumulated RDP)
  *   round.json            the round in progress: a restarted node never runs it again (no equivocation)
  * Every write is atomic (fsutil.atomicWrite). A file that does not verify is a clear error.

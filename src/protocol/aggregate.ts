@@ -118,15 +118,17 @@ export function aggregate (a: AggregationInput): AggregationResult {
   }
   unmaskSum(sum, selfSeeds, droppedMasks)
   const aggregateHash = hash(new Uint8Array(sum.buffer, sum.byteOffset, sum.byteLength))
+  let state: GlobalState | null = null
+  let stats: Float64Array | null = null
+  let extra: Uint8Array = new Uint8Array(0)
   if (a.kind === 'eval') {
     // validation counts are exact integers: their sum is the pooled counts; the state is unchanged
-    const figures = validationFigures(sum.subarray(0, sum.length - 1), { classes: a.params.model.classes, bins: a.params.validation.bins })
-    const header = encodeHeader({ consortium: a.consortium, round: a.round, prev: a.prev, kind: 'eval', survivors: [...a.survivors], aggregateHash, stateHash: stateHash(a.state), extra: encodeValidation(figures) })
-    return { ok: true, header, state: null, stats: null }
+    extra = encodeValidation(validationFigures(sum.subarray(0, sum.length - 1), { classes: a.params.model.classes, bins: a.params.validation.bins }))
+  } else {
+    const { mean } = decodeWeightedAverage(sum, a.survivors.length, a.params.quantization)
+    if (a.kind === 'update') state = strategyFor(a.params.aggregation.rule).apply(a.state, mean, a.params.aggregation)
+    else { stats = mean; extra = new Uint8Array(Float64Array.from(mean).buffer) }
   }
-  const { mean } = decodeWeightedAverage(sum, a.survivors.length, a.params.quantization)
-  const state = a.kind === 'update' ? strategyFor(a.params.aggregation.rule).apply(a.state, mean, a.params.aggregation) : null
-  const stats = a.kind === 'stats' ? mean : null
   const header = encodeHeader({
     consortium: a.consortium,
     round: a.round,
@@ -135,7 +137,7 @@ export function aggregate (a: AggregationInput): AggregationResult {
     survivors: [...a.survivors],
     aggregateHash,
     stateHash: stateHash(state ?? a.state),
-    extra: stats === null ? new Uint8Array(0) : new Uint8Array(Float64Array.from(stats).buffer)
+    extra
   })
   return { ok: true, header, state, stats }
 }

@@ -115,3 +115,6 @@ export function noLongerImproving (ledger: Pick<Ledger, 'entries'>, patience: nu
 export function roundKind (r: number): 'stats' | 'update' | 'eval' {
   return r === 0 ? 'stats' : r % 2 === 1 ? 'update' : 'eval'
 }
+
+/** Which model round (1, 2, …) protocol round r is, or judges (an eval round judges the one before it). */
+export const modelRoundOf = (r: number): number => Math.ceil(r / 2)

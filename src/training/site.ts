@@ -5,12 +5,12 @@
  * node turns the consortium's manifest into a SiteSpec and the certified state into weights.
  */
 import { statSync } from 'node:fs'
-import { PrivacyBudget, seededRandom, uniformDoubles } from '../privacy/index.ts'
+import { PrivacyBudget } from '../privacy/index.ts'
 import { selectBackend, type BackendChoice } from './backend.ts'
 import { subset, type ImageDataset } from './data/dataset.ts'
 import { loadImageFolder } from './data/images.ts'
 import { loadMedMnist } from './data/npz.ts'
-import { partitionIid } from './data/partition.ts'
+import { holdOut, partitionIid } from './data/partition.ts'
 import { normalisation, pixelStats, statsVector, type Normalisation } from './data/stats.ts'
 import { resizeDataset } from './data/resize.ts'
 import { learningRateAt, type LrSchedule } from './schedule.ts'
@@ -27,9 +27,8 @@ export function loadSiteData (path: string, shard: string | null, seed = 7): Sit
   if (statSync(path).isDirectory()) {
     const all = loadImageFolder(path)
     // hold out 10% for validation, seeded
-    const u = uniformDoubles(seededRandom(new Uint8Array(32).fill(seed)), all.labels.length)
-    const idx = Array.from({ length: all.labels.length }, (_, i) => i)
-    data = { train: subset(all, idx.filter(i => u[i] >= 0.1)), val: subset(all, idx.filter(i => u[i] < 0.1)), test: null }
+    const { kept, held } = holdOut(Array.from({ length: all.labels.length }, (_, i) => i), 0.1, new Uint8Array(32).fill(seed))
+    data = { train: subset(all, kept), val: subset(all, held), test: null }
   } else {
     const s = loadMedMnist(path)
     data = { train: s.train, val: s.val, test: s.test }

@@ -9,7 +9,7 @@ import type { Startable } from '@libp2p/interface'
 import type { RoundKind } from '../../protocol/actions.ts'
 import type { RoundView } from '../../protocol/peer.ts'
 import type { Site } from '../../training/site.ts'
-import { validationCounts, validationLength, type ValidationLayout } from '../../protocol/validation.ts'
+import { modelRoundOf, validationCounts, validationLength, type ValidationLayout } from '../../protocol/validation.ts'
 import { formatMetrics } from '../../training/metrics.ts'
 import type { Logger } from '../logger.ts'
 import type { NodeMetrics } from '../metrics.ts'
@@ -52,8 +52,7 @@ export function createTrainingScheduler (c: TrainingComponents): TrainingSchedul
 
   function train (round: number): void {
     if (!running || c.round()?.number !== round) return
-    // model rounds are the odd protocol rounds: round 2k - 1 is model round k
-    const update = c.site.update(c.weights(), round, (round + 1) / 2)
+    const update = c.site.update(c.weights(), round, modelRoundOf(round))
     const t = c.site.lastTrain!
     c.log.info(`round ${round}: trained ${t.examples} images in ${t.seconds.toFixed(1)} s (${t.imagesPerSecond.toFixed(0)} images/s)${t.epsilon !== null ? `, ε spent ${t.epsilon.toFixed(3)}` : ''}${t.stoppedEarly !== null ? ` — ${t.stoppedEarly}` : ''}`)
     const budget = c.site.options.budget

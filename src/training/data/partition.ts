@@ -10,6 +10,12 @@ import { seededRandom, uniformDoubles, type RandomSource } from '../../privacy/i
 
 export type Partition = number[][]
 
+/** `indices` split by a seeded coin: about `fraction` of them held out (validation, testing), the rest kept. */
+export function holdOut (indices: readonly number[], fraction: number, seed: Uint8Array): { kept: number[], held: number[] } {
+  const u = uniformDoubles(seededRandom(seed), indices.length)
+  return { kept: indices.filter((_, j) => u[j] >= fraction), held: indices.filter((_, j) => u[j] < fraction) }
+}
+
 class Uniform {
   readonly #rng: RandomSource
   #buf: Float64Array = new Float64Array(0)

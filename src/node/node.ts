@@ -10,7 +10,6 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { systemRandom, type NodeIdentity } from '../privacy/index.ts'
 import { ProtocolPeer, type PeerAction } from '../protocol/peer.ts'
 import { consortiumId, memberIndex, type Manifest } from '../protocol/manifest.ts'
-import type { Ledger } from '../protocol/ledger.ts'
 import { hex } from '../protocol/codec.ts'
 import { ConfigError, resolveConfig, type NodeConfig } from './config.ts'
 import { DataDir } from './datadir.ts'
@@ -59,7 +58,7 @@ export class MedmeshNode {
   /** Resolves when the node has stopped (after `stop()` or after its configured rounds). */
   get stopped (): Promise<void> { return this.#stopped.promise }
   /** the chain of certificates this node holds */
-  get ledger (): Ledger { return this.#peer.ledger }
+  get ledger (): ProtocolPeer['ledger'] { return this.#peer.ledger }
   /** set when the data directory could not be written: the node stopped rather than go on without a record */
   get storageError (): string | null { return this.#store.unwritable }
 
@@ -152,9 +151,8 @@ export class MedmeshNode {
         return void s.stopPolicy.check()
       case 'aborted':
         s.status.aborted(a.reason)
-        if (s.stopPolicy.check()) return
-        // perhaps the others certified it and this node missed their commits (members that ran their last round halt, so no later round would tell)
-        return void (this.#stopping === null && s.ledgerSync.catchUp())
+        // unless done: perhaps the others certified it and this node missed their commits (members that ran their last round halt, so no later round would tell)
+        return void (!s.stopPolicy.check() && this.#stopping === null && s.ledgerSync.catchUp())
       case 'caught-up':
         this.#persist()
         // certificates learnt by catching up count towards --rounds as much as those it signed

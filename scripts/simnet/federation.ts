@@ -1,6 +1,7 @@
 /** What the simulator's two transports share: the run's setup, a round's record, the progress line. */
 import { subset, type ImageDataset } from '../../src/training/data/dataset.ts'
 import { holdOut } from '../../src/training/data/partition.ts'
+import type { AggregationParams, TrainingParams } from '../../src/protocol/manifest.ts'
 import type { ValidationFigures } from '../../src/protocol/validation.ts'
 import type { ModelId } from '../../src/training/models.ts'
 import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
@@ -19,11 +20,12 @@ export interface SimSetup {
   initialWeights: Float32Array
   /** the model's size on the wire (its weights as float32), to express traffic in model sizes */
   modelBytes: number
-  epochs: number
-  batchSize: number
-  /** the learning rate over the rounds */
-  schedule: 'constant' | 'cosine' | 'step'
+  /** every hospital's local recipe (the manifest's params.training) and the server's rule */
+  training: TrainingParams
+  aggregation: Pick<AggregationParams, 'rule' | 'serverLr' | 'beta1'>
   dp: { epsilon: number, noise: number } | null
+  /** eval rounds without a better pooled validation AUC that end the run (0: run every round) */
+  patience: number
   dropout: number
   killAt: number | null
   malicious: boolean

@@ -10,7 +10,7 @@ import { hex } from '../../src/protocol/codec.ts'
 import { openMessage, sealMessage, type Envelope, type MaskedInputBody } from '../../src/protocol/messages.ts'
 import { stateHash, initialState } from '../../src/protocol/model.ts'
 import { Site } from '../../src/training/site.ts'
-import { roundKind, modelRoundOf, validationCounts, decodeValidation } from '../../src/protocol/validation.ts'
+import { roundKind, modelRoundOf, validationCounts, decodeValidation, noLongerImproving } from '../../src/protocol/validation.ts'
 import { PHASES, drawAbsent, progressLine, emptyTraffic, hospitalData, chosenRound, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
 import type { TrafficKind } from '../../src/node/metrics.ts'
 
@@ -24,7 +24,9 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
       p.model = { id: s.modelId, version: '1', seed: s.seed, initialHash: hex(stateHash(initialState(init))), size: init.length, input: { size: s.data.train.height, channels: s.data.train.channels }, classes: s.data.train.classes.length }
       p.quantization.maxSampleCount = Math.max(...s.parts.map(x => x.length))
       p.timeouts = { phaseMs: 5_000, roundMs: 120_000 }
-      p.training = { schedule: s.schedule, rounds }
+      p.training = { ...s.training }
+      p.aggregation = { ...p.aggregation, ...s.aggregation }
+      p.validation.patience = s.patience
       if (s.dp !== null) p.dp = { enabled: true, epsilon: s.dp.epsilon, delta: 1e-5, noiseMultiplier: s.dp.noise, clipNorm: 1 }
     },
     input: (member, round, kind): { values: ArrayLike<number>, count: number } => {
@@ -47,11 +49,11 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
   for (let i = 0; i < n; i++) {
     const spec = {
       model: { id: s.modelId, seed: s.seed }, input: { size: s.data.train.height, channels: s.data.train.channels }, classes: s.data.train.classes.length,
-      schedule: s.schedule === 'constant' ? { kind: 'constant' as const } : { kind: s.schedule, rounds },
+      schedule: s.training.schedule === 'constant' ? { kind: 'constant' as const } : { kind: s.training.schedule, rounds: s.training.rounds },
       dp: s.dp === null ? null : { noiseMultiplier: s.dp.noise, clipNorm: 1 }
     }
     sites.push(await Site.open(spec, { ...hospitalData(s, i), test: null }, {
-      epochs: s.epochs, batchSize: s.batchSize, learningRate: 1e-3, seed: s.seedBytes(100 + i), budget: s.dp === null ? null : new PrivacyBudget(s.dp.epsilon, 1e-5)
+      epochs: s.training.epochs, batchSize: s.training.batchSize, learningRate: s.training.learningRate, classWeighting: s.training.classWeighting, seed: s.seedBytes(100 + i), budget: s.dp === null ? null : new PrivacyBudget(s.dp.epsilon, 1e-5)
     }))
   }
   if (s.malicious) installMalicious(net, n - 1)
@@ -134,6 +136,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     // keep the consortium's model as the rounds go: the best by pooled validation so far
     if (metrics !== null && chosenRound(records) === records.length - 1) chosen = { weights: Float32Array.from(net.peers[ref].state.weights), stats: net.peers[ref].stats }
     s.out(progressLine(record, n, s.dp !== null))
+    if (noLongerImproving(net.peers[ref].ledger, s.patience)) { s.out(`validation AUC has not improved for ${s.patience} round(s): the consortium stops early`); break }
   }
   clearInterval(rssTimer)
   count()

@@ -20,7 +20,7 @@ import type { TrafficKind } from '../../src/node/metrics.ts'
 import { hex } from '../../src/protocol/codec.ts'
 import type { Manifest } from '../../src/protocol/manifest.ts'
 import type { Ledger, LedgerEntry } from '../../src/protocol/ledger.ts'
-import { bestModel, decodeValidation } from '../../src/protocol/validation.ts'
+import { bestModel, decodeValidation, noLongerImproving } from '../../src/protocol/validation.ts'
 import { subset } from '../../src/training/data/dataset.ts'
 import { encodeMedMnist } from '../../src/training/data/npz.ts'
 import { PHASES, drawAbsent, progressLine, emptyTraffic, hospitalData, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
@@ -174,7 +174,7 @@ export interface Consortium { dirs: string[], ids: string[], p2p: number[], http
  */
 export async function formConsortium (o: {
   root: string, n: number, name: string, datasets: string[], http: boolean, rounds: number,
-  manifest: Omit<setup.ManifestOptions, 'name' | 'members'>, node: Partial<NodeConfig>
+  manifest: Omit<setup.ManifestOptions, 'name' | 'members'>, node?: Partial<NodeConfig>
 }): Promise<Consortium> {
   const dirs = Array.from({ length: o.n }, (_, i) => join(o.root, `hospital-${i}`))
   const ids = dirs.map(d => setup.init(d).peerId)
@@ -183,7 +183,7 @@ export async function formConsortium (o: {
   for (const d of dirs) setup.signManifest(d, manifestFile)
   const [p2p, http] = [await freePorts(o.n), await freePorts(o.n)]
   dirs.forEach((d, i) => setup.join(d, manifestFile, {
-    ...o.node, listen: [`/ip4/127.0.0.1/tcp/${p2p[i]}`], http: o.http ? `127.0.0.1:${http[i]}` : 'off', dataset: o.datasets[i], rounds: o.rounds,
+    ...(o.node ?? {}), listen: [`/ip4/127.0.0.1/tcp/${p2p[i]}`], http: o.http ? `127.0.0.1:${http[i]}` : 'off', dataset: o.datasets[i], rounds: o.rounds,
     bootstrap: ids.flatMap((id, j) => j === i ? [] : [`/ip4/127.0.0.1/tcp/${p2p[j]}/p2p/${id}`])
   }))
   return { dirs, ids, p2p, http, manifestFile }
@@ -204,16 +204,16 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
   files.forEach((f, i) => writeFileSync(f, encodeMedMnist({ ...hospitalData(s, i), test: subset(data.test, []) })))
   // phases wait for the slowest hospital's training (all share 2 cores here): give them room
   const largest = Math.max(...s.parts.map(p => p.length))
-  const phaseMs = Math.max(10_000, Math.ceil(largest * s.epochs * (s.dp === null ? 1 : 4) / 80) * 1000)
+  const phaseMs = Math.max(10_000, Math.ceil(largest * s.training.epochs * (s.dp === null ? 1 : 4) / 80) * 1000)
   const roundMs = 12 * phaseMs
   const { dirs, ids, http } = await formConsortium({
     root, n, name: `simnet seed ${s.seed}`, datasets: files, http: true, rounds,
     manifest: {
       model: s.modelId, seed: s.seed, imageSize: data.train.height, channels: data.train.channels, classes: data.train.classes.length, phaseMs, roundMs,
-      schedule: s.schedule, scheduleRounds: rounds,
+      patience: s.patience, schedule: s.training.schedule, scheduleRounds: s.training.rounds, epochs: s.training.epochs, batchSize: s.training.batchSize,
+      learningRate: s.training.learningRate, classWeighting: s.training.classWeighting, aggregation: s.aggregation.rule, serverLr: s.aggregation.serverLr, beta1: s.aggregation.beta1,
       dp: s.dp === null ? undefined : { epsilon: s.dp.epsilon, noise: s.dp.noise }
     },
-    node: { epochs: s.epochs, batchSize: s.batchSize }
   })
   const manifest: Manifest = new DataDir(dirs[0]).manifest()
   // member index (canonical order in the manifest) -> hospital
@@ -287,6 +287,9 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
       }
       records.push(record)
       s.out(progressLine(record, n, s.dp !== null))
+      const latest = ledgers().filter((l): l is Ledger => l !== null).sort((a, b) => b.entries.length - a.entries.length)[0]
+      // the nodes stop by themselves (their stop policy): so does the watching
+      if (latest !== undefined && noLongerImproving(latest, s.patience)) { s.out(`validation AUC has not improved for ${s.patience} round(s): the consortium stops early`); break }
       // the absent come back (they catch up from the others' ledgers), unless the run is over
       if (certifiedUpdates < rounds) for (const i of absent) if (!nodes[i].alive) nodes[i].start()
     }

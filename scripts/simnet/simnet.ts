@@ -22,6 +22,7 @@ import { LocalTrainer } from '../../src/training/trainer.ts'
 import { normalisation, pixelStats, statsVector } from '../../src/training/data/stats.ts'
 import { resizeDataset } from '../../src/training/data/resize.ts'
 import { learningRateAt, type LrSchedule } from '../../src/training/schedule.ts'
+import { AGGREGATION_RULES, type AggregationRule, type TrainingParams } from '../../src/protocol/manifest.ts'
 import { formatMetrics, rocCurve, calibration, type ClinicalMetrics } from '../../src/training/metrics.ts'
 import { lineChart, barChart, rocChart, reliabilityChart, confusionTable, writeReport } from './report.ts'
 import { PHASES, chosenRound, hospitalData, type FederationResult, type SimData, type SimSetup } from './federation.ts'
@@ -44,8 +45,11 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --partition P        iid | dirichlet (default dirichlet)   --alpha A (default 1.0)
   --model ID           ${MODEL_IDS.join(' | ')} (default medmesh/cnn-small)
   --epochs E           local epochs per round (default 1)   --batch-size B (default 32)
+  --learning-rate LR   local Adam learning rate (default 0.001)   --class-weighting balanced|none (default balanced)
   --lr-schedule S      constant | cosine | step, over the rounds (default constant)
+  --aggregation RULE   fedavg | fedavgm | fedadam (default fedavg)   --server-lr X (default 1)   --momentum B (default 0.9)
   --dp-epsilon E       DP-SGD with this ε budget per hospital (default: off)   --dp-noise S (default 1.0)
+  --patience P         stop after P eval rounds without a better pooled validation AUC (default 0: run all rounds)
   --dropout P          fraction of hospitals offline in each round (default 0)
   --kill-at K          hospital 1 crashes at the start of round K and comes back two rounds later,
                        catching up from another member's ledger (default: never)
@@ -66,7 +70,9 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       'dp-epsilon': { type: 'string' }, 'dp-noise': { type: 'string', default: '1.0' }, dropout: { type: 'string', default: '0' }, seed: { type: 'string', default: '1' },
       'no-baselines': { type: 'boolean', default: false }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
       latency: { type: 'string', default: '0' }, bandwidth: { type: 'string' }, transport: { type: 'string', default: 'tcp' },
-      size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' }
+      size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' },
+      'learning-rate': { type: 'string', default: '0.001' }, 'class-weighting': { type: 'string', default: 'balanced' }, aggregation: { type: 'string', default: 'fedavg' },
+      'server-lr': { type: 'string', default: '1' }, patience: { type: 'string', default: '0' }, momentum: { type: 'string', default: '0.9' }
     }
   })
   const n = Number(values.nodes); const rounds = Number(values.rounds); const epochs = Number(values.epochs); const batchSize = Number(values['batch-size'])
@@ -86,7 +92,16 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const transport = values.transport!
   const lrSchedule = values['lr-schedule'] as 'constant' | 'cosine' | 'step'
   if (!['constant', 'cosine', 'step'].includes(lrSchedule)) throw new Error('--lr-schedule must be constant, cosine or step')
-  // the baselines train on the same schedule as the hospitals
+  const learningRate = Number(values['learning-rate']); const classWeighting = values['class-weighting'] as 'balanced' | 'none'
+  if (!(learningRate > 0 && learningRate < 10)) throw new Error('--learning-rate must be a number in (0, 10)')
+  if (!['balanced', 'none'].includes(classWeighting)) throw new Error('--class-weighting must be balanced or none')
+  const aggregation = { rule: values.aggregation as AggregationRule, serverLr: Number(values['server-lr']), beta1: Number(values.momentum) }
+  if (!(AGGREGATION_RULES as readonly string[]).includes(aggregation.rule)) throw new Error(`--aggregation must be one of ${AGGREGATION_RULES.join(', ')}`)
+  if (!(aggregation.serverLr > 0 && aggregation.serverLr <= 100) || !(aggregation.beta1 >= 0 && aggregation.beta1 < 1)) throw new Error('--server-lr must be in (0, 100] and --momentum in [0, 1)')
+  const patience = Number(values.patience)
+  if (!(Number.isInteger(patience) && patience >= 0)) throw new Error('--patience must be a whole number')
+  const training: TrainingParams = { schedule: lrSchedule, rounds, epochs, batchSize, learningRate, classWeighting }
+  // the baselines train on the same recipe as the hospitals
   const schedule: LrSchedule = lrSchedule === 'constant' ? { kind: 'constant' } : { kind: lrSchedule, rounds }
   if (transport !== 'tcp' && transport !== 'memory') throw new Error('--transport must be tcp or memory')
   const seedBytes = (k: number): Uint8Array => Uint8Array.from({ length: 32 }, (_, i) => (seed * 131 + k * 17 + i) & 0xff)
@@ -106,7 +121,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const evalModel = buildModel(spec)
   const evaluator = new LocalTrainer(evalModel)
   const setup: SimSetup = {
-    n, rounds, seed, modelId, data, parts, schedule: lrSchedule, initialWeights: flattenWeights(evalModel), modelBytes: 4 * flattenWeights(evalModel).length, epochs, batchSize,
+    n, rounds, seed, modelId, data, parts, training, aggregation, patience, initialWeights: flattenWeights(evalModel), modelBytes: 4 * flattenWeights(evalModel).length,
     dp: dpEpsilon === null ? null : { epsilon: dpEpsilon, noise: Number(values['dp-noise']) },
     dropout, killAt, malicious: values.malicious === true, latencyMs: latency, bandwidthBytesPerMs: bandwidth, outDir, seedBytes, out,
     evaluate: (weights, stats) => {
@@ -140,7 +155,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     const norm = normalisation(statsVector(st))
     const cm = buildModel(spec); const ct = new LocalTrainer(cm)
     for (let r = 1; r <= rounds; r++) {
-      ct.train(data.train, { epochs, batchSize, learningRate: learningRateAt(1e-3, schedule, r), seed: seedBytes(200 + r), augment: true, classWeighting: 'balanced', normalisation: norm })
+      ct.train(data.train, { epochs, batchSize, learningRate: learningRateAt(learningRate, schedule, r), seed: seedBytes(200 + r), augment: true, classWeighting, normalisation: norm })
       central.push(ct.evaluate(data.test, norm))
     }
     out(`centralised baseline after ${rounds} epoch(s): ${formatMetrics(central[central.length - 1]!)}`)
@@ -153,7 +168,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       const ln = normalisation(statsVector(pixelStats(part)))
       const series: Array<ClinicalMetrics | null> = []
       for (let r = 1; r <= rounds; r++) {
-        lt.train(part, { epochs, batchSize, learningRate: learningRateAt(1e-3, schedule, r), seed: seedBytes(300 + 10 * i + r), augment: true, classWeighting: 'balanced', normalisation: ln })
+        lt.train(part, { epochs, batchSize, learningRate: learningRateAt(learningRate, schedule, r), seed: seedBytes(300 + 10 * i + r), augment: true, classWeighting, normalisation: ln })
         series.push(lt.evaluate(data.test, ln))
       }
       local.push(series)
@@ -205,7 +220,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     ...(dpEpsilon !== null ? [`DP-SGD: ε budget ${dpEpsilon} per hospital, spent ${fed.epsilon.map(e => e.toFixed(2)).join(', ')}`] : [])
   ]
   const paths = writeReport(outDir, {
-    config: { nodes: n, rounds, model: modelId, modelBytes: setup.modelBytes, partition: values.partition, alpha, epochs, batchSize, dpEpsilon, dropout, seed, backend: backend.name, transport },
+    config: { nodes: n, rounds, model: modelId, modelBytes: setup.modelBytes, partition: values.partition, alpha, training, aggregation, dpEpsilon, dropout, seed, backend: backend.name, transport },
     partition: parts.map(p => ({ size: p.length, classes: classCounts(subset(data.train, p)) })),
     rounds: records, chosenRound: chosen + 1, final: finalFed, calibration: calibrated, hospitalView, centralised: central, local, bytesPerNode, federatedSeconds: fed.seconds, agree: fed.consistent,
     peakRssMB: fed.peakRssMB, peakRssPerNodeMB: fed.peakRssPerNodeMB, rejections: fed.rejections, transport: fed.transport, epsilon: fed.epsilon

@@ -64,6 +64,8 @@ create options:
   --seed N                seed of the initial weights (default 1)
   --image-size N          square input size (default 28)   --channels 1|3 (default 1)   --classes N (default 2)
   --lr-schedule S         constant | cosine | step (default constant)   --schedule-rounds R (default 10)
+  --epochs E              local epochs per round (default 1)   --batch-size B (default 32)
+  --learning-rate LR      (default 0.001)   --class-weighting balanced|none (default balanced)
   --patience P            stop after P eval rounds without a better validation AUC (default 0: never)
   --threshold T           Shamir threshold (default: a majority)
   --quorum Q              signatures that certify a round (default: the threshold)
@@ -105,7 +107,8 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     'image-size': { type: 'string' }, classes: { type: 'string' }, threshold: { type: 'string' }, quorum: { type: 'string' }, 'min-participants': { type: 'string' },
     'phase-ms': { type: 'string' }, 'round-ms': { type: 'string' }, aggregation: { type: 'string' }, 'server-lr': { type: 'string' },
     'dp-epsilon': { type: 'string' }, 'dp-delta': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' },
-    channels: { type: 'string' }, 'lr-schedule': { type: 'string' }, 'schedule-rounds': { type: 'string' }, patience: { type: 'string' }
+    channels: { type: 'string' }, 'lr-schedule': { type: 'string' }, 'schedule-rounds': { type: 'string' }, patience: { type: 'string' },
+    epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string' }
   })
   if (values.name === undefined || values.out === undefined) throw new UsageError('--name and --out are required')
   const members = ((values.member ?? []) as string[]).map(s => {
@@ -125,6 +128,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
   const { manifest: m, parameters } = await setup.createManifest(values.out, {
     name: values.name, members, model: modelId as never, seed: num(values.seed, 'seed'), imageSize: num(values['image-size'], 'image-size'), classes: num(values.classes, 'classes'),
     channels: num(values.channels, 'channels'), schedule: values['lr-schedule'], scheduleRounds: num(values['schedule-rounds'], 'schedule-rounds'), patience: num(values.patience, 'patience'),
+    epochs: num(values.epochs, 'epochs'), batchSize: num(values['batch-size'], 'batch-size'), learningRate: num(values['learning-rate'], 'learning-rate'), classWeighting: values['class-weighting'] as never,
     threshold: num(values.threshold, 'threshold'), quorum: num(values.quorum, 'quorum'), minParticipants: num(values['min-participants'], 'min-participants'),
     phaseMs: num(values['phase-ms'], 'phase-ms'), roundMs: num(values['round-ms'], 'round-ms'), aggregation: values.aggregation, serverLr: num(values['server-lr'], 'server-lr'),
     dp: eps === undefined ? undefined : { epsilon: eps, delta: num(values['dp-delta'], 'dp-delta'), noise: num(values['dp-noise'], 'dp-noise'), clip: num(values['dp-clip'], 'dp-clip') }
@@ -158,7 +162,8 @@ Node options (also settable in config.json or as MEDMESH_* environment variables
   --http HOST:PORT        status endpoint (default ${DEFAULTS.http}; 'off' to disable)
   --dataset PATH          a MedMNIST .npz or a folder of images by class (default: bundled PneumoniaMNIST)
   --shard I/N             train on IID share I of N (demos on one file)
-  --epochs E  --batch-size B  --learning-rate LR    local training per round
+  --epochs E  --batch-size B  --learning-rate LR    override the manifest's local recipe at this node
+                          (for tests and a slow site; the override is logged as a warning)
   --rounds N              stop after N certified model rounds (default 0: run until stopped)
   --psk FILE              libp2p pre-shared network key (@libp2p/pnet)
   --min-peers N           members to wait for before the first round (default: threshold - 1)

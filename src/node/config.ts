@@ -19,9 +19,10 @@ export interface NodeConfig {
   dataset: string
   /** use shard i of n of the dataset (simulations and demos on one file), e.g. "2/4" */
   shard: string | null
-  epochs: number
-  batchSize: number
-  learningRate: number
+  /** overrides of the manifest's local recipe at this node (null: the manifest's) */
+  epochs: number | null
+  batchSize: number | null
+  learningRate: number | null
   /** stop after this many certified update rounds (0: run until stopped) */
   rounds: number
   /** a libp2p pre-shared network key file (@libp2p/pnet), or null */
@@ -44,9 +45,9 @@ export const DEFAULTS: Omit<NodeConfig, 'dataDir'> = {
   http: '127.0.0.1:7650',
   dataset: BUNDLED_PNEUMONIAMNIST,
   shard: null,
-  epochs: 1,
-  batchSize: 32,
-  learningRate: 1e-3,
+  epochs: null,
+  batchSize: null,
+  learningRate: null,
   rounds: 0,
   pskFile: null,
   logLevel: 'info',
@@ -107,7 +108,8 @@ export function validateConfig (c: Record<string, unknown>): NodeConfig {
     if (typeof v !== 'number' || !Number.isFinite(v) || v < min || (integer && !Number.isInteger(v))) throw new ConfigError(`${key} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${String(v)}`)
   }
   if (!Array.isArray(c.deny) || c.deny.some(x => typeof x !== 'string' || !/^[1-9A-HJ-NP-Za-km-z]{40,60}$/.test(x))) throw new ConfigError('deny must be a list of peer ids')
-  positive('epochs', false, 0.01); positive('batchSize', true); positive('learningRate', false, 1e-9); positive('rounds', true, 0); positive('minPeers', true, 0)
+  const override = (key: string, integer: boolean, min: number): void => { if (c[key] !== null) positive(key, integer, min) }
+  override('epochs', false, 0.01); override('batchSize', true, 1); override('learningRate', false, 1e-9); positive('rounds', true, 0); positive('minPeers', true, 0)
   if (typeof c.http !== 'string' || !(c.http === 'off' || /^[\w.-]+:\d{1,5}$/.test(c.http))) throw new ConfigError(`http must be host:port or 'off', got '${String(c.http)}'`)
   if (typeof c.dataset !== 'string' || c.dataset.length === 0) throw new ConfigError('dataset must be a path')
   if (c.shard !== null && (typeof c.shard !== 'string' || !/^\d+\/\d+$/.test(c.shard) || Number(c.shard.split('/')[0]) >= Number(c.shard.split('/')[1]))) throw new ConfigError(`shard must look like i/n with i < n, got '${String(c.shard)}'`)

@@ -42,10 +42,17 @@ export interface ManifestOptions {
   roundMs?: number
   aggregation?: AggregationRule
   serverLr?: number
+  /** FedAvgM momentum, FedAdam β1 */
+  beta1?: number
   dp?: { epsilon: number, delta?: number, noise?: number, clip?: number }
   /** the learning rate over model rounds, and the rounds it is planned for */
   schedule?: 'constant' | 'cosine' | 'step'
   scheduleRounds?: number
+  /** every site's local recipe: epochs per round, batch size, base learning rate, class weighting */
+  epochs?: number
+  batchSize?: number
+  learningRate?: number
+  classWeighting?: 'balanced' | 'none'
   /** eval rounds without a better validation AUC that end training (0: never early) */
   patience?: number
 }
@@ -73,7 +80,12 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
   params.timeouts.roundMs = o.roundMs ?? params.timeouts.roundMs
   if (o.aggregation !== undefined) params.aggregation.rule = o.aggregation
   params.aggregation.serverLr = o.serverLr ?? params.aggregation.serverLr
-  params.training = { schedule: o.schedule ?? 'constant', rounds: o.scheduleRounds ?? params.training.rounds }
+  params.aggregation.beta1 = o.beta1 ?? params.aggregation.beta1
+  const t = params.training
+  params.training = {
+    schedule: o.schedule ?? t.schedule, rounds: o.scheduleRounds ?? t.rounds, epochs: o.epochs ?? t.epochs, batchSize: o.batchSize ?? t.batchSize,
+    learningRate: o.learningRate ?? t.learningRate, classWeighting: o.classWeighting ?? t.classWeighting
+  }
   params.validation.patience = o.patience ?? params.validation.patience
   if (o.dp !== undefined) params.dp = { enabled: true, epsilon: o.dp.epsilon, delta: o.dp.delta ?? 1e-5, noiseMultiplier: o.dp.noise ?? 1.0, clipNorm: o.dp.clip ?? 1.0 }
   const manifest = validateManifest({ version: 1, name: o.name, members: o.members, params })

@@ -19,13 +19,32 @@ export function siteSpec (manifest: Manifest): SiteSpec {
   return { model: { id: model.id as ModelId, seed: model.seed }, input: model.input, classes: model.classes, schedule: manifest.params.training.schedule === 'constant' ? { kind: 'constant' } : { kind: manifest.params.training.schedule, rounds: manifest.params.training.rounds }, dp: dp.enabled ? { noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm } : null }
 }
 
+/**
+ * The local training recipe is the consortium's (the manifest's params.training); a node's
+ * configuration may override epochs, batch size or learning rate (a slow site, a test), and each
+ * override is returned as a warning to log, since it changes what this hospital contributes.
+ */
+export function localRecipe (manifest: Manifest, config: Pick<NodeConfig, 'epochs' | 'batchSize' | 'learningRate'>): {
+  recipe: { epochs: number, batchSize: number, learningRate: number, classWeighting: 'balanced' | 'none' }, overrides: string[]
+} {
+  const t = manifest.params.training
+  const overrides: string[] = []
+  const pick = (key: 'epochs' | 'batchSize' | 'learningRate'): number => {
+    const own = config[key]
+    if (own === null || own === t[key]) return t[key]
+    overrides.push(`this node trains with ${key} ${own}, not the consortium's ${t[key]} (its configuration overrides the manifest)`)
+    return own
+  }
+  return { recipe: { epochs: pick('epochs'), batchSize: pick('batchSize'), learningRate: pick('learningRate'), classWeighting: t.classWeighting }, overrides }
+}
+
 /** The site, on the fastest backend that loads; with DP, spending the budget kept on disk (or a fresh one of the manifest's size). */
 export async function openSite (manifest: Manifest, config: NodeConfig, seed: Uint8Array, savedBudget: PrivacyBudget | null, log: Logger): Promise<Site> {
   const dp = manifest.params.dp
   const budget = dp.enabled ? (savedBudget ?? new PrivacyBudget(dp.epsilon, dp.delta)) : null
-  const site = await Site.open(siteSpec(manifest), loadSiteData(config.dataset, config.shard), {
-    epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate, seed, budget
-  })
+  const { recipe, overrides } = localRecipe(manifest, config)
+  for (const o of overrides) log.warn(o)
+  const site = await Site.open(siteSpec(manifest), loadSiteData(config.dataset, config.shard), { ...recipe, seed, budget })
   log.info(describeBackend(site.backend!))
   const m = manifest.params.model
   if (hex(stateHash(initialState(site.initialWeights()))) !== m.initialHash) {

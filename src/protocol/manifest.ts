@@ -29,6 +29,18 @@ export interface AggregationParams {
   tau: number
 }
 
+export const CLASS_WEIGHTINGS = ['balanced', 'none'] as const
+export const LR_SCHEDULES = ['constant', 'cosine', 'step'] as const
+
+export interface TrainingParams {
+  schedule: typeof LR_SCHEDULES[number]
+  rounds: number
+  epochs: number
+  batchSize: number
+  learningRate: number
+  classWeighting: typeof CLASS_WEIGHTINGS[number]
+}
+
 export interface ProtocolParams {
   /**
    * the model: its identifier and version, the seed of its initial weights, their hash and count,
@@ -51,8 +63,12 @@ export interface ProtocolParams {
    * how many eval rounds without a better validation AUC end training (0: run all rounds)
    */
   validation: { bins: number, patience: number }
-  /** the learning rate over model rounds: constant, or cosine / step decay over `rounds` model rounds */
-  training: { schedule: 'constant' | 'cosine' | 'step', rounds: number }
+  /**
+   * every site's local training recipe: the learning rate over model rounds (constant, or cosine /
+   * step decay over `rounds` model rounds), local epochs per round, batch size, the base learning
+   * rate, and class weighting ('balanced' weighs each class by N / (classes · count))
+   */
+  training: TrainingParams
 }
 
 export interface Manifest {
@@ -137,8 +153,12 @@ export function validateManifest (m: unknown): Manifest {
   if (!isObj(p.validation)) fail('params.validation must be an object { bins, patience }')
   num(p.validation.bins, 'params.validation.bins', 10, 100_000, true)
   num(p.validation.patience, 'params.validation.patience', 0, 1000, true)
-  if (!isObj(p.training) || !['constant', 'cosine', 'step'].includes(p.training.schedule as string)) fail('params.training.schedule must be constant, cosine or step')
+  if (!isObj(p.training) || !(LR_SCHEDULES as readonly string[]).includes(p.training.schedule as string)) fail('params.training.schedule must be constant, cosine or step')
   num(p.training.rounds, 'params.training.rounds', 1, 100_000, true)
+  num(p.training.epochs, 'params.training.epochs', 0.01, 1000)
+  num(p.training.batchSize, 'params.training.batchSize', 1, 65_536, true)
+  num(p.training.learningRate, 'params.training.learningRate', 1e-9, 10)
+  if (!(CLASS_WEIGHTINGS as readonly string[]).includes(p.training.classWeighting as string)) fail('params.training.classWeighting must be balanced or none')
   const sorted = [...(members as Member[])].map(x => ({ peerId: x.peerId, name: x.name })).sort((a, b) => a.peerId < b.peerId ? -1 : 1)
   return { version: 1, name: m.name as string, members: sorted, params: structuredClone(p) }
 }
@@ -178,7 +198,7 @@ export function defaultParams (members: number, modelSize: number, initialHash: 
     dp: { enabled: false, epsilon: 8, delta: 1e-5, noiseMultiplier: 1.0, clipNorm: 1.0 },
     aggregation: { rule: 'fedavg', serverLr: 1, beta1: 0.9, beta2: 0.99, tau: 1e-3 },
     validation: { bins: 1000, patience: 0 },
-    training: { schedule: 'constant', rounds: 10 }
+    training: { schedule: 'constant', rounds: 10, epochs: 1, batchSize: 32, learningRate: 1e-3, classWeighting: 'balanced' }
   }
 }
 

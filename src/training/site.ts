@@ -74,6 +74,8 @@ export interface SiteOptions {
   epochs: number
   batchSize: number
   learningRate: number
+  /** 'balanced' (default) weighs each class by N / (classes · count) */
+  classWeighting?: 'balanced' | 'none'
   seed: Uint8Array
   budget: PrivacyBudget | null
 }
@@ -126,7 +128,7 @@ export class Site {
       learningRate: learningRateAt(this.options.learningRate, this.spec.schedule ?? { kind: 'constant' }, modelRound),
       seed: Uint8Array.from(this.options.seed.map((b, i) => i === 0 ? b ^ (round & 0xff) : i === 1 ? b ^ ((round >> 8) & 0xff) : b)),
       augment: true,
-      classWeighting: 'balanced',
+      classWeighting: this.options.classWeighting ?? 'balanced',
       normalisation: this.norm,
       dp: dp !== null && this.options.budget !== null ? { noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm, budget: this.options.budget } : undefined
     })

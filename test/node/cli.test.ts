@@ -52,7 +52,8 @@ test('a manifest missing a founder\'s signature is refused by join', () => {
   const dirs = ['c', 'd'].map(n => join(root, n))
   const ids = dirs.map(d => cli('init', '--data-dir', d).stdout.trim())
   const file = join(root, 'two.json')
-  assert.is(cli('manifest', 'create', '--name', 'two', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', file).status, 0)
+  assert.is(cli('manifest', 'create', '--name', 'two', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', file, '--epochs', '2', '--batch-size', '16', '--class-weighting', 'none').status, 0)
+  assert.equal(JSON.parse(readFileSync(file, 'utf8')).manifest.params.training, { schedule: 'constant', rounds: 10, epochs: 2, batchSize: 16, learningRate: 0.001, classWeighting: 'none' })
   assert.is(cli('manifest', 'sign', '--data-dir', dirs[0], file).status, 0)
   const j = cli('join', '--data-dir', dirs[0], '--manifest', file)
   assert.is(j.status, 78)
@@ -77,6 +78,19 @@ test('configuration layers: file < environment < flags', () => {
   throwsA(() => resolveConfig(dir, { epochs: -1 }, {}), ConfigError, /epochs/)
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ colour: 'blue' }))
   throwsA(() => resolveConfig(dir, {}, {}), ConfigError, /unknown setting 'colour'/)
+})
+
+test('the local recipe comes from the manifest; a node\'s own epochs, batch size or learning rate override it with a warning', async () => {
+  const { localRecipe } = await import('../../src/node/site.ts')
+  const { defaultParams } = await import('../../src/protocol/manifest.ts')
+  const manifest = { version: 1 as const, name: 'c', members: [], params: defaultParams(3, 10, '0'.repeat(64)) }
+  manifest.params.training = { ...manifest.params.training, epochs: 2, batchSize: 16, learningRate: 0.01, classWeighting: 'none' }
+  const plain = localRecipe(manifest, { epochs: null, batchSize: null, learningRate: null })
+  assert.equal(plain, { recipe: { epochs: 2, batchSize: 16, learningRate: 0.01, classWeighting: 'none' }, overrides: [] })
+  const own = localRecipe(manifest, { epochs: 0.5, batchSize: 16, learningRate: null })
+  assert.equal(own.recipe, { epochs: 0.5, batchSize: 16, learningRate: 0.01, classWeighting: 'none' })
+  assert.is(own.overrides.length, 1)
+  assert.match(own.overrides[0], /epochs 0\.5, not the consortium's 2/)
 })
 
 test('status with no node running: exit 69 and a message', () => {

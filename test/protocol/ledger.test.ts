@@ -73,6 +73,12 @@ test('manifests: validated field by field, signed by every founding member', () 
   bad(m => { m.members[0].peerId = 'Qm-not-a-key' }, /Ed25519/)
   bad(m => { m.params.quantization.scale = 2 ** 30; m.params.quantization.clip = 2 ** 10 }, /quantization/)
   bad(m => { m.params.aggregation.rule = 'median' }, /rule/)
+  // the local recipe is the consortium's: every field checked
+  bad(m => { m.params.training.epochs = 0 }, /training\.epochs/)
+  bad(m => { m.params.training.batchSize = 2.5 }, /training\.batchSize/)
+  bad(m => { delete m.params.training.learningRate }, /training\.learningRate/)
+  bad(m => { m.params.training.classWeighting = 'inverse' }, /classWeighting/)
+  bad(m => { m.params.training.schedule = 'linear' }, /schedule/)
 })
 
 test('model state: canonical encoding round-trips and its hash is stable', () => {

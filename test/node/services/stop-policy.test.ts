@@ -5,6 +5,8 @@ import { createStopPolicy } from '../../../src/node/services/stop-policy.ts'
 import type { Ledger } from '../../../src/protocol/ledger.ts'
 import { MemNet } from '../../protocol/harness.ts'
 import { recordingLogger } from './stubs.ts'
+import { encodeValidation } from '../../../src/protocol/validation.ts'
+import type { LedgerEntry } from '../../../src/protocol/ledger.ts'
 
 function policy (rounds: number, ledger: () => Pick<Ledger, 'count' | 'entries' | 'lastRound'>, saved: () => boolean, patience = 0) {
   const events: string[] = []
@@ -52,6 +54,28 @@ test('the eval round of the last model round runs to its end, certified or abort
   const again = createStopPolicy({ rounds: 2, patience: 0, ledger: () => ({ ...ledger, lastRound: 4 }), round: () => current, modelSaved: () => true, halt: () => {}, stop: () => {}, log })
   assert.ok(again.check(), 'no round under way: the next (5, a model round) is not for this node')
   again.stop()
+})
+
+test('early stopping: after `patience` eval rounds without a better validation AUC, the node stops before the next model round', () => {
+  // model rounds judged 0.80, 0.86, 0.85, 0.84: round 2 (protocol round 3) stays the best
+  const aucs = [0.80, 0.86, 0.85]
+  const ledger = () => {
+    const entries = aucs.flatMap((auc, i) => [
+      { header: { kind: 'update', round: 2 * i + 1, stateHash: Uint8Array.of(i), extra: new Uint8Array(0) } },
+      { header: { kind: 'eval', round: 2 * i + 2, stateHash: Uint8Array.of(i), extra: encodeValidation({ auc, accuracy: 0.5, n: 10 }) } }
+    ]) as unknown as LedgerEntry[]
+    return { entries, count: (k: string) => entries.filter(e => e.header.kind === k).length, lastRound: entries.length }
+  }
+  const events: string[] = []
+  const { log, lines } = recordingLogger()
+  const p = createStopPolicy({ rounds: 10, patience: 2, ledger, round: () => null, modelSaved: () => true, halt: () => events.push('halt'), stop: () => events.push('stop'), log, lingerMs: 10 })
+  assert.not.ok(p.check(), 'one round without improvement is within patience 2')
+  aucs.push(0.84)
+  assert.not.ok(p.finished(ledger(), 8), 'an eval round is never cut')
+  assert.ok(p.check(), 'two rounds without improvement: stop before model round 5')
+  assert.equal(events, ['halt'])
+  assert.ok(lines.some(l => /has not improved for 2 round\(s\): stopping early/.test(l.msg)), lines.map(l => l.msg).join("\n"))
+  p.stop()
 })
 
 test('rounds 0 runs until stopped', () => {

@@ -23,7 +23,8 @@ export interface SimSetup {
   /** every hospital's local recipe (the manifest's params.training) and the server's rule */
   training: TrainingParams
   aggregation: Pick<AggregationParams, 'rule' | 'serverLr' | 'beta1'>
-  dp: { epsilon: number, noise: number } | null
+  /** DP-SGD's budget per hospital, noise multiplier (0: calibrated at each hospital) and clipping norm */
+  dp: { epsilon: number, noise: number, clip: number } | null
   /** eval rounds without a better pooled validation AUC that end the run (0: run every round) */
   patience: number
   dropout: number

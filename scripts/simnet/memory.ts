@@ -27,7 +27,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
       p.training = { ...s.training }
       p.aggregation = { ...p.aggregation, ...s.aggregation }
       p.validation.patience = s.patience
-      if (s.dp !== null) p.dp = { enabled: true, epsilon: s.dp.epsilon, delta: 1e-5, noiseMultiplier: s.dp.noise, clipNorm: 1 }
+      if (s.dp !== null) p.dp = { enabled: true, epsilon: s.dp.epsilon, delta: 1e-5, noiseMultiplier: s.dp.noise, clipNorm: s.dp.clip }
     },
     input: (member, round, kind): { values: ArrayLike<number>, count: number } => {
       const site = sites[member]
@@ -50,7 +50,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     const spec = {
       model: { id: s.modelId, seed: s.seed }, input: { size: s.data.train.height, channels: s.data.train.channels }, classes: s.data.train.classes.length,
       schedule: s.training.schedule === 'constant' ? { kind: 'constant' as const } : { kind: s.training.schedule, rounds: s.training.rounds },
-      dp: s.dp === null ? null : { noiseMultiplier: s.dp.noise, clipNorm: 1 }
+      dp: s.dp === null ? null : { noiseMultiplier: s.dp.noise, clipNorm: s.dp.clip, plannedRounds: rounds }
     }
     sites.push(await Site.open(spec, { ...hospitalData(s, i), test: null }, {
       epochs: s.training.epochs, batchSize: s.training.batchSize, learningRate: s.training.learningRate, classWeighting: s.training.classWeighting, seed: s.seedBytes(100 + i), budget: s.dp === null ? null : new PrivacyBudget(s.dp.epsilon, 1e-5)

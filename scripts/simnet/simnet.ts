@@ -29,6 +29,14 @@ import { PHASES, chosenRound, hospitalData, type FederationResult, type SimData,
 import { runMemoryFederation } from './memory.ts'
 import { runProcessFederation } from './processes.ts'
 
+/**
+ * The recipes the simulator uses unless told otherwise, found by measurement (README, "Learning
+ * recipes"): one without DP, and one for DP-SGD, whose noise is calibrated at each hospital to
+ * spend its ε budget over the planned rounds.
+ */
+export const RECIPE = { epochs: '2', 'batch-size': '32', 'learning-rate': '0.001', aggregation: 'fedavgm', momentum: '0.7', 'dp-noise': 'calibrated', 'dp-clip': '1.0' }
+export const DP_RECIPE: typeof RECIPE = { epochs: '1', 'batch-size': '64', 'learning-rate': '0.002', aggregation: 'fedavg', momentum: '0.9', 'dp-noise': 'calibrated', 'dp-clip': '1.0' }
+
 export const simnetHelp = `Usage: medmesh simnet [options]
 
 Simulate a consortium on one machine: real training, real secure aggregation and certificates.
@@ -44,11 +52,14 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --channels C         1 or 3 for image folders (default: 3 if any image is in colour, else 1)
   --partition P        iid | dirichlet (default dirichlet)   --alpha A (default 1.0)
   --model ID           ${MODEL_IDS.join(' | ')} (default medmesh/cnn-small)
-  --epochs E           local epochs per round (default 1)   --batch-size B (default 32)
-  --learning-rate LR   local Adam learning rate (default 0.001)   --class-weighting balanced|none (default balanced)
+  --epochs E           local epochs per round (default ${RECIPE.epochs}; with DP ${DP_RECIPE.epochs})   --batch-size B (default ${RECIPE['batch-size']}; with DP ${DP_RECIPE['batch-size']})
+  --learning-rate LR   local Adam learning rate (default ${RECIPE['learning-rate']}; with DP ${DP_RECIPE['learning-rate']})   --class-weighting balanced|none (default balanced)
   --lr-schedule S      constant | cosine | step, over the rounds (default constant)
-  --aggregation RULE   fedavg | fedavgm | fedadam (default fedavg)   --server-lr X (default 1)   --momentum B (default 0.9)
-  --dp-epsilon E       DP-SGD with this ε budget per hospital (default: off)   --dp-noise S (default 1.0)
+  --aggregation RULE   fedavg | fedavgm | fedadam (default ${RECIPE.aggregation}; with DP ${DP_RECIPE.aggregation})   --server-lr X (default 1)
+  --momentum B         FedAvgM's momentum, FedAdam's β1 (default ${RECIPE.momentum}; with DP ${DP_RECIPE.momentum})
+  --dp-epsilon E       DP-SGD with this ε budget per hospital, δ = 1e-5 (default: off), with the DP recipe
+  --dp-noise S         noise multiplier, or 'calibrated' (default): each hospital's σ spends its budget over the rounds
+  --dp-clip C          per-example clipping norm (default ${DP_RECIPE['dp-clip']})
   --patience P         stop after P eval rounds without a better pooled validation AUC (default 0: run all rounds)
   --dropout P          fraction of hospitals offline in each round (default 0)
   --kill-at K          hospital 1 crashes at the start of round K and comes back two rounds later,
@@ -66,16 +77,19 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     args, strict: true,
     options: {
       nodes: { type: 'string', default: '5' }, rounds: { type: 'string', default: '10' }, dataset: { type: 'string' }, partition: { type: 'string', default: 'dirichlet' },
-      alpha: { type: 'string', default: '1.0' }, model: { type: 'string', default: 'medmesh/cnn-small' }, epochs: { type: 'string', default: '1' }, 'batch-size': { type: 'string', default: '32' },
-      'dp-epsilon': { type: 'string' }, 'dp-noise': { type: 'string', default: '1.0' }, dropout: { type: 'string', default: '0' }, seed: { type: 'string', default: '1' },
+      alpha: { type: 'string', default: '1.0' }, model: { type: 'string', default: 'medmesh/cnn-small' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
+      'dp-epsilon': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' }, dropout: { type: 'string', default: '0' }, seed: { type: 'string', default: '1' },
       'no-baselines': { type: 'boolean', default: false }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
       latency: { type: 'string', default: '0' }, bandwidth: { type: 'string' }, transport: { type: 'string', default: 'tcp' },
       size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' },
-      'learning-rate': { type: 'string', default: '0.001' }, 'class-weighting': { type: 'string', default: 'balanced' }, aggregation: { type: 'string', default: 'fedavg' },
-      'server-lr': { type: 'string', default: '1' }, patience: { type: 'string', default: '0' }, momentum: { type: 'string', default: '0.9' }
+      'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, aggregation: { type: 'string' },
+      'server-lr': { type: 'string', default: '1' }, patience: { type: 'string', default: '0' }, momentum: { type: 'string' }
     }
   })
-  const n = Number(values.nodes); const rounds = Number(values.rounds); const epochs = Number(values.epochs); const batchSize = Number(values['batch-size'])
+  // the recipe's settings, unless given: the one for DP-SGD when --dp-epsilon is
+  const recipe = values['dp-epsilon'] === undefined ? RECIPE : DP_RECIPE
+  const setting = (k: keyof typeof RECIPE): string => values[k] ?? recipe[k]
+  const n = Number(values.nodes); const rounds = Number(values.rounds); const epochs = Number(setting('epochs')); const batchSize = Number(setting('batch-size'))
   const seed = Number(values.seed); const alpha = Number(values.alpha); const dropout = Number(values.dropout)
   if (!(n >= 2 && n <= 64 && Number.isInteger(n))) throw new Error('--nodes must be an integer in [2, 64]')
   if (!(rounds >= 1 && Number.isInteger(rounds))) throw new Error('--rounds must be a positive integer')
@@ -92,10 +106,13 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const transport = values.transport!
   const lrSchedule = values['lr-schedule'] as 'constant' | 'cosine' | 'step'
   if (!['constant', 'cosine', 'step'].includes(lrSchedule)) throw new Error('--lr-schedule must be constant, cosine or step')
-  const learningRate = Number(values['learning-rate']); const classWeighting = values['class-weighting'] as 'balanced' | 'none'
+  const learningRate = Number(setting('learning-rate')); const classWeighting = values['class-weighting'] as 'balanced' | 'none'
   if (!(learningRate > 0 && learningRate < 10)) throw new Error('--learning-rate must be a number in (0, 10)')
   if (!['balanced', 'none'].includes(classWeighting)) throw new Error('--class-weighting must be balanced or none')
-  const aggregation = { rule: values.aggregation as AggregationRule, serverLr: Number(values['server-lr']), beta1: Number(values.momentum) }
+  const aggregation = { rule: setting('aggregation') as AggregationRule, serverLr: Number(values['server-lr']), beta1: Number(setting('momentum')) }
+  const dpNoise = setting('dp-noise') === 'calibrated' ? 0 : Number(setting('dp-noise')); const dpClip = Number(setting('dp-clip'))
+  if (!(dpNoise >= 0) || !(dpClip > 0)) throw new Error('--dp-noise must be a number >= 0 or calibrated, --dp-clip a positive number')
+  if (!(epochs > 0) || !(Number.isInteger(batchSize) && batchSize >= 1)) throw new Error('--epochs must be positive and --batch-size a positive integer')
   if (!(AGGREGATION_RULES as readonly string[]).includes(aggregation.rule)) throw new Error(`--aggregation must be one of ${AGGREGATION_RULES.join(', ')}`)
   if (!(aggregation.serverLr > 0 && aggregation.serverLr <= 100) || !(aggregation.beta1 >= 0 && aggregation.beta1 < 1)) throw new Error('--server-lr must be in (0, 100] and --momentum in [0, 1)')
   const patience = Number(values.patience)
@@ -122,7 +139,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const evaluator = new LocalTrainer(evalModel)
   const setup: SimSetup = {
     n, rounds, seed, modelId, data, parts, training, aggregation, patience, initialWeights: flattenWeights(evalModel), modelBytes: 4 * flattenWeights(evalModel).length,
-    dp: dpEpsilon === null ? null : { epsilon: dpEpsilon, noise: Number(values['dp-noise']) },
+    dp: dpEpsilon === null ? null : { epsilon: dpEpsilon, noise: dpNoise, clip: dpClip },
     dropout, killAt, malicious: values.malicious === true, latencyMs: latency, bandwidthBytesPerMs: bandwidth, outDir, seedBytes, out,
     evaluate: (weights, stats) => {
       setFlatWeights(evalModel, weights)
@@ -209,6 +226,8 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const summary = [
     `transport: ${fed.transport}`,
     `${n} hospitals, ${rounds} rounds, model ${modelId}, ${values.partition} partition${values.partition === 'iid' ? '' : ` (α=${alpha})`}, dropout ${dropout}, seed ${seed}, backend ${backend.name}`,
+    `recipe: ${epochs} local epoch(s) per round, batch ${batchSize}, Adam at ${learningRate}${lrSchedule === 'constant' ? '' : ` (${lrSchedule} over the rounds)`}, class weighting ${classWeighting}, ${aggregation.rule}${aggregation.rule === 'fedavg' ? '' : ` (β ${aggregation.beta1})`}${aggregation.serverLr === 1 ? '' : `, server learning rate ${aggregation.serverLr}`}` +
+      (dpEpsilon === null ? '' : `; DP-SGD at ε ${dpEpsilon}, δ 1e-5 per hospital, clipping norm ${dpClip}, noise ${dpNoise === 0 ? 'calibrated at each hospital to its budget' : `multiplier ${dpNoise}`}`),
     finalFed !== null ? `federated model (round ${chosen + 1}, the best by pooled validation AUC ${records[chosen].validation?.auc.toFixed(3) ?? 'n/a'}) on the test split: ${formatMetrics(finalFed)}` : 'no certified model round',
     ...(central.length > 0 ? [`centralised final test: ${formatMetrics(central[central.length - 1]!)}`] : []),
     `rounds certified: ${records.filter(r => r.participants.length > 0).length} of ${rounds}; no conflicting certificates: ${fed.consistent}; ${fed.atHead} of ${n} peers at the head`,

@@ -73,7 +73,9 @@ create options:
   --phase-ms MS           phase timeout (default 10000)   --round-ms MS (default 120000)
   --aggregation RULE      ${AGGREGATION_RULES.join(' | ')} (default fedavg)   --server-lr X (default 1)
   --dp-epsilon E          turn on DP-SGD with this per-hospital ε budget
-  --dp-delta D            (default 1e-5)   --dp-noise SIGMA (default 1.0)   --dp-clip C (default 1.0)
+  --dp-delta D            (default 1e-5)   --dp-clip C (default 1.0)
+  --dp-noise SIGMA        noise multiplier; 0 (default): each hospital calibrates its own to spend
+                          its budget over the planned rounds (--schedule-rounds)
 
 Every founding member signs the same file with 'manifest sign'; 'verify' prints the
 consortium id once every member has signed.`

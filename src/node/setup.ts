@@ -87,7 +87,7 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
     learningRate: o.learningRate ?? t.learningRate, classWeighting: o.classWeighting ?? t.classWeighting
   }
   params.validation.patience = o.patience ?? params.validation.patience
-  if (o.dp !== undefined) params.dp = { enabled: true, epsilon: o.dp.epsilon, delta: o.dp.delta ?? 1e-5, noiseMultiplier: o.dp.noise ?? 1.0, clipNorm: o.dp.clip ?? 1.0 }
+  if (o.dp !== undefined) params.dp = { enabled: true, epsilon: o.dp.epsilon, delta: o.dp.delta ?? 1e-5, noiseMultiplier: o.dp.noise ?? 0, clipNorm: o.dp.clip ?? 1.0 }
   const manifest = validateManifest({ version: 1, name: o.name, members: o.members, params })
   atomicWrite(file, JSON.stringify({ manifest, signatures: {} }, null, 2) + '\n', 0o644)
   return { manifest, parameters: weights.length }

@@ -16,7 +16,7 @@ import { ConfigError, type NodeConfig } from './config.ts'
 
 export function siteSpec (manifest: Manifest): SiteSpec {
   const { model, dp } = manifest.params
-  return { model: { id: model.id as ModelId, seed: model.seed }, input: model.input, classes: model.classes, schedule: manifest.params.training.schedule === 'constant' ? { kind: 'constant' } : { kind: manifest.params.training.schedule, rounds: manifest.params.training.rounds }, dp: dp.enabled ? { noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm } : null }
+  return { model: { id: model.id as ModelId, seed: model.seed }, input: model.input, classes: model.classes, schedule: manifest.params.training.schedule === 'constant' ? { kind: 'constant' } : { kind: manifest.params.training.schedule, rounds: manifest.params.training.rounds }, dp: dp.enabled ? { noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm, plannedRounds: manifest.params.training.rounds } : null }
 }
 
 /**
@@ -46,6 +46,7 @@ export async function openSite (manifest: Manifest, config: NodeConfig, seed: Ui
   for (const o of overrides) log.warn(o)
   const site = await Site.open(siteSpec(manifest), loadSiteData(config.dataset, config.shard), { ...recipe, seed, budget })
   log.info(describeBackend(site.backend!))
+  if (dp.enabled) log.info(`DP-SGD: ε ${dp.epsilon}, δ ${dp.delta} for this hospital; noise multiplier ${site.noiseMultiplier!.toFixed(3)}${dp.noiseMultiplier === 0 ? ` (calibrated to spend the budget over ${manifest.params.training.rounds} model rounds)` : ''}, clipping norm ${dp.clipNorm}`)
   const m = manifest.params.model
   if (hex(stateHash(initialState(site.initialWeights()))) !== m.initialHash) {
     site.dispose()

@@ -5,7 +5,7 @@
  * node turns the consortium's manifest into a SiteSpec and the certified state into weights.
  */
 import { statSync } from 'node:fs'
-import { PrivacyBudget } from '../privacy/index.ts'
+import { PrivacyBudget, noiseForBudget } from '../privacy/index.ts'
 import { selectBackend, type BackendChoice } from './backend.ts'
 import { subset, type ImageDataset } from './data/dataset.ts'
 import { loadImageFolder } from './data/images.ts'
@@ -50,7 +50,11 @@ export interface SiteSpec {
   model: { id: ModelId, seed: number }
   input: { size: number, channels: number }
   classes: number
-  dp: { noiseMultiplier: number, clipNorm: number } | null
+  /**
+   * DP-SGD: a noise multiplier of 0 means calibrated here: the smallest σ with which this site's
+   * planned training (`plannedRounds` rounds of its local epochs) spends exactly its budget
+   */
+  dp: { noiseMultiplier: number, clipNorm: number, plannedRounds?: number } | null
   /** the learning rate over model rounds (default constant) */
   schedule?: LrSchedule
 }
@@ -107,6 +111,22 @@ export class Site {
     return site
   }
 
+  /** σ of this site's DP-SGD (calibrated to its budget and plan when the spec says 0), or null without DP. */
+  get noiseMultiplier (): number | null {
+    const dp = this.spec.dp
+    const budget = this.options.budget
+    if (dp === null || budget === null) return null
+    if (dp.noiseMultiplier > 0) return dp.noiseMultiplier
+    if (this.#calibrated === null) {
+      const n = this.data.train.labels.length
+      const perRound = Math.max(1, Math.round(this.options.epochs * n / this.options.batchSize))
+      this.#calibrated = noiseForBudget({ q: Math.min(1, this.options.batchSize / n), steps: perRound * (dp.plannedRounds ?? 1), epsilon: budget.epsilonBudget, delta: budget.delta })
+    }
+    return this.#calibrated
+  }
+
+  #calibrated: number | null = null
+
   /** The weights the model starts from, flattened: the same on every site for one spec. */
   initialWeights (): Float32Array { return flattenWeights(this.model) }
 
@@ -130,7 +150,7 @@ export class Site {
       augment: true,
       classWeighting: this.options.classWeighting ?? 'balanced',
       normalisation: this.norm,
-      dp: dp !== null && this.options.budget !== null ? { noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm, budget: this.options.budget } : undefined
+      dp: dp !== null && this.options.budget !== null ? { noiseMultiplier: this.noiseMultiplier!, clipNorm: dp.clipNorm, budget: this.options.budget } : undefined
     })
     const local = flattenWeights(this.model)
     const delta = new Float32Array(local.length)

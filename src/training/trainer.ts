@@ -155,21 +155,26 @@ export class LocalTrainer {
 
   /**
    * One DP-SGD step: per-example gradients (one backward pass per example), each clipped to
-   * L2 norm C, summed, plus N(0, σ²C²) noise per coordinate, divided by the expected batch size.
+   * L2 norm C and scaled by its class weight (at most 1), summed, plus N(0, σ²C²) noise per
+   * coordinate, divided by the expected batch size.
    */
   #dpStep (data: ImageDataset, batch: number[], weights: Float32Array, o: TrainOptions, augmenter: Augmenter | null, optimizer: tf.Optimizer, expectedBatch: number): number {
     const dp = o.dp!
     const vars = this.model.trainableWeights.map(v => v.read() as tf.Variable)
     let sums: tf.Tensor[] = vars.map(v => tf.zerosLike(v))
     let lossSum = 0
+    // class weights act after clipping (clipping would undo them before it), scaled so that the
+    // largest is 1: no example contributes more than C, so the noise calibration is unchanged
+    const largest = Math.max(...weights)
+    const unit = new Float32Array(weights.length).fill(1)
     for (const j of batch) {
       const next = tf.tidy(() => {
         const { x, labels } = this.#batchTensors(data, [j], o, augmenter)
-        const { value, grads } = tf.variableGrads(() => this.#lossOf(x, labels, weights, data.classes.length), vars)
+        const { value, grads } = tf.variableGrads(() => this.#lossOf(x, labels, unit, data.classes.length), vars)
         lossSum += value.dataSync()[0]
         const gs = vars.map(v => grads[v.name])
         const norm = tf.sqrt(tf.addN(gs.map(g => tf.sum(tf.square(g)))))
-        const factor = tf.minimum(1, tf.div(dp.clipNorm, tf.add(norm, 1e-12)))
+        const factor = tf.mul(tf.minimum(1, tf.div(dp.clipNorm, tf.add(norm, 1e-12))), weights[data.labels[j]] / largest)
         return sums.map((s, i) => tf.add(s, tf.mul(gs[i], factor)))
       })
       tf.dispose(sums)

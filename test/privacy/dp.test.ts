@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert'
 import { throwsA } from '../helpers/assert.ts'
 import {
   computeRdp, rdpToEpsilon, logErfc, PrivacyBudget, DEFAULT_ORDERS, gaussianNoise, clipAndSum, privatizeGradients, poissonSample,
-  seededRandom, BudgetExceededError, InvalidArgumentError
+  seededRandom, BudgetExceededError, InvalidArgumentError, noiseForBudget, epsilonOf
 } from '../../src/privacy/index.ts'
 import { testSeed } from '../helpers/bytes.ts'
 
@@ -56,6 +56,23 @@ test('logErfc stays finite and accurate where erfc underflows', () => {
   assert.ok(Number.isFinite(logErfc(x)))
   close(logErfc(x), leading, 1e-3)
   close(logErfc(-3), Math.log(2 - 2.209049699858544e-5), 1e-12)
+})
+
+test('calibrated noise: the smallest σ that keeps the planned steps within ε, on the same accountant', () => {
+  for (const [q, steps, epsilon] of [[0.0376, 266, 8], [0.17, 60, 8], [0.01, 10_000, 2], [0.5, 20, 1]] as const) {
+    const sigma = noiseForBudget({ q, steps, epsilon, delta: 1e-5 })
+    const at = epsilonOf(q, sigma, steps, 1e-5)
+    assert.ok(at <= epsilon, `ε(σ=${sigma}) = ${at} within ${epsilon}`)
+    assert.ok(epsilonOf(q, sigma * 0.999, steps, 1e-5) > epsilon, `a 0.1% smaller σ (${sigma * 0.999}) spends more than ${epsilon}`)
+    // the budget, charged step by step with that σ, takes every planned step
+    const budget = new PrivacyBudget(epsilon, 1e-5)
+    budget.spend({ q, noiseMultiplier: sigma, steps })
+    assert.ok(budget.spent.epsilon <= epsilon)
+  }
+  // more steps or a larger q need more noise
+  assert.ok(noiseForBudget({ q: 0.05, steps: 400, epsilon: 8, delta: 1e-5 }) > noiseForBudget({ q: 0.05, steps: 200, epsilon: 8, delta: 1e-5 }))
+  assert.ok(noiseForBudget({ q: 0.1, steps: 200, epsilon: 8, delta: 1e-5 }) > noiseForBudget({ q: 0.05, steps: 200, epsilon: 8, delta: 1e-5 }))
+  throwsA(() => noiseForBudget({ q: 0, steps: 10, epsilon: 8, delta: 1e-5 }), InvalidArgumentError)
 })
 
 test('budget: spends while it fits, then refuses with a clear message and spends nothing', () => {

@@ -54,6 +54,26 @@ test('DP-SGD stops with a clear message when the hospital\'s budget would be exc
   trainer.dispose()
 })
 
+test('calibrated DP noise: a site whose manifest says σ = 0 takes the σ that spends its whole budget over the planned rounds, and takes every step', async () => {
+  const { Site } = await import('../../src/training/site.ts')
+  const { noiseForBudget } = await import('../../src/privacy/index.ts')
+  const train = subset(data.train, Array.from({ length: 60 }, (_, i) => i * 70))
+  const spec = { model: { id: 'medmesh/cnn-small' as const, seed: 1 }, input: { size: 28, channels: 1 }, classes: 2, dp: { noiseMultiplier: 0, clipNorm: 1, plannedRounds: 3 } }
+  const budget = new PrivacyBudget(4, 1e-5)
+  const site = await Site.open(spec, { train, val: null, test: null }, { epochs: 1, batchSize: 12, learningRate: 1e-3, seed: seed(9), budget })
+  const sigma = site.noiseMultiplier!
+  assert.ok(Math.abs(sigma - noiseForBudget({ q: 12 / 60, steps: 15, epsilon: 4, delta: 1e-5 })) < 1e-9, `σ ${sigma}`)
+  let w = site.initialWeights()
+  for (let r = 1; r <= 3; r++) {
+    const u = site.update(w, r)
+    assert.is(site.lastTrain!.steps, 5, `round ${r}: every planned step`)
+    assert.is(site.lastTrain!.stoppedEarly, null)
+    w = Float32Array.from(w, (x, i) => x + u.values[i])
+  }
+  assert.ok(budget.spent.epsilon <= 4 && budget.spent.epsilon > 3.99, `ε spent ${budget.spent.epsilon}`)
+  site.dispose()
+})
+
 test('DP-SGD clips: with negligible noise, one SGD step moves the weights by at most lr·C·|B|/E[B]', async () => {
   await selectBackend('auto')
   const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, channels: 1, classes: 2, seed: 5 })

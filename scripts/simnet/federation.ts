@@ -68,8 +68,19 @@ export const emptyTraffic = (): Record<TrafficKind, number> => ({ gossip: 0, 'ma
 
 /** Hospital i's data: its share of the training split, of which a seeded 10% is its own validation part. */
 export function hospitalData (s: Pick<SimSetup, 'data' | 'parts' | 'seedBytes'>, i: number): { train: ImageDataset, val: ImageDataset } {
-  const { kept, held } = holdOut(s.parts[i], 0.1, s.seedBytes(400 + i))
+  const { kept, held } = hospitalSplit(s, i)
   return { train: subset(s.data.train, kept), val: subset(s.data.train, held) }
+}
+
+/** Which of data.train's images hospital i trains on (kept) and validates on (held). */
+export function hospitalSplit (s: Pick<SimSetup, 'parts' | 'seedBytes'>, i: number): { kept: number[], held: number[] } {
+  return holdOut(s.parts[i], 0.1, s.seedBytes(400 + i))
+}
+
+/** All hospitals' data pooled: what one site holding all of it would train and validate on. */
+export function pooledData (s: Pick<SimSetup, 'data' | 'parts' | 'seedBytes'>): { train: ImageDataset, val: ImageDataset } {
+  const splits = s.parts.map((_, i) => hospitalSplit(s, i))
+  return { train: subset(s.data.train, splits.flatMap(x => x.kept)), val: subset(s.data.train, splits.flatMap(x => x.held)) }
 }
 
 /** The model round the consortium keeps: the best by pooled validation AUC (the last certified one when no eval round certified). */

@@ -25,7 +25,7 @@ import { learningRateAt, type LrSchedule } from '../../src/training/schedule.ts'
 import { AGGREGATION_RULES, type AggregationRule, type TrainingParams } from '../../src/protocol/manifest.ts'
 import { formatMetrics, rocCurve, calibration, type ClinicalMetrics } from '../../src/training/metrics.ts'
 import { lineChart, barChart, rocChart, reliabilityChart, confusionTable, writeReport } from './report.ts'
-import { PHASES, chosenRound, hospitalData, type FederationResult, type SimData, type SimSetup } from './federation.ts'
+import { PHASES, chosenRound, hospitalData, pooledData, type FederationResult, type SimData, type SimSetup } from './federation.ts'
 import { runMemoryFederation } from './memory.ts'
 import { runProcessFederation } from './processes.ts'
 
@@ -35,7 +35,7 @@ import { runProcessFederation } from './processes.ts'
  * spend its ε budget over the planned rounds.
  */
 export const RECIPE = { epochs: '2', 'batch-size': '32', 'learning-rate': '0.001', aggregation: 'fedavgm', momentum: '0.7', 'dp-noise': 'calibrated', 'dp-clip': '1.0' }
-export const DP_RECIPE: typeof RECIPE = { epochs: '1', 'batch-size': '64', 'learning-rate': '0.002', aggregation: 'fedavg', momentum: '0.9', 'dp-noise': 'calibrated', 'dp-clip': '1.0' }
+export const DP_RECIPE: typeof RECIPE = { epochs: '2', 'batch-size': '128', 'learning-rate': '0.005', aggregation: 'fedavg', momentum: '0.9', 'dp-noise': 'calibrated', 'dp-clip': '1.0' }
 
 export const simnetHelp = `Usage: medmesh simnet [options]
 
@@ -164,37 +164,45 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     for (let i = 0; i < n; i++) hospitalView[i].federated = evaluator.evaluate(hospitalData(setup, i).val, fnorm)
   }
 
-  // baselines of the same run
+  // baselines of the same run, on the same data and chosen the same way: each trains for the same
+  // rounds with the same recipe and keeps the round with the best AUC on its validation data
   const central: Array<ClinicalMetrics | null> = []
   const local: Array<Array<ClinicalMetrics | null>> = []
+  let centralChosen = -1
+  const localChosen: number[] = []
   if (values['no-baselines'] !== true) {
-    const st = pixelStats(data.train)
-    const norm = normalisation(statsVector(st))
-    const cm = buildModel(spec); const ct = new LocalTrainer(cm)
-    for (let r = 1; r <= rounds; r++) {
-      ct.train(data.train, { epochs, batchSize, learningRate: learningRateAt(learningRate, schedule, r), seed: seedBytes(200 + r), augment: true, classWeighting, normalisation: norm })
-      central.push(ct.evaluate(data.test, norm))
-    }
-    out(`centralised baseline after ${rounds} epoch(s): ${formatMetrics(central[central.length - 1]!)}`)
-    curves.push({ name: 'centralised', ...roc(ct.predict(data.test, norm), data.test.labels, k) })
-    for (let i = 0; i < n; i++) {
-      const lm = buildModel(spec); const lt = new LocalTrainer(lm)
-      // a hospital alone trains on what it trains on in the consortium, and is judged on its own held-out part too
-      const own = hospitalData(setup, i)
-      const part = own.train
-      const ln = normalisation(statsVector(pixelStats(part)))
-      const series: Array<ClinicalMetrics | null> = []
+    // with DP, the baselines show what the same data gives without it: trained without DP, on the
+    // recipe without DP (DP's larger learning rate needs the clipping to stay stable)
+    const base = dpEpsilon === null ? { epochs, batchSize, learningRate } : { epochs: Number(RECIPE.epochs), batchSize: Number(RECIPE['batch-size']), learningRate: Number(RECIPE['learning-rate']) }
+    if (dpEpsilon !== null) out(`baselines without DP: ${base.epochs} epoch(s) per round, batch ${base.batchSize}, Adam at ${base.learningRate}`)
+    const alone = (own: { train: ImageDataset, val: ImageDataset }, seedBase: number) => {
+      const norm = normalisation(statsVector(pixelStats(own.train)))
+      const model = buildModel(spec); const trainer = new LocalTrainer(model)
+      const series: ClinicalMetrics[] = []
+      let best = -1; let bestAuc = -Infinity; let bestWeights = flattenWeights(model)
       for (let r = 1; r <= rounds; r++) {
-        lt.train(part, { epochs, batchSize, learningRate: learningRateAt(learningRate, schedule, r), seed: seedBytes(300 + 10 * i + r), augment: true, classWeighting, normalisation: ln })
-        series.push(lt.evaluate(data.test, ln))
+        trainer.train(own.train, { epochs: base.epochs, batchSize: base.batchSize, learningRate: learningRateAt(base.learningRate, schedule, r), seed: seedBytes(seedBase + r), augment: true, classWeighting, normalisation: norm })
+        series.push(trainer.evaluate(data.test, norm))
+        const auc = trainer.evaluate(own.val, norm).auc
+        if (auc > bestAuc) { bestAuc = auc; best = r - 1; bestWeights = flattenWeights(model) }
       }
-      local.push(series)
-      curves.push({ name: `hospital ${i} alone`, ...roc(lt.predict(data.test, ln), data.test.labels, k) })
-      hospitalView[i].alone = lt.evaluate(own.val, ln)
-      lt.dispose(); lm.dispose()
-      out(`hospital ${i} alone: ${formatMetrics(series[series.length - 1]!)}`)
+      setFlatWeights(model, bestWeights)
+      const result = { series, best, probs: trainer.predict(data.test, norm), onOwnVal: trainer.evaluate(own.val, norm) }
+      trainer.dispose(); model.dispose()
+      return result
     }
-    ct.dispose(); cm.dispose()
+    const c = alone(pooledData(setup), 200)
+    central.push(...c.series); centralChosen = c.best
+    out(`centralised baseline (all hospitals' data pooled; round ${c.best + 1} of ${rounds}, the best by validation AUC): ${formatMetrics(c.series[c.best])}`)
+    curves.push({ name: 'centralised', ...roc(c.probs, data.test.labels, k) })
+    for (let i = 0; i < n; i++) {
+      // a hospital alone trains on what it trains on in the consortium, and is judged on its own held-out part too
+      const l = alone(hospitalData(setup, i), 300 + 10 * i)
+      local.push(l.series); localChosen.push(l.best)
+      curves.push({ name: `hospital ${i} alone`, ...roc(l.probs, data.test.labels, k) })
+      hospitalView[i].alone = l.onOwnVal
+      out(`hospital ${i} alone (round ${l.best + 1}): ${formatMetrics(l.series[l.best])}`)
+    }
   }
 
   const fedMetrics = records.map(r => r.metrics)
@@ -229,7 +237,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     `recipe: ${epochs} local epoch(s) per round, batch ${batchSize}, Adam at ${learningRate}${lrSchedule === 'constant' ? '' : ` (${lrSchedule} over the rounds)`}, class weighting ${classWeighting}, ${aggregation.rule}${aggregation.rule === 'fedavg' ? '' : ` (β ${aggregation.beta1})`}${aggregation.serverLr === 1 ? '' : `, server learning rate ${aggregation.serverLr}`}` +
       (dpEpsilon === null ? '' : `; DP-SGD at ε ${dpEpsilon}, δ 1e-5 per hospital, clipping norm ${dpClip}, noise ${dpNoise === 0 ? 'calibrated at each hospital to its budget' : `multiplier ${dpNoise}`}`),
     finalFed !== null ? `federated model (round ${chosen + 1}, the best by pooled validation AUC ${records[chosen].validation?.auc.toFixed(3) ?? 'n/a'}) on the test split: ${formatMetrics(finalFed)}` : 'no certified model round',
-    ...(central.length > 0 ? [`centralised final test: ${formatMetrics(central[central.length - 1]!)}`] : []),
+    ...(centralChosen >= 0 ? [`centralised (pooled data, round ${centralChosen + 1}, the best by validation AUC) on the test split: ${formatMetrics(central[centralChosen]!)}`] : []),
     `rounds certified: ${records.filter(r => r.participants.length > 0).length} of ${rounds}; no conflicting certificates: ${fed.consistent}; ${fed.atHead} of ${n} peers at the head`,
     transport === 'memory'
       ? `peak memory ${fed.peakRssMB} MB for the whole process (${fed.peakRssPerNodeMB} MB per simulated hospital); ${fed.rejections} rejected inputs logged`
@@ -241,7 +249,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const paths = writeReport(outDir, {
     config: { nodes: n, rounds, model: modelId, modelBytes: setup.modelBytes, partition: values.partition, alpha, training, aggregation, dpEpsilon, dropout, seed, backend: backend.name, transport },
     partition: parts.map(p => ({ size: p.length, classes: classCounts(subset(data.train, p)) })),
-    rounds: records, chosenRound: chosen + 1, final: finalFed, calibration: calibrated, hospitalView, centralised: central, local, bytesPerNode, federatedSeconds: fed.seconds, agree: fed.consistent,
+    rounds: records, chosenRound: chosen + 1, final: finalFed, calibration: calibrated, hospitalView, centralised: central, centralisedChosen: centralChosen + 1, local, localChosen: localChosen.map(x => x + 1), bytesPerNode, federatedSeconds: fed.seconds, agree: fed.consistent,
     peakRssMB: fed.peakRssMB, peakRssPerNodeMB: fed.peakRssPerNodeMB, rejections: fed.rejections, transport: fed.transport, epsilon: fed.epsilon
   }, charts, summary)
   out(`report: ${paths.html} and ${paths.json}`)

@@ -3,6 +3,9 @@
  *
  * - medmesh/cnn-small@1: three 3×3 convolutions (32, 64, 64 filters) with max pooling, a 64-unit
  *   dense layer and a softmax; no normalisation layer, so DP-SGD applies directly.
+ * - medmesh/cnn-gn@1: three 3×3 convolutions (32, 64, 128 filters), each with GroupNorm (8
+ *   groups), max pooling between them, global average pooling and a softmax: few parameters for
+ *   small sites, no batch statistics (DP-SGD applies).
  * - medmesh/resnet18-28@1 (BatchNorm) and medmesh/resnet18-28-gn@1 (GroupNorm, 32 groups):
  *   ResNet-18 adapted to 28×28 inputs as in MedMNIST's ResNet-18 (28): a 3×3 stem with stride 1
  *   and no max pooling, four stages of two basic blocks (64, 128, 256, 512 filters), global
@@ -81,6 +84,30 @@ function cnnSmall (s: ModelSpec): tfl.LayersModel {
   })
 }
 
+/**
+ * A small CNN with GroupNorm and global average pooling instead of cnn-small's large dense layer:
+ * far fewer parameters to overfit on a few hundred images per hospital, and, with no batch
+ * statistics, usable under DP-SGD.
+ */
+function cnnGroupNorm (s: ModelSpec): tfl.LayersModel {
+  const init = (k: number) => tfl.initializers.heNormal({ seed: s.seed + k })
+  const block = (filters: number, k: number, first = false): tfl.layers.Layer[] => [
+    tfl.layers.conv2d({ ...(first ? { inputShape: [s.height, s.width, s.channels] } : {}), filters, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: init(k) }),
+    new GroupNorm({ groups: 8 }),
+    tfl.layers.reLU()
+  ]
+  return tfl.sequential({
+    name: 'cnn_gn',
+    layers: [
+      ...block(32, 1, true), tfl.layers.maxPooling2d({ poolSize: 2 }),
+      ...block(64, 2), tfl.layers.maxPooling2d({ poolSize: 2 }),
+      ...block(128, 3),
+      tfl.layers.globalAveragePooling2d({}),
+      tfl.layers.dense({ units: s.classes, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: s.seed + 5 }) })
+    ]
+  })
+}
+
 /** Logistic regression on the pixels: a baseline, and a model small enough for soak tests. */
 function linear (s: ModelSpec): tfl.LayersModel {
   return tfl.sequential({
@@ -128,6 +155,7 @@ function resnet18 (s: ModelSpec, norm: 'batch' | 'group', stem: 'small' | 'image
 export function buildModel (spec: ModelSpec): tfl.LayersModel {
   switch (spec.id) {
     case 'medmesh/cnn-small': return cnnSmall(spec)
+    case 'medmesh/cnn-gn': return cnnGroupNorm(spec)
     case 'medmesh/resnet18-28': return resnet18(spec, 'batch', 'small')
     case 'medmesh/resnet18-28-gn': return resnet18(spec, 'group', 'small')
     case 'medmesh/resnet18': return resnet18(spec, 'batch', 'imagenet')

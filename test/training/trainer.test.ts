@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core'
 import { selectBackend } from '../../src/training/backend.ts'
 import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
 import { subset } from '../../src/training/data/dataset.ts'
-import { buildModel, flattenWeights, setFlatWeights, countParameters, GroupNorm } from '../../src/training/models.ts'
+import { buildModel, flattenWeights, setFlatWeights, countParameters, GroupNorm, hasBatchNorm } from '../../src/training/models.ts'
 import { LocalTrainer, classWeights } from '../../src/training/trainer.ts'
 import { pixelStats, normalisation, statsVector } from '../../src/training/data/stats.ts'
 import { PrivacyBudget, seededRandom } from '../../src/privacy/index.ts'
@@ -99,6 +99,19 @@ test('DP-SGD refuses BatchNorm models with a clear message', async () => {
   const trainer = new LocalTrainer(model)
   assert.throws(() => trainer.train(subset(data.train, [0, 1]), { steps: 1, batchSize: 2, learningRate: 1e-3, seed: seed(1), dp: { noiseMultiplier: 1, clipNorm: 1, budget: new PrivacyBudget(1, 1e-5) } }), /BatchNorm/)
   model.dispose()
+})
+
+test('cnn-gn: GroupNorm and global average pooling, no batch statistics (DP-SGD takes it), any size and 1 or 3 channels', async () => {
+  await selectBackend('auto')
+  for (const [size, channels, classes] of [[28, 1, 2], [28, 3, 5], [64, 3, 5]] as const) {
+    const model = buildModel({ id: 'medmesh/cnn-gn', height: size, width: size, channels, classes, seed: 1 })
+    // 3·3·(c·32 + 32·64 + 64·128) convolution weights, 2·(32 + 64 + 128) GroupNorm, 128·k + k dense
+    assert.is(countParameters(model), 9 * (channels * 32 + 32 * 64 + 64 * 128) + 2 * (32 + 64 + 128) + 128 * classes + classes)
+    assert.not.ok(hasBatchNorm(model))
+    const out = tf.tidy(() => (model.predict(tf.zeros([2, size, size, channels])) as tf.Tensor).shape)
+    assert.equal(out, [2, classes])
+    model.dispose()
+  }
 })
 
 test('ResNet-18 (28): 11.2M parameters, both normalisations; GroupNorm normalises each group', async () => {

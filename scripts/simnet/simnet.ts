@@ -186,6 +186,8 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
         const auc = trainer.evaluate(own.val, norm).auc
         if (auc > bestAuc) { bestAuc = auc; best = r - 1; bestWeights = flattenWeights(model) }
       }
+      // a validation part too small to judge by (one class only: AUC undefined) keeps the last round
+      if (best < 0) { best = rounds - 1; bestWeights = flattenWeights(model) }
       setFlatWeights(model, bestWeights)
       const result = { series, best, probs: trainer.predict(data.test, norm), onOwnVal: trainer.evaluate(own.val, norm) }
       trainer.dispose(); model.dispose()

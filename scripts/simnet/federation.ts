@@ -62,6 +62,8 @@ export interface RoundRecord {
   offline: number[]
   /** the hospital whose view of the phases is reported (-1: none) */
   reference: number
+  /** the certified model state of this round (hex SHA-256), or null if the round did not certify */
+  stateHash: string | null
 }
 
 export const emptyTraffic = (): Record<TrafficKind, number> => ({ gossip: 0, 'masked-vector': 0, state: 0, ledger: 0 })

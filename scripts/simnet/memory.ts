@@ -130,7 +130,8 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     const record: RoundRecord = {
       round: r, protocolRounds: [target, target + 1], participants: certified ? entries[0].header.survivors : [], metrics,
       validation: judged === undefined ? null : decodeValidation(judged.header.extra), epsilon: eps, ...traffic([target, target + 1]),
-      phaseMs: phaseDurations(net, ref, logStart), offline: [...absent].sort(), reference: ref
+      phaseMs: phaseDurations(net, ref, logStart), offline: [...absent].sort(), reference: ref,
+      stateHash: certified && entries[0].header.kind === 'update' ? hex(entries[0].header.stateHash) : null
     }
     records.push(record)
     // keep the consortium's model as the rounds go: the best by pooled validation so far

@@ -278,6 +278,7 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
         protocolRounds: [r, r + 1],
         participants: certified ? entry.header.survivors.map(m => hospitalOf[m]).sort((a, b) => a - b) : [],
         metrics,
+        stateHash: certified && entry.header.kind === 'update' ? hex(entry.header.stateHash) : null,
         validation: judged?.header.kind === 'eval' ? decodeValidation(judged.header.extra) : null,
         epsilon: dirs.map(d => new DataDir(d).budget()?.spent.epsilon ?? 0),
         ...traffic(nodes, [r, r + 1], s.modelBytes),

@@ -10,6 +10,11 @@
  * and writes a report.
  */
 import { parseArgs } from 'node:util'
+import { execFileSync } from 'node:child_process'
+import { availableParallelism } from 'node:os'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { compareReports, describeComparison, readReport, type Fingerprint } from './compare.ts'
 import { statSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { selectBackend, describeBackend } from '../../src/training/backend.ts'
@@ -70,10 +75,12 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --seed N             the data split, the initial model and the faults; with --transport memory
                        the same seed gives the same figures (default 1)
   --no-baselines       skip the centralised and local-only baselines
-  --out DIR            report folder (default reports/simnet-<seed>)`
+  --out DIR            report folder (default reports/simnet-<seed>)
+  --compare A B        whether two reports (folders) agree round by round, and where they first differ
+                       (exit 0 if they agree, 1 if not)`
 
 export async function runSimnet (args: string[], out: (s: string) => void = s => process.stdout.write(s + '\n')): Promise<number> {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args, strict: true,
     options: {
       nodes: { type: 'string', default: '5' }, rounds: { type: 'string', default: '10' }, dataset: { type: 'string' }, partition: { type: 'string', default: 'dirichlet' },
@@ -83,9 +90,18 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       latency: { type: 'string', default: '0' }, bandwidth: { type: 'string' }, transport: { type: 'string', default: 'tcp' },
       size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' },
       'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, aggregation: { type: 'string' },
-      'server-lr': { type: 'string', default: '1' }, patience: { type: 'string', default: '0' }, momentum: { type: 'string' }
-    }
+      'server-lr': { type: 'string', default: '1' }, patience: { type: 'string', default: '0' }, momentum: { type: 'string' },
+      compare: { type: 'boolean', default: false }
+    },
+    allowPositionals: true
   })
+  if (values.compare === true) {
+    if (positionals.length !== 2) throw new Error('--compare takes two report folders: medmesh simnet --compare A B')
+    const c = compareReports(readReport(positionals[0]), readReport(positionals[1]))
+    for (const line of describeComparison(c, positionals[0], positionals[1])) out(line)
+    return c.agree ? 0 : 1
+  }
+  if (positionals.length > 0) throw new Error(`unexpected argument '${positionals[0]}'`)
   // the recipe's settings, unless given: the one for DP-SGD when --dp-epsilon is
   const recipe = values['dp-epsilon'] === undefined ? RECIPE : DP_RECIPE
   const setting = (k: keyof typeof RECIPE): string => values[k] ?? recipe[k]
@@ -233,7 +249,9 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     ...(hospitalView.some(v => v.alone !== null) ? [barChart('Each hospital\'s view: AUC on its own held-out data, federated model / trained alone',
       hospitalView.flatMap(v => [`hospital ${v.hospital}: federated`, `hospital ${v.hospital}: alone`]), hospitalView.flatMap(v => [v.federated?.auc ?? 0, v.alone?.auc ?? 0]), '')] : [])
   ]
+  const fingerprint = runFingerprint(seed, args, backend.name)
   const summary = [
+    `run: medmesh ${fingerprint.version}${fingerprint.commit === null ? '' : ` (commit ${fingerprint.commit.slice(0, 12)})`}, Node ${fingerprint.node}, ${fingerprint.cores} cores, seed ${seed}; command: medmesh simnet ${args.join(' ')}`,
     `transport: ${fed.transport}`,
     `${n} hospitals, ${rounds} rounds, model ${modelId}, ${values.partition} partition${values.partition === 'iid' ? '' : ` (α=${alpha})`}, dropout ${dropout}, seed ${seed}, backend ${backend.name}`,
     `recipe: ${epochs} local epoch(s) per round, batch ${batchSize}, Adam at ${learningRate}${lrSchedule === 'constant' ? '' : ` (${lrSchedule} over the rounds)`}, class weighting ${classWeighting}, ${aggregation.rule}${aggregation.rule === 'fedavg' ? '' : ` (β ${aggregation.beta1})`}${aggregation.serverLr === 1 ? '' : `, server learning rate ${aggregation.serverLr}`}` +
@@ -249,6 +267,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     ...(dpEpsilon !== null ? [`DP-SGD: ε budget ${dpEpsilon} per hospital, spent ${fed.epsilon.map(e => e.toFixed(2)).join(', ')}`] : [])
   ]
   const paths = writeReport(outDir, {
+    fingerprint,
     config: { nodes: n, rounds, model: modelId, modelBytes: setup.modelBytes, partition: values.partition, alpha, training, aggregation, dpEpsilon, dropout, seed, backend: backend.name, transport },
     partition: parts.map(p => ({ size: p.length, classes: classCounts(subset(data.train, p)) })),
     rounds: records, chosenRound: chosen + 1, final: finalFed, calibration: calibrated, hospitalView, centralised: central, centralisedChosen: centralChosen + 1, local, localChosen: localChosen.map(x => x + 1), bytesPerNode, federatedSeconds: fed.seconds, agree: fed.consistent,
@@ -257,6 +276,15 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   out(`report: ${paths.html} and ${paths.json}`)
   evaluator.dispose(); evalModel.dispose()
   return fed.consistent ? 0 : 1
+}
+
+/** How this run was made: what `--compare` reports when two runs differ in it. */
+function runFingerprint (seed: number, args: string[], backend: string): Fingerprint {
+  const root = fileURLToPath(new URL('../../', import.meta.url))
+  const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version
+  let commit: string | null = null
+  try { commit = execFileSync('git', ['-C', root, 'rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() } catch { /* not a git checkout */ }
+  return { seed, command: args, version, commit, backend, node: process.version, cores: availableParallelism() }
 }
 
 /**

@@ -30,8 +30,13 @@ export interface Comparison {
 
 export function compareReports (a: ComparableReport, b: ComparableReport): Comparison {
   const setting: Comparison['setting'] = []
+  // where a report was written is no setting of the run
+  const settingOf = (f: Fingerprint | undefined, field: keyof Fingerprint): string => {
+    const v = f?.[field] ?? null
+    return JSON.stringify(field === 'command' && Array.isArray(v) ? v.filter((x, i) => x !== '--out' && v[i - 1] !== '--out') : v)
+  }
   for (const field of ['seed', 'command', 'version', 'commit', 'backend', 'node', 'cores'] as const) {
-    const x = JSON.stringify(a.fingerprint?.[field] ?? null); const y = JSON.stringify(b.fingerprint?.[field] ?? null)
+    const x = settingOf(a.fingerprint, field); const y = settingOf(b.fingerprint, field)
     if (x !== y) setting.push({ field, a: x, b: y })
   }
   const rounds = Math.min(a.rounds.length, b.rounds.length)

@@ -174,7 +174,7 @@ export interface Consortium { dirs: string[], ids: string[], p2p: number[], http
  */
 export async function formConsortium (o: {
   root: string, n: number, name: string, datasets: string[], http: boolean, rounds: number,
-  manifest: Omit<setup.ManifestOptions, 'name' | 'members'>, node?: Partial<NodeConfig>
+  manifest: Omit<setup.ManifestOptions, 'name' | 'members'>, node?: Partial<NodeConfig>, nodeOf?: (i: number) => Partial<NodeConfig>
 }): Promise<Consortium> {
   const dirs = Array.from({ length: o.n }, (_, i) => join(o.root, `hospital-${i}`))
   const ids = dirs.map(d => setup.init(d).peerId)
@@ -183,7 +183,7 @@ export async function formConsortium (o: {
   for (const d of dirs) setup.signManifest(d, manifestFile)
   const [p2p, http] = [await freePorts(o.n), await freePorts(o.n)]
   dirs.forEach((d, i) => setup.join(d, manifestFile, {
-    ...(o.node ?? {}), listen: [`/ip4/127.0.0.1/tcp/${p2p[i]}`], http: o.http ? `127.0.0.1:${http[i]}` : 'off', dataset: o.datasets[i], rounds: o.rounds,
+    ...(o.node ?? {}), ...(o.nodeOf?.(i) ?? {}), listen: [`/ip4/127.0.0.1/tcp/${p2p[i]}`], http: o.http ? `127.0.0.1:${http[i]}` : 'off', dataset: o.datasets[i], rounds: o.rounds,
     bootstrap: ids.flatMap((id, j) => j === i ? [] : [`/ip4/127.0.0.1/tcp/${p2p[j]}/p2p/${id}`])
   }))
   return { dirs, ids, p2p, http, manifestFile }
@@ -206,6 +206,7 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
   const largest = Math.max(...s.parts.map(p => p.length))
   const phaseMs = Math.max(10_000, Math.ceil(largest * s.training.epochs * (s.dp === null ? 1 : 4) / 80) * 1000)
   const roundMs = 12 * phaseMs
+  const faultless = s.dropout === 0 && s.killAt === null
   const { dirs, ids, http } = await formConsortium({
     root, n, name: `simnet seed ${s.seed}`, datasets: files, http: true, rounds,
     manifest: {
@@ -214,6 +215,9 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
       learningRate: s.training.learningRate, classWeighting: s.training.classWeighting, aggregation: s.aggregation.rule, serverLr: s.aggregation.serverLr, beta1: s.aggregation.beta1,
       dp: s.dp === null ? undefined : { epsilon: s.dp.epsilon, noise: s.dp.noise, clip: s.dp.clip }
     },
+    // a simulation repeats: each node's randomness from the run's seed; with no faults, no round
+    // starts before every node is connected to every other
+    nodeOf: i => ({ simulationSeed: hex(s.seedBytes(100 + i)), ...(faultless ? { minPeers: n - 1 } : {}) }),
   })
   const manifest: Manifest = new DataDir(dirs[0]).manifest()
   // member index (canonical order in the manifest) -> hospital

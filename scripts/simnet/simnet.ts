@@ -258,6 +258,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       (dpEpsilon === null ? '' : `; DP-SGD at ε ${dpEpsilon}, δ 1e-5 per hospital, clipping norm ${dpClip}, noise ${dpNoise === 0 ? 'calibrated at each hospital to its budget' : `multiplier ${dpNoise}`}`),
     finalFed !== null ? `federated model (round ${chosen + 1}, the best by pooled validation AUC ${records[chosen].validation?.auc.toFixed(3) ?? 'n/a'}) on the test split: ${formatMetrics(finalFed)}` : 'no certified model round',
     ...(centralChosen >= 0 ? [`centralised (pooled data, round ${centralChosen + 1}, the best by validation AUC) on the test split: ${formatMetrics(central[centralChosen]!)}`] : []),
+    ((short) => short.length === 0 ? `every round certified with all ${n} hospitals` : `rounds without every hospital: ${short.map(r => `${r.round} (${r.participants.length}/${n})`).join(', ')}`)(records.filter(r => r.participants.length < n)),
     `rounds certified: ${records.filter(r => r.participants.length > 0).length} of ${rounds}; no conflicting certificates: ${fed.consistent}; ${fed.atHead} of ${n} peers at the head`,
     transport === 'memory'
       ? `peak memory ${fed.peakRssMB} MB for the whole process (${fed.peakRssPerNodeMB} MB per simulated hospital); ${fed.rejections} rejected inputs logged`

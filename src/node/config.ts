@@ -32,6 +32,12 @@ export interface NodeConfig {
   minPeers: number
   /** members this node refuses to talk to for now (quarantine); re-read on SIGHUP */
   deny: string[]
+  /**
+   * simulations only (64 hex digits): training, stochastic rounding, keys and masks follow from this
+   * public seed instead of the node's key and the CSPRNG, so that a simulated run repeats. Never
+   * on real data: anyone who knows the seed can unmask this node's inputs.
+   */
+  simulationSeed: string | null
 }
 
 export class ConfigError extends Error {
@@ -52,7 +58,8 @@ export const DEFAULTS: Omit<NodeConfig, 'dataDir'> = {
   pskFile: null,
   logLevel: 'info',
   minPeers: 0,
-  deny: []
+  deny: [],
+  simulationSeed: null
 }
 
 type Layer = Partial<Record<keyof NodeConfig, unknown>>
@@ -114,6 +121,7 @@ export function validateConfig (c: Record<string, unknown>): NodeConfig {
   if (typeof c.dataset !== 'string' || c.dataset.length === 0) throw new ConfigError('dataset must be a path')
   if (c.shard !== null && (typeof c.shard !== 'string' || !/^\d+\/\d+$/.test(c.shard) || Number(c.shard.split('/')[0]) >= Number(c.shard.split('/')[1]))) throw new ConfigError(`shard must look like i/n with i < n, got '${String(c.shard)}'`)
   if (c.pskFile !== null && typeof c.pskFile !== 'string') throw new ConfigError('pskFile must be a path')
+  if (c.simulationSeed !== null && (typeof c.simulationSeed !== 'string' || !/^[0-9a-f]{64}$/.test(c.simulationSeed))) throw new ConfigError('simulationSeed must be 64 hex digits (simulations only)')
   if (!['debug', 'info', 'warn', 'error'].includes(c.logLevel as string)) throw new ConfigError(`logLevel must be debug, info, warn or error, got '${String(c.logLevel)}'`)
   return c as unknown as NodeConfig
 }

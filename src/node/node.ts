@@ -7,18 +7,18 @@
  */
 import type { Startable } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { systemRandom, type NodeIdentity } from '../privacy/index.ts'
+import type { NodeIdentity } from '../privacy/index.ts'
 import { ProtocolPeer, type PeerAction } from '../protocol/peer.ts'
 import { consortiumId, memberIndex, type Manifest } from '../protocol/manifest.ts'
 import { hex } from '../protocol/codec.ts'
+import { roundKind } from '../protocol/validation.ts'
 import { ConfigError, resolveConfig, type NodeConfig } from './config.ts'
 import { DataDir } from './datadir.ts'
 import { createHost, isMember, tagMembers, type MedmeshHost } from './host.ts'
 import { createMetrics, type NodeMetrics } from './metrics.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { peerLinks, streamNetwork } from './network.ts'
-import { openSite } from './site.ts'
-import { roundKind } from '../protocol/validation.ts'
+import { nodeRandomness, openSite } from './site.ts'
 import type { Site } from '../training/site.ts'
 import {
   NodeStore, createBlobExchange, createLedgerSync, createGossip, createMembership, createTrainingScheduler, createStopPolicy, createStatusService, createTicker,
@@ -65,11 +65,12 @@ export class MedmeshNode {
   async #start (): Promise<void> {
     const { manifest, log, config, metrics } = this
     const restored = this.#store.restore(manifest, this.identity.peerId)
-    const site = this.#site = await openSite(manifest, config, this.identity.exportSeed().slice(0, 32), this.#store.budget(), log)
+    const { rng, trainingSeed } = nodeRandomness(config, this.identity.exportSeed(), log)
+    const site = this.#site = await openSite(manifest, config, trainingSeed, this.#store.budget(), log)
     const initial = { weights: site.initialWeights(), optimizer: [], step: 0 }
     const stopPolicy = createStopPolicy({ rounds: config.rounds, patience: manifest.params.validation.patience, ledger: () => this.#peer.ledger, round: () => this.#peer.round, modelSaved: () => this.#store.modelSaved(this.#peer.ledger), halt: () => this.#peer.halt(), stop: () => { void this.stop() }, log })
     this.#peer = new ProtocolPeer({
-      manifest, identity: this.identity, rng: systemRandom, initialState: initial, ledger: restored.ledger, state: restored.state ?? initial,
+      manifest, identity: this.identity, rng, initialState: initial, ledger: restored.ledger, state: restored.state ?? initial,
       kindOf: roundKind, inputFor: () => null, finished: stopPolicy.finished, firstRound: restored.firstRound
     })
     const denied = new Set(config.deny)

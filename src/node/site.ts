@@ -7,7 +7,7 @@
 import { hex } from '../protocol/codec.ts'
 import type { Manifest } from '../protocol/manifest.ts'
 import { initialState, stateHash } from '../protocol/model.ts'
-import { PrivacyBudget } from '../privacy/index.ts'
+import { PrivacyBudget, deriveKey, seededRandom, systemRandom, type RandomSource } from '../privacy/index.ts'
 import { describeBackend } from '../training/backend.ts'
 import type { Logger } from './logger.ts'
 import { Site, loadSiteData, type SiteSpec } from '../training/site.ts'
@@ -36,6 +36,17 @@ export function localRecipe (manifest: Manifest, config: Pick<NodeConfig, 'epoch
     return own
   }
   return { recipe: { epochs: pick('epochs'), batchSize: pick('batchSize'), learningRate: pick('learningRate'), classWeighting: t.classWeighting }, overrides }
+}
+
+/**
+ * Where this node's randomness comes from: its key (training) and the CSPRNG (keys, masks,
+ * rounding), or, in a simulation, one public seed for all of it, said loudly in the log.
+ */
+export function nodeRandomness (config: Pick<NodeConfig, 'simulationSeed'>, keySeed: Uint8Array, log: Logger): { rng: RandomSource, trainingSeed: Uint8Array } {
+  if (config.simulationSeed === null) return { rng: systemRandom, trainingSeed: keySeed.slice(0, 32) }
+  log.warn('simulationSeed is set: this node\'s keys, masks and training follow from a public seed (simulations only, never real data)')
+  const seed = Uint8Array.from(Buffer.from(config.simulationSeed, 'hex'))
+  return { rng: seededRandom(deriveKey(seed, 'seeded-random', Uint8Array.of(1))), trainingSeed: deriveKey(seed, 'seeded-random', Uint8Array.of(2)) }
 }
 
 /** The site, on the fastest backend that loads; with DP, spending the budget kept on disk (or a fresh one of the manifest's size). */

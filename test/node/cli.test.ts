@@ -76,6 +76,7 @@ test('configuration layers: file < environment < flags', () => {
   assert.is(c.epochs, 4)
   assert.is(c.rounds, 7)
   throwsA(() => resolveConfig(dir, { epochs: -1 }, {}), ConfigError, /epochs/)
+  throwsA(() => resolveConfig(dir, { simulationSeed: 'not hex' }, {}), ConfigError, /simulationSeed/)
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ colour: 'blue' }))
   throwsA(() => resolveConfig(dir, {}, {}), ConfigError, /unknown setting 'colour'/)
 })
@@ -91,6 +92,25 @@ test('the local recipe comes from the manifest; a node\'s own epochs, batch size
   assert.equal(own.recipe, { epochs: 0.5, batchSize: 16, learningRate: 0.01, classWeighting: 'none' })
   assert.is(own.overrides.length, 1)
   assert.match(own.overrides[0], /epochs 0\.5, not the consortium's 2/)
+})
+
+test('a simulation seed makes a node\'s randomness repeat, with a warning; without one, the CSPRNG and the node\'s key', async () => {
+  const { nodeRandomness } = await import('../../src/node/site.ts')
+  const { systemRandom } = await import('../../src/privacy/index.ts')
+  const { recordingLogger } = await import('./services/stubs.ts')
+  const key = new Uint8Array(64).fill(7)
+  const seed = 'ab'.repeat(32)
+  const draw = () => { const { log, lines } = recordingLogger(); const r = nodeRandomness({ simulationSeed: seed }, key, log); const b = new Uint8Array(16); r.rng.fill(b); return { bytes: Array.from(b), training: Array.from(r.trainingSeed), lines } }
+  const [a, b] = [draw(), draw()]
+  assert.equal(a.bytes, b.bytes)
+  assert.equal(a.training, b.training)
+  assert.not.equal(a.training, Array.from(key.slice(0, 32)))
+  assert.ok(a.lines.some(l => l.level === 'warn' && /simulations only/.test(l.msg)))
+  const { log, lines } = recordingLogger()
+  const real = nodeRandomness({ simulationSeed: null }, key, log)
+  assert.is(real.rng, systemRandom)
+  assert.equal(Array.from(real.trainingSeed), Array.from(key.slice(0, 32)))
+  assert.is(lines.length, 0)
 })
 
 test('status with no node running: exit 69 and a message', () => {

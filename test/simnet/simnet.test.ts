@@ -7,8 +7,9 @@ import { runSimnet } from '../../scripts/simnet/simnet.ts'
 import { BUNDLED_RETINAMNIST } from '../../src/training/data/npz.ts'
 import { validationLength } from '../../src/protocol/validation.ts'
 
-test('tcp: a small consortium of node processes runs end to end and writes a report whose figures agree with its run', async () => {
+test('tcp: a small consortium of node processes runs end to end, writes a report whose figures agree with its run, and repeats given its seed', async () => {
   const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
+  const out2 = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
   try {
     const lines: string[] = []
     const code = await runSimnet(['--nodes', '3', '--rounds', '2', '--epochs', '0.3', '--partition', 'iid', '--dropout', '0', '--out', out], s => lines.push(s))
@@ -36,8 +37,19 @@ test('tcp: a small consortium of node processes runs end to end and writes a rep
     assert.match(html, /<svg[^>]*aria-label="Test ROC-AUC per round"/)
     assert.match(html, /federated \(medmesh\)/)
     assert.ok(lines.some(l => /round 2: certified, 3\/3 hospitals — validation AUC [0-9.]+ — test AUC/.test(l)), 'a progress line per round')
+    assert.match(html, /every round certified with all 3 hospitals/)
+    // the same command again, over separate processes and real sockets: the same certified states
+    const again = await runSimnet(['--nodes', '3', '--rounds', '2', '--epochs', '0.3', '--partition', 'iid', '--dropout', '0', '--no-baselines', '--out', out2], () => {})
+    assert.is(again, 0)
+    const compared: string[] = []
+    assert.is(await runSimnet(['--compare', out, out2], s => compared.push(s)), 0, compared.join('\n'))
+    assert.is(compared[compared.length - 1], `${out} and ${out2} agree on all 2 round(s): the same certified states, participants and pooled validation`)
+    // the only setting that differs is the command's --no-baselines (where the report went is none)
+    assert.equal(compared.slice(0, -1).map(l => l.replace(/ \[.*/, '')), ['setting differs: command'])
+    assert.match(compared[0], /"--no-baselines"\] \(/)
   } finally {
     rmSync(out, { recursive: true, force: true })
+    rmSync(out2, { recursive: true, force: true })
   }
 })
 

@@ -4,7 +4,7 @@
  * the seed, and able to hold many peers (20 and more) in one process; it also offers the faults
  * that need control of the wire: latency, bandwidth, a malicious hospital.
  */
-import { PrivacyBudget } from '../../src/privacy/index.ts'
+import { PrivacyBudget, seededRandom } from '../../src/privacy/index.ts'
 import { MemNet } from '../../src/protocol/memnet.ts'
 import { hex } from '../../src/protocol/codec.ts'
 import { openMessage, sealMessage, type Envelope, type MaskedInputBody } from '../../src/protocol/messages.ts'
@@ -53,7 +53,9 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
       dp: s.dp === null ? null : { noiseMultiplier: s.dp.noise, clipNorm: s.dp.clip, plannedRounds: rounds }
     }
     sites.push(await Site.open(spec, { ...hospitalData(s, i), test: null }, {
-      epochs: s.training.epochs, batchSize: s.training.batchSize, learningRate: s.training.learningRate, classWeighting: s.training.classWeighting, seed: s.seedBytes(100 + i), budget: s.dp === null ? null : new PrivacyBudget(s.dp.epsilon, 1e-5)
+      epochs: s.training.epochs, batchSize: s.training.batchSize, learningRate: s.training.learningRate, classWeighting: s.training.classWeighting, seed: s.seedBytes(100 + i), budget: s.dp === null ? null : new PrivacyBudget(s.dp.epsilon, 1e-5),
+      // a simulation repeats: DP noise from the run's seed (real nodes draw it from the CSPRNG)
+      noiseRandom: seededRandom(s.seedBytes(500 + i))
     }))
   }
   if (s.malicious) installMalicious(net, n - 1)

@@ -12,7 +12,7 @@
 import { parseArgs } from 'node:util'
 import { execFileSync } from 'node:child_process'
 import { availableParallelism } from 'node:os'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { compareReports, describeComparison, readReport, type Fingerprint } from './compare.ts'
 import { statSync, existsSync } from 'node:fs'
@@ -76,6 +76,8 @@ Simulate a consortium on one machine: real training, real secure aggregation and
                        the same seed gives the same figures (default 1)
   --no-baselines       skip the centralised and local-only baselines
   --out DIR            report folder (default reports/simnet-<seed>)
+  --repeat K           run K seeds (--seed, --seed + 1, …), each in its own folder under --out, and report
+                       the mean and spread of the final figures
   --compare A B        whether two reports (folders) agree round by round, and where they first differ
                        (exit 0 if they agree, 1 if not)`
 
@@ -91,7 +93,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' },
       'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, aggregation: { type: 'string' },
       'server-lr': { type: 'string', default: '1' }, patience: { type: 'string', default: '0' }, momentum: { type: 'string' },
-      compare: { type: 'boolean', default: false }
+      compare: { type: 'boolean', default: false }, repeat: { type: 'string' }
     },
     allowPositionals: true
   })
@@ -102,6 +104,11 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     return c.agree ? 0 : 1
   }
   if (positionals.length > 0) throw new Error(`unexpected argument '${positionals[0]}'`)
+  if (values.repeat !== undefined) {
+    const k = Number(values.repeat)
+    if (!(Number.isInteger(k) && k >= 2 && k <= 100)) throw new Error('--repeat must be a whole number in [2, 100]')
+    return await repeatRuns(args, k, Number(values.seed), values.out ?? join('reports', `simnet-repeat-${values.seed}`), out)
+  }
   // the recipe's settings, unless given: the one for DP-SGD when --dp-epsilon is
   const recipe = values['dp-epsilon'] === undefined ? RECIPE : DP_RECIPE
   const setting = (k: keyof typeof RECIPE): string => values[k] ?? recipe[k]
@@ -277,6 +284,44 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   out(`report: ${paths.html} and ${paths.json}`)
   evaluator.dispose(); evalModel.dispose()
   return fed.consistent ? 0 : 1
+}
+
+/** `--repeat K`: the same command for seeds s, s+1, …, s+K-1, each in its own folder, then the mean and spread of the final figures. */
+async function repeatRuns (args: string[], k: number, seed: number, outDir: string, out: (s: string) => void): Promise<number> {
+  const skip = new Set(['--repeat', '--seed', '--out'])
+  const base = args.filter((a, i) => !skip.has(a) && !skip.has(args[i - 1]) && !a.startsWith('--repeat=') && !a.startsWith('--seed=') && !a.startsWith('--out='))
+  const runs: Array<{ seed: number, federated: ClinicalMetrics | null, centralised: ClinicalMetrics | null }> = []
+  let worst = 0
+  for (let j = 0; j < k; j++) {
+    const dir = join(outDir, `seed-${seed + j}`)
+    out(`repeat ${j + 1} of ${k}: seed ${seed + j}`)
+    worst = Math.max(worst, await runSimnet([...base, '--seed', String(seed + j), '--out', dir], out))
+    const r = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as { final: ClinicalMetrics | null, centralised: ClinicalMetrics[], centralisedChosen: number }
+    runs.push({ seed: seed + j, federated: r.final, centralised: r.centralisedChosen > 0 ? r.centralised[r.centralisedChosen - 1] : null })
+  }
+  const spread = (xs: number[]): { mean: number, sd: number, min: number, max: number, n: number } => {
+    const mean = xs.reduce((a, b) => a + b, 0) / xs.length
+    const sd = xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1))
+    return { mean, sd, min: Math.min(...xs), max: Math.max(...xs), n: xs.length }
+  }
+  const figure = (pick: (m: ClinicalMetrics) => number, which: 'federated' | 'centralised') => spread(runs.flatMap(r => r[which] === null || Number.isNaN(pick(r[which]!)) ? [] : [pick(r[which]!)]))
+  const summary = {
+    seeds: runs.map(r => r.seed),
+    federated: { auc: figure(m => m.auc, 'federated'), accuracy: figure(m => m.accuracy, 'federated') },
+    centralised: { auc: figure(m => m.auc, 'centralised'), accuracy: figure(m => m.accuracy, 'centralised') },
+    // paired by seed: the same split, the same hospitals
+    difference: { auc: spread(runs.flatMap(r => r.federated !== null && r.centralised !== null ? [r.federated.auc - r.centralised.auc] : [])) },
+    runs
+  }
+  mkdirSync(outDir, { recursive: true })
+  writeFileSync(join(outDir, 'repeat.json'), JSON.stringify(summary, null, 2) + '\n')
+  const show = (x: { mean: number, sd: number, min: number, max: number, n: number }): string => x.n === 0 ? 'n/a' : `${x.mean.toFixed(3)} ± ${x.sd.toFixed(3)} (${x.min.toFixed(3)}–${x.max.toFixed(3)}, ${x.n} runs)`
+  out(`over seeds ${summary.seeds.join(', ')} (mean ± standard deviation, range):`)
+  out(`  federated test AUC ${show(summary.federated.auc)}, ACC ${show(summary.federated.accuracy)}`)
+  out(`  centralised test AUC ${show(summary.centralised.auc)}, ACC ${show(summary.centralised.accuracy)}`)
+  out(`  federated − centralised AUC, paired by seed: ${show(summary.difference.auc)}`)
+  out(`summary: ${join(outDir, 'repeat.json')}`)
+  return worst
 }
 
 /** How this run was made: what `--compare` reports when two runs differ in it. */

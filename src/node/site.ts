@@ -40,7 +40,8 @@ export function localRecipe (manifest: Manifest, config: Pick<NodeConfig, 'epoch
 
 /**
  * Where this node's randomness comes from: its key (training) and the CSPRNG (keys, masks,
- * rounding), or, in a simulation, one public seed for all of it, said loudly in the log.
+ * rounding), or, in a simulation, one public seed for all of it, said loudly in the log (openSite
+ * seeds the DP noise from the same setting).
  */
 export function nodeRandomness (config: Pick<NodeConfig, 'simulationSeed'>, keySeed: Uint8Array, log: Logger): { rng: RandomSource, trainingSeed: Uint8Array } {
   if (config.simulationSeed === null) return { rng: systemRandom, trainingSeed: keySeed.slice(0, 32) }
@@ -55,7 +56,8 @@ export async function openSite (manifest: Manifest, config: NodeConfig, seed: Ui
   const budget = dp.enabled ? (savedBudget ?? new PrivacyBudget(dp.epsilon, dp.delta)) : null
   const { recipe, overrides } = localRecipe(manifest, config)
   for (const o of overrides) log.warn(o)
-  const site = await Site.open(siteSpec(manifest), loadSiteData(config.dataset, config.shard), { ...recipe, seed, budget })
+  const noiseRandom = config.simulationSeed === null ? undefined : seededRandom(deriveKey(Uint8Array.from(Buffer.from(config.simulationSeed, 'hex')), 'seeded-random', Uint8Array.of(3)))
+  const site = await Site.open(siteSpec(manifest), loadSiteData(config.dataset, config.shard), { ...recipe, seed, budget, noiseRandom })
   log.info(describeBackend(site.backend!))
   if (dp.enabled) log.info(`DP-SGD: ε ${dp.epsilon}, δ ${dp.delta} for this hospital; noise multiplier ${site.noiseMultiplier!.toFixed(3)}${dp.noiseMultiplier === 0 ? ` (calibrated to spend the budget over ${manifest.params.training.rounds} model rounds)` : ''}, clipping norm ${dp.clipNorm}`)
   const m = manifest.params.model

@@ -5,7 +5,7 @@
  * node turns the consortium's manifest into a SiteSpec and the certified state into weights.
  */
 import { statSync } from 'node:fs'
-import { PrivacyBudget, noiseForBudget } from '../privacy/index.ts'
+import { PrivacyBudget, noiseForBudget, type RandomSource } from '../privacy/index.ts'
 import { selectBackend, type BackendChoice } from './backend.ts'
 import { subset, type ImageDataset } from './data/dataset.ts'
 import { loadImageFolder } from './data/images.ts'
@@ -82,6 +82,8 @@ export interface SiteOptions {
   classWeighting?: 'balanced' | 'none'
   seed: Uint8Array
   budget: PrivacyBudget | null
+  /** DP noise from this generator instead of the CSPRNG: simulations that must repeat, never real data */
+  noiseRandom?: RandomSource
 }
 
 export class Site {
@@ -150,7 +152,7 @@ export class Site {
       augment: true,
       classWeighting: this.options.classWeighting ?? 'balanced',
       normalisation: this.norm,
-      dp: dp !== null && this.options.budget !== null ? { noiseMultiplier: this.noiseMultiplier!, clipNorm: dp.clipNorm, budget: this.options.budget } : undefined
+      dp: dp !== null && this.options.budget !== null ? { noiseMultiplier: this.noiseMultiplier!, clipNorm: dp.clipNorm, budget: this.options.budget, noiseRandom: this.options.noiseRandom } : undefined
     })
     const local = flattenWeights(this.model)
     const delta = new Float32Array(local.length)

@@ -49,4 +49,34 @@ test('simnet: the report carries the run’s fingerprint and each round’s cert
   }
 })
 
+test('with DP too: the noise of a simulation follows from its seed, so two runs agree', async () => {
+  const dirs = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'medmesh-compare-dp-')))
+  try {
+    for (const d of dirs) assert.is(await runSimnet(['--transport', 'memory', '--nodes', '3', '--rounds', '1', '--epochs', '0.1', '--dp-epsilon', '50', '--partition', 'iid', '--no-baselines', '--out', d], () => {}), 0)
+    const lines: string[] = []
+    assert.is(await runSimnet(['--compare', dirs[0], dirs[1]], s => lines.push(s)), 0, lines.join('\n'))
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true })
+  }
+})
+
+test('--repeat K: K seeds, each in its own folder, and the mean and spread of the final figures', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'medmesh-repeat-'))
+  try {
+    const lines: string[] = []
+    const code = await runSimnet(['--transport', 'memory', '--nodes', '3', '--rounds', '1', '--epochs', '0.1', '--partition', 'iid', '--seed', '5', '--repeat', '2', '--out', dir], s => lines.push(s))
+    assert.is(code, 0, lines.join('\n'))
+    const summary = JSON.parse(readFileSync(join(dir, 'repeat.json'), 'utf8'))
+    assert.equal(summary.seeds, [5, 6])
+    const aucs = [5, 6].map(k => JSON.parse(readFileSync(join(dir, `seed-${k}`, 'report.json'), 'utf8')).final.auc as number)
+    const mean = (aucs[0] + aucs[1]) / 2
+    assert.ok(Math.abs(summary.federated.auc.mean - mean) < 1e-12)
+    assert.ok(Math.abs(summary.federated.auc.sd - Math.abs(aucs[0] - aucs[1]) / Math.SQRT2) < 1e-12)
+    assert.is(summary.centralised.auc.n, 2)
+    assert.ok(lines.some(l => /federated test AUC 0\.\d{3} ± 0\.\d{3} \(.*2 runs\)/.test(l)), lines.slice(-5).join('\n'))
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
 test.run()

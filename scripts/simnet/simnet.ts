@@ -12,10 +12,9 @@
 import { parseArgs } from 'node:util'
 import { execFileSync } from 'node:child_process'
 import { availableParallelism } from 'node:os'
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { compareReports, describeComparison, readReport, type Fingerprint } from './compare.ts'
-import { statSync, existsSync } from 'node:fs'
+import { statSync, existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { selectBackend, describeBackend } from '../../src/training/backend.ts'
 import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
@@ -141,7 +140,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const patience = Number(values.patience)
   if (!(Number.isInteger(patience) && patience >= 0)) throw new Error('--patience must be a whole number')
   const training: TrainingParams = { schedule: lrSchedule, rounds, epochs, batchSize, learningRate, classWeighting }
-  // the baselines train on the same recipe as the hospitals
+  // the learning rate over the rounds, for the baselines as for the hospitals
   const schedule: LrSchedule = lrSchedule === 'constant' ? { kind: 'constant' } : { kind: lrSchedule, rounds }
   if (transport !== 'tcp' && transport !== 'memory') throw new Error('--transport must be tcp or memory')
   const seedBytes = (k: number): Uint8Array => Uint8Array.from({ length: 32 }, (_, i) => (seed * 131 + k * 17 + i) & 0xff)

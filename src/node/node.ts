@@ -65,12 +65,12 @@ export class MedmeshNode {
   async #start (): Promise<void> {
     const { manifest, log, config, metrics } = this
     const restored = this.#store.restore(manifest, this.identity.peerId)
-    const { rng, trainingSeed } = nodeRandomness(config, this.identity.exportSeed(), log)
-    const site = this.#site = await openSite(manifest, config, trainingSeed, this.#store.budget(), log)
+    const randomness = nodeRandomness(config, this.identity.exportSeed(), log)
+    const site = this.#site = await openSite(manifest, config, randomness, this.#store.budget(), log)
     const initial = { weights: site.initialWeights(), optimizer: [], step: 0 }
     const stopPolicy = createStopPolicy({ rounds: config.rounds, patience: manifest.params.validation.patience, ledger: () => this.#peer.ledger, round: () => this.#peer.round, modelSaved: () => this.#store.modelSaved(this.#peer.ledger), halt: () => this.#peer.halt(), stop: () => { void this.stop() }, log })
     this.#peer = new ProtocolPeer({
-      manifest, identity: this.identity, rng, initialState: initial, ledger: restored.ledger, state: restored.state ?? initial,
+      manifest, identity: this.identity, rng: randomness.rng, initialState: initial, ledger: restored.ledger, state: restored.state ?? initial,
       kindOf: roundKind, inputFor: () => null, finished: stopPolicy.finished, firstRound: restored.firstRound
     })
     const denied = new Set(config.deny)

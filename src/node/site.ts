@@ -40,24 +40,25 @@ export function localRecipe (manifest: Manifest, config: Pick<NodeConfig, 'epoch
 
 /**
  * Where this node's randomness comes from: its key (training) and the CSPRNG (keys, masks,
- * rounding), or, in a simulation, one public seed for all of it, said loudly in the log (openSite
- * seeds the DP noise from the same setting).
+ * rounding, DP noise), or, in a simulation, one public seed for all of it, said loudly in the log.
  */
-export function nodeRandomness (config: Pick<NodeConfig, 'simulationSeed'>, keySeed: Uint8Array, log: Logger): { rng: RandomSource, trainingSeed: Uint8Array } {
+export interface NodeRandomness { rng: RandomSource, trainingSeed: Uint8Array, noiseRandom?: RandomSource }
+
+export function nodeRandomness (config: Pick<NodeConfig, 'simulationSeed'>, keySeed: Uint8Array, log: Logger): NodeRandomness {
   if (config.simulationSeed === null) return { rng: systemRandom, trainingSeed: keySeed.slice(0, 32) }
-  log.warn('simulationSeed is set: this node\'s keys, masks and training follow from a public seed (simulations only, never real data)')
+  log.warn('simulationSeed is set: this node\'s keys, masks, training and DP noise follow from a public seed (simulations only, never real data)')
   const seed = Uint8Array.from(Buffer.from(config.simulationSeed, 'hex'))
-  return { rng: seededRandom(deriveKey(seed, 'seeded-random', Uint8Array.of(1))), trainingSeed: deriveKey(seed, 'seeded-random', Uint8Array.of(2)) }
+  const part = (k: number): Uint8Array => deriveKey(seed, 'seeded-random', Uint8Array.of(k))
+  return { rng: seededRandom(part(1)), trainingSeed: part(2), noiseRandom: seededRandom(part(3)) }
 }
 
 /** The site, on the fastest backend that loads; with DP, spending the budget kept on disk (or a fresh one of the manifest's size). */
-export async function openSite (manifest: Manifest, config: NodeConfig, seed: Uint8Array, savedBudget: PrivacyBudget | null, log: Logger): Promise<Site> {
+export async function openSite (manifest: Manifest, config: NodeConfig, randomness: Pick<NodeRandomness, 'trainingSeed' | 'noiseRandom'>, savedBudget: PrivacyBudget | null, log: Logger): Promise<Site> {
   const dp = manifest.params.dp
   const budget = dp.enabled ? (savedBudget ?? new PrivacyBudget(dp.epsilon, dp.delta)) : null
   const { recipe, overrides } = localRecipe(manifest, config)
   for (const o of overrides) log.warn(o)
-  const noiseRandom = config.simulationSeed === null ? undefined : seededRandom(deriveKey(Uint8Array.from(Buffer.from(config.simulationSeed, 'hex')), 'seeded-random', Uint8Array.of(3)))
-  const site = await Site.open(siteSpec(manifest), loadSiteData(config.dataset, config.shard), { ...recipe, seed, budget, noiseRandom })
+  const site = await Site.open(siteSpec(manifest), loadSiteData(config.dataset, config.shard), { ...recipe, seed: randomness.trainingSeed, budget, noiseRandom: randomness.noiseRandom })
   log.info(describeBackend(site.backend!))
   if (dp.enabled) log.info(`DP-SGD: ε ${dp.epsilon}, δ ${dp.delta} for this hospital; noise multiplier ${site.noiseMultiplier!.toFixed(3)}${dp.noiseMultiplier === 0 ? ` (calibrated to spend the budget over ${manifest.params.training.rounds} model rounds)` : ''}, clipping norm ${dp.clipNorm}`)
   const m = manifest.params.model

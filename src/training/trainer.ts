@@ -77,7 +77,7 @@ export class LocalTrainer {
     if (n === 0) throw new Error('cannot train on an empty dataset')
     if ((o.epochs === undefined) === (o.steps === undefined)) throw new Error('give exactly one of epochs and steps')
     if (!(o.batchSize >= 1)) throw new Error('batchSize must be at least 1')
-    if (o.dp !== undefined && hasBatchNorm(this.model)) throw new Error('DP-SGD needs per-example gradients, which BatchNorm breaks: use a model without it (cnn-small or resnet18-28-gn)')
+    if (o.dp !== undefined && hasBatchNorm(this.model)) throw new Error('DP-SGD needs per-example gradients, which BatchNorm breaks: use a model without it (cnn-small, cnn-gn or a -gn ResNet)')
     const round = this.#round++
     const rng = seededRandom(deriveKey(o.seed, 'seeded-random', Uint8Array.of(round & 0xff, (round >> 8) & 0xff)))
     const augmenter = o.augment === true ? new Augmenter(deriveKey(o.seed, 'seeded-random', Uint8Array.of(0xa0, round & 0xff)), augmentFor(data.channels)) : null

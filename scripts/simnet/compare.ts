@@ -1,6 +1,6 @@
 /**
  * `medmesh simnet --compare A B`: whether two simulation reports agree round by round (the same
- * certified model state, participants and pooled validation), and where they first differ; with
+ * faults, certified model state, participants and pooled validation), and where they first differ; with
  * what differed in how they were run (seed, command, version, backend, machine).
  */
 import { existsSync, readFileSync } from 'node:fs'
@@ -16,7 +16,7 @@ export interface Fingerprint {
   cores: number
 }
 
-interface ReportRound { round: number, stateHash?: string | null, participants: number[], validation: { auc: number, accuracy: number, n: number } | null }
+interface ReportRound { round: number, stateHash?: string | null, participants: number[], validation: { auc: number, accuracy: number, n: number } | null, faults?: unknown[] }
 export interface ComparableReport { fingerprint?: Fingerprint, rounds: ReportRound[] }
 
 export interface Comparison {
@@ -44,6 +44,7 @@ export function compareReports (a: ComparableReport, b: ComparableReport): Compa
     for (let i = 0; i < rounds; i++) {
       const [x, y] = [a.rounds[i], b.rounds[i]]
       const checks: Array<[string, unknown, unknown]> = [
+        ['faults', x.faults ?? [], y.faults ?? []],
         ['participants', x.participants, y.participants],
         ['certified state', x.stateHash ?? null, y.stateHash ?? null],
         ['pooled validation', x.validation, y.validation]
@@ -68,7 +69,7 @@ export function readReport (path: string): ComparableReport {
 
 export function describeComparison (c: Comparison, a: string, b: string): string[] {
   const lines = c.setting.map(s => `setting differs: ${s.field} ${s.a} (${a}) vs ${s.b} (${b})`)
-  if (c.agree) lines.push(`${a} and ${b} agree on all ${c.rounds} round(s): the same certified states, participants and pooled validation`)
+  if (c.agree) lines.push(`${a} and ${b} agree on all ${c.rounds} round(s): the same faults, certified states, participants and pooled validation`)
   else {
     const d = c.firstDifference!
     lines.push(`${a} and ${b} first differ at round ${d.round}: ${d.what} ${d.a} vs ${d.b}`)

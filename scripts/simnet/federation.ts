@@ -6,6 +6,7 @@ import type { ValidationFigures } from '../../src/protocol/validation.ts'
 import type { ModelId } from '../../src/training/models.ts'
 import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
 import type { TrafficKind } from '../../src/node/metrics.ts'
+import type { Fault } from './faults.ts'
 
 export interface SimData { train: ImageDataset, val: ImageDataset | null, test: ImageDataset }
 
@@ -58,8 +59,10 @@ export interface RoundRecord {
   modelSizes: number
   /** milliseconds spent in each phase, as seen by one peer (simulated time in memory) */
   phaseMs: Record<string, number>
-  /** hospitals offline during the round */
+  /** hospitals offline during the round (drawn for --dropout) */
   offline: number[]
+  /** every fault injected in this round, as planned from the seed (see faults.ts) */
+  faults: Fault[]
   /** the hospital whose view of the phases is reported (-1: none) */
   reference: number
   /** the certified model state of this round (hex SHA-256), or null if the round did not certify */
@@ -114,14 +117,6 @@ export interface FederationResult {
 }
 
 export const PHASES = ['advertise', 'share-keys', 'masked-input', 'survivor-set', 'unmask', 'commit']
-
-/** Offline hospitals of one round: floor(dropout · n) distinct ones, drawn with `rand`. */
-export function drawAbsent (n: number, dropout: number, rand: () => number): Set<number> {
-  const absent = new Set<number>()
-  const k = Math.floor(dropout * n)
-  for (let j = 0; absent.size < k && j < 10 * n; j++) absent.add(Math.floor(rand() * n))
-  return absent
-}
 
 export function progressLine (r: RoundRecord, n: number, withEpsilon: boolean): string {
   const certified = r.participants.length > 0

@@ -11,7 +11,8 @@ import { openMessage, sealMessage, type Envelope, type MaskedInputBody } from '.
 import { stateHash, initialState } from '../../src/protocol/model.ts'
 import { Site } from '../../src/training/site.ts'
 import { roundKind, modelRoundOf, validationCounts, decodeValidation, noLongerImproving } from '../../src/protocol/validation.ts'
-import { PHASES, drawAbsent, progressLine, emptyTraffic, hospitalData, chosenRound, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
+import { CRASH_VICTIM, faultsOfRound } from './faults.ts'
+import { PHASES, progressLine, emptyTraffic, hospitalData, chosenRound, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
 import type { TrafficKind } from '../../src/node/metrics.ts'
 
 export async function runMemoryFederation (s: SimSetup): Promise<FederationResult> {
@@ -59,7 +60,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     }))
   }
   if (s.malicious) installMalicious(net, n - 1)
-  const victim = 1
+  const victim = CRASH_VICTIM
   const records: RoundRecord[] = []
   let chosen: FederationResult['chosen'] = null
   // bytes by round and kind, counted where they are sent: each message to the n - 1 others, each
@@ -98,11 +99,12 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
   // model round r is protocol round 2r - 1; the eval round that judges it is 2r
   for (let r = 1; r <= rounds; r++) {
     // dropouts: this round's absentees miss the whole round and its eval round, then come back
-    const absent = drawAbsent(n, s.dropout, net.rand)
+    const faults = faultsOfRound(s, r)
+    const absent = new Set(faults.filter(f => f.fault === 'offline').map(f => f.hospital))
     const target = 2 * r - 1
     const settled = (round: number) => (): boolean => net.honest().every((i: number) => net.peers[i].ledger.lastRound >= round || net.peers[i].round === null || net.peers[i].round!.number > round)
-    if (s.killAt !== null && r === s.killAt) { absent.delete(victim); net.online[victim] = false; s.out(`round ${r}: hospital ${victim} crashes`) }
-    if (s.killAt !== null && r === s.killAt + 2) {
+    if (faults.some(f => f.fault === 'crash')) { net.online[victim] = false; s.out(`round ${r}: hospital ${victim} crashes`) }
+    if (faults.some(f => f.fault === 'restart')) {
       // it restarts: certificates and the certified state from another member, verified before use
       net.online[victim] = true
       net.serveLedger(0, victim)
@@ -132,7 +134,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     const record: RoundRecord = {
       round: r, protocolRounds: [target, target + 1], participants: certified ? entries[0].header.survivors : [], metrics,
       validation: judged === undefined ? null : decodeValidation(judged.header.extra), epsilon: eps, ...traffic([target, target + 1]),
-      phaseMs: phaseDurations(net, ref, logStart), offline: [...absent].sort(), reference: ref,
+      phaseMs: phaseDurations(net, ref, logStart), offline: [...absent].sort((a, b) => a - b), faults, reference: ref,
       stateHash: certified && entries[0].header.kind === 'update' ? hex(entries[0].header.stateHash) : null
     }
     records.push(record)

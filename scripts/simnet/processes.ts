@@ -27,8 +27,8 @@ import type { Ledger, LedgerEntry } from '../../src/protocol/ledger.ts'
 import { bestModel, decodeValidation, noLongerImproving } from '../../src/protocol/validation.ts'
 import { subset } from '../../src/training/data/dataset.ts'
 import { encodeMedMnist } from '../../src/training/data/npz.ts'
-import { PHASES, drawAbsent, progressLine, emptyTraffic, hospitalData, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
-import { mulberry32 } from '../../src/protocol/memnet.ts'
+import { CRASH_VICTIM, faultsOfRound } from './faults.ts'
+import { PHASES, progressLine, emptyTraffic, hospitalData, type FederationResult, type RoundRecord, type SimSetup } from './federation.ts'
 
 const BIN = fileURLToPath(new URL('../../bin/medmesh.js', import.meta.url))
 const POLL_MS = 250
@@ -249,9 +249,8 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
 
   const nodes = dirs.map((d, i) => new NodeProcess(d, http[i]))
   const started = Date.now()
-  const rand = mulberry32(s.seed)
   const records: RoundRecord[] = []
-  const victim = 1
+  const victim = CRASH_VICTIM
   const ledgers = (): Array<Ledger | null> => dirs.map(d => { try { return new DataDir(d).ledger(manifest) } catch { return null } })
   try {
     for (const node of nodes) node.start()
@@ -278,10 +277,10 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
     for (let k = 1; certifiedUpdates < rounds && nodes.some(nd => nd.alive); k++) {
       const r = 2 * k - 1
       if (Date.now() > deadline) throw new Error(`the simulation ran out of time in round ${k}`)
-      const absent = drawAbsent(n, s.dropout, rand)
-      if (s.killAt !== null && k === s.killAt) { absent.delete(victim); s.out(`round ${k}: hospital ${victim} crashes (SIGKILL)`); await nodes[victim].kill() }
-      if (s.killAt !== null && k === s.killAt + 2 && !nodes[victim].alive) { s.out(`round ${k}: hospital ${victim} restarts on its data directory`); nodes[victim].start() }
-      if (s.killAt !== null && k > s.killAt && k < s.killAt + 2) absent.delete(victim)
+      const faults = faultsOfRound(s, k)
+      const absent = new Set(faults.filter(f => f.fault === 'offline').map(f => f.hospital))
+      if (faults.some(f => f.fault === 'crash')) { s.out(`round ${k}: hospital ${victim} crashes (SIGKILL)`); await nodes[victim].kill() }
+      if (faults.some(f => f.fault === 'restart') && !nodes[victim].alive) { s.out(`round ${k}: hospital ${victim} restarts on its data directory`); nodes[victim].start() }
       for (const i of absent) await nodes[i].kill()
       const { entry, holder } = await settle(r)
       const certified = entry !== undefined
@@ -310,7 +309,8 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
         epsilon: dirs.map(d => new DataDir(d).budget()?.spent.epsilon ?? 0),
         ...traffic(nodes, [r, r + 1], s.modelBytes),
         phaseMs: ref < 0 ? {} : phaseTimes(nodes[ref].figures, r),
-        offline: [...absent].sort(),
+        offline: [...absent].sort((a, b) => a - b),
+        faults,
         reference: ref
       }
       records.push(record)

@@ -14,6 +14,7 @@ import { execFileSync } from 'node:child_process'
 import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { compareReports, describeComparison, readReport, type Fingerprint } from './compare.ts'
+import { describeFault } from './faults.ts'
 import { statSync, existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { selectBackend, describeBackend } from '../../src/training/backend.ts'
@@ -170,6 +171,9 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   }
   const fed: FederationResult = transport === 'tcp' ? await runProcessFederation(setup) : await runMemoryFederation(setup)
   const { records, bytesPerNode } = fed
+  const faults = records.flatMap(r => r.faults)
+  const faultLine = faults.length === 0 ? 'faults injected: none' : `faults injected: ${faults.map(f => `round ${f.round} ${describeFault(f)}`).join('; ')}`
+  out(faultLine)
   out(`federation: ${fed.longest} certificates; ${fed.consistent ? 'no conflicting certificates on any peer' : 'CONFLICTING CERTIFICATES'}; ${fed.atHead} of ${n} peers at the head; ${fed.seconds.toFixed(0)} s`)
 
   // the consortium's model: on the test split, and on each hospital's own held-out part
@@ -264,6 +268,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       (dpEpsilon === null ? '' : `; DP-SGD at ε ${dpEpsilon}, δ 1e-5 per hospital, clipping norm ${dpClip}, noise ${dpNoise === 0 ? 'calibrated at each hospital to its budget' : `multiplier ${dpNoise}`}`),
     finalFed !== null ? `federated model (round ${chosen + 1}, the best by pooled validation AUC ${records[chosen].validation?.auc.toFixed(3) ?? 'n/a'}) on the test split: ${formatMetrics(finalFed)}` : 'no certified model round',
     ...(centralChosen >= 0 ? [`centralised (pooled data, round ${centralChosen + 1}, the best by validation AUC) on the test split: ${formatMetrics(central[centralChosen]!)}`] : []),
+    faultLine,
     ((short) => short.length === 0 ? `every round certified with all ${n} hospitals` : `rounds without every hospital: ${short.map(r => `${r.round} (${r.participants.length}/${n})`).join(', ')}`)(records.filter(r => r.participants.length < n)),
     `rounds certified: ${records.filter(r => r.participants.length > 0).length} of ${rounds}; no conflicting certificates: ${fed.consistent}; ${fed.atHead} of ${n} peers at the head`,
     transport === 'memory'

@@ -26,6 +26,7 @@ export function createMetrics () {
     aborted: new Counter({ name: 'medmesh_rounds_aborted_total', help: 'rounds this node gave up', registers: [registry] }),
     peers: new Gauge({ name: 'medmesh_connected_members', help: 'members connected now', registers: [registry] }),
     epsilon: new Gauge({ name: 'medmesh_epsilon_spent', help: 'differential privacy ε spent by this hospital', registers: [registry] }),
+    gossipAccepted: new Counter({ name: 'medmesh_gossip_accepted_total', help: 'gossip messages that passed validation (and so are relayed)', registers: [registry] }),
     rejected: new Counter({ name: 'medmesh_rejected_messages_total', help: 'inputs rejected, by reason', labelNames: ['code'], registers: [registry] }),
     refused: new Counter({ name: 'medmesh_refused_connections_total', help: 'connections refused to non-members', registers: [registry] }),
     bytesSent,

@@ -19,13 +19,13 @@ import { createMetrics, type NodeMetrics } from './metrics.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { peerLinks, streamNetwork } from './network.ts'
 import { nodeRandomness, openSite } from './site.ts'
-import type { Site } from '../training/site.ts'
+import type { TrainingSite } from '../training/worker-site.ts'
 import {
   NodeStore, createBlobExchange, createLedgerSync, createGossip, createMembership, createTrainingScheduler, createStopPolicy, createStatusService, createTicker,
   type BlobExchange, type LedgerSync, type Gossip, type Membership, type TrainingScheduler, type StopPolicy, type StatusService
 } from './services/index.ts'
 
-/** In the order they start; they stop in the reverse order, the site (its model's tensors) after the host. */
+/** In the order they start; they stop in the reverse order, then the site (its training worker), then the host. */
 interface Services { status: StatusService, membership: Membership, gossip: Gossip, blobs: BlobExchange, ledgerSync: LedgerSync, training: TrainingScheduler, stopPolicy: StopPolicy, ticker: Startable }
 
 export class MedmeshNode {
@@ -38,7 +38,7 @@ export class MedmeshNode {
   #peer!: ProtocolPeer
   #host!: MedmeshHost
   #services!: Services
-  #site!: Site
+  #site!: TrainingSite
   #stopping: Promise<void> | null = null
   readonly #stopped = Promise.withResolvers<void>()
 
@@ -90,7 +90,7 @@ export class MedmeshNode {
   }
 
   /** The services, each given only the components it needs. */
-  #compose (site: Site, stopPolicy: StopPolicy, denied: Set<string>): Services {
+  #compose (site: TrainingSite, stopPolicy: StopPolicy, denied: Set<string>): Services {
     const { manifest, log, metrics, config } = this
     const host = this.#host
     const peer = this.#peer
@@ -99,7 +99,8 @@ export class MedmeshNode {
     const storedState = (h: string): Uint8Array | null => this.#store.storedState(h)
     return {
       status: createStatusService({
-        listen: config.http, metrics, log, peer, site, connectedMembers: () => this.#services.membership.connectedMembers().length, addresses: () => host.getMultiaddrs().map(a => a.toString())
+        listen: config.http, metrics, log, peer, site, connectedMembers: () => this.#services.membership.connectedMembers().length, addresses: () => host.getMultiaddrs().map(a => a.toString()),
+        training: () => this.#services.training.training()
       }),
       membership: createMembership({
         ...peerLinks(host), members: manifest.members.map(m => m.peerId).filter(p => p !== this.identity.peerId), connected: network.connected, denied, log, metrics,
@@ -193,8 +194,9 @@ export class MedmeshNode {
     const round = this.#peer?.round?.number
     if (round !== undefined) try { this.#store.saveRound(round, 'stopped') } catch {}
     for (const s of (Object.values(this.#services ?? {}) as Startable[]).reverse()) try { await s.stop() } catch {}
+    // the training worker first: a node that stops does not wait for a training step to end
+    try { await this.#site?.close() } catch {}
     try { await this.#host?.stop() } catch {}
-    try { this.#site?.dispose() } catch {}
     this.log.info('stopped')
     this.#stopped.resolve()
   }

@@ -10,7 +10,8 @@ import { initialState, stateHash } from '../protocol/model.ts'
 import { PrivacyBudget, deriveKey, seededRandom, systemRandom, type RandomSource } from '../privacy/index.ts'
 import { describeBackend } from '../training/backend.ts'
 import type { Logger } from './logger.ts'
-import { Site, loadSiteData, type SiteSpec } from '../training/site.ts'
+import { loadSiteData, type SiteSpec } from '../training/site.ts'
+import { WorkerSite, type TrainingSite } from '../training/worker-site.ts'
 import type { ModelId } from '../training/models.ts'
 import { ConfigError, type NodeConfig } from './config.ts'
 
@@ -42,28 +43,31 @@ export function localRecipe (manifest: Manifest, config: Pick<NodeConfig, 'epoch
  * Where this node's randomness comes from: its key (training) and the CSPRNG (keys, masks,
  * rounding, DP noise), or, in a simulation, one public seed for all of it, said loudly in the log.
  */
-export interface NodeRandomness { rng: RandomSource, trainingSeed: Uint8Array, noiseRandom?: RandomSource }
+export interface NodeRandomness { rng: RandomSource, trainingSeed: Uint8Array, noiseSeed?: Uint8Array }
 
 export function nodeRandomness (config: Pick<NodeConfig, 'simulationSeed'>, keySeed: Uint8Array, log: Logger): NodeRandomness {
   if (config.simulationSeed === null) return { rng: systemRandom, trainingSeed: keySeed.slice(0, 32) }
   log.warn('simulationSeed is set: this node\'s keys, masks, training and DP noise follow from a public seed (simulations only, never real data)')
   const seed = Uint8Array.from(Buffer.from(config.simulationSeed, 'hex'))
   const part = (k: number): Uint8Array => deriveKey(seed, 'seeded-random', Uint8Array.of(k))
-  return { rng: seededRandom(part(1)), trainingSeed: part(2), noiseRandom: seededRandom(part(3)) }
+  return { rng: seededRandom(part(1)), trainingSeed: part(2), noiseSeed: part(3) }
 }
 
-/** The site, on the fastest backend that loads; with DP, spending the budget kept on disk (or a fresh one of the manifest's size). */
-export async function openSite (manifest: Manifest, config: NodeConfig, randomness: Pick<NodeRandomness, 'trainingSeed' | 'noiseRandom'>, savedBudget: PrivacyBudget | null, log: Logger): Promise<Site> {
+/**
+ * The site, training in a worker thread on the fastest backend that loads there; with DP,
+ * spending the budget kept on disk (or a fresh one of the manifest's size).
+ */
+export async function openSite (manifest: Manifest, config: NodeConfig, randomness: Pick<NodeRandomness, 'trainingSeed' | 'noiseSeed'>, savedBudget: PrivacyBudget | null, log: Logger): Promise<TrainingSite> {
   const dp = manifest.params.dp
   const budget = dp.enabled ? (savedBudget ?? new PrivacyBudget(dp.epsilon, dp.delta)) : null
   const { recipe, overrides } = localRecipe(manifest, config)
   for (const o of overrides) log.warn(o)
-  const site = await Site.open(siteSpec(manifest), loadSiteData(config.dataset, config.shard), { ...recipe, seed: randomness.trainingSeed, budget, noiseRandom: randomness.noiseRandom })
+  const site = await WorkerSite.open(siteSpec(manifest), loadSiteData(config.dataset, config.shard), { ...recipe, seed: randomness.trainingSeed, budget, noiseSeed: randomness.noiseSeed })
   log.info(describeBackend(site.backend!))
   if (dp.enabled) log.info(`DP-SGD: ε ${dp.epsilon}, δ ${dp.delta} for this hospital; noise multiplier ${site.noiseMultiplier!.toFixed(3)}${dp.noiseMultiplier === 0 ? ` (calibrated to spend the budget over ${manifest.params.training.rounds} model rounds)` : ''}, clipping norm ${dp.clipNorm}`)
   const m = manifest.params.model
   if (hex(stateHash(initialState(site.initialWeights()))) !== m.initialHash) {
-    site.dispose()
+    await site.close()
     throw new ConfigError(`the model built here (${m.id}, seed ${m.seed}) does not match the manifest's initial hash: a different medmesh or TF.js version?`)
   }
   return site

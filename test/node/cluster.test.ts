@@ -93,4 +93,38 @@ test('a node that stopped holding a certificate but not yet its model resumes fr
   }
 })
 
+
+test('a node that trains keeps serving: /status answers within 100 ms and gossip is validated and relayed while its worker trains', async () => {
+  const c = await makeCluster(3, { threshold: 3, rounds: 1, phaseMs: 60_000 })
+  // hospital 0 trains far longer than the others (its own override): their messages arrive while it trains
+  const file = join(c.dirs[0], 'config.json')
+  writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), epochs: 2 }))
+  const nodes: Running[] = c.dirs.map(startNode)
+  try {
+    const samples: Array<{ ms: number, training: boolean, accepted: number }> = []
+    const exited = Promise.all(nodes.map(n => n.exit))
+    let done = false
+    void exited.then(() => { done = true })
+    while (!done) {
+      const t0 = performance.now()
+      const s = await getJson(c.http[0], '/status').catch(() => null)
+      const ms = performance.now() - t0
+      if (s !== null && s.training !== null) {
+        const metrics = await getJson(c.http[0], '/metrics') as string
+        samples.push({ ms, training: true, accepted: Number(/medmesh_gossip_accepted_total (\d+)/.exec(metrics)?.[1] ?? NaN) })
+      }
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    assert.equal(await exited, [0, 0, 0], nodes.map(n => messages(n).slice(-5).join(' | ')).join('\n'))
+    assert.ok(samples.length >= 10, `${samples.length} answers while node 0 trained: a training long enough to matter`)
+    const worst = Math.max(...samples.map(x => x.ms))
+    assert.ok(worst < 100, `/status took up to ${worst.toFixed(0)} ms while the node trained`)
+    assert.ok(samples[samples.length - 1].accepted > samples[0].accepted, `gossip accepted while training: ${samples[0].accepted} → ${samples[samples.length - 1].accepted}`)
+    assert.ok(messages(nodes[0]).some(m => /round 1: training on 2 epoch\(s\)/.test(m)))
+  } finally {
+    for (const n of nodes) n.proc.kill('SIGKILL')
+    rmSync(c.root, { recursive: true, force: true })
+  }
+})
+
 test.run()

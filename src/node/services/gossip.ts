@@ -23,7 +23,7 @@ export interface GossipComponents {
   /** the round in progress: only its messages are published again */
   round: () => number | null
   log: Logger
-  metrics: Pick<NodeMetrics, 'rejected' | 'sent'>
+  metrics: Pick<NodeMetrics, 'rejected' | 'sent' | 'gossipAccepted'>
 }
 
 export interface Gossip extends Startable {
@@ -43,6 +43,7 @@ export function createGossip (c: GossipComponents): Gossip {
     if (!c.isMember(peer)) { c.log.warn({ peer }, 'gossip from a non-member dropped'); return TopicValidatorResult.Reject }
     try {
       opened.set(msg.data, openMessage(msg.data, c.context()))
+      c.metrics.gossipAccepted.inc()
       return TopicValidatorResult.Accept
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e

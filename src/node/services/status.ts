@@ -16,14 +16,16 @@ import { consortiumId } from '../../protocol/manifest.ts'
 import { stateHash } from '../../protocol/model.ts'
 import type { ProtocolPeer } from '../../protocol/peer.ts'
 import { decodeValidation } from '../../protocol/validation.ts'
-import type { Site } from '../../training/site.ts'
+import type { TrainingSite } from '../../training/worker-site.ts'
 
 /** What /status tells of the node. */
 export interface NodeFacts {
   peer: Pick<ProtocolPeer, 'peerId' | 'manifest' | 'ledger' | 'round' | 'state'>
-  site: Pick<Site, 'options' | 'backend'>
+  site: Pick<TrainingSite, 'options' | 'backend'>
   connectedMembers: () => number
   addresses: () => string[]
+  /** the round this node is training for and since when (ms), or null */
+  training?: () => { round: number, since: number } | null
 }
 
 export interface StatusComponents extends NodeFacts {
@@ -103,6 +105,7 @@ export function nodeStatus (f: NodeFacts, phase: string): Record<string, unknown
     modelHash: hex(stateHash(peer.state)),
     epsilonSpent: site.options.budget?.spent.epsilon ?? null,
     backend: site.backend?.name ?? null,
+    training: ((t) => t === null ? null : { round: t.round, seconds: Math.round((Date.now() - t.since) / 100) / 10 })(f.training?.() ?? null),
     addresses: f.addresses()
   }
 }

@@ -4,18 +4,21 @@
  * started once the masking set is agreed and includes this node (its input is due then, and
  * training for a round it cannot join would only make it late for the next one too); for an eval
  * round, the validation counts of the certified model on the site's own validation part.
+ * The site computes in a worker thread (TrainingSite is asynchronous), so the node serves the
+ * network while it trains; a training that fails (the worker crashed or ran out of memory) costs
+ * this round's input only, and the next round trains again.
  */
 import type { Startable } from '@libp2p/interface'
 import type { RoundKind } from '../../protocol/actions.ts'
 import type { RoundView } from '../../protocol/peer.ts'
-import type { Site } from '../../training/site.ts'
+import type { TrainingSite } from '../../training/worker-site.ts'
 import { modelRoundOf, validationCounts, validationLength, type ValidationLayout } from '../../protocol/validation.ts'
 import { formatMetrics } from '../../training/metrics.ts'
 import type { Logger } from '../logger.ts'
 import type { NodeMetrics } from '../metrics.ts'
 
 export interface TrainingComponents {
-  site: Pick<Site, 'update' | 'statsInput' | 'lastTrain' | 'options' | 'evaluate' | 'predictions' | 'useStatistics' | 'norm'>
+  site: Pick<TrainingSite, 'update' | 'statsInput' | 'lastTrain' | 'options' | 'evaluate' | 'predictions' | 'useStatistics' | 'norm'>
   /** the consortium's classes and histogram bins (the manifest's) */
   validation: ValidationLayout
   /** the round in progress, and the certified weights to train from */
@@ -29,7 +32,7 @@ export interface TrainingComponents {
   saveBudget: () => void
   log: Logger
   metrics: Pick<NodeMetrics, 'epsilon'>
-  /** run `fn` soon, once the network has had its turn (training blocks the thread while it lasts) */
+  /** run `fn` soon, once the network has had its turn */
   later?: (fn: () => void) => void
 }
 
@@ -41,6 +44,8 @@ export interface TrainingScheduler extends Startable {
   modelCertified: (round: number) => void
   /** the round in progress entered a phase: train if the input is now due */
   phaseEntered: () => void
+  /** the round being trained and since when (ms), or null */
+  training: () => { round: number, since: number } | null
 }
 
 export function createTrainingScheduler (c: TrainingComponents): TrainingScheduler {
@@ -49,10 +54,23 @@ export function createTrainingScheduler (c: TrainingComponents): TrainingSchedul
   let due = -1
   let training = false
   let running = false
+  let current: { round: number, since: number } | null = null
 
-  function train (round: number): void {
+  async function train (round: number): Promise<void> {
     if (!running || c.round()?.number !== round) return
-    const update = c.site.update(c.weights(), round, modelRoundOf(round))
+    let update: { values: Float32Array, count: number }
+    current = { round, since: Date.now() }
+    c.log.info(`round ${round}: training on ${c.site.options.epochs} epoch(s) of this hospital's data, batch ${c.site.options.batchSize}`)
+    try {
+      update = await c.site.update(c.weights(), round, modelRoundOf(round))
+    } catch (e) {
+      if (running) c.log.error(`round ${round}: training failed, this node sends no input this round: ${(e as Error).message}`)
+      return
+    } finally {
+      current = null
+    }
+    // stopped, or the round moved on while this node trained: the input is no longer due
+    if (!running || c.round()?.number !== round) return
     const t = c.site.lastTrain!
     c.log.info(`round ${round}: trained ${t.examples} images in ${t.seconds.toFixed(1)} s (${t.imagesPerSecond.toFixed(0)} images/s)${t.epsilon !== null ? `, ε spent ${t.epsilon.toFixed(3)}` : ''}${t.stoppedEarly !== null ? ` — ${t.stoppedEarly}` : ''}`)
     const budget = c.site.options.budget
@@ -67,13 +85,20 @@ export function createTrainingScheduler (c: TrainingComponents): TrainingSchedul
   function validateWhenReady (round: number): void {
     later(() => {
       if (!running || c.round()?.number !== round) return
-      if (c.stateCurrent()) validate(); else validateWhenReady(round)
+      if (c.stateCurrent()) void validate(round); else validateWhenReady(round)
     })
   }
 
   /** this site's validation counts of the certified model (zeros from a site without a validation part) */
-  function validate (): void {
-    const p = c.site.predictions(c.weights(), 'val')
+  async function validate (round: number): Promise<void> {
+    let p: Awaited<ReturnType<TrainingComponents['site']['predictions']>>
+    try {
+      p = await c.site.predictions(c.weights(), 'val')
+    } catch (e) {
+      if (running) c.log.error(`round ${round}: validation failed, this node sends no input this round: ${(e as Error).message}`)
+      return
+    }
+    if (!running || c.round()?.number !== round) return
     const counts = p === null ? new Float64Array(validationLength(c.validation)) : validationCounts(p.probs, p.labels, c.validation)
     c.setInput(counts, p?.labels.length ?? 0)
   }
@@ -83,21 +108,25 @@ export function createTrainingScheduler (c: TrainingComponents): TrainingSchedul
     stop () { running = false },
     statisticsCertified (stats) { if (stats !== null && c.site.norm === undefined) c.site.useStatistics(stats) },
     modelCertified (round) {
-      const m = c.site.evaluate(c.weights(), 'val')
-      if (m !== null) c.log.info(`round ${round}: validation ${formatMetrics(m)}`)
+      // the weights of this round, taken now: the next certificate may arrive while this evaluates
+      c.site.evaluate(c.weights(), 'val').then(
+        m => { if (m !== null && running) c.log.info(`round ${round}: validation ${formatMetrics(m)}`) },
+        (e: Error) => { if (running) c.log.warn(`round ${round}: validation of the certified model failed: ${e.message}`) })
     },
     roundStarted (round, kind) {
       if (kind === 'stats') { const s = c.site.statsInput(); c.setInput(s.values, s.count) } else if (kind === 'update') due = round
       else validateWhenReady(round)
     },
-    phaseEntered () {
-      const r = c.round()
-      if (training || r === null || r.number !== due || !r.inputExpected) return
-      due = -1
-      training = true
-      later(() => {
-        try { train(r.number) } finally { training = false }
-      })
-    }
+    phaseEntered: trainIfDue,
+    training: () => current
+  }
+
+  /** train for the round in progress if its input is due and no training is under way (one that ends looks again) */
+  function trainIfDue (): void {
+    const r = c.round()
+    if (training || r === null || r.number !== due || !r.inputExpected) return
+    due = -1
+    training = true
+    later(() => { void train(r.number).finally(() => { training = false; if (running) trainIfDue() }) })
   }
 }

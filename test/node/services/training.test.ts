@@ -5,7 +5,7 @@ import { createTrainingScheduler } from '../../../src/node/services/training.ts'
 import { createMetrics } from '../../../src/node/metrics.ts'
 import { PrivacyBudget } from '../../../src/privacy/index.ts'
 import type { RoundView } from '../../../src/protocol/peer.ts'
-import type { Site } from '../../../src/training/site.ts'
+import type { TrainingSite } from '../../../src/training/worker-site.ts'
 import { recordingLogger } from './stubs.ts'
 
 function setup (withBudget = false) {
@@ -14,28 +14,41 @@ function setup (withBudget = false) {
   const queued: Array<() => void> = []
   let saved = 0
   const budget = withBudget ? new PrivacyBudget(8, 1e-5) : null
+  // the next training's outcome: by default at once; a test may hold it back or make it fail
+  let gate: Promise<void> = Promise.resolve()
+  let failure: Error | null = null
   const site = {
     options: { budget },
     lastTrain: { examples: 10, seconds: 0.1, imagesPerSecond: 100, epsilon: null, stoppedEarly: null },
     norm: undefined as { mean: number, std: number } | undefined,
     statsInput: () => ({ values: [0.4, 0.2], count: 10 }),
-    update: (weights: Float32Array, round: number) => { trained.push({ weights, round }); return { values: Float32Array.of(1, 2), count: 10 } },
-    evaluate: () => null,
-    predictions: (weights: Float32Array) => ({ probs: Float32Array.of(0.9, 0.1, 0.2, 0.8, 0.35, 0.65), labels: Int32Array.of(0, 1, 0), weights }),
+    update: async (weights: Float32Array, round: number) => {
+      trained.push({ weights, round })
+      await gate
+      if (failure !== null) throw failure
+      return { values: Float32Array.of(1, 2), count: 10 }
+    },
+    evaluate: async () => null,
+    predictions: async (weights: Float32Array) => ({ probs: Float32Array.of(0.9, 0.1, 0.2, 0.8, 0.35, 0.65), labels: Int32Array.of(0, 1, 0), weights }),
     useStatistics (s: ArrayLike<number>) { this.norm = { mean: s[0], std: 1 } }
   }
   let round: RoundView | null = null
   const { log, lines } = recordingLogger()
   const metrics = createMetrics()
   const scheduler = createTrainingScheduler({
-    site: site as unknown as Site, round: () => round, weights: () => Float32Array.of(9, 9), stateCurrent: () => true, log, metrics, validation: { classes: 2, bins: 10 },
+    site: site as unknown as TrainingSite, round: () => round, weights: () => Float32Array.of(9, 9), stateCurrent: () => true, log, metrics, validation: { classes: 2, bins: 10 },
     setInput: (values, count) => inputs.push({ values: Array.from(values), count }), saveBudget: () => { saved++ }, later: fn => queued.push(fn)
   })
   const enter = (r: Partial<RoundView> & { number: number }): void => { round = { kind: 'update', phase: 'advertise', inputExpected: false, done: false, ...r }; scheduler.phaseEntered() }
-  return { scheduler, trained, inputs, queued, enter, site, metrics, lines, saved: () => saved, budget }
+  const hold = (): (() => void) => { let release!: () => void; gate = new Promise(resolve => { release = resolve }); return release }
+  const fail = (e: Error | null): void => { failure = e }
+  return { scheduler, trained, inputs, queued, enter, site, metrics, lines, saved: () => saved, budget, hold, fail }
 }
 
-test('the statistics round gets the pixel statistics at once; a model round trains only once the masking set includes this node', () => {
+/** let the scheduler's awaited site calls finish */
+const settle = async (): Promise<void> => { for (let i = 0; i < 5; i++) await new Promise(resolve => setImmediate(resolve)) }
+
+test('the statistics round gets the pixel statistics at once; a model round trains only once the masking set includes this node', async () => {
   const t = setup()
   t.scheduler.start()
   t.scheduler.roundStarted(0, 'stats')
@@ -47,11 +60,12 @@ test('the statistics round gets the pixel statistics at once; a model round trai
   t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
   assert.is(t.queued.length, 1, 'scheduled once')
   t.queued.shift()!()
+  await settle()
   assert.equal(t.trained.map(x => [x.round, Array.from(x.weights)]), [[1, [9, 9]]], 'trained from the certified weights')
   assert.equal(t.inputs[1], { values: [1, 2], count: 10 })
 })
 
-test('no training for a round this node is not in, nor once the round moved on, nor after stop', () => {
+test('no training for a round this node is not in, nor once the round moved on, nor after stop', async () => {
   const t = setup()
   t.scheduler.start()
   t.scheduler.roundStarted(1, 'update')
@@ -61,11 +75,13 @@ test('no training for a round this node is not in, nor once the round moved on, 
   t.enter({ number: 2, phase: 'masked-input', inputExpected: true })
   t.enter({ number: 3, phase: 'advertise' }) // the round moved on before training began
   t.queued.shift()!()
+  await settle()
   assert.is(t.trained.length, 0)
   t.scheduler.roundStarted(3, 'update')
   t.enter({ number: 3, phase: 'masked-input', inputExpected: true })
   t.scheduler.stop()
   t.queued.shift()!()
+  await settle()
   assert.is(t.trained.length, 0, 'stopped')
 })
 
@@ -75,18 +91,20 @@ test('with DP the budget is saved after each training and ε is reported', async
   t.scheduler.roundStarted(1, 'update')
   t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
   t.queued.shift()!()
+  await settle()
   assert.is(t.saved(), 1)
   const eps = await t.metrics.registry.getSingleMetric('medmesh_epsilon_spent')!.get()
   assert.is(eps.values[0].value, t.budget!.spent.epsilon)
 })
 
-test('an eval round gets this site\'s validation counts of the certified model, soon after it starts', () => {
+test('an eval round gets this site\'s validation counts of the certified model, soon after it starts', async () => {
   const t = setup()
   t.scheduler.start()
   t.scheduler.roundStarted(2, 'eval')
   t.enter({ number: 2, kind: 'eval', phase: 'advertise' })
   assert.is(t.inputs.length, 0)
   t.queued.shift()!()
+  await settle()
   assert.is(t.inputs.length, 1)
   const { values, count } = t.inputs[0]
   assert.is(count, 3)
@@ -94,6 +112,68 @@ test('an eval round gets this site\'s validation counts of the certified model, 
   assert.equal(values.slice(0, 4), [1, 1, 0, 1])
   assert.equal(values.slice(4, 14), [0, 0, 0, 0, 0, 0, 0, 0, 1, 0], 'the positive at 0.8')
   assert.equal(values.slice(14, 24), [0, 1, 0, 0, 0, 0, 1, 0, 0, 0], 'the negatives at 0.1 and 0.65')
+})
+
+test('a training that fails (its worker crashed) costs that round only: logged, no input, and the next round trains', async () => {
+  const t = setup()
+  t.scheduler.start()
+  t.scheduler.roundStarted(1, 'update')
+  t.fail(new Error('the training worker exited (code 1)'))
+  t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
+  t.queued.shift()!()
+  await settle()
+  assert.is(t.inputs.length, 0)
+  assert.ok(t.lines.some(l => l.level === 'error' && /round 1: training failed, this node sends no input this round: the training worker exited/.test(l.msg)), JSON.stringify(t.lines))
+  t.fail(null)
+  t.scheduler.roundStarted(3, 'update')
+  t.enter({ number: 3, phase: 'masked-input', inputExpected: true })
+  t.queued.shift()!()
+  await settle()
+  assert.equal(t.inputs, [{ values: [1, 2], count: 10 }])
+})
+
+test('a node stopped while it trains sends no input when the training ends, nor after the round moved on', async () => {
+  const t = setup()
+  t.scheduler.start()
+  t.scheduler.roundStarted(1, 'update')
+  let release = t.hold()
+  t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
+  t.queued.shift()!()
+  await settle()
+  assert.is(t.trained.length, 1, 'training began')
+  t.enter({ number: 3, phase: 'advertise' })
+  release()
+  await settle()
+  assert.is(t.inputs.length, 0, 'round 1 is over: its input is not due')
+  t.scheduler.roundStarted(3, 'update')
+  release = t.hold()
+  t.enter({ number: 3, phase: 'masked-input', inputExpected: true })
+  t.queued.shift()!()
+  await settle()
+  t.scheduler.stop()
+  release()
+  await settle()
+  assert.is(t.inputs.length, 0, 'stopped')
+})
+
+test('a round that falls due while a stale training still runs is trained as soon as that one ends', async () => {
+  const t = setup()
+  t.scheduler.start()
+  t.scheduler.roundStarted(1, 'update')
+  const release = t.hold()
+  t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
+  t.queued.shift()!()
+  await settle()
+  t.scheduler.roundStarted(3, 'update')
+  t.enter({ number: 3, phase: 'masked-input', inputExpected: true })
+  assert.is(t.queued.length, 0, 'not while round 1 trains')
+  release()
+  await settle()
+  assert.is(t.queued.length, 1)
+  t.queued.shift()!()
+  await settle()
+  assert.equal(t.trained.map(x => x.round), [1, 3])
+  assert.equal(t.inputs, [{ values: [1, 2], count: 10 }], 'round 3\'s input only')
 })
 
 test('certified statistics are taken once', () => {

@@ -1,0 +1,41 @@
+/**
+ * The worker thread that trains for a WorkerSite (worker-site.ts): it opens the site on its own
+ * TF.js backend and answers one request at a time, so that the thread that started it (a node
+ * serving the network) never waits on a training step. The images arrive in shared memory (no
+ * copy); the privacy budget arrives with each request and goes back with the answer, so the
+ * owner of the budget (the node, which keeps it on disk) stays the only one that counts it.
+ */
+import { parentPort, workerData } from 'node:worker_threads'
+import { PrivacyBudget, deriveKey, seededRandom } from '../privacy/index.ts'
+import { Site } from './site.ts'
+import type { SiteInit, SiteReply, SiteRequest } from './worker-site.ts'
+
+const init = workerData as SiteInit
+const port = parentPort!
+
+async function main (): Promise<void> {
+  const site = await Site.open(init.spec, init.data, { ...init.options, budget: init.budget === null ? null : PrivacyBudget.fromJSON(init.budget) })
+  const reply = (r: SiteReply, transfer: ArrayBuffer[] = []): void => { port.postMessage(r, transfer) }
+  reply({ type: 'ready', backend: site.backend!, initialWeights: site.initialWeights(), noiseMultiplier: site.noiseMultiplier })
+  port.on('message', (q: SiteRequest) => {
+    try {
+      if (q.type === 'statistics') { site.useStatistics(q.stats); return }
+      if (q.type === 'update') {
+        if (q.budget !== null) site.options.budget = PrivacyBudget.fromJSON(q.budget)
+        // a simulation's DP noise: one stream per round from the public seed, so that it repeats
+        // even if this worker is replaced between rounds
+        if (init.noiseSeed !== null) site.options.noiseRandom = seededRandom(deriveKey(init.noiseSeed, 'seeded-random', Uint8Array.of(0xd9, q.round & 0xff, (q.round >> 8) & 0xff, (q.round >> 16) & 0xff)))
+        const u = site.update(q.weights, q.round, q.modelRound)
+        reply({ type: 'updated', id: q.id, values: u.values, count: u.count, train: site.lastTrain!, budget: site.options.budget?.toJSON() ?? null }, [u.values.buffer as ArrayBuffer])
+      } else if (q.type === 'predictions') {
+        reply({ type: 'predictions', id: q.id, result: site.predictions(q.weights, q.split) })
+      } else {
+        reply({ type: 'evaluated', id: q.id, result: site.evaluate(q.weights, q.split) })
+      }
+    } catch (e) {
+      reply({ type: 'failed', id: 'id' in q ? q.id : -1, message: (e as Error).message })
+    }
+  })
+}
+
+main().catch(e => { port.postMessage({ type: 'failed', id: -1, message: (e as Error).message } satisfies SiteReply) })

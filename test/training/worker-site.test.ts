@@ -1,0 +1,100 @@
+/** Training in a worker thread: the same result as on the calling thread, a free event loop meanwhile, and a crash that costs one call. */
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
+import { subset } from '../../src/training/data/dataset.ts'
+import { Site, type SiteSpec } from '../../src/training/site.ts'
+import { WorkerSite, TrainingWorkerError } from '../../src/training/worker-site.ts'
+import { PrivacyBudget } from '../../src/privacy/index.ts'
+
+const data = loadMedMnist(BUNDLED_PNEUMONIAMNIST)
+const train = subset(data.train, Array.from({ length: 200 }, (_, i) => i * 20))
+const val = subset(data.val, Array.from({ length: 40 }, (_, i) => i * 10))
+const spec: SiteSpec = { model: { id: 'medmesh/cnn-small', seed: 3 }, input: { size: 28, channels: 1 }, classes: 2, dp: null }
+const options = { epochs: 1, batchSize: 32, learningRate: 1e-3, seed: new Uint8Array(32).fill(5), budget: null }
+
+test('a worker trains, predicts and evaluates as the same site on this thread does, given the same seed', async () => {
+  const here = await Site.open(spec, { train, val, test: null }, options)
+  const there = await WorkerSite.open(spec, { train, val, test: null }, options)
+  try {
+    assert.equal(there.initialWeights(), here.initialWeights())
+    assert.equal(there.statsInput(), here.statsInput())
+    here.useStatistics(here.statsInput().values)
+    there.useStatistics(here.statsInput().values)
+    const w = here.initialWeights()
+    const a = here.update(w, 1)
+    const b = await there.update(w, 1)
+    assert.is(b.count, a.count)
+    let worst = 0
+    for (let i = 0; i < a.values.length; i++) worst = Math.max(worst, Math.abs(a.values[i] - b.values[i]))
+    assert.ok(worst < 1e-6, `largest difference ${worst}`)
+    assert.is(there.lastTrain!.examples, here.lastTrain!.examples)
+    const next = Float32Array.from(w, (x, i) => x + a.values[i])
+    assert.equal((await there.evaluate(next, 'val'))!.auc, here.evaluate(next, 'val')!.auc)
+    assert.equal((await there.predictions(next, 'val'))!.labels, val.labels)
+    assert.is(await there.predictions(next, 'test'), null, 'no test split here')
+  } finally {
+    here.dispose()
+    await there.close()
+  }
+})
+
+test('the calling thread stays free while the worker trains: timers fire on time', async () => {
+  const site = await WorkerSite.open(spec, { train: data.train, val: null, test: null }, { ...options, epochs: 0.5 })
+  try {
+    let worst = 0
+    let last = performance.now()
+    const timer = setInterval(() => { const now = performance.now(); worst = Math.max(worst, now - last - 20); last = now }, 20)
+    const started = performance.now()
+    await site.update(site.initialWeights(), 1)
+    clearInterval(timer)
+    const took = performance.now() - started
+    assert.ok(took > 1000, `the training lasted ${took.toFixed(0)} ms: long enough to matter`)
+    assert.ok(worst < 100, `a 20 ms timer was ${worst.toFixed(0)} ms late while the worker trained`)
+  } finally {
+    await site.close()
+  }
+})
+
+test('a worker killed mid-training fails that call with a clear error; the next call starts a new worker and trains', async () => {
+  const site = await WorkerSite.open(spec, { train, val, test: null }, { ...options, epochs: 5 })
+  try {
+    const first = site.threadId
+    const pending = site.update(site.initialWeights(), 1)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    await site.terminateWorker()
+    const err = await pending.then(() => null, (e: Error) => e)
+    assert.ok(err instanceof TrainingWorkerError && /the training worker exited/.test(err.message), String(err))
+    const u = await site.update(site.initialWeights(), 2)
+    assert.ok(u.values.some(x => x !== 0), 'the new worker trained')
+    assert.is.not(site.threadId, first)
+  } finally {
+    await site.close()
+  }
+})
+
+test('with DP, the budget the caller holds is the one spent: the worker spends it and hands it back', async () => {
+  const budget = new PrivacyBudget(50, 1e-5)
+  const site = await WorkerSite.open({ ...spec, dp: { noiseMultiplier: 1, clipNorm: 1 } }, { train, val: null, test: null }, { ...options, epochs: 0.2, budget, noiseSeed: new Uint8Array(32).fill(7) })
+  try {
+    assert.is(site.noiseMultiplier, 1)
+    await site.update(site.initialWeights(), 1)
+    const once = site.options.budget!.spent.epsilon
+    assert.ok(once > 0)
+    assert.is(site.lastTrain!.epsilon, once)
+    await site.update(site.initialWeights(), 2)
+    assert.ok(site.options.budget!.spent.epsilon > once, 'the second round adds to the first')
+    // the noise of a simulation follows from its seed: a second site with the same seed trains the same update
+    const again = await WorkerSite.open({ ...spec, dp: { noiseMultiplier: 1, clipNorm: 1 } }, { train, val: null, test: null }, { ...options, epochs: 0.2, budget: new PrivacyBudget(50, 1e-5), noiseSeed: new Uint8Array(32).fill(7) })
+    try {
+      const a = await site.update(site.initialWeights(), 3)
+      await again.update(again.initialWeights(), 1); await again.update(again.initialWeights(), 2)
+      const b = await again.update(again.initialWeights(), 3)
+      assert.equal(Array.from(b.values.slice(0, 50)), Array.from(a.values.slice(0, 50)))
+    } finally { await again.close() }
+  } finally {
+    await site.close()
+  }
+})
+
+test.run()

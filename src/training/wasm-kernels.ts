@@ -89,9 +89,11 @@ function maxPoolGrad ({ inputs, attrs, backend }: { inputs: NamedTensorInfoMap, 
   const heap = backend as WasmHeapBackend
   const xInfo = inputs.input!
   const info = tf.backend_util.computePool2DInfo(xInfo.shape as [number, number, number, number], filterSize, strides, 1, pad, dimRoundingMode)
+  // the output first: allocating it may grow the wasm memory, which detaches every view of the
+  // heap taken before (the inputs would then read as empty and the gradient as zeros)
+  const out = heap.makeOutput(xInfo.shape, 'float32')
   const x = heap.typedArrayFromHeap(xInfo)
   const dy = heap.typedArrayFromHeap(inputs.dy!)
-  const out = heap.makeOutput(xInfo.shape, 'float32')
   const dx = heap.typedArrayFromHeap(out)
   dx.fill(0)
   const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW, strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info

@@ -77,6 +77,22 @@ test('wasm MaxPool gradient equals the cpu backend\'s, ties included', async () 
   assert.ok(checked >= 20)
 })
 
+test('wasm MaxPool gradient is right when allocating its output grows the wasm memory (views of the heap taken before would read as empty)', async () => {
+  await selectBackend('wasm')
+  const memory = (): number => (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.byteLength
+  const before = memory()
+  // an input larger than the whole heap so far: its gradient's output cannot fit without growing it
+  const side = Math.ceil(Math.sqrt(before / 4 / 8 / 4)) + 8
+  const c = { batch: 8, h: side, w: side, ch: 4, k: 2, stride: 2, pad: 'valid' as const }
+  const got = poolGradient(c, 3, false)
+  assert.ok(memory() > before, `the heap grew (${before} → ${memory()} bytes)`)
+  await selectBackend('cpu')
+  const ref = poolGradient(c, 3, false)
+  await selectBackend('wasm')
+  assert.ok(got.some(v => v !== 0), 'not all zeros')
+  assert.ok(maxRelError(got, ref) < 1e-4, 'MaxPool dx differs from the cpu backend\'s')
+})
+
 test('the gradient kernels leak no tensors', async () => {
   await selectBackend('wasm')
   const c: Case = { batch: 4, h: 9, w: 9, ci: 3, co: 5, k: 3, stride: 2, pad: 'same' }

@@ -28,6 +28,8 @@ export interface SimSetup {
   dp: { epsilon: number, noise: number, clip: number } | null
   /** eval rounds without a better pooled validation AUC that end the run (0: run every round) */
   patience: number
+  /** worker threads per node process that split each batch (tcp) */
+  trainingWorkers: number
   dropout: number
   killAt: number | null
   malicious: boolean

@@ -240,7 +240,7 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
     },
     // a simulation repeats: each node's randomness from the run's seed; with no faults, no round
     // starts before every node is connected to every other
-    nodeOf: i => ({ simulationSeed: hex(s.seedBytes(100 + i)), ...(faultless ? { minPeers: n - 1 } : {}) }),
+    nodeOf: i => ({ simulationSeed: hex(s.seedBytes(100 + i)), trainingWorkers: s.trainingWorkers, ...(faultless ? { minPeers: n - 1 } : {}) }),
   })
   const manifest: Manifest = new DataDir(dirs[0]).manifest()
   // member index (canonical order in the manifest) -> hospital

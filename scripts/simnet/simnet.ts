@@ -65,6 +65,8 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --dp-epsilon E       DP-SGD with this ε budget per hospital, δ = 1e-5 (default: off), with the DP recipe
   --dp-noise S         noise multiplier, or 'calibrated' (default): each hospital's σ spends its budget over the rounds
   --dp-clip C          per-example clipping norm (default ${DP_RECIPE['dp-clip']})
+  --training-workers W worker threads per node process, each batch split among them (tcp; default:
+                       this machine's cores / hospitals, at least 1)
   --patience P         stop after P eval rounds without a better pooled validation AUC (default 0: run all rounds)
   --dropout P          fraction of hospitals offline in each round (default 0)
   --kill-at K          hospital 1 crashes at the start of round K and comes back two rounds later,
@@ -73,7 +75,7 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --latency MS         network delay per message (memory; default 0, plus up to 20 ms jitter)
   --bandwidth MBPS     link speed for masked vectors and states (memory; default: unlimited)
   --seed N             the data split, the initial model and the faults; with --transport memory
-                       the same seed gives the same figures (default 1)
+                       and over tcp alike, the same seed gives the same figures (default 1)
   --no-baselines       skip the centralised and local-only baselines
   --out DIR            report folder (default reports/simnet-<seed>)
   --repeat K           run K seeds (--seed, --seed + 1, …), each in its own folder under --out, and report
@@ -88,7 +90,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       nodes: { type: 'string', default: '5' }, rounds: { type: 'string', default: '10' }, dataset: { type: 'string' }, partition: { type: 'string', default: 'dirichlet' },
       alpha: { type: 'string', default: '1.0' }, model: { type: 'string', default: 'medmesh/cnn-small' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
       'dp-epsilon': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' }, dropout: { type: 'string', default: '0' }, seed: { type: 'string', default: '1' },
-      'no-baselines': { type: 'boolean', default: false }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
+      'no-baselines': { type: 'boolean', default: false }, 'training-workers': { type: 'string' }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
       latency: { type: 'string', default: '0' }, bandwidth: { type: 'string' }, transport: { type: 'string', default: 'tcp' },
       size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' },
       'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, aggregation: { type: 'string' },
@@ -138,6 +140,9 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   if (!(epochs > 0) || !(Number.isInteger(batchSize) && batchSize >= 1)) throw new Error('--epochs must be positive and --batch-size a positive integer')
   if (!(AGGREGATION_RULES as readonly string[]).includes(aggregation.rule)) throw new Error(`--aggregation must be one of ${AGGREGATION_RULES.join(', ')}`)
   if (!(aggregation.serverLr > 0 && aggregation.serverLr <= 100) || !(aggregation.beta1 >= 0 && aggregation.beta1 < 1)) throw new Error('--server-lr must be in (0, 100] and --momentum in [0, 1)')
+  // the node processes share this machine's cores: by default each trains on its share of them
+  const trainingWorkers = values['training-workers'] === undefined ? Math.max(1, Math.floor(availableParallelism() / n)) : Number(values['training-workers'])
+  if (!(Number.isInteger(trainingWorkers) && trainingWorkers >= 1 && trainingWorkers <= 256)) throw new Error('--training-workers must be a whole number in [1, 256]')
   const patience = Number(values.patience)
   if (!(Number.isInteger(patience) && patience >= 0)) throw new Error('--patience must be a whole number')
   const training: TrainingParams = { schedule: lrSchedule, rounds, epochs, batchSize, learningRate, classWeighting }
@@ -161,7 +166,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const evalModel = buildModel(spec)
   const evaluator = new LocalTrainer(evalModel)
   const setup: SimSetup = {
-    n, rounds, seed, modelId, data, parts, training, aggregation, patience, initialWeights: flattenWeights(evalModel), modelBytes: 4 * flattenWeights(evalModel).length,
+    n, rounds, seed, modelId, data, parts, training, aggregation, patience, trainingWorkers, initialWeights: flattenWeights(evalModel), modelBytes: 4 * flattenWeights(evalModel).length,
     dp: dpEpsilon === null ? null : { epsilon: dpEpsilon, noise: dpNoise, clip: dpClip },
     dropout, killAt, malicious: values.malicious === true, latencyMs: latency, bandwidthBytesPerMs: bandwidth, outDir, seedBytes, out,
     evaluate: (weights, stats) => {

@@ -142,14 +142,16 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
 const NODE_FLAGS = {
   'data-dir': { type: 'string' }, listen: { type: 'string', multiple: true }, announce: { type: 'string', multiple: true }, bootstrap: { type: 'string', multiple: true },
   http: { type: 'string' }, dataset: { type: 'string' }, shard: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
-  'learning-rate': { type: 'string' }, rounds: { type: 'string' }, psk: { type: 'string' }, 'log-level': { type: 'string' }, 'min-peers': { type: 'string' }
+  'learning-rate': { type: 'string' }, rounds: { type: 'string' }, psk: { type: 'string' }, 'log-level': { type: 'string' }, 'min-peers': { type: 'string' },
+  'training-workers': { type: 'string' }
 } as const
 
 function flagLayer (values: Record<string, unknown>): Partial<Record<keyof NodeConfig, unknown>> {
   const n = (k: string) => values[k] === undefined ? undefined : Number(values[k])
   return {
     listen: values.listen, announce: values.announce, bootstrap: values.bootstrap, http: values.http, dataset: values.dataset, shard: values.shard,
-    epochs: n('epochs'), batchSize: n('batch-size'), learningRate: n('learning-rate'), rounds: n('rounds'), pskFile: values.psk, logLevel: values['log-level'], minPeers: n('min-peers')
+    epochs: n('epochs'), batchSize: n('batch-size'), learningRate: n('learning-rate'), rounds: n('rounds'), pskFile: values.psk, logLevel: values['log-level'], minPeers: n('min-peers'),
+    trainingWorkers: n('training-workers')
   }
 }
 
@@ -169,6 +171,7 @@ Node options (also settable in config.json or as MEDMESH_* environment variables
   --rounds N              stop after N certified model rounds (default 0: run until stopped)
   --psk FILE              libp2p pre-shared network key (@libp2p/pnet)
   --min-peers N           members to wait for before the first round (default: threshold - 1)
+  --training-workers W    worker threads that train, each batch split among them (default: one per core)
   --log-level LEVEL       debug | info | warn | error`
 
 export async function join (args: string[], out: Out = stdout): Promise<number> {

@@ -38,6 +38,8 @@ export interface NodeConfig {
    * on real data: anyone who knows the seed can unmask this node's inputs.
    */
   simulationSeed: string | null
+  /** worker threads that train, each step's batch split among them (null: one per core of this machine) */
+  trainingWorkers: number | null
 }
 
 export class ConfigError extends Error {
@@ -59,12 +61,13 @@ export const DEFAULTS: Omit<NodeConfig, 'dataDir'> = {
   logLevel: 'info',
   minPeers: 0,
   deny: [],
-  simulationSeed: null
+  simulationSeed: null,
+  trainingWorkers: null
 }
 
 type Layer = Partial<Record<keyof NodeConfig, unknown>>
 const LISTS = new Set(['listen', 'announce', 'bootstrap'])
-const NUMBERS = new Set(['epochs', 'batchSize', 'learningRate', 'rounds', 'minPeers'])
+const NUMBERS = new Set(['epochs', 'batchSize', 'learningRate', 'rounds', 'minPeers', 'trainingWorkers'])
 
 /** Environment variables MEDMESH_<UPPER_SNAKE_NAME>. */
 export function envLayer (env: NodeJS.ProcessEnv): Layer {
@@ -117,6 +120,8 @@ export function validateConfig (c: Record<string, unknown>): NodeConfig {
   if (!Array.isArray(c.deny) || c.deny.some(x => typeof x !== 'string' || !/^[1-9A-HJ-NP-Za-km-z]{40,60}$/.test(x))) throw new ConfigError('deny must be a list of peer ids')
   const override = (key: string, integer: boolean, min: number): void => { if (c[key] !== null) positive(key, integer, min) }
   override('epochs', false, 0.01); override('batchSize', true, 1); override('learningRate', false, 1e-9); positive('rounds', true, 0); positive('minPeers', true, 0)
+  override('trainingWorkers', true, 1)
+  if (c.trainingWorkers !== null && (c.trainingWorkers as number) > 256) throw new ConfigError(`trainingWorkers must be at most 256, got ${String(c.trainingWorkers)}`)
   if (typeof c.http !== 'string' || !(c.http === 'off' || /^[\w.-]+:\d{1,5}$/.test(c.http))) throw new ConfigError(`http must be host:port or 'off', got '${String(c.http)}'`)
   if (typeof c.dataset !== 'string' || c.dataset.length === 0) throw new ConfigError('dataset must be a path')
   if (c.shard !== null && (typeof c.shard !== 'string' || !/^\d+\/\d+$/.test(c.shard) || Number(c.shard.split('/')[0]) >= Number(c.shard.split('/')[1]))) throw new ConfigError(`shard must look like i/n with i < n, got '${String(c.shard)}'`)

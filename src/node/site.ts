@@ -4,6 +4,7 @@
  * model built here must hash to the manifest's initial state, or this node would train another
  * model than its peers.
  */
+import { availableParallelism } from 'node:os'
 import { hex } from '../protocol/codec.ts'
 import type { Manifest } from '../protocol/manifest.ts'
 import { initialState, stateHash } from '../protocol/model.ts'
@@ -62,8 +63,9 @@ export async function openSite (manifest: Manifest, config: NodeConfig, randomne
   const budget = dp.enabled ? (savedBudget ?? new PrivacyBudget(dp.epsilon, dp.delta)) : null
   const { recipe, overrides } = localRecipe(manifest, config)
   for (const o of overrides) log.warn(o)
-  const site = await WorkerSite.open(siteSpec(manifest), loadSiteData(config.dataset, config.shard), { ...recipe, seed: randomness.trainingSeed, budget, noiseSeed: randomness.noiseSeed })
-  log.info(describeBackend(site.backend!))
+  const workers = config.trainingWorkers ?? availableParallelism()
+  const site = await WorkerSite.open(siteSpec(manifest), loadSiteData(config.dataset, config.shard), { ...recipe, seed: randomness.trainingSeed, budget, noiseSeed: randomness.noiseSeed, workers })
+  log.info(`${describeBackend(site.backend!)}; training in ${workers} worker thread(s)${workers > 1 ? ', each batch split among them' : ''}`)
   if (dp.enabled) log.info(`DP-SGD: ε ${dp.epsilon}, δ ${dp.delta} for this hospital; noise multiplier ${site.noiseMultiplier!.toFixed(3)}${dp.noiseMultiplier === 0 ? ` (calibrated to spend the budget over ${manifest.params.training.rounds} model rounds)` : ''}, clipping norm ${dp.clipNorm}`)
   const m = manifest.params.model
   if (hex(stateHash(initialState(site.initialWeights()))) !== m.initialHash) {

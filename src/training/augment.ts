@@ -20,11 +20,16 @@ export class Augmenter {
   readonly #o: AugmentOptions
   constructor (seed: Uint8Array, o: AugmentOptions = XRAY_AUGMENT) { this.#rng = seededRandom(seed); this.#o = o }
 
-  /** Transform `count` images of h×w×c held in `images` (in place). */
-  apply (images: Float32Array, count: number, h: number, w: number, c = 1): void {
+  /**
+   * Transform `count` images of h×w×c held in `images` (in place). With `shard`, they are images
+   * from..from+count-1 of a batch of `total`: the draws are those of the whole batch, so that a
+   * batch split across workers is augmented exactly as it would be in one piece.
+   */
+  apply (images: Float32Array, count: number, h: number, w: number, c = 1, shard?: { from: number, total: number }): void {
     const o = this.#o
     const draws = o.flip || o.colourJitter > 0 ? 7 : 4
-    const u = uniformDoubles(this.#rng, draws * count)
+    const all = uniformDoubles(this.#rng, draws * (shard?.total ?? count))
+    const u = shard === undefined ? all : all.subarray(draws * shard.from)
     const src = new Float32Array(h * w * c)
     const cy = (h - 1) / 2; const cx = (w - 1) / 2
     for (let i = 0; i < count; i++) {

@@ -8,6 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { PrivacyBudget, deriveKey, seededRandom } from '../privacy/index.ts'
 import { Site } from './site.ts'
+import { sharedAllReduce } from './all-reduce.ts'
 import type { SiteInit, SiteReply, SiteRequest } from './worker-site.ts'
 
 const init = workerData as SiteInit
@@ -15,11 +16,15 @@ const port = parentPort!
 
 async function main (): Promise<void> {
   const site = await Site.open(init.spec, init.data, { ...init.options, budget: init.budget === null ? null : PrivacyBudget.fromJSON(init.budget) })
+  // one of several workers that split each batch: the shared sum of their gradients
+  const joinParallel = (p: NonNullable<SiteInit['parallel']>): void => { site.options.parallel = sharedAllReduce(p.buffers, p.index, p.count) }
+  if (init.parallel !== null) joinParallel(init.parallel)
   const reply = (r: SiteReply, transfer: ArrayBuffer[] = []): void => { port.postMessage(r, transfer) }
   reply({ type: 'ready', backend: site.backend!, initialWeights: site.initialWeights(), noiseMultiplier: site.noiseMultiplier })
   port.on('message', (q: SiteRequest) => {
     try {
       if (q.type === 'statistics') { site.useStatistics(q.stats); return }
+      if (q.type === 'parallel') { joinParallel(q.parallel); return }
       if (q.type === 'update') {
         if (q.budget !== null) site.options.budget = PrivacyBudget.fromJSON(q.budget)
         // a simulation's DP noise: one stream per round from the public seed, so that it repeats

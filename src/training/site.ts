@@ -15,7 +15,7 @@ import { normalisation, pixelStats, statsVector, type Normalisation } from './da
 import { resizeDataset } from './data/resize.ts'
 import { learningRateAt, type LrSchedule } from './schedule.ts'
 import { buildModel, flattenWeights, setFlatWeights, type ModelId } from './models.ts'
-import { LocalTrainer, type TrainResult } from './trainer.ts'
+import { LocalTrainer, type DataParallel, type TrainResult } from './trainer.ts'
 import type { ClinicalMetrics } from './metrics.ts'
 import type * as tfl from '@tensorflow/tfjs-layers'
 
@@ -84,6 +84,8 @@ export interface SiteOptions {
   budget: PrivacyBudget | null
   /** DP noise from this generator instead of the CSPRNG: simulations that must repeat, never real data */
   noiseRandom?: RandomSource
+  /** this site is one of several workers that split each batch (worker-site.ts) */
+  parallel?: DataParallel
 }
 
 export class Site {
@@ -152,6 +154,7 @@ export class Site {
       augment: true,
       classWeighting: this.options.classWeighting ?? 'balanced',
       normalisation: this.norm,
+      parallel: this.options.parallel,
       dp: dp !== null && this.options.budget !== null ? { noiseMultiplier: this.noiseMultiplier!, clipNorm: dp.clipNorm, budget: this.options.budget, noiseRandom: this.options.noiseRandom } : undefined
     })
     const local = flattenWeights(this.model)

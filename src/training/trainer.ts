@@ -25,6 +25,19 @@ export interface DpOptions {
   noiseRandom?: RandomSource
 }
 
+/**
+ * Data parallelism: this trainer is worker `index` of `count`, each holding the same model; every
+ * step's batch is split among them, each computes the gradient of its share, `allReduce` sums
+ * them (in worker order, so the total does not depend on timing) and every worker applies the
+ * same total, so the replicas stay identical. BatchNorm layers normalise over a worker's share.
+ */
+export interface DataParallel {
+  index: number
+  count: number
+  /** the element-wise sum of this vector over every worker, the same on each */
+  allReduce: (values: Float32Array) => Float32Array
+}
+
 export interface TrainOptions {
   epochs?: number
   steps?: number
@@ -37,6 +50,7 @@ export interface TrainOptions {
   /** 32 bytes: shuffling, augmentation and sampling follow from it */
   seed: Uint8Array
   dp?: DpOptions
+  parallel?: DataParallel
 }
 
 export interface TrainResult {
@@ -110,6 +124,8 @@ export class LocalTrainer {
           break
         }
         lossSum += this.#dpStep(data, batch, weights, o, augmenter, optimizer, q * n) * batch.length
+      } else if (o.parallel !== undefined && o.parallel.count > 1) {
+        lossSum += this.#parallelStep(data, batch, weights, o, augmenter, optimizer) * batch.length
       } else {
         lossSum += this.#step(data, batch, weights, o, augmenter, optimizer) * batch.length
       }
@@ -128,20 +144,61 @@ export class LocalTrainer {
     }
   }
 
-  #batchTensors (data: ImageDataset, batch: number[], o: TrainOptions, augmenter: Augmenter | null): { x: tf.Tensor4D, labels: Int32Array } {
+  /** `shard`: these are images from..from+n-1 of a batch of `total` split among workers */
+  #batchTensors (data: ImageDataset, batch: number[], o: TrainOptions, augmenter: Augmenter | null, shard?: { from: number, total: number }): { x: tf.Tensor4D, labels: Int32Array } {
     const buf = floatsOf(data, batch)
     const labels = Int32Array.from(batch, j => data.labels[j])
-    augmenter?.apply(buf, batch.length, data.height, data.width, data.channels)
+    augmenter?.apply(buf, batch.length, data.height, data.width, data.channels, shard)
     normaliseInPlace(buf, o.normalisation)
     return { x: tf.tensor4d(buf, [batch.length, data.height, data.width, data.channels]), labels }
   }
 
-  #lossOf (x: tf.Tensor4D, labels: Int32Array, weights: Float32Array, classes: number): tf.Scalar {
+  /** the weighted loss summed over these examples, divided by `denominator` (the whole batch's size) */
+  #lossOf (x: tf.Tensor4D, labels: Int32Array, weights: Float32Array, classes: number, denominator = labels.length): tf.Scalar {
     const probs = this.model.apply(x, { training: true }) as tf.Tensor2D
     const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), classes)
     const w = tf.tensor1d(Float32Array.from(labels, l => weights[l]))
     const nll = tf.neg(tf.sum(tf.mul(onehot, tf.log(tf.clipByValue(probs, EPS, 1))), 1))
-    return tf.div(tf.sum(tf.mul(nll, w)), labels.length) as tf.Scalar
+    return tf.div(tf.sum(tf.mul(nll, w)), denominator) as tf.Scalar
+  }
+
+  /** this worker's share of a batch: a contiguous slice, by its index */
+  static shareOf (batch: number[], p: DataParallel): { from: number, mine: number[] } {
+    const from = Math.floor(p.index * batch.length / p.count)
+    return { from, mine: batch.slice(from, Math.floor((p.index + 1) * batch.length / p.count)) }
+  }
+
+  /** flatten gradients (in the order of `vars`) with one extra value at the end */
+  static #flatten (vars: tf.Variable[], grads: tf.Tensor[], extra: number): Float32Array {
+    const flat = new Float32Array(vars.reduce((a, v) => a + v.size, 0) + 1)
+    let off = 0
+    grads.forEach((g, i) => { flat.set(g.dataSync() as Float32Array, off); off += vars[i].size })
+    flat[off] = extra
+    return flat
+  }
+
+  static #unflatten (vars: tf.Variable[], flat: Float32Array, scale: number): tf.NamedTensorMap {
+    const named: tf.NamedTensorMap = {}
+    let off = 0
+    for (const v of vars) { named[v.name] = tf.mul(tf.tensor(flat.subarray(off, off + v.size), v.shape), scale); off += v.size }
+    return named
+  }
+
+  /** One step of this worker's share of the batch: the gradient of its part of the mean loss, summed over the workers, applied. */
+  #parallelStep (data: ImageDataset, batch: number[], weights: Float32Array, o: TrainOptions, augmenter: Augmenter | null, optimizer: tf.Optimizer): number {
+    const p = o.parallel!
+    const vars = this.model.trainableWeights.map(v => v.read() as tf.Variable)
+    const { from, mine } = LocalTrainer.shareOf(batch, p)
+    const flat = tf.tidy(() => {
+      // an empty share still draws its augmentation, so every worker's generator stays in step
+      const { x, labels } = this.#batchTensors(data, mine, o, augmenter, { from, total: batch.length })
+      if (mine.length === 0) return LocalTrainer.#flatten(vars, vars.map(v => tf.zerosLike(v)), 0)
+      const { value, grads } = tf.variableGrads(() => this.#lossOf(x, labels, weights, data.classes.length, batch.length), vars)
+      return LocalTrainer.#flatten(vars, vars.map(v => grads[v.name]), value.dataSync()[0])
+    })
+    const total = p.allReduce(flat)
+    tf.tidy(() => { optimizer.applyGradients(LocalTrainer.#unflatten(vars, total, 1)) })
+    return total[total.length - 1]
   }
 
   #step (data: ImageDataset, batch: number[], weights: Float32Array, o: TrainOptions, augmenter: Augmenter | null, optimizer: tf.Optimizer): number {
@@ -163,13 +220,23 @@ export class LocalTrainer {
     const vars = this.model.trainableWeights.map(v => v.read() as tf.Variable)
     let sums: tf.Tensor[] = vars.map(v => tf.zerosLike(v))
     let lossSum = 0
+    const parallel = o.parallel !== undefined && o.parallel.count > 1 ? o.parallel : null
+    const { from, mine } = parallel === null ? { from: 0, mine: batch } : LocalTrainer.shareOf(batch, parallel)
     // class weights act after clipping (clipping would undo them before it), scaled so that the
     // largest is 1: no example contributes more than C, so the noise calibration is unchanged
     const largest = Math.max(...weights)
     const unit = new Float32Array(weights.length).fill(1)
-    for (const j of batch) {
+    // one generator draw per batch (not per example), so that a batch split among workers is augmented as in one piece
+    const augmented = new Map<number, Float32Array>()
+    if (augmenter !== null) {
+      const buf = floatsOf(data, mine)
+      augmenter.apply(buf, mine.length, data.height, data.width, data.channels, { from, total: batch.length })
+      const len = data.height * data.width * data.channels
+      mine.forEach((_, k) => augmented.set(k, buf.subarray(k * len, (k + 1) * len)))
+    }
+    for (const [k, j] of mine.entries()) {
       const next = tf.tidy(() => {
-        const { x, labels } = this.#batchTensors(data, [j], o, augmenter)
+        const { x, labels } = augmenter === null ? this.#batchTensors(data, [j], o, null) : this.#exampleTensor(augmented.get(k)!, data, j, o)
         const { value, grads } = tf.variableGrads(() => this.#lossOf(x, labels, unit, data.classes.length), vars)
         lossSum += value.dataSync()[0]
         const gs = vars.map(v => grads[v.name])
@@ -180,8 +247,20 @@ export class LocalTrainer {
       tf.dispose(sums)
       sums = next
     }
+    const noiseRng = dp.noiseRandom ?? systemRandom
+    if (parallel !== null) {
+      // the clipped sums of every worker's share, and the noise once for the whole batch (worker 0's)
+      const flat = LocalTrainer.#flatten(vars, sums, lossSum)
+      tf.dispose(sums)
+      if (parallel.index === 0) {
+        const noise = gaussianNoise(flat.length - 1, dp.noiseMultiplier * dp.clipNorm, noiseRng)
+        for (let i = 0; i < noise.length; i++) flat[i] += noise[i]
+      }
+      const total = parallel.allReduce(flat)
+      tf.tidy(() => { optimizer.applyGradients(LocalTrainer.#unflatten(vars, total, 1 / expectedBatch)) })
+      return batch.length === 0 ? 0 : total[total.length - 1] / batch.length
+    }
     tf.tidy(() => {
-      const noiseRng = dp.noiseRandom ?? systemRandom
       const named: tf.NamedTensorMap = {}
       vars.forEach((v, i) => {
         const noise = tf.tensor(Float32Array.from(gaussianNoise(v.size, dp.noiseMultiplier * dp.clipNorm, noiseRng)), v.shape)
@@ -191,6 +270,13 @@ export class LocalTrainer {
     })
     tf.dispose(sums)
     return batch.length === 0 ? 0 : lossSum / batch.length
+  }
+
+  /** one example's already augmented pixels as a batch of one */
+  #exampleTensor (pixels: Float32Array, data: ImageDataset, j: number, o: TrainOptions): { x: tf.Tensor4D, labels: Int32Array } {
+    const buf = Float32Array.from(pixels)
+    normaliseInPlace(buf, o.normalisation)
+    return { x: tf.tensor4d(buf, [1, data.height, data.width, data.channels]), labels: Int32Array.of(data.labels[j]) }
   }
 
   /** Class probabilities for every image, in batches. */

@@ -1,10 +1,11 @@
 /**
- * A hospital's training site whose work runs in a worker thread (site-worker.ts), each worker
- * with its own TF.js backend: the thread that owns it (a node's event loop) stays free to serve
- * gossip, blobs and /status while a round trains. Every call is asynchronous and answered in
- * order. A worker that crashes or runs out of memory fails the calls in flight with a clear
- * error; the next call starts a fresh worker on the same shared images, so one bad round costs
- * that round only.
+ * A hospital's training site whose work runs in worker threads (site-worker.ts), each with its
+ * own TF.js backend: the thread that owns it (a node's event loop) stays free to serve gossip,
+ * blobs and /status while a round trains. With W workers every step's batch is split among them
+ * and their gradients summed in shared memory (all-reduce.ts), one optimiser step on each
+ * replica, so W cores train one model. Every call is asynchronous. A worker that crashes or runs
+ * out of memory fails the calls in flight with a clear error; the next call starts fresh workers
+ * on the same shared images, so one bad round costs that round only.
  *
  * `TrainingSite` is the surface a node trains through; `InThreadSite` gives it for a Site on the
  * calling thread (tests, and a node configured with no training workers).
@@ -16,6 +17,7 @@ import type { ImageDataset } from './data/dataset.ts'
 import { fitData, Site, type SiteData, type SiteOptions, type SiteSpec } from './site.ts'
 import { normalisation, pixelStats, statsVector, type Normalisation } from './data/stats.ts'
 import type { ClinicalMetrics } from './metrics.ts'
+import { allocateReduceBuffers, type SharedReduceBuffers } from './all-reduce.ts'
 import type { TrainResult } from './trainer.ts'
 
 export type Split = 'val' | 'test'
@@ -60,14 +62,17 @@ export class InThreadSite implements TrainingSite {
 export interface SiteInit {
   spec: SiteSpec
   data: SiteData
-  options: Omit<SiteOptions, 'budget' | 'noiseRandom'>
+  options: Omit<SiteOptions, 'budget' | 'noiseRandom' | 'parallel'>
   budget: PrivacyBudgetState | null
   /** a simulation's public seed for DP noise; null: the CSPRNG */
   noiseSeed: Uint8Array | null
+  /** this worker's place among several that split each batch, or null for one alone */
+  parallel: { index: number, count: number, buffers: SharedReduceBuffers } | null
 }
 
 export type SiteRequest =
   | { type: 'statistics', stats: number[] }
+  | { type: 'parallel', parallel: NonNullable<SiteInit['parallel']> }
   | { type: 'update', id: number, weights: Float32Array, round: number, modelRound: number, budget: PrivacyBudgetState | null }
   | { type: 'predictions', id: number, weights: Float32Array, split: Split }
   | { type: 'evaluate', id: number, weights: Float32Array, split: Split }
@@ -91,12 +96,61 @@ function shared (d: ImageDataset | null): ImageDataset | null {
   return { ...d, pixels }
 }
 
+export interface WorkerSiteOptions extends Omit<SiteOptions, 'noiseRandom' | 'parallel'> {
+  noiseSeed?: Uint8Array
+  /** worker threads that split each batch (default 1) */
+  workers?: number
+  /** V8 heap limit of each worker (MB); wasm memory is outside it */
+  maxHeapMb?: number
+}
+
 interface Pending { resolve: (r: SiteReply) => void, reject: (e: Error) => void }
 
-export interface WorkerSiteOptions extends Omit<SiteOptions, 'noiseRandom'> {
-  noiseSeed?: Uint8Array
-  /** V8 heap limit of the worker (MB); wasm memory is outside it */
-  maxHeapMb?: number
+/** One worker thread and the requests it has yet to answer. */
+class SiteThread {
+  readonly worker: Worker
+  readonly ready: Promise<Extract<SiteReply, { type: 'ready' }>>
+  readonly pending = new Map<number, Pending>()
+  failure: Error | null = null
+
+  constructor (init: SiteInit, maxHeapMb: number | undefined, onFailure: (e: Error) => void) {
+    this.worker = new Worker(new URL('./site-worker.ts', import.meta.url), { workerData: init, ...(maxHeapMb === undefined ? {} : { resourceLimits: { maxOldGenerationSizeMb: maxHeapMb } }) })
+    this.worker.unref()
+    this.ready = new Promise((resolve, reject) => {
+      const fail = (e: Error): void => {
+        if (this.failure !== null) return
+        this.failure = e
+        reject(e)
+        for (const p of this.pending.values()) p.reject(e)
+        this.pending.clear()
+        onFailure(e)
+      }
+      this.worker.on('message', (r: SiteReply) => {
+        if (r.type === 'ready') { resolve(r); return }
+        if (r.type === 'failed' && r.id === -1) { fail(new TrainingWorkerError(`the training worker could not start: ${r.message}`)); void this.worker.terminate(); return }
+        const p = this.pending.get(r.id)
+        this.pending.delete(r.id)
+        if (this.pending.size === 0) this.worker.unref()
+        p?.resolve(r)
+      })
+      this.worker.on('error', e => {
+        const oom = (e as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY'
+        fail(new TrainingWorkerError(oom ? `the training worker ran out of memory (${e.message})` : `the training worker crashed: ${e.message}`))
+      })
+      this.worker.on('exit', code => { fail(new TrainingWorkerError(`the training worker exited (code ${code})`)) })
+    })
+    this.ready.catch(() => {})
+  }
+
+  async request (q: SiteRequest & { id: number }, transfer: ArrayBuffer[] = []): Promise<SiteReply> {
+    if (this.failure !== null) throw this.failure
+    // a worker at work keeps the process alive; an idle one does not
+    this.worker.ref()
+    return await new Promise<SiteReply>((resolve, reject) => {
+      this.pending.set(q.id, { resolve, reject })
+      this.worker.postMessage(q, transfer)
+    })
+  }
 }
 
 export class WorkerSite implements TrainingSite {
@@ -107,11 +161,12 @@ export class WorkerSite implements TrainingSite {
   lastTrain: TrainResult | null = null
   noiseMultiplier: number | null = null
   readonly #data: SiteData
+  readonly #count: number
   #initial: Float32Array | null = null
   #stats: number[] | null = null
-  #worker: Worker | null = null
+  #reduce: SharedReduceBuffers | null = null
+  #threads: SiteThread[] = []
   #ready: Promise<void> | null = null
-  #pending = new Map<number, Pending>()
   #nextId = 1
   #closed = false
 
@@ -119,65 +174,76 @@ export class WorkerSite implements TrainingSite {
     this.spec = spec
     this.#data = data
     this.options = options
+    this.#count = options.workers ?? 1
+    if (!(Number.isInteger(this.#count) && this.#count >= 1 && this.#count <= 256)) throw new RangeError(`workers must be a whole number in [1, 256], got ${String(options.workers)}`)
   }
 
-  /** Fit the data to the spec here (so that a refusal is the caller's error), share it, start the worker. */
+  /** Fit the data to the spec here (so that a refusal is the caller's error), share it, start the workers. */
   static async open (spec: SiteSpec, data: SiteData, options: WorkerSiteOptions): Promise<WorkerSite> {
     const fitted = fitData(data, spec)
     const site = new WorkerSite(spec, { train: shared(fitted.train)!, val: shared(fitted.val), test: shared(fitted.test) }, options)
-    await site.#start()
+    try {
+      await site.#start()
+    } catch (e) {
+      await site.close()
+      throw e
+    }
     return site
   }
 
-  #start (): Promise<void> {
-    const { noiseSeed, maxHeapMb, budget, ...options } = this.options
-    const init: SiteInit = { spec: this.spec, data: this.#data, options, budget: budget?.toJSON() ?? null, noiseSeed: noiseSeed ?? null }
-    const worker = new Worker(new URL('./site-worker.ts', import.meta.url), { workerData: init, ...(maxHeapMb === undefined ? {} : { resourceLimits: { maxOldGenerationSizeMb: maxHeapMb } }) })
-    worker.unref()
-    this.#worker = worker
-    this.#ready = new Promise<void>((resolve, reject) => {
-      const fail = (e: Error): void => {
-        if (this.#worker === worker) { this.#worker = null; this.#ready = null }
-        reject(e)
-        for (const p of this.#pending.values()) p.reject(e)
-        this.#pending.clear()
-      }
-      worker.on('message', (r: SiteReply) => {
-        if (r.type === 'ready') {
-          this.backend = r.backend
-          this.#initial = r.initialWeights
-          this.noiseMultiplier = r.noiseMultiplier
-          if (this.#stats !== null) worker.postMessage({ type: 'statistics', stats: this.#stats } satisfies SiteRequest)
-          resolve()
-          return
-        }
-        if (r.type === 'failed' && r.id === -1) { fail(new TrainingWorkerError(`the training worker could not start: ${r.message}`)); void worker.terminate(); return }
-        const p = this.#pending.get(r.id)
-        this.#pending.delete(r.id)
-        p?.resolve(r)
-      })
-      worker.on('error', e => {
-        const oom = (e as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY'
-        fail(new TrainingWorkerError(oom ? `the training worker ran out of memory (${e.message})` : `the training worker crashed: ${e.message}`))
-      })
-      worker.on('exit', code => { fail(new TrainingWorkerError(this.#closed ? 'the site was closed' : `the training worker exited (code ${code})`)) })
-    })
-    // a refusal here is also seen by the caller of the request that started the worker
-    this.#ready.catch(() => {})
-    return this.#ready
+  get workers (): number { return this.#count }
+
+  #spawn (index: number): SiteThread {
+    const { noiseSeed, maxHeapMb, budget, workers, ...options } = this.options
+    const parallel = this.#reduce === null ? null : { index, count: this.#count, buffers: this.#reduce }
+    const init: SiteInit = { spec: this.spec, data: this.#data, options, budget: budget?.toJSON() ?? null, noiseSeed: noiseSeed ?? null, parallel }
+    // one worker that fails takes the others down with it: they would wait for it at every step
+    const thread: SiteThread = new SiteThread(init, maxHeapMb, () => { this.#fail(thread) })
+    return thread
   }
 
-  async #request<T extends SiteReply['type']> (q: SiteRequest & { id: number }, expect: T, transfer: ArrayBuffer[] = []): Promise<Extract<SiteReply, { type: T }>> {
+  #fail (thread: SiteThread): void {
+    if (!this.#threads.includes(thread)) return
+    const others = this.#threads.filter(t => t !== thread)
+    this.#threads = []
+    this.#ready = null
+    for (const t of others) void t.worker.terminate()
+  }
+
+  /** Worker 0 first: the model's size (from its weights) sizes the shared gradient slots of the others. */
+  #start (): Promise<void> {
+    this.#ready = (async () => {
+      this.#reduce = null
+      const first = this.#spawn(0)
+      this.#threads = [first]
+      const r = await first.ready
+      this.backend = r.backend
+      this.#initial = r.initialWeights
+      this.noiseMultiplier = r.noiseMultiplier
+      if (this.#count > 1) {
+        // fresh buffers for every set of workers: a worker that died mid-step leaves the barrier counting it
+        this.#reduce = allocateReduceBuffers(this.#count, r.initialWeights.length + 1)
+        first.worker.postMessage({ type: 'parallel', parallel: { index: 0, count: this.#count, buffers: this.#reduce } } satisfies SiteRequest)
+        const rest = Array.from({ length: this.#count - 1 }, (_, k) => this.#spawn(k + 1))
+        this.#threads.push(...rest)
+        await Promise.all(rest.map(async t => await t.ready))
+      }
+      if (this.#stats !== null) for (const t of this.#threads) t.worker.postMessage({ type: 'statistics', stats: this.#stats } satisfies SiteRequest)
+    })()
+    const ready = this.#ready
+    ready.catch(() => { if (this.#ready === ready) { this.#ready = null; for (const t of this.#threads) void t.worker.terminate(); this.#threads = [] } })
+    return ready
+  }
+
+  async #threadsReady (): Promise<SiteThread[]> {
     if (this.#closed) throw new TrainingWorkerError('the site was closed')
     if (this.#ready === null) void this.#start()
     await this.#ready
-    const worker = this.#worker!
-    // a worker at work keeps the process alive; an idle one does not
-    worker.ref()
-    const reply = await new Promise<SiteReply>((resolve, reject) => {
-      this.#pending.set(q.id, { resolve, reject })
-      worker.postMessage(q, transfer)
-    }).finally(() => { if (this.#pending.size === 0) worker.unref() })
+    return this.#threads
+  }
+
+  async #ask<T extends SiteReply['type']> (thread: SiteThread, q: SiteRequest & { id: number }, expect: T): Promise<Extract<SiteReply, { type: T }>> {
+    const reply = await thread.request(q)
     if (reply.type === 'failed') throw new Error(reply.message)
     if (reply.type !== expect) throw new TrainingWorkerError(`the training worker answered ${reply.type} to ${q.type}`)
     return reply as Extract<SiteReply, { type: T }>
@@ -193,34 +259,42 @@ export class WorkerSite implements TrainingSite {
   useStatistics (combined: ArrayLike<number>): void {
     this.norm = normalisation(combined)
     this.#stats = Array.from(combined)
-    this.#worker?.postMessage({ type: 'statistics', stats: this.#stats } satisfies SiteRequest)
+    for (const t of this.#threads) t.worker.postMessage({ type: 'statistics', stats: this.#stats } satisfies SiteRequest)
   }
 
+  /** Every worker trains its share of each step; worker 0's replica (the same as the others') is the update. */
   async update (weights: Float32Array, round: number, modelRound = round): Promise<{ values: Float32Array, count: number }> {
-    const r = await this.#request({ type: 'update', id: this.#nextId++, weights: Float32Array.from(weights), round, modelRound, budget: this.options.budget?.toJSON() ?? null }, 'updated')
+    const threads = await this.#threadsReady()
+    const id = this.#nextId++
+    const budget = this.options.budget?.toJSON() ?? null
+    const replies = await Promise.all(threads.map(async t => await this.#ask(t, { type: 'update', id, weights: Float32Array.from(weights), round, modelRound, budget }, 'updated')))
+    const r = replies[0]
     if (r.budget !== null) this.options.budget = PrivacyBudget.fromJSON(r.budget)
     this.lastTrain = r.train
     return { values: r.values, count: r.count }
   }
 
   async predictions (weights: Float32Array, split: Split): Promise<Predictions | null> {
-    return (await this.#request({ type: 'predictions', id: this.#nextId++, weights: Float32Array.from(weights), split }, 'predictions')).result
+    const [first] = await this.#threadsReady()
+    return (await this.#ask(first, { type: 'predictions', id: this.#nextId++, weights: Float32Array.from(weights), split }, 'predictions')).result
   }
 
   async evaluate (weights: Float32Array, split: Split): Promise<ClinicalMetrics | null> {
-    return (await this.#request({ type: 'evaluate', id: this.#nextId++, weights: Float32Array.from(weights), split }, 'evaluated')).result
+    const [first] = await this.#threadsReady()
+    return (await this.#ask(first, { type: 'evaluate', id: this.#nextId++, weights: Float32Array.from(weights), split }, 'evaluated')).result
   }
 
-  /** Stop the worker now, whatever it is doing (a node that stops does not wait for a training step). */
+  /** Stop the workers now, whatever they are doing (a node that stops does not wait for a training step). */
   async close (): Promise<void> {
     this.#closed = true
-    await this.#worker?.terminate()
-    this.#worker = null
+    const threads = this.#threads
+    this.#threads = []
+    await Promise.all(threads.map(async t => await t.worker.terminate()))
   }
 
-  /** The worker's thread id, for tests that kill it. */
-  get threadId (): number | null { return this.#worker?.threadId ?? null }
+  /** The workers' thread ids, for tests that kill one. */
+  get threadIds (): number[] { return this.#threads.map(t => t.worker.threadId) }
 
-  /** Kill the worker (tests: a crash mid-round); the next call starts a new one. */
-  async terminateWorker (): Promise<void> { await this.#worker?.terminate() }
+  /** Kill worker `index` (tests: a crash mid-round); the next call starts new ones. */
+  async terminateWorker (index = 0): Promise<void> { await this.#threads[index]?.worker.terminate() }
 }

@@ -59,7 +59,7 @@ test('the calling thread stays free while the worker trains: timers fire on time
 test('a worker killed mid-training fails that call with a clear error; the next call starts a new worker and trains', async () => {
   const site = await WorkerSite.open(spec, { train, val, test: null }, { ...options, epochs: 5 })
   try {
-    const first = site.threadId
+    const first = site.threadIds[0]
     const pending = site.update(site.initialWeights(), 1)
     await new Promise(resolve => setTimeout(resolve, 300))
     await site.terminateWorker()
@@ -67,7 +67,7 @@ test('a worker killed mid-training fails that call with a clear error; the next 
     assert.ok(err instanceof TrainingWorkerError && /the training worker exited/.test(err.message), String(err))
     const u = await site.update(site.initialWeights(), 2)
     assert.ok(u.values.some(x => x !== 0), 'the new worker trained')
-    assert.is.not(site.threadId, first)
+    assert.is.not(site.threadIds[0], first)
   } finally {
     await site.close()
   }
@@ -94,6 +94,59 @@ test('with DP, the budget the caller holds is the one spent: the worker spends i
     } finally { await again.close() }
   } finally {
     await site.close()
+  }
+})
+
+test('two workers that split each batch train the same update as one (to float tolerance), with augmentation and class weights', async () => {
+  const one = await WorkerSite.open(spec, { train, val, test: null }, { ...options, epochs: 1, classWeighting: 'balanced' })
+  const two = await WorkerSite.open(spec, { train, val, test: null }, { ...options, epochs: 1, classWeighting: 'balanced', workers: 2 })
+  try {
+    assert.is(two.threadIds.length, 2)
+    // Adam divides each coordinate by its gradient's running magnitude, so a coordinate whose
+    // gradient is at rounding level can move by up to the learning rate either way: compare the
+    // updates as vectors (relative L2 distance), and the largest coordinate against the step size
+    const relative = (a: Float32Array, b: Float32Array): { rel: number, worst: number } => {
+      let d = 0; let n = 0; let worst = 0
+      for (let i = 0; i < a.length; i++) { d += (a[i] - b[i]) ** 2; n += a[i] ** 2; worst = Math.max(worst, Math.abs(a[i] - b[i])) }
+      return { rel: Math.sqrt(d / n), worst }
+    }
+    let w = one.initialWeights()
+    for (let round = 1; round <= 2; round++) {
+      const a = await one.update(w, round)
+      const b = await two.update(w, round)
+      const { rel, worst } = relative(a.values, b.values)
+      assert.ok(rel < 1e-3, `round ${round}: relative difference ${rel}`)
+      assert.ok(worst < 0.1 * options.learningRate, `round ${round}: largest difference ${worst}`)
+      assert.ok(Math.abs(two.lastTrain!.meanLoss - one.lastTrain!.meanLoss) < 1e-4, `mean loss ${two.lastTrain!.meanLoss} vs ${one.lastTrain!.meanLoss}`)
+      // the next round from the new weights: the replicas stayed in step
+      w = Float32Array.from(w, (x, i) => x + a.values[i])
+    }
+  } finally {
+    await one.close(); await two.close()
+  }
+})
+
+test('two workers with DP-SGD: the same steps and ε as one, and one worker killed mid-round fails the round for both; the next round trains', async () => {
+  const dpSpec = { ...spec, dp: { noiseMultiplier: 1.2, clipNorm: 1 } }
+  const one = await WorkerSite.open(dpSpec, { train, val: null, test: null }, { ...options, epochs: 0.5, budget: new PrivacyBudget(50, 1e-5) })
+  const two = await WorkerSite.open(dpSpec, { train, val: null, test: null }, { ...options, epochs: 0.5, budget: new PrivacyBudget(50, 1e-5), workers: 2 })
+  try {
+    await one.update(one.initialWeights(), 1)
+    const u = await two.update(two.initialWeights(), 1)
+    assert.is(two.lastTrain!.steps, one.lastTrain!.steps)
+    assert.is(two.lastTrain!.examples, one.lastTrain!.examples, 'the same Poisson batches')
+    assert.is(two.options.budget!.spent.epsilon, one.options.budget!.spent.epsilon)
+    assert.ok(u.values.some(x => x !== 0))
+    const pending = two.update(two.initialWeights(), 2)
+    await new Promise(resolve => setTimeout(resolve, 200))
+    await two.terminateWorker(1)
+    const err = await pending.then(() => null, (e: Error) => e)
+    assert.ok(err instanceof TrainingWorkerError, String(err))
+    const again = await two.update(two.initialWeights(), 3)
+    assert.ok(again.values.some(x => x !== 0), 'fresh workers trained the next round')
+    assert.is(two.threadIds.length, 2)
+  } finally {
+    await one.close(); await two.close()
   }
 })
 

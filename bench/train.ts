@@ -5,6 +5,8 @@
  *   - wasm versus PyTorch on the same architecture and batch size, where a
  *     python3 with torch is found (Debian's python3-torch)                      first target >= 0.3x
  *   - DP-SGD (per-example clipping and noise) versus plain training on wasm    overhead reported
+ *   - training in 1 and in W worker threads (the node's way: each batch split among the workers),
+ *     the scaling and W workers versus PyTorch with W threads                  target >= 0.5x
  * Last line: one JSON object.
  *
  * Usage: npm run bench:train [-- --steps 20 --cpu-steps 2 --threads 2]
@@ -17,6 +19,8 @@ import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../src/training/data/npz.t
 import { buildModel } from '../src/training/models.ts'
 import { LocalTrainer, type TrainOptions } from '../src/training/trainer.ts'
 import { PrivacyBudget } from '../src/privacy/index.ts'
+import { WorkerSite } from '../src/training/worker-site.ts'
+import type { SiteSpec } from '../src/training/site.ts'
 
 const { values } = parseArgs({ options: { steps: { type: 'string', default: '20' }, 'cpu-steps': { type: 'string', default: '2' }, threads: { type: 'string', default: '2' }, batch: { type: 'string', default: '64' } } })
 const steps = Number(values.steps)
@@ -40,6 +44,23 @@ async function imagesPerSecond (backend: BackendName, n: number, dp: boolean): P
   return r.imagesPerSecond
 }
 
+/** images/s of a node's training: `workers` threads, each batch split among them; with the peak wasm memory of a worker */
+async function workerImagesPerSecond (workers: number, dp: boolean): Promise<{ ips: number, wasmMB: number }> {
+  const spec: SiteSpec = { model: { id: 'medmesh/cnn-small', seed: 1 }, input: { size: 28, channels: 1 }, classes: 2, dp: dp ? { noiseMultiplier: 1.1, clipNorm: 1 } : null }
+  const examples = (dp ? Math.max(2, Math.floor(steps / 4)) : steps) * batch
+  const site = await WorkerSite.open(spec, { train: data, val: null, test: null }, {
+    epochs: examples / data.labels.length, batchSize: batch, learningRate: 1e-3, seed: new Uint8Array(32).fill(3), budget: dp ? new PrivacyBudget(1e9, 1e-5) : null, workers
+  })
+  try {
+    const w = site.initialWeights()
+    await site.update(w, 1) // warm-up
+    await site.update(w, 2)
+    return { ips: site.lastTrain!.imagesPerSecond, wasmMB: Math.max(...site.lastMemory.map(m => m.wasmBytes)) / 1e6 }
+  } finally {
+    await site.close()
+  }
+}
+
 function torchImagesPerSecond (): { ips: number, python: string, torch: string } | { error: string } {
   const script = fileURLToPath(new URL('./torch_cnn.py', import.meta.url))
   for (const python of ['python3', '/usr/bin/python3']) {
@@ -57,6 +78,9 @@ const wasm = await imagesPerSecond('wasm', steps, false)
 const cpu = await imagesPerSecond('cpu', cpuSteps, false)
 const wasmDp = await imagesPerSecond('wasm', Math.max(2, Math.floor(steps / 4)), true)
 const torch = torchImagesPerSecond()
+const w1 = await workerImagesPerSecond(1, false)
+const wN = await workerImagesPerSecond(threads, false)
+const dpN = await workerImagesPerSecond(threads, true)
 
 console.log(`medmesh/cnn-small, PneumoniaMNIST 28x28, batch ${batch}, Adam`)
 console.log(`wasm           ${wasm.toFixed(0)} images/s`)
@@ -64,9 +88,16 @@ console.log(`pure JS (cpu)  ${cpu.toFixed(1)} images/s      wasm / cpu = ${(wasm
 if ('ips' in torch) console.log(`PyTorch ${torch.torch} (${threads} threads, ${torch.python})  ${torch.ips.toFixed(0)} images/s   wasm / PyTorch = ${(wasm / torch.ips).toFixed(2)}x (target >= 0.3x)`)
 else console.log(`PyTorch: not measured (${torch.error})`)
 console.log(`DP-SGD on wasm ${wasmDp.toFixed(0)} images/s      overhead ${(wasm / wasmDp).toFixed(1)}x slower than plain`)
+console.log(`node training, 1 worker       ${w1.ips.toFixed(0)} images/s   (wasm memory ${w1.wasmMB.toFixed(0)} MB per worker)`)
+console.log(`node training, ${threads} workers      ${wN.ips.toFixed(0)} images/s   scaling ${(wN.ips / w1.ips).toFixed(2)}x   (wasm memory ${wN.wasmMB.toFixed(0)} MB per worker)` +
+  ('ips' in torch ? `   ${threads} workers / PyTorch ${threads} threads = ${(wN.ips / torch.ips).toFixed(2)}x (target >= 0.5x)` : ''))
+console.log(`DP-SGD, ${threads} workers     ${dpN.ips.toFixed(0)} images/s   overhead ${(wN.ips / dpN.ips).toFixed(1)}x slower than plain ${threads} workers`)
 console.log(JSON.stringify({
   bench: 'train', model: 'medmesh/cnn-small', batch,
   wasm_ips: +wasm.toFixed(1), cpu_ips: +cpu.toFixed(2), wasm_vs_cpu: +(wasm / cpu).toFixed(1),
   torch_ips: 'ips' in torch ? +torch.ips.toFixed(1) : null, wasm_vs_torch: 'ips' in torch ? +(wasm / torch.ips).toFixed(3) : null,
-  dp_ips: +wasmDp.toFixed(1), dp_overhead: +(wasm / wasmDp).toFixed(2)
+  dp_ips: +wasmDp.toFixed(1), dp_overhead: +(wasm / wasmDp).toFixed(2),
+  workers: threads, worker1_ips: +w1.ips.toFixed(1), workers_ips: +wN.ips.toFixed(1), worker_scaling: +(wN.ips / w1.ips).toFixed(2),
+  workers_vs_torch: 'ips' in torch ? +(wN.ips / torch.ips).toFixed(3) : null, workers_dp_ips: +dpN.ips.toFixed(1), workers_dp_overhead: +(wN.ips / dpN.ips).toFixed(2),
+  wasm_mb_per_worker: +wN.wasmMB.toFixed(0)
 }))

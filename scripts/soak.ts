@@ -39,7 +39,8 @@ const parts = partitionIid(data.train.labels.length, 100, new Uint8Array(32).fil
 const files = parts.map((p, i) => { const f = join(root, `site-${i}.npz`); writeFileSync(f, encodeMedMnist({ train: subset(data.train, p), val: subset(data.val, []), test: subset(data.test, []) })); return f })
 const c = await formConsortium({
   root, n: N, name: 'soak', datasets: files, http: false, rounds: ROUNDS,
-  manifest: { model: 'medmesh/linear', phaseMs: 1500, roundMs: 30_000 }, node: { epochs: 1, batchSize: 16, logLevel: 'error' }
+  // five nodes share this one process (and two cores): one training worker each
+  manifest: { model: 'medmesh/linear', phaseMs: 1500, roundMs: 30_000 }, node: { epochs: 1, batchSize: 16, logLevel: 'error', trainingWorkers: 1 }
 })
 const configs = c.dirs.map(d => resolveConfig(d, {}))
 const nodes: Array<MedmeshNode | null> = await Promise.all(configs.map(async cfg => await MedmeshNode.start(cfg)))

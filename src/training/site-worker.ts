@@ -6,12 +6,20 @@
  * owner of the budget (the node, which keeps it on disk) stays the only one that counts it.
  */
 import { parentPort, workerData } from 'node:worker_threads'
+import { getHeapStatistics } from 'node:v8'
+import * as tf from '@tensorflow/tfjs-core'
 import { PrivacyBudget, deriveKey, seededRandom } from '../privacy/index.ts'
 import { Site } from './site.ts'
 import { sharedAllReduce } from './all-reduce.ts'
 import type { SiteInit, SiteReply, SiteRequest } from './worker-site.ts'
 
 const init = workerData as SiteInit
+
+/** this thread's memory: the wasm backend's heap where it runs, and V8's */
+function memory (): { wasmBytes: number, heapBytes: number } {
+  const wasm = (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.byteLength ?? 0
+  return { wasmBytes: wasm, heapBytes: getHeapStatistics().used_heap_size }
+}
 const port = parentPort!
 
 async function main (): Promise<void> {
@@ -31,7 +39,7 @@ async function main (): Promise<void> {
         // even if this worker is replaced between rounds
         if (init.noiseSeed !== null) site.options.noiseRandom = seededRandom(deriveKey(init.noiseSeed, 'seeded-random', Uint8Array.of(0xd9, q.round & 0xff, (q.round >> 8) & 0xff, (q.round >> 16) & 0xff)))
         const u = site.update(q.weights, q.round, q.modelRound)
-        reply({ type: 'updated', id: q.id, values: u.values, count: u.count, train: site.lastTrain!, budget: site.options.budget?.toJSON() ?? null }, [u.values.buffer as ArrayBuffer])
+        reply({ type: 'updated', id: q.id, values: u.values, count: u.count, train: site.lastTrain!, budget: site.options.budget?.toJSON() ?? null, memory: memory() }, [u.values.buffer as ArrayBuffer])
       } else if (q.type === 'predictions') {
         reply({ type: 'predictions', id: q.id, result: site.predictions(q.weights, q.split) })
       } else {

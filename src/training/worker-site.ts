@@ -79,10 +79,13 @@ export type SiteRequest =
 
 export type SiteReply =
   | { type: 'ready', backend: BackendChoice, initialWeights: Float32Array, noiseMultiplier: number | null }
-  | { type: 'updated', id: number, values: Float32Array, count: number, train: TrainResult, budget: PrivacyBudgetState | null }
+  | { type: 'updated', id: number, values: Float32Array, count: number, train: TrainResult, budget: PrivacyBudgetState | null, memory: WorkerMemory }
   | { type: 'predictions', id: number, result: Predictions | null }
   | { type: 'evaluated', id: number, result: ClinicalMetrics | null }
   | { type: 'failed', id: number, message: string }
+
+/** A worker's memory after a training: its wasm backend's heap (outside V8's) and its V8 heap, in bytes. */
+export interface WorkerMemory { wasmBytes: number, heapBytes: number }
 
 export class TrainingWorkerError extends Error {
   constructor (message: string) { super(message); this.name = 'TrainingWorkerError' }
@@ -159,6 +162,8 @@ export class WorkerSite implements TrainingSite {
   backend: BackendChoice | null = null
   norm: Normalisation | undefined
   lastTrain: TrainResult | null = null
+  /** each worker's memory after the last training */
+  lastMemory: WorkerMemory[] = []
   noiseMultiplier: number | null = null
   readonly #data: SiteData
   readonly #count: number
@@ -271,6 +276,7 @@ export class WorkerSite implements TrainingSite {
     const r = replies[0]
     if (r.budget !== null) this.options.budget = PrivacyBudget.fromJSON(r.budget)
     this.lastTrain = r.train
+    this.lastMemory = replies.map(x => x.memory)
     return { values: r.values, count: r.count }
   }
 

@@ -7,14 +7,13 @@
  * out of memory fails the calls in flight with a clear error; the next call starts fresh workers
  * on the same shared images, so one bad round costs that round only.
  *
- * `TrainingSite` is the surface a node trains through; `InThreadSite` gives it for a Site on the
- * calling thread (tests, and a node configured with no training workers).
+ * `TrainingSite` is the surface a node trains through.
  */
 import { Worker } from 'node:worker_threads'
 import { PrivacyBudget, type PrivacyBudgetState } from '../privacy/index.ts'
 import type { BackendChoice } from './backend.ts'
 import type { ImageDataset } from './data/dataset.ts'
-import { fitData, Site, type SiteData, type SiteOptions, type SiteSpec } from './site.ts'
+import { fitData, type SiteData, type SiteOptions, type SiteSpec } from './site.ts'
 import { normalisation, pixelStats, statsVector, type Normalisation } from './data/stats.ts'
 import type { ClinicalMetrics } from './metrics.ts'
 import { allocateReduceBuffers, type SharedReduceBuffers } from './all-reduce.ts'
@@ -38,24 +37,6 @@ export interface TrainingSite {
   evaluate: (weights: Float32Array, split: Split) => Promise<ClinicalMetrics | null>
   /** free the model; stop the worker now, whatever it is doing */
   close: () => Promise<void>
-}
-
-/** A Site on the calling thread, behind the asynchronous surface. */
-export class InThreadSite implements TrainingSite {
-  readonly site: Site
-  constructor (site: Site) { this.site = site }
-  get options (): Site['options'] { return this.site.options }
-  get backend (): BackendChoice | null { return this.site.backend }
-  get norm (): Normalisation | undefined { return this.site.norm }
-  get lastTrain (): TrainResult | null { return this.site.lastTrain }
-  get noiseMultiplier (): number | null { return this.site.noiseMultiplier }
-  initialWeights (): Float32Array { return this.site.initialWeights() }
-  statsInput (): { values: number[], count: number } { return this.site.statsInput() }
-  useStatistics (combined: ArrayLike<number>): void { this.site.useStatistics(combined) }
-  async update (weights: Float32Array, round: number, modelRound = round): Promise<{ values: Float32Array, count: number }> { return this.site.update(weights, round, modelRound) }
-  async predictions (weights: Float32Array, split: Split): Promise<Predictions | null> { return this.site.predictions(weights, split) }
-  async evaluate (weights: Float32Array, split: Split): Promise<ClinicalMetrics | null> { return this.site.evaluate(weights, split) }
-  async close (): Promise<void> { this.site.dispose() }
 }
 
 /** What a worker is started with (its workerData). */
@@ -207,12 +188,13 @@ export class WorkerSite implements TrainingSite {
     return thread
   }
 
+  /** a worker failed (or a parallel step did): stop this set of workers; the next call starts a new one */
   #fail (thread: SiteThread): void {
     if (!this.#threads.includes(thread)) return
-    const others = this.#threads.filter(t => t !== thread)
+    const all = this.#threads
     this.#threads = []
     this.#ready = null
-    for (const t of others) void t.worker.terminate()
+    for (const t of all) void t.worker.terminate()
   }
 
   /** Worker 0 first: the model's size (from its weights) sizes the shared gradient slots of the others. */
@@ -272,7 +254,14 @@ export class WorkerSite implements TrainingSite {
     const threads = await this.#threadsReady()
     const id = this.#nextId++
     const budget = this.options.budget?.toJSON() ?? null
-    const replies = await Promise.all(threads.map(async t => await this.#ask(t, { type: 'update', id, weights: Float32Array.from(weights), round, modelRound, budget }, 'updated')))
+    let replies: Array<Extract<SiteReply, { type: 'updated' }>>
+    try {
+      replies = await Promise.all(threads.map(async t => await this.#ask(t, { type: 'update', id, weights: Float32Array.from(weights), round, modelRound, budget }, 'updated')))
+    } catch (e) {
+      // the others may be waiting for the one that failed at a step's barrier: start afresh next time
+      if (threads.length > 1 && this.#threads === threads) this.#fail(threads[0])
+      throw e
+    }
     const r = replies[0]
     if (r.budget !== null) this.options.budget = PrivacyBudget.fromJSON(r.budget)
     this.lastTrain = r.train

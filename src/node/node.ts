@@ -108,7 +108,7 @@ export class MedmeshNode {
       }),
       gossip: createGossip({
         pubsub: host.services.pubsub, topic: `/medmesh/${hex(consortiumId(manifest))}/v1`, isMember: member, context: () => peer.messageContext,
-        deliver: msg => { peer.receiveOpened(msg, Date.now()); this.#drain() }, round: () => peer.round?.number ?? null, log, metrics
+        deliver: msg => { if (this.#training()) this.#held.push(msg); else { peer.receiveOpened(msg, Date.now()); this.#drain() } }, round: () => peer.round?.number ?? null, log, metrics
       }),
       blobs: createBlobExchange({ network, isMember: member, storedState, log, metrics }),
       ledgerSync: createLedgerSync({
@@ -118,11 +118,27 @@ export class MedmeshNode {
       training: createTrainingScheduler({
         site, round: () => peer.round, weights: () => peer.state.weights, stateCurrent: () => peer.stateCurrent, log, metrics, validation: { classes: manifest.params.model.classes, bins: manifest.params.validation.bins },
         setInput: (values, count) => { peer.setInput(values, count); this.#drain() },
+        trainingEnded: () => this.#release(),
         saveBudget: () => this.#store.guard(() => this.#store.saveBudget(site.options.budget!))
       }),
       stopPolicy,
-      ticker: createTicker(now => { peer.tick(now); this.#drain() })
+      ticker: createTicker(now => { if (!this.#training()) { peer.tick(now); this.#drain() } })
     }
+  }
+
+  /**
+   * While this node trains, its protocol peer waits for its own input: gossip is still validated
+   * and relayed, blobs served and /status answered, but messages reach the peer, and its timers
+   * run, only once the input is handed over, so a slow hospital is late (and waited for next
+   * time) rather than cut out of the round it is training for.
+   */
+  #held: Parameters<ProtocolPeer['receiveOpened']>[0][] = []
+  #training (): boolean { return this.#services?.training.training() != null }
+  #release (): void {
+    const held = this.#held
+    this.#held = []
+    for (const msg of held) this.#peer.receiveOpened(msg, Date.now())
+    this.#drain()
   }
 
   /** Carry out what the protocol asked for. */

@@ -28,6 +28,8 @@ export interface TrainingComponents {
   stateCurrent: () => boolean
   /** hand the input to the protocol peer */
   setInput: (values: ArrayLike<number>, count: number) => void
+  /** a training ended (its input handed over, or not): what waited for it may go on */
+  trainingEnded?: () => void
   /** keep the privacy budget after it was spent (may throw a storage error) */
   saveBudget: () => void
   log: Logger
@@ -58,17 +60,19 @@ export function createTrainingScheduler (c: TrainingComponents): TrainingSchedul
 
   async function train (round: number): Promise<void> {
     if (!running || c.round()?.number !== round) return
-    let update: { values: Float32Array, count: number }
     current = { round, since: Date.now() }
     c.log.info(`round ${round}: training on ${c.site.options.epochs} epoch(s) of this hospital's data, batch ${c.site.options.batchSize}`)
     try {
-      update = await c.site.update(c.weights(), round, modelRoundOf(round))
+      handOver(round, await c.site.update(c.weights(), round, modelRoundOf(round)))
     } catch (e) {
       if (running) c.log.error(`round ${round}: training failed, this node sends no input this round: ${(e as Error).message}`)
-      return
     } finally {
       current = null
+      c.trainingEnded?.()
     }
+  }
+
+  function handOver (round: number, update: { values: Float32Array, count: number }): void {
     // stopped, or the round moved on while this node trained: the input is no longer due
     if (!running || c.round()?.number !== round) return
     const t = c.site.lastTrain!

@@ -256,7 +256,7 @@ export class WorkerSite implements TrainingSite {
     const budget = this.options.budget?.toJSON() ?? null
     let replies: Array<Extract<SiteReply, { type: 'updated' }>>
     try {
-      replies = await Promise.all(threads.map(async t => await this.#ask(t, { type: 'update', id, weights: Float32Array.from(weights), round, modelRound, budget }, 'updated')))
+      replies = await Promise.all(threads.map(async t => await this.#ask(t, { type: 'update', id, weights, round, modelRound, budget }, 'updated')))
     } catch (e) {
       // the others may be waiting for the one that failed at a step's barrier: start afresh next time
       if (threads.length > 1 && this.#threads === threads) this.#fail(threads[0])
@@ -271,12 +271,12 @@ export class WorkerSite implements TrainingSite {
 
   async predictions (weights: Float32Array, split: Split): Promise<Predictions | null> {
     const [first] = await this.#threadsReady()
-    return (await this.#ask(first, { type: 'predictions', id: this.#nextId++, weights: Float32Array.from(weights), split }, 'predictions')).result
+    return (await this.#ask(first, { type: 'predictions', id: this.#nextId++, weights, split }, 'predictions')).result
   }
 
   async evaluate (weights: Float32Array, split: Split): Promise<ClinicalMetrics | null> {
     const [first] = await this.#threadsReady()
-    return (await this.#ask(first, { type: 'evaluate', id: this.#nextId++, weights: Float32Array.from(weights), split }, 'evaluated')).result
+    return (await this.#ask(first, { type: 'evaluate', id: this.#nextId++, weights, split }, 'evaluated')).result
   }
 
   /** Stop the workers now, whatever they are doing (a node that stops does not wait for a training step). */

@@ -93,12 +93,60 @@ test('wasm MaxPool gradient is right when allocating its output grows the wasm m
   assert.ok(maxRelError(got, ref) < 1e-4, 'MaxPool dx differs from the cpu backend\'s')
 })
 
+test('wasm matrix products with transposed operands, plain and fused, batched or not, equal the cpu backend\'s', async () => {
+  const r = mulberry32(11)
+  for (let i = 0; i < 24; i++) {
+    const [m, k, n] = [pick([1, 3, 17, 64]), pick([1, 5, 33]), pick([1, 2, 16])]
+    const batch = pick([0, 1, 3])
+    const tA = r() < 0.5; const tB = r() < 0.5; const fused = r() < 0.5
+    const shapeA = [...(batch === 0 ? [] : [batch]), ...(tA ? [k, m] : [m, k])]
+    const shapeB = [...(batch === 0 ? [] : [batch]), ...(tB ? [n, k] : [k, n])]
+    const va = Float32Array.from({ length: shapeA.reduce((a, b) => a * b, 1) }, () => r() * 2 - 1)
+    const vb = Float32Array.from({ length: shapeB.reduce((a, b) => a * b, 1) }, () => r() * 2 - 1)
+    const run = (): Float32Array => tf.tidy(() => {
+      const ta: tf.Tensor = tf.tensor(va, shapeA); const tb: tf.Tensor = tf.tensor(vb, shapeB)
+      const a = ta as tf.Tensor3D; const b = tb as tf.Tensor3D
+      const y = fused ? tf.fused.matMul({ a, b, transposeA: tA, transposeB: tB, activation: 'relu' }) : tf.matMul(a, b, tA, tB)
+      return y.dataSync() as Float32Array
+    })
+    await selectBackend('cpu')
+    const ref = run()
+    await selectBackend('wasm')
+    const got = run()
+    assert.is(got.length, ref.length)
+    assert.ok(maxRelError(got, ref) < 1e-4, `matMul ${shapeA}${tA ? 'ᵀ' : ''} · ${shapeB}${tB ? 'ᵀ' : ''} (fused: ${fused}) differs`)
+  }
+})
+
+test('wasm sums over leading axes (bias gradients) equal the cpu backend\'s; other reductions unchanged', async () => {
+  const r = mulberry32(12)
+  const shapes = [[64, 7, 7, 16], [3, 5], [2, 3, 4], [1, 9, 9, 3]]
+  const axesOf = (rank: number): Array<number | number[]> => [0, [0, 1], Array.from({ length: rank - 1 }, (_, i) => i), rank - 1, [0, rank - 1], -rank]
+  for (const shape of shapes) {
+    const v = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => r() * 2 - 1)
+    for (const axis of axesOf(shape.length)) {
+      for (const keepDims of [false, true]) {
+        const run = (): { values: Float32Array, shape: number[] } => tf.tidy(() => { const y = tf.sum(tf.tensor(v, shape), axis, keepDims); return { values: y.dataSync() as Float32Array, shape: y.shape } })
+        await selectBackend('cpu')
+        const ref = run()
+        await selectBackend('wasm')
+        const got = run()
+        assert.equal(got.shape, ref.shape, `shape of sum over ${JSON.stringify(axis)} of ${shape}`)
+        assert.ok(maxRelError(got.values, ref.values) < 1e-4, `sum over ${JSON.stringify(axis)} (keepDims ${keepDims}) of ${shape} differs`)
+      }
+    }
+  }
+})
+
 test('the gradient kernels leak no tensors', async () => {
   await selectBackend('wasm')
   const c: Case = { batch: 4, h: 9, w: 9, ci: 3, co: 5, k: 3, stride: 2, pad: 'same' }
   gradients(c, 1)
   const before = tf.memory().numTensors
   for (let i = 0; i < 5; i++) gradients(c, i)
+  const a = tf.ones([3, 4, 5]) as tf.Tensor3D; const b = tf.ones([3, 6, 5]) as tf.Tensor3D
+  tf.dispose([tf.matMul(a, b, false, true), tf.fused.matMul({ a, b, transposeB: true }), tf.sum(a, [0, 1])])
+  tf.dispose([a, b])
   assert.is(tf.memory().numTensors, before)
 })
 

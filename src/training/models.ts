@@ -50,15 +50,23 @@ export class GroupNorm extends tfl.layers.Layer {
     this.built = true
   }
 
-  override call (inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+  /** the input normalised per example and group, before the per-channel scale and shift */
+  normalise (x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
-      const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D
       const [b, h, w, c] = x.shape
       const g = tf.reshape(x, [b ?? -1, h, w, this.groups, c / this.groups])
       const { mean, variance } = tf.moments(g, [1, 2, 4], true)
-      const normed = tf.reshape(tf.div(tf.sub(g, mean), tf.sqrt(tf.add(variance, this.epsilon))), [b ?? -1, h, w, c])
-      return tf.add(tf.mul(normed, this.gamma.read()), this.beta.read())
+      return tf.reshape(tf.div(tf.sub(g, mean), tf.sqrt(tf.add(variance, this.epsilon))), [b ?? -1, h, w, c])
     })
+  }
+
+  /** the scale and shift of normalised inputs (gamma, beta) */
+  scaleShift (normed: tf.Tensor4D): tf.Tensor4D {
+    return tf.add(tf.mul(normed, this.gamma.read()), this.beta.read())
+  }
+
+  override call (inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => this.scaleShift(this.normalise((Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D)))
   }
 
   override getConfig (): tf.serialization.ConfigDict {

@@ -16,6 +16,7 @@ import { classCounts, floatsOf, type ImageDataset } from './data/dataset.ts'
 import { normaliseInPlace, type Normalisation } from './data/stats.ts'
 import { clinicalMetrics, type ClinicalMetrics } from './metrics.ts'
 import { hasBatchNorm } from './models.ts'
+import { clippedGradientSum, unbatchable } from './per-example.ts'
 
 export interface DpOptions {
   noiseMultiplier: number
@@ -23,6 +24,11 @@ export interface DpOptions {
   budget: PrivacyBudget
   /** where the noise comes from (default: the operating system's CSPRNG) */
   noiseRandom?: RandomSource
+  /**
+   * how the per-example gradients are computed: for the whole batch at once where the model's
+   * layers allow (per-example.ts, the default), or one backward pass per example (the reference)
+   */
+  gradients?: 'batched' | 'per-example-passes'
 }
 
 /**
@@ -211,7 +217,7 @@ export class LocalTrainer {
   }
 
   /**
-   * One DP-SGD step: per-example gradients (one backward pass per example), each clipped to
+   * One DP-SGD step: per-example gradients (batched, or one backward pass per example), each clipped to
    * L2 norm C and scaled by its class weight (at most 1), summed, plus N(0, σ²C²) noise per
    * coordinate, divided by the expected batch size.
    */
@@ -228,13 +234,33 @@ export class LocalTrainer {
     const unit = new Float32Array(weights.length).fill(1)
     // one generator draw per batch (not per example), so that a batch split among workers is augmented as in one piece
     const augmented = new Map<number, Float32Array>()
+    let augmentedPixels: Float32Array = new Float32Array(0)
     if (augmenter !== null) {
-      const buf = floatsOf(data, mine)
-      augmenter.apply(buf, mine.length, data.height, data.width, data.channels, { from, total: batch.length })
+      augmentedPixels = floatsOf(data, mine)
+      augmenter.apply(augmentedPixels, mine.length, data.height, data.width, data.channels, { from, total: batch.length })
       const len = data.height * data.width * data.channels
-      mine.forEach((_, k) => augmented.set(k, buf.subarray(k * len, (k + 1) * len)))
+      mine.forEach((_, k) => augmented.set(k, augmentedPixels.subarray(k * len, (k + 1) * len)))
     }
-    for (const [k, j] of mine.entries()) {
+    const batched = dp.gradients !== 'per-example-passes' && mine.length > 0 && unbatchable(this.model) === null
+    if (batched) {
+      // the whole share at once (per-example.ts), the same sum as the passes below
+      const x = tf.tidy(() => {
+        const buf = augmenter === null ? floatsOf(data, mine) : augmentedPixels.slice()
+        normaliseInPlace(buf, o.normalisation)
+        return tf.tensor4d(buf, [mine.length, data.height, data.width, data.channels])
+      })
+      const labels = Int32Array.from(mine, j => data.labels[j])
+      try {
+        const r = clippedGradientSum(this.model, x, probs => tf.tidy(() => {
+          const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), data.classes.length)
+          return tf.neg(tf.sum(tf.mul(onehot, tf.log(tf.clipByValue(probs, EPS, 1))), 1)) as tf.Tensor1D
+        }), norms => Float32Array.from(norms, (g, b) => Math.min(1, dp.clipNorm / (g + 1e-12)) * weights[labels[b]] / largest), vars)
+        tf.dispose(sums)
+        sums = r.sums
+        lossSum = r.lossSum
+      } finally { x.dispose() }
+    }
+    for (const [k, j] of batched ? [] : mine.entries()) {
       const next = tf.tidy(() => {
         const { x, labels } = augmenter === null ? this.#batchTensors(data, [j], o, null) : this.#exampleTensor(augmented.get(k)!, data, j, o)
         const { value, grads } = tf.variableGrads(() => this.#lossOf(x, labels, unit, data.classes.length), vars)

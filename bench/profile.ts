@@ -5,7 +5,8 @@
  * what its inner kernels do not account for); the rest of the step is TF.js's own bookkeeping
  * (tape, gradient functions, tensor creation) and medmesh's (batch assembly, augmentation).
  *
- * Usage: npm run bench:profile [-- --model medmesh/cnn-small --size 28 --batch 64 --steps 10 --dp]
+ * Usage: npm run bench:profile [-- --model medmesh/cnn-small --size 28 --batch 64 --steps 10 --dp --by-shape]
+ * (--by-shape: each kernel apart for each set of input shapes)
  * Last line: one JSON object.
  */
 import { parseArgs } from 'node:util'
@@ -19,7 +20,8 @@ import type { ImageDataset } from '../src/training/data/dataset.ts'
 const { values } = parseArgs({
   options: {
     model: { type: 'string', default: 'medmesh/cnn-small' }, size: { type: 'string', default: '28' }, channels: { type: 'string', default: '1' },
-    batch: { type: 'string', default: '64' }, steps: { type: 'string', default: '10' }, backend: { type: 'string', default: 'wasm' }, dp: { type: 'boolean', default: false }
+    batch: { type: 'string', default: '64' }, steps: { type: 'string', default: '10' }, backend: { type: 'string', default: 'wasm' }, dp: { type: 'boolean', default: false },
+    'by-shape': { type: 'boolean', default: false }
   }
 })
 const size = Number(values.size); const channels = Number(values.channels); const batch = Number(values.batch); const steps = Number(values.steps)
@@ -45,9 +47,10 @@ for (const k of tf.getKernelsForBackend(backend.name)) {
         const ms = performance.now() - t0
         const nested = stack.pop()!
         if (stack.length > 0) stack[stack.length - 1] += ms
-        const e = totals.get(k.kernelName) ?? { ms: 0, calls: 0 }
+        const key = values['by-shape'] ? `${k.kernelName} ${Object.values(args.inputs).map(t => `[${t?.shape.join(',')}]`).join('')}` : k.kernelName
+        const e = totals.get(key) ?? { ms: 0, calls: 0 }
         e.ms += ms - nested; e.calls++
-        totals.set(k.kernelName, e)
+        totals.set(key, e)
       }
     }
   })
@@ -66,8 +69,8 @@ const stepMs = r.seconds * 1000 / r.steps
 const kernelMs = [...totals.values()].reduce((a, e) => a + e.ms, 0) / r.steps
 const rows = [...totals.entries()].map(([name, e]) => ({ name, ms: e.ms / r.steps, calls: e.calls / r.steps })).sort((a, b) => b.ms - a.ms)
 console.log(`${values.model} ${size}×${size}×${channels}, batch ${batch}${values.dp ? ', DP-SGD' : ''}, ${backend.name}: ${stepMs.toFixed(1)} ms per step (${r.imagesPerSecond.toFixed(0)} images/s)`)
-for (const row of rows.slice(0, 16)) console.log(`  ${row.name.padEnd(24)} ${row.ms.toFixed(2).padStart(8)} ms  ${(100 * row.ms / stepMs).toFixed(1).padStart(5)} %  ${row.calls.toFixed(0).padStart(5)} calls`)
-console.log(`  ${'(outside kernels)'.padEnd(24)} ${(stepMs - kernelMs).toFixed(2).padStart(8)} ms  ${(100 * (stepMs - kernelMs) / stepMs).toFixed(1).padStart(5)} %`)
+for (const row of rows.slice(0, 16)) console.log(`  ${row.name.padEnd(values['by-shape'] ? 56 : 24)} ${row.ms.toFixed(2).padStart(8)} ms  ${(100 * row.ms / stepMs).toFixed(1).padStart(5)} %  ${row.calls.toFixed(0).padStart(5)} calls`)
+console.log(`  ${'(outside kernels)'.padEnd(values['by-shape'] ? 56 : 24)} ${(stepMs - kernelMs).toFixed(2).padStart(8)} ms  ${(100 * (stepMs - kernelMs) / stepMs).toFixed(1).padStart(5)} %`)
 trainer.dispose(); model.dispose()
 console.log(JSON.stringify({
   bench: 'profile', model: values.model, size, channels, batch, dp: values.dp, backend: backend.name, step_ms: +stepMs.toFixed(2), images_per_second: +r.imagesPerSecond.toFixed(1),

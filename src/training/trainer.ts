@@ -195,12 +195,15 @@ export class LocalTrainer {
     const p = o.parallel!
     const vars = this.model.trainableWeights.map(v => v.read() as tf.Variable)
     const { from, mine } = LocalTrainer.shareOf(batch, p)
-    const flat = tf.tidy(() => {
+    // the flat vector is assigned, not returned from tidy: tidy would walk its every element
+    // looking for tensors (58 ms a step for cnn-small's 257k values)
+    let flat: Float32Array = new Float32Array(0)
+    tf.tidy(() => {
       // an empty share still draws its augmentation, so every worker's generator stays in step
       const { x, labels } = this.#batchTensors(data, mine, o, augmenter, { from, total: batch.length })
-      if (mine.length === 0) return LocalTrainer.#flatten(vars, vars.map(v => tf.zerosLike(v)), 0)
+      if (mine.length === 0) { flat = LocalTrainer.#flatten(vars, vars.map(v => tf.zerosLike(v)), 0); return }
       const { value, grads } = tf.variableGrads(() => this.#lossOf(x, labels, weights, data.classes.length, batch.length), vars)
-      return LocalTrainer.#flatten(vars, vars.map(v => grads[v.name]), value.dataSync()[0])
+      flat = LocalTrainer.#flatten(vars, vars.map(v => grads[v.name]), value.dataSync()[0])
     })
     const total = p.allReduce(flat)
     tf.tidy(() => { optimizer.applyGradients(LocalTrainer.#unflatten(vars, total, 1)) })

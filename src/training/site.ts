@@ -80,6 +80,8 @@ export interface SiteOptions {
   learningRate: number
   /** 'balanced' (default) weighs each class by N / (classes · count) */
   classWeighting?: 'balanced' | 'none'
+  /** the local optimiser (default Adam) */
+  optimizer?: 'adam' | 'sgd'
   seed: Uint8Array
   budget: PrivacyBudget | null
   /** DP noise from this generator instead of the CSPRNG: simulations that must repeat, never real data */
@@ -150,6 +152,7 @@ export class Site {
       epochs: this.options.epochs,
       batchSize: this.options.batchSize,
       learningRate: learningRateAt(this.options.learningRate, this.spec.schedule ?? { kind: 'constant' }, modelRound),
+      optimizer: this.options.optimizer,
       seed: Uint8Array.from(this.options.seed.map((b, i) => i === 0 ? b ^ (round & 0xff) : i === 1 ? b ^ ((round >> 8) & 0xff) : b)),
       augment: true,
       classWeighting: this.options.classWeighting ?? 'balanced',

@@ -17,6 +17,7 @@ import { normaliseInPlace, type Normalisation } from './data/stats.ts'
 import { clinicalMetrics, type ClinicalMetrics } from './metrics.ts'
 import { hasBatchNorm } from './models.ts'
 import { clippedGradientSum, unbatchable } from './per-example.ts'
+import { unfuseConvolutions } from './unfused.ts'
 
 export interface DpOptions {
   noiseMultiplier: number
@@ -105,6 +106,17 @@ export class LocalTrainer {
     const steps = o.steps ?? Math.max(1, Math.round((o.epochs as number) * n / o.batchSize))
     const optimizer = this.#optimizerFor(o)
     const started = performance.now()
+    const restore = unfuseConvolutions(this.model)
+    try {
+      return this.#trainSteps(data, o, { rng, augmenter, weights, steps, optimizer, started })
+    } finally {
+      restore()
+    }
+  }
+
+  #trainSteps (data: ImageDataset, o: TrainOptions, s: { rng: RandomSource, augmenter: Augmenter | null, weights: Float32Array, steps: number, optimizer: tf.Optimizer, started: number }): TrainResult {
+    const { rng, augmenter, weights, steps, optimizer, started } = s
+    const n = data.labels.length
     let examples = 0
     let lossSum = 0
     let stoppedEarly: string | null = null

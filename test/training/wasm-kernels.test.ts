@@ -118,7 +118,7 @@ test('wasm matrix products with transposed operands, plain and fused, batched or
   }
 })
 
-test('wasm sums over leading axes (bias gradients) equal the cpu backend\'s; other reductions unchanged', async () => {
+test('wasm sums and means over leading axes (bias gradients, BatchNorm moments) equal the cpu backend\'s; other reductions unchanged', async () => {
   const r = mulberry32(12)
   const shapes = [[64, 7, 7, 16], [3, 5], [2, 3, 4], [1, 9, 9, 3]]
   const axesOf = (rank: number): Array<number | number[]> => [0, [0, 1], Array.from({ length: rank - 1 }, (_, i) => i), rank - 1, [0, rank - 1], -rank]
@@ -126,15 +126,35 @@ test('wasm sums over leading axes (bias gradients) equal the cpu backend\'s; oth
     const v = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => r() * 2 - 1)
     for (const axis of axesOf(shape.length)) {
       for (const keepDims of [false, true]) {
-        const run = (): { values: Float32Array, shape: number[] } => tf.tidy(() => { const y = tf.sum(tf.tensor(v, shape), axis, keepDims); return { values: y.dataSync() as Float32Array, shape: y.shape } })
-        await selectBackend('cpu')
-        const ref = run()
-        await selectBackend('wasm')
-        const got = run()
-        assert.equal(got.shape, ref.shape, `shape of sum over ${JSON.stringify(axis)} of ${shape}`)
-        assert.ok(maxRelError(got.values, ref.values) < 1e-4, `sum over ${JSON.stringify(axis)} (keepDims ${keepDims}) of ${shape} differs`)
+        for (const op of ['sum', 'mean'] as const) {
+          const run = (): { values: Float32Array, shape: number[] } => tf.tidy(() => { const y = tf[op](tf.tensor(v, shape), axis, keepDims); return { values: y.dataSync() as Float32Array, shape: y.shape } })
+          await selectBackend('cpu')
+          const ref = run()
+          await selectBackend('wasm')
+          const got = run()
+          assert.equal(got.shape, ref.shape, `shape of ${op} over ${JSON.stringify(axis)} of ${shape}`)
+          assert.ok(maxRelError(got.values, ref.values) < 1e-4, `${op} over ${JSON.stringify(axis)} (keepDims ${keepDims}) of ${shape} differs`)
+        }
       }
     }
+  }
+})
+
+test('wasm Tile (per-channel vectors broadcast over leading axes, and general repeats) equals the cpu backend\'s', async () => {
+  const cases: Array<{ shape: number[], reps: number[] }> = [
+    { shape: [1, 1, 1, 5], reps: [3, 4, 2, 1] }, { shape: [1, 7], reps: [6, 1] }, { shape: [2, 3], reps: [2, 2] },
+    { shape: [1, 3, 1], reps: [2, 1, 3] }, { shape: [4], reps: [3] }, { shape: [1, 1, 2], reps: [1, 1, 1] }
+  ]
+  const r = mulberry32(13)
+  for (const c of cases) {
+    const v = Float32Array.from({ length: c.shape.reduce((a, b) => a * b, 1) }, () => r() * 2 - 1)
+    const run = (): { values: Float32Array, shape: number[] } => tf.tidy(() => { const y = tf.tile(tf.tensor(v, c.shape), c.reps); return { values: y.dataSync() as Float32Array, shape: y.shape } })
+    await selectBackend('cpu')
+    const ref = run()
+    await selectBackend('wasm')
+    const got = run()
+    assert.equal(got.shape, ref.shape)
+    assert.equal(Array.from(got.values), Array.from(ref.values), `tile ${c.shape} by ${c.reps}`)
   }
 })
 
@@ -145,7 +165,9 @@ test('the gradient kernels leak no tensors', async () => {
   const before = tf.memory().numTensors
   for (let i = 0; i < 5; i++) gradients(c, i)
   const a = tf.ones([3, 4, 5]) as tf.Tensor3D; const b = tf.ones([3, 6, 5]) as tf.Tensor3D
-  tf.dispose([tf.matMul(a, b, false, true), tf.fused.matMul({ a, b, transposeB: true }), tf.sum(a, [0, 1])])
+  tf.dispose([tf.matMul(a, b, false, true), tf.fused.matMul({ a, b, transposeB: true }), tf.sum(a, [0, 1]), tf.mean(a, 0), tf.tile(a, [2, 1, 1])])
+  const strided: Case = { batch: 2, h: 8, w: 8, ci: 3, co: 4, k: 3, stride: 2, pad: 'same' }
+  for (let i = 0; i < 3; i++) gradients(strided, i)
   tf.dispose([a, b])
   assert.is(tf.memory().numTensors, before)
 })

@@ -36,8 +36,10 @@ async function main (): Promise<void> {
       if (q.type === 'update') {
         if (q.budget !== null) site.options.budget = PrivacyBudget.fromJSON(q.budget)
         // a simulation's DP noise: one stream per round from the public seed, so that it repeats
-        // even if this worker is replaced between rounds
-        if (init.noiseSeed !== null) site.options.noiseRandom = seededRandom(deriveKey(init.noiseSeed, 'seeded-random', Uint8Array.of(0xd9, q.round & 0xff, (q.round >> 8) & 0xff, (q.round >> 16) & 0xff)))
+        // even if this worker is replaced between rounds; each of several workers its own stream
+        // (they draw the noise of different coordinates: one stream would repeat its values)
+        const worker = init.parallel === null || init.parallel.index === 0 ? [] : [init.parallel.index & 0xff, (init.parallel.index >> 8) & 0xff]
+        if (init.noiseSeed !== null) site.options.noiseRandom = seededRandom(deriveKey(init.noiseSeed, 'seeded-random', Uint8Array.of(0xd9, q.round & 0xff, (q.round >> 8) & 0xff, (q.round >> 16) & 0xff, ...worker)))
         const u = site.update(q.weights, q.round, q.modelRound)
         reply({ type: 'updated', id: q.id, values: u.values, count: u.count, train: site.lastTrain!, budget: site.options.budget?.toJSON() ?? null, memory: memory() }, [u.values.buffer as ArrayBuffer])
       } else if (q.type === 'predictions') {

@@ -290,13 +290,16 @@ export class LocalTrainer {
     }
     const noiseRng = dp.noiseRandom ?? systemRandom
     if (parallel !== null) {
-      // the clipped sums of every worker's share, and the noise once for the whole batch (worker 0's)
+      // the clipped sums of every worker's share, and the noise once for the whole batch
       const flat = LocalTrainer.#flatten(vars, sums, lossSum)
       tf.dispose(sums)
-      if (parallel.index === 0) {
-        const noise = gaussianNoise(flat.length - 1, dp.noiseMultiplier * dp.clipNorm, noiseRng)
-        for (let i = 0; i < noise.length; i++) flat[i] += noise[i]
-      }
+      // each worker draws the noise of its own slice of the coordinates (from its own generator),
+      // so that every coordinate gets its noise exactly once and drawing it (a tenth of a step)
+      // is shared too
+      const length = flat.length - 1
+      const lo = Math.floor(parallel.index * length / parallel.count)
+      const noise = gaussianNoise(Math.floor((parallel.index + 1) * length / parallel.count) - lo, dp.noiseMultiplier * dp.clipNorm, noiseRng)
+      for (let i = 0; i < noise.length; i++) flat[lo + i] += noise[i]
       const total = parallel.allReduce(flat)
       tf.tidy(() => { optimizer.applyGradients(LocalTrainer.#unflatten(vars, total, 1 / expectedBatch)) })
       return batch.length === 0 ? 0 : total[total.length - 1] / batch.length

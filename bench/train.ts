@@ -52,7 +52,7 @@ async function imagesPerSecond (backend: BackendName, n: number, dp: boolean): P
 /** images/s of a node's training: `workers` threads, each batch split among them; with the peak wasm memory of a worker */
 async function workerImagesPerSecond (workers: number, dp: boolean, m: { id: ModelId, size: number, batch: number, steps: number, data: ImageDataset } = { id: 'medmesh/cnn-small', size: 28, batch, steps, data }): Promise<{ ips: number, wasmMB: number }> {
   const spec: SiteSpec = { model: { id: m.id, seed: 1 }, input: { size: m.size, channels: 1 }, classes: 2, dp: dp ? { noiseMultiplier: 1.1, clipNorm: 1 } : null }
-  const examples = (dp ? Math.max(2, Math.floor(m.steps / 4)) : m.steps) * m.batch
+  const examples = m.steps * m.batch
   const site = await WorkerSite.open(spec, { train: m.data, val: null, test: null }, {
     epochs: examples / m.data.labels.length, batchSize: m.batch, learningRate: 1e-3, seed: new Uint8Array(32).fill(3), budget: dp ? new PrivacyBudget(1e9, 1e-5) : null, workers
   })
@@ -88,7 +88,7 @@ function torchImagesPerSecond (arch: string[] = [], n = steps * 5, b = batch): {
 
 const wasm = await imagesPerSecond('wasm', steps, false)
 const cpu = await imagesPerSecond('cpu', cpuSteps, false)
-const wasmDp = await imagesPerSecond('wasm', Math.max(2, Math.floor(steps / 4)), true)
+const wasmDp = await imagesPerSecond('wasm', Math.max(2, Math.floor(steps / 2)), true)
 const torch = torchImagesPerSecond()
 const w1 = await workerImagesPerSecond(1, false)
 const wN = await workerImagesPerSecond(threads, false)

@@ -46,6 +46,10 @@ export function unbatchable (model: tfl.LayersModel): string | null {
     const kind = KNOWN[l.getClassName()]
     if (kind === undefined) return `layer ${l.name} (${l.getClassName()}) has weights this batched computation does not know`
     if (kind === 'conv' && ((l as unknown as ConvLayer).dataFormat !== 'channelsLast' || (l as unknown as ConvLayer).dilationRate.some(d => d !== 1))) return `layer ${l.name} is not a channels-last convolution without dilation`
+    if (kind === 'dense') {
+      const rank = (l.input as tfl.SymbolicTensor).shape.length
+      if (rank !== 2) return `layer ${l.name} is a dense layer on inputs of rank ${rank}, not 2`
+    }
   }
   return null
 }
@@ -101,7 +105,7 @@ function perExampleFilterGrads (x: tf.Tensor4D, delta: tf.Tensor4D, c: ConvLayer
 }
 
 /** each example's squared norm of this layer's weight gradients: [B] */
-function squaredNorms (h: Hooked, delta: tf.Tensor): tf.Tensor1D {
+function squaredNorms (h: Hooked, delta: tf.Tensor, limitFloats: number): tf.Tensor1D {
   const B = delta.shape[0]
   const input = h.input!
   if (h.kind === 'dense') {
@@ -120,15 +124,24 @@ function squaredNorms (h: Hooked, delta: tf.Tensor): tf.Tensor1D {
   const T = OH * OW
   const K = c.kernelSize[0] * c.kernelSize[1] * input.shape[3]!
   // the gradients themselves cost B·K·co·T multiply-adds (and B·K·co floats), the ghost norm
-  // B·T²·(K + co) on a path about four times slower: the cheaper one, within 64 MB
-  const direct = B * K * co * T / 4 <= B * T * T * (K + co) && B * K * co <= 16 * 2 ** 20
-  const w = direct
-    ? tf.sum(tf.square(perExampleFilterGrads(input as tf.Tensor4D, delta as tf.Tensor4D, c)), [0, 2])
-    : (() => {
-        const P = patches(input as tf.Tensor4D, c)
-        const D = tf.reshape(delta, [B, T, co]) as tf.Tensor3D
-        return tf.sum(tf.mul(tf.matMul(P, P, false, true), tf.matMul(D, D, false, true)), [1, 2])
-      })()
+  // B·T²·(K + co) (and B·T² floats) on a path about four times slower: the cheaper one, computed
+  // for as many examples at a time as keep its largest intermediate within 64 MB
+  const direct = K * co * T / 4 <= T * T * (K + co)
+  const perExample = direct ? K * co : T * T
+  const chunk = Math.max(1, Math.floor(limitFloats / perExample))
+  const part = (x: tf.Tensor4D, d: tf.Tensor4D): tf.Tensor => {
+    const b = x.shape[0]
+    if (direct) return tf.sum(tf.square(perExampleFilterGrads(x, d, c)), [0, 2])
+    const P = patches(x, c)
+    const D = tf.reshape(d, [b, T, co]) as tf.Tensor3D
+    return tf.sum(tf.mul(tf.matMul(P, P, false, true), tf.matMul(D, D, false, true)), [1, 2])
+  }
+  const parts: tf.Tensor[] = []
+  for (let from = 0; from < B; from += chunk) {
+    const n = Math.min(chunk, B - from)
+    parts.push(n === B ? part(input as tf.Tensor4D, delta as tf.Tensor4D) : part(tf.slice(input, [from, 0, 0, 0], [n, -1, -1, -1]) as tf.Tensor4D, tf.slice(delta, [from, 0, 0, 0], [n, -1, -1, -1]) as tf.Tensor4D))
+  }
+  const w = parts.length === 1 ? parts[0] : tf.concat(parts, 0)
   return (c.useBias ? tf.add(w, tf.sum(tf.square(tf.sum(tf.reshape(delta, [B, T, co]), 1)), 1)) : w) as tf.Tensor1D
 }
 
@@ -147,7 +160,9 @@ export interface ClippedSum {
  */
 export function clippedGradientSum (
   model: tfl.LayersModel, x: tf.Tensor4D, lossOf: (probs: tf.Tensor2D) => tf.Tensor1D,
-  factors: (norms: Float32Array) => Float32Array, vars: tf.Variable[]
+  factors: (norms: Float32Array) => Float32Array, vars: tf.Variable[],
+  /** the largest intermediate of a layer's norms, in floats: examples are taken in groups that fit */
+  limitFloats = 16 * 2 ** 20
 ): ClippedSum {
   const B = x.shape[0]
   const hooked: Hooked[] = model.layers.filter(l => l.trainableWeights.length > 0).map(layer => ({ layer, kind: KNOWN[layer.getClassName()], input: null }))
@@ -176,12 +191,16 @@ export function clippedGradientSum (
     lossSum = value.dataSync()[0]
     value.dispose()
     deltas = grads
+  } catch (e) {
+    for (const h of hooked) h.input?.dispose()
+    throw e
   } finally {
     hooked.forEach((h, i) => { h.layer.call = original[i] })
     tf.dispose(probes)
   }
   try {
-    const norms = tf.tidy(() => tf.sqrt(tf.addN(hooked.map((h, i) => squaredNorms(h, deltas[i])))).dataSync() as Float32Array)
+    // a ghost norm of an example whose gradient is about zero can round below zero: clamp it
+    const norms = tf.tidy(() => tf.sqrt(tf.relu(tf.addN(hooked.map((h, i) => squaredNorms(h, deltas[i], limitFloats))))).dataSync() as Float32Array)
     const c = factors(norms)
     const sums = tf.tidy(() => {
       const weight = tf.tensor1d(c)

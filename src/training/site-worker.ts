@@ -26,6 +26,8 @@ async function main (): Promise<void> {
   const site = await Site.open(init.spec, init.data, { ...init.options, budget: init.budget === null ? null : PrivacyBudget.fromJSON(init.budget) })
   // one of several workers that split each batch: the shared sum of their gradients
   const joinParallel = (p: NonNullable<SiteInit['parallel']>): void => { site.options.parallel = sharedAllReduce(p.buffers, p.index, p.count) }
+  /** this worker's place among those that split each batch (0 alone) */
+  const workerIndex = (): number => site.options.parallel?.index ?? 0
   if (init.parallel !== null) joinParallel(init.parallel)
   const reply = (r: SiteReply, transfer: ArrayBuffer[] = []): void => { port.postMessage(r, transfer) }
   reply({ type: 'ready', backend: site.backend!, initialWeights: site.initialWeights(), noiseMultiplier: site.noiseMultiplier })
@@ -38,7 +40,8 @@ async function main (): Promise<void> {
         // a simulation's DP noise: one stream per round from the public seed, so that it repeats
         // even if this worker is replaced between rounds; each of several workers its own stream
         // (they draw the noise of different coordinates: one stream would repeat its values)
-        const worker = init.parallel === null || init.parallel.index === 0 ? [] : [init.parallel.index & 0xff, (init.parallel.index >> 8) & 0xff]
+        const index = workerIndex()
+        const worker = index === 0 ? [] : [index & 0xff, (index >> 8) & 0xff]
         if (init.noiseSeed !== null) site.options.noiseRandom = seededRandom(deriveKey(init.noiseSeed, 'seeded-random', Uint8Array.of(0xd9, q.round & 0xff, (q.round >> 8) & 0xff, (q.round >> 16) & 0xff, ...worker)))
         const u = site.update(q.weights, q.round, q.modelRound)
         reply({ type: 'updated', id: q.id, values: u.values, count: u.count, train: site.lastTrain!, budget: site.options.budget?.toJSON() ?? null, memory: memory() }, [u.values.buffer as ArrayBuffer])

@@ -23,7 +23,10 @@ export interface DpOptions {
   noiseMultiplier: number
   clipNorm: number
   budget: PrivacyBudget
-  /** where the noise comes from (default: the operating system's CSPRNG) */
+  /**
+   * where the noise comes from (default: the operating system's CSPRNG); with several workers
+   * (`parallel`) each draws the noise of its own coordinates, so each needs its own generator
+   */
   noiseRandom?: RandomSource
   /**
    * how the per-example gradients are computed: for the whole batch at once where the model's

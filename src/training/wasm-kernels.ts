@@ -187,7 +187,7 @@ function maxPoolGrad ({ inputs, attrs, backend }: { inputs: NamedTensorInfoMap, 
 function swapLastTwo (info: TensorInfo): tf.Tensor {
   const r = info.shape.length
   const perm = Array.from({ length: r }, (_, i) => i < r - 2 ? i : (i === r - 2 ? r - 1 : r - 2))
-  return tf.transpose(asTensor(info), perm)
+  return tf.tidy(() => tf.transpose(asTensor(info), perm))
 }
 
 /** a matrix-product kernel that hands the backend untransposed operands */

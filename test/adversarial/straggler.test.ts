@@ -12,6 +12,10 @@ import { join } from 'node:path'
 import { MemNet } from '../protocol/harness.ts'
 import { DataDir } from '../../src/node/datadir.ts'
 import { makeCluster, startNode, messages, withTimeout, type Running } from '../node/cluster.ts'
+import { selectBackend } from '../../src/training/backend.ts'
+import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
+import { buildModel } from '../../src/training/models.ts'
+import { LocalTrainer, type TrainOptions } from '../../src/training/trainer.ts'
 
 const phaseMs = 500
 const rounds = 10
@@ -46,14 +50,31 @@ test('a member that is gone costs no more than under fixed timeouts; with everyo
   assert.is(adaptive.peers[0].advertiseWaitMs, phaseMs, 'the advertisement wait never goes below the phase timeout')
 })
 
+/** images per second this machine trains the nodes' model at, on one thread (as each node here does) */
+function trainingSpeed (): number {
+  const data = loadMedMnist(BUNDLED_PNEUMONIAMNIST).train
+  const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, channels: 1, classes: 2, seed: 1 })
+  const trainer = new LocalTrainer(model)
+  const opts = (steps: number): TrainOptions => ({ steps, batchSize: 32, learningRate: 1e-3, seed: new Uint8Array(32).fill(1), augment: true })
+  trainer.train(data, opts(2))
+  const speed = trainer.train(data, opts(12)).imagesPerSecond
+  trainer.dispose(); model.dispose()
+  return speed
+}
+
 test('across processes: a node that trains several times longer than the phase timeout is waited for once its pace is known', async () => {
-  const c = await makeCluster(4, { threshold: 3, rounds: 6, phaseMs: 2000, epochs: 0.1 })
-  // node 3 trains on ten times as many images per round as the others: here about 3 s later
-  // than they do, so inside the window the adaptive wait covers (more than one phase, less
-  // than its cap of four) with room for a machine twice as loaded (at fifteen times, a loaded
-  // CI run once made it later than the cap, and it was rightly left out of every round)
+  await selectBackend()
+  const phaseS = 2
+  const c = await makeCluster(4, { threshold: 3, rounds: 6, phaseMs: phaseS * 1000, epochs: 0.1, extra: ['--training-workers', '1'] })
+  // node 3 trains on enough more images to come about two phases (4 s) after the others, at
+  // this machine's measured speed: inside the window the adaptive wait covers (more than one
+  // phase, less than its cap of four) with a factor of two either way for load. (A fixed
+  // number of epochs went out of the window both ways: past the cap on a loaded CI run, under
+  // one phase once the kernels got faster.)
+  const shard = Math.floor(loadMedMnist(BUNDLED_PNEUMONIAMNIST).train.labels.length / 4)
+  const epochs = 0.1 + 2 * phaseS * trainingSpeed() / shard
   const file = join(c.dirs[3], 'config.json')
-  writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), epochs: 1.0 }))
+  writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), epochs }))
   const nodes: Running[] = c.dirs.map(startNode)
   try {
     const codes = await withTimeout(Promise.all(nodes.map(n => n.exit)), 420_000, 'the nodes to finish six rounds')
@@ -61,8 +82,8 @@ test('across processes: a node that trains several times longer than the phase t
     const seconds = (n: Running): number[] => messages(n).flatMap(m => { const x = /trained \d+ images in ([\d.]+) s/.exec(m); return x === null ? [] : [Number(x[1])] })
     const median = (x: number[]): number => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)]
     const slow = median(seconds(nodes[3])); const fast = median(seconds(nodes[0]))
-    assert.ok(slow - fast > 2, `the straggler trains ${slow} s a round, the others ${fast} s: later than one phase timeout (2 s)`)
-    assert.ok(slow - fast < 8, `the straggler trains ${slow} s a round, the others ${fast} s: within the adaptive wait's cap (4 phases, 8 s)`)
+    assert.ok(slow - fast > phaseS, `the straggler trains ${slow} s a round (${epochs.toFixed(2)} epochs), the others ${fast} s: later than one phase timeout (${phaseS} s)`)
+    assert.ok(slow - fast < 4 * phaseS, `the straggler trains ${slow} s a round (${epochs.toFixed(2)} epochs), the others ${fast} s: within the adaptive wait's cap (4 phases, ${4 * phaseS} s)`)
     const dir = new DataDir(c.dirs[0]); const ledger = dir.ledger(dir.manifest())
     const member3 = memberIndex(ledger.manifest, c.ids[3])
     const rounds = ledger.entries.filter(e => e.header.kind === 'update')

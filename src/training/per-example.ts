@@ -22,9 +22,9 @@
 import * as tf from '@tensorflow/tfjs-core'
 import type * as tfl from '@tensorflow/tfjs-layers'
 import { GroupNorm } from './models.ts'
+import { convPreActivation, type ConvLayer } from './unfused.ts'
 
 interface Activation { apply: (x: tf.Tensor) => tf.Tensor }
-interface ConvLayer { kernel: tfl.LayerVariable, bias: tfl.LayerVariable | null, useBias: boolean, strides: number[], padding: 'same' | 'valid', dilationRate: number[], dataFormat: string, activation: Activation | null, kernelSize: number[] }
 interface DenseLayer { kernel: tfl.LayerVariable, bias: tfl.LayerVariable | null, useBias: boolean, activation: Activation | null }
 
 type Kind = 'conv' | 'dense' | 'groupnorm'
@@ -62,9 +62,7 @@ function preActivation (h: Hooked, input: tf.Tensor): tf.Tensor {
     const z = tf.matMul(input as tf.Tensor2D, d.kernel.read() as tf.Tensor2D)
     return d.useBias && d.bias !== null ? tf.add(z, d.bias.read()) : z
   }
-  const c = h.layer as unknown as ConvLayer
-  const z = tf.conv2d(input as tf.Tensor4D, c.kernel.read() as tf.Tensor4D, c.strides as [number, number], c.padding)
-  return c.useBias && c.bias !== null ? tf.add(z, c.bias.read()) : z
+  return convPreActivation(h.layer as unknown as ConvLayer, input as tf.Tensor4D)
 }
 
 /** the layer's input padded as the convolution pads it, and the output size */

@@ -177,10 +177,8 @@ export class LocalTrainer {
   /** the weighted loss summed over these examples, divided by `denominator` (the whole batch's size) */
   #lossOf (x: tf.Tensor4D, labels: Int32Array, weights: Float32Array, classes: number, denominator = labels.length): tf.Scalar {
     const probs = this.model.apply(x, { training: true }) as tf.Tensor2D
-    const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), classes)
     const w = tf.tensor1d(Float32Array.from(labels, l => weights[l]))
-    const nll = tf.neg(tf.sum(tf.mul(onehot, tf.log(tf.clipByValue(probs, EPS, 1))), 1))
-    return tf.div(tf.sum(tf.mul(nll, w)), denominator) as tf.Scalar
+    return tf.div(tf.sum(tf.mul(exampleLosses(probs, labels, classes), w)), denominator) as tf.Scalar
   }
 
   /** this worker's share of a batch: a contiguous slice, by its index */
@@ -269,10 +267,7 @@ export class LocalTrainer {
       })
       const labels = Int32Array.from(mine, j => data.labels[j])
       try {
-        const r = clippedGradientSum(this.model, x, probs => tf.tidy(() => {
-          const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), data.classes.length)
-          return tf.neg(tf.sum(tf.mul(onehot, tf.log(tf.clipByValue(probs, EPS, 1))), 1)) as tf.Tensor1D
-        }), norms => Float32Array.from(norms, (g, b) => Math.min(1, dp.clipNorm / (g + 1e-12)) * weights[labels[b]] / largest), vars)
+        const r = clippedGradientSum(this.model, x, probs => exampleLosses(probs, labels, data.classes.length), norms => Float32Array.from(norms, (g, b) => Math.min(1, dp.clipNorm / (g + 1e-12)) * weights[labels[b]] / largest), vars)
         tf.dispose(sums)
         sums = r.sums
         lossSum = r.lossSum
@@ -349,6 +344,11 @@ export class LocalTrainer {
     this.#optimizer?.dispose()
     this.#optimizer = null
   }
+}
+
+/** each example's cross-entropy loss, [B] */
+function exampleLosses (probs: tf.Tensor2D, labels: Int32Array, classes: number): tf.Tensor1D {
+  return tf.tidy(() => tf.neg(tf.sum(tf.mul(tf.oneHot(tf.tensor1d(labels, 'int32'), classes), tf.log(tf.clipByValue(probs, EPS, 1))), 1)) as tf.Tensor1D)
 }
 
 /** 'balanced': weight_c = N / (classes · count_c), as scikit-learn's class_weight='balanced'. */

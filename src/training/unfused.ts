@@ -9,7 +9,14 @@
 import * as tf from '@tensorflow/tfjs-core'
 import type * as tfl from '@tensorflow/tfjs-layers'
 
-interface ConvLayer { kernel: tfl.LayerVariable, bias: tfl.LayerVariable | null, useBias: boolean, strides: number[], padding: 'same' | 'valid', dilationRate: number[], dataFormat: string, rank: number, activation: { apply: (x: tf.Tensor) => tf.Tensor } | null }
+/** the fields of a tfjs-layers convolution that its computation reads */
+export interface ConvLayer { kernel: tfl.LayerVariable, bias: tfl.LayerVariable | null, useBias: boolean, kernelSize: number[], strides: number[], padding: 'same' | 'valid', dilationRate: number[], dataFormat: string, rank: number, activation: { apply: (x: tf.Tensor) => tf.Tensor } | null }
+
+/** a channels-last 2D convolution's output before its activation: conv2d(x, kernel) + bias */
+export function convPreActivation (c: ConvLayer, x: tf.Tensor4D): tf.Tensor4D {
+  const z = tf.conv2d(x, c.kernel.read() as tf.Tensor4D, c.strides as [number, number], c.padding)
+  return c.useBias && c.bias !== null ? tf.add(z, c.bias.read()) : z
+}
 
 /** Replace each plain 2D convolution's call with unfused ops; returns the function that puts them back. */
 export function unfuseConvolutions (model: tfl.LayersModel): () => void {
@@ -20,9 +27,7 @@ export function unfuseConvolutions (model: tfl.LayersModel): () => void {
     if (c.rank !== 2 || c.dataFormat !== 'channelsLast' || c.dilationRate.some(d => d !== 1)) continue
     patched.push({ layer, call: layer.call })
     layer.call = (inputs: tf.Tensor | tf.Tensor[]): tf.Tensor => {
-      const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D
-      let z: tf.Tensor = tf.conv2d(x, c.kernel.read() as tf.Tensor4D, c.strides as [number, number], c.padding)
-      if (c.useBias && c.bias !== null) z = tf.add(z, c.bias.read())
+      const z = convPreActivation(c, (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D)
       return c.activation === null ? z : c.activation.apply(z)
     }
   }

@@ -195,13 +195,12 @@ function untransposed (own: KernelConfig['kernelFunc']) {
   return (args: { inputs: NamedTensorInfoMap, attrs?: unknown, backend: unknown }): TensorInfo | TensorInfo[] => {
     const attrs = args.attrs as { transposeA: boolean, transposeB: boolean }
     if (!attrs.transposeA && !attrs.transposeB) return own(args as never)
-    const made: tf.Tensor[] = []
-    const a = attrs.transposeA ? made[made.push(swapLastTwo(args.inputs.a!)) - 1] : args.inputs.a!
-    const b = attrs.transposeB ? made[made.push(swapLastTwo(args.inputs.b!)) - 1] : args.inputs.b!
+    const a = attrs.transposeA ? swapLastTwo(args.inputs.a!) : null
+    const b = attrs.transposeB ? swapLastTwo(args.inputs.b!) : null
     try {
-      return own({ ...args, inputs: { ...args.inputs, a, b }, attrs: { ...attrs, transposeA: false, transposeB: false } } as never)
+      return own({ ...args, inputs: { ...args.inputs, a: a ?? args.inputs.a, b: b ?? args.inputs.b }, attrs: { ...attrs, transposeA: false, transposeB: false } } as never)
     } finally {
-      tf.dispose(made)
+      a?.dispose(); b?.dispose()
     }
   }
 }
@@ -274,24 +273,16 @@ export function registerWasmGradientKernels (): void {
   if (registered) return
   registered = true
   tf.registerKernel({ kernelName: tf.Conv2DBackpropFilter, backendName: 'wasm', kernelFunc: backpropFilter as never })
-  const own = tf.getKernel(tf.Conv2DBackpropInput, 'wasm')
-  if (own !== undefined) {
-    originalBackpropInput = own.kernelFunc
-    tf.unregisterKernel(tf.Conv2DBackpropInput, 'wasm')
-    tf.registerKernel({ kernelName: tf.Conv2DBackpropInput, backendName: 'wasm', kernelFunc: backpropInput as never, setupFunc: own.setupFunc })
-  }
-  for (const name of [tf.BatchMatMul, tf._FusedMatMul]) {
-    const mm = tf.getKernel(name, 'wasm')
-    if (mm === undefined) continue
-    tf.unregisterKernel(name, 'wasm')
-    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: untransposed(mm.kernelFunc) as never, setupFunc: mm.setupFunc })
-  }
+  // the backend's own kernel, kept for the cases the replacement hands back to it
   const wrap = (name: string, make: (own: KernelConfig['kernelFunc']) => unknown): void => {
     const k = tf.getKernel(name, 'wasm')
     if (k === undefined) return
     tf.unregisterKernel(name, 'wasm')
     tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: make(k.kernelFunc) as never, setupFunc: k.setupFunc })
   }
+  wrap(tf.Conv2DBackpropInput, own => { originalBackpropInput = own; return backpropInput })
+  wrap(tf.BatchMatMul, untransposed)
+  wrap(tf._FusedMatMul, untransposed)
   wrap(tf.Sum, own => reduceLeading(own, false))
   wrap(tf.Mean, own => reduceLeading(own, true))
   wrap(tf.Tile, tileBlocks)

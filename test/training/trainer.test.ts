@@ -94,6 +94,41 @@ test('DP-SGD clips: with negligible noise, one SGD step moves the weights by at 
   trainer.dispose()
 })
 
+test('DP-SGD on two workers: each worker adds N(0, σ²C²) noise to its own half of the coordinates only, so every coordinate gets it exactly once', async () => {
+  await selectBackend('auto')
+  const small = subset(data.train, Array.from({ length: 32 }, (_, i) => i * 90))
+  const sigma = 2; const clipNorm = 0.5
+  // what one worker hands to the all-reduce (its share's clipped sum and its noise), here returned as the total
+  const handed = (index: number, noiseSeed: number): Float32Array => {
+    const model = buildModel({ id: 'medmesh/linear', height: 28, width: 28, channels: 1, classes: 2, seed: 3 })
+    const trainer = new LocalTrainer(model)
+    let captured: Float32Array | null = null
+    trainer.train(small, {
+      steps: 1, batchSize: 32, learningRate: 0.1, optimizer: 'sgd', seed: seed(4),
+      dp: { noiseMultiplier: sigma, clipNorm, budget: new PrivacyBudget(1e12, 1e-5), noiseRandom: seededRandom(seed(noiseSeed)) },
+      parallel: { index, count: 2, allReduce: v => { captured = Float32Array.from(v); return v } }
+    })
+    trainer.dispose()
+    return captured!
+  }
+  for (const index of [0, 1]) {
+    // the same share, the same clipped sum: the difference of two noise draws is the noise alone
+    const a = handed(index, 10); const b = handed(index, 11)
+    const d = a.length - 1 // the last element carries the loss
+    const half = Math.floor(d / 2)
+    const [lo, hi] = index === 0 ? [0, half] : [half, d]
+    let sq = 0; let outside = 0
+    for (let i = 0; i < d; i++) {
+      const diff = a[i] - b[i]
+      if (i >= lo && i < hi) sq += diff * diff; else outside = Math.max(outside, Math.abs(diff))
+    }
+    assert.is(outside, 0, `worker ${index} touched coordinates outside its slice`)
+    // a − b ~ N(0, 2σ²C²) on each of the slice's coordinates
+    const sd = Math.sqrt(sq / (hi - lo) / 2)
+    assert.ok(Math.abs(sd - sigma * clipNorm) < 0.05 * sigma * clipNorm, `worker ${index}: noise sd ${sd}, expected ${sigma * clipNorm}`)
+  }
+})
+
 test('DP-SGD refuses BatchNorm models with a clear message', async () => {
   const model = buildModel({ id: 'medmesh/resnet18-28', height: 28, width: 28, channels: 1, classes: 2, seed: 1 })
   const trainer = new LocalTrainer(model)

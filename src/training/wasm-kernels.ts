@@ -69,7 +69,8 @@ export const PATCH_LIMIT_FLOATS = 16 * 1024 * 1024
  * convolution over the batch above runs at 5–8 GMAC/s, and at a tenth of that for layers with few
  * input channels (only kh·kw output pixels per channel); a product over patches runs near the
  * backend's matrix speed, and building them is one copy of each input row per filter row.
- * `limitFloats` bounds the patch matrix: examples are taken in groups and their products summed.
+ * `limitFloats` bounds the patch matrix: examples are taken in groups and their products summed
+ * (a single example whose patches exceed it is still taken whole).
  */
 export function backpropFilterByPatches (args: { inputs: NamedTensorInfoMap, attrs?: unknown, backend: unknown }, limitFloats = PATCH_LIMIT_FLOATS): TensorInfo {
   const { strides, pad, dimRoundingMode, filterShape } = args.attrs as unknown as Conv2DBackpropFilterAttrs
@@ -84,41 +85,49 @@ export function backpropFilterByPatches (args: { inputs: NamedTensorInfoMap, att
   const K = kh * kw * ci
   const T = OH * OW
   const group = Math.max(1, Math.min(B, Math.floor(limitFloats / (T * K))))
-  return tf.tidy(() => {
-    const dyAll = asTensor(dyInfo) as tf.Tensor4D
-    let sum: tf.Tensor2D | null = null // dWᵀ, [co, K]
+  const dyAll = asTensor(dyInfo) as tf.Tensor4D
+  let sum: tf.Tensor2D | null = null // dWᵀ, [co, K]
+  try {
     for (let b0 = 0; b0 < B; b0 += group) {
       const nb = Math.min(group, B - b0)
-      // the output first (see maxPoolGrad: allocating may detach earlier views of the heap)
-      const out = heap.makeOutput([nb * T, K], 'float32')
-      const x = heap.typedArrayFromHeap(xInfo)
-      const P = heap.typedArrayFromHeap(out)
-      P.fill(0)
-      for (let b = 0; b < nb; b++) {
-        for (let oh = 0; oh < OH; oh++) {
-          for (let ow = 0; ow < OW; ow++) {
-            const row = ((b * OH + oh) * OW + ow) * K
-            // the taps of one filter row that fall inside the image are one run of the input row
-            const c0 = ow * sw - left
-            const j0 = Math.max(0, -c0)
-            const j1 = Math.min(kw, W - c0)
-            if (j1 <= j0) continue
-            for (let i = 0; i < kh; i++) {
-              const r = oh * sh - top + i
-              if (r < 0 || r >= H) continue
-              const src = (((b0 + b) * H + r) * W + c0 + j0) * ci
-              P.set(x.subarray(src, src + (j1 - j0) * ci), row + (i * kw + j0) * ci)
+      // each group's patches are freed before the next group's are made (one tidy per group)
+      const part = tf.tidy(() => {
+        // the output first (see maxPoolGrad: allocating may detach earlier views of the heap)
+        const out = heap.makeOutput([nb * T, K], 'float32')
+        const x = heap.typedArrayFromHeap(xInfo)
+        const P = heap.typedArrayFromHeap(out)
+        P.fill(0)
+        for (let b = 0; b < nb; b++) {
+          for (let oh = 0; oh < OH; oh++) {
+            for (let ow = 0; ow < OW; ow++) {
+              const row = ((b * OH + oh) * OW + ow) * K
+              // the taps of one filter row that fall inside the image are one run of the input row
+              const c0 = ow * sw - left
+              const j0 = Math.max(0, -c0)
+              const j1 = Math.min(kw, W - c0)
+              if (j1 <= j0) continue
+              for (let i = 0; i < kh; i++) {
+                const r = oh * sh - top + i
+                if (r < 0 || r >= H) continue
+                const src = (((b0 + b) * H + r) * W + c0 + j0) * ci
+                P.set(x.subarray(src, src + (j1 - j0) * ci), row + (i * kw + j0) * ci)
+              }
             }
           }
         }
-      }
-      const patches = tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D
-      const dy = nb === B ? dyAll : tf.slice(dyAll, [b0, 0, 0, 0], [nb, -1, -1, -1])
-      const part: tf.Tensor2D = tf.matMul(tf.reshape(dy, [nb * T, co]) as tf.Tensor2D, patches, true, false)
-      sum = sum === null ? part : tf.add(sum, part) as tf.Tensor2D
+        const patches = tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D
+        const dy = nb === B ? dyAll : tf.slice(dyAll, [b0, 0, 0, 0], [nb, -1, -1, -1])
+        return tf.matMul(tf.reshape(dy, [nb * T, co]) as tf.Tensor2D, patches, true, false) as tf.Tensor2D
+      })
+      if (sum === null) sum = part
+      else { const next = tf.add(sum, part) as tf.Tensor2D; sum.dispose(); part.dispose(); sum = next }
     }
-    return tf.reshape(tf.transpose(sum!), filterShape) // [kh, kw, ci, co]; tidy hands it to the enclosing scope
-  })
+    const total = sum!
+    return tf.tidy(() => tf.reshape(tf.transpose(total), filterShape)) // [kh, kw, ci, co]
+  } finally {
+    dyAll.dispose()
+    sum?.dispose()
+  }
 }
 
 let originalBackpropInput: KernelConfig['kernelFunc'] | undefined

@@ -99,7 +99,7 @@ function filterGradient (x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: [number, 
   // without a limit: the backend's registered kernel (the cpu backend's own for the reference)
   const dw = limit === undefined
     ? tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, attrs as never) as tf.Tensor
-    : tf.engine().makeTensorFromTensorInfo(backpropFilterByPatches({ inputs: { x, dy }, attrs, backend: tf.backend() }, limit))
+    : backpropFilterByPatches({ inputs: { x, dy }, attrs, backend: tf.backend() }, limit) as tf.Tensor
   const out = dw.dataSync() as Float32Array
   dw.dispose()
   return out

@@ -1,14 +1,16 @@
 /**
  * Gradient kernels that the TF.js wasm backend lacks or runs slowly, written as forward
- * convolutions of rearranged tensors, so that they run on the backend's fast (XNNPACK) forward
- * Conv2D path.
+ * convolutions or matrix products of rearranged tensors, so that they run on the backend's fast
+ * (XNNPACK) paths.
  *
  * Conv2DBackpropFilter (dL/dW of y = conv2d(x, W), stride s, padding p; dilation is always 1 in
  * TF.js gradients):
  *   dW[kh,kw,ci,co] = Σ_{b,oh,ow} x_pad[b, oh·s+kh, ow·s+kw, ci] · dy[b,oh,ow,co]
- * which is a convolution of x viewed as [ci, H, W, b] (batch as channels) with dy viewed as a
- * filter [oh, ow, b, co], with dilation s (the original stride) and the original padding; its
- * output [ci, KH', KW', co] holds dW in its first KH×KW positions.
+ * i.e. one matrix product dWᵀ = dyᵀ·P over the patches P (im2col, one row per output pixel),
+ * which this builds by copying rows of x on the heap (backpropFilterByPatches). The earlier way,
+ * kept for bench/conv-grad: a convolution of x viewed as [ci, H, W, b] (batch as channels) with dy
+ * viewed as a filter [oh, ow, b, co], with dilation s and the original padding, whose output
+ * [ci, KH', KW', co] holds dW in its first KH×KW positions (backpropFilterByBatchConvolution).
  *
  * MaxPoolGrad: a direct loop on the wasm heap (see below).
  *
@@ -73,7 +75,8 @@ export const PATCH_LIMIT_FLOATS = 16 * 1024 * 1024
  * (a single example whose patches exceed it is still taken whole).
  */
 export function backpropFilterByPatches (args: { inputs: NamedTensorInfoMap, attrs?: unknown, backend: unknown }, limitFloats = PATCH_LIMIT_FLOATS): TensorInfo {
-  const { strides, pad, dimRoundingMode, filterShape } = args.attrs as unknown as Conv2DBackpropFilterAttrs
+  const { strides, pad, dataFormat, dimRoundingMode, filterShape } = args.attrs as unknown as Conv2DBackpropFilterAttrs
+  if (dataFormat !== undefined && dataFormat !== 'NHWC') throw new Error('medmesh wasm Conv2DBackpropFilter supports NHWC only')
   const heap = args.backend as WasmHeapBackend
   const xInfo = args.inputs.x!
   const dyInfo = args.inputs.dy!

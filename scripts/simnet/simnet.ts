@@ -171,7 +171,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     dropout, killAt, malicious: values.malicious === true, latencyMs: latency, bandwidthBytesPerMs: bandwidth, outDir, seedBytes, out,
     evaluate: (weights, stats) => {
       setFlatWeights(evalModel, weights)
-      return evaluator.evaluate(data.test, stats === null ? undefined : normalisation(stats))
+      return evaluator.evaluate(data.test, stats === null ? undefined : normalisation(stats, data.train.channels))
     }
   }
   const fed: FederationResult = transport === 'tcp' ? await runProcessFederation(setup) : await runMemoryFederation(setup)
@@ -188,7 +188,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   let calibrated: ReturnType<typeof calibration> | null = null
   if (fed.chosen !== null) {
     setFlatWeights(evalModel, fed.chosen.weights)
-    const fnorm = fed.chosen.stats === null ? undefined : normalisation(fed.chosen.stats)
+    const fnorm = fed.chosen.stats === null ? undefined : normalisation(fed.chosen.stats, data.train.channels)
     const probs = evaluator.predict(data.test, fnorm)
     curves.push({ name: 'federated (medmesh)', ...roc(probs, data.test.labels, k) })
     calibrated = calibration(probs, data.test.labels, k)
@@ -207,7 +207,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     const base = dpEpsilon === null ? { epochs, batchSize, learningRate } : { epochs: Number(RECIPE.epochs), batchSize: Number(RECIPE['batch-size']), learningRate: Number(RECIPE['learning-rate']) }
     if (dpEpsilon !== null) out(`baselines without DP: ${base.epochs} epoch(s) per round, batch ${base.batchSize}, Adam at ${base.learningRate}`)
     const alone = (own: { train: ImageDataset, val: ImageDataset }, seedBase: number) => {
-      const norm = normalisation(statsVector(pixelStats(own.train)))
+      const norm = normalisation(statsVector(pixelStats(own.train)), own.train.channels)
       const model = buildModel(spec); const trainer = new LocalTrainer(model)
       const series: ClinicalMetrics[] = []
       let best = -1; let bestAuc = -Infinity; let bestWeights = flattenWeights(model)

@@ -66,7 +66,8 @@ export interface ProtocolParams {
   /**
    * every site's local training recipe: the learning rate over model rounds (constant, or cosine /
    * step decay over `rounds` model rounds), local epochs per round, batch size, the base learning
-   * rate, and class weighting ('balanced' weighs each class by N / (classes · count))
+   * rate, and class weighting ('balanced' weighs each class by 1 / (classes · f) for the
+   * consortium's pooled frequency f of the class, from the statistics round)
    */
   training: TrainingParams
 }

@@ -29,12 +29,12 @@ export interface MaskedInputSpec {
   rng: RandomSource
 }
 
-/** Length of the statistics vector of a 'stats' round: [mean, mean of squares] of the pixels, for each channel. */
-export const statsLength = (channels: number): number => 2 * channels
+/** Length of the statistics vector of a 'stats' round: [mean, mean of squares] of the pixels for each channel, then each class's fraction of the images. */
+export const statsLength = (channels: number, classes: number): number => 2 * channels + classes
 
 /** Words of a masked input in a round of this kind: the vector and its weight (or sample count). */
 export function inputLength (kind: 'update' | 'stats' | 'eval', p: Pick<ProtocolParams, 'model' | 'validation'>, modelSize: number): number {
-  const size = kind === 'update' ? modelSize : kind === 'eval' ? validationLength({ classes: p.model.classes, bins: p.validation.bins }) : statsLength(p.model.input.channels)
+  const size = kind === 'update' ? modelSize : kind === 'eval' ? validationLength({ classes: p.model.classes, bins: p.validation.bins }) : statsLength(p.model.input.channels, p.model.classes)
   return size + 1
 }
 

@@ -11,7 +11,7 @@ import { subset, type ImageDataset } from './data/dataset.ts'
 import { loadImageFolder } from './data/images.ts'
 import { loadMedMnist } from './data/npz.ts'
 import { holdOut, partitionIid } from './data/partition.ts'
-import { normalisation, pixelStats, statsVector, type Normalisation } from './data/stats.ts'
+import { classFrequencies, normalisation, pixelStats, statsVector, type Normalisation } from './data/stats.ts'
 import { resizeDataset } from './data/resize.ts'
 import { learningRateAt, type LrSchedule } from './schedule.ts'
 import { buildModel, flattenWeights, setFlatWeights, type ModelId } from './models.ts'
@@ -78,7 +78,7 @@ export interface SiteOptions {
   epochs: number
   batchSize: number
   learningRate: number
-  /** 'balanced' (default) weighs each class by N / (classes · count) */
+  /** 'balanced' (default) weighs each class by 1 / (classes · f), f its frequency in the consortium's pooled data (from the statistics round; this site's own before it) */
   classWeighting?: 'balanced' | 'none'
   /** the local optimiser (default Adam) */
   optimizer?: 'adam' | 'sgd'
@@ -142,7 +142,13 @@ export class Site {
     return { values: statsVector(s), count: s.count }
   }
 
-  useStatistics (combined: ArrayLike<number>): void { this.norm = normalisation(combined) }
+  useStatistics (combined: ArrayLike<number>): void {
+    this.norm = normalisation(combined, this.spec.input.channels)
+    this.classFrequencies = classFrequencies(combined, this.spec.input.channels)
+  }
+
+  /** the consortium's pooled class frequencies, from the statistics round (null before it) */
+  classFrequencies: number[] | null = null
 
   /** Train from these weights; the update and the sample count it stands for. `round` varies the shuffling; `modelRound` (1, 2, …) sets the learning rate. */
   update (weights: Float32Array, round: number, modelRound = round): { values: Float32Array, count: number } {
@@ -156,6 +162,7 @@ export class Site {
       seed: Uint8Array.from(this.options.seed.map((b, i) => i === 0 ? b ^ (round & 0xff) : i === 1 ? b ^ ((round >> 8) & 0xff) : b)),
       augment: true,
       classWeighting: this.options.classWeighting ?? 'balanced',
+      classFrequencies: this.classFrequencies ?? undefined,
       normalisation: this.norm,
       parallel: this.options.parallel,
       dp: dp !== null && this.options.budget !== null ? { noiseMultiplier: this.noiseMultiplier!, clipNorm: dp.clipNorm, budget: this.options.budget, noiseRandom: this.options.noiseRandom } : undefined

@@ -56,6 +56,13 @@ export interface TrainOptions {
   optimizer?: 'adam' | 'sgd'
   augment?: boolean
   classWeighting?: 'none' | 'balanced'
+  /**
+   * with 'balanced': the class frequencies to balance, the consortium's pooled ones from the
+   * statistics round (default: this data's own). Balancing each hospital by its own counts would
+   * make the federated objective a different one from training on the pooled data: a hospital
+   * with few examples of a class would weigh each of them many times over.
+   */
+  classFrequencies?: ArrayLike<number>
   normalisation?: Normalisation
   /** 32 bytes: shuffling, augmentation and sampling follow from it */
   seed: Uint8Array
@@ -105,7 +112,7 @@ export class LocalTrainer {
     const round = this.#round++
     const rng = seededRandom(deriveKey(o.seed, 'seeded-random', Uint8Array.of(round & 0xff, (round >> 8) & 0xff)))
     const augmenter = o.augment === true ? new Augmenter(deriveKey(o.seed, 'seeded-random', Uint8Array.of(0xa0, round & 0xff)), augmentFor(data.channels)) : null
-    const weights = classWeights(data, o.classWeighting ?? 'none')
+    const weights = classWeights(data, o.classWeighting ?? 'none', o.classFrequencies)
     const steps = o.steps ?? Math.max(1, Math.round((o.epochs as number) * n / o.batchSize))
     const optimizer = this.#optimizerFor(o)
     const started = performance.now()
@@ -351,10 +358,18 @@ function exampleLosses (probs: tf.Tensor2D, labels: Int32Array, classes: number)
   return tf.tidy(() => tf.neg(tf.sum(tf.mul(tf.oneHot(tf.tensor1d(labels, 'int32'), classes), tf.log(tf.clipByValue(probs, EPS, 1))), 1)) as tf.Tensor1D)
 }
 
-/** 'balanced': weight_c = N / (classes · count_c), as scikit-learn's class_weight='balanced'. */
-export function classWeights (data: ImageDataset, mode: 'none' | 'balanced'): Float32Array {
+/**
+ * 'balanced': weight_c = 1 / (classes · f_c) for class frequencies f (N / (classes · count_c)
+ * with this data's own, as scikit-learn's class_weight='balanced'); `frequencies` gives others
+ * (the consortium's).
+ */
+export function classWeights (data: ImageDataset, mode: 'none' | 'balanced', frequencies?: ArrayLike<number>): Float32Array {
   const k = data.classes.length
   if (mode === 'none') return new Float32Array(k).fill(1)
+  if (frequencies !== undefined) {
+    if (frequencies.length !== k || !Array.from(frequencies).every(f => f >= 0 && Number.isFinite(f))) throw new Error(`class frequencies must be ${k} non-negative numbers`)
+    return Float32Array.from(frequencies, f => f > 0 ? 1 / (k * f) : 0)
+  }
   const counts = classCounts(data)
   return Float32Array.from(counts, c => c === 0 ? 0 : data.labels.length / (k * c))
 }

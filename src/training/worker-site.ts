@@ -244,7 +244,7 @@ export class WorkerSite implements TrainingSite {
   }
 
   useStatistics (combined: ArrayLike<number>): void {
-    this.norm = normalisation(combined)
+    this.norm = normalisation(combined, this.spec.input.channels)
     this.#stats = Array.from(combined)
     for (const t of this.#threads) t.worker.postMessage({ type: 'statistics', stats: this.#stats } satisfies SiteRequest)
   }

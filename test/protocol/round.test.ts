@@ -81,7 +81,8 @@ test('below the threshold the round aborts cleanly and the next one begins', () 
 
 test('a statistics round securely averages the sites\' normalisation statistics', () => {
   const n = 4
-  const pixels = [[0.2, 0.1], [0.4, 0.3], [0.5, 0.35], [0.3, 0.15]] // [mean, mean of squares] per site
+  // per site: [mean, mean of squares] of the pixels, then the fractions of its images in each of two classes
+  const pixels = [[0.2, 0.1, 0.9, 0.1], [0.4, 0.3, 0.5, 0.5], [0.5, 0.35, 0.2, 0.8], [0.3, 0.15, 0.25, 0.75]]
   const counts = [100, 300, 200, 400]
   const net = new MemNet({
     n, seed: 13, modelSize: 8, lastRound: 0, kindOf: () => 'stats',
@@ -97,6 +98,9 @@ test('a statistics round securely averages the sites\' normalisation statistics'
     assert.ok(p.stats !== null)
     assert.ok(Math.abs(p.stats![0] - mean) < 1e-4, `mean ${p.stats![0]} vs ${mean}`)
     assert.ok(Math.abs(p.stats![1] - sq) < 1e-4)
+    const normal = pixels.reduce((s, p, i) => s + p[2] * counts[i], 0) / total
+    assert.ok(Math.abs(p.stats![2] - normal) < 1e-4, `the pooled fraction of class 0: ${p.stats![2]} vs ${normal}`)
+    assert.ok(Math.abs(p.stats![2] + p.stats![3] - 1) < 1e-4)
     assert.is(hex(stateHash(p.state)), hex(stateHash(net.initial)), 'a stats round leaves the model alone')
   }
   const header = decodeHeader(net.peers[0].ledger.entries[0].certificate.header)

@@ -127,7 +127,7 @@ test('a five-class colour model trains on RetinaMNIST and is judged by macro AUC
   const d = loadMedMnist(BUNDLED_RETINAMNIST)
   const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, channels: 3, classes: 5, seed: 3 })
   const trainer = new LocalTrainer(model)
-  const norm = normalisation(statsVector(pixelStats(d.train)))
+  const norm = normalisation(statsVector(pixelStats(d.train)), 3)
   trainer.train(d.train, { epochs: 2, batchSize: 32, learningRate: 1e-3, seed: new Uint8Array(32).fill(9), augment: true, classWeighting: 'none', normalisation: norm })
   const m = trainer.evaluate(d.test, norm)
   assert.is(m.confusion.length, 5)

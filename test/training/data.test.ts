@@ -13,7 +13,7 @@ import { resize } from '../../src/training/data/resize.ts'
 import { decodeDicom } from '../../src/training/data/dicom.ts'
 import { classCounts, subset } from '../../src/training/data/dataset.ts'
 import { partitionIid, partitionDirichlet, partitionQuantity } from '../../src/training/data/partition.ts'
-import { pixelStats, normalisation, statsVector } from '../../src/training/data/stats.ts'
+import { pixelStats, normalisation, statsVector, classFrequencies } from '../../src/training/data/stats.ts'
 
 const npy = encodeNpy
 
@@ -165,7 +165,7 @@ test('partitions: seeded, disjoint, complete; Dirichlet skews labels as α shrin
   assert.throws(() => partitionIid(3, 5, seed))
 })
 
-test('per-site pixel statistics combine into the global mean and std', () => {
+test('per-site statistics combine into the global mean and std and the pooled class frequencies', () => {
   const d = loadMedMnist(BUNDLED_PNEUMONIAMNIST).val
   const halves = [subset(d, Array.from({ length: 200 }, (_, i) => i)), subset(d, Array.from({ length: 324 }, (_, i) => 200 + i))]
   const s = halves.map(pixelStats)
@@ -173,9 +173,17 @@ test('per-site pixel statistics combine into the global mean and std', () => {
   const v = s.map(statsVector)
   const combined = v[0].map((x, k) => (x * s[0].count + v[1][k] * s[1].count) / total)
   const whole = pixelStats(d)
-  const a = normalisation(combined)
-  const b = normalisation(statsVector(whole))
+  const a = normalisation(combined, 1)
+  const b = normalisation(statsVector(whole), 1)
   assert.ok(Math.abs(a.mean[0] - b.mean[0]) < 1e-9 && Math.abs(a.std[0] - b.std[0]) < 1e-9)
+  assert.is(combined.length, 2 + 2) // one channel's pair, two classes' fractions
+  const pooled = classFrequencies(combined, 1)!
+  const counts = classCounts(d)
+  counts.forEach((c, k) => assert.ok(Math.abs(pooled[k] - c / d.labels.length) < 1e-12, `class ${k}: ${pooled[k]} vs ${c / d.labels.length}`))
+  // the halves differ in balance, so neither one's own fractions are the pooled ones
+  assert.ok(Math.abs(s[0].classFractions[0] - pooled[0]) > 1e-3)
+  assert.throws(() => normalisation([0.5], 1), /at least 2/)
+  assert.is(classFrequencies([0.5, 0.3], 1), null)
 })
 
 test.run()

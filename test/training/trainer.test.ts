@@ -174,12 +174,25 @@ test('class weights: balanced gives N / (k · count)', () => {
   assert.ok(Math.abs(w[0] - 4708 / (2 * 1214)) < 1e-4 && Math.abs(w[1] - 4708 / (2 * 3494)) < 1e-4)
 })
 
+test('class weights balanced over the consortium\'s frequencies: every hospital weighs the classes as the pooled data would, whatever its own balance', () => {
+  const pooled = classWeights(data.train, 'balanced')
+  const frequencies = [1214 / 4708, 3494 / 4708]
+  // a hospital with almost only normal images
+  const skewed = subset(data.train, Array.from(data.train.labels.entries()).filter(([, l]) => l === 0).slice(0, 300).map(([i]) => i).concat([...data.train.labels.keys()].filter(i => data.train.labels[i] === 1).slice(0, 10)))
+  const own = classWeights(skewed, 'balanced')
+  const consortium = classWeights(skewed, 'balanced', frequencies)
+  assert.ok(own[1] > 10 * pooled[1], `its own balance weighs its ten pneumonia images ${own[1].toFixed(1)}×`)
+  for (let k = 0; k < 2; k++) assert.ok(Math.abs(consortium[k] - pooled[k]) < 1e-6)
+  assert.throws(() => classWeights(skewed, 'balanced', [0.5]), /2 non-negative/)
+  assert.throws(() => classWeights(skewed, 'balanced', [0.5, -0.1]), /non-negative/)
+})
+
 test('real data: the default CNN trained centrally on PneumoniaMNIST reaches test AUC >= 0.90', async () => {
   const choice = await selectBackend('auto')
   const model = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, channels: 1, classes: 2, seed: 1 })
   const trainer = new LocalTrainer(model)
   const s = pixelStats(data.train)
-  const norm = normalisation(statsVector(s))
+  const norm = normalisation(statsVector(s), 1)
   const r = trainer.train(data.train, { epochs: 2, batchSize: 64, learningRate: 1e-3, seed: seed(7), augment: false, classWeighting: 'balanced', normalisation: norm })
   const m = trainer.evaluate(data.test, norm)
   console.log(`      [${choice.name}] 2 epochs at ${r.imagesPerSecond.toFixed(0)} images/s: test AUC ${m.auc.toFixed(3)}, ACC ${m.accuracy.toFixed(3)}`)

@@ -15,7 +15,7 @@ import { recordingLogger } from './stubs.ts'
 function history (): { net: MemNet, states: Map<number, GlobalState> } {
   const net = new MemNet({
     n: 3, seed: 5, modelSize: 8, lastRound: 3, kindOf: r => r === 0 ? 'stats' : 'update',
-    input: (member, round, kind) => kind === 'stats' ? { values: [0.5, 0.3], count: 10 } : defaultInput(8)(member, round)
+    input: (member, round, kind) => kind === 'stats' ? { values: [0.5, 0.3, 0.4, 0.6], count: 10 } : defaultInput(8)(member, round)
   })
   const states = new Map<number, GlobalState>()
   net.startAll()

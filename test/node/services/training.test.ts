@@ -21,7 +21,7 @@ function setup (withBudget = false) {
     options: { budget },
     lastTrain: { examples: 10, seconds: 0.1, imagesPerSecond: 100, epsilon: null, stoppedEarly: null },
     norm: undefined as { mean: number, std: number } | undefined,
-    statsInput: () => ({ values: [0.4, 0.2], count: 10 }),
+    statsInput: () => ({ values: [0.4, 0.2, 0.5, 0.5], count: 10 }),
     update: async (weights: Float32Array, round: number) => {
       trained.push({ weights, round })
       await gate
@@ -52,7 +52,7 @@ test('the statistics round gets the pixel statistics at once; a model round trai
   const t = setup()
   t.scheduler.start()
   t.scheduler.roundStarted(0, 'stats')
-  assert.equal(t.inputs, [{ values: [0.4, 0.2], count: 10 }])
+  assert.equal(t.inputs, [{ values: [0.4, 0.2, 0.5, 0.5], count: 10 }])
   t.scheduler.roundStarted(1, 'update')
   t.enter({ number: 1, phase: 'share-keys' })
   assert.is(t.queued.length, 0, 'not before the masking set')

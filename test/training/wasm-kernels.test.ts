@@ -3,7 +3,6 @@ import * as assert from 'uvu/assert'
 import * as tf from '@tensorflow/tfjs-core'
 import { selectBackend } from '../../src/training/backend.ts'
 import { mulberry32 } from '../../src/protocol/memnet.ts'
-import { backpropFilterByPatches } from '../../src/training/wasm-kernels.ts'
 
 interface Case { batch: number, h: number, w: number, ci: number, co: number, k: number, stride: number, pad: 'same' | 'valid' | number }
 
@@ -92,39 +91,6 @@ test('wasm MaxPool gradient is right when allocating its output grows the wasm m
   await selectBackend('wasm')
   assert.ok(got.some(v => v !== 0), 'not all zeros')
   assert.ok(maxRelError(got, ref) < 1e-4, 'MaxPool dx differs from the cpu backend\'s')
-})
-
-function filterGradient (x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: [number, number, number, number], stride: number, pad: 'same' | 'valid' | number, limit?: number): Float32Array {
-  const attrs = { strides: stride, pad, dataFormat: 'NHWC', dimRoundingMode: undefined, filterShape }
-  // without a limit: the backend's registered kernel (the cpu backend's own for the reference)
-  const dw = limit === undefined
-    ? tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, attrs as never) as tf.Tensor
-    : backpropFilterByPatches({ inputs: { x, dy }, attrs, backend: tf.backend() }, limit) as tf.Tensor
-  const out = dw.dataSync() as Float32Array
-  dw.dispose()
-  return out
-}
-
-test('wasm filter gradient over patches taken in groups of examples (a small limit) equals the cpu backend\'s', async () => {
-  for (const [i, c] of [{ batch: 5, h: 9, w: 7, ci: 3, co: 4, k: 3, stride: 2, pad: 'same' as const }, { batch: 4, h: 8, w: 8, ci: 8, co: 16, k: 3, stride: 1, pad: 1 }, { batch: 3, h: 6, w: 10, ci: 2, co: 5, k: 5, stride: 1, pad: 'valid' as const }].entries()) {
-    const r = mulberry32(100 + i)
-    const filterShape: [number, number, number, number] = [c.k, c.k, c.ci, c.co]
-    const xs = Float32Array.from({ length: c.batch * c.h * c.w * c.ci }, () => r() * 2 - 1)
-    await selectBackend('cpu')
-    const probe = tf.conv2d(tf.zeros([c.batch, c.h, c.w, c.ci]) as tf.Tensor4D, tf.zeros(filterShape) as tf.Tensor4D, c.stride, c.pad)
-    const dys = Float32Array.from({ length: probe.size }, () => r() * 2 - 1)
-    const dyShape = probe.shape
-    probe.dispose()
-    const run = (limit?: number): Float32Array => tf.tidy(() => filterGradient(tf.tensor4d(xs, [c.batch, c.h, c.w, c.ci]), tf.tensor4d(dys, dyShape), filterShape, c.stride, c.pad, limit))
-    const ref = run()
-    await selectBackend('wasm')
-    const T = dyShape[1] * dyShape[2]
-    const K = c.k * c.k * c.ci
-    for (const limit of [1, 2 * T * K, 1e9]) { // one example per group, two, all at once
-      const got = run(limit)
-      assert.ok(maxRelError(got, ref) < 1e-4, `dW differs for ${JSON.stringify(c)} with groups of ${limit} floats: ${maxRelError(got, ref)}`)
-    }
-  }
 })
 
 test('wasm matrix products with transposed operands, plain and fused, batched or not, equal the cpu backend\'s', async () => {

@@ -7,7 +7,7 @@
  * `prev` is the consortium id; each later one's is the previous header's hash. So the whole chain
  * can be checked from the manifest alone.
  *
- * Kinds: 'update' (a model round), 'stats' (secure sum of normalisation statistics; `x` holds the
+ * Kinds: 'update' (a model round), 'stats' (secure sum of normalisation statistics and class fractions; `x` holds the
  * result as float64), 'eval' (secure sum of validation counts; `x` holds the pooled validation
  * AUC, accuracy and count as float64, `mh` the state judged), 'membership' (a new manifest, in
  * `x`, takes effect; `mh` is its id).
@@ -134,7 +134,7 @@ export class Ledger {
     return this.entries.filter(e => e.header.round > round)
   }
 
-  /** The certified statistics (pixel mean, mean square) of the last statistics round, if any. */
+  /** The certified statistics (pixel mean and mean square per channel, then class fractions) of the last statistics round, if any. */
   get statistics (): Float64Array | null {
     const e = this.lastOf('stats')
     return e === undefined ? null : new Float64Array(new Uint8Array(e.header.extra).buffer)

@@ -136,7 +136,7 @@ export class Site {
   /** The weights the model starts from, flattened: the same on every site for one spec. */
   initialWeights (): Float32Array { return flattenWeights(this.model) }
 
-  /** The statistics round's input: [mean, mean of squares] of the pixels for each channel, and the image count. */
+  /** The statistics round's input: [mean, mean of squares] of the pixels for each channel, then each class's fraction of the images, and the image count. */
   statsInput (): { values: number[], count: number } {
     const s = pixelStats(this.data.train)
     return { values: statsVector(s), count: s.count }

@@ -358,17 +358,22 @@ function exampleLosses (probs: tf.Tensor2D, labels: Int32Array, classes: number)
   return tf.tidy(() => tf.neg(tf.sum(tf.mul(tf.oneHot(tf.tensor1d(labels, 'int32'), classes), tf.log(tf.clipByValue(probs, EPS, 1))), 1)) as tf.Tensor1D)
 }
 
+/** the largest weight balancing over given frequencies gives a class: 10× a balanced class's */
+export const MAX_CLASS_WEIGHT = 10
+
 /**
  * 'balanced': weight_c = 1 / (classes · f_c) for class frequencies f (N / (classes · count_c)
  * with this data's own, as scikit-learn's class_weight='balanced'); `frequencies` gives others
- * (the consortium's).
+ * (the consortium's), each weight then at most MAX_CLASS_WEIGHT: a class the statistics round
+ * barely saw (its holders absent from it, or a member that lied in it) is neither dropped at a
+ * hospital that has it nor weighed without bound.
  */
 export function classWeights (data: ImageDataset, mode: 'none' | 'balanced', frequencies?: ArrayLike<number>): Float32Array {
   const k = data.classes.length
   if (mode === 'none') return new Float32Array(k).fill(1)
   if (frequencies !== undefined) {
     if (frequencies.length !== k || !Array.from(frequencies).every(f => f >= 0 && Number.isFinite(f))) throw new Error(`class frequencies must be ${k} non-negative numbers`)
-    return Float32Array.from(frequencies, f => f > 0 ? 1 / (k * f) : 0)
+    return Float32Array.from(frequencies, f => 1 / (k * Math.max(f, 1 / (k * MAX_CLASS_WEIGHT))))
   }
   const counts = classCounts(data)
   return Float32Array.from(counts, c => c === 0 ? 0 : data.labels.length / (k * c))

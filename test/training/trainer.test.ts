@@ -5,7 +5,7 @@ import { selectBackend } from '../../src/training/backend.ts'
 import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
 import { subset } from '../../src/training/data/dataset.ts'
 import { buildModel, flattenWeights, setFlatWeights, countParameters, GroupNorm, hasBatchNorm } from '../../src/training/models.ts'
-import { LocalTrainer, classWeights } from '../../src/training/trainer.ts'
+import { LocalTrainer, classWeights, MAX_CLASS_WEIGHT } from '../../src/training/trainer.ts'
 import { pixelStats, normalisation, statsVector } from '../../src/training/data/stats.ts'
 import { PrivacyBudget, seededRandom } from '../../src/privacy/index.ts'
 
@@ -183,6 +183,11 @@ test('class weights balanced over the consortium\'s frequencies: every hospital 
   const consortium = classWeights(skewed, 'balanced', frequencies)
   assert.ok(own[1] > 10 * pooled[1], `its own balance weighs its ten pneumonia images ${own[1].toFixed(1)}×`)
   for (let k = 0; k < 2; k++) assert.ok(Math.abs(consortium[k] - pooled[k]) < 1e-6)
+  // a class the statistics round did not see (its holders absent, or a member lied) keeps a bounded weight at a hospital that has it
+  const unseen = classWeights(skewed, 'balanced', [1, 0])
+  assert.is(unseen[1], MAX_CLASS_WEIGHT)
+  assert.ok(Math.abs(unseen[0] - 0.5) < 1e-6)
+  assert.ok(classWeights(skewed, 'balanced', [0.999, 0.001])[1] <= MAX_CLASS_WEIGHT)
   assert.throws(() => classWeights(skewed, 'balanced', [0.5]), /2 non-negative/)
   assert.throws(() => classWeights(skewed, 'balanced', [0.5, -0.1]), /non-negative/)
 })

@@ -1,6 +1,6 @@
 /**
  * The training scheduler: a hospital's input for each round. For the statistics round it is the
- * site's pixel statistics, at once; for a model round, local training from the certified weights,
+ * site's pixel statistics and class fractions, at once; for a model round, local training from the certified weights,
  * started once the masking set is agreed and includes this node (its input is due then, and
  * training for a round it cannot join would only make it late for the next one too); for an eval
  * round, the validation counts of the certified model on the site's own validation part.
@@ -40,7 +40,7 @@ export interface TrainingComponents {
 
 export interface TrainingScheduler extends Startable {
   roundStarted: (round: number, kind: RoundKind) => void
-  /** the consortium's pixel statistics are certified: normalise with them from now on */
+  /** the consortium's statistics are certified: normalise and balance the classes with them from now on */
   statisticsCertified: (stats: Float64Array | null) => void
   /** a model round was certified: evaluate the certified weights on this site's validation part */
   modelCertified: (round: number) => void

@@ -121,7 +121,7 @@ class NodeProcess {
   get alive (): boolean { return this.proc !== null }
 
   start (): void {
-    const proc = spawn(process.execPath, [BIN, 'start', '--data-dir', this.dir], { env: { ...process.env, MEDMESH_LOG_JSON: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const proc = spawn(process.execPath, [BIN, 'start', '--data-dir', this.dir], { env: { ...process.env, MEDMESH_LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] })
     this.proc = proc
     proc.stdout!.pipe(this.#log, { end: false }); proc.stderr!.pipe(this.#log, { end: false })
     this.exited = new Promise(resolve => proc.on('exit', () => { if (this.proc === proc) this.proc = null; resolve() }))
@@ -181,7 +181,7 @@ export async function formConsortium (o: {
   manifest: Omit<setup.ManifestOptions, 'name' | 'members'>, node?: Partial<NodeConfig>, nodeOf?: (i: number) => Partial<NodeConfig>
 }): Promise<Consortium> {
   const dirs = Array.from({ length: o.n }, (_, i) => join(o.root, `hospital-${i}`))
-  const ids = dirs.map(d => setup.init(d).peerId)
+  const ids = dirs.map(d => setup.init(d).identity.peerId)
   const manifestFile = join(o.root, 'manifest.json')
   await setup.createManifest(manifestFile, { ...o.manifest, name: o.name, members: ids.map((peerId, i) => ({ peerId, name: `hospital ${i}` })) })
   for (const d of dirs) setup.signManifest(d, manifestFile)

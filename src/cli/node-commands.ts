@@ -44,12 +44,15 @@ async function guarded (fn: () => Promise<number>, err: Out = s => process.stder
 export const initHelp = `Usage: medmesh init --data-dir DIR
 
 Create DIR and a new node identity (an Ed25519 key, mode 0600) in it; print the peer id.
-Refuses to overwrite an existing identity.`
+On a DIR that already holds an identity, keep it (never overwritten) and print its peer id.`
 
 export async function init (args: string[], out: Out = stdout): Promise<number> {
   const { values } = parse(args, { 'data-dir': { type: 'string' } })
   return await guarded(async () => {
-    out(setup.init(dataDirOf(values['data-dir'])).peerId)
+    const dir = dataDirOf(values['data-dir'])
+    const { identity, existed } = setup.init(dir)
+    if (existed) process.stderr.write(`${dir} already holds an identity (kept, never overwritten); its peer id:\n`)
+    out(identity.peerId)
     return EXIT.ok
   })
 }
@@ -142,7 +145,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
 const NODE_FLAGS = {
   'data-dir': { type: 'string' }, listen: { type: 'string', multiple: true }, announce: { type: 'string', multiple: true }, bootstrap: { type: 'string', multiple: true },
   http: { type: 'string' }, dataset: { type: 'string' }, shard: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
-  'learning-rate': { type: 'string' }, rounds: { type: 'string' }, psk: { type: 'string' }, 'log-level': { type: 'string' }, 'min-peers': { type: 'string' },
+  'learning-rate': { type: 'string' }, rounds: { type: 'string' }, psk: { type: 'string' }, 'log-level': { type: 'string' }, 'log-format': { type: 'string' }, 'min-peers': { type: 'string' },
   'training-workers': { type: 'string' }
 } as const
 
@@ -150,7 +153,7 @@ function flagLayer (values: Record<string, unknown>): Partial<Record<keyof NodeC
   const n = (k: string) => values[k] === undefined ? undefined : Number(values[k])
   return {
     listen: values.listen, announce: values.announce, bootstrap: values.bootstrap, http: values.http, dataset: values.dataset, shard: values.shard,
-    epochs: n('epochs'), batchSize: n('batch-size'), learningRate: n('learning-rate'), rounds: n('rounds'), pskFile: values.psk, logLevel: values['log-level'], minPeers: n('min-peers'),
+    epochs: n('epochs'), batchSize: n('batch-size'), learningRate: n('learning-rate'), rounds: n('rounds'), pskFile: values.psk, logLevel: values['log-level'], logFormat: values['log-format'], minPeers: n('min-peers'),
     trainingWorkers: n('training-workers')
   }
 }
@@ -158,7 +161,7 @@ function flagLayer (values: Record<string, unknown>): Partial<Record<keyof NodeC
 export const joinHelp = `Usage: medmesh join --data-dir DIR --manifest FILE [--bootstrap MULTIADDR ...] [node options]
 
 Join a consortium: check the signed manifest (every founder's signature, and that this node is a
-member), store it in DIR, and write DIR/config.json with the options given, for 'medmesh start'.
+member) and the dataset (it exists, loads, and its channels and classes are the manifest's), store it in DIR, and write DIR/config.json with the options given, for 'medmesh start'.
 
 Node options (also settable in config.json or as MEDMESH_* environment variables; flags win):
   --listen MULTIADDR      (default ${DEFAULTS.listen[0]})    --announce MULTIADDR
@@ -172,14 +175,17 @@ Node options (also settable in config.json or as MEDMESH_* environment variables
   --psk FILE              libp2p pre-shared network key (@libp2p/pnet)
   --min-peers N           members to wait for before the first round (default: threshold - 1)
   --training-workers W    worker threads that train, each batch split among them (default: one per core)
-  --log-level LEVEL       debug | info | warn | error`
+  --log-level LEVEL       debug | info | warn | error
+  --log-format F          pretty | json | auto (default auto: pretty on a terminal, one JSON
+                          object per line otherwise, e.g. under systemd or in a pipe)`
 
 export async function join (args: string[], out: Out = stdout): Promise<number> {
   const { values } = parse(args, { ...NODE_FLAGS, manifest: { type: 'string' } })
   return await guarded(async () => {
     const dataDir = dataDirOf(values['data-dir'])
     if (values.manifest === undefined) throw new UsageError('--manifest is required')
-    const { manifest: m, peerId } = setup.join(dataDir, values.manifest, flagLayer(values))
+    const { manifest: m, peerId, dataset } = setup.join(dataDir, values.manifest, flagLayer(values))
+    out(`dataset checked: ${dataset.images} images of ${dataset.size}, classes ${dataset.classes.join(', ')}`)
     out(`joined '${m.name}' (${m.members.length} members) as ${peerId}; run: medmesh start --data-dir ${dataDir}`)
     return EXIT.ok
   })
@@ -213,7 +219,9 @@ export async function start (args: string[]): Promise<number> {
 
 export const statusHelp = `Usage: medmesh status [--http HOST:PORT | --data-dir DIR]
 
-Ask a running node for its status (JSON from its local endpoint).`
+Ask a running node for its status (JSON from its local endpoint). When no node answers and
+--data-dir is given, print what the data directory holds instead (peer id, consortium, ledger
+head; "running": false) and exit 69.`
 
 export async function status (args: string[], out: Out = stdout): Promise<number> {
   const { values } = parse(args, { http: { type: 'string' }, 'data-dir': { type: 'string' } })
@@ -225,6 +233,7 @@ export async function status (args: string[], out: Out = stdout): Promise<number
       return res.ok ? EXIT.ok : EXIT.failure
     } catch (e) {
       process.stderr.write(`medmesh status: no node answers at ${hostPort} (${(e as Error).message})\n`)
+      if (values['data-dir'] !== undefined) out(JSON.stringify(setup.offlineStatus(dataDirOf(values['data-dir'])), null, 2))
       return EXIT.unavailable
     }
   })

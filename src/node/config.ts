@@ -28,6 +28,8 @@ export interface NodeConfig {
   /** a libp2p pre-shared network key file (@libp2p/pnet), or null */
   pskFile: string | null
   logLevel: 'debug' | 'info' | 'warn' | 'error'
+  /** log lines: 'pretty' (human-readable), 'json' (one JSON object per line), or 'auto': pretty on a terminal, JSON otherwise (a service's journal, a pipe) */
+  logFormat: 'auto' | 'pretty' | 'json'
   /** the fewest members this node waits to be connected to before starting a round */
   minPeers: number
   /** members this node refuses to talk to for now (quarantine); re-read on SIGHUP */
@@ -59,6 +61,7 @@ export const DEFAULTS: Omit<NodeConfig, 'dataDir'> = {
   rounds: 0,
   pskFile: null,
   logLevel: 'info',
+  logFormat: 'auto',
   minPeers: 0,
   deny: [],
   simulationSeed: null,
@@ -127,6 +130,7 @@ export function validateConfig (c: Record<string, unknown>): NodeConfig {
   if (c.shard !== null && (typeof c.shard !== 'string' || !/^\d+\/\d+$/.test(c.shard) || Number(c.shard.split('/')[0]) >= Number(c.shard.split('/')[1]))) throw new ConfigError(`shard must look like i/n with i < n, got '${String(c.shard)}'`)
   if (c.pskFile !== null && typeof c.pskFile !== 'string') throw new ConfigError('pskFile must be a path')
   if (c.simulationSeed !== null && (typeof c.simulationSeed !== 'string' || !/^[0-9a-f]{64}$/.test(c.simulationSeed))) throw new ConfigError('simulationSeed must be 64 hex digits (simulations only)')
+  if (!['auto', 'pretty', 'json'].includes(c.logFormat as string)) throw new ConfigError(`logFormat must be auto, pretty or json, got '${String(c.logFormat)}'`)
   if (!['debug', 'info', 'warn', 'error'].includes(c.logLevel as string)) throw new ConfigError(`logLevel must be debug, info, warn or error, got '${String(c.logLevel)}'`)
   return c as unknown as NodeConfig
 }

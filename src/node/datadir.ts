@@ -50,6 +50,8 @@ export class DataDir {
     return removed
   }
 
+  hasIdentity (): boolean { return existsSync(this.path('identity.key')) }
+
   identity (): NodeIdentity {
     const raw = readIfExists(this.path('identity.key'))
     if (raw === null) throw new DataDirError(`no identity in ${this.root}: run 'medmesh init --data-dir ${this.root}' first`)

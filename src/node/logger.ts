@@ -1,12 +1,17 @@
-/** Structured logs (pino): JSON lines, or human-readable lines when stdout is a terminal. */
+/**
+ * Structured logs (pino). 'json': one JSON object per line (for a journal or a log collector);
+ * 'pretty': human-readable lines; 'auto' picks pretty on a terminal and JSON otherwise.
+ */
 import pino from 'pino'
 
-export function createLogger (level: string, name: string) {
-  const pretty = process.stdout.isTTY === true && process.env.MEDMESH_LOG_JSON === undefined
+export type LogFormat = 'auto' | 'pretty' | 'json'
+
+export function createLogger (level: string, name: string, format: LogFormat = 'auto') {
+  const pretty = format === 'pretty' || (format === 'auto' && process.stdout.isTTY === true)
   return pino({
     name,
     level,
-    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'HH:MM:ss', ignore: 'pid,hostname' } } } : {})
+    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: process.stdout.isTTY === true, translateTime: 'HH:MM:ss', ignore: 'pid,hostname' } } } : {})
   })
 }
 export type Logger = ReturnType<typeof createLogger>

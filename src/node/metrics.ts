@@ -12,7 +12,8 @@ export const ROUNDS_KEPT = 64
 
 export function createMetrics () {
   const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'medmesh_process_' })
+  // prom-client's own names already say process_ or nodejs_: the prefix adds only medmesh_
+  collectDefaultMetrics({ register: registry, prefix: 'medmesh_' })
   const bytesSent = new Counter({ name: 'medmesh_bytes_sent_total', help: 'bytes this node sent, by kind', labelNames: ['kind'], registers: [registry] })
   const roundBytes = new Counter({ name: 'medmesh_round_bytes_sent_total', help: 'bytes this node sent for a round, by kind', labelNames: ['round', 'kind'], registers: [registry] })
   const phaseSeconds = new Gauge({ name: 'medmesh_phase_seconds', help: 'seconds the last round spent in each phase', labelNames: ['phase'], registers: [registry] })

@@ -44,7 +44,7 @@ export class MedmeshNode {
 
   private constructor (config: NodeConfig) {
     this.config = config
-    this.log = createLogger(config.logLevel, 'medmesh')
+    this.log = createLogger(config.logLevel, 'medmesh', config.logFormat)
     const dir = new DataDir(config.dataDir)
     this.identity = dir.identity()
     this.manifest = dir.manifest()

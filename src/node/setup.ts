@@ -12,16 +12,24 @@ import {
   type AggregationRule, type Manifest, type SignedManifest
 } from '../protocol/manifest.ts'
 import { initialState, stateHash } from '../protocol/model.ts'
+import { bestModel } from '../protocol/validation.ts'
 import { ConfigError, resolveConfig, type NodeConfig } from './config.ts'
 import { DataDir } from './datadir.ts'
 import { atomicWrite } from './fsutil.ts'
 import { MODEL_IDS, type ModelId } from '../training/model-ids.ts'
+import { checkDataset } from './dataset.ts'
 
 export { AGGREGATION_RULES, MODEL_IDS }
 
-/** Create DIR and a new node identity in it (refuses to overwrite one). */
-export function init (dataDir: string): NodeIdentity {
-  return new DataDir(dataDir).init()
+/**
+ * Create DIR and a new node identity in it. A DIR that already holds one keeps it (never
+ * overwritten): its identity is returned with `existed`, so that `init` run again reprints the
+ * peer id an operator needs for the manifest.
+ */
+export function init (dataDir: string): { identity: NodeIdentity, existed: boolean } {
+  const dir = new DataDir(dataDir)
+  if (dir.hasIdentity()) return { identity: dir.identity(), existed: true }
+  return { identity: dir.init(), existed: false }
 }
 
 export interface ManifestOptions {
@@ -119,16 +127,44 @@ export function verifyManifest (file: string): { manifest: Manifest, id: string 
   return { manifest, id: hex(consortiumId(manifest)) }
 }
 
+/**
+ * What a node's data directory says of it, without the node running: its peer id, the
+ * consortium it joined, and the head of its verified ledger (the model it would go on from).
+ */
+export function offlineStatus (dataDir: string): Record<string, unknown> {
+  const dir = new DataDir(dataDir)
+  const peerId = dir.identity().peerId
+  if (!existsSync(dir.path('manifest.json'))) return { running: false, peerId, consortium: null, ledger: null }
+  const manifest = dir.manifest()
+  const ledger = dir.ledger(manifest)
+  const last = ledger.entries.at(-1)
+  const model = ledger.lastOf('update')
+  const best = bestModel(ledger)
+  return {
+    running: false,
+    peerId,
+    consortium: { name: manifest.name, id: hex(consortiumId(manifest)), members: manifest.members.map(m => m.name), model: manifest.params.model.id },
+    ledger: {
+      certified: ledger.entries.length,
+      head: last === undefined ? null : { round: last.header.round, kind: last.header.kind, certificate: hex(last.hash) },
+      lastModel: model === undefined ? null : { round: model.header.round, state: hex(model.header.stateHash) },
+      bestValidated: best === undefined ? null : { round: best.model.header.round, auc: best.figures.auc }
+    },
+    lastRound: dir.lastRound()
+  }
+}
+
 /** Join: check the signed manifest and this node's membership, then store the manifest and the settings (config.json) for start. */
-export function join (dataDir: string, manifestFile: string, settings: Partial<Record<keyof NodeConfig, unknown>>): { manifest: Manifest, peerId: string } {
+export function join (dataDir: string, manifestFile: string, settings: Partial<Record<keyof NodeConfig, unknown>>): { manifest: Manifest, peerId: string, dataset: ReturnType<typeof checkDataset> } {
   const dir = new DataDir(dataDir)
   const signed = readSignedManifest(manifestFile)
   const manifest = verifySignedManifest(signed)
   const identity = dir.identity()
   if (memberIndex(manifest, identity.peerId) < 0) throw new ConfigError(`this node (${identity.peerId}) is not a member of '${manifest.name}'`)
   const layer = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined))
-  resolveConfig(dir.root, layer, {}) // validate before writing anything
+  const config = resolveConfig(dir.root, layer, {}) // validate before writing anything
+  const dataset = checkDataset(manifest, config.dataset, config.shard)
   dir.saveManifest(signed)
   atomicWrite(dir.path('config.json'), JSON.stringify(layer, null, 2) + '\n', 0o644)
-  return { manifest, peerId: identity.peerId }
+  return { manifest, peerId: identity.peerId, dataset }
 }

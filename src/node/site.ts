@@ -11,10 +11,11 @@ import { initialState, stateHash } from '../protocol/model.ts'
 import { PrivacyBudget, deriveKey, seededRandom, systemRandom, type RandomSource } from '../privacy/index.ts'
 import { describeBackend } from '../training/backend.ts'
 import type { Logger } from './logger.ts'
-import { loadSiteData, type SiteSpec } from '../training/site.ts'
+import type { SiteSpec } from '../training/site.ts'
 import { WorkerSite, type TrainingSite } from '../training/worker-site.ts'
 import type { ModelId } from '../training/models.ts'
 import { ConfigError, type NodeConfig } from './config.ts'
+import { readSiteData } from './dataset.ts'
 
 export function siteSpec (manifest: Manifest): SiteSpec {
   const { model, dp } = manifest.params
@@ -64,7 +65,7 @@ export async function openSite (manifest: Manifest, config: NodeConfig, randomne
   const { recipe, overrides } = localRecipe(manifest, config)
   for (const o of overrides) log.warn(o)
   const workers = config.trainingWorkers ?? availableParallelism()
-  const site = await WorkerSite.open(siteSpec(manifest), loadSiteData(config.dataset, config.shard), { ...recipe, seed: randomness.trainingSeed, budget, noiseSeed: randomness.noiseSeed, workers })
+  const site = await WorkerSite.open(siteSpec(manifest), readSiteData(config.dataset, config.shard), { ...recipe, seed: randomness.trainingSeed, budget, noiseSeed: randomness.noiseSeed, workers })
   log.info(`${describeBackend(site.backend!)}; training in ${workers} worker thread(s)${workers > 1 ? ', each batch split among them' : ''}`)
   if (dp.enabled) log.info(`DP-SGD: ε ${dp.epsilon}, δ ${dp.delta} for this hospital; noise multiplier ${site.noiseMultiplier!.toFixed(3)}${dp.noiseMultiplier === 0 ? ` (calibrated to spend the budget over ${manifest.params.training.rounds} model rounds)` : ''}, clipping norm ${dp.clipNorm}`)
   const m = manifest.params.model

@@ -57,7 +57,17 @@ export async function selectBackend (preferred?: BackendName | 'auto'): Promise<
   throw new Error(`no TF.js backend could be loaded: ${skipped.map(s => `${s.name}: ${s.reason}`).join('; ')}`)
 }
 
+/**
+ * One line on the backend in use. The native TensorFlow packages are optional: that they are
+ * not installed is information (said once, without the loader's message); any other reason a
+ * faster backend did not load is shown as it came.
+ */
 export function describeBackend (choice: BackendChoice): string {
-  const why = choice.skipped.map(s => `${s.name} unavailable (${s.reason})`).join('; ')
-  return `TF.js backend: ${choice.name}${why.length > 0 ? ` — ${why}` : ''}`
+  const absent = choice.skipped.filter(s => /^Cannot find (package|module)/.test(s.reason))
+  const failed = choice.skipped.filter(s => !absent.includes(s))
+  const notes = [
+    ...(absent.length > 0 ? [`the optional native backend${absent.length > 1 ? 's' : ''} (${absent.map(s => s.name).join(', ')}) ${absent.length > 1 ? 'are' : 'is'} not installed`] : []),
+    ...failed.map(s => `${s.name} did not load: ${s.reason}`)
+  ]
+  return `TF.js backend: ${choice.name}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`
 }

@@ -4,42 +4,17 @@
  * after training from the weights it is given. It knows models and data, not the protocol: the
  * node turns the consortium's manifest into a SiteSpec and the certified state into weights.
  */
-import { statSync } from 'node:fs'
 import { PrivacyBudget, noiseForBudget, type RandomSource } from '../privacy/index.ts'
 import { selectBackend, type BackendChoice } from './backend.ts'
-import { subset, type ImageDataset } from './data/dataset.ts'
-import { loadImageFolder } from './data/images.ts'
-import { loadMedMnist } from './data/npz.ts'
-import { holdOut, partitionIid } from './data/partition.ts'
+import { fitData, type SiteData } from './site-data.ts'
 import { classFrequencies, normalisation, pixelStats, statsVector, type Normalisation } from './data/stats.ts'
-import { resizeDataset } from './data/resize.ts'
 import { learningRateAt, type LrSchedule } from './schedule.ts'
 import { buildModel, flattenWeights, setFlatWeights, type ModelId } from './models.ts'
 import { LocalTrainer, type DataParallel, type TrainResult } from './trainer.ts'
 import type { ClinicalMetrics } from './metrics.ts'
 import type * as tfl from '@tensorflow/tfjs-layers'
 
-export interface SiteData { train: ImageDataset, val: ImageDataset | null, test: ImageDataset | null }
-
-/** A .npz (MedMNIST) or a folder of images by class; `shard` "i/n" takes an IID share of the training split. */
-export function loadSiteData (path: string, shard: string | null, seed = 7): SiteData {
-  let data: SiteData
-  if (statSync(path).isDirectory()) {
-    const all = loadImageFolder(path)
-    // hold out 10% for validation, seeded
-    const { kept, held } = holdOut(Array.from({ length: all.labels.length }, (_, i) => i), 0.1, new Uint8Array(32).fill(seed))
-    data = { train: subset(all, kept), val: subset(all, held), test: null }
-  } else {
-    const s = loadMedMnist(path)
-    data = { train: s.train, val: s.val, test: s.test }
-  }
-  if (shard !== null) {
-    const [i, n] = shard.split('/').map(Number)
-    const parts = partitionIid(data.train.labels.length, n, new Uint8Array(32).fill(seed))
-    data = { ...data, train: subset(data.train, parts[i]) }
-  }
-  return data
-}
+export { loadSiteData, checkFit, fitData, SiteDataError, type SiteData } from './site-data.ts'
 
 /**
  * The model every site builds (the same id and seed give the same initial weights), the images it
@@ -57,21 +32,6 @@ export interface SiteSpec {
   dp: { noiseMultiplier: number, clipNorm: number, plannedRounds?: number } | null
   /** the learning rate over model rounds (default constant) */
   schedule?: LrSchedule
-}
-
-export class SiteDataError extends Error {
-  constructor (message: string) { super(message); this.name = 'SiteDataError' }
-}
-
-/** The site's data at the spec's resolution; refused when its channels or classes are not the spec's. */
-export function fitData (data: SiteData, spec: Pick<SiteSpec, 'input' | 'classes'>): SiteData {
-  const { train } = data
-  if (train.channels !== spec.input.channels) {
-    throw new SiteDataError(`this hospital's images have ${train.channels} channel(s) (${train.channels === 3 ? 'colour' : 'grayscale'}); the consortium's model takes ${spec.input.channels}: export them as ${spec.input.channels === 3 ? 'colour' : 'grayscale'}`)
-  }
-  if (train.classes.length !== spec.classes) throw new SiteDataError(`this hospital's data has ${train.classes.length} classes (${train.classes.join(', ')}); the consortium's model tells ${spec.classes} apart`)
-  const fit = (d: ImageDataset | null): ImageDataset | null => d === null ? null : resizeDataset(d, spec.input.size)
-  return { train: fit(train)!, val: fit(data.val), test: fit(data.test) }
 }
 
 export interface SiteOptions {

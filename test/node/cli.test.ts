@@ -1,6 +1,6 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { mkdtempSync, rmSync, writeFileSync, statSync, readFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync, statSync, readFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { cli } from './cluster.ts'
@@ -8,6 +8,7 @@ import { resolveConfig, ConfigError } from '../../src/node/config.ts'
 import { throwsA } from '../helpers/assert.ts'
 
 const root = mkdtempSync(join(tmpdir(), 'medmesh-cli-'))
+const RETINA = join(import.meta.dirname, '../../data/medmnist/retinamnist.npz')
 const noStack = (s: string): boolean => !/\n\s+at /.test(s)
 
 test('init: a new identity, mode 0600, never overwritten', () => {
@@ -16,10 +17,12 @@ test('init: a new identity, mode 0600, never overwritten', () => {
   assert.is(r.status, 0, r.stderr)
   assert.match(r.stdout.trim(), /^12D3KooW\w+$/)
   assert.is(statSync(join(dir, 'identity.key')).mode & 0o777, 0o600)
+  const key = readFileSync(join(dir, 'identity.key'))
   const again = cli('init', '--data-dir', dir)
-  assert.is(again.status, 78)
-  assert.match(again.stderr, /already holds an identity/)
-  assert.ok(noStack(again.stderr))
+  assert.is(again.status, 0, again.stderr)
+  assert.is(again.stdout.trim(), r.stdout.trim(), 'init again reprints the same peer id')
+  assert.match(again.stderr, /already holds an identity \(kept, never overwritten\)/)
+  assert.ok(readFileSync(join(dir, 'identity.key')).equals(key), 'the identity is never overwritten')
 })
 
 test('start without an identity or manifest: a clear message and exit code 78', () => {
@@ -45,7 +48,10 @@ test('bad flags and bad values: usage errors (64) or configuration errors (78), 
   const v = cli('manifest', 'verify', join(root, 'junk.json'))
   assert.is(v.status, 78)
   assert.match(v.stderr, /not valid JSON/)
-  for (const r of [bad, m, v]) assert.ok(noStack(r.stderr), r.stderr)
+  const fmt = cli('start', '--data-dir', join(root, 'a'), '--log-format', 'xml')
+  assert.is(fmt.status, 78)
+  assert.match(fmt.stderr, /logFormat must be auto, pretty or json, got 'xml'/)
+  for (const r of [bad, m, v, fmt]) assert.ok(noStack(r.stderr), r.stderr)
 })
 
 test('a manifest missing a founder\'s signature is refused by join', () => {
@@ -65,6 +71,38 @@ test('a manifest missing a founder\'s signature is refused by join', () => {
   const ok = cli('join', '--data-dir', dirs[0], '--manifest', file, '--http', '127.0.0.1:0')
   assert.is(ok.status, 0, ok.stderr)
   assert.equal(JSON.parse(readFileSync(join(dirs[0], 'config.json'), 'utf8')), { http: '127.0.0.1:0' })
+  assert.match(ok.stdout, /dataset checked: 5856 images of 28×28×1, classes normal, pneumonia/)
+
+  // the dataset is checked at join: missing, unreadable, or of other channels or classes than the manifest's
+  const missing = cli('join', '--data-dir', dirs[1], '--manifest', file, '--dataset', join(root, 'no-such.npz'))
+  assert.is(missing.status, 78)
+  assert.match(missing.stderr, /dataset .*no-such\.npz does not exist/)
+  writeFileSync(join(root, 'junk.npz'), 'not a zip')
+  const junk = cli('join', '--data-dir', dirs[1], '--manifest', file, '--dataset', join(root, 'junk.npz'))
+  assert.is(junk.status, 78)
+  assert.match(junk.stderr, /dataset .*junk\.npz cannot be read/)
+  const colour = cli('join', '--data-dir', dirs[1], '--manifest', file, '--dataset', RETINA)
+  assert.is(colour.status, 78)
+  assert.match(colour.stderr, /3 channel\(s\) \(colour\); the consortium's model takes 1/)
+  for (const r of [missing, junk, colour]) assert.ok(noStack(r.stderr), r.stderr)
+  assert.ok(!existsSync(join(dirs[1], 'config.json')), 'a refused join writes nothing')
+
+  // a dataset gone after join: start says so with exit 78, not a raw ENOENT
+  writeFileSync(join(dirs[0], 'config.json'), JSON.stringify({ http: 'off', dataset: join(root, 'moved-away.npz') }))
+  const start = cli('start', '--data-dir', dirs[0])
+  assert.is(start.status, 78, start.stderr)
+  assert.match(start.stderr, /dataset .*moved-away\.npz does not exist/)
+  assert.ok(noStack(start.stderr))
+
+  // status without a running node: what the data directory holds
+  const st = cli('status', '--data-dir', dirs[0], '--http', '127.0.0.1:1')
+  assert.is(st.status, 69)
+  const off = JSON.parse(st.stdout)
+  assert.is(off.running, false)
+  assert.is(off.peerId, ids[0])
+  assert.equal(off.consortium.members, ['h0', 'h1'])
+  assert.is(off.ledger.certified, 0)
+  assert.is(off.ledger.head, null)
 })
 
 test('configuration layers: file < environment < flags', () => {

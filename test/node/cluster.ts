@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url'
 export const BIN = fileURLToPath(new URL('../../bin/medmesh.js', import.meta.url))
 
 export function cli (...args: string[]): { status: number | null, stdout: string, stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, MEDMESH_LOG_JSON: '1' } })
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, MEDMESH_LOG_FORMAT: 'json' } })
   return { status: r.status, stdout: r.stdout, stderr: r.stderr }
 }
 
@@ -50,7 +50,7 @@ export async function makeCluster (n: number, opts: { threshold: number, rounds:
 export interface Running { proc: ChildProcess, log: string[], exit: Promise<number | null> }
 
 export function startNode (dir: string): Running {
-  const proc = spawn(process.execPath, [BIN, 'start', '--data-dir', dir], { env: { ...process.env, MEDMESH_LOG_JSON: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = spawn(process.execPath, [BIN, 'start', '--data-dir', dir], { env: { ...process.env, MEDMESH_LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] })
   const log: string[] = []
   let buf = ''
   const onData = (chunk: Buffer): void => {

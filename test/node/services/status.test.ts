@@ -63,4 +63,13 @@ test('rejections, certificates and aborted rounds are logged and counted', async
   assert.ok(s.lines.some(l => /round 0 certified \(update\)/.test(l.msg)))
 })
 
+test('metric names never repeat a word (medmesh_process_cpu_seconds_total, not medmesh_process_process_…)', async () => {
+  const names = (await createMetrics().registry.getMetricsAsJSON()).map(m => m.name)
+  assert.ok(names.includes('medmesh_process_cpu_seconds_total'), names.join(' '))
+  for (const name of names) {
+    const words = name.split('_')
+    assert.ok(words.every((w, i) => i === 0 || w !== words[i - 1]), `${name} repeats a word`)
+  }
+})
+
 test.run()

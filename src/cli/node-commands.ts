@@ -213,7 +213,10 @@ export async function start (args: string[]): Promise<number> {
     process.off('SIGINT', stop)
     process.off('SIGTERM', stop)
     process.off('SIGHUP', reload)
-    return node.storageError !== null ? EXIT.ioError : EXIT.ok
+    const code = node.storageError !== null ? EXIT.ioError : EXIT.ok
+    // a socket a peer never closed must not keep a stopped node's process alive (unref: only if something still holds it)
+    setTimeout(() => process.exit(code), 300).unref()
+    return code
   })
 }
 

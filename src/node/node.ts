@@ -81,6 +81,8 @@ export class MedmeshNode {
     for (const s of Object.values(this.#services) as Startable[]) if (s !== ticker) await s.start()
     await tagMembers(this.#host, manifest, this.identity.peerId)
     log.info({ addresses: this.#host.getMultiaddrs().map(a => a.toString()) }, 'listening')
+    // a node restarted after it finished says so now, not after waiting for members it no longer needs
+    if (stopPolicy.check()) return
     await membership.waitFor(config.minPeers > 0 ? config.minPeers : manifest.params.threshold - 1, () => gossip.subscribers().length, Math.max(30_000, manifest.params.timeouts.roundMs))
     await ledgerSync.catchUp()
     if (stopPolicy.check() || this.#stopping !== null) return
@@ -116,8 +118,8 @@ export class MedmeshNode {
         adopt: (certs, state) => { peer.catchUp(certs, state, Date.now()); this.#drain(); this.#persist() }
       }),
       training: createTrainingScheduler({
-        site, round: () => peer.round, weights: () => peer.state.weights, stateCurrent: () => peer.stateCurrent, log, metrics, validation: { classes: manifest.params.model.classes, bins: manifest.params.validation.bins },
-        setInput: (values, count) => { peer.setInput(values, count); this.#drain() },
+        site, round: () => peer.round, weights: () => peer.state.weights, stateCurrent: () => peer.stateCurrent, lastModelRound: () => peer.ledger.lastOf('update')?.header.round, log, metrics, validation: { classes: manifest.params.model.classes, bins: manifest.params.validation.bins },
+        setInput: (values, count) => { peer.setInput(values, count, Date.now()); this.#drain() },
         trainingEnded: () => this.#release(),
         saveBudget: () => this.#store.guard(() => this.#store.saveBudget(site.options.budget!))
       }),
@@ -143,7 +145,10 @@ export class MedmeshNode {
 
   /** Carry out what the protocol asked for. */
   #drain (): void {
-    for (const a of this.#peer.takeActions()) this.#store.guard(() => this.#act(a))
+    const actions = this.#peer.takeActions()
+    // a node that is stopping sends nothing more (a training result that lands now is dropped)
+    if (this.#stopping !== null) return
+    for (const a of actions) this.#store.guard(() => this.#act(a))
   }
 
   /** Each action of the protocol peer, with one service call. */
@@ -165,7 +170,7 @@ export class MedmeshNode {
       case 'certified':
         this.#persist()
         s.status.certified(this.#peer.ledger.last!)
-        if (a.header.kind === 'update') s.training.modelCertified(a.header.round)
+        if (a.header.kind === 'update') s.training.modelCertified(a.header.round, hex(a.header.stateHash))
         return void s.stopPolicy.check()
       case 'aborted':
         s.status.aborted(a.reason)
@@ -208,12 +213,24 @@ export class MedmeshNode {
 
   async #stop (): Promise<void> {
     const round = this.#peer?.round?.number
+    // nothing leaves after the signal: the peer starts nothing, #drain sends nothing
+    this.#peer?.halt()
     if (round !== undefined) try { this.#store.saveRound(round, 'stopped') } catch {}
-    for (const s of (Object.values(this.#services ?? {}) as Startable[]).reverse()) try { await s.stop() } catch {}
-    // the training worker first: a node that stops does not wait for a training step to end
-    try { await this.#site?.close() } catch {}
-    try { await this.#host?.stop() } catch {}
+    // the training workers first: a node that stops does not wait for a training step to end
+    await within(STOP_MS, this.#site?.close())
+    await within(STOP_MS, (async () => { for (const s of (Object.values(this.#services ?? {}) as Startable[]).reverse()) try { await s.stop() } catch {} })())
+    // libp2p closes its connections politely; a peer that does not answer must not hold the stop up
+    await within(STOP_MS, Promise.resolve(this.#host?.stop()))
     this.log.info('stopped')
     this.#stopped.resolve()
   }
+}
+
+/** each part of a stop gets at most this long: SIGTERM ends a node within about two seconds */
+const STOP_MS = 1000
+
+async function within (ms: number, p: Promise<unknown> | undefined): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const settled = (p ?? Promise.resolve()).then(() => {}, () => {})
+  await Promise.race([settled, new Promise(resolve => { timer = setTimeout(resolve, ms) })]).finally(() => clearTimeout(timer))
 }

@@ -192,7 +192,7 @@ export class MemNet {
         if (next.wire !== undefined) this.peers[next.to].receive(next.wire, this.now)
         else if (next.blob !== undefined) this.peers[next.to].receiveBlob(next.blob.hash, next.blob.data, this.now)
         else if (next.sync !== undefined) this.serveLedger(next.sync.from, next.to)
-        else if (next.input !== undefined && this.peers[next.to].round?.number === next.input.round) this.peers[next.to].setInput(next.input.values, next.input.count)
+        else if (next.input !== undefined && this.peers[next.to].round?.number === next.input.round) this.peers[next.to].setInput(next.input.values, next.input.count, this.now)
         this.flush(next.to)
       } else {
         this.now = nextTick

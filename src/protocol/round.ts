@@ -110,7 +110,7 @@ export class Round {
     this.#advertiseDeadline = o.now + (o.advertiseWaitMs ?? o.manifest.params.timeouts.phaseMs)
     this.#roundDeadline = o.now + o.manifest.params.timeouts.roundMs
     this.#send(MSG.advertise, 0, { boxKey: this.#boxKeys.publicKey, maskKey: this.#maskKeys.publicKey, selfMaskCommitment: secretCommitment(this.#selfMaskSeed) })
-    this.#setPhase('advertise', `round ${o.round}: advertised keys`)
+    this.#setPhase('advertise', 'keys advertised')
   }
 
   get round (): number { return this.#o.round }
@@ -157,10 +157,14 @@ export class Round {
     return true
   }
 
-  /** This peer's contribution: a model update (or statistics vector) and its sample count. */
-  setInput (values: ArrayLike<number>, count: number): void {
+  /**
+   * This peer's contribution: a model update (or statistics vector) and its sample count, handed
+   * over at `now` (default: the last time this round saw). The waits that follow the input (the
+   * survivor set's) count from then, not from when training began.
+   */
+  setInput (values: ArrayLike<number>, count: number, now = this.#o.now): void {
     this.#input = { values, count }
-    this.#advance(this.#o.now)
+    this.#advance(now)
   }
 
   /** A wire message from the network (already known to be for this round), `now` in ms. */
@@ -247,7 +251,7 @@ export class Round {
     for (const [u, m] of adverts) this.#adverts.set(u, { id: m.id, wire: m.wire, body: m.env.body })
     for (const [u, s] of shares) this.#shareKeys.set(u, s)
     if (members.includes(this.me)) this.#openMyBoxes(members)
-    this.#setPhase('masked-input', `masking set agreed: ${members.length} members (proposer ${msg.env.sender}, attempt ${msg.env.attempt})`)
+    this.#setPhase('masked-input', `masking set agreed: ${members.length} members (proposer ${this.#o.manifest.members[msg.env.sender]?.name ?? msg.env.sender}, attempt ${msg.env.attempt})`)
     for (const m of this.#deferred.splice(0)) {
       try { this.#dispatch(m) } catch (e) {
         if (!(e instanceof ProtocolError)) throw e
@@ -396,7 +400,7 @@ export class Round {
     const mine = this.#result !== null && equalBytes(this.#result.header, certificate.header)
     this.phase = 'certified'
     this.#vectors.release() // the masked vectors are not needed any more: do not hold them
-    this.#actions.push({ type: 'phase', phase: 'certified', detail: `round ${this.#o.round} certified by ${certificate.signatures.length} signatures`, round: this.#o.round })
+    this.#actions.push({ type: 'phase', phase: 'certified', detail: `certified by ${certificate.signatures.length} signatures`, round: this.#o.round })
     this.#actions.push({ type: 'certified', certificate, header, state: mine ? this.#result!.state : null, stats: mine ? this.#result!.stats : null })
   }
 

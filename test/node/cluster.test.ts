@@ -35,7 +35,16 @@ test('four nodes, four processes: three certified rounds, the same model everywh
     const results = c.dirs.map(checkDataDir)
     for (const r of results) assert.ok(r.updates >= 3, `${r.updates} update rounds`)
     assert.is(new Set(results.map(r => r.model)).size, 1, 'one model hash on every node')
-    assert.ok(messages(nodes[1]).some(m => /round \d+: validation AUC/.test(m)), 'progress lines with validation metrics')
+    assert.ok(messages(nodes[1]).some(m => /round \d+: validation of the certified model [0-9a-f]{12}: AUC/.test(m)), 'progress lines with validation metrics')
+
+    // restarted after it finished, alone: it says so at once and stops, without waiting for members
+    const t0 = Date.now()
+    const again = startNode(c.dirs[1])
+    nodes.push(again)
+    assert.is(await withTimeout(again.exit, 30_000, 'the finished node to stop'), 0)
+    const seconds = (Date.now() - t0) / 1000
+    assert.ok(messages(again).some(m => /3 round\(s\) certified: stopping/.test(m)), messages(again).slice(-5).join(' | '))
+    assert.ok(seconds < 20, `stopped after ${seconds} s`)
   } finally {
     for (const n of nodes) n.proc.kill('SIGKILL')
     rmSync(c.root, { recursive: true, force: true })
@@ -47,7 +56,7 @@ test('kill -9 mid-round: the others finish it; the node restarts, verifies, catc
   const nodes: Running[] = c.dirs.map(startNode)
   try {
     // wait until round 1 (the first model round) is certified, then kill node 3 while round 2 runs
-    await waitFor(() => messages(nodes[3]).some(m => /^round 2: (share-keys|masked-input|survivor-set)/.test(m)), 120_000, 'node 3 to be inside round 2')
+    await waitFor(() => messages(nodes[3]).some(m => /^round 2: .*; now (share-keys|masked-input|survivor-set)$/.test(m)), 120_000, 'node 3 to be inside round 2')
     nodes[3].proc.kill('SIGKILL')
     await nodes[3].exit
     await waitFor(() => messages(nodes[0]).some(m => /round 2 certified/.test(m)), 120_000, 'the others to certify round 2 without node 3')
@@ -93,6 +102,26 @@ test('a node that stopped holding a certificate but not yet its model resumes fr
   }
 })
 
+test('SIGTERM while training: the node stops within 2 s and sends nothing after the signal', async () => {
+  const c = await makeCluster(2, { threshold: 2, rounds: 1, phaseMs: 60_000, epochs: 3 })
+  const nodes: Running[] = c.dirs.map(startNode)
+  try {
+    let s: any = null
+    await waitFor(() => { void getJson(c.http[0], '/status').then(x => { s = x }, () => {}); return s?.training != null }, 120_000, 'node 0 to train')
+    const before = messages(nodes[0]).length
+    const t0 = performance.now()
+    nodes[0].proc.kill('SIGTERM')
+    assert.is(await withTimeout(nodes[0].exit, 10_000, 'node 0 to stop'), 0)
+    const seconds = (performance.now() - t0) / 1000
+    const after = messages(nodes[0]).slice(before)
+    assert.ok(seconds < 2, `stopped ${seconds.toFixed(2)} s after SIGTERM: ${after.join(' | ')}`)
+    assert.ok(after.includes('stopped'), after.join(' | '))
+    assert.ok(!after.some(m => /masked input sent|now survivor-set|now commit/.test(m)), `nothing sent after the signal: ${after.join(' | ')}`)
+  } finally {
+    for (const n of nodes) n.proc.kill('SIGKILL')
+    rmSync(c.root, { recursive: true, force: true })
+  }
+})
 
 test('a node that trains keeps serving: /status answers within 100 ms and gossip is validated and relayed while its worker trains', async () => {
   const c = await makeCluster(3, { threshold: 3, rounds: 1, phaseMs: 60_000 })

@@ -69,7 +69,8 @@ export function createStatusService (c: StatusComponents): StatusService {
     phaseEntered (round, name, detail) {
       phase = name
       c.metrics.phaseEntered(round, name, now())
-      c.log.info(`round ${round}: ${name} — ${detail}`)
+      // the detail says what was just done; the phase is the one now entered
+      c.log.info({ round, phase: name }, name === 'certified' || name === 'aborted' ? `round ${round}: ${detail}` : `round ${round}: ${detail}; now ${name}`)
     },
     rejected (code, member, reason) {
       c.metrics.rejected.inc({ code })
@@ -77,7 +78,7 @@ export function createStatusService (c: StatusComponents): StatusService {
     },
     certified (e) {
       c.metrics.certified.inc()
-      c.log.info({ round: e.header.round, survivors: e.header.survivors.length, certificate: hex(e.hash).slice(0, 16), model: hex(e.header.stateHash).slice(0, 16) }, `round ${e.header.round} certified (${e.header.kind})`)
+      c.log.info({ round: e.header.round, survivors: e.header.survivors.map(i => c.peer.manifest.members[i]?.name ?? String(i)), certificate: hex(e.hash).slice(0, 16), model: hex(e.header.stateHash).slice(0, 16) }, `round ${e.header.round} certified (${e.header.kind})`)
       const v = e.header.kind === 'eval' ? decodeValidation(e.header.extra) : null
       if (v !== null) c.log.info(`round ${e.header.round}: consortium validation AUC ${v.auc.toFixed(3)}  ACC ${v.accuracy.toFixed(3)}  (n=${v.n}, pooled from ${e.header.survivors.length} sites)`)
     },
@@ -101,7 +102,7 @@ export function nodeStatus (f: NodeFacts, phase: string): Record<string, unknown
     round: peer.round?.number ?? null,
     phase,
     certifiedRounds: peer.ledger.entries.length,
-    lastCertificate: last === undefined ? null : { round: last.header.round, kind: last.header.kind, hash: hex(last.hash), survivors: last.header.survivors },
+    lastCertificate: last === undefined ? null : { round: last.header.round, kind: last.header.kind, hash: hex(last.hash), survivors: last.header.survivors, survivorNames: last.header.survivors.map(i => peer.manifest.members[i]?.name ?? String(i)) },
     modelHash: hex(stateHash(peer.state)),
     epsilonSpent: site.options.budget?.spent.epsilon ?? null,
     backend: site.backend?.name ?? null,

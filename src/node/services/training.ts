@@ -26,6 +26,8 @@ export interface TrainingComponents {
   weights: () => Float32Array
   /** whether the weights are the last certified ones (not still being fetched) */
   stateCurrent: () => boolean
+  /** the round of the last certified model (its certificate may have arrived before the model) */
+  lastModelRound: () => number | undefined
   /** hand the input to the protocol peer */
   setInput: (values: ArrayLike<number>, count: number) => void
   /** a training ended (its input handed over, or not): what waited for it may go on */
@@ -42,8 +44,8 @@ export interface TrainingScheduler extends Startable {
   roundStarted: (round: number, kind: RoundKind) => void
   /** the consortium's statistics are certified: normalise and balance the classes with them from now on */
   statisticsCertified: (stats: Float64Array | null) => void
-  /** a model round was certified: evaluate the certified weights on this site's validation part */
-  modelCertified: (round: number) => void
+  /** a model round was certified (the hash its certificate names): evaluate that model once it is held */
+  modelCertified: (round: number, model: string) => void
   /** the round in progress entered a phase: train if the input is now due */
   phaseEntered: () => void
   /** the round being trained and since when (ms), or null */
@@ -111,11 +113,17 @@ export function createTrainingScheduler (c: TrainingComponents): TrainingSchedul
     start () { running = true },
     stop () { running = false },
     statisticsCertified (stats) { if (stats !== null && c.site.norm === undefined) c.site.useStatistics(stats) },
-    modelCertified (round) {
-      // the weights of this round, taken now: the next certificate may arrive while this evaluates
-      c.site.evaluate(c.weights(), 'val').then(
-        m => { if (m !== null && running) c.log.info(`round ${round}: validation ${formatMetrics(m)}`) },
-        (e: Error) => { if (running) c.log.warn(`round ${round}: validation of the certified model failed: ${e.message}`) })
+    modelCertified (round, model) {
+      // figures only of the model the certificate names: a certificate learnt before its model waits for it
+      const evaluateWhenHeld = (): void => {
+        if (!running || c.lastModelRound() !== round) return // a later model was certified: its own line follows
+        if (!c.stateCurrent()) return later(evaluateWhenHeld)
+        // the weights of this round, taken now: the next certificate may arrive while this evaluates
+        c.site.evaluate(c.weights(), 'val').then(
+          m => { if (m !== null && running) c.log.info({ round, model }, `round ${round}: validation of the certified model ${model.slice(0, 12)}: ${formatMetrics(m)}`) },
+          (e: Error) => { if (running) c.log.warn(`round ${round}: validation of the certified model failed: ${e.message}`) })
+      }
+      evaluateWhenHeld()
     },
     roundStarted (round, kind) {
       if (kind === 'stats') { const s = c.site.statsInput(); c.setInput(s.values, s.count) } else if (kind === 'update') due = round

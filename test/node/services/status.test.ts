@@ -23,14 +23,16 @@ function setup () {
 
 test('/status: the round, the phase entered last, the last certificate and the links', () => {
   const s = setup()
-  s.status.phaseEntered(1, 'share-keys', 'shared keys with 2 members')
+  s.status.phaseEntered(1, 'share-keys', 'keys advertised')
+  // one statement per line: what was done, then the phase now entered, each said once
+  assert.ok(s.lines.some(l => l.msg === 'round 1: keys advertised; now share-keys'), s.lines.map(l => l.msg).join('\n'))
   const st = s.status.status()
   assert.is(st.phase, 'share-keys')
   assert.is(st.connectedMembers, 2)
   assert.is(st.certifiedRounds, 1)
   assert.equal((st.lastCertificate as { survivors: number[] }).survivors, [0, 1, 2])
+  assert.equal((st.lastCertificate as { survivorNames: string[] }).survivorNames, s.net.manifest.members.map(m => m.name), 'survivors by name too')
   assert.is(st.peerId, s.net.manifest.members[0].peerId)
-  assert.ok(s.lines.some(l => l.msg === 'round 1: share-keys — shared keys with 2 members'))
 })
 
 test('each phase is timed per round, and per-round series are kept for the last rounds only', async () => {

@@ -28,21 +28,24 @@ function setup (withBudget = false) {
       if (failure !== null) throw failure
       return { values: Float32Array.of(1, 2), count: 10 }
     },
-    evaluate: async () => null,
+    evaluated: [] as number[][],
+    async evaluate (weights: Float32Array) { this.evaluated.push(Array.from(weights)); return { auc: 0.9, accuracy: 0.8, sensitivity: 0.7, specificity: 0.6, mcc: 0.5, n: 3 } },
     predictions: async (weights: Float32Array) => ({ probs: Float32Array.of(0.9, 0.1, 0.2, 0.8, 0.35, 0.65), labels: Int32Array.of(0, 1, 0), weights }),
     useStatistics (s: ArrayLike<number>) { this.norm = { mean: s[0], std: 1 } }
   }
   let round: RoundView | null = null
+  // the certified state as the node holds it: a certificate may arrive before its model
+  const held = { weights: Float32Array.of(9, 9), current: true, lastModelRound: undefined as number | undefined }
   const { log, lines } = recordingLogger()
   const metrics = createMetrics()
   const scheduler = createTrainingScheduler({
-    site: site as unknown as TrainingSite, round: () => round, weights: () => Float32Array.of(9, 9), stateCurrent: () => true, log, metrics, validation: { classes: 2, bins: 10 },
+    site: site as unknown as TrainingSite, round: () => round, weights: () => held.weights, stateCurrent: () => held.current, lastModelRound: () => held.lastModelRound, log, metrics, validation: { classes: 2, bins: 10 },
     setInput: (values, count) => inputs.push({ values: Array.from(values), count }), saveBudget: () => { saved++ }, later: fn => queued.push(fn)
   })
   const enter = (r: Partial<RoundView> & { number: number }): void => { round = { kind: 'update', phase: 'advertise', inputExpected: false, done: false, ...r }; scheduler.phaseEntered() }
   const hold = (): (() => void) => { let release!: () => void; gate = new Promise(resolve => { release = resolve }); return release }
   const fail = (e: Error | null): void => { failure = e }
-  return { scheduler, trained, inputs, queued, enter, site, metrics, lines, saved: () => saved, budget, hold, fail }
+  return { scheduler, trained, inputs, queued, enter, site, metrics, lines, saved: () => saved, budget, hold, fail, held }
 }
 
 /** let the scheduler's awaited site calls finish */
@@ -183,6 +186,35 @@ test('certified statistics are taken once', () => {
   t.scheduler.statisticsCertified(Float64Array.of(0.3, 0.1))
   t.scheduler.statisticsCertified(Float64Array.of(0.9, 0.8))
   assert.equal(t.site.norm, { mean: 0.3, std: 1 })
+})
+
+test('validation figures only of the model the certificate names: a certificate learnt before its model waits for it', async () => {
+  const t = setup()
+  t.scheduler.start()
+  // round 3's certificate is here, its model is not: the weights held are still round 1's
+  t.held.lastModelRound = 3
+  t.held.current = false
+  t.held.weights = Float32Array.of(1, 1)
+  t.scheduler.modelCertified(3, 'ab'.repeat(32))
+  await settle()
+  assert.is(t.site.evaluated.length, 0, 'the previous model is not evaluated under round 3\'s name')
+  assert.is(t.queued.length, 1, 'it looks again later')
+  t.held.weights = Float32Array.of(3, 3)
+  t.held.current = true
+  t.queued.shift()!()
+  await settle()
+  assert.equal(t.site.evaluated, [[3, 3]], 'round 3\'s model, once held')
+  assert.ok(t.lines.some(l => /^round 3: validation of the certified model abababababab: /.test(l.msg)), t.lines.map(l => l.msg).join('\n'))
+  // superseded before its model came: no line for it (the later model's own follows)
+  t.held.current = false
+  t.held.lastModelRound = 5
+  t.scheduler.modelCertified(5, 'cd'.repeat(32))
+  assert.is(t.queued.length, 1)
+  t.held.lastModelRound = 7
+  t.queued.shift()!()
+  await settle()
+  assert.is(t.site.evaluated.length, 1)
+  assert.is(t.queued.length, 0)
 })
 
 test.run()

@@ -28,6 +28,22 @@ function run (adaptive: boolean, setup: (net: MemNet) => void): MemNet {
   return net
 }
 
+test('a survivor-set proposer that trained longer than its input wait counts that wait from its own input, not from when it began training', () => {
+  // member 1 proposes round 0's survivor set and trains 600 ms (more than its 500 ms input wait);
+  // its clock stands still meanwhile, as a node's does. Counting from the hand-over it proposes
+  // once every vector is in (members 3 and 4 finish 50 ms after it); counting from the clock that
+  // stood still, its attempt was spent the moment its input left and the round waited out the
+  // attempt's deadline for the next proposer (certified at 1060 ms instead of 741 ms here)
+  const net = new MemNet({ n: 5, seed: 43, modelSize: 12, lastRound: 0, params: p => { p.timeouts = { phaseMs, roundMs: 40 * phaseMs } } })
+  for (const [member, ms] of [[0, 50], [1, 600], [2, 50], [3, 650], [4, 650]] as const) net.slow.set(member, ms)
+  net.startAll()
+  net.run(() => net.peers.every(p => p.ledger.lastRound >= 0), 100_000)
+  const at = (phase: string): number => net.log.find(l => l.peer === 0 && l.action.type === 'phase' && l.action.phase === phase)!.at
+  assert.equal(net.peers[0].ledger.last!.header.survivors, [0, 1, 2, 3, 4])
+  const elapsed = at('unmask') - at('masked-input')
+  assert.ok(elapsed < 650 + phaseMs / 2, `survivor set fixed ${elapsed} ms after the masking set: the first attempt was wasted`)
+})
+
 test('a straggler (training 1.4 s; phase timeout 0.5 s) is left out under fixed timeouts, and waited for under adaptive ones', () => {
   const slow = (net: MemNet): void => { for (let i = 0; i < 5; i++) net.slow.set(i, i === 3 ? 1400 : 50) }
   const fixed = run(false, slow)

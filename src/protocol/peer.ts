@@ -199,15 +199,10 @@ export class ProtocolPeer {
     if (input !== null) r.setInput(input.values, input.count)
   }
 
-  /**
-   * This peer's input for the round under way, handed over at `now`. A node whose timers were held
-   * while it trained passes the time of the hand-over: its own waits then start from there, rather
-   * than from a clock that stood still, which had a proposer that trained longer than its input
-   * wait propose the survivor set the moment its input left, before the others' came.
-   */
-  setInput (values: ArrayLike<number>, count: number, now?: number): void {
-    if (now !== undefined) this.#now = Math.max(this.#now, now)
-    this.#current?.setInput(values, count, now)
+  /** This peer's input, handed over at `now`: the waits after it count from then (a node's clock stands still while it trains). */
+  setInput (values: ArrayLike<number>, count: number, now = this.#now): void {
+    this.#now = Math.max(this.#now, now)
+    this.#current?.setInput(values, count, this.#now)
     this.#collect()
   }
 

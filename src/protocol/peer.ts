@@ -175,8 +175,8 @@ export class ProtocolPeer {
       prev: this.ledger.head,
       state: this.state,
       kind,
-      rng: this.#o.rng,
-      now: this.#now,
+      rng: this.#o.rng, now: this.#now,
+      lastSurvivors: this.ledger.entries.at(-1)?.header.survivors,
       inputWaitMs: this.#o.adaptiveTimeouts === false ? undefined : this.inputWaitMs,
       advertiseWaitMs: this.#o.adaptiveTimeouts === false ? undefined : this.advertiseWaitMs
     })

@@ -47,6 +47,8 @@ export interface RoundOptions {
   inputWaitMs?: number
   /** how long to wait for every member's advertisement before sharing keys (default: the phase timeout) */
   advertiseWaitMs?: number
+  /** the last certified round's survivors, whom the masking-set proposer keeps over others in a tie */
+  lastSurvivors?: readonly number[]
 }
 
 interface Advert { id: Uint8Array, wire: Uint8Array, body: AdvertiseBody }
@@ -352,7 +354,9 @@ export class Round {
     if (this.#maskingSet === null && this.#sharedAt >= 0) {
       if (now >= this.#maskingDeadline) { this.#maskingAttempt++; this.#maskingDeadline = now + 2 * p.timeouts.phaseMs }
       if (proposerOf(1, this.#o.round, this.#maskingAttempt, this.n) === this.me && !this.#proposedMasking.has(this.#maskingAttempt)) {
-        const ready = this.#shareKeys.size === this.#adverts.size || now >= this.#sharedAt + p.timeouts.phaseMs || this.#maskingAttempt > 0
+        // a member that missed an advertisement shares its keys only at its advertise deadline (as
+        // late as this peer's): wait a phase past that too, or it is left out of the set
+        const ready = this.#shareKeys.size === this.#adverts.size || now >= Math.max(this.#sharedAt, this.#advertiseDeadline) + p.timeouts.phaseMs || this.#maskingAttempt > 0
         if (ready) this.#proposeMaskingSet(minSet)
       }
     }
@@ -425,7 +429,7 @@ export class Round {
   #proposeMaskingSet (minSet: number): void {
     this.#proposedMasking.add(this.#maskingAttempt)
     const candidates = [...this.#shareKeys.keys()].filter(u => this.#adverts.has(u) && !this.#faulty.has(u))
-    const members = largestConsistentSet(candidates, this.#shareKeys, new Map([...this.#adverts].map(([u, a]) => [u, a.id])))
+    const members = largestConsistentSet(candidates, this.#shareKeys, new Map([...this.#adverts].map(([u, a]) => [u, a.id])), this.#o.lastSurvivors)
     if (members.length < minSet) return
     const msgs = [...members.map(u => this.#adverts.get(u)!.wire), ...members.map(u => this.#shareKeys.get(u)!.wire)]
     this.#send(MSG.proposal, this.#maskingAttempt, { set: 1, maskingSetId: new Uint8Array(32), messages: msgs })

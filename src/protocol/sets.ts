@@ -44,16 +44,22 @@ function sharedWith (u: number, keys: ShareKeys, v: number, advertId: Uint8Array
 
 /**
  * The proposer's masking set: the largest pairwise-consistent set among `candidates`, found by
- * removing the most inconsistent member until none is.
+ * removing the most inconsistent member until none is. Between equally inconsistent members it
+ * removes one that was not among `lastSurvivors` (the previous round's), and of those the one
+ * whose share keys came last: when a member rejoins, it and a member that stayed up are often
+ * inconsistent (one missed the other's advertisement), and the one that stayed up keeps its place.
  */
-export function largestConsistentSet (candidates: readonly number[], shareKeys: ReadonlyMap<number, ShareKeys>, advertIds: ReadonlyMap<number, Uint8Array>): number[] {
+export function largestConsistentSet (candidates: readonly number[], shareKeys: ReadonlyMap<number, ShareKeys>, advertIds: ReadonlyMap<number, Uint8Array>, lastSurvivors: readonly number[] = []): number[] {
   let members = [...candidates]
   const consistent = (u: number, v: number): boolean => sharedWith(u, shareKeys.get(u)!, v, advertIds.get(v)!)
+  const stayed = new Set(lastSurvivors)
   for (;;) {
     const bad = members.map(u => members.filter(v => !consistent(u, v) || !consistent(v, u)).length)
-    const worst = bad.indexOf(Math.max(...bad))
-    if (members.length === 0 || bad[worst] === 0) return members
-    members = members.filter((_, i) => i !== worst)
+    const most = Math.max(...bad)
+    if (members.length === 0 || most === 0) return members
+    const worst = members.map((u, i) => ({ u, i })).filter(({ i }) => bad[i] === most)
+    const { i } = worst.findLast(({ u }) => !stayed.has(u)) ?? worst[worst.length - 1]
+    members = members.filter((_, j) => j !== i)
   }
 }
 

@@ -183,6 +183,37 @@ test('a member that crashes after committing never runs that round again: it res
   assert.is(net.actions('reject').filter(a => a.code === 'equivocation').length, 0, 'no equivocation seen')
 })
 
+// A member that comes back after missing a round often misses an advertisement of its first round
+// (it was not yet back in the mesh when it went out), or the others miss its own. Either way it and
+// that member are inconsistent, and the masking set can keep only one of them: the one that stayed
+// up keeps its place (it was among the last round's survivors), the rejoiner waits one round.
+for (const [missed, what] of [[[1, 4], "the rejoiner misses a member's advertisement"], [[4, 1], "a member misses the rejoiner's advertisement"]] as const) {
+  test(`a member that stayed up keeps its place when another rejoins (${what})`, () => {
+    const n = 5
+    const net = new MemNet({ n, seed: 29, modelSize: 12, lastRound: 4 })
+    net.startAll()
+    const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
+    net.run(() => net.peers.every(p => p.ledger.lastRound === 1))
+    net.online[4] = false // member 4 goes down for round 2, and comes back as round 3 begins
+    net.run(() => [0, 1, 2, 3].some(i => net.peers[i].ledger.lastRound === 2))
+    // back, it has learnt round 2's certificate and model (as a node does from its peers' ledgers)
+    net.online[4] = true
+    const source = net.peers.find(p => p.ledger.lastRound === 2)!
+    net.peers[4] = net.makePeer(4, { ledger: Ledger.verify(net.manifest, source.ledger.entries.map(e => e.certificate)), state: source.state, firstRound: 3 })
+    const [from, to] = missed
+    net.tamper = (sender, msgType, wire, recipient) =>
+      sender === from && recipient === to && msgType === 'advertise' && openMessage(wire, ctx).env.round === 3 ? [] : [wire]
+    net.peers[4].start(net.now)
+    net.flush(4)
+    net.run(() => net.peers.every(p => p.ledger.lastRound === 4))
+    const entry = (r: number) => net.peers[0].ledger.entries.find(e => e.header.round === r)!.header
+    assert.equal(entry(2).survivors, [0, 1, 2, 3], 'round 2: without member 4')
+    assert.equal(entry(3).survivors, [0, 1, 2, 3], 'round 3: the members that stayed up, without the rejoiner')
+    assert.equal(entry(4).survivors, [0, 1, 2, 3, 4], 'round 4: everyone')
+    assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
+  })
+}
+
 test('a halted member sends nothing for later rounds and is in none of them; the others go on without it', () => {
   const n = 5
   const net = new MemNet({ n, seed: 17, modelSize: 12, lastRound: 3 })

@@ -8,6 +8,7 @@
  *   states/<hash>.state   certified global states, named by their hash: the latest, and the best by federated validation
  *   budget.json           the hospital's privacy budget (accumulated RDP)
  *   round.json            the round in progress: a restarted node never runs it again (no equivocation)
+ *   addresses.json        the newest signed address record of each member (peer records, base64)
  * Every write is atomic (fsutil.atomicWrite). A file that does not verify is a clear error.
  */
 import { readdirSync, unlinkSync, existsSync } from 'node:fs'
@@ -49,6 +50,10 @@ export class DataDir {
     }
     return removed
   }
+
+  /** the members' signed address records (services/address-book.ts), as last saved */
+  addressRecords (): Buffer | null { return readIfExists(this.path('addresses.json')) }
+  saveAddressRecords (json: string): void { atomicWrite(this.path('addresses.json'), json, 0o644) }
 
   hasIdentity (): boolean { return existsSync(this.path('identity.key')) }
 

@@ -16,6 +16,7 @@ import { bootstrap } from '@libp2p/bootstrap'
 import { preSharedKey } from '@libp2p/pnet'
 import { KEEP_ALIVE, type PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { PeerRecord, RecordEnvelope } from '@libp2p/peer-record'
 import type { NodeIdentity } from '../privacy/index.ts'
 import { memberIndex, type Manifest } from '../protocol/manifest.ts'
 import type { NodeConfig } from './config.ts'
@@ -79,6 +80,14 @@ export async function tagMembers (host: MedmeshHost, manifest: Manifest, self: s
     await host.peerStore.merge(peerIdFromString(m.peerId), { tags: { [KEEP_ALIVE]: { value: 1 } } })
   }
 }
+
+/** This node's signed peer record (its addresses now, without its own /p2p suffix), as bytes. */
+export async function sealAddressRecord (host: MedmeshHost, identity: NodeIdentity, seqNumber: bigint): Promise<Uint8Array> {
+  const multiaddrs = host.getMultiaddrs().map(a => a.decapsulateCode(P2P_CODE))
+  const envelope = await RecordEnvelope.seal(new PeerRecord({ peerId: host.peerId, multiaddrs, seqNumber }), identity.toLibp2pPrivateKey())
+  return envelope.marshal()
+}
+const P2P_CODE = 421
 
 export function isMember (manifest: Manifest, peer: PeerId): boolean {
   return memberIndex(manifest, peer.toString()) >= 0

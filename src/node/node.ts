@@ -14,19 +14,19 @@ import { hex } from '../protocol/codec.ts'
 import { roundKind } from '../protocol/validation.ts'
 import { ConfigError, resolveConfig, type NodeConfig } from './config.ts'
 import { DataDir } from './datadir.ts'
-import { createHost, isMember, tagMembers, type MedmeshHost } from './host.ts'
+import { createHost, isMember, sealAddressRecord, tagMembers, type MedmeshHost } from './host.ts'
 import { createMetrics, type NodeMetrics } from './metrics.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { peerLinks, streamNetwork } from './network.ts'
 import { nodeRandomness, openSite } from './site.ts'
 import type { TrainingSite } from '../training/worker-site.ts'
 import {
-  NodeStore, createBlobExchange, createLedgerSync, createGossip, createMembership, createTrainingScheduler, createStopPolicy, createStatusService, createTicker,
-  type BlobExchange, type LedgerSync, type Gossip, type Membership, type TrainingScheduler, type StopPolicy, type StatusService
+  NodeStore, createAddressBook, createBlobExchange, createLedgerSync, createGossip, createMembership, createTrainingScheduler, createStopPolicy, createStatusService, createTicker,
+  type AddressBook, type BlobExchange, type LedgerSync, type Gossip, type Membership, type TrainingScheduler, type StopPolicy, type StatusService
 } from './services/index.ts'
 
 /** In the order they start; they stop in the reverse order, then the site (its training worker), then the host. */
-interface Services { status: StatusService, membership: Membership, gossip: Gossip, blobs: BlobExchange, ledgerSync: LedgerSync, training: TrainingScheduler, stopPolicy: StopPolicy, ticker: Startable }
+interface Services { status: StatusService, membership: Membership, gossip: Gossip, addressBook: AddressBook, blobs: BlobExchange, ledgerSync: LedgerSync, training: TrainingScheduler, stopPolicy: StopPolicy, ticker: Startable }
 
 export class MedmeshNode {
   readonly config: NodeConfig
@@ -35,6 +35,7 @@ export class MedmeshNode {
   readonly manifest: Manifest
   readonly metrics: NodeMetrics = createMetrics()
   readonly #store: NodeStore
+  readonly #dir: DataDir
   #peer!: ProtocolPeer
   #host!: MedmeshHost
   #services!: Services
@@ -45,7 +46,7 @@ export class MedmeshNode {
   private constructor (config: NodeConfig) {
     this.config = config
     this.log = createLogger(config.logLevel, 'medmesh', config.logFormat)
-    const dir = new DataDir(config.dataDir)
+    const dir = this.#dir = new DataDir(config.dataDir)
     this.identity = dir.identity()
     this.manifest = dir.manifest()
     if (memberIndex(this.manifest, this.identity.peerId) < 0) throw new ConfigError(`this node (${this.identity.peerId}) is not a member of consortium '${this.manifest.name}'`)
@@ -111,6 +112,14 @@ export class MedmeshNode {
       gossip: createGossip({
         pubsub: host.services.pubsub, topic: `/medmesh/${hex(consortiumId(manifest))}/v1`, isMember: member, context: () => peer.messageContext,
         deliver: msg => { if (this.#training()) this.#held.push(msg); else { peer.receiveOpened(msg, Date.now()); this.#drain() } }, round: () => peer.round?.number ?? null, log, metrics
+      }),
+      addressBook: createAddressBook({
+        self: this.identity.peerId, isMember: member, pubsub: host.services.pubsub, topic: `/medmesh/${hex(consortiumId(manifest))}/addresses/1`, log,
+        sealOwn: async seq => await sealAddressRecord(host, this.identity, seq),
+        onOwnAddressesChanged: listener => { host.addEventListener('self:peer:update', listener); return () => host.removeEventListener('self:peer:update', listener) },
+        consume: async r => { await host.peerStore.consumePeerRecord(r.wire, { expectedPeer: peerIdFromString(r.peer) }) },
+        learnt: peer => this.#services.membership.reach(peer),
+        load: () => this.#dir.addressRecords(), save: data => this.#dir.saveAddressRecords(data)
       }),
       blobs: createBlobExchange({ network, isMember: member, storedState, log, metrics }),
       ledgerSync: createLedgerSync({

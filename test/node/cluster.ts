@@ -23,7 +23,7 @@ export { freePorts }
 export interface Cluster { root: string, dirs: string[], ids: string[], p2p: number[], http: number[], manifest: string }
 
 /** init, manifest create + sign, join: n nodes ready to start. */
-export async function makeCluster (n: number, opts: { threshold: number, rounds: number, phaseMs?: number, epochs?: number, extra?: string[], prepare?: (dirs: string[]) => void }): Promise<Cluster> {
+export async function makeCluster (n: number, opts: { threshold: number, rounds: number, phaseMs?: number, epochs?: number, extra?: string[], prepare?: (dirs: string[]) => void, bootstrapOf?: (i: number) => number[] }): Promise<Cluster> {
   const root = mkdtempSync(join(tmpdir(), 'medmesh-cluster-'))
   const dirs = Array.from({ length: n }, (_, i) => join(root, `node${i}`))
   opts.prepare?.(dirs)
@@ -39,7 +39,9 @@ export async function makeCluster (n: number, opts: { threshold: number, rounds:
   for (const d of dirs) { const r = cli('manifest', 'sign', '--data-dir', d, manifest); if (r.status !== 0) throw new Error(r.stderr) }
   const [p2p, http] = [await freePorts(n), await freePorts(n)]
   dirs.forEach((d, i) => {
-    const boot = ids.flatMap((id, j) => j === i ? [] : ['--bootstrap', `/ip4/127.0.0.1/tcp/${p2p[j]}/p2p/${id}`])
+    // every other member, unless the test says whom each one knows
+    const known = opts.bootstrapOf?.(i) ?? ids.map((_, j) => j).filter(j => j !== i)
+    const boot = known.flatMap(j => ['--bootstrap', `/ip4/127.0.0.1/tcp/${p2p[j]}/p2p/${ids[j]}`])
     const r = cli('join', '--data-dir', d, '--manifest', manifest, '--listen', `/ip4/127.0.0.1/tcp/${p2p[i]}`, '--http', `127.0.0.1:${http[i]}`,
       '--shard', `${i}/${n}`, '--epochs', String(opts.epochs ?? 0.15), '--rounds', String(opts.rounds), ...boot, ...(opts.extra ?? []))
     if (r.status !== 0) throw new Error(`join failed: ${r.stderr}`)

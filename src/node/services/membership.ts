@@ -30,6 +30,8 @@ export interface Membership extends Startable {
   connectedMembers: () => string[]
   /** re-read the deny list: members added are cut off, members removed are dialled again */
   reloadDenyList: () => void
+  /** dial a member now if it is not connected (its addresses were just learnt) */
+  reach: (peer: string) => void
   /** resolves once `count()` reaches `want`, or after `timeoutMs` (with a warning), or when stopped */
   waitFor: (want: number, count: () => number, timeoutMs: number) => Promise<void>
 }
@@ -66,6 +68,10 @@ export function createMembership (c: MembershipComponents): Membership {
       unlisten?.()
     },
     connectedMembers,
+    reach (peer) {
+      if (!running || !others.has(peer) || c.denied.has(peer) || c.connected().includes(peer)) return
+      void c.dial(peer, redialMs).catch(() => { /* the watchdog tries again */ })
+    },
     reloadDenyList () {
       let deny: string[]
       try { deny = c.readDenyList() } catch (e) { c.log.error(`deny list not reloaded: ${(e as Error).message}`); return }

@@ -14,7 +14,7 @@ import { hex } from '../protocol/codec.ts'
 import { roundKind } from '../protocol/validation.ts'
 import { ConfigError, resolveConfig, type NodeConfig } from './config.ts'
 import { DataDir } from './datadir.ts'
-import { createHost, isMember, sealAddressRecord, tagMembers, type MedmeshHost } from './host.ts'
+import { createHost, dialBack, directAddresses, isMember, listenRelayed, memberLinks, relayedAddresses, sealAddressRecord, tagMembers, type MedmeshHost } from './host.ts'
 import { createMetrics, type NodeMetrics } from './metrics.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { peerLinks, streamNetwork } from './network.ts'
@@ -22,11 +22,11 @@ import { nodeRandomness, openSite } from './site.ts'
 import type { TrainingSite } from '../training/worker-site.ts'
 import {
   NodeStore, createAddressBook, createBlobExchange, createLedgerSync, createGossip, createMembership, createTrainingScheduler, createStopPolicy, createStatusService, createTicker,
-  type AddressBook, type BlobExchange, type LedgerSync, type Gossip, type Membership, type TrainingScheduler, type StopPolicy, type StatusService
+  createReachability, type AddressBook, type Reachability, type BlobExchange, type LedgerSync, type Gossip, type Membership, type TrainingScheduler, type StopPolicy, type StatusService
 } from './services/index.ts'
 
 /** In the order they start; they stop in the reverse order, then the site (its training worker), then the host. */
-interface Services { status: StatusService, membership: Membership, gossip: Gossip, addressBook: AddressBook, blobs: BlobExchange, ledgerSync: LedgerSync, training: TrainingScheduler, stopPolicy: StopPolicy, ticker: Startable }
+interface Services { status: StatusService, membership: Membership, gossip: Gossip, addressBook: AddressBook, reachability: Reachability, blobs: BlobExchange, ledgerSync: LedgerSync, training: TrainingScheduler, stopPolicy: StopPolicy, ticker: Startable }
 
 export class MedmeshNode {
   readonly config: NodeConfig
@@ -75,7 +75,7 @@ export class MedmeshNode {
       kindOf: roundKind, inputFor: () => null, finished: stopPolicy.finished, firstRound: restored.firstRound
     })
     const denied = new Set(config.deny)
-    this.#host = await createHost(config, this.identity, manifest, { denied, onRefused: (peer, how) => { metrics.refused.inc(); log.warn({ peer }, `refused ${how}: not a member of the consortium`) } })
+    this.#host = await createHost(config, this.identity, manifest, { denied, relaying: () => this.#services?.reachability.relaying() ?? true, onRefused: (peer, how) => { metrics.refused.inc(); log.warn({ peer }, `refused ${how}: not a member of the consortium`) } })
     this.#services = this.#compose(site, stopPolicy, denied)
     const { membership, gossip, ledgerSync, training, ticker } = this.#services
     training.statisticsCertified(restored.ledger.statistics)
@@ -102,12 +102,14 @@ export class MedmeshNode {
     const storedState = (h: string): Uint8Array | null => this.#store.storedState(h)
     return {
       status: createStatusService({
-        listen: config.http, metrics, log, peer, site, connectedMembers: () => this.#services.membership.connectedMembers().length, addresses: () => host.getMultiaddrs().map(a => a.toString()),
+        listen: config.http, metrics, log, peer, site, connectedMembers: () => this.#services.membership.connectedMembers().length,
+        reachable: () => this.#services.reachability.reachable(), memberLinks: () => memberLinks(host, manifest, this.identity.peerId), addresses: () => host.getMultiaddrs().map(a => a.toString()),
         training: () => this.#services.training.training()
       }),
       membership: createMembership({
         ...peerLinks(host), members: manifest.members.map(m => m.peerId).filter(p => p !== this.identity.peerId), connected: network.connected, denied, log, metrics,
-        readDenyList: () => resolveConfig(config.dataDir, {}).deny
+        readDenyList: () => resolveConfig(config.dataDir, {}).deny,
+        describe: p => { const l = memberLinks(host, manifest, this.identity.peerId).find(m => m.peerId === p); return { name: l?.name ?? p, link: l?.link ?? 'none' } }
       }),
       gossip: createGossip({
         pubsub: host.services.pubsub, topic: `/medmesh/${hex(consortiumId(manifest))}/v1`, isMember: member, context: () => peer.messageContext,
@@ -120,6 +122,12 @@ export class MedmeshNode {
         consume: async r => { await host.peerStore.consumePeerRecord(r.wire, { expectedPeer: peerIdFromString(r.peer) }) },
         learnt: peer => this.#services.membership.reach(peer),
         load: () => this.#dir.addressRecords(), save: data => this.#dir.saveAddressRecords(data)
+      }),
+      reachability: createReachability({
+        network, isMember: member, log, onConnectionChange: peerLinks(host).onConnectionChange,
+        directMembers: () => memberLinks(host, manifest, this.identity.peerId).filter(m => m.link === 'direct').map(m => m.peerId),
+        ownAddresses: () => directAddresses(host), relayedAddresses: () => relayedAddresses(host),
+        dialBack: async (peer, address, ms) => await dialBack(host, peer, address, ms), listenRelayed: async () => await listenRelayed(host)
       }),
       blobs: createBlobExchange({ network, isMember: member, storedState, log, metrics }),
       ledgerSync: createLedgerSync({

@@ -15,7 +15,7 @@ test('members that know only their bootstrap peer learn each other\'s addresses,
   const c = await makeCluster(3, { threshold: 2, rounds: 5, bootstrapOf: i => i === 0 ? [] : [0] })
   const nodes: Running[] = c.dirs.map(startNode)
   try {
-    const connected = (i: number, j: number): boolean => fields(nodes[i]).some(f => f.msg === 'member connected' && f.peer === c.ids[j])
+    const connected = (i: number, j: number): boolean => fields(nodes[i]).some(f => String(f.msg).startsWith('member connected') && f.peer === c.ids[j])
     await waitFor(() => connected(1, 2) && connected(2, 1), 60_000, 'members 1 and 2 to connect to each other')
     assert.ok(fields(nodes[1]).some(f => /addresses of a member learnt/.test(String(f.msg)) && f.peer === c.ids[2]), 'member 1 learnt member 2\'s addresses from a record')
     await waitFor(() => messages(nodes[1]).some(m => /round 1 certified/.test(m)), 180_000, 'round 1 to be certified')

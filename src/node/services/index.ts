@@ -7,6 +7,7 @@ export { createBlobExchange, type BlobExchange, type BlobKind } from './blob-exc
 export { createLedgerSync, type LedgerSync } from './ledger-sync.ts'
 export { createGossip, type Gossip } from './gossip.ts'
 export { createAddressBook, openAddressRecord, type AddressBook, type AddressRecord } from './address-book.ts'
+export { createReachability, type Reachability, type Reachable } from './reachability.ts'
 export { createMembership, type Membership } from './membership.ts'
 export { createTrainingScheduler, type TrainingScheduler } from './training.ts'
 export { createStopPolicy, type StopPolicy } from './stop-policy.ts'

@@ -21,6 +21,8 @@ export interface MembershipComponents {
   readDenyList: () => string[]
   /** the members refused now, as configured at start; shared with the connection gater, which refuses them */
   denied: Set<string>
+  /** a member's name, and how it is connected now (direct, relayed, none), for the log */
+  describe?: (peer: string) => { name: string, link: string }
   log: Logger
   metrics: Pick<NodeMetrics, 'peers'>
   redialMs?: number
@@ -38,6 +40,8 @@ export interface Membership extends Startable {
 
 export function createMembership (c: MembershipComponents): Membership {
   const redialMs = c.redialMs ?? 3000
+  // a dial may try a member's addresses one after another (a private one first, a relayed one last)
+  const dialMs = Math.max(redialMs, 10_000)
   const others = new Set(c.members)
   let watchdog: NodeJS.Timeout | null = null
   let unlisten: (() => void) | null = null
@@ -47,17 +51,18 @@ export function createMembership (c: MembershipComponents): Membership {
   async function dialMissing (): Promise<void> {
     if (!running) return
     const connected = new Set(c.connected())
-    for (const m of c.members) {
-      if (connected.has(m) || c.denied.has(m)) continue
-      try { await c.dial(m, redialMs) } catch { /* not reachable yet */ }
-    }
+    // in parallel: one member that does not answer must not delay the dials to the others
+    await Promise.all(c.members.filter(m => !connected.has(m) && !c.denied.has(m)).map(async m => {
+      try { await c.dial(m, dialMs) } catch { /* not reachable yet */ }
+    }))
   }
 
   return {
     start () {
       running = true
       unlisten = c.onConnectionChange((peer, connected) => {
-        c.log.info({ peer }, connected ? 'member connected' : 'member disconnected')
+        const d = c.describe?.(peer)
+        c.log.info({ peer, ...d }, connected ? `member connected${d === undefined ? '' : `: ${d.name} (${d.link})`}` : `member disconnected${d === undefined ? '' : `: ${d.name}`}`)
         c.metrics.peers.set(connectedMembers().length)
       })
       watchdog = setInterval(() => { void dialMissing() }, redialMs)
@@ -70,7 +75,7 @@ export function createMembership (c: MembershipComponents): Membership {
     connectedMembers,
     reach (peer) {
       if (!running || !others.has(peer) || c.denied.has(peer) || c.connected().includes(peer)) return
-      void c.dial(peer, redialMs).catch(() => { /* the watchdog tries again */ })
+      void c.dial(peer, dialMs).catch(() => { /* the watchdog tries again */ })
     },
     reloadDenyList () {
       let deny: string[]

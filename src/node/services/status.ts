@@ -23,6 +23,10 @@ export interface NodeFacts {
   peer: Pick<ProtocolPeer, 'peerId' | 'manifest' | 'ledger' | 'round' | 'state'>
   site: Pick<TrainingSite, 'options' | 'backend'>
   connectedMembers: () => number
+  /** whether other members can dial this node (services/reachability.ts) */
+  reachable?: () => string
+  /** each other member and how this node is connected to it now */
+  memberLinks?: () => Array<{ name: string, peerId: string, link: string }>
   addresses: () => string[]
   /** the round this node is training for and since when (ms), or null */
   training?: () => { round: number, since: number } | null
@@ -99,6 +103,8 @@ export function nodeStatus (f: NodeFacts, phase: string): Record<string, unknown
     consortiumId: hex(consortiumId(peer.manifest)),
     members: peer.manifest.members.length,
     connectedMembers: f.connectedMembers(),
+    reachable: f.reachable?.() ?? 'unknown',
+    memberLinks: f.memberLinks?.() ?? [],
     round: peer.round?.number ?? null,
     phase,
     certifiedRounds: peer.ledger.entries.length,

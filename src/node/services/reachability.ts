@@ -1,0 +1,149 @@
+/**
+ * Whether other members can dial this node, found by asking them (/medmesh/dialback/1): a member
+ * that is asked opens a new connection to the addresses the asker lists and says which one
+ * answered. libp2p's AutoNAT does the same for the open network, but it wants several unrelated
+ * peers to agree and ignores private addresses, which a consortium of a few hospitals on private
+ * links does not have; here any member's word is enough, and only members ask or are asked.
+ *
+ * A node that no member could dial back listens through relays (circuit relay v2 on the members
+ * that are reachable; see host.ts), and its address record then names the relayed addresses. It
+ * refuses to be a relay itself once it knows that it is not reachable.
+ */
+import type { Startable } from '@libp2p/interface'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Logger } from '../logger.ts'
+import type { StreamNetwork } from '../network.ts'
+import { readFramed, sendFramed, type Channel } from '../wire.ts'
+
+export const DIALBACK_PROTOCOL = '/medmesh/dialback/1'
+/** addresses one request may name, and the longest one */
+const MAX_ADDRESSES = 8
+const MAX_ADDRESS_CHARS = 256
+
+export type Reachable = 'public' | 'relayed' | 'unknown'
+
+export interface ReachabilityComponents {
+  network: Pick<StreamNetwork, 'handle' | 'unhandle' | 'open'>
+  isMember: (peer: string) => boolean
+  /** members connected to this node directly (not through a relay) */
+  directMembers: () => string[]
+  /** this node's own direct addresses (TCP, no relay), to be dialled back */
+  ownAddresses: () => string[]
+  /** this node's relayed addresses now (after reservations on relays) */
+  relayedAddresses: () => string[]
+  /** dial `address` of `peer` on a new connection (not one that exists), then close it */
+  dialBack: (peer: string, address: string, timeoutMs: number) => Promise<void>
+  /** start listening through relays (circuit relay v2 reservations on two members) */
+  listenRelayed: () => Promise<void>
+  /** fired when a peer connects or disconnects: a first member connected is the time to ask */
+  onConnectionChange: (listener: (peer: string, connected: boolean) => void) => () => void
+  log: Logger
+  /** how often to check again (default 5 min); how long a dial-back may take */
+  intervalMs?: number
+  dialBackMs?: number
+}
+
+export interface Reachability extends Startable {
+  /** public: a member dialled this node back; relayed: none could, and it listens through relays; unknown: not found out yet */
+  reachable: () => Reachable
+  /** whether this node relays for others: not once it knows that members cannot reach it */
+  relaying: () => boolean
+  /** ask now (a member connected, or the addresses changed) */
+  check: () => Promise<void>
+}
+
+/** The request: the asker's own addresses, each a TCP multiaddr without a relay hop. */
+export function parseDialBackRequest (v: unknown): string[] {
+  const addrs = (v as { a?: unknown })?.a
+  if (!Array.isArray(addrs) || addrs.length === 0 || addrs.length > MAX_ADDRESSES) throw new Error(`a dial-back request names 1 to ${MAX_ADDRESSES} addresses`)
+  return addrs.map(a => {
+    if (typeof a !== 'string' || a.length > MAX_ADDRESS_CHARS) throw new Error('a dial-back address must be a short string')
+    const ma = multiaddr(a)
+    const names = ma.getComponents().map(c => c.name)
+    if (!names.includes('tcp') || names.includes('p2p-circuit') || names.includes('p2p')) throw new Error(`not a direct TCP address: ${a}`)
+    return ma.toString()
+  })
+}
+
+export function createReachability (c: ReachabilityComponents): Reachability {
+  const intervalMs = c.intervalMs ?? 5 * 60_000
+  const dialBackMs = c.dialBackMs ?? 3000
+  let state: 'public' | 'private' | 'unknown' = 'unknown'
+  let relayListening = false
+  let timer: NodeJS.Timeout | null = null
+  let unlisten: (() => void) | null = null
+  let checking: Promise<void> | null = null
+  const served = new Map<string, number>()
+
+  async function serve (channel: Channel, remote: string): Promise<void> {
+    if (!c.isMember(remote)) { channel.abort(new Error('not a member')); return }
+    try {
+      // one request per member per ten seconds: asking costs the asked a few dials
+      const last = served.get(remote) ?? -Infinity
+      if (Date.now() - last < 10_000) throw new Error('asked again too soon')
+      served.set(remote, Date.now())
+      const { header: addrs } = await readFramed(channel, 4096, parseDialBackRequest, () => 0)
+      let ok: string | null = null
+      for (const a of addrs) {
+        try { await c.dialBack(remote, a, dialBackMs); ok = a; break } catch { /* not reachable there */ }
+      }
+      await sendFramed(channel, { ok })
+    } catch (e) {
+      c.log.warn({ peer: remote }, `dial-back request refused: ${(e as Error).message}`)
+      channel.abort(e as Error)
+    }
+  }
+
+  async function ask (peer: string, addrs: string[]): Promise<boolean | null> {
+    try {
+      const channel = await c.network.open(peer, DIALBACK_PROTOCOL, dialBackMs)
+      await sendFramed(channel, { a: addrs })
+      const { header } = await readFramed(channel, 1024, v => (v as { ok?: unknown })?.ok, () => 0)
+      return typeof header === 'string'
+    } catch { return null }
+  }
+
+  async function checkOnce (): Promise<void> {
+    const addrs = c.ownAddresses().slice(0, MAX_ADDRESSES)
+    const asked = c.directMembers().slice(0, 3)
+    if (addrs.length === 0 || asked.length === 0) return
+    const answers = (await Promise.all(asked.map(async p => await ask(p, addrs)))).filter((x): x is boolean => x !== null)
+    if (answers.length === 0) return
+    const next = answers.includes(true) ? 'public' : 'private'
+    if (next !== state) {
+      state = next
+      c.log.info({ reachable: next === 'public' ? 'public' : 'relayed' }, next === 'public'
+        ? `reachable: members can dial this node directly (${answers.filter(Boolean).length} of ${answers.length} asked)`
+        : `not reachable from other members (${answers.length} asked): listening through relays on reachable members`)
+    }
+    if (state === 'private' && !relayListening) {
+      relayListening = true
+      await c.listenRelayed().catch(e => { relayListening = false; c.log.warn(`relay listening failed: ${(e as Error).message}`) })
+    }
+  }
+
+  return {
+    async start () {
+      await c.network.handle(DIALBACK_PROTOCOL, serve, 4)
+      timer = setInterval(() => { void this.check() }, intervalMs)
+      timer.unref()
+      // until it is known, ask whenever a member connects (after a moment: identify runs first)
+      unlisten = c.onConnectionChange((peer, connected) => {
+        if (connected && state === 'unknown' && c.isMember(peer)) setTimeout(() => { void this.check() }, 500).unref()
+      })
+    },
+    async stop () {
+      unlisten?.()
+      if (timer !== null) clearInterval(timer)
+      await c.network.unhandle(DIALBACK_PROTOCOL)
+    },
+    reachable: () => state === 'public' ? 'public' : state === 'private' && c.relayedAddresses().length > 0 ? 'relayed' : 'unknown',
+    // a node relays unless it knows members cannot reach it (while unknown, only members that
+    // reach it directly could ask, so relaying for them costs nothing wrong)
+    relaying: () => state !== 'private',
+    async check () {
+      checking ??= checkOnce().finally(() => { checking = null })
+      await checking
+    }
+  }
+}

@@ -141,6 +141,13 @@ if (reason !== null) {
       await waitFor(() => linked(H1, members[3].id, 'relayed') || linked(H2, members[2].id, 'relayed'), 90_000, 'H1 and H2 to connect through a relay')
         .catch((e: Error) => { throw new Error(`${e.message}; H1 said: ${messages(H1).slice(-15).join(' | ')}`) })
 
+      // /status says so too (asked inside H1's namespace: its endpoint is on its own loopback)
+      const status = JSON.parse(spawnSync('ip', ['netns', 'exec', ns('h1'), process.execPath, '-e', "fetch('http://127.0.0.1:8080/status').then(r=>r.text()).then(t=>console.log(t))"], { encoding: 'utf8' }).stdout)
+      assert.is(status.reachable, 'relayed', 'H1 is reachable through relays')
+      const h1Links = Object.fromEntries(status.memberLinks.map((m: { name: string, link: string }) => [m.name, m.link]))
+      assert.equal([h1Links.A, h1Links.B], ['direct', 'direct'])
+      console.log(`nat.test.ts: H1 /status: reachable ${status.reachable}, links ${JSON.stringify(h1Links)}`)
+
       await waitFor(() => said(B, /^round 1 certified/), 240_000, 'round 1 to be certified')
       const killedAt = Date.now()
       A.proc.kill('SIGKILL')

@@ -181,7 +181,7 @@ export class MedmeshNode {
         this.#store.saveRound(a.round, a.phase) // before any message of the phase leaves: a restart never re-runs this round
         return s.training.phaseEntered()
       case 'round-started':
-        s.status.roundStarted(a.round)
+        s.status.roundStarted(a.round, this.#peer.absent)
         s.blobs.prune(a.round - 1)
         return s.training.roundStarted(a.round, a.kind)
       case 'certified':

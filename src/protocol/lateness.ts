@@ -22,3 +22,14 @@ export class Lateness {
   /** How long after this peer's own masked input the last other one came (null: no input sent). */
   get input (): number | null { return this.#inputSentAt < 0 ? null : Math.max(0, this.#lastInputAt - this.#inputSentAt) }
 }
+
+/**
+ * Adaptive waits from the lateness of recent rounds (ProtocolPeer.inputWaitMs, advertiseWaitMs):
+ * half again the latest lateness, so that a member that is regularly slow (a straggler: less
+ * compute, more data) is waited for, within [floor, 4·phase]; one that drops costs only what the
+ * others' pace warrants. With no history: the phase timeout.
+ */
+export function adaptiveWait (lateness: number[], phaseMs: number, floor = phaseMs / 4): number {
+  if (lateness.length === 0) return phaseMs
+  return Math.round(Math.min(4 * phaseMs, Math.max(floor, 1.5 * Math.max(...lateness) + 100)))
+}

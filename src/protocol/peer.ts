@@ -20,6 +20,8 @@ import { Round } from './round.ts'
 import type { PeerAction, Phase, RoundKind } from './actions.ts'
 import { memberIndex, type Manifest } from './manifest.ts'
 import { CommitTally, commitSignatureValid } from './commits.ts'
+import { adaptiveWait } from './lateness.ts'
+import { Presence, absentMembers } from './presence.ts'
 
 export type { PeerAction, RoundKind } from './actions.ts'
 
@@ -95,6 +97,8 @@ export class ProtocolPeer {
   #standing: { is: 'running' } | { is: 'waiting', since: number } | { is: 'halted' } = { is: 'running' }
   /** the last rounds that ended, still told of late masked inputs: how late inputs come */
   readonly #recent: Round[] = []
+  /** the last round each member was heard from: whose advertisements a round waits for */
+  readonly #presence = new Presence()
 
   constructor (o: PeerOptions) {
     this.#o = o
@@ -111,28 +115,22 @@ export class ProtocolPeer {
   get peerId (): string { return this.#o.identity.peerId }
   get #me (): number { return memberIndex(this.manifest, this.#o.identity.peerId) }
 
-  /**
-   * Adaptive wait for missing masked inputs: half again the latest lateness of recent rounds, so a
-   * member that is regularly slow (a straggler: less compute, more data) is waited for, within
-   * [phase/4, 4·phase]; and one that drops after the masking set costs only what the others' pace
-   * warrants.
-   */
-  get inputWaitMs (): number {
-    return this.#adaptive(this.#recent.map(r => r.lateness.input).filter((x): x is number => x !== null))
-  }
+  /** Adaptive wait for missing masked inputs (lateness.ts, adaptiveWait): within [phase/4, 4·phase]. */
+  get inputWaitMs (): number { return adaptiveWait(this.#recent.map(r => r.lateness.input).filter((x): x is number => x !== null), this.manifest.params.timeouts.phaseMs) }
 
   /**
    * The same for advertisements, but never below the phase timeout: a member that restarts (or
    * returns) needs that long to be heard, and keys shared without it cannot include it later.
    */
   get advertiseWaitMs (): number {
-    return this.#adaptive(this.#recent.map(r => r.lateness.advertise), this.manifest.params.timeouts.phaseMs)
+    const phase = this.manifest.params.timeouts.phaseMs
+    return adaptiveWait(this.#recent.map(r => r.lateness.advertise), phase, phase)
   }
 
-  #adaptive (lateness: number[], floor = this.manifest.params.timeouts.phaseMs / 4): number {
-    const phase = this.manifest.params.timeouts.phaseMs
-    if (lateness.length === 0) return phase
-    return Math.round(Math.min(4 * phase, Math.max(floor, 1.5 * Math.max(...lateness) + 100)))
+  /** The members this peer considers absent now (presence.ts), each since the round after the last it survived. */
+  get absent (): Array<{ member: number, since: number }> {
+    const round = this.#current?.round ?? this.ledger.lastRound + 1
+    return absentMembers(this.manifest.members.length, this.#presence.expected(round, this.ledger.entries.at(-1)?.header.survivors), this.ledger.entries.map(e => e.header))
   }
 
   takeActions (): PeerAction[] {
@@ -141,10 +139,10 @@ export class ProtocolPeer {
   }
 
   /**
-   * Take part in no further round: the one under way, if not done, is left (as if this peer had
-   * stopped) and none starts after it. The ledger still grows from certificates it is sent.
-   * A node that has run its last round halts before it lingers to serve its model: otherwise it
-   * would sign rounds that some members certify after it left and others never see.
+   * Take part in no further round: the one under way, if not done, is left (as if stopped) and none
+   * starts after it; the ledger still grows from certificates it is sent. A node that has run its
+   * last round halts before it lingers to serve its model (else it would sign rounds that some
+   * members certify after it left and others never see).
    */
   halt (): void {
     this.#standing = { is: 'halted' }
@@ -176,7 +174,8 @@ export class ProtocolPeer {
       state: this.state,
       kind,
       rng: this.#o.rng, now: this.#now,
-      lastSurvivors: this.ledger.entries.at(-1)?.header.survivors,
+      lastSurvivors: this.ledger.entries.at(-1)?.header.survivors, behind: this.ledger.lastRound < round - 1,
+      expectedAdverts: this.#presence.expected(round, this.ledger.entries.at(-1)?.header.survivors) ?? undefined,
       inputWaitMs: this.#o.adaptiveTimeouts === false ? undefined : this.inputWaitMs,
       advertiseWaitMs: this.#o.adaptiveTimeouts === false ? undefined : this.advertiseWaitMs
     })
@@ -226,6 +225,7 @@ export class ProtocolPeer {
   receiveOpened (msg: OpenedMessage, now: number): void {
     this.#now = Math.max(this.#now, now)
     const r = msg.env.round
+    this.#presence.heard(msg.env.sender, r)
     const cur = this.#current?.round ?? this.ledger.lastRound + 1
     if (msg.env.type === MSG.commit && r >= this.ledger.lastRound + 1 && this.#onAnotherHead(msg as OpenedMessage<CommitBody>)) { /* counted towards a sync */ } else if (this.#current !== null && r === cur) this.#current.receive(msg, this.#now)
     else if (this.#standing.is === 'waiting' && msg.env.type === MSG.commit && r < this.#o.firstRound! && r === cur) this.#lateCommit(msg as OpenedMessage<CommitBody>)

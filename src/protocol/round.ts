@@ -28,7 +28,8 @@ import { openShares, sealShares, sharesToReveal, type SharePair } from './shares
 import { inputLength, maskedInput } from './masked-input.ts'
 import { Lateness } from './lateness.ts'
 import { MaskedVectors } from './vectors.ts'
-import { checkMaskingSet, largestConsistentSet, parseShareKeys, proposerOf, splitMaskingProposal, type ShareKeys } from './sets.ts'
+import { checkMaskingSet, largestConsistentSet, parseShareKeys, splitMaskingProposal, type ShareKeys } from './sets.ts'
+import { firstPresentAttempt, proposerOf } from './presence.ts'
 import { SurvivorAgreement, type SurvivorProposal } from './survivors.ts'
 
 export interface RoundOptions {
@@ -47,8 +48,12 @@ export interface RoundOptions {
   inputWaitMs?: number
   /** how long to wait for every member's advertisement before sharing keys (default: the phase timeout) */
   advertiseWaitMs?: number
-  /** the last certified round's survivors, whom the masking-set proposer keeps over others in a tie */
+  /** the last certified round's survivors: a proposer outside them is passed over when away (presence.ts), and the masking-set proposer keeps them over others in a tie */
   lastSurvivors?: readonly number[]
+  /** this peer lacks the previous round's certificate (it jumped ahead to the others' round) */
+  behind?: boolean
+  /** the members whose advertisements are awaited before sharing keys (default: all; presence.ts) */
+  expectedAdverts?: readonly number[]
 }
 
 interface Advert { id: Uint8Array, wire: Uint8Array, body: AdvertiseBody }
@@ -85,6 +90,8 @@ export class Round {
   #maskingSet: Proposal | null = null
   #maskingAttempt = 0
   #maskingDeadline = Infinity
+  /** the first masking attempt with a proposer who is there: it waits as attempt 0 would */
+  #maskingFirst = 0
   #proposedMasking = new Set<number>()
   #maskedSent = false
   /** how late the others' advertisements and masked inputs came (even after this round ended) */
@@ -348,7 +355,9 @@ export class Round {
     const minSet = Math.max(p.minParticipants, p.threshold)
 
     // 1. share keys with everyone whose advertisement I hold
-    if (this.#sharedAt < 0 && (this.#adverts.size === this.n || now >= this.#advertiseDeadline) && this.#adverts.size >= minSet) this.#shareMyKeys(now)
+    // (a member absent since before the last round is not waited for: presence.ts)
+    const heardAll = this.#adverts.size === this.n || (this.#o.expectedAdverts?.every(u => this.#adverts.has(u)) ?? false)
+    if (this.#sharedAt < 0 && (heardAll || now >= this.#advertiseDeadline) && this.#adverts.size >= minSet) this.#shareMyKeys(now)
 
     // 2. masking set: the proposer of the current attempt proposes; on timeout the next one does
     if (this.#maskingSet === null && this.#sharedAt >= 0) {
@@ -356,7 +365,7 @@ export class Round {
       if (proposerOf(1, this.#o.round, this.#maskingAttempt, this.n) === this.me && !this.#proposedMasking.has(this.#maskingAttempt)) {
         // a member that missed an advertisement shares its keys only at its advertise deadline (as
         // late as this peer's): wait a phase past that too, or it is left out of the set
-        const ready = this.#shareKeys.size === this.#adverts.size || now >= Math.max(this.#sharedAt, this.#advertiseDeadline) + p.timeouts.phaseMs || this.#maskingAttempt > 0
+        const ready = this.#shareKeys.size === this.#adverts.size || now >= Math.max(this.#sharedAt, this.#advertiseDeadline) + p.timeouts.phaseMs || this.#maskingAttempt > this.#maskingFirst
         if (ready) this.#proposeMaskingSet(minSet)
       }
     }
@@ -367,7 +376,7 @@ export class Round {
     // the proposer waits inputWait for missing inputs, the others that and one phase more before
     // they turn to the next proposer
     const inputWait = this.#o.inputWaitMs ?? p.timeouts.phaseMs
-    if (M !== null && (this.#maskedSent || !M.members.includes(this.me))) this.#survivors.begin(now + inputWait + p.timeouts.phaseMs)
+    if (M !== null && (this.#maskedSent || !M.members.includes(this.me))) this.#survivors.begin(now + inputWait + p.timeouts.phaseMs, { round: this.#o.round, n: this.n, maskingSet: M.members })
 
     // fetch every committed vector I lack
     for (const { hash, owner } of this.#vectors.takeMissing()) this.#actions.push({ type: 'fetch-blob', hash, owner, what: 'masked-vector' })
@@ -421,6 +430,14 @@ export class Round {
     })
     this.#myShares.set(this.me, mine)
     this.#sharedAt = now
+    // move at once past proposers who were not among the last round's survivors: one that is gone
+    // costs nothing, and one coming back lets those who stayed propose (every peer on the same
+    // ledger head skips the same attempts, whether or not it has heard the one coming back)
+    // (a peer that lacks the last round's certificate cannot tell who survived it: it passes over
+    // only its own attempt, so that it never proposes where the others have moved on)
+    const last = this.#o.lastSurvivors
+    const away = this.#o.behind === true ? (u: number) => u === this.me : last !== undefined && last.length > 0 ? (u: number) => !last.includes(u) : null
+    if (away !== null) this.#maskingAttempt = this.#maskingFirst = firstPresentAttempt(1, this.#o.round, this.n, away)
     this.#maskingDeadline = now + 2 * this.#o.manifest.params.timeouts.phaseMs
     this.#send(MSG.shareKeys, 0, { advertsSeen: view.map(v => [v, this.#adverts.get(v)!.id]), boxes })
     this.#setPhase('share-keys', `shared keys with ${view.length - 1} members`)

@@ -28,14 +28,6 @@ export function parseShareKeys (msg: OpenedMessage<ShareKeysBody>, n: number): S
   return { id: msg.id, wire: msg.wire, view, boxes }
 }
 
-/**
- * The member that proposes set 1 (masking) or 2 (survivors) in an attempt: a rotation over the
- * members, fixed by the round, so that no member chooses who proposes.
- */
-export function proposerOf (set: 1 | 2, round: number, attempt: number, n: number): number {
-  return (round + (set === 1 ? 0 : 1) + attempt) % n
-}
-
 /** Whether u's share keys name v's advertisement `advertId` and (for v ≠ u) hold a box for v. */
 function sharedWith (u: number, keys: ShareKeys, v: number, advertId: Uint8Array): boolean {
   const seen = keys.view.get(v)

@@ -6,7 +6,7 @@
  * certificate) fix the set. On timeout the next proposer takes over. Pure: driven by the round.
  */
 import { hex } from './codec.ts'
-import { proposerOf } from './sets.ts'
+import { firstPresentAttempt, proposerOf } from './presence.ts'
 
 export interface SurvivorProposal { id: Uint8Array, attempt: number, members: number[] }
 
@@ -34,6 +34,8 @@ export class SurvivorAgreement {
   /** the proposal of the latest attempt seen */
   #newest: SurvivorProposal | null = null
   #attempt = 0
+  /** the first attempt with a proposer in the masking set: it waits for the vectors as attempt 0 would */
+  #first = 0
   #deadline = Infinity
   readonly #proposed = new Set<number>()
   /** the proposal I acked first: I am locked to it */
@@ -48,8 +50,12 @@ export class SurvivorAgreement {
   get started (): boolean { return this.#deadline !== Infinity }
 
   /** Open the first attempt; its proposer proposes at once when every vector is in, or by `deadline` minus a phase. */
-  begin (deadline: number): void {
-    if (this.#deadline === Infinity) this.#deadline = deadline
+  begin (deadline: number, c: Pick<SurvivorContext, 'round' | 'n' | 'maskingSet'>): void {
+    if (this.#deadline !== Infinity) return
+    this.#deadline = deadline
+    // a proposer outside the masking set takes no part in this round: every peer that agreed on
+    // the set moves past its attempt at once (presence.ts)
+    this.#attempt = this.#first = firstPresentAttempt(2, c.round, c.n, u => !c.maskingSet.includes(u))
   }
 
   addProposal (p: SurvivorProposal): void {
@@ -69,7 +75,7 @@ export class SurvivorAgreement {
     if (now >= this.#deadline) { this.#attempt++; this.#deadline = now + 2 * c.phaseMs }
     if (proposerOf(2, c.round, this.#attempt, c.n) === c.me && !this.#proposed.has(this.#attempt)) {
       const complete = c.maskingSet.every(u => c.hasVectorOf(u) || c.faulty.has(u))
-      if (complete || this.#attempt > 0 || now >= this.#deadline - c.phaseMs) this.#propose(c)
+      if (complete || this.#attempt > this.#first || now >= this.#deadline - c.phaseMs) this.#propose(c)
     }
     // ack the newest proposal whose vectors I all hold, unless I acked another set already (lock)
     const newest = this.#newest

@@ -176,6 +176,8 @@ if (reason !== null) {
         const links = entries(r).filter(e => String(e.msg).startsWith('member connected')).map(e => `${e.name}:${e.link}`)
         console.log(`nat.test.ts: ${who} connections: ${links.join(', ')}`)
       }
+      const certifiedAt = entries(B).filter(e => /^round \d+ certified/.test(String(e.msg))).map(e => [e.round as number, Number(e.time)] as const)
+      console.log(`nat.test.ts: B's round times (s; A killed in round ${next.round}): ${certifiedAt.slice(1).map(([r, t], i) => `${r}:${((t - certifiedAt[i][1]) / 1000).toFixed(1)}`).join(' ')}`)
       console.log(`nat.test.ts: rounds ${last.map(e => `${e.header.round}[${e.header.survivors.map(i => ledgers[1].manifest.members[i].name).join(' ')}]`).join(', ')}`)
     } finally {
       for (const n of nodes) n.proc.kill('SIGKILL')

@@ -20,7 +20,7 @@ import type { TrainingSite } from '../../training/worker-site.ts'
 
 /** What /status tells of the node. */
 export interface NodeFacts {
-  peer: Pick<ProtocolPeer, 'peerId' | 'manifest' | 'ledger' | 'round' | 'state'>
+  peer: Pick<ProtocolPeer, 'peerId' | 'manifest' | 'ledger' | 'round' | 'state'> & Partial<Pick<ProtocolPeer, 'absent'>>
   site: Pick<TrainingSite, 'options' | 'backend'>
   connectedMembers: () => number
   /** whether other members can dial this node (services/reachability.ts) */
@@ -44,7 +44,8 @@ export interface StatusService extends Startable {
   /** the port it listens on (0 when off) */
   readonly port: number
   status: () => Record<string, unknown>
-  roundStarted: (round: number) => void
+  /** a round began; `absent`: the members this node does not wait for, each since the round after the last it took part in */
+  roundStarted: (round: number, absent?: ReadonlyArray<{ member: number, since: number }>) => void
   phaseEntered: (round: number, phase: string, detail: string) => void
   rejected: (code: RejectCode, member: number, reason: string) => void
   certified: (entry: LedgerEntry) => void
@@ -55,6 +56,7 @@ export function createStatusService (c: StatusComponents): StatusService {
   const now = c.now ?? Date.now
   let http: { server: Server, port: number } | null = null
   let phase = 'starting'
+  let absentSaid = ''
   const status = (): Record<string, unknown> => nodeStatus(c, phase)
   return {
     get port () { return http?.port ?? 0 },
@@ -69,7 +71,12 @@ export function createStatusService (c: StatusComponents): StatusService {
       if (server !== undefined) await new Promise<void>(resolve => server.close(() => resolve()))
     },
     status,
-    roundStarted (round) { c.metrics.round.set(round) },
+    roundStarted (round, absent = []) {
+      c.metrics.round.set(round)
+      const said = absent.map(a => `${c.peer.manifest.members[a.member]?.name ?? a.member} (since round ${a.since})`).join(', ')
+      if (said !== absentSaid) c.log.info({ round, absent: absent.map(a => ({ name: c.peer.manifest.members[a.member]?.name, since: a.since })) }, said === '' ? `round ${round}: every member is present again` : `round ${round}: not waiting for absent members: ${said}`)
+      absentSaid = said
+    },
     phaseEntered (round, name, detail) {
       phase = name
       c.metrics.phaseEntered(round, name, now())
@@ -105,6 +112,7 @@ export function nodeStatus (f: NodeFacts, phase: string): Record<string, unknown
     connectedMembers: f.connectedMembers(),
     reachable: f.reachable?.() ?? 'unknown',
     memberLinks: f.memberLinks?.() ?? [],
+    absent: (peer.absent ?? []).map(a => ({ name: peer.manifest.members[a.member]?.name ?? String(a.member), since: a.since })),
     round: peer.round?.number ?? null,
     phase,
     certifiedRounds: peer.ledger.entries.length,

@@ -35,6 +35,16 @@ test('/status: the round, the phase entered last, the last certificate and the l
   assert.is(st.peerId, s.net.manifest.members[0].peerId)
 })
 
+test('absent members are named once when they go, once when all are back, and in /status', () => {
+  const s = setup()
+  s.status.roundStarted(4, [{ member: 2, since: 4 }])
+  s.status.roundStarted(5, [{ member: 2, since: 4 }])
+  s.status.roundStarted(6, [])
+  const said = s.lines.map(l => l.msg).filter(m => /absent|present/.test(m))
+  assert.equal(said, ['round 4: not waiting for absent members: hospital 2 (since round 4)', 'round 6: every member is present again'])
+  assert.equal(s.status.status().absent, [], 'nobody absent in this network')
+})
+
 test('each phase is timed per round, and per-round series are kept for the last rounds only', async () => {
   const s = setup()
   s.status.phaseEntered(1, 'advertise', '')

@@ -1,8 +1,8 @@
 /**
  * Which members are likely to be present in a round, so that a member that is gone costs the
- * others nothing after the round it left (docs/PROTOCOL.md, "Absent members"): a peer moves at
- * once past the attempts of proposers who are away, and a round waits for the advertisements of
- * the last round's survivors and of members heard from lately, not for every member. Pure.
+ * others nothing after the round it left (docs/PROTOCOL.md, "Absent members"): the first
+ * proposer who is there proposes at once, and a round waits for the advertisements of the last
+ * round's survivors and of members heard from lately, not for every member. Pure.
  */
 
 /**
@@ -14,14 +14,25 @@ export function proposerOf (set: 1 | 2, round: number, attempt: number, n: numbe
   return (round + (set === 1 ? 0 : 1) + attempt) % n
 }
 
-/**
- * The first attempt whose proposer is not known to be away: a peer moves past the others at once
- * instead of waiting out their attempts. Each attempt keeps its one proposer (proposerOf), so this
- * changes only how soon a peer gets to a proposer who is there, never who may propose.
- */
+/** The first attempt whose proposer is not away (0 if all are). */
 export function firstPresentAttempt (set: 1 | 2, round: number, n: number, away: (member: number) => boolean): number {
   for (let a = 0; a < n; a++) if (!away(proposerOf(set, round, a, n))) return a
   return 0
+}
+
+/**
+ * The attempt in which this peer (`me`) proposes now, or null. Each attempt keeps its one
+ * proposer (proposerOf) and every peer's attempts follow the same timeouts; what changes is that
+ * in the first attempt, when its proposer and those after it are away, the first proposer who is
+ * there proposes at once, under its own attempt number, and the proposer who is away steps aside.
+ * A peer never proposes in an attempt that is not its own.
+ */
+export function proposingAttempt (set: 1 | 2, round: number, attempt: number, n: number, me: number, away: ((member: number) => boolean) | null): number | null {
+  if (attempt === 0 && away !== null) {
+    const early = firstPresentAttempt(set, round, n, away)
+    if (early > 0) return proposerOf(set, round, early, n) === me ? early : null
+  }
+  return proposerOf(set, round, attempt, n) === me ? attempt : null
 }
 
 /**

@@ -29,7 +29,7 @@ import { inputLength, maskedInput } from './masked-input.ts'
 import { Lateness } from './lateness.ts'
 import { MaskedVectors } from './vectors.ts'
 import { checkMaskingSet, largestConsistentSet, parseShareKeys, splitMaskingProposal, type ShareKeys } from './sets.ts'
-import { firstPresentAttempt, proposerOf } from './presence.ts'
+import { proposerOf, proposingAttempt } from './presence.ts'
 import { SurvivorAgreement, type SurvivorProposal } from './survivors.ts'
 
 export interface RoundOptions {
@@ -48,7 +48,7 @@ export interface RoundOptions {
   inputWaitMs?: number
   /** how long to wait for every member's advertisement before sharing keys (default: the phase timeout) */
   advertiseWaitMs?: number
-  /** the last certified round's survivors: a proposer outside them is passed over when away (presence.ts), and the masking-set proposer keeps them over others in a tie */
+  /** the last certified round's survivors: a proposer outside them is away (presence.ts), and the masking-set proposer keeps them over others in a tie */
   lastSurvivors?: readonly number[]
   /** this peer lacks the previous round's certificate (it jumped ahead to the others' round) */
   behind?: boolean
@@ -90,8 +90,6 @@ export class Round {
   #maskingSet: Proposal | null = null
   #maskingAttempt = 0
   #maskingDeadline = Infinity
-  /** the first masking attempt with a proposer who is there: it waits as attempt 0 would */
-  #maskingFirst = 0
   #proposedMasking = new Set<number>()
   #maskedSent = false
   /** how late the others' advertisements and masked inputs came (even after this round ended) */
@@ -362,11 +360,19 @@ export class Round {
     // 2. masking set: the proposer of the current attempt proposes; on timeout the next one does
     if (this.#maskingSet === null && this.#sharedAt >= 0) {
       if (now >= this.#maskingDeadline) { this.#maskingAttempt++; this.#maskingDeadline = now + 2 * p.timeouts.phaseMs }
-      if (proposerOf(1, this.#o.round, this.#maskingAttempt, this.n) === this.me && !this.#proposedMasking.has(this.#maskingAttempt)) {
+      // a proposer who was not among the last round's survivors is away: the first one who is
+      // there proposes at once (presence.ts). A peer that lacks the last certificate (it jumped
+      // to the others' round) cannot tell who survived it, and counts itself away: it never
+      // proposes first where the others have moved on to another proposer
+      const last = this.#o.lastSurvivors
+      const known = last !== undefined && last.length > 0
+      const away = this.#o.behind === true ? (u: number) => u === this.me || (known && !last.includes(u)) : known ? (u: number) => !last.includes(u) : null
+      const attempt = proposingAttempt(1, this.#o.round, this.#maskingAttempt, this.n, this.me, away)
+      if (attempt !== null && !this.#proposedMasking.has(attempt)) {
         // a member that missed an advertisement shares its keys only at its advertise deadline (as
         // late as this peer's): wait a phase past that too, or it is left out of the set
-        const ready = this.#shareKeys.size === this.#adverts.size || now >= Math.max(this.#sharedAt, this.#advertiseDeadline) + p.timeouts.phaseMs || this.#maskingAttempt > this.#maskingFirst
-        if (ready) this.#proposeMaskingSet(minSet)
+        const ready = this.#shareKeys.size === this.#adverts.size || now >= Math.max(this.#sharedAt, this.#advertiseDeadline) + p.timeouts.phaseMs || this.#maskingAttempt > 0
+        if (ready) this.#proposeMaskingSet(minSet, attempt)
       }
     }
 
@@ -376,7 +382,7 @@ export class Round {
     // the proposer waits inputWait for missing inputs, the others that and one phase more before
     // they turn to the next proposer
     const inputWait = this.#o.inputWaitMs ?? p.timeouts.phaseMs
-    if (M !== null && (this.#maskedSent || !M.members.includes(this.me))) this.#survivors.begin(now + inputWait + p.timeouts.phaseMs, { round: this.#o.round, n: this.n, maskingSet: M.members })
+    if (M !== null && (this.#maskedSent || !M.members.includes(this.me))) this.#survivors.begin(now + inputWait + p.timeouts.phaseMs)
 
     // fetch every committed vector I lack
     for (const { hash, owner } of this.#vectors.takeMissing()) this.#actions.push({ type: 'fetch-blob', hash, owner, what: 'masked-vector' })
@@ -433,23 +439,18 @@ export class Round {
     // move at once past proposers who were not among the last round's survivors: one that is gone
     // costs nothing, and one coming back lets those who stayed propose (every peer on the same
     // ledger head skips the same attempts, whether or not it has heard the one coming back)
-    // (a peer that lacks the last round's certificate cannot tell who survived it: it passes over
-    // only its own attempt, so that it never proposes where the others have moved on)
-    const last = this.#o.lastSurvivors
-    const away = this.#o.behind === true ? (u: number) => u === this.me : last !== undefined && last.length > 0 ? (u: number) => !last.includes(u) : null
-    if (away !== null) this.#maskingAttempt = this.#maskingFirst = firstPresentAttempt(1, this.#o.round, this.n, away)
     this.#maskingDeadline = now + 2 * this.#o.manifest.params.timeouts.phaseMs
     this.#send(MSG.shareKeys, 0, { advertsSeen: view.map(v => [v, this.#adverts.get(v)!.id]), boxes })
     this.#setPhase('share-keys', `shared keys with ${view.length - 1} members`)
   }
 
-  #proposeMaskingSet (minSet: number): void {
-    this.#proposedMasking.add(this.#maskingAttempt)
+  #proposeMaskingSet (minSet: number, attempt: number): void {
+    this.#proposedMasking.add(attempt)
     const candidates = [...this.#shareKeys.keys()].filter(u => this.#adverts.has(u) && !this.#faulty.has(u))
     const members = largestConsistentSet(candidates, this.#shareKeys, new Map([...this.#adverts].map(([u, a]) => [u, a.id])), this.#o.lastSurvivors)
     if (members.length < minSet) return
     const msgs = [...members.map(u => this.#adverts.get(u)!.wire), ...members.map(u => this.#shareKeys.get(u)!.wire)]
-    this.#send(MSG.proposal, this.#maskingAttempt, { set: 1, maskingSetId: new Uint8Array(32), messages: msgs })
+    this.#send(MSG.proposal, attempt, { set: 1, maskingSetId: new Uint8Array(32), messages: msgs })
   }
 
   #sendMaskedInput (M: Proposal): void {

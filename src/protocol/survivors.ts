@@ -6,7 +6,7 @@
  * certificate) fix the set. On timeout the next proposer takes over. Pure: driven by the round.
  */
 import { hex } from './codec.ts'
-import { firstPresentAttempt, proposerOf } from './presence.ts'
+import { proposingAttempt } from './presence.ts'
 
 export interface SurvivorProposal { id: Uint8Array, attempt: number, members: number[] }
 
@@ -34,8 +34,6 @@ export class SurvivorAgreement {
   /** the proposal of the latest attempt seen */
   #newest: SurvivorProposal | null = null
   #attempt = 0
-  /** the first attempt with a proposer in the masking set: it waits for the vectors as attempt 0 would */
-  #first = 0
   #deadline = Infinity
   readonly #proposed = new Set<number>()
   /** the proposal I acked first: I am locked to it */
@@ -50,12 +48,8 @@ export class SurvivorAgreement {
   get started (): boolean { return this.#deadline !== Infinity }
 
   /** Open the first attempt; its proposer proposes at once when every vector is in, or by `deadline` minus a phase. */
-  begin (deadline: number, c: Pick<SurvivorContext, 'round' | 'n' | 'maskingSet'>): void {
-    if (this.#deadline !== Infinity) return
-    this.#deadline = deadline
-    // a proposer outside the masking set takes no part in this round: every peer that agreed on
-    // the set moves past its attempt at once (presence.ts)
-    this.#attempt = this.#first = firstPresentAttempt(2, c.round, c.n, u => !c.maskingSet.includes(u))
+  begin (deadline: number): void {
+    if (this.#deadline === Infinity) this.#deadline = deadline
   }
 
   addProposal (p: SurvivorProposal): void {
@@ -73,9 +67,11 @@ export class SurvivorAgreement {
   step (now: number, c: SurvivorContext): void {
     if (this.#certified !== null || this.#deadline === Infinity) return
     if (now >= this.#deadline) { this.#attempt++; this.#deadline = now + 2 * c.phaseMs }
-    if (proposerOf(2, c.round, this.#attempt, c.n) === c.me && !this.#proposed.has(this.#attempt)) {
+    // a proposer outside the masking set takes no part in this round: the first one in it proposes at once (presence.ts)
+    const attempt = proposingAttempt(2, c.round, this.#attempt, c.n, c.me, u => !c.maskingSet.includes(u))
+    if (attempt !== null && !this.#proposed.has(attempt)) {
       const complete = c.maskingSet.every(u => c.hasVectorOf(u) || c.faulty.has(u))
-      if (complete || this.#attempt > this.#first || now >= this.#deadline - c.phaseMs) this.#propose(c)
+      if (complete || this.#attempt > 0 || now >= this.#deadline - c.phaseMs) this.#propose(c, attempt)
     }
     // ack the newest proposal whose vectors I all hold, unless I acked another set already (lock)
     const newest = this.#newest
@@ -98,11 +94,11 @@ export class SurvivorAgreement {
     }
   }
 
-  #propose (c: SurvivorContext): void {
-    this.#proposed.add(this.#attempt)
+  #propose (c: SurvivorContext, attempt: number): void {
+    this.#proposed.add(attempt)
     // an honest proposer that is locked re-proposes its locked set
     const locked = this.#lockedTo !== null ? this.#proposals.get(this.#lockedTo) : undefined
     const members = locked?.members ?? c.maskingSet.filter(u => c.hasVectorOf(u) && !c.faulty.has(u))
-    if (members.length >= c.minSet) c.propose(this.#attempt, members)
+    if (members.length >= c.minSet) c.propose(attempt, members)
   }
 }

@@ -7,9 +7,9 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { MemNet, mulberry32 } from './harness.ts'
 import { Ledger } from '../../src/protocol/ledger.ts'
-import { Presence, absentMembers, firstPresentAttempt, proposerOf } from '../../src/protocol/presence.ts'
+import { Presence, absentMembers, proposerOf, proposingAttempt } from '../../src/protocol/presence.ts'
 
-test('proposers: one per attempt, by rotation; a peer moves at once past those who are away, and a member never gets an attempt that is not its own', () => {
+test('proposers: one per attempt, by rotation; in the first attempt the first one who is there proposes at once; nobody proposes in an attempt not its own', () => {
   for (let round = 0; round < 20; round++) {
     for (let a = 0; a < 6; a++) assert.is(proposerOf(1, round, a, 5), (round + a) % 5)
   }
@@ -18,22 +18,29 @@ test('proposers: one per attempt, by rotation; a peer moves at once past those w
     const n = 3 + Math.floor(rand() * 10)
     const survivors = Array.from({ length: n }, (_, i) => i).filter(() => rand() < 0.7)
     if (survivors.length === 0) continue
+    const away = (u: number): boolean => !survivors.includes(u)
     const start = Math.floor(rand() * 1000)
     for (const set of [1, 2] as const) {
       const first = new Map<number, number>()
       for (let r = start; r < start + n; r++) {
-        const a = firstPresentAttempt(set, r, n, u => !survivors.includes(u))
-        const p = proposerOf(set, r, a, n)
-        assert.ok(survivors.includes(p), `round ${r}: the first proposer who is there (${p}) survived`)
-        for (let b = 0; b < a; b++) assert.not.ok(survivors.includes(proposerOf(set, r, b, n)), 'only proposers who are away are passed over')
-        first.set(p, (first.get(p) ?? 0) + 1)
+        for (const attempt of [0, 1, 2]) {
+          const proposing = Array.from({ length: n }, (_, me) => [me, proposingAttempt(set, r, attempt, n, me, away)] as const).filter(([, a]) => a !== null)
+          assert.is(proposing.length, 1, `round ${r}, attempt ${attempt}: one proposer`)
+          const [me, a] = proposing[0]
+          assert.is(proposerOf(set, r, a!, n), me, 'under its own attempt number')
+          if (attempt > 0) assert.is(a, attempt, 'after a timeout: the plain rotation')
+          else {
+            assert.ok(survivors.includes(me), `round ${r}: the first proposer is one who is there`)
+            first.set(me, (first.get(me) ?? 0) + 1)
+          }
+        }
+        assert.is(proposingAttempt(set, r, 0, n, proposerOf(set, r, 0, n), null), 0, 'with nothing known of who is away: the plain rotation')
       }
-      // over n rounds each member holds attempt 0 once; passing over the absent gives a survivor at
-      // most the turns of the absent members just before it in the rotation, never a chosen one
+      // over n rounds a survivor goes first on its own turn and on those of the absent members just before it
       for (const [m, turns] of first) {
         let gap = 1
         while (!survivors.includes((m - gap + n) % n)) gap++
-        assert.is(turns, gap, `member ${m}: its own turn and the ${gap - 1} absent member(s) before it`)
+        assert.is(turns, gap, `member ${m}: its own first turn and the ${gap - 1} of the absent member(s) before it`)
       }
     }
   }

@@ -41,7 +41,8 @@ test('absent members are named once when they go, once when all are back, and in
   s.status.roundStarted(5, [{ member: 2, since: 4 }])
   s.status.roundStarted(6, [])
   const said = s.lines.map(l => l.msg).filter(m => /absent|present/.test(m))
-  assert.equal(said, ['round 4: not waiting for absent members: hospital 2 (since round 4)', 'round 6: every member is present again'])
+  const name = s.net.manifest.members[2].name
+  assert.equal(said, [`round 4: not waiting for absent members: ${name} (since round 4)`, 'round 6: every member is present again'])
   assert.equal(s.status.status().absent, [], 'nobody absent in this network')
 })
 

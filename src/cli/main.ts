@@ -4,7 +4,7 @@
  */
 import { PrivacyError } from '../privacy/errors.ts'
 
-export const EXIT = { ok: 0, failure: 1, usage: 64, unavailable: 69, ioError: 74, config: 78 } as const
+export const EXIT = { ok: 0, failure: 1, usage: 64, dataError: 65, unavailable: 69, ioError: 74, config: 78 } as const
 
 export class UsageError extends Error {
   constructor (message: string) { super(message); this.name = 'UsageError' }

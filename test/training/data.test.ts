@@ -4,7 +4,6 @@ import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { zipSync } from 'fflate'
-import { PNG } from 'pngjs'
 import jpeg from 'jpeg-js'
 import { throwsA } from '../helpers/assert.ts'
 import { parseNpz, parseNpy, loadMedMnist, encodeMedMnist, encodeNpy, NpyError, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
@@ -14,6 +13,7 @@ import { decodeDicom } from '../../src/training/data/dicom.ts'
 import { classCounts, subset } from '../../src/training/data/dataset.ts'
 import { partitionIid, partitionDirichlet, partitionQuantity } from '../../src/training/data/partition.ts'
 import { pixelStats, normalisation, statsVector, classFrequencies } from '../../src/training/data/stats.ts'
+import { grayPng, dicomFile } from '../helpers/images.ts'
 
 const npy = encodeNpy
 
@@ -63,47 +63,6 @@ test('malformed .npy/.npz input is a clear NpyError', () => {
   throwsA(() => parseNpy(good.subarray(0, good.length - 2)), NpyError, /truncated/)
   throwsA(() => parseNpy(npy('<c16', [1], new Uint8Array(16))), NpyError, /unsupported dtype/)
 })
-
-function grayPng (w: number, h: number, value: number): Buffer {
-  const png = new PNG({ width: w, height: h })
-  for (let i = 0; i < w * h; i++) png.data.set([value, value, value, 255], 4 * i)
-  return PNG.sync.write(png)
-}
-
-/** A minimal DICOM Part 10 file (explicit VR little endian) with a grayscale image. */
-function dicomFile (o: { rows: number, cols: number, bits: 8 | 16, pixels: number[], photometric?: string, slope?: number, intercept?: number, syntax?: string }): Uint8Array {
-  const parts: number[] = []
-  const u16 = (v: number) => [v & 0xff, v >> 8]
-  const u32 = (v: number) => [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff]
-  const str = (s: string) => { const b = [...Buffer.from(s)]; if (b.length % 2 === 1) b.push(0x20); return b }
-  const el = (group: number, elem: number, vr: string, value: number[]) => {
-    parts.push(...u16(group), ...u16(elem), ...Buffer.from(vr))
-    if (['OB', 'OW', 'UN', 'SQ'].includes(vr)) parts.push(0, 0, ...u32(value.length))
-    else parts.push(...u16(value.length))
-    parts.push(...value)
-  }
-  const syntax = o.syntax ?? '1.2.840.10008.1.2.1'
-  const meta: number[] = []
-  const save = parts.length
-  el(0x0002, 0x0010, 'UI', (() => { const b = [...Buffer.from(syntax)]; if (b.length % 2) b.push(0); return b })())
-  meta.push(...parts.splice(save))
-  el(0x0002, 0x0000, 'UL', u32(meta.length))
-  parts.push(...meta)
-  el(0x0028, 0x0002, 'US', u16(1))
-  el(0x0028, 0x0004, 'CS', str(o.photometric ?? 'MONOCHROME2'))
-  el(0x0028, 0x0010, 'US', u16(o.rows))
-  el(0x0028, 0x0011, 'US', u16(o.cols))
-  el(0x0028, 0x0100, 'US', u16(o.bits))
-  el(0x0028, 0x0103, 'US', u16(0))
-  if (o.intercept !== undefined) el(0x0028, 0x1052, 'DS', str(String(o.intercept)))
-  if (o.slope !== undefined) el(0x0028, 0x1053, 'DS', str(String(o.slope)))
-  const px = o.bits === 8 ? o.pixels : o.pixels.flatMap(u16)
-  el(0x7fe0, 0x0010, o.bits === 8 ? 'OB' : 'OW', px.length % 2 ? [...px, 0] : px)
-  const out = new Uint8Array(132 + parts.length)
-  out.set(Buffer.from('DICM'), 128)
-  out.set(parts, 132)
-  return out
-}
 
 test('DICOM: 8 and 16 bit, rescale, MONOCHROME1 inverted, compressed refused', () => {
   const a = decodeDicom(dicomFile({ rows: 2, cols: 2, bits: 8, pixels: [0, 50, 100, 200] }), 'a.dcm')

@@ -1,0 +1,66 @@
+/**
+ * The consortium's chosen model as a data directory holds it: the certified round with the best
+ * federated validation AUC (the latest certified model before any eval round), its weights from
+ * the stored state (checked against the certificate's hash), the normalisation the consortium
+ * certified, and the class names of this node's dataset (checked against the manifest at join).
+ */
+import { hex } from '../protocol/codec.ts'
+import type { Manifest } from '../protocol/manifest.ts'
+import { stateHash } from '../protocol/model.ts'
+import { bestModel } from '../protocol/validation.ts'
+import type { LedgerEntry } from '../protocol/ledger.ts'
+import { normalisation, type Normalisation } from '../training/data/stats.ts'
+import type { ModelSpec } from '../training/models.ts'
+import { ConfigError, resolveConfig } from './config.ts'
+import { DataDir } from './datadir.ts'
+import { readSiteData } from './dataset.ts'
+
+export interface ChosenModel {
+  manifest: Manifest
+  entry: LedgerEntry
+  /** why this round: the best by federated validation, or the latest certified one */
+  reason: 'best validation AUC' | 'latest certified'
+  validation: { auc: number, accuracy: number } | null
+  spec: ModelSpec
+  weights: Float32Array
+  norm: Normalisation | undefined
+  classes: string[]
+}
+
+export function chosenModel (dataDir: string, o: { round?: number } = {}): ChosenModel {
+  const dir = new DataDir(dataDir)
+  const manifest = dir.manifest()
+  const ledger = dir.ledger(manifest)
+  const best = bestModel(ledger)
+  let entry: LedgerEntry | undefined
+  let reason: ChosenModel['reason'] = 'latest certified'
+  if (o.round !== undefined) {
+    entry = ledger.entries.find(e => e.header.kind === 'update' && e.header.round === o.round)
+    if (entry === undefined) throw new ConfigError(`round ${o.round} certified no model in ${dataDir}`)
+  } else if (best !== undefined) { entry = best.model; reason = 'best validation AUC' } else entry = ledger.lastOf('update')
+  if (entry === undefined) throw new ConfigError(`${dataDir} holds no certified model yet: run the node until a round is certified`)
+  const h = hex(entry.header.stateHash)
+  const state = dir.state(h)
+  if (state === null) throw new ConfigError(`the certified model of round ${entry.header.round} (${h.slice(0, 12)}) is not in ${dataDir}/states (only the latest and the best are kept)`)
+  if (hex(stateHash(state)) !== h) throw new ConfigError(`the stored model of round ${entry.header.round} does not match its certificate`)
+  const m = manifest.params.model
+  const stats = ledger.statistics
+  const figures = best !== undefined && best.model === entry ? { auc: best.figures.auc, accuracy: best.figures.accuracy } : null
+  return {
+    manifest, entry, reason, validation: figures,
+    spec: { id: m.id as ModelSpec['id'], height: m.input.size, width: m.input.size, channels: m.input.channels, classes: m.classes, seed: m.seed },
+    weights: state.weights,
+    norm: stats === null ? undefined : normalisation(stats, m.input.channels),
+    classes: classNames(dataDir, m.classes)
+  }
+}
+
+/** This node's dataset's class names (the manifest holds only their number), or class0…. */
+function classNames (dataDir: string, classes: number): string[] {
+  try {
+    const config = resolveConfig(dataDir, {})
+    const names = readSiteData(config.dataset, config.shard).train.classes
+    if (names.length === classes) return names
+  } catch { /* no dataset here: numbered classes */ }
+  return Array.from({ length: classes }, (_, i) => `class${i}`)
+}

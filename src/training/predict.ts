@@ -34,3 +34,35 @@ export function predictProbabilities (spec: ModelSpec, weights: Float32Array, im
     model.dispose()
   }
 }
+
+/**
+ * The model with `weights` as TF.js Layers artifacts: model.json's contents (topology and a
+ * weights manifest naming `weights.bin`) and the bytes of weights.bin, as tf.io's file handler
+ * writes them, so that `tf.loadLayersModel` loads the folder in Node or a browser. Models with
+ * GroupNorm need its class (MedmeshGroupNorm) registered by whoever loads them.
+ */
+export async function layersArtifacts (spec: ModelSpec, weights: Float32Array): Promise<{ modelJson: Record<string, unknown>, weightsBin: Uint8Array, customLayers: string[] }> {
+  const tfio = (await import('@tensorflow/tfjs-core')).io
+  const model = buildModel(spec)
+  try {
+    setFlatWeights(model, weights)
+    let saved: { modelTopology: unknown, weightSpecs: unknown[], weightData: ArrayBuffer | ArrayBuffer[] } | null = null
+    await model.save(tfio.withSaveHandler(async artifacts => {
+      saved = { modelTopology: artifacts.modelTopology, weightSpecs: artifacts.weightSpecs ?? [], weightData: artifacts.weightData as ArrayBuffer | ArrayBuffer[] }
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }
+    }))
+    const s = saved as unknown as { modelTopology: unknown, weightSpecs: unknown[], weightData: ArrayBuffer | ArrayBuffer[] }
+    const parts = Array.isArray(s.weightData) ? s.weightData : [s.weightData]
+    const weightsBin = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
+    let off = 0
+    for (const p of parts) { weightsBin.set(new Uint8Array(p), off); off += p.byteLength }
+    const customLayers = [...new Set(model.layers.map(l => l.getClassName()).filter(n => n.startsWith('Medmesh')))]
+    return {
+      modelJson: { format: 'layers-model', generatedBy: 'medmesh', convertedBy: null, modelTopology: s.modelTopology, weightsManifest: [{ paths: ['weights.bin'], weights: s.weightSpecs }] },
+      weightsBin,
+      customLayers
+    }
+  } finally {
+    model.dispose()
+  }
+}

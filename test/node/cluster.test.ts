@@ -1,7 +1,7 @@
 import { test } from 'uvu'
 import { memberIndex } from '../../src/protocol/manifest.ts'
 import * as assert from 'uvu/assert'
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
@@ -10,7 +10,17 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { DataDir } from '../../src/node/datadir.ts'
 import { NodeIdentity } from '../../src/privacy/index.ts'
-import { makeCluster, startNode, messages, waitFor, withTimeout, getJson, checkDataDir, type Running } from './cluster.ts'
+import { makeCluster, startNode, messages, waitFor, withTimeout, getJson, checkDataDir, cli, type Running } from './cluster.ts'
+import jpeg from 'jpeg-js'
+import { PNG } from 'pngjs'
+import * as tfc from '@tensorflow/tfjs-core'
+import * as tfl from '@tensorflow/tfjs-layers'
+import { mkdirSync } from 'node:fs'
+import { dicomFile, pngOf } from '../helpers/images.ts'
+import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
+import { selectBackend } from '../../src/training/backend.ts'
+import { chosenModel } from '../../src/node/chosen-model.ts'
+import { predictProbabilities } from '../../src/training/predict.ts'
 
 test('four nodes, four processes: three certified rounds, the same model everywhere; an outsider is refused', async () => {
   const c = await makeCluster(4, { threshold: 3, rounds: 3 })
@@ -45,11 +55,132 @@ test('four nodes, four processes: three certified rounds, the same model everywh
     const seconds = (Date.now() - t0) / 1000
     assert.ok(messages(again).some(m => /3 round\(s\) certified: stopping/.test(m)), messages(again).slice(-5).join(' | '))
     assert.ok(seconds < 20, `stopped after ${seconds} s`)
+
+    // predict: the model the consortium certified, on images of each kind, as the model sees them
+    const predicted = await predictOnImages(c.dirs[1], c.root)
+    // export: loaded with plain TF.js, the same probabilities as predict
+    await exportAndLoad(c.dirs[1], c.root, predicted)
   } finally {
     for (const n of nodes) n.proc.kill('SIGKILL')
     rmSync(c.root, { recursive: true, force: true })
   }
 })
+
+/** `medmesh predict` on real test images written as PNG, JPEG and DICOM, a folder, and bad files. */
+async function predictOnImages (dataDir: string, root: string): Promise<Map<string, { predicted: string, probabilities: Record<string, number> }>> {
+  const test = loadMedMnist(BUNDLED_PNEUMONIAMNIST).test!
+  const px = 28 * 28
+  const images = [0, 1, 2, 3].map(i => test.pixels.subarray(i * px, (i + 1) * px))
+  const folder = join(root, 'images')
+  mkdirSync(join(folder, 'sub'), { recursive: true })
+  images.forEach((img, i) => writeFileSync(join(folder, `img${i}.png`), pngOf(28, 28, img)))
+  // DICOM pixels are scaled to their own range on reading: a full-range image reads as its PNG does
+  const lo = Math.min(...images[0]); const hi = Math.max(...images[0])
+  const stretched = Uint8Array.from(images[0], v => Math.round((v - lo) * 255 / (hi - lo)))
+  writeFileSync(join(folder, 'sub', 'img0.dcm'), dicomFile({ rows: 28, cols: 28, bits: 8, pixels: Array.from(stretched) }))
+  writeFileSync(join(folder, 'sub', 'img0.png'), pngOf(28, 28, stretched))
+  const rgba = Buffer.alloc(px * 4)
+  images[1].forEach((v, i) => rgba.set([v, v, v, 255], 4 * i))
+  writeFileSync(join(folder, 'img1.jpg'), jpeg.encode({ width: 28, height: 28, data: rgba }, 100).data)
+  writeFileSync(join(folder, 'broken.png'), 'not a png')
+  writeFileSync(join(folder, 'notes.txt'), 'not an image: not listed')
+
+  const json = cli('predict', '--data-dir', dataDir, '--json', folder, join(root, 'missing.png'))
+  assert.is(json.status, 65, `some images skipped: ${json.stderr}`)
+  assert.match(json.stderr, /skipped .*broken\.png: cannot decode/)
+  assert.match(json.stderr, /skipped .*missing\.png: no such file/)
+  const out = JSON.parse(json.stdout)
+  const byFile = new Map<string, { predicted: string, probabilities: Record<string, number> }>(out.predictions.map((p: { file: string }) => [p.file.slice(folder.length + 1), p]))
+  assert.equal([...byFile.keys()].sort(), ['img0.png', 'img1.jpg', 'img1.png', 'img2.png', 'img3.png', 'sub/img0.dcm', 'sub/img0.png'])
+  // the same probabilities as the chosen model on the dataset's own bytes, in process
+  await selectBackend()
+  const chosen = chosenModel(dataDir)
+  assert.is(out.model.round, chosen.entry.header.round)
+  const expected = predictProbabilities(chosen.spec, chosen.weights, images, chosen.norm)
+  images.forEach((_, i) => {
+    const got = byFile.get(`img${i}.png`)!
+    const p = chosen.classes.map(c => got.probabilities[c])
+    assert.ok(Math.abs(p[0] + p[1] - 1) < 1e-5, 'probabilities sum to 1')
+    for (let k = 0; k < 2; k++) assert.ok(Math.abs(p[k] - expected[2 * i + k]) < 1e-5, `image ${i}: ${p} vs ${Array.from(expected.subarray(2 * i, 2 * i + 2))}`)
+    assert.is(got.predicted, chosen.classes[p[0] >= p[1] ? 0 : 1])
+  })
+  const dcm = byFile.get('sub/img0.dcm')!
+  assert.ok(Math.abs(dcm.probabilities[chosen.classes[0]] - byFile.get('sub/img0.png')!.probabilities[chosen.classes[0]]) < 1e-5, 'DICOM and PNG of one image agree')
+  const jpg = byFile.get('img1.jpg')!
+  assert.ok(Math.abs(jpg.probabilities[chosen.classes[0]] - byFile.get('img1.png')!.probabilities[chosen.classes[0]]) < 0.05, 'a JPEG of the image is close to its PNG')
+  assert.not.equal(byFile.get('img0.png')!.probabilities, byFile.get('img2.png')!.probabilities, 'different images, different outputs')
+
+  const plain = cli('predict', '--data-dir', dataDir, join(folder, 'img0.png'))
+  assert.is(plain.status, 0, plain.stderr)
+  assert.match(plain.stdout, new RegExp(`img0\\.png\\t(${chosen.classes.join('|')})\\t${chosen.classes[0]} 0\\.\\d{4}\\t${chosen.classes[1]} 0\\.\\d{4}`))
+  assert.match(plain.stderr, /^model: round \d+ \((best validation AUC|latest certified)/)
+  const csv = cli('predict', '--data-dir', dataDir, '--csv', join(folder, 'img0.png')).stdout.trim().split('\n')
+  assert.equal(csv[0], ['file', 'predicted', ...chosen.classes].join(','))
+  assert.is(csv.length, 2)
+  assert.is(cli('predict', '--data-dir', dataDir).status, 64, 'no image: usage')
+  assert.is(cli('predict', '--data-dir', join(root, 'nowhere'), join(folder, 'img0.png')).status, 78, 'no data directory')
+  return new Map([...byFile].map(([f, p]) => [join(folder, f), p]))
+}
+
+/** `medmesh export`, then the folder loaded and run with plain TF.js and pngjs, as another tool would. */
+async function exportAndLoad (dataDir: string, root: string, predicted: Map<string, { probabilities: Record<string, number> }>): Promise<void> {
+  const out = join(root, 'export')
+  const r = cli('export', '--data-dir', dataDir, '--out', out, '--with-ledger')
+  assert.is(r.status, 0, r.stderr)
+  assert.match(r.stdout, /exported round \d+ to .*model\.json, weights\.bin, state\.bin, preprocessing\.json, model-card\.json, MODEL_CARD\.md, manifest\.json, ledger\//)
+  const modelJson = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8'))
+  const weights = readFileSync(join(out, 'weights.bin'))
+  const pre = JSON.parse(readFileSync(join(out, 'preprocessing.json'), 'utf8'))
+  const card = JSON.parse(readFileSync(join(out, 'model-card.json'), 'utf8'))
+  assert.is(card.members.length, 4)
+  assert.ok(card.model.parameters > 1000)
+  assert.match(card.chosen.certificate, /^[0-9a-f]{64}$/)
+  assert.match(readFileSync(join(out, 'MODEL_CARD.md'), 'utf8'), /## Provenance[\s\S]*Certificate `[0-9a-f]{64}`/)
+  const model = await tfl.loadLayersModel(tfc.io.fromMemory({ modelTopology: modelJson.modelTopology, weightSpecs: modelJson.weightsManifest[0].weights, weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) }))
+  const { height, width, channels } = pre.input
+  for (const [file, p] of predicted) {
+    if (!file.endsWith('.png')) continue
+    const png = PNG.sync.read(readFileSync(file))
+    const x = new Float32Array(height * width * channels)
+    for (let i = 0; i < height * width; i++) x[i] = (png.data[4 * i] / 255 - pre.normalisation.mean[0]) / pre.normalisation.std[0]
+    const probs = tfc.tidy(() => (model.predict(tfc.tensor4d(x, [1, height, width, channels])) as tfc.Tensor).dataSync())
+    pre.classes.forEach((c: string, k: number) => assert.ok(Math.abs(probs[k] - p.probabilities[c]) < 1e-5, `${file}, ${c}: plain TF.js ${probs[k]}, predict ${p.probabilities[c]}`))
+  }
+  model.dispose()
+
+  // verify-model: the export as written, then each way it can fail
+  const ok = cli('verify-model', out)
+  assert.is(ok.status, 0, ok.stderr)
+  assert.match(ok.stdout, new RegExp(`^verified: .* certified in round ${card.chosen.round} by consortium 'test consortium'`))
+  assert.match(ok.stdout, /manifest signed by all 4 founding members; ledger of \d+ certificates verified/)
+  assert.match(ok.stdout, /signed by hospital \d, hospital \d, hospital \d/)
+  assert.is(cli('verify-model', out, '--ledger', join(dataDir, 'ledger')).status, 0, 'against the ledger as the node stores it')
+  const broken = join(root, 'broken-export')
+  const copy = (): void => { rmSync(broken, { recursive: true, force: true }); cpSync(out, broken, { recursive: true }) }
+  const fails = (check: RegExp, ...args: string[]): void => {
+    const r = cli('verify-model', broken, ...args)
+    assert.is(r.status, 65, `${check}: exit ${r.status}, ${r.stdout}`)
+    assert.match(r.stderr, check)
+  }
+  copy()
+  const w = readFileSync(join(broken, 'weights.bin')); w[1000] ^= 0x01; writeFileSync(join(broken, 'weights.bin'), w)
+  fails(/not verified: weights: weights\.bin is not the certified model's weights/)
+  copy()
+  const st = readFileSync(join(broken, 'state.bin')); st[200] ^= 0x01; writeFileSync(join(broken, 'state.bin'), st)
+  fails(/not verified: state: state\.bin .* is the model of no certified round/)
+  copy()
+  const signed = JSON.parse(readFileSync(join(broken, 'manifest.json'), 'utf8'))
+  delete signed.signatures[Object.keys(signed.signatures)[0]]
+  writeFileSync(join(broken, 'manifest.json'), JSON.stringify(signed))
+  fails(/not verified: manifest: .*lacks a signature/)
+  // another consortium of the same members: its manifest verifies, the ledger does not chain from it
+  copy()
+  const other = join(root, 'other.json')
+  const ids = card.members.length > 0 ? JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')).manifest.members.map((m: { peerId: string, name: string }) => `${m.peerId}=${m.name}`) : []
+  assert.is(cli('manifest', 'create', '--name', 'another consortium', ...ids.flatMap((m: string) => ['--member', m]), '--threshold', '3', '--out', other).status, 0)
+  for (const d of readdirSync(root).filter(d => /^node\d$/.test(d))) assert.is(cli('manifest', 'sign', '--data-dir', join(root, d), other).status, 0)
+  fails(/not verified: ledger: the certificates do not verify as a chain from this manifest/, '--manifest', other)
+}
 
 test('kill -9 mid-round: the others finish it; the node restarts, verifies, catches up and rejoins', async () => {
   const c = await makeCluster(4, { threshold: 3, rounds: 5 })

@@ -1,0 +1,46 @@
+/** `medmesh export`: the chosen certified model as a folder other tools load, with its model card. */
+import { parseArgs } from 'node:util'
+import { EXIT, UsageError } from './main.ts'
+
+export const help = `Usage: medmesh export --data-dir DIR --out FOLDER [--round N] [--with-ledger]
+
+Writes the consortium's chosen model (best federated validation AUC; the latest certified before
+any) as a folder that loads without medmesh:
+  model.json, weights.bin   TensorFlow.js Layers model (tf.loadLayersModel, Node or browser)
+  preprocessing.json        size, channels, normalisation, class names
+  model-card.json, MODEL_CARD.md   consortium, members, rounds, the chosen round and its certificate
+With --with-ledger also the signed manifest and the certificates, for medmesh verify-model.
+
+Options:
+  --data-dir DIR   a member's data directory
+  --out FOLDER     where to write (created; files in it are replaced)
+  --round N        the model certified in round N instead of the chosen one
+  --with-ledger    include manifest.json and ledger/
+
+Exit codes: 0 written, 64 bad usage, 74 cannot write, 78 no certified model or data directory.`
+
+export async function run (args: string[], out: (s: string) => void = s => process.stdout.write(s + '\n'), err: (s: string) => void = s => process.stderr.write(s + '\n')): Promise<number> {
+  let values
+  try {
+    ({ values } = parseArgs({ args, strict: true, options: { 'data-dir': { type: 'string' }, out: { type: 'string' }, round: { type: 'string' }, 'with-ledger': { type: 'boolean' } } }))
+  } catch (e) { throw new UsageError((e as Error).message) }
+  if (values['data-dir'] === undefined || values.out === undefined) throw new UsageError('export needs --data-dir DIR and --out FOLDER')
+  const round = values.round === undefined ? undefined : Number(values.round)
+  if (round !== undefined && (!Number.isInteger(round) || round < 0)) throw new UsageError(`--round must be a round number, got '${values.round}'`)
+  const { exportModel } = await import('../node/export.ts')
+  const { ConfigError } = await import('../node/config.ts')
+  const { DataDirError } = await import('../node/datadir.ts')
+  const { ManifestError } = await import('../protocol/manifest.ts')
+  const { isStorageError } = await import('../node/fsutil.ts')
+  const { selectBackend } = await import('../training/backend.ts')
+  await selectBackend()
+  try {
+    const r = await exportModel(values['data-dir'], values.out, { round, withLedger: values['with-ledger'] === true })
+    out(`exported round ${r.round} to ${r.out}: ${r.files.length} files (${r.files.filter(f => !f.startsWith('ledger/')).join(', ')}${r.files.some(f => f.startsWith('ledger/')) ? ', ledger/' : ''})`)
+    return EXIT.ok
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof DataDirError || e instanceof ManifestError) { err(`medmesh: ${e.message}`); return EXIT.config }
+    if (isStorageError(e)) { err(`medmesh: cannot write ${values.out}: ${(e as Error).message}`); return EXIT.ioError }
+    throw e
+  }
+}

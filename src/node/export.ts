@@ -1,0 +1,116 @@
+/**
+ * `medmesh export`: a folder that other tools load without medmesh. The chosen certified model
+ * as TF.js Layers artifacts (model.json, weights.bin), the preprocessing it expects
+ * (preprocessing.json), and a model card (model-card.json, MODEL_CARD.md) that says where it
+ * came from: the consortium, its members, the rounds, the chosen one and its certificate. With
+ * the ledger (`--with-ledger`) the folder is self-contained for `medmesh verify-model`.
+ */
+import { copyFileSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { hex } from '../protocol/codec.ts'
+import { consortiumId } from '../protocol/manifest.ts'
+import { validationHistory } from '../protocol/validation.ts'
+import { countParameters, buildModel } from '../training/models.ts'
+import { layersArtifacts } from '../training/predict.ts'
+import { chosenModel } from './chosen-model.ts'
+import { DataDir } from './datadir.ts'
+import { atomicWrite, ensureDir } from './fsutil.ts'
+
+export interface ExportResult { out: string, round: number, files: string[], card: Record<string, unknown> }
+
+export async function exportModel (dataDir: string, out: string, o: { round?: number, withLedger?: boolean } = {}): Promise<ExportResult> {
+  const chosen = chosenModel(dataDir, { round: o.round })
+  const dir = new DataDir(dataDir)
+  const { manifest, entry, spec } = chosen
+  const ledger = dir.ledger(manifest)
+  const artifacts = await layersArtifacts(spec, chosen.weights)
+  const model = buildModel(spec)
+  const parameters = countParameters(model)
+  model.dispose()
+  const names = (idx: number[]): string[] => idx.map(i => manifest.members[i]?.name ?? String(i))
+  const preprocessing = {
+    input: { height: spec.height, width: spec.width, channels: spec.channels, layout: 'NHWC' },
+    steps: [
+      `decode; ${spec.channels === 1 ? 'to grayscale (ITU-R BT.601 luma)' : 'to RGB (grayscale repeated)'}`,
+      `resize to ${spec.width}×${spec.height} (area averaging when shrinking, bilinear when enlarging)`,
+      'round to 8-bit, divide by 255',
+      'subtract mean, divide by std, per channel'
+    ],
+    normalisation: chosen.norm ?? { mean: Array(spec.channels).fill(0), std: Array(spec.channels).fill(1) },
+    classes: chosen.classes,
+    output: 'class probabilities (softmax), in the order of classes',
+    customLayers: artifacts.customLayers
+  }
+  const budget = dir.budget()
+  const history = validationHistory(ledger).map(h => ({ round: h.model.header.round, auc: h.figures.auc, accuracy: h.figures.accuracy, images: h.figures.n }))
+  const card = {
+    consortium: { name: manifest.name, id: hex(consortiumId(manifest)) },
+    members: manifest.members.map(m => m.name),
+    model: { id: spec.id, parameters, input: preprocessing.input, classes: chosen.classes },
+    rounds: { certified: ledger.entries.length, models: ledger.entries.filter(e => e.header.kind === 'update').length },
+    chosen: {
+      round: entry.header.round, reason: chosen.reason, validation: chosen.validation,
+      certificate: hex(entry.hash), stateHash: hex(entry.header.stateHash), prev: hex(entry.header.prev),
+      survivors: names(entry.header.survivors), signedBy: names(entry.certificate.signatures.map(([i]) => i))
+    },
+    federatedValidation: history,
+    // the secure aggregation hides each hospital's count: the ledger holds only sums
+    imagesPerHospital: null,
+    privacy: manifest.params.dp === null ? null : { dp: manifest.params.dp, epsilonSpentByThisMember: budget?.spent.epsilon ?? null },
+    exportedBy: manifest.members.find(m => m.peerId === dir.identity().peerId)?.name ?? null,
+    exportedAt: new Date().toISOString()
+  }
+  ensureDir(out, 0o755)
+  const files: string[] = []
+  const write = (name: string, data: string | Uint8Array): void => { atomicWrite(join(out, name), data, 0o644); files.push(name) }
+  write('model.json', JSON.stringify(artifacts.modelJson))
+  write('weights.bin', artifacts.weightsBin)
+  // the certified state as the ledger hashes it (weights, server optimiser, step): verify-model
+  // checks its hash against the certificate and its weights against weights.bin
+  write('state.bin', dir.stateBytes(hex(entry.header.stateHash))!)
+  write('preprocessing.json', JSON.stringify(preprocessing, null, 2) + '\n')
+  write('model-card.json', JSON.stringify(card, null, 2) + '\n')
+  write('MODEL_CARD.md', modelCardMarkdown(card, preprocessing))
+  if (o.withLedger === true) {
+    ensureDir(join(out, 'ledger'), 0o755)
+    for (const f of readdirSync(dir.path('ledger')).filter(f => /^\d{10}\.cert$/.test(f)).sort()) { copyFileSync(dir.path('ledger', f), join(out, 'ledger', f)); files.push(`ledger/${f}`) }
+    copyFileSync(dir.path('manifest.json'), join(out, 'manifest.json')); files.push('manifest.json')
+  }
+  return { out, round: entry.header.round, files, card }
+}
+
+function modelCardMarkdown (card: Record<string, any>, pre: Record<string, any>): string {
+  const v = card.chosen.validation
+  const lines = [
+    `# Model card: ${card.consortium.name}`,
+    '',
+    `A ${card.model.id} model (${card.model.parameters.toLocaleString('en')} parameters, input ${pre.input.width}×${pre.input.height}×${pre.input.channels}, classes ${card.model.classes.join(', ')}) trained by federated learning with secure aggregation among ${card.members.length} members, none of whom saw another's images or model update.`,
+    '',
+    '## Provenance',
+    `- Consortium: ${card.consortium.name} (id \`${card.consortium.id}\`)`,
+    `- Members: ${card.members.join(', ')}`,
+    `- Rounds certified: ${card.rounds.certified} (${card.rounds.models} model rounds)`,
+    `- Chosen: round ${card.chosen.round} (${card.chosen.reason}${v === null ? '' : `: validation AUC ${v.auc.toFixed(3)}, accuracy ${v.accuracy.toFixed(3)}`})`,
+    `- Certificate \`${card.chosen.certificate}\`, model state \`${card.chosen.stateHash}\``,
+    `- Inputs from: ${card.chosen.survivors.join(', ')}; signed by: ${card.chosen.signedBy.join(', ')}`,
+    '- Check it: `medmesh verify-model EXPORT_DIR --manifest manifest.json --ledger ledger/`',
+    '',
+    '## Federated validation (each member on its own validation images, summed securely)',
+    '| round | AUC | accuracy | images |',
+    '|---|---|---|---|',
+    ...card.federatedValidation.map((h: any) => `| ${h.round} | ${h.auc.toFixed(3)} | ${h.accuracy.toFixed(3)} | ${h.images} |`),
+    '',
+    '## Data and privacy',
+    '- Images per hospital: not recorded (the secure aggregation reveals only sums).',
+    card.privacy === null ? '- Differential privacy: off.' : `- Differential privacy: DP-SGD (${JSON.stringify(card.privacy.dp)}); ε spent by the exporting member: ${card.privacy.epsilonSpentByThisMember ?? 'unknown'}.`,
+    '',
+    '## Use',
+    `Preprocessing: ${pre.steps.join('; ')}. Normalisation mean ${JSON.stringify(pre.normalisation.mean)}, std ${JSON.stringify(pre.normalisation.std)}.`,
+    'Load with `tf.loadLayersModel` (TensorFlow.js) from `model.json`; the output is the probability of each class in the order above.',
+    pre.customLayers.length > 0 ? `This model uses custom layers (${pre.customLayers.join(', ')}): register their classes before loading.` : '',
+    '',
+    'Not a medical device: a research model, to be validated locally before any clinical use.',
+    ''
+  ]
+  return lines.join('\n')
+}

@@ -56,6 +56,9 @@ export interface RoundOptions {
   expectedAdverts?: readonly number[]
 }
 
+/** how long a round still waits, once every expected member has advertised, for one coming back */
+const ADVERT_GRACE_MS = 200
+
 interface Advert { id: Uint8Array, wire: Uint8Array, body: AdvertiseBody }
 interface Proposal { id: Uint8Array, attempt: number, members: number[] }
 
@@ -90,6 +93,8 @@ export class Round {
   #maskingSet: Proposal | null = null
   #maskingAttempt = 0
   #maskingDeadline = Infinity
+  /** when the expected members' advertisements were all in (-1: not yet) */
+  #expectedAt = -1
   #proposedMasking = new Set<number>()
   #maskedSent = false
   /** how late the others' advertisements and masked inputs came (even after this round ended) */
@@ -353,8 +358,10 @@ export class Round {
     const minSet = Math.max(p.minParticipants, p.threshold)
 
     // 1. share keys with everyone whose advertisement I hold
-    // (a member absent since before the last round is not waited for: presence.ts)
-    const heardAll = this.#adverts.size === this.n || (this.#o.expectedAdverts?.every(u => this.#adverts.has(u)) ?? false)
+    // (a member absent since before the last round is not waited for: presence.ts; but one that
+    // comes back advertises about when the others do, so a short grace after them lets it in)
+    if (this.#expectedAt < 0 && this.#o.expectedAdverts?.every(u => this.#adverts.has(u)) === true) this.#expectedAt = now
+    const heardAll = this.#adverts.size === this.n || (this.#expectedAt >= 0 && now >= this.#expectedAt + Math.min(ADVERT_GRACE_MS, p.timeouts.phaseMs / 4))
     if (this.#sharedAt < 0 && (heardAll || now >= this.#advertiseDeadline) && this.#adverts.size >= minSet) this.#shareMyKeys(now)
 
     // 2. masking set: the proposer of the current attempt proposes; on timeout the next one does

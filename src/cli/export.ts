@@ -28,19 +28,12 @@ export async function run (args: string[], out: (s: string) => void = s => proce
   const round = values.round === undefined ? undefined : Number(values.round)
   if (round !== undefined && (!Number.isInteger(round) || round < 0)) throw new UsageError(`--round must be a round number, got '${values.round}'`)
   const { exportModel } = await import('../node/export.ts')
-  const { ConfigError } = await import('../node/config.ts')
-  const { DataDirError } = await import('../node/datadir.ts')
-  const { ManifestError } = await import('../protocol/manifest.ts')
-  const { isStorageError } = await import('../node/fsutil.ts')
+  const { guarded } = await import('./node-commands.ts')
   const { selectBackend } = await import('../training/backend.ts')
   await selectBackend()
-  try {
-    const r = await exportModel(values['data-dir'], values.out, { round, withLedger: values['with-ledger'] === true })
+  return await guarded(async () => {
+    const r = await exportModel(values['data-dir']!, values.out!, { round, withLedger: values['with-ledger'] === true })
     out(`exported round ${r.round} to ${r.out}: ${r.files.length} files (${r.files.filter(f => !f.startsWith('ledger/')).join(', ')}${r.files.some(f => f.startsWith('ledger/')) ? ', ledger/' : ''})`)
     return EXIT.ok
-  } catch (e) {
-    if (e instanceof ConfigError || e instanceof DataDirError || e instanceof ManifestError) { err(`medmesh: ${e.message}`); return EXIT.config }
-    if (isStorageError(e)) { err(`medmesh: cannot write ${values.out}: ${(e as Error).message}`); return EXIT.ioError }
-    throw e
-  }
+  }, err, values.out)
 }

@@ -27,14 +27,17 @@ function dataDirOf (v: unknown): string {
   return resolve(v)
 }
 
-/** Known errors of configuration become exit code 78 with their message. */
-async function guarded (fn: () => Promise<number>, err: Out = s => process.stderr.write(s + '\n')): Promise<number> {
+/**
+ * Known errors of configuration become exit code 78 with their message, storage errors 74
+ * (`writing` names what was being written: the data directory unless told).
+ */
+export async function guarded (fn: () => Promise<number>, err: Out = s => process.stderr.write(s + '\n'), writing = 'the data directory'): Promise<number> {
   try {
     return await fn()
   } catch (e) {
     if (e instanceof ConfigError || e instanceof DataDirError || e instanceof ManifestError) { err(`medmesh: ${e.message}`); return EXIT.config }
     if (isStorageError(e)) {
-      err(`medmesh: cannot write to the data directory: ${(e as Error).message}`)
+      err(`medmesh: cannot write to ${writing}: ${(e as Error).message}`)
       return EXIT.ioError
     }
     throw e
@@ -66,6 +69,7 @@ create options:
   --model ID              ${MODEL_IDS.join(' | ')} (default medmesh/cnn-small)
   --seed N                seed of the initial weights (default 1)
   --image-size N          square input size (default 28)   --channels 1|3 (default 1)   --classes N (default 2)
+  --class-names A,B,...   the classes' names in label order (a member whose data names them otherwise is refused)
   --lr-schedule S         constant | cosine | step (default constant)   --schedule-rounds R (default 10)
   --epochs E              local epochs per round (default 1)   --batch-size B (default 32)
   --learning-rate LR      (default 0.001)   --class-weighting balanced|none (default balanced)
@@ -109,7 +113,7 @@ export async function manifest (args: string[], out: Out = stdout): Promise<numb
 async function manifestCreate (args: string[], out: Out): Promise<number> {
   const { values } = parse(args, {
     name: { type: 'string' }, member: { type: 'string', multiple: true }, out: { type: 'string' }, model: { type: 'string' }, seed: { type: 'string' },
-    'image-size': { type: 'string' }, classes: { type: 'string' }, threshold: { type: 'string' }, quorum: { type: 'string' }, 'min-participants': { type: 'string' },
+    'image-size': { type: 'string' }, classes: { type: 'string' }, 'class-names': { type: 'string' }, threshold: { type: 'string' }, quorum: { type: 'string' }, 'min-participants': { type: 'string' },
     'phase-ms': { type: 'string' }, 'round-ms': { type: 'string' }, aggregation: { type: 'string' }, 'server-lr': { type: 'string' },
     'dp-epsilon': { type: 'string' }, 'dp-delta': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' },
     channels: { type: 'string' }, 'lr-schedule': { type: 'string' }, 'schedule-rounds': { type: 'string' }, patience: { type: 'string' },
@@ -132,6 +136,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
   const eps = num(values['dp-epsilon'], 'dp-epsilon')
   const { manifest: m, parameters } = await setup.createManifest(values.out, {
     name: values.name, members, model: modelId as never, seed: num(values.seed, 'seed'), imageSize: num(values['image-size'], 'image-size'), classes: num(values.classes, 'classes'),
+    classNames: values['class-names'] === undefined ? undefined : (values['class-names'] as string).split(',').map(s => s.trim()),
     channels: num(values.channels, 'channels'), schedule: values['lr-schedule'], scheduleRounds: num(values['schedule-rounds'], 'schedule-rounds'), patience: num(values.patience, 'patience'),
     epochs: num(values.epochs, 'epochs'), batchSize: num(values['batch-size'], 'batch-size'), learningRate: num(values['learning-rate'], 'learning-rate'), classWeighting: values['class-weighting'] as never,
     threshold: num(values.threshold, 'threshold'), quorum: num(values.quorum, 'quorum'), minParticipants: num(values['min-participants'], 'min-participants'),

@@ -1,10 +1,10 @@
 /** `medmesh predict`: the consortium's chosen model on PNG, JPEG or DICOM images, or every image in a folder. */
 import { readdirSync, readFileSync, statSync } from 'node:fs'
-import { extname, join } from 'node:path'
+import { basename, extname, join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { EXIT, UsageError } from './main.ts'
 
-export const help = `Usage: medmesh predict --data-dir DIR [--round N] [--json | --csv] IMAGE|FOLDER...
+export const help = `Usage: medmesh predict (--data-dir DIR [--round N] | --model EXPORT) [--json | --csv] [--explain OUT_DIR] IMAGE|FOLDER...
 
 Runs the consortium's chosen model (the certified round with the best federated validation AUC;
 the latest certified model before any) on PNG, JPEG and DICOM files, and on every such file in a
@@ -13,13 +13,17 @@ the consortium's normalisation. One line per image: file, predicted class, the p
 each class. Images that cannot be read are named with the reason on stderr and skipped.
 
 Options:
-  --data-dir DIR  a member's data directory (manifest, ledger, certified models)
-  --round N       the model certified in round N instead of the chosen one
-  --json          one JSON object: the model, a prediction per image, the skipped ones
-  --csv           file,predicted,<one column per class>
+  --data-dir DIR    a member's data directory (manifest, ledger, certified models)
+  --round N         the model certified in round N instead of the chosen one
+  --model EXPORT    a folder written by medmesh export (or its model.json) instead of a data directory
+  --json            one JSON object: the model, a prediction per image, the skipped ones
+  --csv             file,predicted,<one column per class>
+  --explain OUT_DIR a Grad-CAM heat map per image (where the model looked, for the predicted
+                    class): OUT_DIR/NAME.input.png (the image) and OUT_DIR/NAME.gradcam.png (the
+                    map over it)
 
 Exit codes: 0 every image predicted, 65 some could not be read (named on stderr), 64 bad usage,
-78 no certified model or no data directory.`
+78 no certified model, no data directory or a broken export.`
 
 const IMAGE_EXTS = new Set(['.png', '.jpg', '.jpeg', '.dcm'])
 /** images larger than this are refused before they are decoded */
@@ -49,59 +53,86 @@ export function imageFiles (paths: string[]): { files: string[], missing: Array<
 export async function run (args: string[], out: (s: string) => void = s => process.stdout.write(s + '\n'), err: (s: string) => void = s => process.stderr.write(s + '\n')): Promise<number> {
   let parsed
   try {
-    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { 'data-dir': { type: 'string' }, round: { type: 'string' }, json: { type: 'boolean' }, csv: { type: 'boolean' } } })
+    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { 'data-dir': { type: 'string' }, model: { type: 'string' }, round: { type: 'string' }, json: { type: 'boolean' }, csv: { type: 'boolean' }, explain: { type: 'string' } } })
   } catch (e) { throw new UsageError((e as Error).message) }
   const { values, positionals } = parsed
-  if (values['data-dir'] === undefined) throw new UsageError('predict needs --data-dir DIR')
+  if ((values['data-dir'] === undefined) === (values.model === undefined)) throw new UsageError('predict needs either --data-dir DIR or --model EXPORT')
+  if (values.model !== undefined && values.round !== undefined) throw new UsageError('--round chooses among a data directory\'s models; an export holds one')
   if (positionals.length === 0) throw new UsageError('predict needs at least one image or folder')
   if (values.json === true && values.csv === true) throw new UsageError('--json and --csv exclude each other')
   const round = values.round === undefined ? undefined : Number(values.round)
   if (round !== undefined && (!Number.isInteger(round) || round < 0)) throw new UsageError(`--round must be a round number, got '${values.round}'`)
 
   // TF.js and the node's modules only now: --help and usage errors stay fast
-  const { chosenModel } = await import('../node/chosen-model.ts')
-  const { ConfigError } = await import('../node/config.ts')
-  const { DataDirError } = await import('../node/datadir.ts')
-  const { ManifestError } = await import('../protocol/manifest.ts')
-  let model
-  try { model = chosenModel(values['data-dir'], { round }) } catch (e) {
-    if (e instanceof ConfigError || e instanceof DataDirError || e instanceof ManifestError) { err(`medmesh: ${e.message}`); return EXIT.config }
-    throw e
-  }
+  const { guarded } = await import('./node-commands.ts')
   const { selectBackend } = await import('../training/backend.ts')
-  const { preprocess, predictProbabilities, ImageLoadError } = await import('../training/predict.ts')
   await selectBackend()
+  return await guarded(async () => {
+    const { fromDataDir, fromExport } = await import('../node/model-source.ts')
+    const source = values.model !== undefined ? await fromExport(values.model) : fromDataDir(values['data-dir']!, { round })
+    try { return await predict(source, positionals, { json: values.json === true, csv: values.csv === true, explain: values.explain }, out, err) } finally { source.model.dispose() }
+  }, err, values.explain ?? 'the output folder')
+}
 
-  const { files, missing } = imageFiles(positionals)
+async function predict (source: import('../node/model-source.ts').ModelSource, paths: string[], o: { json: boolean, csv: boolean, explain?: string }, out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  const { preprocess, predictWith, ImageLoadError } = await import('../training/predict.ts')
+  const { files, missing } = imageFiles(paths)
   const skipped = [...missing]
-  const read: Array<{ file: string, pixels: Uint8Array }> = []
+  const read: Array<{ file: string, bytes: Uint8Array, pixels: Uint8Array }> = []
   for (const file of files) {
     try {
       if (statSync(file).size > MAX_FILE_BYTES) throw new ImageLoadError(`larger than ${MAX_FILE_BYTES / 1024 / 1024} MiB`)
-      read.push({ file, pixels: preprocess(new Uint8Array(readFileSync(file)), file, model.spec.height, model.spec.channels) })
+      const bytes = new Uint8Array(readFileSync(file))
+      read.push({ file, bytes, pixels: preprocess(bytes, file, source.size, source.channels) })
     } catch (e) {
       if (!(e instanceof ImageLoadError) && (e as NodeJS.ErrnoException).code === undefined) throw e
       skipped.push({ file, reason: (e as Error).message.replace(`${file}: `, '') })
     }
   }
-  const probs = read.length === 0 ? new Float32Array(0) : predictProbabilities(model.spec, model.weights, read.map(r => r.pixels), model.norm)
-  const k = model.spec.classes
+  const { classes } = source
+  const probs = read.length === 0 ? new Float32Array(0) : predictWith(source.model, read.map(r => r.pixels), source.norm)
+  const k = classes.length
   const predictions = read.map((r, i) => {
     const p = Array.from(probs.subarray(i * k, (i + 1) * k))
     const best = p.indexOf(Math.max(...p))
-    return { file: r.file, predicted: model.classes[best], probabilities: Object.fromEntries(model.classes.map((c, j) => [c, p[j]])) }
+    return { file: r.file, predicted: classes[best], probabilities: Object.fromEntries(classes.map((c, j) => [c, p[j]])) as Record<string, number>, explanation: undefined as undefined | { input: string, heatMap: string, layer: string } }
   })
+  if (o.explain !== undefined && read.length > 0) {
+    const { explainToFiles } = await import('../node/explain-files.ts')
+    const { GradCamError } = await import('../training/grad-cam.ts')
+    let written
+    try { written = explainToFiles(source, read, outputNames(read.map(r => r.file)), o.explain) } catch (e) {
+      if (!(e instanceof GradCamError)) throw e
+      err(`medmesh: cannot explain: ${e.message}`)
+      return EXIT.config
+    }
+    written.forEach((w, i) => { predictions[i].explanation = w })
+  }
   for (const s of skipped) err(`medmesh: skipped ${s.file}: ${s.reason}`)
-  const about = { round: model.entry.header.round, reason: model.reason, certificate: Buffer.from(model.entry.hash).toString('hex'), model: model.spec.id, validation: model.validation }
-  if (values.json === true) out(JSON.stringify({ model: about, predictions, skipped }))
-  else if (values.csv === true) {
-    out(['file', 'predicted', ...model.classes].map(csvField).join(','))
-    for (const p of predictions) out([p.file, p.predicted, ...model.classes.map(c => p.probabilities[c].toFixed(6))].map(csvField).join(','))
+  const about = source.about
+  if (o.json) out(JSON.stringify({ model: about, predictions, skipped }))
+  else if (o.csv) {
+    out(['file', 'predicted', ...classes].map(csvField).join(','))
+    for (const p of predictions) out([p.file, p.predicted, ...classes.map(c => p.probabilities[c].toFixed(6))].map(csvField).join(','))
   } else {
-    err(`model: round ${about.round} (${about.reason}${about.validation === null ? '' : `, validation AUC ${about.validation.auc.toFixed(3)}`}), ${about.model}, certificate ${about.certificate.slice(0, 16)}`)
-    for (const p of predictions) out(`${p.file}\t${p.predicted}\t${model.classes.map(c => `${c} ${p.probabilities[c].toFixed(4)}`).join('\t')}`)
+    const which = about.round === null ? about.path : `round ${about.round}`
+    err(`model: ${which} (${about.reason ?? about.source}${about.validation === null ? '' : `, validation AUC ${about.validation.auc.toFixed(3)}`}), ${about.model}${about.certificate === null ? '' : `, certificate ${about.certificate.slice(0, 16)}`}`)
+    for (const p of predictions) out(`${p.file}\t${p.predicted}\t${classes.map(c => `${c} ${p.probabilities[c].toFixed(4)}`).join('\t')}`)
+    if (o.explain !== undefined && read.length > 0) err(`heat maps (Grad-CAM, layer ${predictions[0].explanation?.layer ?? '?'}) in ${o.explain}`)
   }
   return skipped.length > 0 ? EXIT.dataError : EXIT.ok
 }
 
 function csvField (s: string): string { return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s }
+
+/** Output names for input files: the file name without its extension, numbered when two collide. */
+export function outputNames (files: string[]): string[] {
+  const used = new Set<string>()
+  return files.map(f => {
+    const stem = basename(f, extname(f)).replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '') || 'image'
+    let name = stem
+    for (let n = 2; used.has(name); n++) name = `${stem}-${n}`
+    used.add(name)
+    return name
+  })
+}

@@ -51,11 +51,11 @@ export function chosenModel (dataDir: string, o: { round?: number } = {}): Chose
     spec: { id: m.id as ModelSpec['id'], height: m.input.size, width: m.input.size, channels: m.input.channels, classes: m.classes, seed: m.seed },
     weights: state.weights,
     norm: stats === null ? undefined : normalisation(stats, m.input.channels),
-    classes: classNames(dataDir, m.classes)
+    classes: m.classNames ?? classNames(dataDir, m.classes)
   }
 }
 
-/** This node's dataset's class names (the manifest holds only their number), or class0…. */
+/** Without names in the manifest: this node's dataset's class names, or class0…. */
 function classNames (dataDir: string, classes: number): string[] {
   try {
     const config = resolveConfig(dataDir, {})

@@ -28,5 +28,7 @@ export function checkDataset (manifest: Manifest, dataset: string, shard: string
     throw e
   }
   const t = data.train
+  const named = manifest.params.model.classNames
+  if (named !== undefined && named.join('\u0000') !== t.classes.join('\u0000')) throw new ConfigError(`dataset ${dataset} names its classes ${t.classes.join(', ')}; the consortium's model names them ${named.join(', ')} (in label order)`)
   return { images: t.labels.length + (data.val?.labels.length ?? 0) + (data.test?.labels.length ?? 0), classes: t.classes, size: `${t.height}×${t.width}×${t.channels}` }
 }

@@ -43,6 +43,8 @@ export interface ManifestOptions {
   /** 1 (grayscale) or 3 (colour) */
   channels?: number
   classes?: number
+  /** the classes' names, in label order (default: none in the manifest) */
+  classNames?: string[]
   threshold?: number
   quorum?: number
   minParticipants?: number
@@ -72,7 +74,7 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
   const seed = o.seed ?? 1
   const size = o.imageSize ?? 28
   const channels = o.channels ?? 1
-  const classes = o.classes ?? 2
+  const classes = o.classes ?? o.classNames?.length ?? 2
   const { selectBackend } = await import('../training/backend.ts')
   const { buildModel, flattenWeights } = await import('../training/models.ts')
   await selectBackend('auto')
@@ -80,7 +82,7 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
   const weights = flattenWeights(model)
   model.dispose()
   const params = defaultParams(o.members.length, weights.length, hex(stateHash(initialState(weights))))
-  params.model = { id: modelId, version: '1', seed, initialHash: params.model.initialHash, size: weights.length, input: { size, channels }, classes }
+  params.model = { id: modelId, version: '1', seed, initialHash: params.model.initialHash, size: weights.length, input: { size, channels }, classes, ...(o.classNames === undefined ? {} : { classNames: o.classNames }) }
   params.threshold = o.threshold ?? params.threshold
   params.quorum = o.quorum ?? params.threshold
   params.minParticipants = o.minParticipants ?? Math.max(2, params.threshold)

@@ -45,9 +45,10 @@ export interface ProtocolParams {
   /**
    * the model: its identifier and version, the seed of its initial weights, their hash and count,
    * the images it takes (square side and channels: every site's data is resized to it, and a site
-   * whose images have other channels is refused) and the classes it tells apart
+   * whose images have other channels is refused) and the classes it tells apart, with their
+   * names when the founder gave them (a site whose data names them otherwise is refused)
    */
-  model: { id: string, version: string, seed: number, initialHash: string, size: number, input: { size: number, channels: number }, classes: number }
+  model: { id: string, version: string, seed: number, initialHash: string, size: number, input: { size: number, channels: number }, classes: number, classNames?: string[] }
   quantization: QuantizationParams & { maxSampleCount: number }
   /** the fewest peers whose inputs may be aggregated; nobody learns a sum of fewer */
   minParticipants: number
@@ -129,6 +130,12 @@ export function validateManifest (m: unknown): Manifest {
   num(p.model.input.size, 'params.model.input.size', 4, 1024, true)
   if (p.model.input.channels !== 1 && p.model.input.channels !== 3) fail('params.model.input.channels must be 1 or 3')
   num(p.model.classes, 'params.model.classes', 2, 1000, true)
+  if (p.model.classNames !== undefined) {
+    const names = p.model.classNames
+    if (!Array.isArray(names) || names.length !== p.model.classes) fail(`params.model.classNames must be ${p.model.classes} names, one per class`)
+    names.forEach((c, i) => text(c, `params.model.classNames[${i}]`, 64))
+    if (new Set(names).size !== names.length) fail('params.model.classNames must be distinct')
+  }
   if (!isObj(p.quantization)) fail('params.quantization must be an object')
   num(p.quantization.clip, 'params.quantization.clip', 1, 2 ** 20)
   num(p.quantization.scale, 'params.quantization.scale', 1, 2 ** 30)

@@ -4,6 +4,7 @@
  * normalised with the consortium's statistics a batch at a time (LocalTrainer.predict). Knows
  * no protocol and no network: the caller gives the weights and the statistics.
  */
+import type * as tfl from '@tensorflow/tfjs-layers'
 import { buildModel, setFlatWeights, type ModelSpec } from './models.ts'
 import { LocalTrainer } from './trainer.ts'
 import { decodeImage, withChannels, ImageLoadError } from './data/images.ts'
@@ -21,18 +22,30 @@ export function preprocess (bytes: Uint8Array, name: string, size: number, chann
 
 /** Class probabilities (images × classes) of the model with `weights` on preprocessed images. */
 export function predictProbabilities (spec: ModelSpec, weights: Float32Array, images: Uint8Array[], norm: Normalisation | undefined): Float32Array {
+  const model = withWeights(spec, weights)
+  try { return predictWith(model, images, norm) } finally { model.dispose() }
+}
+
+/** The model of `spec` with `weights` (the caller disposes it). */
+export function withWeights (spec: ModelSpec, weights: Float32Array): tfl.LayersModel {
   const model = buildModel(spec)
-  try {
-    setFlatWeights(model, weights)
-    const px = spec.height * spec.width * spec.channels
-    const pixels = new Uint8Array(images.length * px)
-    images.forEach((img, i) => pixels.set(img, i * px))
-    const data: ImageDataset = { pixels, labels: new Int32Array(images.length), height: spec.height, width: spec.width, channels: spec.channels, classes: Array.from({ length: spec.classes }, (_, i) => String(i)) }
-    const trainer = new LocalTrainer(model)
-    try { return trainer.predict(data, norm) } finally { trainer.dispose() }
-  } finally {
-    model.dispose()
-  }
+  try { setFlatWeights(model, weights) } catch (e) { model.dispose(); throw e }
+  return model
+}
+
+/** Class probabilities (images × classes) of any loaded model on images preprocessed to its input shape. */
+export function predictWith (model: tfl.LayersModel, images: Uint8Array[], norm: Normalisation | undefined): Float32Array {
+  const [, height, width, channels] = model.inputs[0].shape as number[]
+  const classes = (model.outputs[0].shape as number[])[1]
+  const px = height * width * channels
+  const pixels = new Uint8Array(images.length * px)
+  images.forEach((img, i) => {
+    if (img.length !== px) throw new Error(`an image of ${img.length} values for a ${height}×${width}×${channels} model`)
+    pixels.set(img, i * px)
+  })
+  const data: ImageDataset = { pixels, labels: new Int32Array(images.length), height, width, channels, classes: Array.from({ length: classes }, (_, i) => String(i)) }
+  const trainer = new LocalTrainer(model)
+  try { return trainer.predict(data, norm) } finally { trainer.dispose() }
 }
 
 /**

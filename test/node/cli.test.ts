@@ -84,7 +84,18 @@ test('a manifest missing a founder\'s signature is refused by join', () => {
   const colour = cli('join', '--data-dir', dirs[1], '--manifest', file, '--dataset', RETINA)
   assert.is(colour.status, 78)
   assert.match(colour.stderr, /3 channel\(s\) \(colour\); the consortium's model takes 1/)
-  for (const r of [missing, junk, colour]) assert.ok(noStack(r.stderr), r.stderr)
+  // class names in the manifest: a dataset that names its classes otherwise is refused
+  const named = join(root, 'named.json')
+  assert.is(cli('manifest', 'create', '--name', 'named', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', named, '--class-names', 'pneumonia,normal').status, 0)
+  assert.equal(JSON.parse(readFileSync(named, 'utf8')).manifest.params.model.classNames, ['pneumonia', 'normal'])
+  for (const d of dirs) assert.is(cli('manifest', 'sign', '--data-dir', d, named).status, 0)
+  const swapped = cli('join', '--data-dir', dirs[1], '--manifest', named)
+  assert.is(swapped.status, 78)
+  assert.match(swapped.stderr, /names its classes normal, pneumonia; the consortium's model names them pneumonia, normal/)
+  const three = cli('manifest', 'create', '--name', 'x', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', join(root, 'x.json'), '--classes', '3', '--class-names', 'a,b')
+  assert.is(three.status, 78)
+  assert.match(three.stderr, /classNames must be 3 names/)
+  for (const r of [missing, junk, colour, swapped, three]) assert.ok(noStack(r.stderr), r.stderr)
   assert.ok(!existsSync(join(dirs[1], 'config.json')), 'a refused join writes nothing')
 
   // a dataset gone after join: start says so with exit 78, not a raw ENOENT

@@ -117,6 +117,20 @@ async function predictOnImages (dataDir: string, root: string): Promise<Map<stri
   const csv = cli('predict', '--data-dir', dataDir, '--csv', join(folder, 'img0.png')).stdout.trim().split('\n')
   assert.equal(csv[0], ['file', 'predicted', ...chosen.classes].join(','))
   assert.is(csv.length, 2)
+  // --explain: a Grad-CAM map per image over the image, enlarged to be seen; names that collide are numbered
+  const exp = join(root, 'explained')
+  const ex = cli('predict', '--data-dir', dataDir, '--json', '--explain', exp, join(folder, 'img0.png'), join(folder, 'img2.png'), join(folder, 'sub', 'img0.png'))
+  assert.is(ex.status, 0, ex.stderr)
+  assert.equal(readdirSync(exp).sort(), ['img0-2.gradcam.png', 'img0-2.input.png', 'img0.gradcam.png', 'img0.input.png', 'img2.gradcam.png', 'img2.input.png'])
+  const shown = (f: string): PNG => PNG.sync.read(readFileSync(join(exp, f)))
+  for (const f of readdirSync(exp)) assert.equal([shown(f).width, shown(f).height], [224, 224], `${f}: 28 px enlarged ×8`)
+  const differs = (a: PNG, b: PNG): number => { let d = 0; for (let i = 0; i < a.data.length; i++) d += Math.abs(a.data[i] - b.data[i]); return d / a.data.length }
+  assert.ok(differs(shown('img0.input.png'), shown('img0.gradcam.png')) > 1, 'the map colours the image')
+  assert.ok(Math.abs(differs(shown('img0.input.png'), shown('img0.gradcam.png')) - differs(shown('img2.input.png'), shown('img2.gradcam.png'))) > 0.01, 'each image its own map')
+  const explained = JSON.parse(ex.stdout).predictions
+  assert.is(explained[0].explanation.heatMap, join(exp, 'img0.gradcam.png'))
+  assert.ok(Math.abs(explained[0].probabilities[chosen.classes[0]] - byFile.get('img0.png')!.probabilities[chosen.classes[0]]) < 1e-6, 'explaining does not change the prediction')
+
   assert.is(cli('predict', '--data-dir', dataDir).status, 64, 'no image: usage')
   assert.is(cli('predict', '--data-dir', join(root, 'nowhere'), join(folder, 'img0.png')).status, 78, 'no data directory')
   return new Map([...byFile].map(([f, p]) => [join(folder, f), p]))
@@ -147,6 +161,25 @@ async function exportAndLoad (dataDir: string, root: string, predicted: Map<stri
     pre.classes.forEach((c: string, k: number) => assert.ok(Math.abs(probs[k] - p.probabilities[c]) < 1e-5, `${file}, ${c}: plain TF.js ${probs[k]}, predict ${p.probabilities[c]}`))
   }
   model.dispose()
+
+  // predict --model: the export alone (as a clinic given it would run it) predicts as the data directory does
+  const pngs = [...predicted.keys()].filter(f => f.endsWith('.png'))
+  const fromExport = cli('predict', '--model', out, '--json', ...pngs)
+  assert.is(fromExport.status, 0, fromExport.stderr)
+  const exported = JSON.parse(fromExport.stdout)
+  assert.is(exported.model.round, card.chosen.round)
+  assert.is(exported.model.certificate, card.chosen.certificate)
+  for (const p of exported.predictions) for (const c of pre.classes) assert.ok(Math.abs(p.probabilities[c] - predicted.get(p.file)!.probabilities[c]) < 1e-5, `--model ${p.file} ${c}`)
+  const bad = join(root, 'bad-export')
+  cpSync(out, bad, { recursive: true })
+  writeFileSync(join(bad, 'preprocessing.json'), JSON.stringify({ ...pre, input: { ...pre.input, channels: 3 }, normalisation: { mean: [0, 0, 0], std: [1, 1, 1] } }))
+  const refused = cli('predict', '--model', bad, pngs[0])
+  assert.is(refused.status, 78, refused.stderr)
+  assert.match(refused.stderr, /the model takes 28×28×1 .* preprocessing\.json says 28×28×3/)
+  const escape = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8'))
+  escape.weightsManifest[0].paths = ['../export/weights.bin']
+  writeFileSync(join(bad, 'model.json'), JSON.stringify(escape))
+  assert.match(cli('predict', '--model', bad, pngs[0]).stderr, /weight file '\.\.\/export\/weights\.bin' outside its folder/)
 
   // verify-model: the export as written, then each way it can fail
   const ok = cli('verify-model', out)

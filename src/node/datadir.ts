@@ -55,6 +55,9 @@ export class DataDir {
   addressRecords (): Buffer | null { return readIfExists(this.path('addresses.json')) }
   saveAddressRecords (json: string): void { atomicWrite(this.path('addresses.json'), json, 0o644) }
 
+  siteReports (): Buffer | null { return readIfExists(this.path('sites.json')) }
+  saveSiteReports (json: string): void { atomicWrite(this.path('sites.json'), json, 0o644) }
+
   hasIdentity (): boolean { return existsSync(this.path('identity.key')) }
 
   identity (): NodeIdentity {

@@ -13,6 +13,7 @@ import { validationHistory } from '../protocol/validation.ts'
 import { countParameters, buildModel } from '../training/models.ts'
 import { layersArtifacts } from '../training/predict.ts'
 import { chosenModel } from './chosen-model.ts'
+import { storedSiteReports } from './services/site-reports.ts'
 import { DataDir } from './datadir.ts'
 import { atomicWrite, ensureDir } from './fsutil.ts'
 
@@ -41,7 +42,12 @@ export async function exportModel (dataDir: string, out: string, o: { round?: nu
     output: 'class probabilities (softmax), in the order of classes',
     customLayers: artifacts.customLayers
   }
-  const budget = dir.budget()
+  // what each member signed about itself (site reports): image counts, and ε with DP
+  const reports = storedSiteReports(dir.siteReports(), consortiumId(manifest))
+  const perHospital = manifest.members.map(m => {
+    const r = reports.get(m.peerId)
+    return { name: m.name, reported: r !== undefined, trainImages: r?.trainImages ?? null, validationImages: r?.validationImages ?? null, epsilonSpent: r?.epsilonSpent ?? null }
+  })
   const history = validationHistory(ledger).map(h => ({ round: h.model.header.round, auc: h.figures.auc, accuracy: h.figures.accuracy, images: h.figures.n }))
   const card = {
     consortium: { name: manifest.name, id: hex(consortiumId(manifest)) },
@@ -54,9 +60,10 @@ export async function exportModel (dataDir: string, out: string, o: { round?: nu
       survivors: names(entry.header.survivors), signedBy: names(entry.certificate.signatures.map(([i]) => i))
     },
     federatedValidation: history,
-    // the secure aggregation hides each hospital's count: the ledger holds only sums
-    imagesPerHospital: null,
-    privacy: manifest.params.dp === null ? null : { dp: manifest.params.dp, epsilonSpentByThisMember: budget?.spent.epsilon ?? null },
+    // the secure aggregation hides each hospital's count (the ledger holds only sums): these are
+    // the figures each member signed about itself
+    imagesPerHospital: perHospital.map(h => ({ name: h.name, train: h.trainImages, validation: h.validationImages })),
+    privacy: !manifest.params.dp.enabled ? null : { dp: manifest.params.dp, epsilonSpent: perHospital.map(h => ({ name: h.name, epsilon: h.epsilonSpent })) },
     exportedBy: manifest.members.find(m => m.peerId === dir.identity().peerId)?.name ?? null,
     exportedAt: new Date().toISOString()
   }
@@ -101,8 +108,13 @@ function modelCardMarkdown (card: Record<string, any>, pre: Record<string, any>)
     ...card.federatedValidation.map((h: any) => `| ${h.round} | ${h.auc.toFixed(3)} | ${h.accuracy.toFixed(3)} | ${h.images} |`),
     '',
     '## Data and privacy',
-    '- Images per hospital: not recorded (the secure aggregation reveals only sums).',
-    card.privacy === null ? '- Differential privacy: off.' : `- Differential privacy: DP-SGD (${JSON.stringify(card.privacy.dp)}); ε spent by the exporting member: ${card.privacy.epsilonSpentByThisMember ?? 'unknown'}.`,
+    '- Images per hospital, as each signed about itself (the secure aggregation reveals only sums):',
+    '',
+    `| hospital | training images | validation images |${card.privacy === null ? '' : ' ε spent |'}`,
+    `|---|---|---|${card.privacy === null ? '' : '---|'}`,
+    ...card.imagesPerHospital.map((h: any, i: number) => `| ${h.name} | ${h.train ?? 'not reported'} | ${h.validation ?? 'not reported'} |${card.privacy === null ? '' : ` ${card.privacy.epsilonSpent[i].epsilon?.toFixed(3) ?? 'not reported'} |`}`),
+    '',
+    card.privacy === null ? '- Differential privacy: off.' : `- Differential privacy: DP-SGD, budget ε ${card.privacy.dp.epsilon}, δ ${card.privacy.dp.delta} per hospital, clipping norm ${card.privacy.dp.clipNorm}.`,
     '',
     '## Use',
     `Preprocessing: ${pre.steps.join('; ')}. Normalisation mean ${JSON.stringify(pre.normalisation.mean)}, std ${JSON.stringify(pre.normalisation.std)}.`,

@@ -22,11 +22,11 @@ import { nodeRandomness, openSite } from './site.ts'
 import type { TrainingSite } from '../training/worker-site.ts'
 import {
   NodeStore, createAddressBook, createBlobExchange, createLedgerSync, createGossip, createMembership, createTrainingScheduler, createStopPolicy, createStatusService, createTicker,
-  createReachability, type AddressBook, type Reachability, type BlobExchange, type LedgerSync, type Gossip, type Membership, type TrainingScheduler, type StopPolicy, type StatusService
+  createReachability, createSiteReports, type SiteReports, type AddressBook, type Reachability, type BlobExchange, type LedgerSync, type Gossip, type Membership, type TrainingScheduler, type StopPolicy, type StatusService
 } from './services/index.ts'
 
 /** In the order they start; they stop in the reverse order, then the site (its training worker), then the host. */
-interface Services { status: StatusService, membership: Membership, gossip: Gossip, addressBook: AddressBook, reachability: Reachability, blobs: BlobExchange, ledgerSync: LedgerSync, training: TrainingScheduler, stopPolicy: StopPolicy, ticker: Startable }
+interface Services { status: StatusService, membership: Membership, gossip: Gossip, addressBook: AddressBook, siteReports: SiteReports, reachability: Reachability, blobs: BlobExchange, ledgerSync: LedgerSync, training: TrainingScheduler, stopPolicy: StopPolicy, ticker: Startable }
 
 export class MedmeshNode {
   readonly config: NodeConfig
@@ -123,6 +123,11 @@ export class MedmeshNode {
         learnt: peer => this.#services.membership.reach(peer),
         load: () => this.#dir.addressRecords(), save: data => this.#dir.saveAddressRecords(data)
       }),
+      siteReports: createSiteReports({
+        identity: this.identity, consortium: consortiumId(manifest), isMember: member, pubsub: host.services.pubsub, topic: `/medmesh/${hex(consortiumId(manifest))}/sites/1`, log,
+        figures: () => ({ trainImages: site.images.train, validationImages: site.images.validation, epsilonSpent: site.options.budget?.spent.epsilon ?? null }),
+        load: () => this.#dir.siteReports(), save: data => this.#dir.saveSiteReports(data)
+      }),
       reachability: createReachability({
         network, isMember: member, log, onConnectionChange: peerLinks(host).onConnectionChange,
         directMembers: () => memberLinks(host, manifest, this.identity.peerId).filter(m => m.link === 'direct').map(m => m.peerId),
@@ -138,7 +143,7 @@ export class MedmeshNode {
         site, round: () => peer.round, weights: () => peer.state.weights, stateCurrent: () => peer.stateCurrent, lastModelRound: () => peer.ledger.lastOf('update')?.header.round, log, metrics, validation: { classes: manifest.params.model.classes, bins: manifest.params.validation.bins },
         setInput: (values, count) => { peer.setInput(values, count, Date.now()); this.#drain() },
         trainingEnded: () => this.#release(),
-        saveBudget: () => this.#store.guard(() => this.#store.saveBudget(site.options.budget!))
+        saveBudget: () => { this.#store.guard(() => this.#store.saveBudget(site.options.budget!)); this.#services.siteReports.update() }
       }),
       stopPolicy,
       ticker: createTicker(now => { if (!this.#training()) { peer.tick(now); this.#drain() } })

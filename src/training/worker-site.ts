@@ -29,6 +29,8 @@ export interface TrainingSite {
   readonly norm: Normalisation | undefined
   readonly lastTrain: TrainResult | null
   readonly noiseMultiplier: number | null
+  /** how many images this site trains and validates on */
+  readonly images: { train: number, validation: number }
   initialWeights: () => Float32Array
   statsInput: () => { values: number[], count: number }
   useStatistics: (combined: ArrayLike<number>) => void
@@ -155,6 +157,8 @@ export class WorkerSite implements TrainingSite {
   #ready: Promise<void> | null = null
   #nextId = 1
   #closed = false
+
+  get images (): { train: number, validation: number } { return { train: this.#data.train.labels.length, validation: this.#data.val?.labels.length ?? 0 } }
 
   private constructor (spec: SiteSpec, data: SiteData, options: WorkerSiteOptions) {
     this.spec = spec

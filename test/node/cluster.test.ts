@@ -149,6 +149,11 @@ async function exportAndLoad (dataDir: string, root: string, predicted: Map<stri
   assert.is(card.members.length, 4)
   assert.ok(card.model.parameters > 1000)
   assert.match(card.chosen.certificate, /^[0-9a-f]{64}$/)
+  // images per hospital, as each member signed about itself: shards of PneumoniaMNIST's 4,708 training images
+  assert.is(card.imagesPerHospital.length, 4)
+  assert.is(card.imagesPerHospital.reduce((n: number, h: { train: number }) => n + h.train, 0), 4708, JSON.stringify(card.imagesPerHospital))
+  for (const h of card.imagesPerHospital) assert.is(h.validation, 524, h.name)
+  assert.is(card.privacy, null, 'no DP in this consortium')
   assert.match(readFileSync(join(out, 'MODEL_CARD.md'), 'utf8'), /## Provenance[\s\S]*Certificate `[0-9a-f]{64}`/)
   const model = await tfl.loadLayersModel(tfc.io.fromMemory({ modelTopology: modelJson.modelTopology, weightSpecs: modelJson.weightsManifest[0].weights, weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) }))
   const { height, width, channels } = pre.input

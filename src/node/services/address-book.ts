@@ -9,11 +9,12 @@
  * subscribes: a member that knows only its bootstrap peer learns everyone from it, and can still
  * reach them once that peer is gone.
  */
-import type { PeerId, Startable } from '@libp2p/interface'
-import { TopicValidatorResult, type GossipSub } from '@libp2p/gossipsub'
+import type { Startable } from '@libp2p/interface'
+import type { GossipSub } from '@libp2p/gossipsub'
 import { PeerRecord, RecordEnvelope } from '@libp2p/peer-record'
 import { peerIdFromCID } from '@libp2p/peer-id'
 import type { Logger } from '../logger.ts'
+import { createRecordBoard } from './record-board.ts'
 
 /** a signed record is a few hundred bytes; more than this is refused before it is parsed */
 export const MAX_RECORD_BYTES = 4096
@@ -60,106 +61,28 @@ export interface AddressBook extends Startable {
 }
 
 export function createAddressBook (c: AddressBookComponents): AddressBook {
-  const held = new Map<string, AddressRecord>()
-  /** records the validator opened, for the message listener (gossipsub hands both the same data) */
-  const opened = new WeakMap<Uint8Array, AddressRecord>()
-  const now = c.now ?? Date.now
-  let seq = 0n
   let unlisten: (() => void) | null = null
-  let running = false
-
-  const persist = (): void => {
-    const records = Object.fromEntries([...held].map(([peer, r]) => [peer, Buffer.from(r.wire).toString('base64')]))
-    try { c.save(JSON.stringify({ version: 1, records }) + '\n') } catch (e) { c.log.warn(`address records not saved: ${(e as Error).message}`) }
-  }
-  /** keep a checked record of another member if it is newer than the one held; true if kept */
-  const keep = async (r: AddressRecord): Promise<boolean> => {
-    const old = held.get(r.peer)
-    if (old !== undefined && old.seq >= r.seq) return false
-    held.set(r.peer, r)
-    try { await c.consume(r) } catch (e) { c.log.warn({ peer: r.peer }, `address record not taken by the peer store: ${(e as Error).message}`) }
-    return true
-  }
-  const publish = (wire: Uint8Array): void => { void c.pubsub.publish(c.topic, wire).catch(() => { /* no member subscribed yet: passed on when one does */ }) }
-  const publishOwn = async (): Promise<void> => {
-    // strictly increasing, and above what a previous run of this node used (its clock moved on)
-    seq = seq >= BigInt(now()) ? seq + 1n : BigInt(now())
-    const r = await openAddressRecord(await c.sealOwn(seq))
-    const before = held.get(c.self)?.addresses
-    if (!running || (before !== undefined && before.join(' ') === r.addresses.join(' '))) return
-    held.set(c.self, r)
-    persist()
-    c.log.debug({ addresses: r.addresses }, 'address record published')
-    publish(r.wire)
-  }
-
-  const validate = async (from: PeerId, msg: { data: Uint8Array }): Promise<TopicValidatorResult> => {
-    const via = from.toString()
-    if (!c.isMember(via)) { c.log.warn({ peer: via }, 'address record from a non-member dropped'); return TopicValidatorResult.Reject }
-    let r: AddressRecord
-    try { r = await openAddressRecord(msg.data) } catch (e) {
-      c.log.warn({ peer: via }, `address record rejected: ${(e as Error).message}`)
-      return TopicValidatorResult.Reject
-    }
-    if (!c.isMember(r.peer)) { c.log.warn({ peer: via }, `address record of a non-member (${r.peer}) rejected`); return TopicValidatorResult.Reject }
-    // our own, or one we hold already (passed on again): not an offence, but not forwarded either
-    if (r.peer === c.self || (held.get(r.peer)?.seq ?? -1n) >= r.seq) return TopicValidatorResult.Ignore
-    opened.set(msg.data, r)
-    return TopicValidatorResult.Accept
-  }
-  const onMessage = (evt: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
-    if (evt.detail.topic !== c.topic) return
-    const r = opened.get(evt.detail.data)
-    if (r === undefined) return
-    opened.delete(evt.detail.data)
-    void keep(r).then(kept => {
-      if (!kept) return
-      persist()
+  const board = createRecordBoard<AddressRecord>({
+    kind: 'address record', self: c.self, isMember: c.isMember, pubsub: c.pubsub, topic: c.topic, load: c.load, save: c.save, log: c.log, now: c.now,
+    open: openAddressRecord,
+    sealOwn: c.sealOwn,
+    same: (a, b) => a.addresses.join(' ') === b.addresses.join(' '),
+    kept: async r => { await c.consume(r) },
+    learnt: r => {
       c.log.info({ peer: r.peer, addresses: r.addresses }, `addresses of a member learnt (record ${r.seq})`)
       c.learnt(r.peer)
-    })
-  }
-  const onSubscription = (evt: CustomEvent<{ peerId: PeerId, subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
-    if (!evt.detail.subscriptions.some(s => s.topic === c.topic && s.subscribe) || !c.isMember(evt.detail.peerId.toString())) return
-    // pass on every record held, this node's own among them
-    for (const r of held.values()) publish(r.wire)
-  }
-
-  async function restore (): Promise<void> {
-    let stored: Record<string, string> = {}
-    try {
-      const raw = c.load()
-      if (raw !== null) stored = JSON.parse(Buffer.from(raw).toString('utf8')).records ?? {}
-    } catch (e) { c.log.warn(`stored address records unreadable, starting without them: ${(e as Error).message}`); return }
-    for (const [peer, b64] of Object.entries(stored)) {
-      try {
-        const r = await openAddressRecord(Buffer.from(String(b64), 'base64'))
-        if (r.peer !== peer || !c.isMember(peer)) continue
-        if (peer === c.self) { if (r.seq > seq) seq = r.seq; continue }
-        await keep(r)
-      } catch (e) { c.log.warn({ peer }, `stored address record dropped: ${(e as Error).message}`) }
     }
-  }
-
+  })
   return {
     async start () {
-      running = true
-      await restore()
-      c.pubsub.topicValidators.set(c.topic, validate)
-      c.pubsub.addEventListener('message', onMessage as never)
-      c.pubsub.addEventListener('subscription-change', onSubscription as never)
-      c.pubsub.subscribe(c.topic)
-      unlisten = c.onOwnAddressesChanged(() => { void publishOwn().catch(e => c.log.warn(`address record not published: ${(e as Error).message}`)) })
-      await publishOwn()
-      for (const peer of held.keys()) if (peer !== c.self) c.learnt(peer)
+      await board.start()
+      unlisten = c.onOwnAddressesChanged(() => { void board.publishOwn().catch(e => c.log.warn(`address record not published: ${(e as Error).message}`)) })
+      for (const peer of board.records().keys()) if (peer !== c.self) c.learnt(peer)
     },
     stop () {
-      running = false
       unlisten?.()
-      c.pubsub.removeEventListener('message', onMessage as never)
-      c.pubsub.removeEventListener('subscription-change', onSubscription as never)
-      c.pubsub.topicValidators.delete(c.topic)
+      board.stop()
     },
-    records: () => held
+    records: () => board.records()
   }
 }

@@ -1,0 +1,145 @@
+/**
+ * A board of signed records, one per member, on a gossip topic: what members publish about
+ * themselves for the others to keep (their addresses, their site's figures). Each member
+ * publishes its own record, again when it changes; every record that arrives is checked like any
+ * network input (by `open`: size, signature, signer; then: from and about a member, newer than
+ * the one held) before it is kept; the newest per member is kept on disk and passed on to any
+ * member that subscribes, so that a member that knows only one other learns them all from it.
+ */
+import type { PeerId, Startable } from '@libp2p/interface'
+import { TopicValidatorResult, type GossipSub } from '@libp2p/gossipsub'
+import type { Logger } from '../logger.ts'
+
+export interface BoardRecord { peer: string, seq: bigint, wire: Uint8Array }
+
+export interface RecordBoardComponents<R extends BoardRecord> {
+  /** what the records are, for the log: 'address record', 'site report' */
+  kind: string
+  self: string
+  isMember: (peer: string) => boolean
+  pubsub: Pick<GossipSub, 'topicValidators' | 'subscribe' | 'unsubscribe' | 'publish' | 'addEventListener' | 'removeEventListener'>
+  topic: string
+  /** check a record's bytes (size first) and open it; throws with the reason */
+  open: (wire: Uint8Array) => Promise<R>
+  /** this node's own record now, with sequence number `seq` */
+  sealOwn: (seq: bigint) => Promise<Uint8Array>
+  /** whether two of this node's records say the same (then the new one is not published) */
+  same: (a: R, b: R) => boolean
+  /** a newer record of another member was kept (before it is saved) */
+  kept?: (r: R) => Promise<void>
+  /** ... and saved: log it, act on it */
+  learnt?: (r: R) => void
+  /** the stored records (the file's contents), or null; and writing them (atomically) */
+  load: () => Uint8Array | null
+  save: (data: string) => void
+  log: Logger
+  now?: () => number
+}
+
+export interface RecordBoard<R extends BoardRecord> extends Startable {
+  /** the newest record held for each member (this node's own included) */
+  records: () => ReadonlyMap<string, R>
+  /** seal and publish this node's record again (if it changed) */
+  publishOwn: () => Promise<void>
+}
+
+export function createRecordBoard<R extends BoardRecord> (c: RecordBoardComponents<R>): RecordBoard<R> {
+  const held = new Map<string, R>()
+  /** records the validator opened, for the message listener (gossipsub hands both the same data) */
+  const opened = new WeakMap<Uint8Array, R>()
+  const now = c.now ?? Date.now
+  let seq = 0n
+  let running = false
+
+  const persist = (): void => {
+    const records = Object.fromEntries([...held].map(([peer, r]) => [peer, Buffer.from(r.wire).toString('base64')]))
+    try { c.save(JSON.stringify({ version: 1, records }) + '\n') } catch (e) { c.log.warn(`${c.kind}s not saved: ${(e as Error).message}`) }
+  }
+  /** keep a checked record of another member if it is newer than the one held; true if kept */
+  const keep = async (r: R): Promise<boolean> => {
+    const old = held.get(r.peer)
+    if (old !== undefined && old.seq >= r.seq) return false
+    held.set(r.peer, r)
+    try { await c.kept?.(r) } catch (e) { c.log.warn({ peer: r.peer }, `${c.kind} not taken: ${(e as Error).message}`) }
+    return true
+  }
+  const publish = (wire: Uint8Array): void => { void c.pubsub.publish(c.topic, wire).catch(() => { /* no member subscribed yet: passed on when one does */ }) }
+  const publishOwn = async (): Promise<void> => {
+    // strictly increasing, and above what a previous run of this node used (its clock moved on)
+    seq = seq >= BigInt(now()) ? seq + 1n : BigInt(now())
+    const r = await c.open(await c.sealOwn(seq))
+    const before = held.get(c.self)
+    if (!running || (before !== undefined && c.same(before, r))) return
+    held.set(c.self, r)
+    persist()
+    c.log.debug(`${c.kind} published`)
+    publish(r.wire)
+  }
+
+  const validate = async (from: PeerId, msg: { data: Uint8Array }): Promise<TopicValidatorResult> => {
+    const via = from.toString()
+    if (!c.isMember(via)) { c.log.warn({ peer: via }, `${c.kind} from a non-member dropped`); return TopicValidatorResult.Reject }
+    let r: R
+    try { r = await c.open(msg.data) } catch (e) {
+      c.log.warn({ peer: via }, `${c.kind} rejected: ${(e as Error).message}`)
+      return TopicValidatorResult.Reject
+    }
+    if (!c.isMember(r.peer)) { c.log.warn({ peer: via }, `${c.kind} of a non-member (${r.peer}) rejected`); return TopicValidatorResult.Reject }
+    // our own, or one we hold already (passed on again): not an offence, but not forwarded either
+    if (r.peer === c.self || (held.get(r.peer)?.seq ?? -1n) >= r.seq) return TopicValidatorResult.Ignore
+    opened.set(msg.data, r)
+    return TopicValidatorResult.Accept
+  }
+  const onMessage = (evt: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
+    if (evt.detail.topic !== c.topic) return
+    const r = opened.get(evt.detail.data)
+    if (r === undefined) return
+    opened.delete(evt.detail.data)
+    void keep(r).then(kept => {
+      if (!kept) return
+      persist()
+      c.learnt?.(r)
+    })
+  }
+  const onSubscription = (evt: CustomEvent<{ peerId: PeerId, subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
+    if (!evt.detail.subscriptions.some(s => s.topic === c.topic && s.subscribe) || !c.isMember(evt.detail.peerId.toString())) return
+    // pass on every record held, this node's own among them
+    for (const r of held.values()) publish(r.wire)
+  }
+
+  async function restore (): Promise<void> {
+    let stored: Record<string, string> = {}
+    try {
+      const raw = c.load()
+      if (raw !== null) stored = JSON.parse(Buffer.from(raw).toString('utf8')).records ?? {}
+    } catch (e) { c.log.warn(`stored ${c.kind}s unreadable, starting without them: ${(e as Error).message}`); return }
+    for (const [peer, b64] of Object.entries(stored)) {
+      try {
+        const r = await c.open(Buffer.from(String(b64), 'base64'))
+        if (r.peer !== peer || !c.isMember(peer)) continue
+        if (peer === c.self) { if (r.seq > seq) seq = r.seq; continue }
+        await keep(r)
+      } catch (e) { c.log.warn({ peer }, `stored ${c.kind} dropped: ${(e as Error).message}`) }
+    }
+  }
+
+  return {
+    async start () {
+      running = true
+      await restore()
+      c.pubsub.topicValidators.set(c.topic, validate)
+      c.pubsub.addEventListener('message', onMessage as never)
+      c.pubsub.addEventListener('subscription-change', onSubscription as never)
+      c.pubsub.subscribe(c.topic)
+      await publishOwn()
+    },
+    stop () {
+      running = false
+      c.pubsub.removeEventListener('message', onMessage as never)
+      c.pubsub.removeEventListener('subscription-change', onSubscription as never)
+      c.pubsub.topicValidators.delete(c.topic)
+    },
+    records: () => held,
+    publishOwn
+  }
+}

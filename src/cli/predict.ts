@@ -108,8 +108,18 @@ async function predict (source: import('../node/model-source.ts').ModelSource, p
     }
     written.forEach((w, i) => { predictions[i].explanation = w })
   }
+  writePredictions(source.about, classes, predictions, skipped, o, out, err)
+  if (!o.json && !o.csv && o.explain !== undefined && read.length > 0) err(`heat maps (Grad-CAM, layer ${predictions[0].explanation?.layer ?? '?'}) in ${o.explain}`)
+  return skipped.length > 0 ? EXIT.dataError : EXIT.ok
+}
+
+export interface Prediction { file: string, predicted: string, probabilities: Record<string, number>, explanation?: { input: string, heatMap: string, layer: string } }
+/** what answered: a data directory's or an export's model, or an encrypted-inference holder */
+export interface About { source: string, path: string, round: number | null, reason: string | null, model: string, certificate: string | null, validation: { auc: number } | null }
+
+/** The lines of predict (and of infer, which prints the same): text, --json or --csv; skipped files on stderr. */
+export function writePredictions (about: About, classes: string[], predictions: Prediction[], skipped: Array<{ file: string, reason: string }>, o: { json: boolean, csv: boolean }, out: (s: string) => void, err: (s: string) => void): void {
   for (const s of skipped) err(`medmesh: skipped ${s.file}: ${s.reason}`)
-  const about = source.about
   if (o.json) out(JSON.stringify({ model: about, predictions, skipped }))
   else if (o.csv) {
     out(['file', 'predicted', ...classes].map(csvField).join(','))
@@ -118,9 +128,7 @@ async function predict (source: import('../node/model-source.ts').ModelSource, p
     const which = about.round === null ? about.path : `round ${about.round}`
     err(`model: ${which} (${about.reason ?? about.source}${about.validation === null ? '' : `, validation AUC ${about.validation.auc.toFixed(3)}`}), ${about.model}${about.certificate === null ? '' : `, certificate ${about.certificate.slice(0, 16)}`}`)
     for (const p of predictions) out(`${p.file}\t${p.predicted}\t${classes.map(c => `${c} ${p.probabilities[c].toFixed(4)}`).join('\t')}`)
-    if (o.explain !== undefined && read.length > 0) err(`heat maps (Grad-CAM, layer ${predictions[0].explanation?.layer ?? '?'}) in ${o.explain}`)
   }
-  return skipped.length > 0 ? EXIT.dataError : EXIT.ok
 }
 
 function csvField (s: string): string { return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s }

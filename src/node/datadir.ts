@@ -2,6 +2,7 @@
  * A node's data directory: everything it needs to restart where it stopped.
  *
  *   identity.key          Ed25519 seed, hex (mode 0600): the node's libp2p and signing key
+ *   inference.key         Ed25519 seed, hex (mode 0600): the encrypted-inference listener's own peer id
  *   config.json           settings written by `medmesh join` (file layer of the configuration)
  *   manifest.json         the signed consortium manifest
  *   ledger/<round>.cert   one certificate per certified round (CBOR), verified as a chain on start
@@ -65,6 +66,18 @@ export class DataDir {
     if (raw === null) throw new DataDirError(`no identity in ${this.root}: run 'medmesh init --data-dir ${this.root}' first`)
     const text = raw.toString('utf8').trim()
     if (!/^[0-9a-f]{64}$/.test(text)) throw new DataDirError(`${this.path('identity.key')} is not a 32-byte hex key`)
+    return NodeIdentity.fromSeed(Uint8Array.from(Buffer.from(text, 'hex')))
+  }
+
+  /**
+   * The key of this node's encrypted-inference listener (inference.key, made on first use): a
+   * peer id apart from the node's, so that clinics' connections never mix with members' links.
+   */
+  inferenceIdentity (): NodeIdentity {
+    const file = this.path('inference.key')
+    if (!existsSync(file)) atomicWrite(file, Buffer.from(NodeIdentity.generate().exportSeed()).toString('hex') + '\n', 0o600)
+    const text = (readIfExists(file) ?? '').toString('utf8').trim()
+    if (!/^[0-9a-f]{64}$/.test(text)) throw new DataDirError(`${file} is not a 32-byte hex key`)
     return NodeIdentity.fromSeed(Uint8Array.from(Buffer.from(text, 'hex')))
   }
 

@@ -6,6 +6,7 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { messageStreamToDuplex } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
+import type { Libp2p } from 'libp2p'
 import type { MedmeshHost } from './host.ts'
 import type { Channel } from './wire.ts'
 
@@ -39,7 +40,7 @@ export function channelOf (stream: Stream): Channel {
   return { source: duplex.source, sink: duplex.sink, abort: err => stream.abort(err) }
 }
 
-export function streamNetwork (host: MedmeshHost): StreamNetwork {
+export function streamNetwork (host: Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol' | 'getPeers'>): StreamNetwork {
   return {
     handle: async (protocol, handler, maxInboundStreams) => {
       await host.handle(protocol, async (stream, connection) => await handler(channelOf(stream), connection.remotePeer.toString()), { maxInboundStreams })

@@ -71,6 +71,11 @@ export interface ProtocolParams {
    * consortium's pooled frequency f of the class, from the statistics round)
    */
   training: TrainingParams
+  /**
+   * encrypted inference: peers outside the consortium allowed to query its model (members always
+   * may), by peer id and name; they reach a holder's inference listener only
+   */
+  inference?: { clients: Member[] }
 }
 
 export interface Manifest {
@@ -167,6 +172,17 @@ export function validateManifest (m: unknown): Manifest {
   num(p.training.batchSize, 'params.training.batchSize', 1, 65_536, true)
   num(p.training.learningRate, 'params.training.learningRate', 1e-9, 10)
   if (!(CLASS_WEIGHTINGS as readonly string[]).includes(p.training.classWeighting as string)) fail('params.training.classWeighting must be balanced or none')
+  if (p.inference !== undefined) {
+    if (!isObj(p.inference) || !Array.isArray(p.inference.clients) || Object.keys(p.inference).some(k => k !== 'clients')) fail('params.inference must be { clients: [{ peerId, name }] }')
+    if (p.inference.clients.length > 1000) fail('params.inference.clients lists at most 1000 clients')
+    for (const [i, cl] of p.inference.clients.entries()) {
+      if (!isObj(cl) || Object.keys(cl).some(k => k !== 'peerId' && k !== 'name')) fail(`params.inference.clients[${i}] must be { peerId, name }`)
+      text(cl.peerId, `params.inference.clients[${i}].peerId`, 100); text(cl.name, `params.inference.clients[${i}].name`, 100)
+      try { ed25519PublicKeyFromPeerId(cl.peerId) } catch { fail(`params.inference.clients[${i}].peerId is not an Ed25519 libp2p peer id`) }
+      if (seen.has(cl.peerId)) fail(`inference client ${cl.peerId} is listed twice or is a member`)
+      seen.add(cl.peerId)
+    }
+  }
   const sorted = [...(members as Member[])].map(x => ({ peerId: x.peerId, name: x.name })).sort((a, b) => a.peerId < b.peerId ? -1 : 1)
   return { version: 1, name: m.name as string, members: sorted, params: structuredClone(p) }
 }

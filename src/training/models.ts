@@ -13,6 +13,11 @@
  *   per-example gradients.
  * - medmesh/resnet18@1 and medmesh/resnet18-gn@1: the usual ResNet-18 for inputs of 64 px and
  *   more: a 7×7 stem with stride 2 and a 3×3 max pooling with stride 2, then the same stages.
+ * - medmesh/he-cnn@1: made for encrypted inference (src/inference/he-layout.ts): one 7×7
+ *   convolution with stride 3 and 4 filters, x², a 64-unit dense layer, x², a dense layer and a
+ *   softmax; only additions and multiplications before the softmax, so that CKKS evaluates it
+ *   within depth 5. 28×28 grayscale only. x² is tf.layers.multiply of a tensor with itself, a
+ *   standard layer, so that the export loads with plain TF.js.
  *
  * Every model takes height × width × channels (1 or 3) images, as the manifest pins them.
  * The weights travel as one flat Float32Array in `model.getWeights()` order.
@@ -116,6 +121,22 @@ function cnnGroupNorm (s: ModelSpec): tfl.LayersModel {
   })
 }
 
+/** The sizes of medmesh/he-cnn (the encrypted path reads them from here). */
+export const HE_CNN = { filters: 4, hidden: 64, kernel: 7, stride: 3 } as const
+
+function heCnn (s: ModelSpec): tfl.LayersModel {
+  if (s.height !== 28 || s.width !== 28 || s.channels !== 1) throw new Error(`medmesh/he-cnn takes 28×28 grayscale images (its encrypted layout is fixed), not ${s.height}×${s.width}×${s.channels}`)
+  const init = (k: number) => tfl.initializers.glorotUniform({ seed: s.seed + k })
+  const square = (x: tfl.SymbolicTensor): tfl.SymbolicTensor => tfl.layers.multiply({}).apply([x, x]) as tfl.SymbolicTensor
+  const input = tfl.input({ shape: [28, 28, 1] })
+  let x = tfl.layers.conv2d({ filters: HE_CNN.filters, kernelSize: HE_CNN.kernel, strides: HE_CNN.stride, padding: 'valid', kernelInitializer: init(1) }).apply(input) as tfl.SymbolicTensor
+  x = square(x)
+  x = tfl.layers.flatten().apply(x) as tfl.SymbolicTensor
+  x = square(tfl.layers.dense({ units: HE_CNN.hidden, kernelInitializer: init(2) }).apply(x) as tfl.SymbolicTensor)
+  const out = tfl.layers.dense({ units: s.classes, activation: 'softmax', kernelInitializer: init(3) }).apply(x) as tfl.SymbolicTensor
+  return tfl.model({ inputs: input, outputs: out, name: 'he_cnn' })
+}
+
 /** Logistic regression on the pixels: a baseline, and a model small enough for soak tests. */
 function linear (s: ModelSpec): tfl.LayersModel {
   return tfl.sequential({
@@ -169,6 +190,7 @@ export function buildModel (spec: ModelSpec): tfl.LayersModel {
     case 'medmesh/resnet18': return resnet18(spec, 'batch', 'imagenet')
     case 'medmesh/resnet18-gn': return resnet18(spec, 'group', 'imagenet')
     case 'medmesh/linear': return linear(spec)
+    case 'medmesh/he-cnn': return heCnn(spec)
     default: throw new Error(`unknown model '${String(spec.id)}': known models are ${MODEL_IDS.join(', ')}`)
   }
 }

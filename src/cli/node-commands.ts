@@ -70,6 +70,9 @@ create options:
   --seed N                seed of the initial weights (default 1)
   --image-size N          square input size (default 28)   --channels 1|3 (default 1)   --classes N (default 2)
   --class-names A,B,...   the classes' names in label order (a member whose data names them otherwise is refused)
+  --inference-client PEERID=NAME
+                          a peer outside the consortium (a clinic, from 'medmesh init') allowed to
+                          query its model by encrypted inference (repeatable; members always may)
   --lr-schedule S         constant | cosine | step (default constant)   --schedule-rounds R (default 10)
   --epochs E              local epochs per round (default 1)   --batch-size B (default 32)
   --learning-rate LR      (default 0.001)   --class-weighting balanced|none (default balanced)
@@ -112,7 +115,7 @@ export async function manifest (args: string[], out: Out = stdout): Promise<numb
 
 async function manifestCreate (args: string[], out: Out): Promise<number> {
   const { values } = parse(args, {
-    name: { type: 'string' }, member: { type: 'string', multiple: true }, out: { type: 'string' }, model: { type: 'string' }, seed: { type: 'string' },
+    name: { type: 'string' }, member: { type: 'string', multiple: true }, 'inference-client': { type: 'string', multiple: true }, out: { type: 'string' }, model: { type: 'string' }, seed: { type: 'string' },
     'image-size': { type: 'string' }, classes: { type: 'string' }, 'class-names': { type: 'string' }, threshold: { type: 'string' }, quorum: { type: 'string' }, 'min-participants': { type: 'string' },
     'phase-ms': { type: 'string' }, 'round-ms': { type: 'string' }, aggregation: { type: 'string' }, 'server-lr': { type: 'string' },
     'dp-epsilon': { type: 'string' }, 'dp-delta': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' },
@@ -120,11 +123,13 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string' }
   })
   if (values.name === undefined || values.out === undefined) throw new UsageError('--name and --out are required')
-  const members = ((values.member ?? []) as string[]).map(s => {
+  const named = (flag: string, list: unknown) => ((list ?? []) as string[]).map(s => {
     const i = s.indexOf('=')
-    if (i < 1) throw new UsageError(`--member must be PEERID=NAME, got '${s}'`)
+    if (i < 1) throw new UsageError(`--${flag} must be PEERID=NAME, got '${s}'`)
     return { peerId: s.slice(0, i), name: s.slice(i + 1) }
   })
+  const members = named('member', values.member)
+  const inferenceClients = named('inference-client', values['inference-client'])
   const num = (v: string | undefined, name: string): number | undefined => {
     if (v === undefined) return undefined
     const n = Number(v)
@@ -136,7 +141,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
   const eps = num(values['dp-epsilon'], 'dp-epsilon')
   const { manifest: m, parameters } = await setup.createManifest(values.out, {
     name: values.name, members, model: modelId as never, seed: num(values.seed, 'seed'), imageSize: num(values['image-size'], 'image-size'), classes: num(values.classes, 'classes'),
-    classNames: values['class-names'] === undefined ? undefined : (values['class-names'] as string).split(',').map(s => s.trim()),
+    classNames: values['class-names'] === undefined ? undefined : (values['class-names'] as string).split(',').map(s => s.trim()), inferenceClients,
     channels: num(values.channels, 'channels'), schedule: values['lr-schedule'], scheduleRounds: num(values['schedule-rounds'], 'schedule-rounds'), patience: num(values.patience, 'patience'),
     epochs: num(values.epochs, 'epochs'), batchSize: num(values['batch-size'], 'batch-size'), learningRate: num(values['learning-rate'], 'learning-rate'), classWeighting: values['class-weighting'] as never,
     threshold: num(values.threshold, 'threshold'), quorum: num(values.quorum, 'quorum'), minParticipants: num(values['min-participants'], 'min-participants'),
@@ -151,7 +156,7 @@ const NODE_FLAGS = {
   'data-dir': { type: 'string' }, listen: { type: 'string', multiple: true }, announce: { type: 'string', multiple: true }, bootstrap: { type: 'string', multiple: true },
   http: { type: 'string' }, dataset: { type: 'string' }, shard: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
   'learning-rate': { type: 'string' }, rounds: { type: 'string' }, psk: { type: 'string' }, 'log-level': { type: 'string' }, 'log-format': { type: 'string' }, 'min-peers': { type: 'string' },
-  'training-workers': { type: 'string' }
+  'training-workers': { type: 'string' }, 'inference-listen': { type: 'string', multiple: true }, 'inference-per-minute': { type: 'string' }
 } as const
 
 function flagLayer (values: Record<string, unknown>): Partial<Record<keyof NodeConfig, unknown>> {
@@ -159,7 +164,7 @@ function flagLayer (values: Record<string, unknown>): Partial<Record<keyof NodeC
   return {
     listen: values.listen, announce: values.announce, bootstrap: values.bootstrap, http: values.http, dataset: values.dataset, shard: values.shard,
     epochs: n('epochs'), batchSize: n('batch-size'), learningRate: n('learning-rate'), rounds: n('rounds'), pskFile: values.psk, logLevel: values['log-level'], logFormat: values['log-format'], minPeers: n('min-peers'),
-    trainingWorkers: n('training-workers')
+    trainingWorkers: n('training-workers'), inferenceListen: values['inference-listen'], inferencePerMinute: n('inference-per-minute')
   }
 }
 
@@ -180,6 +185,10 @@ Node options (also settable in config.json or as MEDMESH_* environment variables
   --psk FILE              libp2p pre-shared network key (@libp2p/pnet)
   --min-peers N           members to wait for before the first round (default: threshold - 1)
   --training-workers W    worker threads that train, each batch split among them (default: one per core)
+  --inference-listen MULTIADDR
+                          serve encrypted inference of the consortium's he-cnn on this address
+                          (repeatable; its own peer id, logged at start; default: not served)
+  --inference-per-minute N  queries per client a minute (default 60; a session counts 10)
   --log-level LEVEL       debug | info | warn | error
   --log-format F          pretty | json | auto (default auto: pretty on a terminal, one JSON
                           object per line otherwise, e.g. under systemd or in a pipe)`
@@ -222,6 +231,39 @@ export async function start (args: string[]): Promise<number> {
     // a socket a peer never closed must not keep a stopped node's process alive (unref: only if something still holds it)
     setTimeout(() => process.exit(code), 300).unref()
     return code
+  })
+}
+
+export const serveHelp = `Usage: medmesh serve --data-dir DIR [--inference-listen MULTIADDR ...] [--inference-per-minute N]
+
+Serve encrypted inference of the consortium's chosen certified model (medmesh/he-cnn) from a
+member's data directory, without taking part in rounds: for a consortium whose training is done,
+or a member that keeps its inference apart from its training node. The listener's address
+(its own peer id, DIR/inference.key) is printed; clients the manifest lists and members may ask.
+Addresses and the rate default to the node's config (inferenceListen, inferencePerMinute); stops
+on SIGINT or SIGTERM. 'medmesh start' serves the same while it trains, when inferenceListen is set.`
+
+export async function serve (args: string[], out: Out = stdout): Promise<number> {
+  const { values } = parse(args, { 'data-dir': { type: 'string' }, 'inference-listen': { type: 'string', multiple: true }, 'inference-per-minute': { type: 'string' }, 'log-level': { type: 'string' }, 'log-format': { type: 'string' } })
+  return await guarded(async () => {
+    const dataDir = dataDirOf(values['data-dir'])
+    const config = resolveConfig(dataDir, flagLayer(values))
+    if (config.inferenceListen.length === 0) throw new UsageError('give --inference-listen MULTIADDR (or set inferenceListen in the config)')
+    const { DataDir } = await import('../node/datadir.ts')
+    const { createLogger } = await import('../node/logger.ts')
+    const { createInferenceHolder, servedModel } = await import('../node/inference/holder.ts')
+    const manifest = new DataDir(dataDir).manifest()
+    const served = servedModel(dataDir)
+    if (typeof served === 'string') throw new ConfigError(served)
+    const log = createLogger(config.logLevel, 'medmesh', config.logFormat)
+    // the data directory is read again at most every 10 s: a node training beside it may certify a better model
+    const holder = await createInferenceHolder({ dataDir, manifest, listen: config.inferenceListen, log, options: { perMinute: config.inferencePerMinute }, version: () => Math.floor(Date.now() / 10_000) })
+    await holder.start()
+    out(`serving round ${served.round} (state ${served.stateHash.slice(0, 16)}) of '${manifest.name}' on:`)
+    for (const a of holder.addresses()) out(`  ${a}`)
+    await new Promise<void>(resolve => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve) })
+    await holder.stop()
+    return EXIT.ok
   })
 }
 

@@ -42,6 +42,10 @@ export interface NodeConfig {
   simulationSeed: string | null
   /** worker threads that train, each step's batch split among them (null: one per core of this machine) */
   trainingWorkers: number | null
+  /** addresses of the encrypted-inference listener (its own peer id, see datadir.ts); empty: not served */
+  inferenceListen: string[]
+  /** queries each client may make a minute (opening a session counts ten) */
+  inferencePerMinute: number
 }
 
 export class ConfigError extends Error {
@@ -65,12 +69,14 @@ export const DEFAULTS: Omit<NodeConfig, 'dataDir'> = {
   minPeers: 0,
   deny: [],
   simulationSeed: null,
-  trainingWorkers: null
+  trainingWorkers: null,
+  inferenceListen: [],
+  inferencePerMinute: 60
 }
 
 type Layer = Partial<Record<keyof NodeConfig, unknown>>
-const LISTS = new Set(['listen', 'announce', 'bootstrap'])
-const NUMBERS = new Set(['epochs', 'batchSize', 'learningRate', 'rounds', 'minPeers', 'trainingWorkers'])
+const LISTS = new Set(['listen', 'announce', 'bootstrap', 'inferenceListen'])
+const NUMBERS = new Set(['epochs', 'batchSize', 'learningRate', 'rounds', 'minPeers', 'trainingWorkers', 'inferencePerMinute'])
 
 /** Environment variables MEDMESH_<UPPER_SNAKE_NAME>. */
 export function envLayer (env: NodeJS.ProcessEnv): Layer {
@@ -124,6 +130,7 @@ export function validateConfig (c: Record<string, unknown>): NodeConfig {
   const override = (key: string, integer: boolean, min: number): void => { if (c[key] !== null) positive(key, integer, min) }
   override('epochs', false, 0.01); override('batchSize', true, 1); override('learningRate', false, 1e-9); positive('rounds', true, 0); positive('minPeers', true, 0)
   override('trainingWorkers', true, 1)
+  positive('inferencePerMinute', true, 1)
   if (c.trainingWorkers !== null && (c.trainingWorkers as number) > 256) throw new ConfigError(`trainingWorkers must be at most 256, got ${String(c.trainingWorkers)}`)
   if (typeof c.http !== 'string' || !(c.http === 'off' || /^[\w.-]+:\d{1,5}$/.test(c.http))) throw new ConfigError(`http must be host:port or 'off', got '${String(c.http)}'`)
   if (typeof c.dataset !== 'string' || c.dataset.length === 0) throw new ConfigError('dataset must be a path')

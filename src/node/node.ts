@@ -40,6 +40,7 @@ export class MedmeshNode {
   #host!: MedmeshHost
   #services!: Services
   #site!: TrainingSite
+  #inference: Startable | null = null
   #stopping: Promise<void> | null = null
   readonly #stopped = Promise.withResolvers<void>()
 
@@ -81,6 +82,11 @@ export class MedmeshNode {
     training.statisticsCertified(restored.ledger.statistics)
     for (const s of Object.values(this.#services) as Startable[]) if (s !== ticker) await s.start()
     await tagMembers(this.#host, manifest, this.identity.peerId)
+    if (config.inferenceListen.length > 0) {
+      const { createInferenceHolder } = await import('./inference/holder.ts')
+      this.#inference = await createInferenceHolder({ dataDir: config.dataDir, manifest, listen: config.inferenceListen, log, options: { perMinute: config.inferencePerMinute }, version: () => this.#peer.ledger.entries.length })
+      await this.#inference.start()
+    }
     log.info({ addresses: this.#host.getMultiaddrs().map(a => a.toString()) }, 'listening')
     // a node restarted after it finished says so now, not after waiting for members it no longer needs
     if (stopPolicy.check()) return
@@ -240,7 +246,7 @@ export class MedmeshNode {
     if (round !== undefined) try { this.#store.saveRound(round, 'stopped') } catch {}
     // the training workers first: a node that stops does not wait for a training step to end
     await within(STOP_MS, this.#site?.close())
-    await within(STOP_MS, (async () => { for (const s of (Object.values(this.#services ?? {}) as Startable[]).reverse()) try { await s.stop() } catch {} })())
+    await within(STOP_MS, (async () => { for (const s of [this.#inference, ...(Object.values(this.#services ?? {}) as Startable[]).reverse()]) try { await s?.stop() } catch {} })())
     // libp2p closes its connections politely; a peer that does not answer must not hold the stop up
     await within(STOP_MS, Promise.resolve(this.#host?.stop()))
     this.log.info('stopped')

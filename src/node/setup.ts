@@ -45,6 +45,8 @@ export interface ManifestOptions {
   classes?: number
   /** the classes' names, in label order (default: none in the manifest) */
   classNames?: string[]
+  /** peers outside the consortium allowed to query its model by encrypted inference */
+  inferenceClients?: Array<{ peerId: string, name: string }>
   threshold?: number
   quorum?: number
   minParticipants?: number
@@ -97,6 +99,7 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
     learningRate: o.learningRate ?? t.learningRate, classWeighting: o.classWeighting ?? t.classWeighting
   }
   params.validation.patience = o.patience ?? params.validation.patience
+  if (o.inferenceClients !== undefined && o.inferenceClients.length > 0) params.inference = { clients: o.inferenceClients }
   if (o.dp !== undefined) params.dp = { enabled: true, epsilon: o.dp.epsilon, delta: o.dp.delta ?? 1e-5, noiseMultiplier: o.dp.noise ?? 0, clipNorm: o.dp.clip ?? 1.0 }
   const manifest = validateManifest({ version: 1, name: o.name, members: o.members, params })
   atomicWrite(file, JSON.stringify({ manifest, signatures: {} }, null, 2) + '\n', 0o644)

@@ -23,7 +23,7 @@ export { freePorts }
 export interface Cluster { root: string, dirs: string[], ids: string[], p2p: number[], http: number[], manifest: string }
 
 /** init, manifest create + sign, join: n nodes ready to start. */
-export async function makeCluster (n: number, opts: { threshold: number, rounds: number, phaseMs?: number, epochs?: number, extra?: string[], prepare?: (dirs: string[]) => void, bootstrapOf?: (i: number) => number[] }): Promise<Cluster> {
+export async function makeCluster (n: number, opts: { threshold: number, rounds: number, phaseMs?: number, epochs?: number, extra?: string[], manifestArgs?: string[], prepare?: (dirs: string[]) => void, bootstrapOf?: (i: number) => number[] }): Promise<Cluster> {
   const root = mkdtempSync(join(tmpdir(), 'medmesh-cluster-'))
   const dirs = Array.from({ length: n }, (_, i) => join(root, `node${i}`))
   opts.prepare?.(dirs)
@@ -34,7 +34,7 @@ export async function makeCluster (n: number, opts: { threshold: number, rounds:
   })
   const manifest = join(root, 'manifest.json')
   const created = cli('manifest', 'create', '--name', 'test consortium', ...ids.flatMap((id, i) => ['--member', `${id}=hospital ${i}`]),
-    '--threshold', String(opts.threshold), '--phase-ms', String(opts.phaseMs ?? 4000), '--round-ms', '60000', '--out', manifest)
+    '--threshold', String(opts.threshold), '--phase-ms', String(opts.phaseMs ?? 4000), '--round-ms', '60000', ...(opts.manifestArgs ?? []), '--out', manifest)
   if (created.status !== 0) throw new Error(`manifest create failed: ${created.stderr}`)
   for (const d of dirs) { const r = cli('manifest', 'sign', '--data-dir', d, manifest); if (r.status !== 0) throw new Error(r.stderr) }
   const [p2p, http] = [await freePorts(n), await freePorts(n)]

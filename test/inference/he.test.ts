@@ -80,6 +80,19 @@ test('encrypted scores match the plain ones; the answer sits at the last level',
   } finally { session.delete() }
 })
 
+test('answers are re-randomised: the same query twice gives other bytes, the same scores', () => {
+  const session = model.openSession(client.evaluationKeys(2))
+  try {
+    const q = client.encryptImage(normalised(images(1, 4)[0]))
+    const [a, b] = [model.evaluate(session, q), model.evaluate(session, q)]
+    assert.not.equal(Buffer.from(a).equals(Buffer.from(b)), true)
+    const [sa, sb] = [client.decryptScores(a, 2), client.decryptScores(b, 2)]
+    for (let k = 0; k < 2; k++) assert.ok(Math.abs(sa[k] - sb[k]) < 1e-3, `${sa[k]} vs ${sb[k]}`)
+    // what the clinic sends: the public, relinearisation and Galois keys, never the secret key
+    assert.equal(Object.keys(client.evaluationKeys(2)).sort(), ['galoisKeys', 'publicKey', 'relinKeys'])
+  } finally { session.delete() }
+})
+
 test('refused before SEAL evaluates: wrong Galois steps, garbage, a ciphertext at another level or scale, oversize', () => {
   const keys = client.evaluationKeys(2)
   const fewer = new HeModel(suite, splitWeights(weights, shape))

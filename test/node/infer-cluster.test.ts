@@ -52,7 +52,8 @@ test('a listed clinic\'s encrypted predictions match the member\'s plaintext one
     for (const [i, p] of encrypted.predictions.entries()) {
       const q = plain.predictions[i]
       assert.is(p.file, q.file)
-      assert.is(p.predicted, q.predicted)
+      // the same class, unless the plaintext model itself is within CKKS's error of undecided
+      if (Math.abs(Math.max(...Object.values(q.probabilities as Record<string, number>)) - 0.5) > 0.01) assert.is(p.predicted, q.predicted)
       for (const k of Object.keys(q.probabilities)) assert.ok(Math.abs(p.probabilities[k] - q.probabilities[k]) < 1e-2, `${p.file} ${k}: ${p.probabilities[k]} vs ${q.probabilities[k]}`)
     }
     const text = await cliAsync('infer', '--encrypted', '--peer', address, '--identity', clinicDir, join(folder, 'img0.png'))

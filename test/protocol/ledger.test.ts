@@ -73,6 +73,13 @@ test('manifests: validated field by field, signed by every founding member', () 
   bad(m => { m.members[0].peerId = 'Qm-not-a-key' }, /Ed25519/)
   bad(m => { m.params.quantization.scale = 2 ** 30; m.params.quantization.clip = 2 ** 10 }, /quantization/)
   bad(m => { m.params.aggregation.rule = 'median' }, /rule/)
+  // encrypted inference's clients: Ed25519 peer ids with names, none a member, nothing else
+  const clinic = NodeIdentity.generate().peerId
+  assert.equal(validateManifest({ ...structuredClone(manifest), params: { ...structuredClone(manifest.params), inference: { clients: [{ peerId: clinic, name: 'clinic' }] } } }).params.inference, { clients: [{ peerId: clinic, name: 'clinic' }] })
+  bad(m => { m.params.inference = { clients: [{ peerId: m.members[0].peerId, name: 'x' }] } }, /inference client .* is listed twice or is a member/)
+  bad(m => { m.params.inference = { clients: [{ peerId: 'Qm-not-a-key', name: 'x' }] } }, /inference\.clients\[0\]\.peerId is not an Ed25519/)
+  bad(m => { m.params.inference = { clients: [{ peerId: clinic, name: 'x', role: 'admin' }] } }, /must be \{ peerId, name \}/)
+  bad(m => { m.params.inference = { clients: [], open: true } }, /params\.inference must be/)
   // the local recipe is the consortium's: every field checked
   bad(m => { m.params.training.epochs = 0 }, /training\.epochs/)
   bad(m => { m.params.training.batchSize = 2.5 }, /training\.batchSize/)

@@ -47,6 +47,7 @@ export function createInferenceService (c: InferenceComponents, o: InferenceOpti
   const admission = new Admission({ perMinute: o.perMinute ?? INFERENCE_DEFAULTS.perMinute, sessionMs: o.sessionMs ?? INFERENCE_DEFAULTS.sessionMs, maxSessions: o.maxSessions ?? INFERENCE_DEFAULTS.maxSessions, now: o.now })
   let running = false
   let sweep: NodeJS.Timeout | undefined
+  const keyUploads = new Set<string>()
 
   const refuse = async (channel: Channel, reason: string): Promise<void> => {
     try { await sendFramed(channel, { ok: false, e: reason }) } catch { channel.abort(new Error(reason)) }
@@ -76,9 +77,6 @@ export function createInferenceService (c: InferenceComponents, o: InferenceOpti
       log('inference info served')
       return await sendFramed(channel, { ok: true, info: i })
     }
-    const cost = req.op === 'keys' ? SESSION_COST : 1
-    const charged = admission.charge(remote, cost)
-    if (!charged.ok) return await refused(charged.reason)
     const m = await current()
     if (typeof m === 'string') return await refused(m)
     if (req.op === 'keys') {
@@ -109,9 +107,22 @@ export function createInferenceService (c: InferenceComponents, o: InferenceOpti
       return
     }
     let request: { header: InferRequest, body: Uint8Array }
+    let uploading = false
     try {
-      request = await readFramed(channel, HEADER_BYTES, parseRequest, requestBodyLength)
+      // the rate is charged on the header, before a body is allocated: a client over its rate,
+      // or one already sending keys, costs the holder no more than a header
+      request = await readFramed(channel, HEADER_BYTES, parseRequest, h => {
+        if (h.op === 'info') return 0
+        const charged = admission.charge(remote, h.op === 'keys' ? SESSION_COST : 1)
+        if (!charged.ok) throw new Error(charged.reason)
+        if (h.op === 'keys') {
+          if (keyUploads.has(remote)) throw new Error('already sending keys on another stream')
+          keyUploads.add(remote); uploading = true
+        }
+        return requestBodyLength(h)
+      })
     } catch (e) {
+      if (uploading) keyUploads.delete(remote)
       c.log.warn({ peer: remote, client }, `inference request refused: ${(e as Error).message}`)
       await refuse(channel, (e as Error).message)
       return
@@ -121,6 +132,8 @@ export function createInferenceService (c: InferenceComponents, o: InferenceOpti
     } catch (e) {
       c.log.warn({ peer: remote, client }, `inference request failed: ${(e as Error).message}`)
       channel.abort(e as Error)
+    } finally {
+      if (uploading) keyUploads.delete(remote)
     }
   }
 

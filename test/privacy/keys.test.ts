@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert'
 import { throwsA } from '../helpers/assert.ts'
 import { hkdf } from '@noble/hashes/hkdf.js'
 import { sha256 } from '@noble/hashes/sha2.js'
+import { x25519 } from '@noble/curves/ed25519.js'
 import {
   x25519PublicKey, x25519SharedSecret, generateX25519KeyPair, deriveKey, hkdfInfo, agreeKey, KEY_PURPOSES,
   seededRandom, InvalidArgumentError
@@ -17,6 +18,17 @@ test('X25519 matches RFC 7748 section 6.1', () => {
   const shared = '4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742'
   assert.is(toHex(x25519SharedSecret(a, x25519PublicKey(b))), shared)
   assert.is(toHex(x25519SharedSecret(b, x25519PublicKey(a))), shared)
+})
+
+test('X25519 equals @noble/curves on random keys, and on public keys with the top bit set (RFC 7748: ignored)', () => {
+  const rng = seededRandom(testSeed(7))
+  for (let i = 0; i < 50; i++) {
+    const a = generateX25519KeyPair(rng); const b = generateX25519KeyPair(rng)
+    assert.is(toHex(a.publicKey), toHex(x25519.getPublicKey(a.secretKey)))
+    assert.is(toHex(x25519SharedSecret(a.secretKey, b.publicKey)), toHex(x25519.getSharedSecret(a.secretKey, b.publicKey)))
+    const high = Uint8Array.from(b.publicKey); high[31] |= 0x80
+    assert.is(toHex(x25519SharedSecret(a.secretKey, high)), toHex(x25519.getSharedSecret(a.secretKey, high)))
+  }
 })
 
 test('low-order X25519 public keys are refused', () => {

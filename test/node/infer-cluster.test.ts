@@ -34,8 +34,10 @@ test('a listed clinic\'s encrypted predictions match the member\'s plaintext one
     let printed = ''
     server.stdout!.on('data', (b: Buffer) => { printed += b.toString() })
     server.stderr!.on('data', (b: Buffer) => { printed += b.toString() })
-    await waitFor(() => /\/p2p\//.test(printed), 60_000, 'medmesh serve to print its address')
-    const address = printed.split('\n').map(l => l.trim()).find(l => l.startsWith(`/ip4/127.0.0.1/tcp/${servePort}/p2p/`))!
+    // its log line (JSON, which also names the address) may come before the lines it prints
+    const addressLine = (): string | undefined => printed.split('\n').map(l => l.trim()).find(l => l.startsWith(`/ip4/127.0.0.1/tcp/${servePort}/p2p/`))
+    await waitFor(() => addressLine() !== undefined, 60_000, 'medmesh serve to print its address')
+    const address = addressLine()!
     assert.match(printed, /serving round \d+ \(state [0-9a-f]{16}\) of 'test consortium'/)
 
     const test = loadMedMnist(BUNDLED_PNEUMONIAMNIST).test!

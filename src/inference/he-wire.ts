@@ -63,12 +63,6 @@ export function parseRequest (v: unknown): InferRequest {
 
 export const requestBodyLength = (r: InferRequest): number => r.op === 'keys' ? r.pk + r.rk + r.gk : r.op === 'query' ? r.n : 0
 
-export type InferResponse =
-  | { ok: true, info: ServedInfo }
-  | { ok: true, s: Uint8Array, exp: number }
-  | { ok: true, n: number, round: number, state: string }
-  | { ok: false, e: string }
-
 const num = (v: unknown, what: string): number => {
   if (typeof v !== 'number' || !Number.isFinite(v)) reject('malformed', `${what} must be a number`)
   return v as number

@@ -37,9 +37,23 @@ export class DataDir {
   init (): NodeIdentity {
     ensureDir(this.root)
     if (existsSync(this.path('identity.key'))) throw new DataDirError(`${this.root} already holds an identity; refusing to overwrite it`)
+    return this.#writeKey(this.path('identity.key'))
+  }
+
+  /** A new Ed25519 seed written as hex (mode 0600); its identity. */
+  #writeKey (file: string): NodeIdentity {
     const identity = NodeIdentity.generate()
-    atomicWrite(this.path('identity.key'), Buffer.from(identity.exportSeed()).toString('hex') + '\n', 0o600)
+    atomicWrite(file, Buffer.from(identity.exportSeed()).toString('hex') + '\n', 0o600)
     return identity
+  }
+
+  /** The identity of a key file written by #writeKey, or null when there is none. */
+  #readKey (file: string): NodeIdentity | null {
+    const raw = readIfExists(file)
+    if (raw === null) return null
+    const text = raw.toString('utf8').trim()
+    if (!/^[0-9a-f]{64}$/.test(text)) throw new DataDirError(`${file} is not a 32-byte hex key`)
+    return NodeIdentity.fromSeed(Uint8Array.from(Buffer.from(text, 'hex')))
   }
 
   /** Remove temporary files a crash left behind (the real files were never touched: see atomicWrite). */
@@ -62,11 +76,9 @@ export class DataDir {
   hasIdentity (): boolean { return existsSync(this.path('identity.key')) }
 
   identity (): NodeIdentity {
-    const raw = readIfExists(this.path('identity.key'))
-    if (raw === null) throw new DataDirError(`no identity in ${this.root}: run 'medmesh init --data-dir ${this.root}' first`)
-    const text = raw.toString('utf8').trim()
-    if (!/^[0-9a-f]{64}$/.test(text)) throw new DataDirError(`${this.path('identity.key')} is not a 32-byte hex key`)
-    return NodeIdentity.fromSeed(Uint8Array.from(Buffer.from(text, 'hex')))
+    const identity = this.#readKey(this.path('identity.key'))
+    if (identity === null) throw new DataDirError(`no identity in ${this.root}: run 'medmesh init --data-dir ${this.root}' first`)
+    return identity
   }
 
   /**
@@ -75,10 +87,7 @@ export class DataDir {
    */
   inferenceIdentity (): NodeIdentity {
     const file = this.path('inference.key')
-    if (!existsSync(file)) atomicWrite(file, Buffer.from(NodeIdentity.generate().exportSeed()).toString('hex') + '\n', 0o600)
-    const text = (readIfExists(file) ?? '').toString('utf8').trim()
-    if (!/^[0-9a-f]{64}$/.test(text)) throw new DataDirError(`${file} is not a 32-byte hex key`)
-    return NodeIdentity.fromSeed(Uint8Array.from(Buffer.from(text, 'hex')))
+    return this.#readKey(file) ?? this.#writeKey(file)
   }
 
   saveManifest (signed: SignedManifest): void {

@@ -48,3 +48,15 @@ export function pngOf (w: number, h: number, gray: ArrayLike<number>): Buffer {
   for (let i = 0; i < w * h; i++) png.data.set([gray[i], gray[i], gray[i], 255], 4 * i)
   return PNG.sync.write(png)
 }
+
+/** xorshift: a test's random images are the same on every run */
+export function xorshift (seed: number): () => number {
+  let s = seed >>> 0 || 1
+  return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 2 ** 32 }
+}
+
+/** n images of uniform noise, `px` bytes each, from `seed` */
+export function noiseImages (n: number, seed: number, px = 784): Uint8Array[] {
+  const r = xorshift(seed)
+  return Array.from({ length: n }, () => Uint8Array.from({ length: px }, () => Math.floor(r() * 256)))
+}

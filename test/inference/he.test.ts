@@ -2,6 +2,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { throwsA } from '../helpers/assert.ts'
+import { noiseImages } from '../helpers/images.ts'
 import { selectBackend } from '../../src/training/backend.ts'
 import { buildModel, flattenWeights, HE_CNN, type ModelSpec } from '../../src/training/models.ts'
 import { predictWith } from '../../src/training/predict.ts'
@@ -14,14 +15,7 @@ const norm = { mean: [0.45], std: [0.25] }
 const spec: ModelSpec = { id: 'medmesh/he-cnn', height: 28, width: 28, channels: 1, classes: 2, seed: 11 }
 const shape: HeShape = { filters: HE_CNN.filters, hidden: HE_CNN.hidden, classes: 2 }
 
-function rng (seed: number): () => number {
-  let s = seed >>> 0 || 1
-  return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 2 ** 32 }
-}
-function images (n: number, seed: number): Uint8Array[] {
-  const r = rng(seed)
-  return Array.from({ length: n }, () => Uint8Array.from({ length: 784 }, () => Math.floor(r() * 256)))
-}
+const images = noiseImages
 const normalised = (img: Uint8Array): Float32Array => Float32Array.from(img, v => (v / 255 - norm.mean[0]) / norm.std[0])
 
 let suite: CkksSuite

@@ -24,6 +24,7 @@ import { InferRefused } from '../../src/inference/he-wire.ts'
 import type { ServedModel } from '../../src/node/inference/service.ts'
 import { recordingLogger, type LogLine } from './services/stubs.ts'
 import { testSeed } from '../helpers/bytes.ts'
+import { noiseImages } from '../helpers/images.ts'
 
 const [memberA, memberB, clinicId, stranger, heavy] = [1, 2, 3, 4, 5].map(i => NodeIdentity.fromSeed(testSeed(40 + i)))
 const manifest = validateManifest({
@@ -33,11 +34,7 @@ const manifest = validateManifest({
 const norm = { mean: [0.45], std: [0.25] }
 const spec = { id: 'medmesh/he-cnn' as const, height: 28, width: 28, channels: 1, classes: 2, seed: 5 }
 
-function rng (seed: number): () => number {
-  let s = seed >>> 0 || 1
-  return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 2 ** 32 }
-}
-const images = (n: number, seed: number): Uint8Array[] => { const r = rng(seed); return Array.from({ length: n }, () => Uint8Array.from({ length: 784 }, () => Math.floor(r() * 256))) }
+const images = noiseImages
 
 let dir: string
 let holder: InferenceHolder

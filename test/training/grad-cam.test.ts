@@ -2,6 +2,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { throwsA } from '../helpers/assert.ts'
+import { xorshift } from '../helpers/images.ts'
 import { selectBackend } from '../../src/training/backend.ts'
 import { buildModel, type ModelSpec } from '../../src/training/models.ts'
 import { LocalTrainer } from '../../src/training/trainer.ts'
@@ -12,11 +13,7 @@ import type { ImageDataset } from '../../src/training/data/dataset.ts'
 const SIZE = 28
 const spec = (id: ModelSpec['id'], channels = 1): ModelSpec => ({ id, height: SIZE, width: SIZE, channels, classes: 2, seed: 3 })
 
-/** xorshift: the test's images are the same on every run */
-function rng (seed: number): () => number {
-  let s = seed >>> 0 || 1
-  return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 2 ** 32 }
-}
+const rng = xorshift
 
 /** Noise, with a bright 7×7 square at (y, x) when given. */
 function picture (r: () => number, channels: number, square?: [number, number]): Uint8Array {

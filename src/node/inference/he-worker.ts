@@ -6,7 +6,7 @@
 import { parentPort } from 'node:worker_threads'
 import { CkksSuite } from '../../inference/ckks.ts'
 import { HeModel, type HeSession } from '../../inference/he-model.ts'
-import { splitWeights, type HeShape } from '../../inference/he-layout.ts'
+import { splitWeights } from '../../inference/he-layout.ts'
 import type { EngineReply, EngineRequest } from './he-engine.ts'
 
 const port = parentPort
@@ -20,7 +20,7 @@ function handle (m: EngineRequest): EngineReply {
     case 'model': {
       if (model?.key !== m.key) {
         model?.he.delete()
-        model = { key: m.key, he: new HeModel(suite, splitWeights(m.weights, m.shape as HeShape)) }
+        model = { key: m.key, he: new HeModel(suite, splitWeights(m.weights, m.shape)) }
       }
       return { id: m.id, ok: true }
     }

@@ -54,7 +54,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
       dp: s.dp === null ? null : { noiseMultiplier: s.dp.noise, clipNorm: s.dp.clip, plannedRounds: rounds }
     }
     sites.push(await Site.open(spec, { ...hospitalData(s, i), test: null }, {
-      epochs: s.training.epochs, batchSize: s.training.batchSize, learningRate: s.training.learningRate, classWeighting: s.training.classWeighting, seed: s.seedBytes(100 + i), budget: s.dp === null ? null : new PrivacyBudget(s.dp.epsilon, 1e-5),
+      epochs: s.training.epochs, batchSize: s.training.batchSize, learningRate: s.training.learningRate, classWeighting: s.training.classWeighting, priorCorrection: s.training.priorCorrection, seed: s.seedBytes(100 + i), budget: s.dp === null ? null : new PrivacyBudget(s.dp.epsilon, 1e-5),
       // a simulation repeats: DP noise from the run's seed (real nodes draw it from the CSPRNG)
       noiseRandom: seededRandom(s.seedBytes(500 + i))
     }))

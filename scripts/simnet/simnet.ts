@@ -59,6 +59,8 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --model ID           ${MODEL_IDS.join(' | ')} (default medmesh/cnn-small)
   --epochs E           local epochs per round (default ${RECIPE.epochs}; with DP ${DP_RECIPE.epochs})   --batch-size B (default ${RECIPE['batch-size']}; with DP ${DP_RECIPE['batch-size']})
   --learning-rate LR   local Adam learning rate (default ${RECIPE['learning-rate']}; with DP ${DP_RECIPE['learning-rate']})   --class-weighting balanced|none (default balanced)
+  --prior-correction P none | pooled: each hospital's loss corrected for its class mix against the
+                       pooled one (logit adjustment; default none)
   --lr-schedule S      constant | cosine | step, over the rounds (default constant)
   --aggregation RULE   fedavg | fedavgm | fedadam (default ${RECIPE.aggregation}; with DP ${DP_RECIPE.aggregation})   --server-lr X (default 1)
   --momentum B         FedAvgM's momentum, FedAdam's β1 (default ${RECIPE.momentum}; with DP ${DP_RECIPE.momentum})
@@ -93,7 +95,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       'no-baselines': { type: 'boolean', default: false }, 'training-workers': { type: 'string' }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
       latency: { type: 'string', default: '0' }, bandwidth: { type: 'string' }, transport: { type: 'string', default: 'tcp' },
       size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' },
-      'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, aggregation: { type: 'string' },
+      'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, 'prior-correction': { type: 'string', default: 'none' }, aggregation: { type: 'string' },
       'server-lr': { type: 'string', default: '1' }, patience: { type: 'string', default: '0' }, momentum: { type: 'string' },
       compare: { type: 'boolean', default: false }, repeat: { type: 'string' }
     },
@@ -134,6 +136,8 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const learningRate = Number(setting('learning-rate')); const classWeighting = values['class-weighting'] as 'balanced' | 'none'
   if (!(learningRate > 0 && learningRate < 10)) throw new Error('--learning-rate must be a number in (0, 10)')
   if (!['balanced', 'none'].includes(classWeighting)) throw new Error('--class-weighting must be balanced or none')
+  const priorCorrection = values['prior-correction'] as 'none' | 'pooled'
+  if (!['none', 'pooled'].includes(priorCorrection)) throw new Error('--prior-correction must be none or pooled')
   const aggregation = { rule: setting('aggregation') as AggregationRule, serverLr: Number(values['server-lr']), beta1: Number(setting('momentum')) }
   const dpNoise = setting('dp-noise') === 'calibrated' ? 0 : Number(setting('dp-noise')); const dpClip = Number(setting('dp-clip'))
   if (!(dpNoise >= 0) || !(dpClip > 0)) throw new Error('--dp-noise must be a number >= 0 or calibrated, --dp-clip a positive number')
@@ -145,7 +149,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   if (!(Number.isInteger(trainingWorkers) && trainingWorkers >= 1 && trainingWorkers <= 256)) throw new Error('--training-workers must be a whole number in [1, 256]')
   const patience = Number(values.patience)
   if (!(Number.isInteger(patience) && patience >= 0)) throw new Error('--patience must be a whole number')
-  const training: TrainingParams = { schedule: lrSchedule, rounds, epochs, batchSize, learningRate, classWeighting }
+  const training: TrainingParams = { schedule: lrSchedule, rounds, epochs, batchSize, learningRate, classWeighting, ...(priorCorrection === 'none' ? {} : { priorCorrection }) }
   // the learning rate over the rounds, for the baselines as for the hospitals
   const schedule: LrSchedule = lrSchedule === 'constant' ? { kind: 'constant' } : { kind: lrSchedule, rounds }
   if (transport !== 'tcp' && transport !== 'memory') throw new Error('--transport must be tcp or memory')
@@ -269,7 +273,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     `run: medmesh ${fingerprint.version}${fingerprint.commit === null ? '' : ` (commit ${fingerprint.commit.slice(0, 12)})`}, Node ${fingerprint.node}, ${fingerprint.cores} cores, seed ${seed}; command: medmesh simnet ${args.join(' ')}`,
     `transport: ${fed.transport}`,
     `${n} hospitals, ${rounds} rounds, model ${modelId}, ${values.partition} partition${values.partition === 'iid' ? '' : ` (α=${alpha})`}, dropout ${dropout}, seed ${seed}, backend ${backend.name}`,
-    `recipe: ${epochs} local epoch(s) per round, batch ${batchSize}, Adam at ${learningRate}${lrSchedule === 'constant' ? '' : ` (${lrSchedule} over the rounds)`}, class weighting ${classWeighting}, ${aggregation.rule}${aggregation.rule === 'fedavg' ? '' : ` (β ${aggregation.beta1})`}${aggregation.serverLr === 1 ? '' : `, server learning rate ${aggregation.serverLr}`}` +
+    `recipe: ${epochs} local epoch(s) per round, batch ${batchSize}, Adam at ${learningRate}${lrSchedule === 'constant' ? '' : ` (${lrSchedule} over the rounds)`}, class weighting ${classWeighting}${priorCorrection === 'none' ? '' : `, prior correction ${priorCorrection}`}, ${aggregation.rule}${aggregation.rule === 'fedavg' ? '' : ` (β ${aggregation.beta1})`}${aggregation.serverLr === 1 ? '' : `, server learning rate ${aggregation.serverLr}`}` +
       (dpEpsilon === null ? '' : `; DP-SGD at ε ${dpEpsilon}, δ 1e-5 per hospital, clipping norm ${dpClip}, noise ${dpNoise === 0 ? 'calibrated at each hospital to its budget' : `multiplier ${dpNoise}`}`),
     finalFed !== null ? `federated model (round ${chosen + 1}, the best by pooled validation AUC ${records[chosen].validation?.auc.toFixed(3) ?? 'n/a'}) on the test split: ${formatMetrics(finalFed)}` : 'no certified model round',
     ...(centralChosen >= 0 ? [`centralised (pooled data, round ${centralChosen + 1}, the best by validation AUC) on the test split: ${formatMetrics(central[centralChosen]!)}`] : []),

@@ -76,6 +76,7 @@ create options:
   --lr-schedule S         constant | cosine | step (default constant)   --schedule-rounds R (default 10)
   --epochs E              local epochs per round (default 1)   --batch-size B (default 32)
   --learning-rate LR      (default 0.001)   --class-weighting balanced|none (default balanced)
+  --prior-correction none|pooled  each site's loss corrected for its class mix against the pooled one (default none)
   --patience P            stop after P eval rounds without a better validation AUC (default 0: never)
   --threshold T           Shamir threshold (default: a majority)
   --quorum Q              signatures that certify a round (default: the threshold)
@@ -120,7 +121,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     'phase-ms': { type: 'string' }, 'round-ms': { type: 'string' }, aggregation: { type: 'string' }, 'server-lr': { type: 'string' },
     'dp-epsilon': { type: 'string' }, 'dp-delta': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' },
     channels: { type: 'string' }, 'lr-schedule': { type: 'string' }, 'schedule-rounds': { type: 'string' }, patience: { type: 'string' },
-    epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string' }
+    epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string' }, 'prior-correction': { type: 'string' }
   })
   if (values.name === undefined || values.out === undefined) throw new UsageError('--name and --out are required')
   const named = (flag: string, list: unknown) => ((list ?? []) as string[]).map(s => {
@@ -143,7 +144,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     name: values.name, members, model: modelId as never, seed: num(values.seed, 'seed'), imageSize: num(values['image-size'], 'image-size'), classes: num(values.classes, 'classes'),
     classNames: values['class-names'] === undefined ? undefined : (values['class-names'] as string).split(',').map(s => s.trim()), inferenceClients,
     channels: num(values.channels, 'channels'), schedule: values['lr-schedule'], scheduleRounds: num(values['schedule-rounds'], 'schedule-rounds'), patience: num(values.patience, 'patience'),
-    epochs: num(values.epochs, 'epochs'), batchSize: num(values['batch-size'], 'batch-size'), learningRate: num(values['learning-rate'], 'learning-rate'), classWeighting: values['class-weighting'] as never,
+    epochs: num(values.epochs, 'epochs'), batchSize: num(values['batch-size'], 'batch-size'), learningRate: num(values['learning-rate'], 'learning-rate'), classWeighting: values['class-weighting'] as never, priorCorrection: values['prior-correction'] as never,
     threshold: num(values.threshold, 'threshold'), quorum: num(values.quorum, 'quorum'), minParticipants: num(values['min-participants'], 'min-participants'),
     phaseMs: num(values['phase-ms'], 'phase-ms'), roundMs: num(values['round-ms'], 'round-ms'), aggregation: values.aggregation, serverLr: num(values['server-lr'], 'server-lr'),
     dp: eps === undefined ? undefined : { epsilon: eps, delta: num(values['dp-delta'], 'dp-delta'), noise: num(values['dp-noise'], 'dp-noise'), clip: num(values['dp-clip'], 'dp-clip') }

@@ -65,6 +65,7 @@ export interface ManifestOptions {
   batchSize?: number
   learningRate?: number
   classWeighting?: 'balanced' | 'none'
+  priorCorrection?: 'none' | 'pooled'
   /** eval rounds without a better validation AUC that end training (0: never early) */
   patience?: number
 }
@@ -96,7 +97,8 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
   const t = params.training
   params.training = {
     schedule: o.schedule ?? t.schedule, rounds: o.scheduleRounds ?? t.rounds, epochs: o.epochs ?? t.epochs, batchSize: o.batchSize ?? t.batchSize,
-    learningRate: o.learningRate ?? t.learningRate, classWeighting: o.classWeighting ?? t.classWeighting
+    learningRate: o.learningRate ?? t.learningRate, classWeighting: o.classWeighting ?? t.classWeighting,
+    ...(o.priorCorrection === undefined || o.priorCorrection === 'none' ? {} : { priorCorrection: o.priorCorrection })
   }
   params.validation.patience = o.patience ?? params.validation.patience
   if (o.inferenceClients !== undefined && o.inferenceClients.length > 0) params.inference = { clients: o.inferenceClients }

@@ -28,7 +28,7 @@ export function siteSpec (manifest: Manifest): SiteSpec {
  * override is returned as a warning to log, since it changes what this hospital contributes.
  */
 export function localRecipe (manifest: Manifest, config: Pick<NodeConfig, 'epochs' | 'batchSize' | 'learningRate'>): {
-  recipe: { epochs: number, batchSize: number, learningRate: number, classWeighting: 'balanced' | 'none' }, overrides: string[]
+  recipe: { epochs: number, batchSize: number, learningRate: number, classWeighting: 'balanced' | 'none', priorCorrection: 'none' | 'pooled' }, overrides: string[]
 } {
   const t = manifest.params.training
   const overrides: string[] = []
@@ -38,7 +38,7 @@ export function localRecipe (manifest: Manifest, config: Pick<NodeConfig, 'epoch
     overrides.push(`this node trains with ${key} ${own}, not the consortium's ${t[key]} (its configuration overrides the manifest)`)
     return own
   }
-  return { recipe: { epochs: pick('epochs'), batchSize: pick('batchSize'), learningRate: pick('learningRate'), classWeighting: t.classWeighting }, overrides }
+  return { recipe: { epochs: pick('epochs'), batchSize: pick('batchSize'), learningRate: pick('learningRate'), classWeighting: t.classWeighting, priorCorrection: t.priorCorrection ?? 'none' }, overrides }
 }
 
 /**

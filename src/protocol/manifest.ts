@@ -31,6 +31,7 @@ export interface AggregationParams {
 
 export const CLASS_WEIGHTINGS = ['balanced', 'none'] as const
 export const LR_SCHEDULES = ['constant', 'cosine', 'step'] as const
+export const PRIOR_CORRECTIONS = ['none', 'pooled'] as const
 
 export interface TrainingParams {
   schedule: typeof LR_SCHEDULES[number]
@@ -39,6 +40,8 @@ export interface TrainingParams {
   batchSize: number
   learningRate: number
   classWeighting: typeof CLASS_WEIGHTINGS[number]
+  /** label-shift correction of the local loss towards the pooled class mix (absent: 'none') */
+  priorCorrection?: typeof PRIOR_CORRECTIONS[number]
 }
 
 export interface ProtocolParams {
@@ -172,6 +175,7 @@ export function validateManifest (m: unknown): Manifest {
   num(p.training.batchSize, 'params.training.batchSize', 1, 65_536, true)
   num(p.training.learningRate, 'params.training.learningRate', 1e-9, 10)
   if (!(CLASS_WEIGHTINGS as readonly string[]).includes(p.training.classWeighting as string)) fail('params.training.classWeighting must be balanced or none')
+  if (p.training.priorCorrection !== undefined && !(PRIOR_CORRECTIONS as readonly string[]).includes(p.training.priorCorrection as string)) fail('params.training.priorCorrection must be none or pooled')
   if (p.inference !== undefined) {
     if (!isObj(p.inference) || !Array.isArray(p.inference.clients) || Object.keys(p.inference).some(k => k !== 'clients')) fail('params.inference must be { clients: [{ peerId, name }] }')
     if (p.inference.clients.length > 1000) fail('params.inference.clients lists at most 1000 clients')

@@ -40,6 +40,8 @@ export interface SiteOptions {
   learningRate: number
   /** 'balanced' (default) weighs each class by 1 / (classes · f), f its frequency in the consortium's pooled data (from the statistics round; this site's own before it) */
   classWeighting?: 'balanced' | 'none'
+  /** 'pooled': correct the local loss for the difference between this site's class mix and the pooled one (trainer.ts) */
+  priorCorrection?: 'none' | 'pooled'
   /** the local optimiser (default Adam) */
   optimizer?: 'adam' | 'sgd'
   seed: Uint8Array
@@ -123,6 +125,7 @@ export class Site {
       augment: true,
       classWeighting: this.options.classWeighting ?? 'balanced',
       classFrequencies: this.classFrequencies ?? undefined,
+      priorCorrection: this.options.priorCorrection,
       normalisation: this.norm,
       parallel: this.options.parallel,
       dp: dp !== null && this.options.budget !== null ? { noiseMultiplier: this.noiseMultiplier!, clipNorm: dp.clipNorm, budget: this.options.budget, noiseRandom: this.options.noiseRandom } : undefined

@@ -63,6 +63,15 @@ export interface TrainOptions {
    * with few examples of a class would weigh each of them many times over.
    */
   classFrequencies?: ArrayLike<number>
+  /**
+   * Label-shift correction (logit adjustment, Menon et al. 2021; FedLC, Zhang et al. 2022): the
+   * loss is taken over log p + log(π_local / π_pooled), for this data's own class frequencies
+   * π_local and the consortium's pooled ones (`classFrequencies`). The model then learns the
+   * pooled data's posterior at every site instead of drifting towards each site's own class mix,
+   * which under label skew pulls the averaged model's decision thresholds apart. 'none' (the
+   * default) is plain cross-entropy; so is 'pooled' where the two mixes agree.
+   */
+  priorCorrection?: 'none' | 'pooled'
   normalisation?: Normalisation
   /** 32 bytes: shuffling, augmentation and sampling follow from it */
   seed: Uint8Array
@@ -89,6 +98,8 @@ export class LocalTrainer {
   #optimizer: tf.Optimizer | null = null
   #optimizerKey = ''
   #round = 0
+  /** log(π_local / π_pooled) per class while a round with prior correction trains, else null */
+  #shift: Float32Array | null = null
 
   constructor (model: tfl.LayersModel) { this.model = model }
 
@@ -113,6 +124,7 @@ export class LocalTrainer {
     const rng = seededRandom(deriveKey(o.seed, 'seeded-random', Uint8Array.of(round & 0xff, (round >> 8) & 0xff)))
     const augmenter = o.augment === true ? new Augmenter(deriveKey(o.seed, 'seeded-random', Uint8Array.of(0xa0, round & 0xff)), augmentFor(data.channels)) : null
     const weights = classWeights(data, o.classWeighting ?? 'none', o.classFrequencies)
+    this.#shift = o.priorCorrection === 'pooled' && o.classFrequencies !== undefined ? priorShift(data, o.classFrequencies) : null
     const steps = o.steps ?? Math.max(1, Math.round((o.epochs as number) * n / o.batchSize))
     const optimizer = this.#optimizerFor(o)
     const started = performance.now()
@@ -185,7 +197,7 @@ export class LocalTrainer {
   #lossOf (x: tf.Tensor4D, labels: Int32Array, weights: Float32Array, classes: number, denominator = labels.length): tf.Scalar {
     const probs = this.model.apply(x, { training: true }) as tf.Tensor2D
     const w = tf.tensor1d(Float32Array.from(labels, l => weights[l]))
-    return tf.div(tf.sum(tf.mul(exampleLosses(probs, labels, classes), w)), denominator) as tf.Scalar
+    return tf.div(tf.sum(tf.mul(exampleLosses(probs, labels, classes, this.#shift), w)), denominator) as tf.Scalar
   }
 
   /** this worker's share of a batch: a contiguous slice, by its index */
@@ -274,7 +286,7 @@ export class LocalTrainer {
       })
       const labels = Int32Array.from(mine, j => data.labels[j])
       try {
-        const r = clippedGradientSum(this.model, x, probs => exampleLosses(probs, labels, data.classes.length), norms => Float32Array.from(norms, (g, b) => Math.min(1, dp.clipNorm / (g + 1e-12)) * weights[labels[b]] / largest), vars)
+        const r = clippedGradientSum(this.model, x, probs => exampleLosses(probs, labels, data.classes.length, this.#shift), norms => Float32Array.from(norms, (g, b) => Math.min(1, dp.clipNorm / (g + 1e-12)) * weights[labels[b]] / largest), vars)
         tf.dispose(sums)
         sums = r.sums
         lossSum = r.lossSum
@@ -353,9 +365,30 @@ export class LocalTrainer {
   }
 }
 
-/** each example's cross-entropy loss, [B] */
-function exampleLosses (probs: tf.Tensor2D, labels: Int32Array, classes: number): tf.Tensor1D {
-  return tf.tidy(() => tf.neg(tf.sum(tf.mul(tf.oneHot(tf.tensor1d(labels, 'int32'), classes), tf.log(tf.clipByValue(probs, EPS, 1))), 1)) as tf.Tensor1D)
+/**
+ * each example's cross-entropy loss, [B]; with `shift`, over log p + shift renormalised:
+ * −(log p_y + s_y) + log Σ_k p_k e^{s_k}
+ */
+function exampleLosses (probs: tf.Tensor2D, labels: Int32Array, classes: number, shift: Float32Array | null = null): tf.Tensor1D {
+  return tf.tidy(() => {
+    const logp = tf.log(tf.clipByValue(probs, EPS, 1))
+    const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), classes)
+    if (shift === null) return tf.neg(tf.sum(tf.mul(oneHot, logp), 1)) as tf.Tensor1D
+    const adjusted = tf.add(logp, tf.tensor1d(shift))
+    return tf.sub(tf.logSumExp(adjusted, 1), tf.sum(tf.mul(oneHot, adjusted), 1)) as tf.Tensor1D
+  })
+}
+
+/** the smallest local/pooled ratio the correction uses: a class absent here is all but ignored, not −∞ */
+const MIN_PRIOR_RATIO = 1e-4
+
+/** log(π_local / π_pooled) per class, each ratio at least MIN_PRIOR_RATIO */
+export function priorShift (data: ImageDataset, pooled: ArrayLike<number>): Float32Array {
+  const k = data.classes.length
+  if (pooled.length !== k || !Array.from(pooled).every(f => f >= 0 && Number.isFinite(f))) throw new Error(`class frequencies must be ${k} non-negative numbers`)
+  const counts = classCounts(data)
+  const n = data.labels.length
+  return Float32Array.from(counts, (c, i) => Math.log(Math.max(MIN_PRIOR_RATIO, (c / n) / Math.max(pooled[i], 1e-6))))
 }
 
 /** the largest weight balancing over given frequencies gives a class: 10× a balanced class's */

@@ -86,6 +86,8 @@ test('manifests: validated field by field, signed by every founding member', () 
   bad(m => { delete m.params.training.learningRate }, /training\.learningRate/)
   bad(m => { m.params.training.classWeighting = 'inverse' }, /classWeighting/)
   bad(m => { m.params.training.schedule = 'linear' }, /schedule/)
+  bad(m => { (m.params.training as { priorCorrection?: string }).priorCorrection = 'local' }, /priorCorrection must be none or pooled/)
+  assert.is(validateManifest({ ...structuredClone(manifest), params: { ...structuredClone(manifest.params), training: { ...manifest.params.training, priorCorrection: 'pooled' } } }).params.training.priorCorrection, 'pooled')
 })
 
 test('model state: canonical encoding round-trips and its hash is stable', () => {

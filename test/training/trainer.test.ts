@@ -5,7 +5,7 @@ import { selectBackend } from '../../src/training/backend.ts'
 import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
 import { subset } from '../../src/training/data/dataset.ts'
 import { buildModel, flattenWeights, setFlatWeights, countParameters, GroupNorm, hasBatchNorm } from '../../src/training/models.ts'
-import { LocalTrainer, classWeights, MAX_CLASS_WEIGHT } from '../../src/training/trainer.ts'
+import { LocalTrainer, classWeights, priorShift, MAX_CLASS_WEIGHT } from '../../src/training/trainer.ts'
 import { pixelStats, normalisation, statsVector } from '../../src/training/data/stats.ts'
 import { PrivacyBudget, seededRandom } from '../../src/privacy/index.ts'
 
@@ -190,6 +190,41 @@ test('class weights balanced over the consortium\'s frequencies: every hospital 
   assert.ok(classWeights(skewed, 'balanced', [0.999, 0.001])[1] <= MAX_CLASS_WEIGHT)
   assert.throws(() => classWeights(skewed, 'balanced', [0.5]), /2 non-negative/)
   assert.throws(() => classWeights(skewed, 'balanced', [0.5, -0.1]), /non-negative/)
+})
+
+test('prior correction: log(local / pooled) per class, bounded for a class absent here; none where the mixes agree', () => {
+  const pooled = [1214 / 4708, 3494 / 4708]
+  const same = priorShift(data.train, pooled)
+  assert.ok(same.every(v => Math.abs(v) < 1e-6), String(same))
+  const normals = subset(data.train, [...data.train.labels.keys()].filter(i => data.train.labels[i] === 0).slice(0, 50))
+  const shift = priorShift(normals, pooled)
+  assert.ok(Math.abs(shift[0] - Math.log(1 / pooled[0])) < 1e-5)
+  assert.ok(Math.abs(shift[1] - Math.log(1e-4)) < 1e-5, 'an absent class is down-weighted, not −∞')
+  assert.throws(() => priorShift(normals, [1]), /2 non-negative/)
+})
+
+test('prior correction: a hospital whose data is nearly all one class learns the pooled posterior, not its own mix', async () => {
+  await selectBackend('auto')
+  const s = pixelStats(data.train)
+  const norm = normalisation(statsVector(s), 1)
+  const pooled = [1214 / 4708, 3494 / 4708]
+  const normals = [...data.train.labels.keys()].filter(i => data.train.labels[i] === 0).slice(0, 400)
+  const pneumonia = [...data.train.labels.keys()].filter(i => data.train.labels[i] === 1).slice(0, 40)
+  const skewed = subset(data.train, [...normals, ...pneumonia]) // 9% pneumonia here, 74% pooled
+  const meanPneumonia = (correction: 'none' | 'pooled'): number => {
+    const model = buildModel({ id: 'medmesh/linear', height: 28, width: 28, channels: 1, classes: 2, seed: 5 })
+    const trainer = new LocalTrainer(model)
+    trainer.train(skewed, { epochs: 4, batchSize: 32, learningRate: 3e-3, seed: seed(9), classWeighting: 'none', classFrequencies: pooled, priorCorrection: correction, normalisation: norm })
+    const probs = trainer.predict(data.test, norm)
+    let sum = 0
+    for (let i = 0; i < data.test.labels.length; i++) sum += probs[2 * i + 1]
+    trainer.dispose(); model.dispose()
+    return sum / data.test.labels.length
+  }
+  const plain = meanPneumonia('none')
+  const corrected = meanPneumonia('pooled')
+  // the plain model leans towards its own 9% pneumonia, the corrected one towards the pooled 74%
+  assert.ok(corrected > plain + 0.12 && corrected > 0.55, `mean P(pneumonia) with correction ${corrected.toFixed(3)}, without ${plain.toFixed(3)}`)
 })
 
 test('real data: the default CNN trained centrally on PneumoniaMNIST reaches test AUC >= 0.90', async () => {

@@ -10,6 +10,10 @@
  * The n words are the first 4n bytes of the keystream. `test/privacy/prg.test.ts` pins it with
  * a vector computed from this description by an independent path (WebCrypto).
  *
+ * The stream is seekable: words [from, from + m) start at counter block ⌊from / 4⌋ (from % 4
+ * words into it), so that whoever aggregates one slice of a vector expands only that slice's
+ * keystream (`addMasks(acc, terms, from)`).
+ *
  * AES-128-CTR because node:crypto runs it with AES-NI at several GB/s when fed in 64 KiB chunks
  * (see bench/masking.ts); chunks also keep memory flat: the mask is added into the caller's
  * vector as it is generated, never materialised whole unless asked for.
@@ -35,6 +39,17 @@ if (endianness() !== 'LE') {
 export function prgKey (seed: Uint8Array): Uint8Array {
   assertBytes(seed, 'seed', PRG_SEED_BYTES)
   return deriveKey(seed, 'mask-prg-key', EMPTY, 16)
+}
+
+/** The keystream positioned at word `from`: counter block ⌊from / 4⌋ (big-endian), the words before `from` in it skipped. */
+function cipherAt (key: Uint8Array, from: number): ReturnType<typeof createCipheriv> {
+  if (from === 0) return createCipheriv('aes-128-ctr', key, IV)
+  const counter = new Uint8Array(16)
+  let block = Math.floor(from / 4) // < 2^28 blocks (MAX_WORDS): exact in a double, fits the low 4 bytes
+  for (let i = 15; i >= 12; i--) { counter[i] = block & 0xff; block = Math.floor(block / 256) }
+  const cipher = createCipheriv('aes-128-ctr', key, counter)
+  if (from % 4 !== 0) cipher.update(ZEROS.subarray(0, 4 * (from % 4)))
+  return cipher
 }
 
 /** Calls `onChunk(words, offset)` for successive keystream chunks covering words [0, n). */
@@ -68,20 +83,22 @@ export interface MaskTerm {
 }
 
 /**
- * acc += Σ sign · PRG(seed) (mod 2^32), in place. All streams advance in lockstep, one 64 KiB
+ * acc += Σ sign · PRG(seed)[from, from + acc.length) (mod 2^32), in place: with `from` (default 0),
+ * `acc` is the slice of a longer vector that starts at word `from`. All streams advance in lockstep, one 64 KiB
  * chunk at a time, so each chunk of `acc` is read and written while it is still in cache instead
  * of once per mask. Element stores wrap modulo 2^32 by the semantics of Uint32Array.
  */
-export function addMasks (acc: Uint32Array, terms: readonly MaskTerm[]): void {
+export function addMasks (acc: Uint32Array, terms: readonly MaskTerm[], from = 0): void {
   if (!(acc instanceof Uint32Array)) throw new InvalidArgumentError('acc must be a Uint32Array')
   if (!Array.isArray(terms)) throw new InvalidArgumentError('terms must be an array')
-  checkLength(acc.length)
+  assertInteger(from, 'from', 0, MAX_WORDS)
+  checkLength(from + acc.length)
   for (const [i, t] of terms.entries()) {
     if (t === null || typeof t !== 'object') throw new InvalidArgumentError(`terms[${i}] must be { seed, sign }`)
     assertBytes(t.seed, `terms[${i}].seed`, PRG_SEED_BYTES)
     if (t.sign !== 1 && t.sign !== -1) throw new InvalidArgumentError(`terms[${i}].sign must be 1 or -1`)
   }
-  const ciphers = terms.map(t => createCipheriv('aes-128-ctr', prgKey(t.seed), IV))
+  const ciphers = terms.map(t => cipherAt(prgKey(t.seed), from))
   const wordsPerChunk = CHUNK_BYTES / 4
   const n = acc.length
   for (let offset = 0; offset < n; offset += wordsPerChunk) {

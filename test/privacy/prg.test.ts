@@ -2,7 +2,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { throwsA } from '../helpers/assert.ts'
 import { webcrypto } from 'node:crypto'
-import { expandMask, addMask, prgKey, InvalidArgumentError } from '../../src/privacy/index.ts'
+import { expandMask, addMask, addMasks, prgKey, InvalidArgumentError } from '../../src/privacy/index.ts'
 import { toHex, testSeed } from '../helpers/bytes.ts'
 
 const SEED = Uint8Array.from({ length: 32 }, (_, i) => i) // 00 01 .. 1f
@@ -55,6 +55,20 @@ test('adding then subtracting a mask restores the vector; masks of different see
   addMask(v, SEED, -1)
   assert.equal(v, copy)
   assert.not.equal(expandMask(testSeed(1), 8), expandMask(testSeed(2), 8))
+})
+
+test('seeking: the masks of a slice starting at any word equal that part of the whole masks (counter carries included)', () => {
+  const n = 300_000 // 75,000 counter blocks: the big-endian counter carries into its third byte
+  const seeds = [SEED, testSeed(9), testSeed(10)]
+  const whole = new Uint32Array(n)
+  addMasks(whole, [{ seed: seeds[0], sign: 1 }, { seed: seeds[1], sign: -1 }, { seed: seeds[2], sign: 1 }])
+  for (const [from, length] of [[0, 5], [1, 7], [3, 1], [4, 4], [5, 16_384], [16_383, 3], [16_384, 16_385], [1025, 70_000], [262_145, 37_855], [299_999, 1]]) {
+    const slice = new Uint32Array(length)
+    addMasks(slice, [{ seed: seeds[0], sign: 1 }, { seed: seeds[1], sign: -1 }, { seed: seeds[2], sign: 1 }], from)
+    assert.equal(slice, whole.subarray(from, from + length), `from ${from}, ${length} words`)
+  }
+  throwsA(() => addMasks(new Uint32Array(2), [{ seed: SEED, sign: 1 }], -1), InvalidArgumentError)
+  throwsA(() => addMasks(new Uint32Array(2), [{ seed: SEED, sign: 1 }], 1.5), InvalidArgumentError)
 })
 
 test('arguments are checked', () => {

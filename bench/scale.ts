@@ -1,0 +1,76 @@
+/**
+ * bench/scale: what one secure round costs each peer as the consortium grows. One round of the
+ * real protocol engine over the in-process network (MemNet) for n = 5, 10, 20, 50 (and one round
+ * of 64 peers, the most a manifest admits today; the issue's 100 needs that limit raised), every byte counted where it goes: each broadcast message n − 1 times (sent by
+ * its author, received by every other member), each blob once per fetch (sent by its publisher,
+ * received by the fetcher). Reported per peer and divided by the model's size as uint32 (4·d
+ * bytes), mean and largest, with the round's wall time and the process's peak memory.
+ *
+ * The largest sender is the round's proposer: its proposal carries the members' signed messages,
+ * share-keys among them, each with n encrypted shares, so it grows as n² and goes to n − 1 peers.
+ *
+ * Only the all-to-all mode exists yet (every member fetches every masked vector: the figure grows
+ * as n − 1); sliced aggregation (docs/PROTOCOL.md §8) is to be measured beside it here.
+ * Last line: one JSON object.
+ *
+ * Usage: npm run bench:scale [-- --d 10000 --sizes 5,10,20,50 --big 64]
+ */
+import { parseArgs } from 'node:util'
+import { MemNet } from '../src/protocol/memnet.ts'
+
+const { values } = parseArgs({ options: { d: { type: 'string', default: '10000' }, sizes: { type: 'string', default: '5,10,20,50' }, big: { type: 'string', default: '64' } } })
+const d = Number(values.d)
+const sizes = values.sizes!.split(',').map(Number)
+const big = Number(values.big)
+
+interface ScaleRow { mode: 'all-to-all', n: number, d: number, ms: number, sent_per_model: { mean: number, max: number }, received_per_model: { mean: number, max: number }, received_blobs_per_model: number, rss_mb: number }
+
+function round (n: number): ScaleRow {
+  const input = (i: number) => ({ values: Float32Array.from({ length: d }, (_, j) => Math.sin(i * 31 + j) * 0.01), count: 100 + i })
+  const net = new MemNet({ n, seed: 1, modelSize: d, lastRound: 0, input, params: p => { p.timeouts = { phaseMs: 2_000, roundMs: 60_000 } } })
+  const t0 = performance.now()
+  net.startAll()
+  net.run(() => net.peers.every(p => p.ledger.entries.length === 1), 120_000)
+  const ms = performance.now() - t0
+  if (!net.peers.every(p => p.ledger.entries.length === 1)) throw new Error(`the round of ${n} peers did not complete`)
+  const sent = new Array<number>(n).fill(0)
+  const received = new Array<number>(n).fill(0)
+  let blobBytes = 0
+  // a blob every member publishes (the new state) is served by its publishers in turn, as a
+  // node's fetches spread over the peers that have it
+  const publishers = new Map<string, number[]>()
+  const served = new Map<string, number>()
+  for (const { peer, action } of net.log) if (action.type === 'publish-blob') publishers.set(action.hash, [...(publishers.get(action.hash) ?? []), peer])
+  for (const { peer, action } of net.log) {
+    if (action.type === 'broadcast') {
+      sent[peer] += action.wire.length * (n - 1)
+      for (let j = 0; j < n; j++) if (j !== peer) received[j] += action.wire.length
+    } else if (action.type === 'fetch-blob') {
+      const size = net.blobs.get(action.hash)?.length ?? 0
+      received[peer] += size
+      blobBytes += size
+      const from = publishers.get(action.hash)
+      if (from !== undefined) {
+        const k = served.get(action.hash) ?? 0
+        served.set(action.hash, k + 1)
+        sent[from[k % from.length]] += size
+      }
+    }
+  }
+  const model = 4 * d
+  const stat = (xs: number[]) => ({ mean: +(xs.reduce((a, b) => a + b, 0) / xs.length / model).toFixed(2), max: +(Math.max(...xs) / model).toFixed(2) })
+  return { mode: 'all-to-all', n, d, ms: +ms.toFixed(0), sent_per_model: stat(sent), received_per_model: stat(received), received_blobs_per_model: +(blobBytes / n / model).toFixed(2), rss_mb: +(process.memoryUsage().rss / 2 ** 20).toFixed(0) }
+}
+
+const rows: ScaleRow[] = []
+console.log(`one secure round per size, d = ${d} (${(4 * d / 1e3).toFixed(0)} kB as uint32), bytes per peer ÷ the model's size`)
+console.log('mode        n   sent (mean/max)   received (mean/max)   of which blobs   round ms   rss MB')
+for (const n of [...sizes, ...(big > 0 ? [big] : [])]) {
+  const r = round(n)
+  rows.push(r)
+  console.log(`${r.mode}  ${String(n).padStart(3)}   ${r.sent_per_model.mean.toFixed(1).padStart(6)} / ${r.sent_per_model.max.toFixed(1).padStart(6)}   ${r.received_per_model.mean.toFixed(1).padStart(8)} / ${r.received_per_model.max.toFixed(1).padStart(6)}   ${r.received_blobs_per_model.toFixed(1).padStart(14)}   ${String(r.ms).padStart(8)}   ${String(r.rss_mb).padStart(6)}`)
+}
+const first = rows[0]; const last = rows[rows.length - 1]
+const growth = (last.received_per_model.mean / first.received_per_model.mean)
+console.log(`received per peer grows ${growth.toFixed(1)}x from n = ${first.n} to n = ${last.n} (target for the sliced mode: <= 2.5 model sizes at every n)`)
+console.log(JSON.stringify({ bench: 'scale', d, rows, received_growth: +growth.toFixed(2) }))

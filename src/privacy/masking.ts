@@ -78,8 +78,10 @@ export interface DroppedPairwiseMask {
  * Remove the masks from the sum of the survivors' masked vectors, in place:
  * subtract PRG(b_u) for every survivor u, and sign(u,v) · PRG(s_uv) for every pair of a
  * survivor u and a dropped peer v. What remains is the exact sum of the survivors' inputs.
+ * With `from`, `maskedSum` is the slice of the sum that starts at word `from` (only that part
+ * of each mask is expanded).
  */
-export function unmaskSum (maskedSum: Uint32Array, survivorSelfSeeds: readonly Uint8Array[], droppedPairwise: readonly DroppedPairwiseMask[]): Uint32Array {
+export function unmaskSum (maskedSum: Uint32Array, survivorSelfSeeds: readonly Uint8Array[], droppedPairwise: readonly DroppedPairwiseMask[], from = 0): Uint32Array {
   if (!(maskedSum instanceof Uint32Array)) throw new InvalidArgumentError('maskedSum must be a Uint32Array')
   if (!Array.isArray(survivorSelfSeeds) || !Array.isArray(droppedPairwise)) throw new InvalidArgumentError('survivorSelfSeeds and droppedPairwise must be arrays')
   for (const [i, s] of survivorSelfSeeds.entries()) assertBytes(s, `survivorSelfSeeds[${i}]`, 32)
@@ -87,6 +89,6 @@ export function unmaskSum (maskedSum: Uint32Array, survivorSelfSeeds: readonly U
   addMasks(maskedSum, [
     ...survivorSelfSeeds.map(seed => ({ seed, sign: -1 as const })),
     ...droppedPairwise.map(({ seed, sign }) => ({ seed, sign: sign === 1 ? -1 as const : 1 as const }))
-  ])
+  ], from)
   return maskedSum
 }

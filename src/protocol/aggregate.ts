@@ -91,7 +91,15 @@ export type AggregationResult =
   /** a reconstructed secret did not match its commitment: the members whose shares are to blame */
   | { ok: false, suspects: number[] }
 
-export function aggregate (a: AggregationInput): AggregationResult {
+/** What removing the masks takes: every survivor's self-mask seed and each survivor's pairwise seed with each dropped member. */
+export interface UnmaskingSecrets { selfSeeds: Uint8Array[], droppedMasks: DroppedPairwiseMask[] }
+
+/**
+ * Reconstruct the secrets from the revealed shares, each checked against its owner's commitment.
+ * The same secrets unmask the whole vector or any slice of it, always over the one survivor set
+ * whose reveals they came from (docs/PROTOCOL.md §8).
+ */
+export function unmaskingSecrets (a: Pick<AggregationInput, 'survivors' | 'dropped' | 'shares' | 'adverts' | 'peerIds' | 'maskContext' | 'params'>): { ok: true, secrets: UnmaskingSecrets } | { ok: false, suspects: number[] } {
   const selfSeeds: Uint8Array[] = []
   const droppedKeys = new Map<number, Uint8Array>()
   try {
@@ -108,15 +116,24 @@ export function aggregate (a: AggregationInput): AggregationResult {
     if (e instanceof InconsistentSharesError) return { ok: false, suspects: e.suspects.map(x => x - 1) }
     throw e
   }
-
-  const sum = sumVectors(a.survivors.map(u => a.maskedVectors.get(u)!))
   const droppedMasks: DroppedPairwiseMask[] = []
   for (const [d, key] of droppedKeys) {
     for (const u of a.survivors) {
       droppedMasks.push({ seed: pairwiseMaskSeed(key, a.adverts.get(u)!.maskKey, a.maskContext), sign: pairwiseSign(a.peerIds[u], a.peerIds[d]) })
     }
   }
-  unmaskSum(sum, selfSeeds, droppedMasks)
+  return { ok: true, secrets: { selfSeeds, droppedMasks } }
+}
+
+/** The survivors' inputs summed over words [from, from + length): their masked slices summed, that slice of every mask removed. */
+export function unmaskSlice (maskedSlices: readonly Uint32Array[], from: number, secrets: UnmaskingSecrets): Uint32Array {
+  return unmaskSum(sumVectors(maskedSlices), secrets.selfSeeds, secrets.droppedMasks, from)
+}
+
+export function aggregate (a: AggregationInput): AggregationResult {
+  const unmasking = unmaskingSecrets(a)
+  if (!unmasking.ok) return unmasking
+  const sum = unmaskSlice(a.survivors.map(u => a.maskedVectors.get(u)!), 0, unmasking.secrets)
   const aggregateHash = hash(new Uint8Array(sum.buffer, sum.byteOffset, sum.byteLength))
   let state: GlobalState | null = null
   let stats: Float64Array | null = null

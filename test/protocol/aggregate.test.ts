@@ -4,7 +4,8 @@ import * as assert from 'uvu/assert'
 import {
   generateX25519KeyPair, randomBytes, seededRandom, splitSecret, secretCommitment, encodeShare, encodeWeightedUpdate, sumVectors, type Share
 } from '../../src/privacy/index.ts'
-import { aggregate, collectRevealedShares, enoughShares, type AggregationInput } from '../../src/protocol/aggregate.ts'
+import { aggregate, collectRevealedShares, enoughShares, unmaskingSecrets, unmaskSlice, type AggregationInput } from '../../src/protocol/aggregate.ts'
+import { sliceBounds } from '../../src/protocol/slices.ts'
 import { maskedInput } from '../../src/protocol/masked-input.ts'
 import { decodeHeader } from '../../src/protocol/ledger.ts'
 import { defaultParams } from '../../src/protocol/manifest.ts'
@@ -67,6 +68,25 @@ test('the masks cancel: the header names the exact sum of the survivors\' quanti
   const mean = Array.from({ length: D }, (_, j) => (inputOf(0)[j] + inputOf(1)[j] + inputOf(2)[j]) / 3)
   result.state!.weights.forEach((x, j) => assert.ok(Math.abs(x - mean[j]) < 1e-6, `weight ${j}: ${x} vs ${mean[j]}`))
   assert.is(hex(header.stateHash), hex(stateHash(result.state!)))
+})
+
+test('sliced: each slice unmasked apart (its survivors\' masked slices, that part of the masks) gives that part of the exact sum, with a member dropped', () => {
+  const w = world()
+  const shares = collectRevealedShares(w.reveals, [0, 1, 2, 3], w.survivors, new Set())
+  const u = unmaskingSecrets(input(w, shares))
+  assert.ok(u.ok)
+  if (!u.ok) return
+  const plain = sumVectors(w.survivors.map(m => encodeWeightedUpdate(inputOf(m), params.quantization.maxSampleCount, params.quantization, seededRandom(new Uint8Array(32)))))
+  for (const slices of [1, 2, 3, D + 1]) {
+    for (const b of sliceBounds(D + 1, slices)) {
+      const part = unmaskSlice(w.survivors.map(m => w.vectors.get(m)!.subarray(b.from, b.to)), b.from, u.secrets)
+      assert.equal(Array.from(part), Array.from(plain.subarray(b.from, b.to)), `${slices} slices, words ${b.from}..${b.to}`)
+    }
+  }
+  // a slice summed over a set other than the one the secrets were revealed for stays masked
+  const wrong = unmaskSlice([0, 1].map(m => w.vectors.get(m)!.subarray(0, 2)), 0, u.secrets)
+  const twoOnly = sumVectors([0, 1].map(m => encodeWeightedUpdate(inputOf(m), params.quantization.maxSampleCount, params.quantization, seededRandom(new Uint8Array(32))).subarray(0, 2)))
+  assert.not.equal(Array.from(wrong), Array.from(twoOnly))
 })
 
 test('without the dropped member\'s mask key the sum stays masked: fewer than t shares is "wait"', () => {

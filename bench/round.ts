@@ -23,8 +23,27 @@ const reps = Number(values.reps)
 const inputs = Array.from({ length: n }, (_, i) => Float32Array.from({ length: d }, (_, j) => Math.sin(i * 31 + j) * 0.01))
 const input = (i: number) => ({ values: inputs[i], count: 1000 + i })
 
-function secureRound (seed: number): number {
+/** CPU time of all peers' event handlers, by the phase the handling peer was in when the event came */
+const phaseMs = new Map<string, number>()
+let phaseRuns = 0
+
+function timePhases (net: MemNet): void {
+  for (const peer of net.peers) {
+    const p = peer as unknown as Record<string, (...args: unknown[]) => unknown>
+    for (const method of ['start', 'receive', 'receiveBlob', 'tick', 'setInput']) {
+      const original = p[method].bind(peer)
+      p[method] = (...args: unknown[]) => {
+        const phase = peer.round?.phase ?? 'between rounds'
+        const t = performance.now()
+        try { return original(...args) } finally { phaseMs.set(phase, (phaseMs.get(phase) ?? 0) + performance.now() - t) }
+      }
+    }
+  }
+}
+
+function secureRound (seed: number, byPhase = false): number {
   const net = new MemNet({ n, seed, modelSize: d, lastRound: 0, input })
+  if (byPhase) { timePhases(net); phaseRuns++ }
   const t0 = performance.now()
   net.startAll()
   net.run(() => net.peers.every(p => p.ledger.entries.length === 1))
@@ -56,7 +75,7 @@ const plain: number[] = []
 const secure: number[] = []
 for (let r = 0; r < reps; r++) {
   plain.push(plainRound(r + 1))
-  secure.push(secureRound(r + 1))
+  secure.push(secureRound(r + 1, true))
 }
 const p = median(plain)
 const s = median(secure)
@@ -64,4 +83,9 @@ console.log(`n=${n} peers, d=${d}, median of ${reps}, all peers' work in one pro
 console.log(`plain summation round   ${p.toFixed(0)} ms (${(p / n).toFixed(1)} ms per peer)`)
 console.log(`secure aggregation round ${s.toFixed(0)} ms (${(s / n).toFixed(1)} ms per peer)`)
 console.log(`secure / plain          ${(s / p).toFixed(2)}x (target <= 1.5x)`)
-console.log(JSON.stringify({ bench: 'round', n, d, reps, plain_ms: +p.toFixed(1), secure_ms: +s.toFixed(1), secure_per_peer_ms: +(s / n).toFixed(1), ratio: +(s / p).toFixed(3) }))
+// what each phase's handlers cost (all peers, mean over the runs): work is counted in the phase the
+// peer was in when the event that caused it arrived, so masking shows under share-keys (the
+// masking set arrives there) and unmasking under unmask (the last reveal)
+const phases = Object.fromEntries([...phaseMs].map(([k, v]) => [k, +(v / phaseRuns).toFixed(1)]))
+console.log('secure round by phase (ms, all peers): ' + Object.entries(phases).map(([k, v]) => `${k} ${v}`).join(', '))
+console.log(JSON.stringify({ bench: 'round', n, d, reps, plain_ms: +p.toFixed(1), secure_ms: +s.toFixed(1), secure_per_peer_ms: +(s / n).toFixed(1), ratio: +(s / p).toFixed(3), secure_phase_ms: phases }))

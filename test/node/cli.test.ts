@@ -136,9 +136,11 @@ test('the local recipe comes from the manifest; a node\'s own epochs, batch size
   const manifest = { version: 1 as const, name: 'c', members: [], params: defaultParams(3, 10, '0'.repeat(64)) }
   manifest.params.training = { ...manifest.params.training, epochs: 2, batchSize: 16, learningRate: 0.01, classWeighting: 'none' }
   const plain = localRecipe(manifest, { epochs: null, batchSize: null, learningRate: null })
-  assert.equal(plain, { recipe: { epochs: 2, batchSize: 16, learningRate: 0.01, classWeighting: 'none' }, overrides: [] })
+  assert.equal(plain, { recipe: { epochs: 2, batchSize: 16, learningRate: 0.01, classWeighting: 'none', priorCorrection: 'none' }, overrides: [] })
   const own = localRecipe(manifest, { epochs: 0.5, batchSize: 16, learningRate: null })
-  assert.equal(own.recipe, { epochs: 0.5, batchSize: 16, learningRate: 0.01, classWeighting: 'none' })
+  assert.equal(own.recipe, { epochs: 0.5, batchSize: 16, learningRate: 0.01, classWeighting: 'none', priorCorrection: 'none' })
+  // the prior correction is the consortium's too
+  assert.is(localRecipe({ ...manifest, params: { ...manifest.params, training: { ...manifest.params.training, priorCorrection: 'pooled' } } }, { epochs: null, batchSize: null, learningRate: null }).recipe.priorCorrection, 'pooled')
   assert.is(own.overrides.length, 1)
   assert.match(own.overrides[0], /epochs 0\.5, not the consortium's 2/)
 })

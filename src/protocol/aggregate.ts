@@ -133,7 +133,14 @@ export function unmaskSlice (maskedSlices: readonly Uint32Array[], from: number,
 export function aggregate (a: AggregationInput): AggregationResult {
   const unmasking = unmaskingSecrets(a)
   if (!unmasking.ok) return unmasking
-  const sum = unmaskSlice(a.survivors.map(u => a.maskedVectors.get(u)!), 0, unmasking.secrets)
+  return aggregateFromSum(a, unmaskSlice(a.survivors.map(u => a.maskedVectors.get(u)!), 0, unmasking.secrets))
+}
+
+/**
+ * From the survivors' unmasked sum (computed here, or put together from aggregated slices) to the
+ * new state and the certificate header: the same sum gives the same header in either mode.
+ */
+export function aggregateFromSum (a: Omit<AggregationInput, 'shares' | 'adverts' | 'maskedVectors' | 'peerIds' | 'maskContext' | 'dropped'>, sum: Uint32Array): AggregationResult & { ok: true } {
   const aggregateHash = hash(new Uint8Array(sum.buffer, sum.byteOffset, sum.byteLength))
   let state: GlobalState | null = null
   let stats: Float64Array | null = null

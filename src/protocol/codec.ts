@@ -41,10 +41,10 @@ export const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length ==
 
 export type Obj = Record<string, unknown>
 
-export function obj (v: unknown, what: string, keys: readonly string[]): Obj {
+export function obj (v: unknown, what: string, keys: readonly string[], optional: readonly string[] = []): Obj {
   if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) reject('malformed', `${what} must be a map`)
   const o = v as Obj
-  for (const k of Object.keys(o)) if (!keys.includes(k)) reject('malformed', `${what} has unexpected field '${k.slice(0, 20)}'`)
+  for (const k of Object.keys(o)) if (!keys.includes(k) && !optional.includes(k)) reject('malformed', `${what} has unexpected field '${k.slice(0, 20)}'`)
   for (const k of keys) if (!(k in o)) reject('malformed', `${what} lacks field '${k}'`)
   return o
 }

@@ -2,7 +2,7 @@
 export type RejectCode =
   | 'too-large' | 'malformed' | 'bad-version' | 'wrong-consortium' | 'not-member' | 'bad-signature'
   | 'old-round' | 'future-round' | 'wrong-phase' | 'replay' | 'equivocation' | 'invalid' | 'bad-share'
-  | 'bad-blob' | 'wrong-proposer' | 'stale-round' | 'sync-failed'
+  | 'bad-blob' | 'wrong-proposer' | 'stale-round' | 'sync-failed' | 'bad-aggregate'
 
 export class ProtocolError extends Error {
   readonly code: RejectCode

@@ -79,7 +79,16 @@ export interface ProtocolParams {
    * may), by peer id and name; they reach a holder's inference listener only
    */
   inference?: { clients: Member[] }
+  /**
+   * sliced aggregation (docs/PROTOCOL.md §8): each masked vector in `slices` slices, each summed
+   * and unmasked by `perSlice` members (at least 2, so that they check each other) instead of
+   * every member fetching every vector; absent: all-to-all
+   */
+  slicing?: SlicingParams
 }
+
+export interface SlicingParams { slices: number, perSlice: number }
+export const MAX_SLICES = 256
 
 export interface Manifest {
   version: 1
@@ -176,6 +185,12 @@ export function validateManifest (m: unknown): Manifest {
   num(p.training.learningRate, 'params.training.learningRate', 1e-9, 10)
   if (!(CLASS_WEIGHTINGS as readonly string[]).includes(p.training.classWeighting as string)) fail('params.training.classWeighting must be balanced or none')
   if (p.training.priorCorrection !== undefined && !(PRIOR_CORRECTIONS as readonly string[]).includes(p.training.priorCorrection as string)) fail('params.training.priorCorrection must be none or pooled')
+  if (p.slicing !== undefined) {
+    if (!isObj(p.slicing) || Object.keys(p.slicing).some(k => k !== 'slices' && k !== 'perSlice')) fail('params.slicing must be { slices, perSlice }')
+    num(p.slicing.slices, 'params.slicing.slices', 1, MAX_SLICES, true)
+    // every slice needs perSlice aggregators among the survivors, and a survivor set may be as small as minParticipants
+    num(p.slicing.perSlice, 'params.slicing.perSlice', 2, p.minParticipants, true)
+  }
   if (p.inference !== undefined) {
     if (!isObj(p.inference) || !Array.isArray(p.inference.clients) || Object.keys(p.inference).some(k => k !== 'clients')) fail('params.inference must be { clients: [{ peerId, name }] }')
     if (p.inference.clients.length > 1000) fail('params.inference.clients lists at most 1000 clients')

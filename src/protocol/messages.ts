@@ -12,13 +12,14 @@
 import { NodeIdentity, verifySignature, SHARE_BYTES } from '../privacy/index.ts'
 import { arr, bytes, decodeBounded, encodeCanonical, equalBytes, hash, obj, uint, type Obj } from './codec.ts'
 import { reject } from './errors.ts'
+import { MAX_SLICES } from './manifest.ts'
 
 export const PROTOCOL_VERSION = 1
 export const MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 export const MAX_ROUND = 2 ** 40
 export const MAX_ATTEMPT = 1000
 
-export const MSG = { advertise: 1, shareKeys: 2, proposal: 3, maskedInput: 4, ack: 5, reveal: 6, commit: 7 } as const
+export const MSG = { advertise: 1, shareKeys: 2, proposal: 3, maskedInput: 4, ack: 5, reveal: 6, commit: 7, sliceSums: 8 } as const
 export type MsgType = typeof MSG[keyof typeof MSG]
 export const MSG_NAME: Record<number, string> = Object.fromEntries(Object.entries(MSG).map(([k, v]) => [v, k]))
 
@@ -26,12 +27,15 @@ export interface AdvertiseBody { boxKey: Uint8Array, maskKey: Uint8Array, selfMa
 export interface ShareKeysBody { advertsSeen: Array<[number, Uint8Array]>, boxes: Array<[number, Uint8Array]> }
 /** set 1: the masking set (advertisements + share keys); set 2: the survivor set (masked-input commitments) */
 export interface ProposalBody { set: 1 | 2, maskingSetId: Uint8Array, messages: Uint8Array[] }
-export interface MaskedInputBody { maskingSetId: Uint8Array, vectorHash: Uint8Array, length: number }
+/** sliced mode: `sliceHashes` are the hashes of the vector's slices and `vectorHash` their root (slice-commit.ts) */
+export interface MaskedInputBody { maskingSetId: Uint8Array, vectorHash: Uint8Array, length: number, sliceHashes?: Uint8Array[] }
 export interface AckBody { proposalId: Uint8Array }
 export interface RevealBody { proposalId: Uint8Array, selfMaskShares: Array<[number, Uint8Array]>, keyShares: Array<[number, Uint8Array]> }
 export interface CommitBody { header: Uint8Array, signature: Uint8Array }
+/** an aggregator's sums of its slices over the certified survivor set `proposalId`: [slice, SHA-256 of the unmasked slice sum] */
+export interface SliceSumsBody { proposalId: Uint8Array, sums: Array<[number, Uint8Array]> }
 
-export type Body = AdvertiseBody | ShareKeysBody | ProposalBody | MaskedInputBody | AckBody | RevealBody | CommitBody
+export type Body = AdvertiseBody | ShareKeysBody | ProposalBody | MaskedInputBody | AckBody | RevealBody | CommitBody | SliceSumsBody
 
 export interface Envelope<B = Body> {
   version: number
@@ -65,15 +69,17 @@ const WIRE_KEYS: Record<MsgType, Record<string, string>> = {
   [MSG.advertise]: { boxKey: 'ck', maskKey: 'sk', selfMaskCommitment: 'bc' },
   [MSG.shareKeys]: { advertsSeen: 'adv', boxes: 'box' },
   [MSG.proposal]: { set: 'ph', maskingSetId: 'mh', messages: 'm' },
-  [MSG.maskedInput]: { maskingSetId: 'mh', vectorHash: 'h', length: 'n' },
+  [MSG.maskedInput]: { maskingSetId: 'mh', vectorHash: 'h', length: 'n', sliceHashes: 'sh' },
   [MSG.ack]: { proposalId: 'ph' },
   [MSG.reveal]: { proposalId: 'ph', selfMaskShares: 'bs', keyShares: 'ks' },
-  [MSG.commit]: { header: 'hdr', signature: 'sig' }
+  [MSG.commit]: { header: 'hdr', signature: 'sig' },
+  [MSG.sliceSums]: { proposalId: 'ph', sums: 'ss' }
 }
 
 function bodyToWire (t: MsgType, body: Body): Record<string, unknown> {
   const named = body as unknown as Record<string, unknown>
-  return Object.fromEntries(Object.entries(WIRE_KEYS[t]).map(([name, key]) => [key, named[name]]))
+  // an optional field that is absent stays off the wire (all-to-all masked inputs are unchanged)
+  return Object.fromEntries(Object.entries(WIRE_KEYS[t]).filter(([name]) => named[name] !== undefined).map(([name, key]) => [key, named[name]]))
 }
 
 export function sealMessage (identity: NodeIdentity, env: Envelope): Uint8Array {
@@ -106,8 +112,10 @@ function validateBody (t: number, b: unknown): Body {
       return { set: ph as 1 | 2, maskingSetId: bytes(o.mh, 'mh', 32), messages: arr(o.m, 'proposal.m', 2 * MAX_N, (x, i) => bytes(x, `proposal.m[${i}]`, undefined, 64 * 1024)) }
     }
     case MSG.maskedInput: {
-      const o = obj(b, 'maskedInput', ['mh', 'h', 'n'])
-      return { maskingSetId: bytes(o.mh, 'mh', 32), vectorHash: bytes(o.h, 'h', 32), length: uint(o.n, 'n', 2 ** 28) }
+      const o = obj(b, 'maskedInput', ['mh', 'h', 'n'], ['sh'])
+      const body: MaskedInputBody = { maskingSetId: bytes(o.mh, 'mh', 32), vectorHash: bytes(o.h, 'h', 32), length: uint(o.n, 'n', 2 ** 28) }
+      if (o.sh !== undefined) body.sliceHashes = arr(o.sh, 'maskedInput.sh', MAX_SLICES, (x, i) => bytes(x, `maskedInput.sh[${i}]`, 32))
+      return body
     }
     case MSG.ack: {
       const o = obj(b, 'ack', ['ph'])
@@ -120,6 +128,15 @@ function validateBody (t: number, b: unknown): Body {
     case MSG.commit: {
       const o = obj(b, 'commit', ['hdr', 'sig'])
       return { header: bytes(o.hdr, 'hdr', undefined, 4096), signature: bytes(o.sig, 'sig', 64) }
+    }
+    case MSG.sliceSums: {
+      const o = obj(b, 'sliceSums', ['ph', 'ss'])
+      const sums = arr(o.ss, 'sliceSums.ss', MAX_SLICES, (x, i) => {
+        const p = arr(x, `ss[${i}]`, 2, y => y)
+        if (p.length !== 2) reject('malformed', `ss[${i}] must be a pair`)
+        return [uint(p[0], `ss[${i}][0]`, MAX_SLICES - 1), bytes(p[1], `ss[${i}][1]`, 32)] as [number, Uint8Array]
+      })
+      return { proposalId: bytes(o.ph, 'ph', 32), sums }
     }
     default:
       return reject('malformed', `unknown message type ${t}`)

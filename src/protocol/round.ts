@@ -17,12 +17,12 @@ import { ProtocolError, type RejectCode } from './errors.ts'
 import type { Phase, RoundAction } from './actions.ts'
 import {
   MSG, MSG_NAME, openMessage, sealMessage, type AckBody, type AdvertiseBody, type CommitBody, type Envelope, type MaskedInputBody,
-  type OpenedMessage, type ProposalBody, type RevealBody, type ShareKeysBody, type MsgType, type Body
+  type OpenedMessage, type ProposalBody, type RevealBody, type ShareKeysBody, type SliceSumsBody, type MsgType, type Body
 } from './messages.ts'
 import { memberIndex, type Manifest } from './manifest.ts'
 import { decodeHeader, signHeader, type Certificate, type CertificateKind } from './ledger.ts'
 import type { GlobalState } from './model.ts'
-import { aggregate, collectRevealedShares, enoughShares } from './aggregate.ts'
+import { aggregate, aggregateFromSum, collectRevealedShares, enoughShares, unmaskingSecrets, type UnmaskingSecrets } from './aggregate.ts'
 import { CommitTally, commitSignatureValid } from './commits.ts'
 import { openShares, sealShares, sharesToReveal, type SharePair } from './shares.ts'
 import { inputLength, maskedInput } from './masked-input.ts'
@@ -31,6 +31,8 @@ import { MaskedVectors } from './vectors.ts'
 import { checkMaskingSet, largestConsistentSet, parseShareKeys, splitMaskingProposal, type ShareKeys } from './sets.ts'
 import { proposerOf, proposingAttempt } from './presence.ts'
 import { SurvivorAgreement, type SurvivorProposal } from './survivors.ts'
+import { SlicedAggregation, commitSlices } from './sliced.ts'
+import { assignmentSeed } from './slices.ts'
 
 export interface RoundOptions {
   manifest: Manifest
@@ -106,6 +108,10 @@ export class Round {
   readonly #roundDeadline: number
   /** per member of my view: its shares for me (mine for myself included) */
   readonly #myShares = new Map<number, SharePair>()
+  /** sliced mode (manifest params.slicing): who aggregates which slice, and what came of it */
+  readonly #sliced: SlicedAggregation | null
+  /** the secrets that remove the masks of U3, reconstructed once (sliced mode) */
+  #secrets: UnmaskingSecrets | null = null
 
   constructor (o: RoundOptions) {
     this.#o = o
@@ -121,6 +127,10 @@ export class Round {
     this.lateness = new Lateness(o.now)
     this.#advertiseDeadline = o.now + (o.advertiseWaitMs ?? o.manifest.params.timeouts.phaseMs)
     this.#roundDeadline = o.now + o.manifest.params.timeouts.roundMs
+    const slicing = o.manifest.params.slicing
+    this.#sliced = slicing === undefined
+      ? null
+      : new SlicedAggregation({ me: this.me, peerIds: this.#peerIds, slicing, length: this.#inputLength(), seed: () => assignmentSeed(this.#o.consortium, this.#o.round, this.#o.prev), phaseMs: o.manifest.params.timeouts.phaseMs })
     this.#send(MSG.advertise, 0, { boxKey: this.#boxKeys.publicKey, maskKey: this.#maskKeys.publicKey, selfMaskCommitment: secretCommitment(this.#selfMaskSeed) })
     this.#setPhase('advertise', 'keys advertised')
   }
@@ -192,9 +202,16 @@ export class Round {
     this.#advance(now)
   }
 
-  /** A blob the driver fetched: kept only if it is a committed masked vector. */
+  /** A blob the driver fetched: kept only if it is a committed masked vector (or in sliced mode, a committed slice or an agreed slice sum). */
   receiveBlob (hashHex: string, data: Uint8Array, now: number): void {
     if (this.done) return
+    if (this.#sliced !== null) {
+      const got = this.#sliced.receiveBlob(hashHex, data)
+      if (got === null) return
+      if (got.kind === 'bad') { this.#reject('bad-blob', `a blob served as ${hashHex.slice(0, 16)}… does not match the slice it was fetched for`, got.member ?? -1); return }
+      this.#advance(now)
+      return
+    }
     const got = this.#vectors.receive(hashHex, data)
     if (got === null) return
     if (!got.matched) { this.#reject('bad-blob', `masked vector from member ${got.member} does not match its commitment`, got.member); return }
@@ -215,6 +232,7 @@ export class Round {
       case MSG.ack: return this.#onAck(msg as OpenedMessage<AckBody>)
       case MSG.reveal: return this.#onReveal(msg as OpenedMessage<RevealBody>)
       case MSG.commit: return this.#onCommit(msg as OpenedMessage<CommitBody>)
+      case MSG.sliceSums: return this.#onSliceSums(msg as OpenedMessage<SliceSumsBody>)
     }
   }
 
@@ -304,8 +322,12 @@ export class Round {
     if (!M.members.includes(msg.env.sender)) throw new ProtocolError('invalid', `masked input from ${msg.env.sender}, not in the masking set`)
     const expected = this.#inputLength()
     if (msg.env.body.length !== expected) throw new ProtocolError('invalid', `masked input from ${msg.env.sender} has ${msg.env.body.length} words, expected ${expected}`)
+    const unsliced = this.#sliced !== null ? this.#sliced.checkCommitment(msg.env.body) : msg.env.body.sliceHashes !== undefined ? 'carries slice hashes, but the consortium aggregates whole vectors' : null
+    if (unsliced !== null) throw new ProtocolError('invalid', `masked input from ${msg.env.sender} ${unsliced}`)
     // the survivor-set proposal (authoritative) fixes which of two commitments counts
-    if (this.#vectors.commit(msg.env.sender, { id: msg.id, wire: msg.wire, body: msg.env.body }, authoritative) !== 'other') return
+    const recorded = this.#vectors.commit(msg.env.sender, { id: msg.id, wire: msg.wire, body: msg.env.body }, authoritative)
+    if (recorded === 'new' || (recorded === 'other' && authoritative)) this.#sliced?.commit(msg.env.sender, msg.env.body)
+    if (recorded !== 'other') return
     this.#faulty.add(msg.env.sender)
     if (!authoritative) throw new ProtocolError('equivocation', `member ${msg.env.sender} committed to two masked vectors`)
     this.#reject('equivocation', `member ${msg.env.sender} committed to two masked vectors; the proposal's counts`, msg.env.sender)
@@ -337,6 +359,23 @@ export class Round {
   #onReveal (msg: OpenedMessage<RevealBody>): void {
     if (!this.#firstOf(`rev:${msg.env.sender}`, msg)) return
     this.#reveals.set(msg.env.sender, msg.env.body)
+  }
+
+  #onSliceSums (msg: OpenedMessage<SliceSumsBody>): void {
+    if (this.#sliced === null) throw new ProtocolError('invalid', `slice sums from ${msg.env.sender}, but the consortium aggregates whole vectors`)
+    const key = `ss:${msg.env.sender}:${hex(msg.id)}`
+    if (this.#seen.has(key)) return
+    if (this.#seen.size > 64 * this.n) throw new ProtocolError('invalid', `too many messages in round ${this.#o.round}; slice sums from ${msg.env.sender} dropped`)
+    this.#seen.set(key, msg.id)
+    const U3 = this.#survivors.certified()?.proposal ?? null
+    const { conflicts, invalid } = this.#sliced.claim(msg.env.sender, msg.env.body, msg.wire, U3)
+    for (const c of conflicts) {
+      // both signed messages are the proof; which one lied, the next aggregator's sum tells
+      const [a, b] = c.members
+      const proof = `${hex(hash(c.wires[0])).slice(0, 16)}…, ${hex(hash(c.wires[1])).slice(0, 16)}…`
+      this.#reject(a === b ? 'equivocation' : 'bad-aggregate', a === b ? `member ${a} signed two different sums of slice ${c.slice} (messages ${proof})` : `members ${a} and ${b} signed different sums of slice ${c.slice} (messages ${proof}): one of them lied; the next aggregator of the slice recomputes it`, b)
+    }
+    if (invalid !== null) throw new ProtocolError('invalid', invalid)
   }
 
   #onCommit (msg: OpenedMessage<CommitBody>): void {
@@ -391,19 +430,27 @@ export class Round {
     const inputWait = this.#o.inputWaitMs ?? p.timeouts.phaseMs
     if (M !== null && (this.#maskedSent || !M.members.includes(this.me))) this.#survivors.begin(now + inputWait + p.timeouts.phaseMs)
 
-    // fetch every committed vector I lack
-    for (const { hash, owner } of this.#vectors.takeMissing()) this.#actions.push({ type: 'fetch-blob', hash, owner, what: 'masked-vector' })
+    // fetch every committed vector I lack (sliced: the slices I aggregate)
+    const missing = this.#sliced === null ? this.#vectors.takeMissing() : M === null ? [] : this.#sliced.takeMissing(M.members, this.#survivors.certified()?.proposal.members ?? null)
+    for (const { hash, owner } of missing) this.#actions.push({ type: 'fetch-blob', hash, owner, what: 'masked-vector' })
 
     // 4. survivor set
     if (M !== null && this.#survivors.certified() === null) {
       this.#survivors.step(now, {
         round: this.#o.round, n: this.n, me: this.me, maskingSet: M.members, minSet, threshold: p.threshold, phaseMs: p.timeouts.phaseMs,
-        hasVectorOf: u => this.#vectors.has(u), faulty: this.#faulty, ackedIn: attempt => this.#seen.has(`ack:${this.me}:${attempt}`),
+        hasVectorOf: u => this.#sliced === null ? this.#vectors.has(u) : this.#sliced.hasInputOf(u, M.members), faulty: this.#faulty, ackedIn: attempt => this.#seen.has(`ack:${this.me}:${attempt}`),
         propose: (attempt, members) => this.#send(MSG.proposal, attempt, { set: 2, maskingSetId: M.id, messages: members.map(u => this.#vectors.commitmentOf(u)!.wire) }),
         ack: (attempt, proposalId) => this.#send(MSG.ack, attempt, { proposalId })
       })
       const fixed = this.#survivors.certified()
-      if (fixed !== null) this.#setPhase('unmask', `survivor set certified by ${fixed.acks} acks: ${fixed.proposal.members.length} of ${M.members.length} survived`)
+      if (fixed !== null) {
+        this.#setPhase('unmask', `survivor set certified by ${fixed.acks} acks: ${fixed.proposal.members.length} of ${M.members.length} survived`)
+        // slice sums that came before this peer certified the set
+        for (const p of this.#sliced?.takePending() ?? []) {
+          const { conflicts, invalid } = this.#sliced!.claim(p.sender, p.body, p.wire, fixed.proposal)
+          if (invalid !== null || conflicts.length > 0) this.#reject(invalid !== null ? 'invalid' : 'bad-aggregate', invalid ?? `member ${p.sender} signed a sum of slice ${conflicts[0].slice} that another aggregator's contradicts`, p.sender)
+        }
+      }
     }
 
     // 5. reveal my shares: self-mask shares of survivors, key shares of the dropped, never both
@@ -426,6 +473,7 @@ export class Round {
     const mine = this.#result !== null && equalBytes(this.#result.header, certificate.header)
     this.phase = 'certified'
     this.#vectors.release() // the masked vectors are not needed any more: do not hold them
+    this.#sliced?.release()
     this.#actions.push({ type: 'phase', phase: 'certified', detail: `certified by ${certificate.signatures.length} signatures`, round: this.#o.round })
     this.#actions.push({ type: 'certified', certificate, header, state: mine ? this.#result!.state : null, stats: mine ? this.#result!.stats : null })
   }
@@ -472,10 +520,18 @@ export class Round {
       selfMaskSeed: this.#selfMaskSeed, maskSecretKey: this.#maskKeys.secretKey, context: this.#ctx, rng: this.#o.rng
     })
     const data = new Uint8Array(y.buffer, y.byteOffset, y.byteLength)
-    const h = hash(data)
-    this.#vectors.holdOwn(hex(h), y)
-    this.#actions.push({ type: 'publish-blob', hash: hex(h), data, what: 'masked-vector', round: this.#o.round })
-    this.#send(MSG.maskedInput, 0, { maskingSetId: M.id, vectorHash: h, length: y.length })
+    if (this.#sliced !== null) {
+      // each slice its own blob, fetched by that slice's aggregators only
+      const { hashes, root, blobs } = commitSlices(y, this.#sliced.slices)
+      this.#sliced.holdOwn(blobs)
+      for (const b of blobs) this.#actions.push({ type: 'publish-blob', hash: b.hash, data: b.data, what: 'masked-vector', round: this.#o.round })
+      this.#send(MSG.maskedInput, 0, { maskingSetId: M.id, vectorHash: root, length: y.length, sliceHashes: hashes })
+    } else {
+      const h = hash(data)
+      this.#vectors.holdOwn(hex(h), y)
+      this.#actions.push({ type: 'publish-blob', hash: hex(h), data, what: 'masked-vector', round: this.#o.round })
+      this.#send(MSG.maskedInput, 0, { maskingSetId: M.id, vectorHash: h, length: y.length })
+    }
     this.#setPhase('survivor-set', `masked input sent (${(data.length / 1e6).toFixed(2)} MB)`)
   }
 
@@ -486,6 +542,7 @@ export class Round {
     if (!enoughShares(shares, this.#o.manifest.params.threshold)) return // wait for more reveals
     const dropped = M.members.filter(u => !U3.members.includes(u))
     const { consortium, round, prev, kind, state } = this.#o
+    if (this.#sliced !== null) { this.#aggregateSliced(M, U3, dropped, shares); return }
     const result = aggregate({
       consortium, round, prev, kind, state, survivors: U3.members, dropped, shares, params: this.#o.manifest.params, peerIds: this.#peerIds, maskContext: this.#ctx,
       adverts: new Map(M.members.map(u => [u, this.#adverts.get(u)!.body])),
@@ -500,6 +557,35 @@ export class Round {
     }
     this.#result = result
     this.#setPhase('commit', `aggregated ${U3.members.length} inputs${dropped.length > 0 ? `, removed masks of ${dropped.length} dropped` : ''}`)
+    this.#send(MSG.commit, 0, { header: result.header, signature: signHeader(this.#o.identity, result.header) })
+  }
+
+  /** Sliced mode: the secrets once, then my slices' sums, then the whole sum from the agreed slices. */
+  #aggregateSliced (M: Proposal, U3: SurvivorProposal, dropped: number[], shares: ReturnType<typeof collectRevealedShares>): void {
+    const sliced = this.#sliced!
+    if (this.#secrets === null) {
+      const got = unmaskingSecrets({
+        survivors: U3.members, dropped, shares, params: this.#o.manifest.params, peerIds: this.#peerIds, maskContext: this.#ctx,
+        adverts: new Map(M.members.map(u => [u, this.#adverts.get(u)!.body]))
+      })
+      if (!got.ok) {
+        for (const culprit of got.suspects) {
+          if (!this.#faulty.has(culprit)) { this.#faulty.add(culprit); this.#reject('bad-share', `member ${culprit} revealed a share inconsistent with the commitment`, culprit) }
+        }
+        return
+      }
+      this.#secrets = got.secrets
+    }
+    const step = sliced.step(this.#o.now, M.members, U3.members, this.#secrets)
+    for (const b of step.publish) this.#actions.push({ type: 'publish-blob', hash: b.hash, data: b.data, what: 'masked-vector', round: this.#o.round })
+    for (const f of step.fetch) this.#actions.push({ type: 'fetch-blob', hash: f.hash, owner: f.owner, what: 'masked-vector' })
+    if (step.announce.length > 0) this.#send(MSG.sliceSums, 0, { proposalId: U3.id, sums: step.announce })
+    const sum = sliced.sum()
+    if (sum === null) return
+    const { consortium, round, prev, kind, state } = this.#o
+    const result = aggregateFromSum({ consortium, round, prev, kind, state, survivors: U3.members, params: this.#o.manifest.params }, sum)
+    this.#result = result
+    this.#setPhase('commit', `aggregated ${U3.members.length} inputs in ${sliced.slices} slices${dropped.length > 0 ? `, removed masks of ${dropped.length} dropped` : ''}`)
     this.#send(MSG.commit, 0, { header: result.header, signature: signHeader(this.#o.identity, result.header) })
   }
 
@@ -524,6 +610,7 @@ export class Round {
   #abort (reason: string): void {
     this.phase = 'aborted'
     this.#vectors.release()
+    this.#sliced?.release()
     this.#actions.push({ type: 'phase', phase: 'aborted', detail: reason, round: this.#o.round })
     this.#actions.push({ type: 'aborted', reason })
   }

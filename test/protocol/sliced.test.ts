@@ -1,0 +1,174 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { MemNet, expectedAggregate } from './harness.ts'
+import { hex } from '../../src/protocol/codec.ts'
+import { openMessage, sealMessage, type Envelope, type MaskedInputBody, type SliceSumsBody } from '../../src/protocol/messages.ts'
+import { commitSlices, sliceRoot } from '../../src/protocol/sliced.ts'
+import { validateManifest } from '../../src/protocol/manifest.ts'
+import { sliceBounds } from '../../src/protocol/slices.ts'
+
+const hashOf = (v: Uint32Array): string => hex(sha256(new Uint8Array(v.buffer)))
+const ctxOf = (net: MemNet) => ({ consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys })
+const sliced = (slices: number, perSlice = 2) => (p: { slicing?: { slices: number, perSlice: number }, timeouts: { phaseMs: number, roundMs: number } }) => { p.slicing = { slices, perSlice } }
+
+function rejectsOf (net: MemNet, code: string): Array<{ peer: number, reason: string }> {
+  return net.log.filter(l => l.action.type === 'reject' && (l.action as { code: string }).code === code).map(l => ({ peer: l.peer, reason: (l.action as { reason: string }).reason }))
+}
+
+/** bytes of masked data each peer fetched in the first round */
+function fetchedBytes (net: MemNet): number[] {
+  const got = new Array<number>(net.peers.length).fill(0)
+  for (const { peer, action } of net.log) if (action.type === 'fetch-blob' && action.what === 'masked-vector') got[peer] += net.blobs.get(action.hash)?.length ?? 0
+  return got
+}
+
+test('commitSlices: slices are views of the vector, hashed one by one, with the root over their hashes', () => {
+  const y = Uint32Array.from({ length: 103 }, (_, i) => i * 2654435761)
+  const { hashes, root, blobs } = commitSlices(y, 7)
+  const bounds = sliceBounds(103, 7)
+  assert.is(blobs.length, 7)
+  blobs.forEach((b, j) => {
+    assert.is(b.data.length, 4 * (bounds[j].to - bounds[j].from))
+    assert.is(b.data.buffer, y.buffer, 'no copy')
+    assert.is(b.hash, hex(sha256(b.data)))
+    assert.is(hex(hashes[j]), b.hash)
+  })
+  assert.equal(root, sliceRoot(hashes))
+  const other = Uint32Array.from(y); other[50] ^= 1
+  assert.is.not(hex(commitSlices(other, 7).root), hex(root), 'one word changed changes the root')
+})
+
+test('manifest: slicing is checked (at least two aggregators a slice, no more than the smallest survivor set)', () => {
+  const net = new MemNet({ n: 5, seed: 1, modelSize: 4 })
+  const base = net.manifest
+  const withSlicing = (s: unknown) => validateManifest({ ...base, params: { ...base.params, slicing: s } })
+  assert.equal(withSlicing({ slices: 8, perSlice: 2 }).params.slicing, { slices: 8, perSlice: 2 })
+  assert.throws(() => withSlicing({ slices: 8, perSlice: 1 }), /perSlice/)
+  assert.throws(() => withSlicing({ slices: 8, perSlice: 4 }), /perSlice/) // minParticipants is 3
+  assert.throws(() => withSlicing({ slices: 0, perSlice: 2 }), /slices/)
+  assert.throws(() => withSlicing({ slices: 8, perSlice: 2, mode: 'x' }), /slicing/)
+})
+
+for (const n of [3, 5, 10]) {
+  test(`sliced, n=${n}: rounds complete with the exact sum, and each peer fetches far less than every vector`, () => {
+    const d = 240
+    const net = new MemNet({ n, seed: 50 + n, modelSize: d, lastRound: 1, params: sliced(2 * n) })
+    net.startAll()
+    net.run(() => net.peers.every(p => p.ledger.entries.length === 2))
+    assert.ok(net.peers.every(p => p.ledger.entries.length === 2), 'both rounds certified everywhere')
+    assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1, 'one ledger head')
+    for (const round of [0, 1]) {
+      const header = net.peers[0].ledger.entries[round].header
+      assert.equal(header.survivors, Array.from({ length: n }, (_, i) => i))
+      assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(d, header.survivors, round)), 'the aggregate is the exact sum')
+    }
+    assert.is(net.actions('reject').length, 0, 'no rejections among honest peers')
+    const model = 4 * (d + 1)
+    // the first round's blobs: each peer's share of slices to aggregate plus the sum itself
+    const perPeer = fetchedBytes(net).map(b => b / 2 / model)
+    assert.ok(Math.max(...perPeer) <= 2 * 2 + 1.01, `model sizes fetched per peer per round: ${perPeer.map(x => x.toFixed(2))}`)
+  })
+}
+
+const PHASES: Array<[string, string, boolean]> = [
+  ['shareKeys', 'before sharing keys', false],
+  ['maskedInput', 'after sharing keys', false],
+  ['ack', 'after masked input', true],
+  ['reveal', 'during unmasking', true],
+  ['sliceSums', 'after the survivor set, before announcing its slice sums (an aggregator)', true]
+]
+
+for (const [msgType, when, counts] of PHASES) {
+  test(`sliced, dropouts ${when}: n - t peers drop, the round completes with the exact sum of the survivors' inputs`, () => {
+    const n = 7
+    const d = 60
+    const net = new MemNet({ n, seed: 11, modelSize: d, lastRound: 0, params: sliced(12) })
+    const t = net.manifest.params.threshold // 4
+    const dropped = [1, 5, 6].slice(0, n - t)
+    for (const x of dropped) net.dropBefore.set(x, msgType)
+    net.startAll()
+    net.run(() => net.honest().every(i => net.peers[i].ledger.entries.length === 1))
+    const live = net.honest()
+    assert.equal(live, [0, 2, 3, 4])
+    assert.ok(live.every(i => net.peers[i].ledger.entries.length === 1), 'the live peers certified the round')
+    const header = net.peers[0].ledger.entries[0].header
+    assert.equal(header.survivors, counts ? Array.from({ length: n }, (_, i) => i) : live)
+    assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(d, header.survivors, 0)))
+    assert.is(new Set(live.map(i => hex(net.peers[i].ledger.head))).size, 1)
+  })
+}
+
+test('sliced: an aggregator that signs a wrong slice sum is named with both signatures, and the next aggregator settles the slice', () => {
+  const n = 5
+  const d = 40
+  const net = new MemNet({ n, seed: 61, modelSize: d, lastRound: 0, params: sliced(10) })
+  const liar = 3
+  let lied = 0
+  net.tamper = (from, type, wire) => {
+    if (from !== liar || type !== 'sliceSums') return [wire]
+    const { env } = openMessage(wire, ctxOf(net))
+    const body = env.body as SliceSumsBody
+    const sums = body.sums.map(([j, h]) => { const w = Uint8Array.from(h); w[0] ^= 0xff; return [j, w] as [number, Uint8Array] })
+    lied += sums.length
+    return [sealMessage(net.identities[liar], { ...env, body: { ...body, sums } } as Envelope)]
+  }
+  net.startAll()
+  const honest = [0, 1, 2, 4]
+  net.run(() => honest.every(i => net.peers[i].ledger.entries.length === 1))
+  assert.ok(lied > 0, 'the liar aggregated some slices')
+  assert.ok(honest.every(i => net.peers[i].ledger.entries.length === 1), 'the round certified')
+  const header = net.peers[0].ledger.entries[0].header
+  assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(d, header.survivors, 0)), 'the true sum, not the lie')
+  const named = rejectsOf(net, 'bad-aggregate')
+  assert.ok(named.length > 0, 'the contradiction was logged')
+  assert.ok(named.every(r => new RegExp(`members \\d and \\d signed different sums of slice \\d`).test(r.reason) && r.reason.includes(String(liar)) && /messages [0-9a-f]{16}…, [0-9a-f]{16}…/.test(r.reason)), named[0].reason)
+})
+
+test('sliced: slice sums over a survivor set other than the certified one count for nothing', () => {
+  const n = 5
+  const d = 40
+  const net = new MemNet({ n, seed: 62, modelSize: d, lastRound: 0, params: sliced(5) })
+  const evil = 1
+  net.tamper = (from, type, wire) => {
+    if (from !== evil || type !== 'sliceSums') return [wire]
+    // the same sums, but claimed for another set: an aggregator may sum over U3 only
+    const { env } = openMessage(wire, ctxOf(net))
+    const body = env.body as SliceSumsBody
+    const other = Uint8Array.from(body.proposalId); other[0] ^= 1
+    return [sealMessage(net.identities[evil], { ...env, body: { ...body, proposalId: other } } as Envelope)]
+  }
+  net.startAll()
+  const honest = [0, 2, 3, 4]
+  net.run(() => honest.every(i => net.peers[i].ledger.entries.length === 1))
+  assert.ok(honest.every(i => net.peers[i].ledger.entries.length === 1))
+  const header = net.peers[0].ledger.entries[0].header
+  assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(d, header.survivors, 0)))
+  const invalid = rejectsOf(net, 'invalid').filter(r => r.reason.includes('another survivor set'))
+  assert.ok(invalid.length > 0, 'the claims for another set were refused by name')
+})
+
+test('sliced: a masked input without slice hashes, or whose root is not its slices\', is refused', () => {
+  const n = 4
+  const net = new MemNet({ n, seed: 63, modelSize: 20, lastRound: 0, params: sliced(4) })
+  const evil = 2
+  net.tamper = (from, type, wire) => {
+    if (from !== evil || type !== 'maskedInput') return [wire]
+    const { env } = openMessage(wire, ctxOf(net))
+    const body = env.body as MaskedInputBody
+    const wrongRoot = Uint8Array.from(body.vectorHash); wrongRoot[1] ^= 1
+    const bare: MaskedInputBody = { maskingSetId: body.maskingSetId, vectorHash: body.vectorHash, length: body.length }
+    return [sealMessage(net.identities[evil], { ...env, body: { ...body, vectorHash: wrongRoot } } as Envelope), sealMessage(net.identities[evil], { ...env, body: bare } as Envelope)]
+  }
+  net.startAll()
+  const honest = [0, 1, 3]
+  net.run(() => honest.every(i => net.peers[i].ledger.entries.length === 1))
+  const reasons = rejectsOf(net, 'invalid').map(r => r.reason)
+  assert.ok(reasons.some(r => r.includes('not the root of its slice hashes')), 'wrong root named')
+  assert.ok(reasons.some(r => r.includes('carries no slice hashes')), 'missing slice hashes named')
+  const header = net.peers[0].ledger.entries[0].header
+  assert.not.ok(header.survivors.includes(evil))
+  assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(20, header.survivors, 0)))
+})
+
+test.run()

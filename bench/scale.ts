@@ -9,25 +9,30 @@
  * The largest sender is the round's proposer: its proposal carries the members' signed messages,
  * share-keys among them, each with n encrypted shares, so it grows as n² and goes to n − 1 peers.
  *
- * Only the all-to-all mode exists yet (every member fetches every masked vector: the figure grows
- * as n − 1); sliced aggregation (docs/PROTOCOL.md §8) is to be measured beside it here.
+ * Both modes side by side: all-to-all (every member fetches every masked vector: the figure grows
+ * as n − 1) and sliced (docs/PROTOCOL.md §8: `--slices` slices, each fetched, summed and unmasked
+ * by `--per-slice` members, and the sums fetched by everyone).
  * Last line: one JSON object.
  *
- * Usage: npm run bench:scale [-- --d 10000 --sizes 5,10,20,50 --big 64]
+ * Usage: npm run bench:scale [-- --d 10000 --sizes 5,10,20,50 --big 64 --modes all-to-all,sliced --slices 64 --per-slice 2]
  */
 import { parseArgs } from 'node:util'
 import { MemNet } from '../src/protocol/memnet.ts'
 
-const { values } = parseArgs({ options: { d: { type: 'string', default: '10000' }, sizes: { type: 'string', default: '5,10,20,50' }, big: { type: 'string', default: '64' } } })
+const { values } = parseArgs({ options: { d: { type: 'string', default: '10000' }, sizes: { type: 'string', default: '5,10,20,50' }, big: { type: 'string', default: '64' }, modes: { type: 'string', default: 'all-to-all,sliced' }, slices: { type: 'string', default: '64' }, 'per-slice': { type: 'string', default: '2' } } })
+type Mode = 'all-to-all' | 'sliced'
+const modes = values.modes!.split(',') as Mode[]
+if (modes.some(m => m !== 'all-to-all' && m !== 'sliced')) throw new Error('--modes lists all-to-all and/or sliced')
+const slicing = { slices: Number(values.slices), perSlice: Number(values['per-slice']) }
 const d = Number(values.d)
 const sizes = values.sizes!.split(',').map(Number)
 const big = Number(values.big)
 
-interface ScaleRow { mode: 'all-to-all', n: number, d: number, ms: number, sent_per_model: { mean: number, max: number }, received_per_model: { mean: number, max: number }, received_blobs_per_model: number, rss_mb: number }
+interface ScaleRow { mode: Mode, n: number, d: number, ms: number, sent_per_model: { mean: number, max: number }, received_per_model: { mean: number, max: number }, received_blobs_per_model: number, rss_mb: number }
 
-function round (n: number): ScaleRow {
+function round (n: number, mode: Mode): ScaleRow {
   const input = (i: number) => ({ values: Float32Array.from({ length: d }, (_, j) => Math.sin(i * 31 + j) * 0.01), count: 100 + i })
-  const net = new MemNet({ n, seed: 1, modelSize: d, lastRound: 0, input, params: p => { p.timeouts = { phaseMs: 2_000, roundMs: 60_000 } } })
+  const net = new MemNet({ n, seed: 1, modelSize: d, lastRound: 0, input, params: p => { p.timeouts = { phaseMs: 2_000, roundMs: 60_000 }; if (mode === 'sliced') p.slicing = slicing } })
   const t0 = performance.now()
   net.startAll()
   net.run(() => net.peers.every(p => p.ledger.entries.length === 1), 120_000)
@@ -59,18 +64,24 @@ function round (n: number): ScaleRow {
   }
   const model = 4 * d
   const stat = (xs: number[]) => ({ mean: +(xs.reduce((a, b) => a + b, 0) / xs.length / model).toFixed(2), max: +(Math.max(...xs) / model).toFixed(2) })
-  return { mode: 'all-to-all', n, d, ms: +ms.toFixed(0), sent_per_model: stat(sent), received_per_model: stat(received), received_blobs_per_model: +(blobBytes / n / model).toFixed(2), rss_mb: +(process.memoryUsage().rss / 2 ** 20).toFixed(0) }
+  return { mode, n, d, ms: +ms.toFixed(0), sent_per_model: stat(sent), received_per_model: stat(received), received_blobs_per_model: +(blobBytes / n / model).toFixed(2), rss_mb: +(process.memoryUsage().rss / 2 ** 20).toFixed(0) }
 }
 
 const rows: ScaleRow[] = []
 console.log(`one secure round per size, d = ${d} (${(4 * d / 1e3).toFixed(0)} kB as uint32), bytes per peer ÷ the model's size`)
 console.log('mode        n   sent (mean/max)   received (mean/max)   of which blobs   round ms   rss MB')
-for (const n of [...sizes, ...(big > 0 ? [big] : [])]) {
-  const r = round(n)
+for (const n of [...sizes, ...(big > 0 ? [big] : [])]) for (const mode of modes) {
+  const r = round(n, mode)
   rows.push(r)
-  console.log(`${r.mode}  ${String(n).padStart(3)}   ${r.sent_per_model.mean.toFixed(1).padStart(6)} / ${r.sent_per_model.max.toFixed(1).padStart(6)}   ${r.received_per_model.mean.toFixed(1).padStart(8)} / ${r.received_per_model.max.toFixed(1).padStart(6)}   ${r.received_blobs_per_model.toFixed(1).padStart(14)}   ${String(r.ms).padStart(8)}   ${String(r.rss_mb).padStart(6)}`)
+  console.log(`${r.mode.padEnd(10)}  ${String(n).padStart(3)}   ${r.sent_per_model.mean.toFixed(1).padStart(6)} / ${r.sent_per_model.max.toFixed(1).padStart(6)}   ${r.received_per_model.mean.toFixed(1).padStart(8)} / ${r.received_per_model.max.toFixed(1).padStart(6)}   ${r.received_blobs_per_model.toFixed(1).padStart(14)}   ${String(r.ms).padStart(8)}   ${String(r.rss_mb).padStart(6)}`)
 }
-const first = rows[0]; const last = rows[rows.length - 1]
-const growth = (last.received_per_model.mean / first.received_per_model.mean)
-console.log(`received per peer grows ${growth.toFixed(1)}x from n = ${first.n} to n = ${last.n} (target for the sliced mode: <= 2.5 model sizes at every n)`)
-console.log(JSON.stringify({ bench: 'scale', d, rows, received_growth: +growth.toFixed(2) }))
+const growth: Partial<Record<Mode, number>> = {}
+for (const mode of modes) {
+  const of = rows.filter(r => r.mode === mode)
+  const first = of[0]; const last = of[of.length - 1]
+  growth[mode] = +(last.received_per_model.mean / first.received_per_model.mean).toFixed(2)
+  console.log(`${mode}: received per peer grows ${growth[mode]}x from n = ${first.n} to n = ${last.n}`)
+}
+const sliced = rows.filter(r => r.mode === 'sliced')
+if (sliced.length > 0) console.log(`sliced, largest (sent + received) / 2 per peer: ${Math.max(...sliced.map(r => (r.sent_per_model.mean + r.received_per_model.mean) / 2)).toFixed(2)} model sizes (target <= 2.5 at every n)`)
+console.log(JSON.stringify({ bench: 'scale', d, slicing, rows, received_growth: growth }))

@@ -14,7 +14,7 @@
  */
 import { NodeIdentity, ed25519PublicKeyFromPeerId, verifySignature } from '../privacy/index.ts'
 import { arr, bytes, decodeBounded, encodeCanonical, equalBytes, hash, hex, obj, uint } from './codec.ts'
-import { consortiumId, validateManifest, type Manifest } from './manifest.ts'
+import { MAX_MEMBERS, consortiumId, validateManifest, type Manifest } from './manifest.ts'
 import { reject } from './errors.ts'
 
 export type CertificateKind = 'update' | 'stats' | 'eval' | 'membership'
@@ -45,7 +45,7 @@ export function decodeHeader (data: Uint8Array): CertificateHeader {
   const o = obj(decodeBounded(data, MAX_HEADER_BYTES, 'certificate header'), 'certificate header', ['c', 'r', 'p', 'k', 'u', 'ah', 'mh', 'x'])
   const k = o.k
   if (k !== 'update' && k !== 'stats' && k !== 'eval' && k !== 'membership') reject('malformed', 'certificate kind')
-  const u = arr(o.u, 'survivors', 64, (x, i) => uint(x, `survivors[${i}]`, 63))
+  const u = arr(o.u, 'survivors', MAX_MEMBERS, (x, i) => uint(x, `survivors[${i}]`, MAX_MEMBERS - 1))
   for (let i = 1; i < u.length; i++) if (u[i] <= u[i - 1]) reject('malformed', 'survivors must be sorted and distinct')
   return { consortium: bytes(o.c, 'c', 32), round: uint(o.r, 'round'), prev: bytes(o.p, 'prev', 32), kind: k as CertificateKind, survivors: u, aggregateHash: bytes(o.ah, 'ah', 32), stateHash: bytes(o.mh, 'mh', 32), extra: bytes(o.x, 'x', undefined, MAX_HEADER_BYTES) }
 }
@@ -79,11 +79,11 @@ export function encodeCertificate (cert: Certificate): Uint8Array {
 }
 
 export function decodeCertificate (data: Uint8Array): Certificate {
-  const o = obj(decodeBounded(data, MAX_HEADER_BYTES + 64 * 80, 'certificate'), 'certificate', ['h', 's'])
-  const signatures = arr(o.s, 'signatures', 64, (x, i) => {
+  const o = obj(decodeBounded(data, MAX_HEADER_BYTES + MAX_MEMBERS * 80, 'certificate'), 'certificate', ['h', 's'])
+  const signatures = arr(o.s, 'signatures', MAX_MEMBERS, (x, i) => {
     const p = arr(x, `signatures[${i}]`, 2, y => y)
     if (p.length !== 2) reject('malformed', 'signature entry must be a pair')
-    return [uint(p[0], 'signer', 63), bytes(p[1], 'signature', 64)] as [number, Uint8Array]
+    return [uint(p[0], 'signer', MAX_MEMBERS - 1), bytes(p[1], 'signature', 64)] as [number, Uint8Array]
   })
   return { header: bytes(o.h, 'header', undefined, MAX_HEADER_BYTES), signatures }
 }

@@ -8,7 +8,8 @@
 import { NodeIdentity, ed25519PublicKeyFromPeerId, verifySignature, assertNoWrap, type QuantizationParams } from '../privacy/index.ts'
 import { encodeCanonical, hash, hex } from './codec.ts'
 
-export const MAX_MEMBERS = 64
+/** the most members a consortium has: a masking-set proposal (every member's advertisement and share keys, n boxes each) must fit one message (MAX_MESSAGE_BYTES) */
+export const MAX_MEMBERS = 100
 export const AGGREGATION_RULES = ['fedavg', 'fedavgm', 'fedadam'] as const
 export type AggregationRule = typeof AGGREGATION_RULES[number]
 

@@ -12,10 +12,11 @@
 import { NodeIdentity, verifySignature, SHARE_BYTES } from '../privacy/index.ts'
 import { arr, bytes, decodeBounded, encodeCanonical, equalBytes, hash, obj, uint, type Obj } from './codec.ts'
 import { reject } from './errors.ts'
-import { MAX_SLICES } from './manifest.ts'
+import { MAX_MEMBERS, MAX_SLICES } from './manifest.ts'
 
 export const PROTOCOL_VERSION = 1
-export const MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+/** below gossipsub's 4 MiB (FIELD-NOTES): a masking-set proposal of 100 members is about 2.2 MB */
+export const MAX_MESSAGE_BYTES = 3 * 1024 * 1024
 export const MAX_ROUND = 2 ** 40
 export const MAX_ATTEMPT = 1000
 
@@ -87,7 +88,7 @@ export function sealMessage (identity: NodeIdentity, env: Envelope): Uint8Array 
   return encodeCanonical([payload, identity.sign('protocol-message', payload)])
 }
 
-const MAX_N = 64
+const MAX_N = MAX_MEMBERS
 const pairList = (v: unknown, what: string, len?: number, maxLen?: number): Array<[number, Uint8Array]> =>
   arr(v, what, MAX_N, (x, i) => {
     const p = arr(x, `${what}[${i}]`, 2, y => y)

@@ -130,7 +130,7 @@ export class Round {
     const slicing = o.manifest.params.slicing
     this.#sliced = slicing === undefined
       ? null
-      : new SlicedAggregation({ me: this.me, peerIds: this.#peerIds, slicing, length: this.#inputLength(), seed: () => assignmentSeed(this.#o.consortium, this.#o.round, this.#o.prev), phaseMs: o.manifest.params.timeouts.phaseMs })
+      : new SlicedAggregation({ me: this.me, peerIds: this.#peerIds, slicing, length: this.#inputLength(), prev: () => this.#o.prev, seedOf: prev => assignmentSeed(this.#o.consortium, this.#o.round, prev), phaseMs: o.manifest.params.timeouts.phaseMs })
     this.#send(MSG.advertise, 0, { boxKey: this.#boxKeys.publicKey, maskKey: this.#maskKeys.publicKey, selfMaskCommitment: secretCommitment(this.#selfMaskSeed) })
     this.#setPhase('advertise', 'keys advertised')
   }
@@ -536,6 +536,8 @@ export class Round {
   }
 
   #tryAggregate (M: Proposal, U3: SurvivorProposal): void {
+    // sliced: the secrets are reconstructed once, then only the slices move
+    if (this.#secrets !== null) { this.#aggregateSliced(M, U3, []); return }
     const reveals = new Map([...this.#reveals].filter(([, body]) => equalBytes(body.proposalId, U3.id)))
     const shares = collectRevealedShares(reveals, M.members, U3.members, this.#faulty)
     for (const m of shares.misbehaved) { this.#faulty.add(m.member); this.#reject(m.code, m.reason, m.member) }
@@ -561,9 +563,9 @@ export class Round {
   }
 
   /** Sliced mode: the secrets once, then my slices' sums, then the whole sum from the agreed slices. */
-  #aggregateSliced (M: Proposal, U3: SurvivorProposal, dropped: number[], shares: ReturnType<typeof collectRevealedShares>): void {
+  #aggregateSliced (M: Proposal, U3: SurvivorProposal, dropped: number[], shares?: ReturnType<typeof collectRevealedShares>): void {
     const sliced = this.#sliced!
-    if (this.#secrets === null) {
+    if (this.#secrets === null && shares !== undefined) {
       const got = unmaskingSecrets({
         survivors: U3.members, dropped, shares, params: this.#o.manifest.params, peerIds: this.#peerIds, maskContext: this.#ctx,
         adverts: new Map(M.members.map(u => [u, this.#adverts.get(u)!.body]))
@@ -576,6 +578,7 @@ export class Round {
       }
       this.#secrets = got.secrets
     }
+    if (this.#secrets === null) return
     const step = sliced.step(this.#o.now, M.members, U3.members, this.#secrets)
     for (const b of step.publish) this.#actions.push({ type: 'publish-blob', hash: b.hash, data: b.data, what: 'masked-vector', round: this.#o.round })
     for (const f of step.fetch) this.#actions.push({ type: 'fetch-blob', hash: f.hash, owner: f.owner, what: 'masked-vector' })
@@ -585,7 +588,8 @@ export class Round {
     const { consortium, round, prev, kind, state } = this.#o
     const result = aggregateFromSum({ consortium, round, prev, kind, state, survivors: U3.members, params: this.#o.manifest.params }, sum)
     this.#result = result
-    this.#setPhase('commit', `aggregated ${U3.members.length} inputs in ${sliced.slices} slices${dropped.length > 0 ? `, removed masks of ${dropped.length} dropped` : ''}`)
+    const gone = M.members.length - U3.members.length
+    this.#setPhase('commit', `aggregated ${U3.members.length} inputs in ${sliced.slices} slices${gone > 0 ? `, removed masks of ${gone} dropped` : ''}`)
     this.#send(MSG.commit, 0, { header: result.header, signature: signHeader(this.#o.identity, result.header) })
   }
 

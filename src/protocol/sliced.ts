@@ -61,8 +61,10 @@ export interface SlicedOptions {
   slicing: SlicingParams
   /** the round's input length in words */
   length: number
-  /** the assignment seed (slices.ts assignmentSeed); asked each time, since the ledger head can move before the sum forms */
-  seed: () => Uint8Array
+  /** the ledger head the round extends (it can move before the sum forms: the assignment follows it) */
+  prev: () => Uint8Array
+  /** the assignment seed for a ledger head (slices.ts assignmentSeed) */
+  seedOf: (prev: Uint8Array) => Uint8Array
   phaseMs: number
 }
 
@@ -71,7 +73,9 @@ interface Claim { hash: Uint8Array, wire: Uint8Array }
 export class SlicedAggregation {
   readonly bounds: SliceBounds[]
   readonly #o: SlicedOptions
-  #rankings: { seed: string, rankings: number[][] } | null = null
+  #rankings: { prev: Uint8Array, rankings: number[][] } | null = null
+  /** my slices for a set of members and its extensions, by key: asked on every step, changed rarely */
+  readonly #mine = new Map<string, number[]>()
   /** per member: its committed slice hashes */
   readonly #hashes = new Map<number, Uint8Array[]>()
   /** slice blob hash → which member's which slice (a hash may be several members' if their slices are equal) */
@@ -130,18 +134,37 @@ export class SlicedAggregation {
   }
 
   #ranking (j: number): number[] {
-    const seed = hex(this.#o.seed())
-    if (this.#rankings?.seed !== seed) this.#rankings = { seed, rankings: sliceRankings(this.#o.seed(), this.#o.peerIds, this.slices) }
+    const prev = this.#o.prev()
+    if (this.#rankings?.prev !== prev) {
+      this.#rankings = { prev, rankings: sliceRankings(this.#o.seedOf(prev), this.#o.peerIds, this.slices) }
+      this.#mine.clear()
+    }
     return this.#rankings.rankings[j]
   }
 
   /** slice j's aggregators among `set`: the first perSlice + extra of its ranking */
-  aggregatorsOf (j: number, set: readonly number[], extra = 0): number[] {
-    return this.#ranking(j).filter(u => set.includes(u)).slice(0, this.#o.slicing.perSlice + extra)
+  aggregatorsOf (j: number, set: readonly number[] | ReadonlySet<number>, extra = 0): number[] {
+    const members = set instanceof Set ? set : new Set(set as readonly number[])
+    const want = this.#o.slicing.perSlice + extra
+    const out: number[] = []
+    for (const u of this.#ranking(j)) {
+      if (out.length === want) break
+      if (members.has(u)) out.push(u)
+    }
+    return out
   }
 
   #mySlices (set: readonly number[], extended: boolean): number[] {
-    return this.bounds.map(b => b.index).filter(j => this.aggregatorsOf(j, set, extended ? this.#extra[j] : 0).includes(this.#o.me))
+    this.#ranking(0) // the cache follows the ledger head
+    const key = `${set.join(',')}|${extended ? this.#extra.join(',') : ''}`
+    let mine = this.#mine.get(key)
+    if (mine === undefined) {
+      const members = new Set(set)
+      mine = this.bounds.map(b => b.index).filter(j => this.aggregatorsOf(j, members, extended ? this.#extra[j] : 0).includes(this.#o.me))
+      if (this.#mine.size > 64) this.#mine.clear()
+      this.#mine.set(key, mine)
+    }
+    return mine
   }
 
   #sliceHash (u: number, j: number): string | null {

@@ -68,7 +68,7 @@ test('manifests: validated field by field, signed by every founding member', () 
   }
   bad(m => { m.params.threshold = 1 }, /threshold/)
   bad(m => { m.params.quorum = 4 }, /quorum/)
-  bad(m => { m.members = [m.members[0]] }, /2 to 64 members/)
+  bad(m => { m.members = [m.members[0]] }, /2 to 100 members/)
   bad(m => { m.members[1].peerId = m.members[0].peerId }, /listed twice/)
   bad(m => { m.members[0].peerId = 'Qm-not-a-key' }, /Ed25519/)
   bad(m => { m.params.quantization.scale = 2 ** 30; m.params.quantization.clip = 2 ** 10 }, /quantization/)

@@ -6,7 +6,9 @@
  * nodes up, early versus late). The last line printed is one JSON object with the figures; the exit
  * code is 0 when every check holds.
  *
- *   node --expose-gc scripts/soak.ts [--rounds 200] [--dropout 0.2] [--seed 1] [--snapshots DIR]
+ *   node --expose-gc scripts/soak.ts [--rounds 200] [--dropout 0.2] [--seed 1] [--snapshots DIR] [--slices S]
+ *
+ * --slices S runs the rounds in sliced aggregation (S slices, two aggregators each) instead of all-to-all.
  */
 import { parseArgs } from 'node:util'
 import { writeHeapSnapshot } from 'node:v8'
@@ -23,7 +25,7 @@ import { subset } from '../src/training/data/dataset.ts'
 import { partitionIid } from '../src/training/data/partition.ts'
 import { formConsortium } from './simnet/processes.ts'
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '200' }, dropout: { type: 'string', default: '0.2' }, seed: { type: 'string', default: '1' }, snapshots: { type: 'string' } } })
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '200' }, dropout: { type: 'string', default: '0.2' }, seed: { type: 'string', default: '1' }, snapshots: { type: 'string' }, slices: { type: 'string' } } })
 /** Adam's tensors for medmesh/linear: two moments for each of its two variables, and two β powers */
 const OPTIMISER_TENSORS = 6
 /** seconds before heap samples count: gossipsub's message caches fill for 120 s (see the checks) */
@@ -40,7 +42,7 @@ const files = parts.map((p, i) => { const f = join(root, `site-${i}.npz`); write
 const c = await formConsortium({
   root, n: N, name: 'soak', datasets: files, http: false, rounds: ROUNDS,
   // five nodes share this one process (and two cores): one training worker each
-  manifest: { model: 'medmesh/linear', phaseMs: 1500, roundMs: 30_000 }, node: { epochs: 1, batchSize: 16, logLevel: 'error', trainingWorkers: 1 }
+  manifest: { model: 'medmesh/linear', phaseMs: 1500, roundMs: 30_000, ...(values.slices === undefined ? {} : { slicing: { slices: Number(values.slices), perSlice: 2 } }) }, node: { epochs: 1, batchSize: 16, logLevel: 'error', trainingWorkers: 1 }
 })
 const configs = c.dirs.map(d => resolveConfig(d, {}))
 const nodes: Array<MedmeshNode | null> = await Promise.all(configs.map(async cfg => await MedmeshNode.start(cfg)))
@@ -117,6 +119,6 @@ const checks = {
 }
 const ok = Object.values(checks).every(c => c !== false)
 rmSync(root, { recursive: true, force: true })
-console.log(`soak: ${last} rounds in ${Math.round((Date.now() - started) / 1000)} s — ${certified} certified, ${aborted} aborted, ${stops} node stops and restarts, ${conflicting} conflicting certificates; heap ${first?.heapMB.toFixed(1)} → ${final?.heapMB.toFixed(1)} MB, tensors ${first?.tensors} → ${final?.tensors}, active handles ${first?.resources} → ${final?.resources} (medians of the first and last three samples: heap ${heapGrowth === null ? `not checked, no two samples after the ${WARMUP_S} s warm-up` : `${(100 * heapGrowth).toFixed(0)}% after the ${WARMUP_S} s warm-up`}, handles ${(100 * handleGrowth).toFixed(0)}%${heapPerCertificateKB === null ? '' : `, heap ${heapPerCertificateKB.toFixed(1)} kB per certificate added to the ledgers`}): ${ok ? 'PASS' : 'FAIL ' + JSON.stringify(checks)}`)
+console.log(`soak${values.slices === undefined ? '' : ` (sliced, ${values.slices} slices)`}: ${last} rounds in ${Math.round((Date.now() - started) / 1000)} s — ${certified} certified, ${aborted} aborted, ${stops} node stops and restarts, ${conflicting} conflicting certificates; heap ${first?.heapMB.toFixed(1)} → ${final?.heapMB.toFixed(1)} MB, tensors ${first?.tensors} → ${final?.tensors}, active handles ${first?.resources} → ${final?.resources} (medians of the first and last three samples: heap ${heapGrowth === null ? `not checked, no two samples after the ${WARMUP_S} s warm-up` : `${(100 * heapGrowth).toFixed(0)}% after the ${WARMUP_S} s warm-up`}, handles ${(100 * handleGrowth).toFixed(0)}%${heapPerCertificateKB === null ? '' : `, heap ${heapPerCertificateKB.toFixed(1)} kB per certificate added to the ledgers`}): ${ok ? 'PASS' : 'FAIL ' + JSON.stringify(checks)}`)
 console.log(JSON.stringify({ rounds: last, certified, aborted, stops, conflicting, heapGrowth: heapGrowth === null ? null : Number(heapGrowth.toFixed(3)), handleGrowth: Number(handleGrowth.toFixed(3)), heapPerCertificateKB: heapPerCertificateKB === null ? null : Number(heapPerCertificateKB.toFixed(2)), samples, checks, pass: ok }))
 process.exit(ok ? 0 : 1)

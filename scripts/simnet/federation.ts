@@ -26,6 +26,8 @@ export interface SimSetup {
   aggregation: Pick<AggregationParams, 'rule' | 'serverLr' | 'beta1'>
   /** DP-SGD's budget per hospital, noise multiplier (0: calibrated at each hospital) and clipping norm */
   dp: { epsilon: number, noise: number, clip: number } | null
+  /** sliced aggregation's slices and aggregators per slice (manifest params.slicing), or null: all-to-all */
+  slicing: { slices: number, perSlice: number } | null
   /** eval rounds without a better pooled validation AUC that end the run (0: run every round) */
   patience: number
   /** worker threads per node process that split each batch (tcp) */
@@ -123,6 +125,6 @@ export const PHASES = ['advertise', 'share-keys', 'masked-input', 'survivor-set'
 export function progressLine (r: RoundRecord, n: number, withEpsilon: boolean): string {
   const certified = r.participants.length > 0
   return `round ${r.round}: ${certified ? `certified, ${r.participants.length}/${n} hospitals` : 'aborted'}${r.offline.length > 0 ? ` (${r.offline.length} offline)` : ''}` +
-    `${r.validation !== null ? ` — validation AUC ${r.validation.auc.toFixed(3)}` : ''}${r.metrics !== null ? ` — test ${formatMetrics(r.metrics)}` : ''}${withEpsilon ? ` — ε ${r.epsilon.map(e => e.toFixed(2)).join('/')}` : ''} — ${(r.bytes / 1e6).toFixed(1)} MB sent (${r.modelSizes.toFixed(1)}× the model)` +
+    `${r.validation !== null ? ` — validation AUC ${r.validation.auc.toFixed(3)}` : ''}${r.metrics !== null ? ` — test ${formatMetrics(r.metrics)}` : ''}${withEpsilon ? ` — ε ${r.epsilon.map(e => e.toFixed(2)).join('/')}` : ''} — ${(r.bytes / 1e6).toFixed(1)} MB sent (${r.modelSizes.toFixed(1)}× the model; ${(r.modelSizes / n).toFixed(1)}× per hospital)` +
     ` — phases ${Object.entries(r.phaseMs).map(([p, ms]) => `${p} ${ms} ms`).join(', ')}`
 }

@@ -28,6 +28,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
       p.training = { ...s.training }
       p.aggregation = { ...p.aggregation, ...s.aggregation }
       p.validation.patience = s.patience
+      if (s.slicing !== null) p.slicing = { ...s.slicing }
       if (s.dp !== null) p.dp = { enabled: true, epsilon: s.dp.epsilon, delta: 1e-5, noiseMultiplier: s.dp.noise, clipNorm: s.dp.clip }
     },
     input: (member, round, kind): { values: ArrayLike<number>, count: number } => {

@@ -236,7 +236,8 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
       model: s.modelId, seed: s.seed, imageSize: data.train.height, channels: data.train.channels, classes: data.train.classes.length, classNames: data.train.classes, phaseMs, roundMs,
       patience: s.patience, schedule: s.training.schedule, scheduleRounds: s.training.rounds, epochs: s.training.epochs, batchSize: s.training.batchSize,
       learningRate: s.training.learningRate, classWeighting: s.training.classWeighting, priorCorrection: s.training.priorCorrection, aggregation: s.aggregation.rule, serverLr: s.aggregation.serverLr, beta1: s.aggregation.beta1,
-      dp: s.dp === null ? undefined : { epsilon: s.dp.epsilon, noise: s.dp.noise, clip: s.dp.clip }
+      dp: s.dp === null ? undefined : { epsilon: s.dp.epsilon, noise: s.dp.noise, clip: s.dp.clip },
+      slicing: s.slicing ?? undefined
     },
     // a simulation repeats: each node's randomness from the run's seed; with no faults, no round
     // starts before every node is connected to every other

@@ -69,6 +69,8 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --dp-clip C          per-example clipping norm (default ${DP_RECIPE['dp-clip']})
   --training-workers W worker threads per node process, each batch split among them (tcp; default:
                        this machine's cores / hospitals, at least 1)
+  --slices S           sliced aggregation: each masked vector in S slices, each summed and unmasked
+                       only by its aggregators (default: all-to-all)   --per-slice K (default 2)
   --patience P         stop after P eval rounds without a better pooled validation AUC (default 0: run all rounds)
   --dropout P          fraction of hospitals offline in each round (default 0)
   --kill-at K          hospital 1 crashes at the start of round K and comes back two rounds later,
@@ -97,7 +99,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
       size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' },
       'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, 'prior-correction': { type: 'string', default: 'none' }, aggregation: { type: 'string' },
       'server-lr': { type: 'string', default: '1' }, patience: { type: 'string', default: '0' }, momentum: { type: 'string' },
-      compare: { type: 'boolean', default: false }, repeat: { type: 'string' }
+      compare: { type: 'boolean', default: false }, repeat: { type: 'string' }, slices: { type: 'string' }, 'per-slice': { type: 'string' }
     },
     allowPositionals: true
   })
@@ -148,6 +150,10 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const trainingWorkers = values['training-workers'] === undefined ? Math.max(1, Math.floor(availableParallelism() / n)) : Number(values['training-workers'])
   if (!(Number.isInteger(trainingWorkers) && trainingWorkers >= 1 && trainingWorkers <= 256)) throw new Error('--training-workers must be a whole number in [1, 256]')
   const patience = Number(values.patience)
+  if (values.slices === undefined && values['per-slice'] !== undefined) throw new Error('--per-slice goes with --slices (sliced aggregation)')
+  const slicing = values.slices === undefined ? null : { slices: Number(values.slices), perSlice: Number(values['per-slice'] ?? 2) }
+  if (slicing !== null && !(Number.isInteger(slicing.slices) && slicing.slices >= 1 && slicing.slices <= 256)) throw new Error('--slices must be a whole number in [1, 256]')
+  if (slicing !== null && !(Number.isInteger(slicing.perSlice) && slicing.perSlice >= 2 && slicing.perSlice <= n)) throw new Error('--per-slice must be a whole number in [2, nodes]')
   if (!(Number.isInteger(patience) && patience >= 0)) throw new Error('--patience must be a whole number')
   const training: TrainingParams = { schedule: lrSchedule, rounds, epochs, batchSize, learningRate, classWeighting, ...(priorCorrection === 'none' ? {} : { priorCorrection }) }
   // the learning rate over the rounds, for the baselines as for the hospitals
@@ -170,7 +176,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   const evalModel = buildModel(spec)
   const evaluator = new LocalTrainer(evalModel)
   const setup: SimSetup = {
-    n, rounds, seed, modelId, data, parts, training, aggregation, patience, trainingWorkers, initialWeights: flattenWeights(evalModel), modelBytes: 4 * flattenWeights(evalModel).length,
+    n, rounds, seed, modelId, data, parts, training, aggregation, patience, slicing, trainingWorkers, initialWeights: flattenWeights(evalModel), modelBytes: 4 * flattenWeights(evalModel).length,
     dp: dpEpsilon === null ? null : { epsilon: dpEpsilon, noise: dpNoise, clip: dpClip },
     dropout, killAt, malicious: values.malicious === true, latencyMs: latency, bandwidthBytesPerMs: bandwidth, outDir, seedBytes, out,
     evaluate: (weights, stats) => {
@@ -260,7 +266,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
     ], 0.5, 1, 'AUC'),
     barChart(`${transport === 'memory' ? 'Simulated time' : 'Time'} per phase (all rounds)`, PHASES, PHASES.map(p => records.reduce((a, r) => a + (r.phaseMs[p] ?? 0), 0) / 1000), 's'),
     barChart('Bytes sent per hospital (whole run)', bytesPerNode.map((_, i) => `hospital ${i}`), bytesPerNode.map(b => b / 1e6), 'MB'),
-    barChart('Bytes sent per round, in model sizes (all hospitals)', records.map(r => `round ${r.round}`), records.map(r => r.modelSizes), '× model'),
+    barChart('Bytes sent per round and hospital, in model sizes', records.map(r => `round ${r.round}`), records.map(r => r.modelSizes / n), '× model'),
     ...(dpEpsilon !== null ? [barChart('ε spent per hospital', fed.epsilon.map((_, i) => `hospital ${i}`), fed.epsilon, '')] : []),
     ...(curves.length > 0 ? [rocChart(`ROC on the test split${k > 2 ? ' (micro-average over the classes)' : ''}`, curves)] : []),
     ...(finalFed !== null ? [confusionTable(`Confusion matrix of the federated model (round ${chosen + 1}) on the test split`, data.train.classes, finalFed.confusion)] : []),

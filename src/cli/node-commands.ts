@@ -87,6 +87,11 @@ create options:
   --dp-delta D            (default 1e-5)   --dp-clip C (default 1.0)
   --dp-noise SIGMA        noise multiplier; 0 (default): each hospital calibrates its own to spend
                           its budget over the planned rounds (--schedule-rounds)
+  --slices S              sliced aggregation: each masked vector in S slices (at most 256), each
+                          fetched, summed and unmasked only by its aggregators, so that a member's
+                          traffic stays near a few model sizes whatever the consortium's size
+                          (default: all-to-all, every member fetches every masked vector)
+  --per-slice K           aggregators per slice, who must agree (default 2; at most --min-participants)
 
 Every founding member signs the same file with 'manifest sign'; 'verify' prints the
 consortium id once every member has signed.`
@@ -121,7 +126,8 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     'phase-ms': { type: 'string' }, 'round-ms': { type: 'string' }, aggregation: { type: 'string' }, 'server-lr': { type: 'string' },
     'dp-epsilon': { type: 'string' }, 'dp-delta': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' },
     channels: { type: 'string' }, 'lr-schedule': { type: 'string' }, 'schedule-rounds': { type: 'string' }, patience: { type: 'string' },
-    epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string' }, 'prior-correction': { type: 'string' }
+    epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string' }, 'prior-correction': { type: 'string' },
+    slices: { type: 'string' }, 'per-slice': { type: 'string' }
   })
   if (values.name === undefined || values.out === undefined) throw new UsageError('--name and --out are required')
   const named = (flag: string, list: unknown) => ((list ?? []) as string[]).map(s => {
@@ -140,6 +146,9 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
   const modelId = (values.model ?? 'medmesh/cnn-small') as string
   if (!(MODEL_IDS as readonly string[]).includes(modelId)) throw new UsageError(`--model must be one of ${MODEL_IDS.join(', ')}`)
   const eps = num(values['dp-epsilon'], 'dp-epsilon')
+  const slices = num(values.slices, 'slices')
+  if (slices === undefined && values['per-slice'] !== undefined) throw new UsageError('--per-slice goes with --slices (sliced aggregation)')
+  const slicing = slices === undefined ? undefined : { slices, perSlice: num(values['per-slice'], 'per-slice') ?? 2 }
   const { manifest: m, parameters } = await setup.createManifest(values.out, {
     name: values.name, members, model: modelId as never, seed: num(values.seed, 'seed'), imageSize: num(values['image-size'], 'image-size'), classes: num(values.classes, 'classes'),
     classNames: values['class-names'] === undefined ? undefined : (values['class-names'] as string).split(',').map(s => s.trim()), inferenceClients,
@@ -147,7 +156,8 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     epochs: num(values.epochs, 'epochs'), batchSize: num(values['batch-size'], 'batch-size'), learningRate: num(values['learning-rate'], 'learning-rate'), classWeighting: values['class-weighting'] as never, priorCorrection: values['prior-correction'] as never,
     threshold: num(values.threshold, 'threshold'), quorum: num(values.quorum, 'quorum'), minParticipants: num(values['min-participants'], 'min-participants'),
     phaseMs: num(values['phase-ms'], 'phase-ms'), roundMs: num(values['round-ms'], 'round-ms'), aggregation: values.aggregation, serverLr: num(values['server-lr'], 'server-lr'),
-    dp: eps === undefined ? undefined : { epsilon: eps, delta: num(values['dp-delta'], 'dp-delta'), noise: num(values['dp-noise'], 'dp-noise'), clip: num(values['dp-clip'], 'dp-clip') }
+    dp: eps === undefined ? undefined : { epsilon: eps, delta: num(values['dp-delta'], 'dp-delta'), noise: num(values['dp-noise'], 'dp-noise'), clip: num(values['dp-clip'], 'dp-clip') },
+    slicing
   })
   out(`wrote ${values.out}: consortium '${m.name}', ${m.members.length} members, model ${modelId} (${parameters} parameters); each member now signs it`)
   return EXIT.ok

@@ -68,6 +68,8 @@ export interface ManifestOptions {
   priorCorrection?: 'none' | 'pooled'
   /** eval rounds without a better validation AUC that end training (0: never early) */
   patience?: number
+  /** sliced aggregation (PROTOCOL.md §8): each slice fetched, summed and unmasked by its perSlice aggregators; absent: all-to-all */
+  slicing?: { slices: number, perSlice: number }
 }
 
 /** Build the model the manifest pins (its initial hash is what every member checks) and write the unsigned manifest to `file`. */
@@ -101,6 +103,7 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
     ...(o.priorCorrection === undefined || o.priorCorrection === 'none' ? {} : { priorCorrection: o.priorCorrection })
   }
   params.validation.patience = o.patience ?? params.validation.patience
+  if (o.slicing !== undefined) params.slicing = { slices: o.slicing.slices, perSlice: o.slicing.perSlice }
   if (o.inferenceClients !== undefined && o.inferenceClients.length > 0) params.inference = { clients: o.inferenceClients }
   if (o.dp !== undefined) params.dp = { enabled: true, epsilon: o.dp.epsilon, delta: o.dp.delta ?? 1e-5, noiseMultiplier: o.dp.noise ?? 0, clipNorm: o.dp.clip ?? 1.0 }
   const manifest = validateManifest({ version: 1, name: o.name, members: o.members, params })

@@ -9,7 +9,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DataDir } from '../../src/node/datadir.ts'
 import { hex } from '../../src/protocol/codec.ts'
-import { makeCluster, startNode, messages, waitFor, withTimeout, checkDataDir, type Running } from '../node/cluster.ts'
+import { makeCluster, startNode, messages, waitFor, withTimeout, checkDataDir, lastMessages, type Running } from '../node/cluster.ts'
 
 function setDeny (dir: string, deny: string[]): void {
   const file = join(dir, 'config.json')
@@ -24,14 +24,14 @@ test('a partition into 2 and 3 members, then a heal: the 3 go on, the 2 certify 
   const nodes: Running[] = c.dirs.map(startNode)
   const minority = [0, 1]; const majority = [2, 3, 4]
   try {
-    await waitFor(() => nodes.every(n => certifiedRounds(n).includes(1)), 180_000, 'every node to certify round 1')
+    await waitFor(() => nodes.every(n => certifiedRounds(n).includes(1)), 180_000, 'every node to certify round 1', () => lastMessages(nodes))
     // split: each side refuses the other (the nodes' deny lists, reloaded on SIGHUP)
     for (const i of minority) setDeny(c.dirs[i], majority.map(j => c.ids[j]))
     for (const i of majority) setDeny(c.dirs[i], minority.map(j => c.ids[j]))
     for (const n of nodes) n.proc.kill('SIGHUP')
-    await waitFor(() => nodes.every(n => messages(n).some(m => /deny list reloaded: 2|deny list reloaded: 3/.test(m))), 30_000, 'the deny lists to be reloaded')
+    await waitFor(() => nodes.every(n => messages(n).some(m => /deny list reloaded: 2|deny list reloaded: 3/.test(m))), 30_000, 'the deny lists to be reloaded', () => lastMessages(nodes))
     const splitAt = Math.max(...nodes.map(n => Math.max(...certifiedRounds(n))))
-    await waitFor(() => majority.every(i => certifiedRounds(nodes[i]).includes(splitAt + 2)), 240_000, 'the majority to certify two rounds during the split')
+    await waitFor(() => majority.every(i => certifiedRounds(nodes[i]).includes(splitAt + 2)), 240_000, 'the majority to certify two rounds during the split', () => lastMessages(nodes))
     const minorityDuring = minority.map(i => Math.max(...certifiedRounds(nodes[i])))
     // heal
     for (const i of [...minority, ...majority]) setDeny(c.dirs[i], [])

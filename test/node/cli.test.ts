@@ -95,7 +95,17 @@ test('a manifest missing a founder\'s signature is refused by join', () => {
   const three = cli('manifest', 'create', '--name', 'x', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', join(root, 'x.json'), '--classes', '3', '--class-names', 'a,b')
   assert.is(three.status, 78)
   assert.match(three.stderr, /classNames must be 3 names/)
-  for (const r of [missing, junk, colour, swapped, three]) assert.ok(noStack(r.stderr), r.stderr)
+  // sliced aggregation: slices and aggregators per slice in the manifest; more aggregators than the fewest participants refused
+  const sliced = join(root, 'sliced.json')
+  assert.is(cli('manifest', 'create', '--name', 'sliced', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', sliced, '--slices', '8').status, 0)
+  assert.equal(JSON.parse(readFileSync(sliced, 'utf8')).manifest.params.slicing, { slices: 8, perSlice: 2 })
+  const tooMany = cli('manifest', 'create', '--name', 'x', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', join(root, 'y.json'), '--slices', '8', '--per-slice', '3')
+  assert.is(tooMany.status, 78)
+  assert.match(tooMany.stderr, /params\.slicing\.perSlice/)
+  const alone = cli('manifest', 'create', '--name', 'x', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', join(root, 'z.json'), '--per-slice', '2')
+  assert.is(alone.status, 64)
+  assert.match(alone.stderr, /--per-slice goes with --slices/)
+  for (const r of [missing, junk, colour, swapped, three, tooMany, alone]) assert.ok(noStack(r.stderr), r.stderr)
   assert.ok(!existsSync(join(dirs[1], 'config.json')), 'a refused join writes nothing')
 
   // a dataset gone after join: start says so with exit 78, not a raw ENOENT

@@ -69,11 +69,15 @@ export function messages (r: Running): string[] {
   return r.log.map(l => { try { return String(JSON.parse(l).msg) } catch { return l } })
 }
 
-export async function waitFor (cond: () => boolean, ms: number, what: string): Promise<void> {
+/** Poll `cond` until it holds; on a timeout the error says what was awaited and, with `detail`, what the nodes were doing. */
+export async function waitFor (cond: () => boolean, ms: number, what: string, detail?: () => string): Promise<void> {
   const end = Date.now() + ms
   while (Date.now() < end) { if (cond()) return; await new Promise(r => setTimeout(r, 200)) }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+  throw new Error(`timed out after ${ms} ms waiting for ${what}${detail === undefined ? '' : `\n${detail()}`}`)
 }
+
+/** The last few log messages of each node, for a failure message. */
+export const lastMessages = (nodes: Running[], k = 6): string => nodes.map((n, i) => `node ${i}: ${messages(n).slice(-k).join(' | ')}`).join('\n')
 
 export async function withTimeout<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined

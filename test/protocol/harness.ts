@@ -1,14 +1,26 @@
 /** Test helpers around the in-memory network: inputs whose sums can be checked bit for bit. */
 import { MemNet as BaseNet, mulberry32, type NetOptions } from '../../src/protocol/memnet.ts'
+import type { SlicingParams } from '../../src/protocol/manifest.ts'
 
 export { mulberry32 }
 
-/** MemNet whose peers contribute `defaultInput` unless told otherwise. */
+/** MemNet whose peers contribute `defaultInput` unless told otherwise; `slicing` puts the round in sliced mode. */
 export class MemNet extends BaseNet {
-  constructor (o: NetOptions) {
-    super({ ...o, input: o.input ?? ((i, round) => defaultInput(o.modelSize ?? 16)(i, round)) })
+  constructor (o: NetOptions & { slicing?: SlicingParams }) {
+    const { slicing, ...rest } = o
+    super({
+      ...rest,
+      input: o.input ?? ((i, round) => defaultInput(o.modelSize ?? 16)(i, round)),
+      params: p => { o.params?.(p); if (slicing !== undefined) p.slicing = { ...slicing } }
+    })
   }
 }
+
+/** The aggregation modes every round test runs in: all-to-all, and sliced (3 slices, 2 aggregators each). */
+export const ROUND_MODES: Array<{ name: string, options: { slicing?: SlicingParams } }> = [
+  { name: 'all-to-all', options: {} },
+  { name: 'sliced', options: { slicing: { slices: 3, perSlice: 2 } } }
+]
 
 /** Inputs that quantise exactly (multiples of 1/scale, full weight), so sums can be checked bit for bit. */
 export function defaultInput (size: number, scale = 2 ** 18) {

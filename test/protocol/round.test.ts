@@ -1,7 +1,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { sha256 } from '@noble/hashes/sha2.js'
-import { MemNet, expectedAggregate } from './harness.ts'
+import { MemNet, expectedAggregate, ROUND_MODES } from './harness.ts'
 import { hex } from '../../src/protocol/codec.ts'
 import { stateHash } from '../../src/protocol/model.ts'
 import { decodeHeader, Ledger } from '../../src/protocol/ledger.ts'
@@ -13,248 +13,252 @@ function certifiedRounds (net: MemNet, peer: number): number {
   return net.peers[peer].ledger.entries.length
 }
 
-for (const n of [3, 5, 10]) {
-  test(`n=${n}: two rounds complete; every peer has the same ledger, certificate and model hash`, () => {
-    const net = new MemNet({ n, seed: n, modelSize: 24, lastRound: 1 })
-    net.startAll()
-    net.run(() => net.peers.every((_, i) => certifiedRounds(net, i) === 2))
-    const heads = new Set(net.peers.map(p => hex(p.ledger.head)))
-    const states = new Set(net.peers.map(p => hex(stateHash(p.state))))
-    assert.is(heads.size, 1, 'one ledger head')
-    assert.is(states.size, 1, 'one model')
-    for (const round of [0, 1]) {
-      const certs = new Set(net.peers.map(p => hex(p.ledger.entries[round].certificate.header)))
-      assert.is(certs.size, 1, `one certificate header for round ${round}`)
-      const header = net.peers[0].ledger.entries[round].header
-      assert.equal(header.survivors, Array.from({ length: n }, (_, i) => i), 'everyone survived')
-      assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(24, header.survivors, round)), 'aggregate is the exact sum of the quantised inputs')
-    }
-    // the model moved by the mean update: FedAvg with server lr 1
-    const mean0 = expectedAggregate(24, net.peers[0].ledger.entries[0].header.survivors, 0)
-    const w = net.peers[0].state.weights
-    assert.is.not(hex(stateHash(net.peers[0].state)), hex(stateHash(net.initial)))
-    assert.ok(Number.isFinite(w[0]) && mean0.length === 25)
-    assert.is(net.actions('reject').length, 0, 'no rejections among honest peers')
-  })
-}
-
-const PHASES: Array<[string, string, boolean]> = [
-  // [what is dropped before sending, description, does the dropped peer's input count?]
-  ['shareKeys', 'before sharing keys', false],
-  ['maskedInput', 'after sharing keys', false],
-  ['ack', 'after masked input', true],
-  ['reveal', 'during unmasking', true]
-]
-
-for (const [msgType, when, counts] of PHASES) {
-  test(`dropouts ${when}: n - t peers drop, the round completes with the exact sum of the survivors' inputs`, () => {
-    const n = 7
-    const net = new MemNet({ n, seed: 11, modelSize: 10, lastRound: 0 })
-    const t = net.manifest.params.threshold // 4
-    const dropped = [1, 5, 6].slice(0, n - t)
-    for (const d of dropped) net.dropBefore.set(d, msgType)
-    net.startAll()
-    net.run(() => net.honest().every(i => certifiedRounds(net, i) === 1))
-    const live = net.honest()
-    assert.equal(live, [0, 2, 3, 4])
-    const header = net.peers[0].ledger.entries[0].header
-    const expectedSurvivors = counts ? Array.from({ length: n }, (_, i) => i) : live
-    assert.equal(header.survivors, expectedSurvivors)
-    assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(10, header.survivors, 0)))
-    assert.is(new Set(live.map(i => hex(net.peers[i].ledger.head))).size, 1)
-  })
-}
-
-test('below the threshold the round aborts cleanly and the next one begins', () => {
-  const n = 5
-  const net = new MemNet({ n, seed: 12, modelSize: 8, lastRound: 1 })
-  const t = net.manifest.params.threshold // 3
-  for (const d of [0, 1, 2].slice(0, n - t + 1)) net.dropBefore.set(d, 'shareKeys')
-  net.startAll()
-  net.run(() => net.honest().every(i => net.actions('round-started', i).some(a => a.round === 1)), 60_000)
-  for (const i of net.honest()) {
-    assert.ok(net.actions('aborted', i).length >= 1, `peer ${i} aborted round 0`)
-    assert.is(net.peers[i].ledger.entries.length, 0, 'nothing certified')
-    assert.ok(net.actions('round-started', i).some(a => a.round === 1), `peer ${i} started round 1`)
+for (const mode of ROUND_MODES) {
+  for (const n of [3, 5, 10]) {
+    test(`n=${n}: two rounds complete; every peer has the same ledger, certificate and model hash [${mode.name}]`, () => {
+      const net = new MemNet({ ...mode.options, n, seed: n, modelSize: 24, lastRound: 1 })
+      net.startAll()
+      // a peer certified by the others' signatures before its own sum was done fetches the state
+      net.run(() => net.peers.every((p, i) => certifiedRounds(net, i) === 2 && p.stateCurrent))
+      const heads = new Set(net.peers.map(p => hex(p.ledger.head)))
+      const states = new Set(net.peers.map(p => hex(stateHash(p.state))))
+      assert.is(heads.size, 1, 'one ledger head')
+      assert.is(states.size, 1, 'one model')
+      for (const round of [0, 1]) {
+        const certs = new Set(net.peers.map(p => hex(p.ledger.entries[round].certificate.header)))
+        assert.is(certs.size, 1, `one certificate header for round ${round}`)
+        const header = net.peers[0].ledger.entries[round].header
+        assert.equal(header.survivors, Array.from({ length: n }, (_, i) => i), 'everyone survived')
+        assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(24, header.survivors, round)), 'aggregate is the exact sum of the quantised inputs')
+      }
+      // the model moved by the mean update: FedAvg with server lr 1
+      const mean0 = expectedAggregate(24, net.peers[0].ledger.entries[0].header.survivors, 0)
+      const w = net.peers[0].state.weights
+      assert.is.not(hex(stateHash(net.peers[0].state)), hex(stateHash(net.initial)))
+      assert.ok(Number.isFinite(w[0]) && mean0.length === 25)
+      assert.is(net.actions('reject').length, 0, 'no rejections among honest peers')
+    })
   }
-})
 
-test('a statistics round securely averages the sites\' normalisation statistics', () => {
-  const n = 4
-  // per site: [mean, mean of squares] of the pixels, then the fractions of its images in each of two classes
-  const pixels = [[0.2, 0.1, 0.9, 0.1], [0.4, 0.3, 0.5, 0.5], [0.5, 0.35, 0.2, 0.8], [0.3, 0.15, 0.25, 0.75]]
-  const counts = [100, 300, 200, 400]
-  const net = new MemNet({
-    n, seed: 13, modelSize: 8, lastRound: 0, kindOf: () => 'stats',
-    params: p => { p.quantization.maxSampleCount = 1000 },
-    input: (i) => ({ values: pixels[i], count: counts[i] })
-  })
-  net.startAll()
-  net.run(() => net.peers.every(p => p.ledger.entries.length === 1))
-  const total = counts.reduce((a, b) => a + b, 0)
-  const mean = pixels.reduce((s, p, i) => s + p[0] * counts[i], 0) / total
-  const sq = pixels.reduce((s, p, i) => s + p[1] * counts[i], 0) / total
-  for (const p of net.peers) {
-    assert.ok(p.stats !== null)
-    assert.ok(Math.abs(p.stats![0] - mean) < 1e-4, `mean ${p.stats![0]} vs ${mean}`)
-    assert.ok(Math.abs(p.stats![1] - sq) < 1e-4)
-    const normal = pixels.reduce((s, p, i) => s + p[2] * counts[i], 0) / total
-    assert.ok(Math.abs(p.stats![2] - normal) < 1e-4, `the pooled fraction of class 0: ${p.stats![2]} vs ${normal}`)
-    assert.ok(Math.abs(p.stats![2] + p.stats![3] - 1) < 1e-4)
-    assert.is(hex(stateHash(p.state)), hex(stateHash(net.initial)), 'a stats round leaves the model alone')
+  const PHASES: Array<[string, string, boolean]> = [
+    // [what is dropped before sending, description, does the dropped peer's input count?]
+    ['shareKeys', 'before sharing keys', false],
+    ['maskedInput', 'after sharing keys', false],
+    ['ack', 'after masked input', true],
+    ['reveal', 'during unmasking', true]
+  ]
+
+  for (const [msgType, when, counts] of PHASES) {
+    test(`dropouts ${when}: n - t peers drop, the round completes with the exact sum of the survivors' inputs [${mode.name}]`, () => {
+      const n = 7
+      const net = new MemNet({ ...mode.options, n, seed: 11, modelSize: 10, lastRound: 0 })
+      const t = net.manifest.params.threshold // 4
+      const dropped = [1, 5, 6].slice(0, n - t)
+      for (const d of dropped) net.dropBefore.set(d, msgType)
+      net.startAll()
+      net.run(() => net.honest().every(i => certifiedRounds(net, i) === 1))
+      const live = net.honest()
+      assert.equal(live, [0, 2, 3, 4])
+      const header = net.peers[0].ledger.entries[0].header
+      const expectedSurvivors = counts ? Array.from({ length: n }, (_, i) => i) : live
+      assert.equal(header.survivors, expectedSurvivors)
+      assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(10, header.survivors, 0)))
+      assert.is(new Set(live.map(i => hex(net.peers[i].ledger.head))).size, 1)
+    })
   }
-  const header = decodeHeader(net.peers[0].ledger.entries[0].certificate.header)
-  assert.is(header.kind, 'stats')
-})
 
-test('an offline peer catches up from the ledger and takes part in a later round', () => {
-  const n = 5
-  const net = new MemNet({ n, seed: 14, modelSize: 12, lastRound: 4 })
-  net.online[4] = false
-  net.startAll()
-  net.run(() => [0, 1, 2, 3].every(i => certifiedRounds(net, i) === 2))
-  assert.is(net.peers[4].ledger.entries.length, 0)
-  // it comes back: certificates and the certified state from member 0, verified, not trusted
-  net.online[4] = true
-  const certs = net.peers[0].ledger.entries.map(e => e.certificate)
-  const stateBlob = net.blobs.get(hex(net.peers[0].ledger.last!.header.stateHash))!
-  net.peers[4].catchUp(certs, stateBlob, net.now)
-  net.flush(4)
-  assert.is(net.peers[4].ledger.entries.length, 2)
-  assert.is(hex(stateHash(net.peers[4].state)), hex(stateHash(net.peers[0].state)))
-  net.run(() => net.peers.every(p => p.ledger.entries.length === 5))
-  const last = net.peers[0].ledger.entries[4].header
-  assert.ok(last.survivors.includes(4), `member 4 is among round 4's survivors: ${last.survivors}`)
-  assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
-})
-
-test('repeated dropouts: a member away for a whole round syncs when it finds a quorum ahead; no round is lost', () => {
-  const n = 5
-  for (const seed of [3, 4, 21]) {
-    const net = new MemNet({ n, seed, modelSize: 12, lastRound: 1000 })
-    net.startAll()
-    const away = new Map<number, number>()
-    for (let k = 0; k < 12; k++) {
-      // one random member misses everything of the next round (and the start of the one after)
-      const absent = Math.floor(net.rand() * n)
-      const present = net.peers.map((_, i) => i).filter(i => i !== absent)
-      // the round now beginning somewhere (an earlier one may be decided already)
-      const target = Math.max(...net.peers.map(p => Math.max(p.ledger.lastRound + 1, p.round?.number ?? 0)))
-      away.set(target, absent)
-      net.online[absent] = false
-      net.run(() => present.some(i => net.peers[i].ledger.lastRound >= target), 25_000)
-      net.online[absent] = true
-    }
-    const last = Math.max(...away.keys())
-    net.run(() => net.peers.every(p => p.ledger.lastRound >= last), 25_000)
-    const rounds = net.peers[0].ledger.entries.map(e => e.header.round)
-    assert.equal(rounds.slice(0, last + 1), Array.from({ length: last + 1 }, (_, r) => r), `seed ${seed}: every round certified: ${rounds}`)
-    assert.is(net.actions('aborted').filter(a => a.reason.includes('timed out')).length, 0, `seed ${seed}: no round timed out`)
-    for (const p of net.peers) assert.ok(p.ledger.lastRound >= last, `seed ${seed}: every member holds round ${last}`)
-    const heads = new Set(net.peers.map(p => hex(p.ledger.entries[last].hash)))
-    assert.is(heads.size, 1, 'one ledger')
-    assert.ok(net.actions('sync').length >= 1, 'the returning members synced')
-    for (const [r, absent] of away) {
-      const u = net.peers[0].ledger.entries[r].header.survivors
-      assert.not.ok(u.includes(absent), `member ${absent} was away in round ${r}: ${u}`)
-    }
-  }
-})
-
-test('a member that crashes after committing never runs that round again: it restarts in the next one and learns the certificate', () => {
-  const n = 5
-  const net = new MemNet({ n, seed: 9, modelSize: 12, lastRound: 4 })
-  net.startAll()
-  const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
-  const committed = (): boolean => net.log.some(l => l.peer === 4 && l.action.type === 'broadcast' && l.action.msgType === 'commit' && openMessage(l.action.wire, ctx).env.round === 2)
-  net.run(committed)
-  assert.ok(committed(), 'member 4 signed a commit for round 2')
-  // it crashes; what it had on disk: the certificates before round 2, and the round it was in
-  const disk = Ledger.verify(net.manifest, net.peers[4].ledger.entries.filter(e => e.header.round < 2).map(e => e.certificate))
-  const logFrom = net.log.length
-  net.peers[4] = net.makePeer(4, { ledger: disk, state: net.peers[4].state, firstRound: 3 })
-  net.peers[4].start(net.now)
-  net.flush(4)
-  net.run(() => net.peers.every(p => p.ledger.lastRound === 4))
-  const sentAgain = net.log.slice(logFrom).filter(l => l.peer === 4 && l.action.type === 'broadcast').map(l => openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.round)
-  assert.not.ok(sentAgain.includes(2), `after the restart member 4 sent nothing for round 2: ${sentAgain}`)
-  assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
-  assert.ok(net.peers[0].ledger.entries.find(e => e.header.round === 4)!.header.survivors.includes(4), 'member 4 takes part again')
-  assert.is(net.actions('reject').filter(a => a.code === 'equivocation').length, 0, 'no equivocation seen')
-})
-
-// A member that comes back after missing a round often misses an advertisement of its first round
-// (it was not yet back in the mesh when it went out), or the others miss its own. Either way it and
-// that member are inconsistent, and the masking set can keep only one of them: the one that stayed
-// up keeps its place (it was among the last round's survivors), the rejoiner waits one round.
-for (const [missed, what] of [[[1, 4], "the rejoiner misses a member's advertisement"], [[4, 1], "a member misses the rejoiner's advertisement"]] as const) {
-  test(`a member that stayed up keeps its place when another rejoins (${what})`, () => {
+  test(`below the threshold the round aborts cleanly and the next one begins [${mode.name}]`, () => {
     const n = 5
-    const net = new MemNet({ n, seed: 29, modelSize: 12, lastRound: 4 })
+    const net = new MemNet({ ...mode.options, n, seed: 12, modelSize: 8, lastRound: 1 })
+    const t = net.manifest.params.threshold // 3
+    for (const d of [0, 1, 2].slice(0, n - t + 1)) net.dropBefore.set(d, 'shareKeys')
+    net.startAll()
+    net.run(() => net.honest().every(i => net.actions('round-started', i).some(a => a.round === 1)), 60_000)
+    for (const i of net.honest()) {
+      assert.ok(net.actions('aborted', i).length >= 1, `peer ${i} aborted round 0`)
+      assert.is(net.peers[i].ledger.entries.length, 0, 'nothing certified')
+      assert.ok(net.actions('round-started', i).some(a => a.round === 1), `peer ${i} started round 1`)
+    }
+  })
+
+  test(`a statistics round securely averages the sites\' normalisation statistics [${mode.name}]`, () => {
+    const n = 4
+    // per site: [mean, mean of squares] of the pixels, then the fractions of its images in each of two classes
+    const pixels = [[0.2, 0.1, 0.9, 0.1], [0.4, 0.3, 0.5, 0.5], [0.5, 0.35, 0.2, 0.8], [0.3, 0.15, 0.25, 0.75]]
+    const counts = [100, 300, 200, 400]
+    const net = new MemNet({ ...mode.options,
+      n, seed: 13, modelSize: 8, lastRound: 0, kindOf: () => 'stats',
+      params: p => { p.quantization.maxSampleCount = 1000 },
+      input: (i) => ({ values: pixels[i], count: counts[i] })
+    })
+    net.startAll()
+    net.run(() => net.peers.every(p => p.ledger.entries.length === 1))
+    const total = counts.reduce((a, b) => a + b, 0)
+    const mean = pixels.reduce((s, p, i) => s + p[0] * counts[i], 0) / total
+    const sq = pixels.reduce((s, p, i) => s + p[1] * counts[i], 0) / total
+    for (const p of net.peers) {
+      assert.ok(p.stats !== null)
+      assert.ok(Math.abs(p.stats![0] - mean) < 1e-4, `mean ${p.stats![0]} vs ${mean}`)
+      assert.ok(Math.abs(p.stats![1] - sq) < 1e-4)
+      const normal = pixels.reduce((s, p, i) => s + p[2] * counts[i], 0) / total
+      assert.ok(Math.abs(p.stats![2] - normal) < 1e-4, `the pooled fraction of class 0: ${p.stats![2]} vs ${normal}`)
+      assert.ok(Math.abs(p.stats![2] + p.stats![3] - 1) < 1e-4)
+      assert.is(hex(stateHash(p.state)), hex(stateHash(net.initial)), 'a stats round leaves the model alone')
+    }
+    const header = decodeHeader(net.peers[0].ledger.entries[0].certificate.header)
+    assert.is(header.kind, 'stats')
+  })
+
+  test(`an offline peer catches up from the ledger and takes part in a later round [${mode.name}]`, () => {
+    const n = 5
+    const net = new MemNet({ ...mode.options, n, seed: 14, modelSize: 12, lastRound: 4 })
+    net.online[4] = false
+    net.startAll()
+    net.run(() => [0, 1, 2, 3].every(i => certifiedRounds(net, i) === 2))
+    assert.is(net.peers[4].ledger.entries.length, 0)
+    // it comes back: certificates and the certified state from member 0, verified, not trusted
+    net.online[4] = true
+    const certs = net.peers[0].ledger.entries.map(e => e.certificate)
+    const stateBlob = net.blobs.get(hex(net.peers[0].ledger.last!.header.stateHash))!
+    net.peers[4].catchUp(certs, stateBlob, net.now)
+    net.flush(4)
+    assert.is(net.peers[4].ledger.entries.length, 2)
+    assert.is(hex(stateHash(net.peers[4].state)), hex(stateHash(net.peers[0].state)))
+    net.run(() => net.peers.every(p => p.ledger.entries.length === 5))
+    const last = net.peers[0].ledger.entries[4].header
+    assert.ok(last.survivors.includes(4), `member 4 is among round 4's survivors: ${last.survivors}`)
+    assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
+  })
+
+  test(`repeated dropouts: a member away for a whole round syncs when it finds a quorum ahead; no round is lost [${mode.name}]`, () => {
+    const n = 5
+    for (const seed of [3, 4, 21]) {
+      const net = new MemNet({ ...mode.options, n, seed, modelSize: 12, lastRound: 1000 })
+      net.startAll()
+      const away = new Map<number, number>()
+      for (let k = 0; k < 12; k++) {
+        // one random member misses everything of the next round (and the start of the one after)
+        const absent = Math.floor(net.rand() * n)
+        const present = net.peers.map((_, i) => i).filter(i => i !== absent)
+        // the round now beginning somewhere (an earlier one may be decided already)
+        const target = Math.max(...net.peers.map(p => Math.max(p.ledger.lastRound + 1, p.round?.number ?? 0)))
+        away.set(target, absent)
+        net.online[absent] = false
+        net.run(() => present.some(i => net.peers[i].ledger.lastRound >= target), 25_000)
+        net.online[absent] = true
+      }
+      const last = Math.max(...away.keys())
+      net.run(() => net.peers.every(p => p.ledger.lastRound >= last), 25_000)
+      const rounds = net.peers[0].ledger.entries.map(e => e.header.round)
+      assert.equal(rounds.slice(0, last + 1), Array.from({ length: last + 1 }, (_, r) => r), `seed ${seed}: every round certified: ${rounds}`)
+      assert.is(net.actions('aborted').filter(a => a.reason.includes('timed out')).length, 0, `seed ${seed}: no round timed out`)
+      for (const p of net.peers) assert.ok(p.ledger.lastRound >= last, `seed ${seed}: every member holds round ${last}`)
+      const heads = new Set(net.peers.map(p => hex(p.ledger.entries[last].hash)))
+      assert.is(heads.size, 1, 'one ledger')
+      assert.ok(net.actions('sync').length >= 1, 'the returning members synced')
+      for (const [r, absent] of away) {
+        const u = net.peers[0].ledger.entries[r].header.survivors
+        assert.not.ok(u.includes(absent), `member ${absent} was away in round ${r}: ${u}`)
+      }
+    }
+  })
+
+  test(`a member that crashes after committing never runs that round again: it restarts in the next one and learns the certificate [${mode.name}]`, () => {
+    const n = 5
+    const net = new MemNet({ ...mode.options, n, seed: 9, modelSize: 12, lastRound: 4 })
     net.startAll()
     const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
-    net.run(() => net.peers.every(p => p.ledger.lastRound === 1))
-    net.online[4] = false // member 4 goes down for round 2, and comes back as round 3 begins
-    net.run(() => [0, 1, 2, 3].some(i => net.peers[i].ledger.lastRound === 2))
-    // back, it has learnt round 2's certificate and model (as a node does from its peers' ledgers)
-    net.online[4] = true
-    const source = net.peers.find(p => p.ledger.lastRound === 2)!
-    net.peers[4] = net.makePeer(4, { ledger: Ledger.verify(net.manifest, source.ledger.entries.map(e => e.certificate)), state: source.state, firstRound: 3 })
-    const [from, to] = missed
-    net.tamper = (sender, msgType, wire, recipient) =>
-      sender === from && recipient === to && msgType === 'advertise' && openMessage(wire, ctx).env.round === 3 ? [] : [wire]
+    const committed = (): boolean => net.log.some(l => l.peer === 4 && l.action.type === 'broadcast' && l.action.msgType === 'commit' && openMessage(l.action.wire, ctx).env.round === 2)
+    net.run(committed)
+    assert.ok(committed(), 'member 4 signed a commit for round 2')
+    // it crashes; what it had on disk: the certificates before round 2, and the round it was in
+    const disk = Ledger.verify(net.manifest, net.peers[4].ledger.entries.filter(e => e.header.round < 2).map(e => e.certificate))
+    const logFrom = net.log.length
+    net.peers[4] = net.makePeer(4, { ledger: disk, state: net.peers[4].state, firstRound: 3 })
     net.peers[4].start(net.now)
     net.flush(4)
     net.run(() => net.peers.every(p => p.ledger.lastRound === 4))
-    const entry = (r: number) => net.peers[0].ledger.entries.find(e => e.header.round === r)!.header
-    assert.equal(entry(2).survivors, [0, 1, 2, 3], 'round 2: without member 4')
-    assert.equal(entry(3).survivors, [0, 1, 2, 3], 'round 3: the members that stayed up, without the rejoiner')
-    assert.equal(entry(4).survivors, [0, 1, 2, 3, 4], 'round 4: everyone')
+    const sentAgain = net.log.slice(logFrom).filter(l => l.peer === 4 && l.action.type === 'broadcast').map(l => openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.round)
+    assert.not.ok(sentAgain.includes(2), `after the restart member 4 sent nothing for round 2: ${sentAgain}`)
     assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
+    assert.ok(net.peers[0].ledger.entries.find(e => e.header.round === 4)!.header.survivors.includes(4), 'member 4 takes part again')
+    assert.is(net.actions('reject').filter(a => a.code === 'equivocation').length, 0, 'no equivocation seen')
   })
-}
 
-test('a halted member sends nothing for later rounds and is in none of them; the others go on without it', () => {
-  const n = 5
-  const net = new MemNet({ n, seed: 17, modelSize: 12, lastRound: 3 })
-  net.startAll()
-  net.run(() => net.peers.every(p => p.ledger.lastRound >= 1))
-  const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
-  net.peers[4].halt()
-  const halted = net.peers[4].ledger.lastRound
-  assert.is(net.peers[4].round === null || net.peers[4].round!.done, true, 'no round under way')
-  const logFrom = net.log.length
-  net.run(() => [0, 1, 2, 3].every(i => net.peers[i].ledger.lastRound === 3))
-  const sent = net.log.slice(logFrom).filter(l => l.peer === 4 && l.action.type === 'broadcast').map(l => openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.round)
-  assert.equal(sent.filter(r => r > halted), [], 'nothing sent for a round after it halted')
-  for (const e of net.peers[0].ledger.entries.filter(e => e.header.round > halted)) assert.not.ok(e.header.survivors.includes(4), `member 4 is not in round ${e.header.round}`)
-  assert.ok(net.peers[0].ledger.lastRound === 3, 'the others certified every round')
-})
-
-test('every member stops in the same round (a consortium-wide outage): restarted, they wait roundMs for its certificate, then go on from the next round', () => {
-  const n = 5
-  const net = new MemNet({ n, seed: 23, modelSize: 12, lastRound: 5 })
-  net.startAll()
-  const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
-  const advertised = (i: number): boolean => net.log.some(l => l.peer === i && l.action.type === 'broadcast' && l.action.msgType === 'advertise' && openMessage(l.action.wire, ctx).env.round === 2)
-  net.run(() => net.peers.every((_, i) => advertised(i)))
-  assert.ok(net.peers.every(p => p.ledger.lastRound === 1), 'all were in round 2, none had certified it')
-  const logFrom = net.log.length
-  const restartedAt = net.now
-  for (let i = 0; i < n; i++) {
-    const disk = Ledger.verify(net.manifest, net.peers[i].ledger.entries.map(e => e.certificate))
-    net.peers[i] = net.makePeer(i, { ledger: disk, state: net.peers[i].state, firstRound: 3 })
+  // A member that comes back after missing a round often misses an advertisement of its first round
+  // (it was not yet back in the mesh when it went out), or the others miss its own. Either way it and
+  // that member are inconsistent, and the masking set can keep only one of them: the one that stayed
+  // up keeps its place (it was among the last round's survivors), the rejoiner waits one round.
+  for (const [missed, what] of [[[1, 4], "the rejoiner misses a member's advertisement"], [[4, 1], "a member misses the rejoiner's advertisement"]] as const) {
+    test(`a member that stayed up keeps its place when another rejoins (${what}) [${mode.name}]`, () => {
+      const n = 5
+      const net = new MemNet({ ...mode.options, n, seed: 29, modelSize: 12, lastRound: 4 })
+      net.startAll()
+      const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
+      net.run(() => net.peers.every(p => p.ledger.lastRound === 1))
+      net.online[4] = false // member 4 goes down for round 2, and comes back as round 3 begins
+      net.run(() => [0, 1, 2, 3].some(i => net.peers[i].ledger.lastRound === 2))
+      // back, it has learnt round 2's certificate and model (as a node does from its peers' ledgers)
+      net.online[4] = true
+      const source = net.peers.find(p => p.ledger.lastRound === 2)!
+      net.peers[4] = net.makePeer(4, { ledger: Ledger.verify(net.manifest, source.ledger.entries.map(e => e.certificate)), state: source.state, firstRound: 3 })
+      const [from, to] = missed
+      net.tamper = (sender, msgType, wire, recipient) =>
+        sender === from && recipient === to && msgType === 'advertise' && openMessage(wire, ctx).env.round === 3 ? [] : [wire]
+      net.peers[4].start(net.now)
+      net.flush(4)
+      net.run(() => net.peers.every(p => p.ledger.lastRound === 4))
+      const entry = (r: number) => net.peers[0].ledger.entries.find(e => e.header.round === r)!.header
+      assert.equal(entry(2).survivors, [0, 1, 2, 3], 'round 2: without member 4')
+      assert.equal(entry(3).survivors, [0, 1, 2, 3], 'round 3: the members that stayed up, without the rejoiner')
+      assert.equal(entry(4).survivors, [0, 1, 2, 3, 4], 'round 4: everyone')
+      assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
+    })
   }
-  net.startAll()
-  net.run(() => net.peers.every(p => p.ledger.lastRound === 5), 10 * net.manifest.params.timeouts.roundMs)
-  assert.ok(net.peers.every(p => p.ledger.lastRound === 5), `rounds 3 to 5 certified: ${net.peers.map(p => p.ledger.lastRound)}`)
-  const sentFor2 = net.log.slice(logFrom).filter(l => l.action.type === 'broadcast' && openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.round === 2)
-  assert.is(sentFor2.length, 0, 'nobody ran round 2 again')
-  assert.not.ok(net.peers[0].ledger.entries.some(e => e.header.round === 2), 'round 2 has no certificate')
-  const r3 = net.log.slice(logFrom).find(l => l.action.type === 'broadcast' && openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.round === 3)!
-  assert.ok(r3.at - restartedAt >= net.manifest.params.timeouts.roundMs, 'they waited roundMs first')
-  assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
-  assert.is(net.actions('reject').filter(a => a.code === 'equivocation').length, 0)
-})
+
+  test(`a halted member sends nothing for later rounds and is in none of them; the others go on without it [${mode.name}]`, () => {
+    const n = 5
+    const net = new MemNet({ ...mode.options, n, seed: 17, modelSize: 12, lastRound: 3 })
+    net.startAll()
+    net.run(() => net.peers.every(p => p.ledger.lastRound >= 1))
+    const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
+    net.peers[4].halt()
+    const halted = net.peers[4].ledger.lastRound
+    assert.is(net.peers[4].round === null || net.peers[4].round!.done, true, 'no round under way')
+    const logFrom = net.log.length
+    net.run(() => [0, 1, 2, 3].every(i => net.peers[i].ledger.lastRound === 3))
+    const sent = net.log.slice(logFrom).filter(l => l.peer === 4 && l.action.type === 'broadcast').map(l => openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.round)
+    assert.equal(sent.filter(r => r > halted), [], 'nothing sent for a round after it halted')
+    for (const e of net.peers[0].ledger.entries.filter(e => e.header.round > halted)) assert.not.ok(e.header.survivors.includes(4), `member 4 is not in round ${e.header.round}`)
+    assert.ok(net.peers[0].ledger.lastRound === 3, 'the others certified every round')
+  })
+
+  test(`every member stops in the same round (a consortium-wide outage): restarted, they wait roundMs for its certificate, then go on from the next round [${mode.name}]`, () => {
+    const n = 5
+    const net = new MemNet({ ...mode.options, n, seed: 23, modelSize: 12, lastRound: 5 })
+    net.startAll()
+    const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
+    const advertised = (i: number): boolean => net.log.some(l => l.peer === i && l.action.type === 'broadcast' && l.action.msgType === 'advertise' && openMessage(l.action.wire, ctx).env.round === 2)
+    net.run(() => net.peers.every((_, i) => advertised(i)))
+    assert.ok(net.peers.every(p => p.ledger.lastRound === 1), 'all were in round 2, none had certified it')
+    const logFrom = net.log.length
+    const restartedAt = net.now
+    for (let i = 0; i < n; i++) {
+      const disk = Ledger.verify(net.manifest, net.peers[i].ledger.entries.map(e => e.certificate))
+      net.peers[i] = net.makePeer(i, { ledger: disk, state: net.peers[i].state, firstRound: 3 })
+    }
+    net.startAll()
+    net.run(() => net.peers.every(p => p.ledger.lastRound === 5), 10 * net.manifest.params.timeouts.roundMs)
+    assert.ok(net.peers.every(p => p.ledger.lastRound === 5), `rounds 3 to 5 certified: ${net.peers.map(p => p.ledger.lastRound)}`)
+    const sentFor2 = net.log.slice(logFrom).filter(l => l.action.type === 'broadcast' && openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.round === 2)
+    assert.is(sentFor2.length, 0, 'nobody ran round 2 again')
+    assert.not.ok(net.peers[0].ledger.entries.some(e => e.header.round === 2), 'round 2 has no certificate')
+    const r3 = net.log.slice(logFrom).find(l => l.action.type === 'broadcast' && openMessage((l.action as { wire: Uint8Array }).wire, ctx).env.round === 3)!
+    assert.ok(r3.at - restartedAt >= net.manifest.params.timeouts.roundMs, 'they waited roundMs first')
+    assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
+    assert.is(net.actions('reject').filter(a => a.code === 'equivocation').length, 0)
+  })
+
+}
 
 test.run()

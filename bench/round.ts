@@ -4,9 +4,11 @@
  * reveals, unmasking, certificate) against the same round with plain summation (each peer
  * quantises and commits to its update; every peer sums the n vectors, applies FedAvg, hashes
  * the new state and signs it), side by side in one process. Both count the work of all n peers.
- * Last line: one JSON object.
+ * The secure round runs in both aggregation modes: all-to-all (every peer fetches, sums and
+ * unmasks every masked vector) and sliced (each of --slices slices summed and unmasked by its
+ * --per-slice aggregators, PROTOCOL.md §8). Last line: one JSON object.
  *
- * Usage: npm run bench:round [-- --n 10 --d 1000000 --reps 3]
+ * Usage: npm run bench:round [-- --n 10 --d 1000000 --reps 3 --slices 64 --per-slice 2]
  */
 import { parseArgs } from 'node:util'
 import { hash as sha256 } from '../src/protocol/codec.ts'
@@ -15,7 +17,9 @@ import { MemNet } from '../src/protocol/memnet.ts'
 import { strategyFor } from '../src/protocol/strategy/index.ts'
 import { stateHash } from '../src/protocol/model.ts'
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '10' }, d: { type: 'string', default: '1000000' }, reps: { type: 'string', default: '3' } } })
+const { values } = parseArgs({ options: { n: { type: 'string', default: '10' }, d: { type: 'string', default: '1000000' }, reps: { type: 'string', default: '3' }, slices: { type: 'string', default: '64' }, 'per-slice': { type: 'string', default: '2' } } })
+const slicing = { slices: Number(values.slices), perSlice: Number(values['per-slice']) }
+type Mode = 'all-to-all' | 'sliced'
 const n = Number(values.n)
 const d = Number(values.d)
 const reps = Number(values.reps)
@@ -24,10 +28,10 @@ const inputs = Array.from({ length: n }, (_, i) => Float32Array.from({ length: d
 const input = (i: number) => ({ values: inputs[i], count: 1000 + i })
 
 /** CPU time of all peers' event handlers, by the phase the handling peer was in when the event came */
-const phaseMs = new Map<string, number>()
-let phaseRuns = 0
+const phaseMs: Record<Mode, Map<string, number>> = { 'all-to-all': new Map(), sliced: new Map() }
+const phaseRuns: Record<Mode, number> = { 'all-to-all': 0, sliced: 0 }
 
-function timePhases (net: MemNet): void {
+function timePhases (net: MemNet, phaseMs: Map<string, number>): void {
   for (const peer of net.peers) {
     const p = peer as unknown as Record<string, (...args: unknown[]) => unknown>
     for (const method of ['start', 'receive', 'receiveBlob', 'tick', 'setInput']) {
@@ -41,14 +45,14 @@ function timePhases (net: MemNet): void {
   }
 }
 
-function secureRound (seed: number, byPhase = false): number {
-  const net = new MemNet({ n, seed, modelSize: d, lastRound: 0, input })
-  if (byPhase) { timePhases(net); phaseRuns++ }
+function secureRound (mode: Mode, seed: number, byPhase = false): number {
+  const net = new MemNet({ n, seed, modelSize: d, lastRound: 0, input, params: p => { if (mode === 'sliced') p.slicing = { ...slicing } } })
+  if (byPhase) { timePhases(net, phaseMs[mode]); phaseRuns[mode]++ }
   const t0 = performance.now()
   net.startAll()
   net.run(() => net.peers.every(p => p.ledger.entries.length === 1))
   const ms = performance.now() - t0
-  if (!net.peers.every(p => p.ledger.entries.length === 1)) throw new Error('secure round did not complete')
+  if (!net.peers.every(p => p.ledger.entries.length === 1)) throw new Error(`secure round (${mode}) did not complete`)
   return ms
 }
 
@@ -70,22 +74,27 @@ function plainRound (seed: number): number {
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-plainRound(99); secureRound(99) // warm-up
+plainRound(99); secureRound('all-to-all', 99); secureRound('sliced', 99) // warm-up
 const plain: number[] = []
-const secure: number[] = []
+const secure: Record<Mode, number[]> = { 'all-to-all': [], sliced: [] }
 for (let r = 0; r < reps; r++) {
   plain.push(plainRound(r + 1))
-  secure.push(secureRound(r + 1, true))
+  for (const mode of ['all-to-all', 'sliced'] as const) secure[mode].push(secureRound(mode, r + 1, true))
 }
 const p = median(plain)
-const s = median(secure)
+const s = { 'all-to-all': median(secure['all-to-all']), sliced: median(secure.sliced) }
 console.log(`n=${n} peers, d=${d}, median of ${reps}, all peers' work in one process`)
-console.log(`plain summation round   ${p.toFixed(0)} ms (${(p / n).toFixed(1)} ms per peer)`)
-console.log(`secure aggregation round ${s.toFixed(0)} ms (${(s / n).toFixed(1)} ms per peer)`)
-console.log(`secure / plain          ${(s / p).toFixed(2)}x (target <= 1.5x)`)
+console.log(`plain summation round      ${p.toFixed(0)} ms (${(p / n).toFixed(1)} ms per peer)`)
 // what each phase's handlers cost (all peers, mean over the runs): work is counted in the phase the
 // peer was in when the event that caused it arrived, so masking shows under share-keys (the
 // masking set arrives there) and unmasking under unmask (the last reveal)
-const phases = Object.fromEntries([...phaseMs].map(([k, v]) => [k, +(v / phaseRuns).toFixed(1)]))
-console.log('secure round by phase (ms, all peers): ' + Object.entries(phases).map(([k, v]) => `${k} ${v}`).join(', '))
-console.log(JSON.stringify({ bench: 'round', n, d, reps, plain_ms: +p.toFixed(1), secure_ms: +s.toFixed(1), secure_per_peer_ms: +(s / n).toFixed(1), ratio: +(s / p).toFixed(3), secure_phase_ms: phases }))
+const phases = (mode: Mode) => Object.fromEntries([...phaseMs[mode]].map(([k, v]) => [k, +(v / phaseRuns[mode]).toFixed(1)]))
+for (const mode of ['all-to-all', 'sliced'] as const) {
+  console.log(`secure round, ${mode.padEnd(10)}  ${s[mode].toFixed(0)} ms (${(s[mode] / n).toFixed(1)} ms per peer): ${(s[mode] / p).toFixed(2)}x plain (target <= 1.5x)`)
+  console.log(`  by phase (ms, all peers): ` + Object.entries(phases(mode)).map(([k, v]) => `${k} ${v}`).join(', '))
+}
+console.log(JSON.stringify({
+  bench: 'round', n, d, reps, slicing, plain_ms: +p.toFixed(1),
+  secure_ms: +s['all-to-all'].toFixed(1), ratio: +(s['all-to-all'] / p).toFixed(3), secure_phase_ms: phases('all-to-all'),
+  sliced_ms: +s.sliced.toFixed(1), sliced_ratio: +(s.sliced / p).toFixed(3), sliced_phase_ms: phases('sliced')
+}))

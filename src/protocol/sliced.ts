@@ -78,6 +78,8 @@ export class SlicedAggregation {
   readonly #mine = new Map<string, number[]>()
   /** per member: its committed slice hashes */
   readonly #hashes = new Map<number, Uint8Array[]>()
+  /** the same in hex, the blobs' names: looked up on every event, so converted once */
+  readonly #hashHex = new Map<number, string[]>()
   /** slice blob hash → which member's which slice (a hash may be several members' if their slices are equal) */
   readonly #sliceOf = new Map<string, Array<{ member: number, slice: number }>>()
   /** slice blobs held (my own and fetched), by hash */
@@ -125,6 +127,7 @@ export class SlicedAggregation {
     if (prior !== undefined) prior.forEach((h, j) => { const k = hex(h); this.#sliceOf.set(k, (this.#sliceOf.get(k) ?? []).filter(x => x.member !== member || x.slice !== j)) })
     const hs = body.sliceHashes!
     this.#hashes.set(member, hs)
+    this.#hashHex.set(member, hs.map(h => hex(h)))
     hs.forEach((h, j) => { const k = hex(h); this.#sliceOf.set(k, [...(this.#sliceOf.get(k) ?? []), { member, slice: j }]) })
   }
 
@@ -168,8 +171,8 @@ export class SlicedAggregation {
   }
 
   #sliceHash (u: number, j: number): string | null {
-    const hs = this.#hashes.get(u)
-    return hs === undefined ? null : hex(hs[j])
+    const hs = this.#hashHex.get(u)
+    return hs === undefined ? null : hs[j]
   }
 
   /** Whether this peer holds what it needs of member u's input before the survivor set: its commitment and the slices it aggregates. */

@@ -8,7 +8,7 @@
  *
  *   node --expose-gc scripts/soak.ts [--rounds 200] [--dropout 0.2] [--seed 1] [--snapshots DIR] [--slices S]
  *
- * --slices S runs the rounds in sliced aggregation (S slices, two aggregators each) instead of all-to-all.
+ * The rounds are all-to-all unless --slices S puts them in sliced aggregation (S slices, two aggregators each).
  */
 import { parseArgs } from 'node:util'
 import { writeHeapSnapshot } from 'node:v8'
@@ -42,7 +42,7 @@ const files = parts.map((p, i) => { const f = join(root, `site-${i}.npz`); write
 const c = await formConsortium({
   root, n: N, name: 'soak', datasets: files, http: false, rounds: ROUNDS,
   // five nodes share this one process (and two cores): one training worker each
-  manifest: { model: 'medmesh/linear', phaseMs: 1500, roundMs: 30_000, ...(values.slices === undefined ? {} : { slicing: { slices: Number(values.slices), perSlice: 2 } }) }, node: { epochs: 1, batchSize: 16, logLevel: 'error', trainingWorkers: 1 }
+  manifest: { model: 'medmesh/linear', phaseMs: 1500, roundMs: 30_000, slicing: values.slices === undefined ? null : { slices: Number(values.slices), perSlice: 2 } }, node: { epochs: 1, batchSize: 16, logLevel: 'error', trainingWorkers: 1 }
 })
 const configs = c.dirs.map(d => resolveConfig(d, {}))
 const nodes: Array<MedmeshNode | null> = await Promise.all(configs.map(async cfg => await MedmeshNode.start(cfg)))

@@ -27,7 +27,7 @@ import { LocalTrainer } from '../../src/training/trainer.ts'
 import { normalisation, pixelStats, statsVector } from '../../src/training/data/stats.ts'
 import { resizeDataset } from '../../src/training/data/resize.ts'
 import { learningRateAt, type LrSchedule } from '../../src/training/schedule.ts'
-import { AGGREGATION_RULES, type AggregationRule, type TrainingParams } from '../../src/protocol/manifest.ts'
+import { AGGREGATION_RULES, defaultSlicing, type AggregationRule, type TrainingParams } from '../../src/protocol/manifest.ts'
 import { formatMetrics, rocCurve, calibration, type ClinicalMetrics } from '../../src/training/metrics.ts'
 import { lineChart, barChart, rocChart, reliabilityChart, confusionTable, writeReport } from './report.ts'
 import { PHASES, chosenRound, hospitalData, pooledData, type FederationResult, type SimData, type SimSetup } from './federation.ts'
@@ -70,7 +70,8 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --training-workers W worker threads per node process, each batch split among them (tcp; default:
                        this machine's cores / hospitals, at least 1)
   --slices S           sliced aggregation: each masked vector in S slices, each summed and unmasked
-                       only by its aggregators (default: all-to-all)   --per-slice K (default 2)
+                       only by its aggregators; 0: all-to-all (default: 64 slices from 5 hospitals,
+                       all-to-all below)   --per-slice K (default 2)
   --patience P         stop after P eval rounds without a better pooled validation AUC (default 0: run all rounds)
   --dropout P          fraction of hospitals offline in each round (default 0)
   --kill-at K          hospital 1 crashes at the start of round K and comes back two rounds later,
@@ -151,7 +152,8 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
   if (!(Number.isInteger(trainingWorkers) && trainingWorkers >= 1 && trainingWorkers <= 256)) throw new Error('--training-workers must be a whole number in [1, 256]')
   const patience = Number(values.patience)
   if (values.slices === undefined && values['per-slice'] !== undefined) throw new Error('--per-slice goes with --slices (sliced aggregation)')
-  const slicing = values.slices === undefined ? null : { slices: Number(values.slices), perSlice: Number(values['per-slice'] ?? 2) }
+  // --slices 0: all-to-all; absent: the default for a consortium of n
+  const slicing = values.slices === undefined ? defaultSlicing(n) : values.slices === '0' ? null : { slices: Number(values.slices), perSlice: Number(values['per-slice'] ?? 2) }
   if (slicing !== null && !(Number.isInteger(slicing.slices) && slicing.slices >= 1 && slicing.slices <= 256)) throw new Error('--slices must be a whole number in [1, 256]')
   if (slicing !== null && !(Number.isInteger(slicing.perSlice) && slicing.perSlice >= 2 && slicing.perSlice <= n)) throw new Error('--per-slice must be a whole number in [2, nodes]')
   if (!(Number.isInteger(patience) && patience >= 0)) throw new Error('--patience must be a whole number')

@@ -89,8 +89,9 @@ create options:
                           its budget over the planned rounds (--schedule-rounds)
   --slices S              sliced aggregation: each masked vector in S slices (at most 256), each
                           fetched, summed and unmasked only by its aggregators, so that a member's
-                          traffic stays near a few model sizes whatever the consortium's size
-                          (default: all-to-all, every member fetches every masked vector)
+                          traffic stays near a few model sizes whatever the consortium's size;
+                          0: all-to-all, every member fetches every masked vector (default: 64
+                          slices from 5 members, all-to-all below)
   --per-slice K           aggregators per slice, who must agree (default 2; at most --min-participants)
 
 Every founding member signs the same file with 'manifest sign'; 'verify' prints the
@@ -148,7 +149,8 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
   const eps = num(values['dp-epsilon'], 'dp-epsilon')
   const slices = num(values.slices, 'slices')
   if (slices === undefined && values['per-slice'] !== undefined) throw new UsageError('--per-slice goes with --slices (sliced aggregation)')
-  const slicing = slices === undefined ? undefined : { slices, perSlice: num(values['per-slice'], 'per-slice') ?? 2 }
+  // --slices 0: all-to-all; absent: the default for the consortium's size
+  const slicing = slices === undefined ? undefined : slices === 0 ? null : { slices, perSlice: num(values['per-slice'], 'per-slice') ?? 2 }
   const { manifest: m, parameters } = await setup.createManifest(values.out, {
     name: values.name, members, model: modelId as never, seed: num(values.seed, 'seed'), imageSize: num(values['image-size'], 'image-size'), classes: num(values.classes, 'classes'),
     classNames: values['class-names'] === undefined ? undefined : (values['class-names'] as string).split(',').map(s => s.trim()), inferenceClients,

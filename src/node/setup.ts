@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import type { NodeIdentity } from '../privacy/index.ts'
 import { hex } from '../protocol/codec.ts'
 import {
-  AGGREGATION_RULES, consortiumId, defaultParams, memberIndex, signManifest as signManifestHash, validateManifest, verifySignedManifest,
+  AGGREGATION_RULES, consortiumId, defaultParams, defaultSlicing, memberIndex, signManifest as signManifestHash, validateManifest, verifySignedManifest,
   type AggregationRule, type Manifest, type SignedManifest
 } from '../protocol/manifest.ts'
 import { initialState, stateHash } from '../protocol/model.ts'
@@ -68,8 +68,8 @@ export interface ManifestOptions {
   priorCorrection?: 'none' | 'pooled'
   /** eval rounds without a better validation AUC that end training (0: never early) */
   patience?: number
-  /** sliced aggregation (PROTOCOL.md §8): each slice fetched, summed and unmasked by its perSlice aggregators; absent: all-to-all */
-  slicing?: { slices: number, perSlice: number }
+  /** sliced aggregation (PROTOCOL.md §8): each slice fetched, summed and unmasked by its perSlice aggregators; null: all-to-all; absent: `defaultSlicing` for the consortium's size */
+  slicing?: { slices: number, perSlice: number } | null
 }
 
 /** Build the model the manifest pins (its initial hash is what every member checks) and write the unsigned manifest to `file`. */
@@ -103,7 +103,8 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
     ...(o.priorCorrection === undefined || o.priorCorrection === 'none' ? {} : { priorCorrection: o.priorCorrection })
   }
   params.validation.patience = o.patience ?? params.validation.patience
-  if (o.slicing !== undefined) params.slicing = { slices: o.slicing.slices, perSlice: o.slicing.perSlice }
+  const slicing = o.slicing === undefined ? defaultSlicing(o.members.length) : o.slicing
+  if (slicing !== null) params.slicing = { slices: slicing.slices, perSlice: slicing.perSlice }
   if (o.inferenceClients !== undefined && o.inferenceClients.length > 0) params.inference = { clients: o.inferenceClients }
   if (o.dp !== undefined) params.dp = { enabled: true, epsilon: o.dp.epsilon, delta: o.dp.delta ?? 1e-5, noiseMultiplier: o.dp.noise ?? 0, clipNorm: o.dp.clip ?? 1.0 }
   const manifest = validateManifest({ version: 1, name: o.name, members: o.members, params })

@@ -91,6 +91,17 @@ export interface ProtocolParams {
 export interface SlicingParams { slices: number, perSlice: number }
 export const MAX_SLICES = 256
 
+/**
+ * The aggregation mode a new consortium of `members` gets unless its founders choose: sliced (64
+ * slices, 2 aggregators each) from 5 members, all-to-all below. Measured with bench/scale at
+ * d = 100,000: at n = 5 each peer receives 2.3 model sizes sliced against 4.2 all-to-all, at
+ * n = 10 2.9 against 9.2; with 3 or 4 members a slice's two aggregators are most of the consortium
+ * and all-to-all lets every member check the whole sum for little more traffic.
+ */
+export function defaultSlicing (members: number): SlicingParams | null {
+  return members >= 5 ? { slices: 64, perSlice: 2 } : null
+}
+
 export interface Manifest {
   version: 1
   name: string

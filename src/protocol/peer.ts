@@ -86,6 +86,8 @@ export class ProtocolPeer {
   /** commits for a round this peer has left (it aborted, or restarted in it): a late certificate to adopt */
   readonly #lateCommits = new CommitTally({ maxHeaders: 64 })
   #pendingState: { hash: string, prev: Uint8Array } | null = null
+  /** when the current round began here (an update that lacks the last certificate waits a phase from then) */
+  #startedAt = 0
   /** commits extending a ledger head this peer lacks: evidence that it must catch up */
   readonly #foreign = new CommitTally({ latestPerSender: true, maxHeaders: 256 })
   readonly #synced = new Set<string>()
@@ -180,6 +182,7 @@ export class ProtocolPeer {
       advertiseWaitMs: this.#o.adaptiveTimeouts === false ? undefined : this.advertiseWaitMs
     })
     this.#actions.push({ type: 'round-started', round, kind })
+    this.#startedAt = this.#now
     // an eval round judges the certified model: not before this peer holds it (see receiveBlob)
     this.#askInput()
     const early = this.#buffer.filter(b => b.msg.env.round === round)
@@ -193,7 +196,14 @@ export class ProtocolPeer {
 
   #askInput (): void {
     const r = this.#current
-    if (r === null || r.done || r.hasInput || (r.kind === 'eval' && !this.stateCurrent)) return
+    // an update trains on the last certified state: a peer still fetching it (certified by the others'
+    // signatures before its own sum was done, as happens in sliced mode) waits for it rather than
+    // train a stale model; an eval judges the state of the round just before it; statistics need none
+    if (r === null || r.done || r.hasInput || (r.kind === 'eval' && !this.stateCurrent) || (r.kind === 'update' && this.#pendingState !== null)) return
+    // an update begun without the previous round's certificate (this peer timed out of that round
+    // while the others certified it, and its late certificate, with the statistics or the state it
+    // certifies, may yet come) waits a phase for it before it trains on what it holds
+    if (r.kind === 'update' && this.ledger.lastRound < r.round - 1 && this.#now - this.#startedAt < this.manifest.params.timeouts.phaseMs) return
     const input = this.#o.inputFor?.(r.round, r.kind, this.state) ?? null
     if (input !== null) r.setInput(input.values, input.count)
   }
@@ -271,6 +281,7 @@ export class ProtocolPeer {
       this.start(this.#now, round)
       this.#requestSync(round - 1, [])
     }
+    this.#askInput() // an update that waited for the previous round's certificate (see #askInput)
     this.#current?.tick(this.#now)
     this.#collect()
   }
@@ -363,6 +374,12 @@ export class ProtocolPeer {
       if (appended.header.kind === 'update') {
         this.#pendingState = { hash: hex(appended.header.stateHash), prev: appended.hash }
         this.#actions.push({ type: 'fetch-blob', hash: hex(appended.header.stateHash), owner: msg.env.sender, what: 'state' })
+      } else {
+        // a statistics or eval certificate leaves the state as it was: the round under way follows the new head at once
+        const cur = this.#current
+        if (cur !== null && !cur.done && cur.round === appended.header.round + 1 && !equalBytes(cur.prev, this.ledger.head) && !cur.rebase(this.ledger.head, this.state)) {
+          this.#actions.push({ type: 'reject', code: 'stale-round', reason: `round ${cur.round} was aggregated on a stale ledger head; following the others`, peer: -1 })
+        }
       }
       this.#actions.push({ type: 'caught-up', round: appended.header.round })
       this.#askInput()

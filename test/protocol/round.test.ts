@@ -261,4 +261,35 @@ for (const mode of ROUND_MODES) {
 
 }
 
+test('a member that timed out of the statistics round the others certified waits for its late certificate before it trains, and trains normalised', () => {
+  const n = 5
+  const held: Uint8Array[] = []
+  const trainedWith: Array<{ member: number, stats: boolean }> = []
+  const net: MemNet = new MemNet({
+    n, seed: 31, modelSize: 12, lastRound: 1, kindOf: r => r === 0 ? 'stats' : 'update',
+    params: p => { p.quantization.maxSampleCount = 1000 },
+    input: (i, _round, kind) => {
+      if (kind === 'stats') return { values: [0.2, 0.1, 0.5, 0.5], count: 100 }
+      trainedWith.push({ member: i, stats: net.peers[i].stats !== null })
+      return { values: Array.from({ length: 12 }, (_, j) => (i + j) / 1024), count: 100 }
+    }
+  })
+  const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
+  // member 0 hears none of the others' commits for the statistics round, until it is in round 1
+  net.tamper = (_from, msgType, wire, to) => {
+    if (to === 0 && msgType === 'commit' && openMessage(wire, ctx).env.round === 0) { held.push(wire); return [] }
+    return [wire]
+  }
+  net.startAll()
+  net.run(() => net.peers[0].round?.number === 1)
+  assert.is(net.peers[0].ledger.lastRound, -1, 'member 0 began round 1 without the statistics certificate')
+  net.tamper = null
+  for (const w of held) net.inject(0, w)
+  net.run(() => net.peers.every(p => p.ledger.lastRound === 1))
+  const mine = trainedWith.filter(t => t.member === 0)
+  assert.ok(mine.length > 0, 'member 0 trained in round 1')
+  assert.ok(mine.every(t => t.stats), 'member 0 trained with the certified statistics')
+  assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1, net.peers.map(p => p.ledger.entries.map(e => `${e.header.round}:${hex(e.hash).slice(0, 6)}:${e.header.survivors}`).join(' ')).join(' | ') + JSON.stringify(net.actions('reject', 0).slice(0, 4)))
+})
+
 test.run()

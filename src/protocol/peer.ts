@@ -10,58 +10,23 @@
  * - When a round ends (certified or aborted) the next one starts at once; the input for it comes
  *   from `inputFor` or, later, `setInput`.
  */
-import type { NodeIdentity, RandomSource } from '../privacy/index.ts'
 import { equalBytes, hex } from './codec.ts'
 import { ProtocolError } from './errors.ts'
 import { Ledger, decodeHeader, headerHash, type Certificate, type CertificateHeader } from './ledger.ts'
 import { MSG, openMessage, type CommitBody, type MessageContext, type OpenedMessage } from './messages.ts'
 import { decodeState, encodeState, stateHash, type GlobalState } from './model.ts'
 import { Round } from './round.ts'
-import type { PeerAction, Phase, RoundKind } from './actions.ts'
+import type { PeerAction } from './actions.ts'
+import type { PeerOptions, RoundView } from './peer-options.ts'
 import { memberIndex, type Manifest } from './manifest.ts'
 import { CommitTally, commitSignatureValid } from './commits.ts'
 import { adaptiveWait } from './lateness.ts'
 import { Presence, absentMembers } from './presence.ts'
+import { inputMayGo } from './input-gate.ts'
 
 export type { PeerAction, RoundKind } from './actions.ts'
 
-/** What a driver may know of the round in progress. */
-export interface RoundView {
-  readonly number: number, readonly kind: RoundKind, readonly phase: Phase, readonly done: boolean
-  /** the masking set is agreed and includes this peer: its input is due */
-  readonly inputExpected: boolean
-}
-
-export interface PeerOptions {
-  manifest: Manifest
-  identity: NodeIdentity
-  rng: RandomSource
-  initialState: GlobalState
-  /** a ledger restored from disk (verified), and the state it certifies */
-  ledger?: Ledger
-  state?: GlobalState
-  /** which kind each round is (default: all 'update') */
-  kindOf?: (round: number) => RoundKind
-  /** this peer's input for a round, or null to give it later with setInput */
-  inputFor?: (round: number, kind: RoundKind, state: GlobalState) => { values: ArrayLike<number>, count: number } | null
-  /** stop starting rounds after this one */
-  lastRound?: number
-  /**
-   * never start a round below this one: a restarted node passes one more than the last round it
-   * took part in, since running that round again (new keys, perhaps another commit) would be
-   * equivocation; it waits for the others' next round instead, or, when no certificate of that
-   * round comes within roundMs (every member then has aborted it, or all of them stopped in it, as
-   * in a consortium-wide outage), starts the next round itself
-   */
-  firstRound?: number
-  /**
-   * this peer's work is done (a node run for N rounds): it starts no further round once this
-   * holds. Checked before a round starts, so nothing is sent for a round it will not finish.
-   */
-  finished?: (ledger: Ledger, round: number) => boolean
-  /** adapt the advertisement and input waits to how late members came lately (default true) */
-  adaptiveTimeouts?: boolean
-}
+export type { PeerOptions, RoundView } from './peer-options.ts'
 
 const MAX_BUFFERED = 64 * 16
 /** how far ahead of its own round a peer keeps messages (it may have been away that long) */
@@ -86,7 +51,7 @@ export class ProtocolPeer {
   /** commits for a round this peer has left (it aborted, or restarted in it): a late certificate to adopt */
   readonly #lateCommits = new CommitTally({ maxHeaders: 64 })
   #pendingState: { hash: string, prev: Uint8Array } | null = null
-  /** when the current round began here (an update that lacks the last certificate waits a phase from then) */
+  /** when the current round began here (see input-gate.ts) */
   #startedAt = 0
   /** commits extending a ledger head this peer lacks: evidence that it must catch up */
   readonly #foreign = new CommitTally({ latestPerSender: true, maxHeaders: 256 })
@@ -196,14 +161,9 @@ export class ProtocolPeer {
 
   #askInput (): void {
     const r = this.#current
-    // an update trains on the last certified state: a peer still fetching it (certified by the others'
-    // signatures before its own sum was done, as happens in sliced mode) waits for it rather than
-    // train a stale model; an eval judges the state of the round just before it; statistics need none
-    if (r === null || r.done || r.hasInput || (r.kind === 'eval' && !this.stateCurrent) || (r.kind === 'update' && this.#pendingState !== null)) return
-    // an update begun without the previous round's certificate (this peer timed out of that round
-    // while the others certified it, and its late certificate, with the statistics or the state it
-    // certifies, may yet come) waits a phase for it before it trains on what it holds
-    if (r.kind === 'update' && this.ledger.lastRound < r.round - 1 && this.#now - this.#startedAt < this.manifest.params.timeouts.phaseMs) return
+    if (r === null || r.done || r.hasInput) return
+    const gate = { kind: r.kind, round: r.round, lastCertified: this.ledger.lastRound, fetchingState: this.#pendingState !== null, stateCurrent: this.stateCurrent, sinceStart: this.#now - this.#startedAt, phaseMs: this.manifest.params.timeouts.phaseMs }
+    if (!inputMayGo(gate)) return
     const input = this.#o.inputFor?.(r.round, r.kind, this.state) ?? null
     if (input !== null) r.setInput(input.values, input.count)
   }
@@ -281,7 +241,7 @@ export class ProtocolPeer {
       this.start(this.#now, round)
       this.#requestSync(round - 1, [])
     }
-    this.#askInput() // an update that waited for the previous round's certificate (see #askInput)
+    this.#askInput() // an update that waited for the previous round's certificate (input-gate.ts)
     this.#current?.tick(this.#now)
     this.#collect()
   }
@@ -309,12 +269,16 @@ export class ProtocolPeer {
       const cur = this.#current
       if (cur !== null && !cur.done && cur.round <= last.round) {
         this.#actions.push({ type: 'aborted', reason: `round ${cur.round} abandoned: caught up to round ${last.round}` })
-      } else if (cur !== null && !cur.done && cur.round === last.round + 1 && !equalBytes(cur.prev, this.ledger.head)) {
-        // the round this peer jumped into is the network's: move it onto the head it now holds
-        if (!cur.rebase(this.ledger.head, this.state)) this.#actions.push({ type: 'reject', code: 'stale-round', reason: `round ${cur.round} was aggregated on a stale ledger head; following the others`, peer: -1 })
-      }
+      } else this.#followHead()
     }
     this.start(now)
+  }
+
+  /** The round this peer jumped into is the network's: move it onto the head it now holds (after the round before it was certified). */
+  #followHead (): void {
+    const cur = this.#current
+    if (cur === null || cur.done || cur.round !== this.ledger.lastRound + 1 || equalBytes(cur.prev, this.ledger.head)) return
+    if (!cur.rebase(this.ledger.head, this.state)) this.#actions.push({ type: 'reject', code: 'stale-round', reason: `round ${cur.round} was aggregated on a stale ledger head; following the others`, peer: -1 })
   }
 
   /**
@@ -374,13 +338,7 @@ export class ProtocolPeer {
       if (appended.header.kind === 'update') {
         this.#pendingState = { hash: hex(appended.header.stateHash), prev: appended.hash }
         this.#actions.push({ type: 'fetch-blob', hash: hex(appended.header.stateHash), owner: msg.env.sender, what: 'state' })
-      } else {
-        // a statistics or eval certificate leaves the state as it was: the round under way follows the new head at once
-        const cur = this.#current
-        if (cur !== null && !cur.done && cur.round === appended.header.round + 1 && !equalBytes(cur.prev, this.ledger.head) && !cur.rebase(this.ledger.head, this.state)) {
-          this.#actions.push({ type: 'reject', code: 'stale-round', reason: `round ${cur.round} was aggregated on a stale ledger head; following the others`, peer: -1 })
-        }
-      }
+      } else this.#followHead() // a statistics or eval certificate leaves the state as it was
       this.#actions.push({ type: 'caught-up', round: appended.header.round })
       this.#askInput()
     } catch (e) {

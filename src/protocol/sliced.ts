@@ -76,10 +76,8 @@ export class SlicedAggregation {
   #rankings: { prev: Uint8Array, rankings: number[][] } | null = null
   /** my slices for a set of members and its extensions, by key: asked on every step, changed rarely */
   readonly #mine = new Map<string, number[]>()
-  /** per member: its committed slice hashes */
-  readonly #hashes = new Map<number, Uint8Array[]>()
-  /** the same in hex, the blobs' names: looked up on every event, so converted once */
-  readonly #hashHex = new Map<number, string[]>()
+  /** per member: its committed slice hashes, in hex (the blobs' names, looked up on every event, so converted once) */
+  readonly #hashes = new Map<number, string[]>()
   /** slice blob hash → which member's which slice (a hash may be several members' if their slices are equal) */
   readonly #sliceOf = new Map<string, Array<{ member: number, slice: number }>>()
   /** slice blobs held (my own and fetched), by hash */
@@ -124,11 +122,10 @@ export class SlicedAggregation {
   /** Record a checked commitment (the one that counts, when the survivor-set proposal replaces another). */
   commit (member: number, body: MaskedInputBody): void {
     const prior = this.#hashes.get(member)
-    if (prior !== undefined) prior.forEach((h, j) => { const k = hex(h); this.#sliceOf.set(k, (this.#sliceOf.get(k) ?? []).filter(x => x.member !== member || x.slice !== j)) })
-    const hs = body.sliceHashes!
+    if (prior !== undefined) prior.forEach((k, j) => { this.#sliceOf.set(k, (this.#sliceOf.get(k) ?? []).filter(x => x.member !== member || x.slice !== j)) })
+    const hs = body.sliceHashes!.map(h => hex(h))
     this.#hashes.set(member, hs)
-    this.#hashHex.set(member, hs.map(h => hex(h)))
-    hs.forEach((h, j) => { const k = hex(h); this.#sliceOf.set(k, [...(this.#sliceOf.get(k) ?? []), { member, slice: j }]) })
+    hs.forEach((k, j) => { this.#sliceOf.set(k, [...(this.#sliceOf.get(k) ?? []), { member, slice: j }]) })
   }
 
   /** My own slices, which need no fetching. */
@@ -171,7 +168,7 @@ export class SlicedAggregation {
   }
 
   #sliceHash (u: number, j: number): string | null {
-    const hs = this.#hashHex.get(u)
+    const hs = this.#hashes.get(u)
     return hs === undefined ? null : hs[j]
   }
 

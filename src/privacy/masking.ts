@@ -14,6 +14,7 @@
 import { InvalidArgumentError, assertBytes } from './errors.ts'
 import { agreeKey } from './keys.ts'
 import { addMasks } from './prg.ts'
+import { addWords } from './words.ts'
 
 export type MaskSign = 1 | -1
 
@@ -64,7 +65,7 @@ export function addInto (acc: Uint32Array, v: Uint32Array): void {
   if (!(acc instanceof Uint32Array) || !(v instanceof Uint32Array) || acc.length !== v.length) {
     throw new InvalidArgumentError('addInto needs two Uint32Arrays of the same length')
   }
-  for (let i = 0; i < acc.length; i++) acc[i] += v[i]
+  addWords(acc, v)
 }
 
 export interface DroppedPairwiseMask {

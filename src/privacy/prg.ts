@@ -22,11 +22,13 @@ import { createCipheriv } from 'node:crypto'
 import { endianness } from 'node:os'
 import { PrivacyError, InvalidArgumentError, assertBytes, assertInteger } from './errors.ts'
 import { deriveKey } from './keys.ts'
+import { ChunkSum, CHUNK_WORDS } from './words.ts'
 
 export const PRG_SEED_BYTES = 32
 export const MAX_WORDS = 2 ** 30 // 4 GiB of mask: far beyond any model here, and below Node's buffer limits
 
-const CHUNK_BYTES = 64 * 1024
+const CHUNK_BYTES = CHUNK_WORDS * 4 // 64 KiB
+const chunkSum = new ChunkSum()
 const ZEROS = new Uint8Array(CHUNK_BYTES)
 const IV = new Uint8Array(16)
 const EMPTY = new Uint8Array(0)
@@ -86,7 +88,7 @@ export interface MaskTerm {
  * acc += Σ sign · PRG(seed)[from, from + acc.length) (mod 2^32), in place: with `from` (default 0),
  * `acc` is the slice of a longer vector that starts at word `from`. All streams advance in lockstep, one 64 KiB
  * chunk at a time, so each chunk of `acc` is read and written while it is still in cache instead
- * of once per mask. Element stores wrap modulo 2^32 by the semantics of Uint32Array.
+ * of once per mask; the additions run four words at a time (words.ts), wrapping modulo 2^32.
  */
 export function addMasks (acc: Uint32Array, terms: readonly MaskTerm[], from = 0): void {
   if (!(acc instanceof Uint32Array)) throw new InvalidArgumentError('acc must be a Uint32Array')
@@ -104,12 +106,13 @@ export function addMasks (acc: Uint32Array, terms: readonly MaskTerm[], from = 0
   for (let offset = 0; offset < n; offset += wordsPerChunk) {
     const count = Math.min(wordsPerChunk, n - offset)
     const zeros = count === wordsPerChunk ? ZEROS : ZEROS.subarray(0, count * 4)
-    const slice = acc.subarray(offset, offset + count)
+    chunkSum.begin(acc.subarray(offset, offset + count))
     for (let t = 0; t < terms.length; t++) {
-      const words = asWords(ciphers[t].update(zeros), count)
-      if (terms[t].sign === 1) addChunk(slice, words)
-      else subtractChunk(slice, words)
+      const keystream = ciphers[t].update(zeros)
+      if (terms[t].sign === 1) chunkSum.add(keystream)
+      else chunkSum.sub(keystream)
     }
+    chunkSum.end()
   }
 }
 
@@ -122,12 +125,4 @@ function asWords (bytes: Uint8Array, count: number): Uint32Array {
   return bytes.byteOffset % 4 === 0
     ? new Uint32Array(bytes.buffer, bytes.byteOffset, count)
     : new Uint32Array(Uint8Array.from(bytes).buffer) // an unaligned Buffer: copy once
-}
-
-function addChunk (acc: Uint32Array, words: Uint32Array): void {
-  for (let i = 0; i < words.length; i++) acc[i] += words[i]
-}
-
-function subtractChunk (acc: Uint32Array, words: Uint32Array): void {
-  for (let i = 0; i < words.length; i++) acc[i] -= words[i]
 }

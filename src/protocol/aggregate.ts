@@ -17,6 +17,7 @@ import { stateHash, type GlobalState } from './model.ts'
 import type { RevealBody } from './messages.ts'
 import { strategyFor } from './strategy/index.ts'
 import { encodeValidation, validationFigures } from './validation.ts'
+import { sliceBounds, sliceCount } from './slices.ts'
 
 export interface RevealedShares {
   /** per survivor: shares of its self-mask seed */
@@ -83,7 +84,7 @@ export interface AggregationInput {
   peerIds: readonly string[]
   /** the round's context (consortium id and round), which every mask seed is derived with */
   maskContext: Uint8Array
-  params: { threshold: number, quantization: WeightedUpdateParams, aggregation: AggregationParams, model: { classes: number }, validation: { bins: number } }
+  params: { threshold: number, quantization: WeightedUpdateParams, aggregation: AggregationParams, model: { classes: number }, validation: { bins: number }, slicing?: { slices: number } }
 }
 
 export type AggregationResult =
@@ -142,6 +143,11 @@ export function aggregate (a: AggregationInput): AggregationResult {
  */
 export function aggregateFromSum (a: Omit<AggregationInput, 'shares' | 'adverts' | 'maskedVectors' | 'peerIds' | 'maskContext' | 'dropped'>, sum: Uint32Array): AggregationResult & { ok: true } {
   const aggregateHash = hash(new Uint8Array(sum.buffer, sum.byteOffset, sum.byteLength))
+  // sliced: the header names each slice's hash too, the hashes the slice's aggregators signed
+  const slicing = a.params.slicing
+  const sliceHashes = slicing === undefined
+    ? undefined
+    : sliceBounds(sum.length, sliceCount(sum.length, slicing)).map(b => hash(new Uint8Array(sum.buffer, sum.byteOffset + 4 * b.from, 4 * (b.to - b.from))))
   let state: GlobalState | null = null
   let stats: Float64Array | null = null
   let extra: Uint8Array = new Uint8Array(0)
@@ -160,6 +166,7 @@ export function aggregateFromSum (a: Omit<AggregationInput, 'shares' | 'adverts'
     kind: a.kind,
     survivors: [...a.survivors],
     aggregateHash,
+    ...(sliceHashes !== undefined ? { sliceHashes } : {}),
     stateHash: stateHash(state ?? a.state),
     extra
   })

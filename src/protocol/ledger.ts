@@ -14,7 +14,7 @@
  */
 import { NodeIdentity, ed25519PublicKeyFromPeerId, verifySignature } from '../privacy/index.ts'
 import { arr, bytes, decodeBounded, encodeCanonical, equalBytes, hash, hex, obj, uint } from './codec.ts'
-import { MAX_MEMBERS, consortiumId, validateManifest, type Manifest } from './manifest.ts'
+import { MAX_MEMBERS, MAX_SLICES, consortiumId, validateManifest, type Manifest } from './manifest.ts'
 import { reject } from './errors.ts'
 
 export type CertificateKind = 'update' | 'stats' | 'eval' | 'membership'
@@ -26,6 +26,8 @@ export interface CertificateHeader {
   kind: CertificateKind
   survivors: number[]
   aggregateHash: Uint8Array
+  /** sliced mode only: SHA-256 of each slice of the aggregate, the hashes its aggregators signed (§8) */
+  sliceHashes?: Uint8Array[]
   stateHash: Uint8Array
   extra: Uint8Array
 }
@@ -38,16 +40,16 @@ export interface Certificate {
 export const MAX_HEADER_BYTES = 64 * 1024
 
 export function encodeHeader (h: CertificateHeader): Uint8Array {
-  return encodeCanonical({ c: h.consortium, r: h.round, p: h.prev, k: h.kind, u: h.survivors, ah: h.aggregateHash, mh: h.stateHash, x: h.extra })
+  return encodeCanonical({ c: h.consortium, r: h.round, p: h.prev, k: h.kind, u: h.survivors, ah: h.aggregateHash, ...(h.sliceHashes !== undefined ? { sh: h.sliceHashes } : {}), mh: h.stateHash, x: h.extra })
 }
 
 export function decodeHeader (data: Uint8Array): CertificateHeader {
-  const o = obj(decodeBounded(data, MAX_HEADER_BYTES, 'certificate header'), 'certificate header', ['c', 'r', 'p', 'k', 'u', 'ah', 'mh', 'x'])
+  const o = obj(decodeBounded(data, MAX_HEADER_BYTES, 'certificate header'), 'certificate header', ['c', 'r', 'p', 'k', 'u', 'ah', 'mh', 'x'], ['sh'])
   const k = o.k
   if (k !== 'update' && k !== 'stats' && k !== 'eval' && k !== 'membership') reject('malformed', 'certificate kind')
   const u = arr(o.u, 'survivors', MAX_MEMBERS, (x, i) => uint(x, `survivors[${i}]`, MAX_MEMBERS - 1))
   for (let i = 1; i < u.length; i++) if (u[i] <= u[i - 1]) reject('malformed', 'survivors must be sorted and distinct')
-  return { consortium: bytes(o.c, 'c', 32), round: uint(o.r, 'round'), prev: bytes(o.p, 'prev', 32), kind: k as CertificateKind, survivors: u, aggregateHash: bytes(o.ah, 'ah', 32), stateHash: bytes(o.mh, 'mh', 32), extra: bytes(o.x, 'x', undefined, MAX_HEADER_BYTES) }
+  return { consortium: bytes(o.c, 'c', 32), round: uint(o.r, 'round'), prev: bytes(o.p, 'prev', 32), kind: k as CertificateKind, survivors: u, aggregateHash: bytes(o.ah, 'ah', 32), ...(o.sh !== undefined ? { sliceHashes: arr(o.sh, 'slice hashes', MAX_SLICES, (x, i) => bytes(x, `slice hash ${i}`, 32)) } : {}), stateHash: bytes(o.mh, 'mh', 32), extra: bytes(o.x, 'x', undefined, MAX_HEADER_BYTES) }
 }
 
 export const headerHash = (headerBytes: Uint8Array): Uint8Array => hash(headerBytes)

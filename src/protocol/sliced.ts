@@ -19,7 +19,9 @@ import { equalBytes, hash, hex } from './codec.ts'
 import { unmaskSlice, type UnmaskingSecrets } from './aggregate.ts'
 import type { SlicingParams } from './manifest.ts'
 import type { MaskedInputBody, SliceSumsBody } from './messages.ts'
-import { sliceBounds, sliceRankings, type SliceBounds } from './slices.ts'
+import { sliceBounds, sliceCount, sliceRankings, type SliceBounds } from './slices.ts'
+
+export { sliceCount }
 
 const ROOT_DOMAIN = new TextEncoder().encode('medmesh/v1/slice-root')
 
@@ -30,9 +32,6 @@ export function sliceRoot (hashes: readonly Uint8Array[]): Uint8Array {
   hashes.forEach((h, i) => buf.set(h, ROOT_DOMAIN.length + 32 * i))
   return hash(buf)
 }
-
-/** How many slices a vector of `length` words is cut into: the manifest's number, at most one per word. */
-export const sliceCount = (length: number, slicing: SlicingParams): number => Math.min(slicing.slices, length)
 
 const bytesOf = (v: Uint32Array): Uint8Array => new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
 

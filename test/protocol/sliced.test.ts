@@ -7,6 +7,7 @@ import { openMessage, sealMessage, type Envelope, type MaskedInputBody, type Sli
 import { commitSlices, sliceRoot } from '../../src/protocol/sliced.ts'
 import { validateManifest } from '../../src/protocol/manifest.ts'
 import { sliceBounds } from '../../src/protocol/slices.ts'
+import { decodeHeader, encodeHeader } from '../../src/protocol/ledger.ts'
 
 const hashOf = (v: Uint32Array): string => hex(sha256(new Uint8Array(v.buffer)))
 const ctxOf = (net: MemNet) => ({ consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys })
@@ -61,8 +62,21 @@ for (const n of [3, 5, 10]) {
     for (const round of [0, 1]) {
       const header = net.peers[0].ledger.entries[round].header
       assert.equal(header.survivors, Array.from({ length: n }, (_, i) => i))
-      assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(d, header.survivors, round)), 'the aggregate is the exact sum')
+      const aggregate = expectedAggregate(d, header.survivors, round)
+      assert.is(hex(header.aggregateHash), hashOf(aggregate), 'the aggregate is the exact sum')
+      const bounds = sliceBounds(aggregate.length, 2 * n)
+      assert.equal(header.sliceHashes?.map(hex), bounds.map(b => hashOf(aggregate.slice(b.from, b.to))), 'the header names each slice of the sum by its hash')
     }
+    // and they are the hashes the aggregators signed
+    const signed = new Map<number, string>()
+    for (const { action } of net.log) {
+      if (action.type !== 'broadcast' || action.msgType !== 'sliceSums') continue
+      const { env } = openMessage(action.wire, ctxOf(net))
+      if (env.round !== 0) continue
+      for (const [j, h] of (env.body as SliceSumsBody).sums) signed.set(j, hex(h))
+    }
+    assert.equal([...signed.keys()].sort((a, b) => a - b), Array.from({ length: 2 * n }, (_, j) => j), 'every slice was signed for')
+    assert.equal(net.peers[0].ledger.entries[0].header.sliceHashes?.map(hex), [...signed.keys()].sort((a, b) => a - b).map(j => signed.get(j)))
     assert.is(net.actions('reject').length, 0, 'no rejections among honest peers')
     const model = 4 * (d + 1)
     // the first round's blobs: each peer's share of slices to aggregate plus the sum itself
@@ -146,6 +160,15 @@ test('sliced: slice sums over a survivor set other than the certified one count 
   assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(d, header.survivors, 0)))
   const invalid = rejectsOf(net, 'invalid').filter(r => r.reason.includes('another survivor set'))
   assert.ok(invalid.length > 0, 'the claims for another set were refused by name')
+})
+
+test('certificate headers: slice hashes are optional, and checked when present', () => {
+  const h = { consortium: new Uint8Array(32), round: 3, prev: new Uint8Array(32).fill(1), kind: 'update' as const, survivors: [0, 1, 2], aggregateHash: new Uint8Array(32).fill(2), stateHash: new Uint8Array(32).fill(3), extra: new Uint8Array(0) }
+  assert.is(decodeHeader(encodeHeader(h)).sliceHashes, undefined, 'all-to-all headers have none')
+  const sliceHashes = [new Uint8Array(32).fill(4), new Uint8Array(32).fill(5)]
+  assert.equal(decodeHeader(encodeHeader({ ...h, sliceHashes })).sliceHashes, sliceHashes)
+  assert.throws(() => decodeHeader(encodeHeader({ ...h, sliceHashes: [new Uint8Array(31)] })), /slice hash 0/)
+  assert.throws(() => decodeHeader(encodeHeader({ ...h, sliceHashes: Array.from({ length: 257 }, () => new Uint8Array(32)) })), /more than 256/)
 })
 
 test('sliced: a masked input without slice hashes, or whose root is not its slices\', is refused', () => {

@@ -169,7 +169,8 @@ const NODE_FLAGS = {
   'data-dir': { type: 'string' }, listen: { type: 'string', multiple: true }, announce: { type: 'string', multiple: true }, bootstrap: { type: 'string', multiple: true },
   http: { type: 'string' }, dataset: { type: 'string' }, shard: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
   'learning-rate': { type: 'string' }, rounds: { type: 'string' }, psk: { type: 'string' }, 'log-level': { type: 'string' }, 'log-format': { type: 'string' }, 'min-peers': { type: 'string' },
-  'training-workers': { type: 'string' }, 'inference-listen': { type: 'string', multiple: true }, 'inference-per-minute': { type: 'string' }
+  'training-workers': { type: 'string' }, 'inference-listen': { type: 'string', multiple: true }, 'inference-per-minute': { type: 'string' },
+  'check-aggregates': { type: 'boolean' }
 } as const
 
 function flagLayer (values: Record<string, unknown>): Partial<Record<keyof NodeConfig, unknown>> {
@@ -177,7 +178,8 @@ function flagLayer (values: Record<string, unknown>): Partial<Record<keyof NodeC
   return {
     listen: values.listen, announce: values.announce, bootstrap: values.bootstrap, http: values.http, dataset: values.dataset, shard: values.shard,
     epochs: n('epochs'), batchSize: n('batch-size'), learningRate: n('learning-rate'), rounds: n('rounds'), pskFile: values.psk, logLevel: values['log-level'], logFormat: values['log-format'], minPeers: n('min-peers'),
-    trainingWorkers: n('training-workers'), inferenceListen: values['inference-listen'], inferencePerMinute: n('inference-per-minute')
+    trainingWorkers: n('training-workers'), inferenceListen: values['inference-listen'], inferencePerMinute: n('inference-per-minute'),
+    checkAggregates: values['check-aggregates']
   }
 }
 
@@ -202,6 +204,8 @@ Node options (also settable in config.json or as MEDMESH_* environment variables
                           serve encrypted inference of the consortium's he-cnn on this address
                           (repeatable; its own peer id, logged at start; default: not served)
   --inference-per-minute N  queries per client a minute (default 60; a session counts 10)
+  --check-aggregates      in a sliced consortium, fetch every member's whole masked vector and sum
+                          it here, signing only a sum that matches (all-to-all traffic for this node)
   --log-level LEVEL       debug | info | warn | error
   --log-format F          pretty | json | auto (default auto: pretty on a terminal, one JSON
                           object per line otherwise, e.g. under systemd or in a pipe)`

@@ -46,6 +46,11 @@ export interface NodeConfig {
   inferenceListen: string[]
   /** queries each client may make a minute (opening a session counts ten) */
   inferencePerMinute: number
+  /**
+   * sliced consortia: fetch every survivor's whole masked vector, sum and unmask every slice here,
+   * and sign only a sum that matches (all-to-all traffic for this node; PROTOCOL.md §8)
+   */
+  checkAggregates: boolean
 }
 
 export class ConfigError extends Error {
@@ -71,12 +76,20 @@ export const DEFAULTS: Omit<NodeConfig, 'dataDir'> = {
   simulationSeed: null,
   trainingWorkers: null,
   inferenceListen: [],
-  inferencePerMinute: 60
+  inferencePerMinute: 60,
+  checkAggregates: false
 }
 
 type Layer = Partial<Record<keyof NodeConfig, unknown>>
 const LISTS = new Set(['listen', 'announce', 'bootstrap', 'inferenceListen'])
 const NUMBERS = new Set(['epochs', 'batchSize', 'learningRate', 'rounds', 'minPeers', 'trainingWorkers', 'inferencePerMinute'])
+
+const BOOLEANS = new Set(['checkAggregates'])
+const booleanOf = (name: string, v: string): boolean => {
+  if (['1', 'true', 'yes'].includes(v.toLowerCase())) return true
+  if (['0', 'false', 'no', ''].includes(v.toLowerCase())) return false
+  throw new ConfigError(`${name} must be true or false, got '${v}'`)
+}
 
 /** Environment variables MEDMESH_<UPPER_SNAKE_NAME>. */
 export function envLayer (env: NodeJS.ProcessEnv): Layer {
@@ -85,7 +98,7 @@ export function envLayer (env: NodeJS.ProcessEnv): Layer {
     const name = 'MEDMESH_' + key.replace(/[A-Z]/g, c => '_' + c).toUpperCase()
     const v = env[name]
     if (v === undefined) continue
-    out[key] = LISTS.has(key) || key === 'deny' ? v.split(',').map(s => s.trim()).filter(s => s.length > 0) : NUMBERS.has(key) ? Number(v) : v
+    out[key] = LISTS.has(key) || key === 'deny' ? v.split(',').map(s => s.trim()).filter(s => s.length > 0) : NUMBERS.has(key) ? Number(v) : BOOLEANS.has(key) ? booleanOf(name, v) : v
   }
   return out
 }
@@ -132,6 +145,7 @@ export function validateConfig (c: Record<string, unknown>): NodeConfig {
   override('trainingWorkers', true, 1)
   positive('inferencePerMinute', true, 1)
   if (c.trainingWorkers !== null && (c.trainingWorkers as number) > 256) throw new ConfigError(`trainingWorkers must be at most 256, got ${String(c.trainingWorkers)}`)
+  for (const key of BOOLEANS) if (typeof c[key] !== 'boolean') throw new ConfigError(`${key} must be true or false, got ${String(c[key])}`)
   if (typeof c.http !== 'string' || !(c.http === 'off' || /^[\w.-]+:\d{1,5}$/.test(c.http))) throw new ConfigError(`http must be host:port or 'off', got '${String(c.http)}'`)
   if (typeof c.dataset !== 'string' || c.dataset.length === 0) throw new ConfigError('dataset must be a path')
   if (c.shard !== null && (typeof c.shard !== 'string' || !/^\d+\/\d+$/.test(c.shard) || Number(c.shard.split('/')[0]) >= Number(c.shard.split('/')[1]))) throw new ConfigError(`shard must look like i/n with i < n, got '${String(c.shard)}'`)

@@ -73,7 +73,8 @@ export class MedmeshNode {
     const stopPolicy = createStopPolicy({ rounds: config.rounds, patience: manifest.params.validation.patience, ledger: () => this.#peer.ledger, round: () => this.#peer.round, modelSaved: () => this.#store.modelSaved(this.#peer.ledger), halt: () => this.#peer.halt(), stop: () => { void this.stop() }, log })
     this.#peer = new ProtocolPeer({
       manifest, identity: this.identity, rng: randomness.rng, initialState: initial, ledger: restored.ledger, state: restored.state ?? initial,
-      kindOf: roundKind, inputFor: () => null, finished: stopPolicy.finished, firstRound: restored.firstRound
+      kindOf: roundKind, inputFor: () => null, finished: stopPolicy.finished, firstRound: restored.firstRound,
+      checkAll: config.checkAggregates
     })
     const denied = new Set(config.deny)
     this.#host = await createHost(config, this.identity, manifest, { denied, relaying: () => this.#services?.reachability.relaying() ?? true, onRefused: (peer, how) => { metrics.refused.inc(); log.warn({ peer }, `refused ${how}: not a member of the consortium`) } })

@@ -38,6 +38,8 @@ export interface NetOptions {
   initialWeights?: Float32Array
   /** see PeerOptions.adaptiveTimeouts */
   adaptiveTimeouts?: boolean
+  /** members that check everything (PeerOptions.checkAll) */
+  checkers?: readonly number[]
 }
 
 interface Delivery { at: number, seq: number, to: number, wire?: Uint8Array, blob?: { hash: string, data: Uint8Array }, sync?: { from: number }, input?: { values: ArrayLike<number>, count: number, round: number } }
@@ -98,6 +100,7 @@ export class MemNet {
       kindOf: o.kindOf,
       lastRound: o.lastRound,
       adaptiveTimeouts: o.adaptiveTimeouts,
+      checkAll: o.checkers?.includes(i),
       inputFor: (round, kind) => this.slow.has(i) ? null : o.input?.(i, round, kind) ?? null
     })
   }

@@ -44,4 +44,6 @@ export interface PeerOptions {
   finished?: (ledger: Ledger, round: number) => boolean
   /** adapt the advertisement and input waits to how late members came lately (default true) */
   adaptiveTimeouts?: boolean
+  /** sliced consortia: check everything, fetching every survivor's whole masked vector as in the all-to-all mode (round.ts) */
+  checkAll?: boolean
 }

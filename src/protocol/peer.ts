@@ -144,7 +144,8 @@ export class ProtocolPeer {
       lastSurvivors: this.ledger.entries.at(-1)?.header.survivors, behind: this.ledger.lastRound < round - 1,
       expectedAdverts: this.#presence.expected(round, this.ledger.entries.at(-1)?.header.survivors) ?? undefined,
       inputWaitMs: this.#o.adaptiveTimeouts === false ? undefined : this.inputWaitMs,
-      advertiseWaitMs: this.#o.adaptiveTimeouts === false ? undefined : this.advertiseWaitMs
+      advertiseWaitMs: this.#o.adaptiveTimeouts === false ? undefined : this.advertiseWaitMs,
+      checkAll: this.#o.checkAll
     })
     this.#actions.push({ type: 'round-started', round, kind })
     this.#startedAt = this.#now

@@ -56,6 +56,8 @@ export interface RoundOptions {
   behind?: boolean
   /** the members whose advertisements are awaited before sharing keys (default: all; presence.ts) */
   expectedAdverts?: readonly number[]
+  /** sliced mode: fetch and sum every survivor's whole masked vector, and sign only a sum that matches (sliced.ts) */
+  checkAll?: boolean
 }
 
 /** how long a round still waits, once every expected member has advertised, for one coming back */
@@ -104,6 +106,8 @@ export class Round {
   readonly #survivors = new SurvivorAgreement()
   #revealed = false
   #result: { header: Uint8Array, state: GlobalState | null, stats: Float64Array | null } | null = null
+  /** a member that checks everything found an agreed slice sum unlike its own (reported once) */
+  #disputeReported = false
   readonly #advertiseDeadline: number
   readonly #roundDeadline: number
   /** per member of my view: its shares for me (mine for myself included) */
@@ -130,7 +134,7 @@ export class Round {
     const slicing = o.manifest.params.slicing
     this.#sliced = slicing === undefined
       ? null
-      : new SlicedAggregation({ me: this.me, peerIds: this.#peerIds, slicing, length: this.#inputLength(), prev: () => this.#o.prev, seedOf: prev => assignmentSeed(this.#o.consortium, this.#o.round, prev), phaseMs: o.manifest.params.timeouts.phaseMs })
+      : new SlicedAggregation({ me: this.me, peerIds: this.#peerIds, slicing, length: this.#inputLength(), prev: () => this.#o.prev, seedOf: prev => assignmentSeed(this.#o.consortium, this.#o.round, prev), phaseMs: o.manifest.params.timeouts.phaseMs, checkAll: o.checkAll })
     this.#send(MSG.advertise, 0, { boxKey: this.#boxKeys.publicKey, maskKey: this.#maskKeys.publicKey, selfMaskCommitment: secretCommitment(this.#selfMaskSeed) })
     this.#setPhase('advertise', 'keys advertised')
   }
@@ -584,7 +588,15 @@ export class Round {
     for (const f of step.fetch) this.#actions.push({ type: 'fetch-blob', hash: f.hash, owner: f.owner, what: 'masked-vector' })
     if (step.announce.length > 0) this.#send(MSG.sliceSums, 0, { proposalId: U3.id, sums: step.announce })
     const sum = sliced.sum()
-    if (sum === null) return
+    if (sum === null) {
+      const disputed = sliced.disputed()
+      if (disputed.length > 0 && !this.#disputeReported) {
+        this.#disputeReported = true
+        const signers = disputed.map(j => this.#sliced!.aggregatorsOf(j, U3.members).join('+')).join(', ')
+        this.#reject('bad-aggregate', `the agreed sums of slices ${disputed.join(', ')} differ from this member's own (aggregators ${signers}): it signs no header for this round`, this.#sliced!.aggregatorsOf(disputed[0], U3.members)[0])
+      }
+      return
+    }
     const { consortium, round, prev, kind, state } = this.#o
     const result = aggregateFromSum({ consortium, round, prev, kind, state, survivors: U3.members, params: this.#o.manifest.params }, sum)
     this.#result = result

@@ -65,6 +65,12 @@ export interface SlicedOptions {
   /** the assignment seed for a ledger head (slices.ts assignmentSeed) */
   seedOf: (prev: Uint8Array) => Uint8Array
   phaseMs: number
+  /**
+   * check everything, as the all-to-all mode lets every member do: fetch every survivor's every
+   * slice, sum and unmask each, announce the sums (a sum that differs from an aggregator's is a
+   * signed conflict like any other) and sign no header whose slices differ from its own
+   */
+  checkAll?: boolean
 }
 
 interface Claim { hash: Uint8Array, wire: Uint8Array }
@@ -92,6 +98,8 @@ export class SlicedAggregation {
   readonly #extra: number[]
   readonly #due: number[]
   readonly #computed = new Set<number>()
+  /** per slice: the hash of the sum this peer computed itself, if it did */
+  readonly #ownSums: Array<Uint8Array | null>
   readonly #sums = new Map<string, Uint32Array>()
   #unannounced: Array<[number, Uint8Array]> = []
   /** the certified survivor set, once known */
@@ -105,6 +113,7 @@ export class SlicedAggregation {
     this.#agreed = new Array<Uint8Array | null>(s).fill(null)
     this.#extra = new Array<number>(s).fill(0)
     this.#due = new Array<number>(s).fill(Infinity)
+    this.#ownSums = new Array<Uint8Array | null>(s).fill(null)
   }
 
   get slices (): number { return this.bounds.length }
@@ -154,6 +163,7 @@ export class SlicedAggregation {
   }
 
   #mySlices (set: readonly number[], extended: boolean): number[] {
+    if (this.#o.checkAll === true) return this.bounds.map(b => b.index)
     this.#ranking(0) // the cache follows the ledger head
     const key = `${set.join(',')}|${extended ? this.#extra.join(',') : ''}`
     let mine = this.#mine.get(key)
@@ -289,6 +299,7 @@ export class SlicedAggregation {
       const data = bytesOf(sum)
       const h = hash(data)
       this.#computed.add(j)
+      this.#ownSums[j] = h
       this.#sums.set(hex(h), sum)
       publish.push({ hash: hex(h), data })
       this.#unannounced.push([j, h])
@@ -296,9 +307,18 @@ export class SlicedAggregation {
     return { fetch: this.takeMissing(maskingSet, survivors), publish, announce: this.#unannounced.splice(0) }
   }
 
-  /** The unmasked sum, once every slice has an agreed sum this peer holds; else null. */
+  /**
+   * The slices whose agreed sum differs from the one this peer computed itself (a member that
+   * checks everything signs no header then: its aggregators lied to it, or it to itself).
+   */
+  disputed (): number[] {
+    return this.#agreed.flatMap((h, j) => h !== null && this.#ownSums[j] !== null && !equalBytes(h, this.#ownSums[j]!) ? [j] : [])
+  }
+
+  /** The unmasked sum, once every slice has an agreed sum this peer holds (and, checking everything, computed itself alike); else null. */
   sum (): Uint32Array | null {
     if (this.#agreed.some(h => h === null)) return null
+    if (this.#o.checkAll === true && (this.#ownSums.some(h => h === null) || this.disputed().length > 0)) return null
     const parts = this.#agreed.map(h => this.#sums.get(hex(h!)))
     if (parts.some(p => p === undefined)) return null
     const out = new Uint32Array(this.#o.length)

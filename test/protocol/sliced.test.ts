@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { MemNet, expectedAggregate } from './harness.ts'
 import { hex } from '../../src/protocol/codec.ts'
-import { openMessage, sealMessage, type Envelope, type MaskedInputBody, type SliceSumsBody } from '../../src/protocol/messages.ts'
+import { openMessage, sealMessage, type CommitBody, type Envelope, type MaskedInputBody, type SliceSumsBody } from '../../src/protocol/messages.ts'
 import { commitSlices, sliceRoot } from '../../src/protocol/sliced.ts'
 import { validateManifest } from '../../src/protocol/manifest.ts'
 import { sliceBounds } from '../../src/protocol/slices.ts'
@@ -137,6 +137,68 @@ test('sliced: an aggregator that signs a wrong slice sum is named with both sign
   const named = rejectsOf(net, 'bad-aggregate')
   assert.ok(named.length > 0, 'the contradiction was logged')
   assert.ok(named.every(r => new RegExp(`members \\d and \\d signed different sums of slice \\d`).test(r.reason) && r.reason.includes(String(liar)) && /messages [0-9a-f]{16}…, [0-9a-f]{16}…/.test(r.reason)), named[0].reason)
+})
+
+test('sliced: a member that checks everything fetches every survivor\'s whole masked vector, sums it itself and agrees', () => {
+  const n = 5
+  const d = 40
+  const checker = 2
+  const net = new MemNet({ n, seed: 63, modelSize: d, lastRound: 0, params: sliced(10), checkers: [checker] })
+  net.startAll()
+  net.run(() => net.peers.every(p => p.ledger.entries.length === 1))
+  assert.ok(net.peers.every(p => p.ledger.entries.length === 1), 'the round certified everywhere')
+  const header = net.peers[0].ledger.entries[0].header
+  assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(d, header.survivors, 0)))
+  assert.ok(net.peers[0].ledger.entries[0].certificate.signatures.some(([m]) => m === checker) || net.peers[checker].ledger.entries.length === 1)
+  assert.is(net.actions('reject').length, 0, 'no rejections among honest peers')
+  // every slice of every other member's masked vector, as all-to-all would fetch
+  const fetchedBy = (peer: number): Set<string> => new Set(net.log.filter(l => l.peer === peer && l.action.type === 'fetch-blob' && l.action.what === 'masked-vector').map(l => (l.action as { hash: string }).hash))
+  const committed = net.log.filter(l => l.peer !== checker && l.action.type === 'broadcast' && l.action.msgType === 'maskedInput').flatMap(l => ((openMessage((l.action as { wire: Uint8Array }).wire, ctxOf(net)).env.body as MaskedInputBody).sliceHashes ?? []).map(hex))
+  assert.is(committed.length, (n - 1) * 10)
+  const got = fetchedBy(checker)
+  assert.ok(committed.every(h => got.has(h)), 'the checker fetched every slice of every other member')
+  const ordinary = committed.filter(h => fetchedBy(0).has(h)).length
+  assert.ok(ordinary <= committed.length / 2, `an ordinary member fetches its own slices' parts only (${ordinary} of ${committed.length})`)
+})
+
+test('sliced: two aggregators that agree on the same false slice sum fool the others, not a member that checks everything: it signs nothing and says so', () => {
+  const n = 5
+  const d = 40
+  const slices = 40
+  const liars = [0, 1]
+  const checker = 4
+  const net = new MemNet({ n, seed: 64, modelSize: d, lastRound: 0, params: sliced(slices), checkers: [checker] })
+  // each liar replaces every sum it aggregates by the true sum with its first word raised by one, and publishes that
+  net.tamper = (from, type, wire) => {
+    if (!liars.includes(from) || type !== 'sliceSums') return [wire]
+    const { env } = openMessage(wire, ctxOf(net))
+    const body = env.body as SliceSumsBody
+    const sums = body.sums.map(([j, h]) => {
+      const fake = Uint8Array.from(net.blobs.get(hex(h))!)
+      new Uint32Array(fake.buffer)[0]++
+      const fakeHash = sha256(fake)
+      net.blobs.set(hex(fakeHash), fake)
+      return [j, fakeHash] as [number, Uint8Array]
+    })
+    return [sealMessage(net.identities[from], { ...env, body: { ...body, sums } } as Envelope)]
+  }
+  net.startAll()
+  const others = [2, 3]
+  const commits = (peer: number): Array<{ aggregateHash: Uint8Array, survivors: number[] }> => net.log
+    .filter(l => l.peer === peer && l.action.type === 'broadcast' && l.action.msgType === 'commit')
+    .map(l => decodeHeader((openMessage((l.action as { wire: Uint8Array }).wire, ctxOf(net)).env.body as CommitBody).header))
+    .filter(h => h.round === 0)
+  const saidSo = (): Array<{ peer: number, reason: string }> => rejectsOf(net, 'bad-aggregate').filter(r => r.peer === checker && r.reason.includes('signs no header'))
+  net.run(() => others.every(i => commits(i).length > 0) && saidSo().length > 0, 5_000)
+  const refused = saidSo()
+  assert.is(refused.length, 1, 'the checker said once that it signs no header')
+  assert.match(refused[0].reason, /the agreed sums of slices [\d, ]+ differ from this member's own \(aggregators (0\+1|1\+0)(, (0\+1|1\+0))*\)/)
+  for (const i of others) {
+    const h = commits(i)[0]
+    assert.is.not(hex(h.aggregateHash), hashOf(expectedAggregate(d, h.survivors, 0)), `the colluding pair fooled member ${i}: it signed a false sum`)
+  }
+  assert.is(commits(checker).length, 0, 'the checker signed no header for the round')
+  assert.ok(rejectsOf(net, 'bad-aggregate').some(r => r.peer !== checker && r.reason.includes('signed different sums') && r.reason.includes(String(checker))), 'its own sums contradicted the liars\' in signed messages that every member logged')
 })
 
 test('sliced: slice sums over a survivor set other than the certified one count for nothing', () => {

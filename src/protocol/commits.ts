@@ -71,6 +71,11 @@ export class CommitTally {
     return { header: entry.header, signatures: [...entry.signatures.entries()].sort((a, b) => a[0] - b[0]) }
   }
 
+  /** Every commit recorded, as (sender, commit). */
+  commits (): Array<[number, CommitBody]> {
+    return [...this.#byHeader.values()].flatMap(e => [...e.signatures].map(([sender, signature]) => [sender, { header: e.header, signature }] as [number, CommitBody]))
+  }
+
   clear (): void {
     this.#byHeader.clear()
     this.#latest.clear()

@@ -330,6 +330,9 @@ export class ProtocolPeer {
 
   #lateCommit (msg: OpenedMessage<CommitBody>): void {
     if (!commitSignatureValid(this.ledger.memberKeys, msg.env.sender, msg.env.body)) return
+    // what the round heard before it gave up counts too, this peer's own signature among it: where
+    // the live members are exactly a quorum, the late signatures alone never are one
+    for (const [sender, body] of [this.#current, ...this.#recent].find(x => x?.round === msg.env.round)?.commitsHeard() ?? []) this.#lateCommits.record(sender, body)
     const key = this.#lateCommits.record(msg.env.sender, msg.env.body)
     const cert = key === null ? null : this.#lateCommits.certificateFor(key, this.manifest.params.quorum)
     if (cert === null) return

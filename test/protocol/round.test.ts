@@ -264,6 +264,40 @@ for (const mode of ROUND_MODES) {
 
 }
 
+test('where the live members are exactly a quorum, one that gave up on a round for want of the last signature certifies it when that signature comes late, with the ones it had heard, and all go on', () => {
+  const n = 5
+  const net = new MemNet({ n, seed: 29, modelSize: 12, lastRound: 3 })
+  // members 3 and 4 are away: 0, 1 and 2 are exactly the quorum of 3
+  net.online[3] = false
+  net.online[4] = false
+  assert.is(net.manifest.params.quorum, 3)
+  const ctx = { consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys }
+  // member 0's signature of round 0, and what it sends after, reach member 1 only once member 1's
+  // round 0 has timed out (had they come, member 1 would have followed the two into round 1)
+  const held: Uint8Array[] = []
+  let holding = true
+  net.tamper = (from, type, wire, to) => {
+    if (holding && from === 0 && to === 1 && (type !== 'commit' || openMessage(wire, ctx).env.round === 0) && (type === 'commit' || openMessage(wire, ctx).env.round >= 1)) { held.push(wire); return [] }
+    return [wire]
+  }
+  net.startAll()
+  const timedOut = (): boolean => net.log.some(l => l.peer === 1 && l.action.type === 'aborted' && /timed out/.test((l.action as { reason: string }).reason))
+  net.run(timedOut)
+  assert.ok(timedOut(), 'member 1\'s round 0 timed out')
+  assert.ok(held.length > 0, 'member 0\'s commit was held back')
+  assert.is(net.peers[1].ledger.lastRound, -1, 'member 1 gave up on round 0 without its certificate')
+  assert.ok(net.peers[0].ledger.lastRound >= 0 && net.peers[2].ledger.lastRound >= 0, 'members 0 and 2 certified round 0 with member 1\'s signature')
+  holding = false
+  for (const wire of held) net.peers[1].receive(wire, net.now)
+  net.flush(1)
+  assert.is(net.peers[1].ledger.lastRound, 0, 'member 1 adopted round 0\'s certificate at once, from the late signature and the two it had heard')
+  net.run(() => [0, 1, 2].every(i => net.peers[i].ledger.lastRound === 3))
+  // round 1 was lost to member 1's wait; the next round all three begin on one head is certified
+  // (without the late certificate member 1 stayed on a stale head, its commits matching nobody's until it synced, and round 2 was lost too)
+  for (const i of [0, 1, 2]) assert.equal(net.peers[i].ledger.entries.map(e => e.header.round), [0, 2, 3], `member ${i}'s rounds`)
+  assert.is(new Set([0, 1, 2].map(i => hex(net.peers[i].ledger.head))).size, 1)
+})
+
 test('a member that timed out of the statistics round the others certified waits for its late certificate before it trains, and trains normalised', () => {
   const n = 5
   const held: Uint8Array[] = []

@@ -141,13 +141,16 @@ export function aggregate (a: AggregationInput): AggregationResult {
  * From the survivors' unmasked sum (computed here, or put together from aggregated slices) to the
  * new state and the certificate header: the same sum gives the same header in either mode.
  */
-export function aggregateFromSum (a: Omit<AggregationInput, 'shares' | 'adverts' | 'maskedVectors' | 'peerIds' | 'maskContext' | 'dropped'>, sum: Uint32Array): AggregationResult & { ok: true } {
+export function aggregateFromSum (a: Omit<AggregationInput, 'shares' | 'adverts' | 'maskedVectors' | 'peerIds' | 'maskContext' | 'dropped'>, sum: Uint32Array, agreedSliceHashes?: readonly Uint8Array[]): AggregationResult & { ok: true } {
   const aggregateHash = hash(new Uint8Array(sum.buffer, sum.byteOffset, sum.byteLength))
-  // sliced: the header names each slice's hash too, the hashes the slice's aggregators signed
+  // sliced: the header names each slice's hash too, the hashes the slice's aggregators signed (the
+  // caller has them, checked against the slices it put the sum together from: not hashed again)
   const slicing = a.params.slicing
   const sliceHashes = slicing === undefined
     ? undefined
-    : sliceBounds(sum.length, sliceCount(sum.length, slicing)).map(b => hash(new Uint8Array(sum.buffer, sum.byteOffset + 4 * b.from, 4 * (b.to - b.from))))
+    : agreedSliceHashes !== undefined
+      ? [...agreedSliceHashes]
+      : sliceBounds(sum.length, sliceCount(sum.length, slicing)).map(b => hash(new Uint8Array(sum.buffer, sum.byteOffset + 4 * b.from, 4 * (b.to - b.from))))
   let state: GlobalState | null = null
   let stats: Float64Array | null = null
   let extra: Uint8Array = new Uint8Array(0)

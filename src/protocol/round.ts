@@ -599,7 +599,7 @@ export class Round {
       return
     }
     const { consortium, round, prev, kind, state } = this.#o
-    const result = aggregateFromSum({ consortium, round, prev, kind, state, survivors: U3.members, params: this.#o.manifest.params }, sum)
+    const result = aggregateFromSum({ consortium, round, prev, kind, state, survivors: U3.members, params: this.#o.manifest.params }, sum, sliced.agreedHashes())
     this.#result = result
     const gone = M.members.length - U3.members.length
     this.#setPhase('commit', `aggregated ${U3.members.length} inputs in ${sliced.slices} slices${gone > 0 ? `, removed masks of ${gone} dropped` : ''}`)

@@ -326,6 +326,12 @@ export class SlicedAggregation {
     return out
   }
 
+  /** Each slice's agreed sum hash (once sum() is not null: every one is agreed, and the slice held matches it). */
+  agreedHashes (): Uint8Array[] {
+    if (this.#agreed.some(h => h === null)) throw new Error('not every slice is agreed yet')
+    return this.#agreed as Uint8Array[]
+  }
+
   /** The round ended: let the slices go. */
   release (): void { this.#held.clear(); this.#sums.clear() }
 }

@@ -155,6 +155,10 @@ function maxPoolGrad ({ inputs, attrs, backend }: { inputs: NamedTensorInfoMap, 
   const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW, strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info
   const top = info.padInfo.top
   const left = info.padInfo.left
+  if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && OH * 2 <= H && OW * 2 <= W) {
+    maxPoolGrad2x2(x, dy, dx, B, H, W, C, OH, OW)
+    return out
+  }
   const best = new Float32Array(C)
   const where = new Int32Array(C)
   for (let b = 0; b < B; b++) {
@@ -181,6 +185,39 @@ function maxPoolGrad ({ inputs, attrs, backend }: { inputs: NamedTensorInfoMap, 
     }
   }
   return out
+}
+
+/**
+ * The usual case, 2×2 windows at stride 2 without padding: the windows do not overlap, so each
+ * output's gradient is written (not added) to the first maximum of its four inputs, compared in
+ * the same order and by the same test as the general loop (a NaN is never the maximum).
+ */
+function maxPoolGrad2x2 (x: Float32Array, dy: Float32Array, dx: Float32Array, B: number, H: number, W: number, C: number, OH: number, OW: number): void {
+  const row = W * C
+  for (let b = 0; b < B; b++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        const p0 = ((b * H + 2 * oh) * W + 2 * ow) * C
+        const p1 = p0 + C
+        const p2 = p0 + row
+        const p3 = p2 + C
+        const g = ((b * OH + oh) * OW + ow) * C
+        for (let c = 0; c < C; c++) {
+          let best = -Infinity
+          let at = -1
+          let v = x[p0 + c]
+          if (v > best) { best = v; at = p0 + c }
+          v = x[p1 + c]
+          if (v > best) { best = v; at = p1 + c }
+          v = x[p2 + c]
+          if (v > best) { best = v; at = p2 + c }
+          v = x[p3 + c]
+          if (v > best) { at = p3 + c }
+          if (at >= 0) dx[at] = dy[g + c]
+        }
+      }
+    }
+  }
 }
 
 /** the same tensor with its last two axes swapped (a copy) */

@@ -77,6 +77,28 @@ test('wasm MaxPool gradient equals the cpu backend\'s, ties included', async () 
   assert.ok(checked >= 20)
 })
 
+test('wasm MaxPool gradient, 2×2 windows at stride 2 (the fast path of the models here), equals the cpu backend\'s at even and odd sizes, ties included', async () => {
+  let checked = 0
+  for (const [i, c] of [
+    { batch: 3, h: 28, w: 28, ch: 32, k: 2, stride: 2, pad: 'valid' as const },
+    { batch: 2, h: 7, w: 9, ch: 5, k: 2, stride: 2, pad: 'valid' as const },
+    { batch: 2, h: 14, w: 6, ch: 64, k: 2, stride: 2, pad: 'same' as const },
+    { batch: 1, h: 7, w: 7, ch: 3, k: 2, stride: 2, pad: 'same' as const }, // padded: the general loop
+    { batch: 4, h: 2, w: 2, ch: 1, k: 2, stride: 2, pad: 'valid' as const }
+  ].entries()) {
+    for (const ties of [false, true]) {
+      await selectBackend('cpu')
+      const ref = poolGradient(c, 100 + i, ties)
+      await selectBackend('wasm')
+      const got = poolGradient(c, 100 + i, ties)
+      assert.ok(maxRelError(got, ref) < 1e-6, `MaxPool dx differs for ${JSON.stringify(c)} (ties: ${ties})`)
+      assert.ok(got.some(v => v !== 0))
+      checked++
+    }
+  }
+  assert.is(checked, 10)
+})
+
 test('wasm MaxPool gradient is right when allocating its output grows the wasm memory (views of the heap taken before would read as empty)', async () => {
   await selectBackend('wasm')
   const memory = (): number => (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.byteLength

@@ -220,7 +220,7 @@ export class MedmeshNode {
     const wanted = (): boolean => this.#stopping === null && (this.#peer.round?.number ?? -1) === round
     const body = await this.#services.blobs.fetch({ hash, what, round, preferred: this.manifest.members[owner]?.peerId, wanted })
     if (body === null) return
-    this.#peer.receiveBlob(hash, body, Date.now())
+    this.#peer.receiveBlob(hash, body, Date.now(), true) // the blob exchange checked its hash
     this.#drain()
     this.#persist() // it may have been the certified model this node lacked: keep it
     this.#services.stopPolicy.check()

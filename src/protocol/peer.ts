@@ -213,7 +213,8 @@ export class ProtocolPeer {
     this.#collect()
   }
 
-  receiveBlob (hashHex: string, data: Uint8Array, now: number): void {
+  /** A fetched blob; `hashChecked` when the driver has already found that SHA-256(data) is `hashHex` (the node's blob exchange does: a vector is then hashed once). */
+  receiveBlob (hashHex: string, data: Uint8Array, now: number, hashChecked = false): void {
     this.#now = Math.max(this.#now, now)
     if (this.#pendingState !== null && hashHex === this.#pendingState.hash) {
       const state = decodeStateOrNull(data)
@@ -225,7 +226,7 @@ export class ProtocolPeer {
         this.#askInput()
       }
     }
-    this.#current?.receiveBlob(hashHex, data, this.#now)
+    this.#current?.receiveBlob(hashHex, data, this.#now, hashChecked)
     this.#collect()
   }
 

@@ -208,16 +208,16 @@ export class Round {
   }
 
   /** A blob the driver fetched: kept only if it is a committed masked vector (or in sliced mode, a committed slice or an agreed slice sum). */
-  receiveBlob (hashHex: string, data: Uint8Array, now: number): void {
+  receiveBlob (hashHex: string, data: Uint8Array, now: number, hashChecked = false): void {
     if (this.done) return
     if (this.#sliced !== null) {
-      const got = this.#sliced.receiveBlob(hashHex, data)
+      const got = this.#sliced.receiveBlob(hashHex, data, hashChecked)
       if (got === null) return
       if (got.kind === 'bad') { this.#reject('bad-blob', `a blob served as ${hashHex.slice(0, 16)}… does not match the slice it was fetched for`, got.member ?? -1); return }
       this.#advance(now)
       return
     }
-    const got = this.#vectors.receive(hashHex, data)
+    const got = this.#vectors.receive(hashHex, data, hashChecked)
     if (got === null) return
     if (!got.matched) { this.#reject('bad-blob', `masked vector from member ${got.member} does not match its commitment`, got.member); return }
     this.#advance(now)

@@ -187,14 +187,14 @@ export class SlicedAggregation {
     return this.#mySlices(maskingSet, false).every(j => this.#held.has(this.#sliceHash(u, j)!))
   }
 
-  /** A fetched blob: 'slice' or 'sum' when it was one this round wanted and matches, 'bad' when it matched nothing it claimed to be, null when it is not this round's. */
-  receiveBlob (hashHex: string, data: Uint8Array): { kind: 'slice' | 'sum' | 'bad', member?: number } | null {
+  /** A fetched blob: 'slice' or 'sum' when it was one this round wanted and matches, 'bad' when it matched nothing it claimed to be, null when it is not this round's (`hashChecked`: see vectors.ts). */
+  receiveBlob (hashHex: string, data: Uint8Array, hashChecked = false): { kind: 'slice' | 'sum' | 'bad', member?: number } | null {
     const owners = this.#sliceOf.get(hashHex)
     const agreedSlice = this.#agreed.findIndex(h => h !== null && hex(h) === hashHex)
     if ((owners === undefined || owners.length === 0) && agreedSlice < 0) return null
     if (this.#held.has(hashHex) || this.#sums.has(hashHex)) return null
     const words = owners !== undefined && owners.length > 0 ? this.bounds[owners[0].slice] : this.bounds[agreedSlice]
-    if (data.length !== 4 * (words.to - words.from) || hex(hash(data)) !== hashHex) {
+    if (data.length !== 4 * (words.to - words.from) || (!hashChecked && hex(hash(data)) !== hashHex)) {
       this.#requested.delete(hashHex) // ask again, perhaps from another holder
       return { kind: 'bad', member: owners?.[0]?.member }
     }

@@ -33,13 +33,14 @@ export class MaskedVectors {
   /**
    * A fetched blob: kept when it is a committed vector of the committed length and hash. Returns
    * the member it belongs to and whether it matched (null when it is no vector of this round's).
+   * `hashChecked`: the driver has already hashed these bytes and found `hashHex` (not hashed again).
    */
-  receive (hashHex: string, data: Uint8Array): { member: number, matched: boolean } | null {
+  receive (hashHex: string, data: Uint8Array, hashChecked = false): { member: number, matched: boolean } | null {
     if (this.#vectors.has(hashHex)) return null
     const owner = [...this.#commitments.entries()].find(([, c]) => hex(c.body.vectorHash) === hashHex)
     if (owner === undefined) return null
     const [member, c] = owner
-    if (data.length !== 4 * c.body.length || hex(hash(data)) !== hashHex) {
+    if (data.length !== 4 * c.body.length || (!hashChecked && hex(hash(data)) !== hashHex)) {
       this.#requested.delete(hashHex) // ask again, perhaps from another holder
       return { member, matched: false }
     }

@@ -4,7 +4,7 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import { MemNet, expectedAggregate } from './harness.ts'
 import { hex } from '../../src/protocol/codec.ts'
 import { openMessage, sealMessage, type CommitBody, type Envelope, type MaskedInputBody, type SliceSumsBody } from '../../src/protocol/messages.ts'
-import { commitSlices, sliceRoot } from '../../src/protocol/sliced.ts'
+import { commitSlices, sliceRoot, SlicedAggregation } from '../../src/protocol/sliced.ts'
 import { validateManifest } from '../../src/protocol/manifest.ts'
 import { sliceBounds } from '../../src/protocol/slices.ts'
 import { decodeHeader, encodeHeader } from '../../src/protocol/ledger.ts'
@@ -222,6 +222,21 @@ test('sliced: slice sums over a survivor set other than the certified one count 
   assert.is(hex(header.aggregateHash), hashOf(expectedAggregate(d, header.survivors, 0)))
   const invalid = rejectsOf(net, 'invalid').filter(r => r.reason.includes('another survivor set'))
   assert.ok(invalid.length > 0, 'the claims for another set were refused by name')
+})
+
+test('a fetched slice is hashed unless the driver says it checked the hash already (the node\'s blob exchange does)', () => {
+  const y = Uint32Array.from({ length: 40 }, (_, i) => i * 7)
+  const { blobs } = commitSlices(y, 4)
+  const aggregation = (): SlicedAggregation => {
+    const a = new SlicedAggregation({ me: 0, peerIds: ['a', 'b', 'c'], slicing: { slices: 4, perSlice: 2 }, length: 40, prev: () => new Uint8Array(32), seedOf: () => new Uint8Array(32), phaseMs: 100 })
+    a.commit(1, { vectorHash: sliceRoot(blobs.map(b => Uint8Array.from(Buffer.from(b.hash, 'hex')))), length: 40, sliceHashes: blobs.map(b => Uint8Array.from(Buffer.from(b.hash, 'hex'))) } as MaskedInputBody)
+    return a
+  }
+  const wrong = Uint8Array.from(blobs[0].data); wrong[0] ^= 1
+  assert.equal(aggregation().receiveBlob(blobs[0].hash, wrong), { kind: 'bad', member: 1 }, 'hashed here: the wrong bytes are refused')
+  assert.equal(aggregation().receiveBlob(blobs[0].hash, Uint8Array.from(blobs[0].data)), { kind: 'slice' })
+  assert.equal(aggregation().receiveBlob(blobs[0].hash, wrong, true), { kind: 'slice' }, 'checked by the driver: not hashed a second time')
+  assert.equal(aggregation().receiveBlob(blobs[0].hash, wrong.subarray(4), true), { kind: 'bad', member: 1 }, 'the length is checked all the same')
 })
 
 test('certificate headers: slice hashes are optional, and checked when present', () => {

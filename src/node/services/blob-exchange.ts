@@ -36,7 +36,7 @@ export interface BlobExchange extends Startable {
   publish: (hash: string, data: Uint8Array, what: BlobKind, round: number) => void
   /** forget blobs made before `round` (states stay on disk) */
   prune: (round: number) => void
-  /** the blob, from whichever member holds it, retried until it comes or is no longer wanted (then null; null too when a fetch of it is already under way) */
+  /** the blob, from whichever member holds it, its SHA-256 checked against the hash asked for (the node tells the protocol so: hashed once), retried until it comes or is no longer wanted (then null; null too when a fetch of it is already under way) */
   fetch: (request: FetchRequest) => Promise<Uint8Array | null>
 }
 

@@ -16,7 +16,8 @@ type Values = Record<string, any>
 
 function parse (args: string[], options: ParseArgsConfig['options'], allowPositionals = false): { values: Values, positionals: string[] } {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals }) as { values: Values, positionals: string[] }
+    // allowNegative: --no-check-aggregates turns off what config.json or the environment turned on
+    return parseArgs({ args, options, strict: true, allowPositionals, allowNegative: true }) as { values: Values, positionals: string[] }
   } catch (e) {
     throw new UsageError((e as Error).message)
   }
@@ -205,7 +206,8 @@ Node options (also settable in config.json or as MEDMESH_* environment variables
                           (repeatable; its own peer id, logged at start; default: not served)
   --inference-per-minute N  queries per client a minute (default 60; a session counts 10)
   --check-aggregates      in a sliced consortium, fetch every member's whole masked vector and sum
-                          it here, signing only a sum that matches (all-to-all traffic for this node)
+                          it here, signing only a sum that matches (all-to-all traffic for this node;
+                          --no-check-aggregates overrides config.json and MEDMESH_CHECK_AGGREGATES)
   --log-level LEVEL       debug | info | warn | error
   --log-format F          pretty | json | auto (default auto: pretty on a terminal, one JSON
                           object per line otherwise, e.g. under systemd or in a pipe)`

@@ -33,6 +33,8 @@ const MAX_BUFFERED = 64 * 16
 const FUTURE_ROUNDS = 16
 /** rounds whose input lateness sets the adaptive wait */
 const LATENESS_ROUNDS = 5
+/** rounds whose late commits are counted at once */
+const LATE_ROUNDS = 4
 const MAX_STATE_BYTES = 1 << 30
 
 function decodeStateOrNull (data: Uint8Array): GlobalState | null {
@@ -48,8 +50,8 @@ export class ProtocolPeer {
   readonly #o: PeerOptions
   readonly #actions: PeerAction[] = []
   #buffer: Array<{ msg: OpenedMessage }> = []
-  /** commits for a round this peer has left (it aborted, or restarted in it): a late certificate to adopt */
-  readonly #lateCommits = new CommitTally({ maxHeaders: 64 })
+  /** commits for rounds this peer has left (it aborted, or restarted in them), per round: a late certificate to adopt */
+  readonly #lateCommits = new Map<number, CommitTally>()
   #pendingState: { hash: string, prev: Uint8Array } | null = null
   /** when the current round began here (see input-gate.ts) */
   #startedAt = 0
@@ -331,15 +333,24 @@ export class ProtocolPeer {
 
   #lateCommit (msg: OpenedMessage<CommitBody>): void {
     if (!commitSignatureValid(this.ledger.memberKeys, msg.env.sender, msg.env.body)) return
-    // what the round heard before it gave up counts too, this peer's own signature among it: where
-    // the live members are exactly a quorum, the late signatures alone never are one
-    for (const [sender, body] of [this.#current, ...this.#recent].find(x => x?.round === msg.env.round)?.commitsHeard() ?? []) this.#lateCommits.record(sender, body)
-    const key = this.#lateCommits.record(msg.env.sender, msg.env.body)
-    const cert = key === null ? null : this.#lateCommits.certificateFor(key, this.manifest.params.quorum)
+    const r = msg.env.round
+    // one tally per round, none for a round the ledger holds by now, a few rounds at most
+    for (const k of this.#lateCommits.keys()) if (k <= this.ledger.lastRound) this.#lateCommits.delete(k)
+    let tally = this.#lateCommits.get(r)
+    if (tally === undefined) {
+      if (this.#lateCommits.size >= LATE_ROUNDS) this.#lateCommits.delete(Math.min(...this.#lateCommits.keys()))
+      tally = new CommitTally({ maxHeaders: 64 })
+      this.#lateCommits.set(r, tally)
+      // what the round heard before it gave up counts too, this peer's own signature among it: where
+      // the live members are exactly a quorum, the late signatures alone never are one
+      for (const [sender, body] of [this.#current, ...this.#recent].find(x => x?.round === r)?.commitsHeard() ?? []) tally.record(sender, body)
+    }
+    const key = tally.record(msg.env.sender, msg.env.body)
+    const cert = key === null ? null : tally.certificateFor(key, this.manifest.params.quorum)
     if (cert === null) return
     try {
       const appended = this.ledger.append(cert)
-      this.#lateCommits.clear()
+      this.#lateCommits.delete(r)
       if (appended.header.kind === 'update') {
         this.#pendingState = { hash: hex(appended.header.stateHash), prev: appended.hash }
         this.#actions.push({ type: 'fetch-blob', hash: hex(appended.header.stateHash), owner: msg.env.sender, what: 'state' })

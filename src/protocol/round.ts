@@ -593,8 +593,8 @@ export class Round {
       const disputed = sliced.disputed()
       if (disputed.length > 0 && !this.#disputeReported) {
         this.#disputeReported = true
-        const signers = disputed.map(j => this.#sliced!.aggregatorsOf(j, U3.members).join('+')).join(', ')
-        this.#reject('bad-aggregate', `the agreed sums of slices ${disputed.join(', ')} differ from this member's own (aggregators ${signers}): it signs no header for this round`, this.#sliced!.aggregatorsOf(disputed[0], U3.members)[0])
+        const signers = disputed.map(j => sliced.agreedSigners(j).join('+')).join(', ')
+        this.#reject('bad-aggregate', `the agreed sums of slices ${disputed.join(', ')} differ from this member's own (signed by ${signers}): it signs no header for this round`, sliced.agreedSigners(disputed[0])[0] ?? -1)
       }
       return
     }

@@ -308,10 +308,12 @@ export class SlicedAggregation {
   }
 
   /**
-   * The slices whose agreed sum differs from the one this peer computed itself (a member that
-   * checks everything signs no header then: its aggregators lied to it, or it to itself).
+   * A member that checks everything: the slices whose agreed sum differs from the one it computed
+   * itself (it signs no header then: their aggregators lied to it, or it to itself). Empty for
+   * other members, who go by the aggregators' signatures.
    */
   disputed (): number[] {
+    if (this.#o.checkAll !== true) return []
     return this.#agreed.flatMap((h, j) => h !== null && this.#ownSums[j] !== null && !equalBytes(h, this.#ownSums[j]!) ? [j] : [])
   }
 
@@ -324,6 +326,13 @@ export class SlicedAggregation {
     const out = new Uint32Array(this.#o.length)
     parts.forEach((p, j) => out.set(p!, this.bounds[j].from))
     return out
+  }
+
+  /** The members who signed slice j's agreed sum (empty while it is not agreed). */
+  agreedSigners (j: number): number[] {
+    const h = this.#agreed[j]
+    if (h === null) return []
+    return [...this.#claims[j]].filter(([, c]) => equalBytes(c.hash, h)).map(([m]) => m).sort((a, b) => a - b)
   }
 
   /** Each slice's agreed sum hash (once sum() is not null: every one is agreed, and the slice held matches it). */

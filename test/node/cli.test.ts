@@ -51,7 +51,13 @@ test('bad flags and bad values: usage errors (64) or configuration errors (78), 
   const fmt = cli('start', '--data-dir', join(root, 'a'), '--log-format', 'xml')
   assert.is(fmt.status, 78)
   assert.match(fmt.stderr, /logFormat must be auto, pretty or json, got 'xml'/)
-  for (const r of [bad, m, v, fmt]) assert.ok(noStack(r.stderr), r.stderr)
+  // a boolean setting has a negative flag (it parses: the error is the next one, the log format's)
+  const negative = cli('start', '--data-dir', join(root, 'a'), '--no-check-aggregates', '--log-format', 'xml')
+  assert.is(negative.status, 78)
+  assert.match(negative.stderr, /logFormat must be auto/)
+  const valued = cli('start', '--data-dir', join(root, 'a'), '--check-aggregates=yes')
+  assert.is(valued.status, 64)
+  for (const r of [bad, m, v, fmt, negative, valued]) assert.ok(noStack(r.stderr), r.stderr)
 })
 
 test('a manifest missing a founder\'s signature is refused by join', () => {

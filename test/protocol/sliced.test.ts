@@ -192,7 +192,10 @@ test('sliced: two aggregators that agree on the same false slice sum fool the ot
   net.run(() => others.every(i => commits(i).length > 0) && saidSo().length > 0, 5_000)
   const refused = saidSo()
   assert.is(refused.length, 1, 'the checker said once that it signs no header')
-  assert.match(refused[0].reason, /the agreed sums of slices [\d, ]+ differ from this member's own \(aggregators (0\+1|1\+0)(, (0\+1|1\+0))*\)/)
+  assert.match(refused[0].reason, /the agreed sums of slices [\d, ]+ differ from this member's own \(signed by 0\+1(, 0\+1)*\)/)
+  const blamed = net.log.filter(l => l.peer === checker && l.action.type === 'reject' && (l.action as { reason: string }).reason.includes('signs no header')).map(l => (l.action as { peer: number }).peer)
+  assert.ok(blamed.length === 1 && liars.includes(blamed[0]), `the blame goes to a signer of the false sum, not to member ${blamed[0]}`)
+  assert.equal(rejectsOf(net, 'bad-aggregate').filter(r => r.peer !== checker && r.reason.includes('signs no header')), [], 'members that do not check everything refuse nothing')
   for (const i of others) {
     const h = commits(i)[0]
     assert.is.not(hex(h.aggregateHash), hashOf(expectedAggregate(d, h.survivors, 0)), `the colluding pair fooled member ${i}: it signed a false sum`)

@@ -107,12 +107,13 @@ export function addMasks (acc: Uint32Array, terms: readonly MaskTerm[], from = 0
     const count = Math.min(wordsPerChunk, n - offset)
     const zeros = count === wordsPerChunk ? ZEROS : ZEROS.subarray(0, count * 4)
     chunkSum.begin(acc.subarray(offset, offset + count))
-    for (let t = 0; t < terms.length; t++) {
-      const keystream = ciphers[t].update(zeros)
-      if (terms[t].sign === 1) chunkSum.add(keystream)
-      else chunkSum.sub(keystream)
-    }
-    chunkSum.end()
+    try {
+      for (let t = 0; t < terms.length; t++) {
+        const keystream = ciphers[t].update(zeros)
+        if (terms[t].sign === 1) chunkSum.add(keystream)
+        else chunkSum.sub(keystream)
+      }
+    } finally { chunkSum.end() }
   }
 }
 

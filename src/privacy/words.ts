@@ -85,6 +85,8 @@ function load (): Kernel | null {
 }
 
 let kernel: Kernel | null = load()
+/** the ChunkSum between its begin and end, if any */
+let open: ChunkSum | null = null
 
 /** True when the SIMD kernel is in use (false: plain loops). */
 export const WORDS_SIMD = (): boolean => kernel !== null
@@ -104,6 +106,9 @@ export class ChunkSum {
 
   begin (slice: Uint32Array): void {
     if (slice.length > CHUNK_WORDS) throw new RangeError(`a chunk holds at most ${CHUNK_WORDS} words`)
+    // every ChunkSum shares the kernel's one accumulator: two open at once would mix their sums
+    if (open !== null) throw new Error('a ChunkSum is already open: sums cannot be nested')
+    open = this
     this.#slice = slice
     this.#n = slice.length
     if (kernel !== null) kernel.words.set(slice, ACC / 4)
@@ -118,6 +123,7 @@ export class ChunkSum {
     if (slice === null) throw new Error('ChunkSum.end without begin')
     if (kernel !== null) slice.set(kernel.words.subarray(ACC / 4, ACC / 4 + this.#n))
     this.#slice = null
+    open = null
   }
 
   #fold (operand: Uint8Array | Uint32Array, sign: 1 | -1): void {
@@ -156,8 +162,9 @@ export function addWords (acc: Uint32Array, v: Uint32Array, sign: 1 | -1 = 1): v
   for (let off = 0; off < acc.length; off += CHUNK_WORDS) {
     const end = Math.min(acc.length, off + CHUNK_WORDS)
     shared.begin(acc.subarray(off, end))
-    if (sign === 1) shared.add(v.subarray(off, end))
-    else shared.sub(v.subarray(off, end))
-    shared.end()
+    try {
+      if (sign === 1) shared.add(v.subarray(off, end))
+      else shared.sub(v.subarray(off, end))
+    } finally { shared.end() }
   }
 }

@@ -197,6 +197,7 @@ export class Round {
   /** A wire message from the network (already known to be for this round), `now` in ms. */
   receive (msg: OpenedMessage, now: number): void {
     if (this.done) return
+    this.#remember(msg)
     this.#noteArrival(msg, now)
     try {
       this.#dispatch(msg)
@@ -261,8 +262,19 @@ export class Round {
     this.#shareKeys.set(msg.env.sender, parseShareKeys(msg, this.n))
   }
 
+  /**
+   * The messages this round has opened, by the hash of their bytes: a proposal carries members'
+   * messages that every peer has mostly received already, and the same bytes need not have their
+   * signature checked twice (bounded: a round has a few messages per member and attempt).
+   */
+  readonly #opened = new Map<string, OpenedMessage>()
+
+  #remember (msg: OpenedMessage): void {
+    if (this.#opened.size < 16 * this.n) this.#opened.set(hex(hash(msg.wire)), msg)
+  }
+
   #open (wire: Uint8Array): OpenedMessage {
-    const m = openMessage(wire, { consortium: this.#o.consortium, memberKeys: this.#o.memberKeys })
+    const m = this.#opened.get(hex(hash(wire))) ?? openMessage(wire, { consortium: this.#o.consortium, memberKeys: this.#o.memberKeys })
     if (m.env.round !== this.#o.round) throw new ProtocolError('invalid', 'proposal carries a message of another round')
     return m
   }
@@ -623,7 +635,9 @@ export class Round {
     const wire = sealMessage(this.#o.identity, env)
     this.#actions.push({ type: 'broadcast', msgType: MSG_NAME[t], wire, round: this.#o.round })
     // I receive my own message like anyone else's, so that every rule applies to it too
-    this.#dispatch(openMessage(wire, { consortium: this.#o.consortium, memberKeys: this.#o.memberKeys }))
+    const opened = openMessage(wire, { consortium: this.#o.consortium, memberKeys: this.#o.memberKeys })
+    this.#remember(opened)
+    this.#dispatch(opened)
     return wire
   }
 

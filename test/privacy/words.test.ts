@@ -63,6 +63,12 @@ for (const simd of [true, false]) {
       assert.throws(() => { sum.add(ops[0]) }, /operand has 1007 words, the chunk 10/)
       sum.end()
       assert.throws(() => { sum.begin(new Uint32Array(CHUNK_WORDS + 1)) }, /at most/)
+      // sums share the kernel's accumulator: a second one may not open inside the first
+      sum.begin(acc.subarray(0, 4))
+      assert.throws(() => { new ChunkSum().begin(acc.subarray(4, 8)) }, /already open/)
+      assert.throws(() => { addWords(acc.subarray(4, 8), acc.subarray(8, 12)) }, /already open/)
+      sum.end()
+      addWords(acc.subarray(4, 8), acc.subarray(8, 12)) // and once it is closed, they may
     } finally { useSimd(true) }
   })
 

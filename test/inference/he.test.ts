@@ -66,7 +66,12 @@ test('encrypted scores match the plain ones; the answer sits at the last level',
       const plain = plainScores(im2col(x), vectors, 2)
       const answer = model.evaluate(session, client.encryptImage(x))
       const enc = client.decryptScores(answer, 2)
-      for (let k = 0; k < 2; k++) assert.ok(Math.abs(enc[k] - plain[k]) < 1e-2 * Math.max(1, Math.abs(plain[k])), `class ${k}: ${enc[k]} vs ${plain[k]}`)
+      // CKKS is approximate and each encryption draws fresh noise: at scale 2^29 through depth 5
+      // the scores came within 0.013 of the plain ones (one CI run; 0.012 over bench:inference's
+      // images), so 3e-2 bounds the noise with room, while any wrong layout or key is off by far
+      // more; and the class must be the plain one's
+      for (let k = 0; k < 2; k++) assert.ok(Math.abs(enc[k] - plain[k]) < 3e-2 * Math.max(1, Math.abs(plain[k])), `class ${k}: ${enc[k]} vs ${plain[k]}`)
+      if (Math.abs(plain[0] - plain[1]) > 0.1) assert.is(enc[0] > enc[1], plain[0] > plain[1], 'the encrypted answer names the plain one\'s class')
       const ct = suite.loadCiphertext(answer, { level: 0 })
       assert.is(suite.level(ct), 0)
       ct.delete()

@@ -22,7 +22,7 @@ import { createCipheriv } from 'node:crypto'
 import { endianness } from 'node:os'
 import { PrivacyError, InvalidArgumentError, assertBytes, assertInteger } from './errors.ts'
 import { deriveKey } from './keys.ts'
-import { ChunkSum, CHUNK_WORDS } from './words.ts'
+import { ChunkSum, CHUNK_WORDS, wordsOf } from './words.ts'
 
 export const PRG_SEED_BYTES = 32
 export const MAX_WORDS = 2 ** 30 // 4 GiB of mask: far beyond any model here, and below Node's buffer limits
@@ -60,7 +60,7 @@ function streamWords (seed: Uint8Array, n: number, onChunk: (words: Uint32Array,
   const wordsPerChunk = CHUNK_BYTES / 4
   for (let offset = 0; offset < n; offset += wordsPerChunk) {
     const count = Math.min(wordsPerChunk, n - offset)
-    onChunk(asWords(cipher.update(count === wordsPerChunk ? ZEROS : ZEROS.subarray(0, count * 4)), count), offset)
+    onChunk(wordsOf(cipher.update(count === wordsPerChunk ? ZEROS : ZEROS.subarray(0, count * 4))), offset)
   }
 }
 
@@ -120,10 +120,4 @@ export function addMasks (acc: Uint32Array, terms: readonly MaskTerm[], from = 0
 /** acc += sign · PRG(seed) (mod 2^32), in place. */
 export function addMask (acc: Uint32Array, seed: Uint8Array, sign: 1 | -1): void {
   addMasks(acc, [{ seed, sign }])
-}
-
-function asWords (bytes: Uint8Array, count: number): Uint32Array {
-  return bytes.byteOffset % 4 === 0
-    ? new Uint32Array(bytes.buffer, bytes.byteOffset, count)
-    : new Uint32Array(Uint8Array.from(bytes).buffer) // an unaligned Buffer: copy once
 }

@@ -96,7 +96,7 @@ export function useSimd (on: boolean): void { kernel = on ? load() : null }
 
 /**
  * A chunk accumulator: `begin(slice)` takes up to CHUNK_WORDS words, `add`/`sub` fold operands
- * of the same length into it, `end(slice)` writes the result back. Between begin and end the
+ * of the same length into it, `end()` writes the result back into the slice. Between begin and end the
  * running sum lives in the kernel's memory, so that n operands cost one copy in and out of the
  * accumulator rather than n.
  */
@@ -148,7 +148,8 @@ export class ChunkSum {
   }
 }
 
-function wordsOf (bytes: Uint8Array): Uint32Array {
+/** The words of 4·n bytes: a view when aligned, else one copy (a Node Buffer may sit at any offset). */
+export function wordsOf (bytes: Uint8Array): Uint32Array {
   return bytes.byteOffset % 4 === 0
     ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
     : new Uint32Array(Uint8Array.from(bytes).buffer)

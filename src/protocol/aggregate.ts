@@ -17,7 +17,6 @@ import { stateHash, type GlobalState } from './model.ts'
 import type { RevealBody } from './messages.ts'
 import { strategyFor } from './strategy/index.ts'
 import { encodeValidation, validationFigures } from './validation.ts'
-import { sliceBounds, sliceCount } from './slices.ts'
 
 export interface RevealedShares {
   /** per survivor: shares of its self-mask seed */
@@ -84,7 +83,7 @@ export interface AggregationInput {
   peerIds: readonly string[]
   /** the round's context (consortium id and round), which every mask seed is derived with */
   maskContext: Uint8Array
-  params: { threshold: number, quantization: WeightedUpdateParams, aggregation: AggregationParams, model: { classes: number }, validation: { bins: number }, slicing?: { slices: number } }
+  params: { threshold: number, quantization: WeightedUpdateParams, aggregation: AggregationParams, model: { classes: number }, validation: { bins: number } }
 }
 
 export type AggregationResult =
@@ -141,16 +140,10 @@ export function aggregate (a: AggregationInput): AggregationResult {
  * From the survivors' unmasked sum (computed here, or put together from aggregated slices) to the
  * new state and the certificate header: the same sum gives the same header in either mode.
  */
-export function aggregateFromSum (a: Omit<AggregationInput, 'shares' | 'adverts' | 'maskedVectors' | 'peerIds' | 'maskContext' | 'dropped'>, sum: Uint32Array, agreedSliceHashes?: readonly Uint8Array[]): AggregationResult & { ok: true } {
+export function aggregateFromSum (a: Omit<AggregationInput, 'shares' | 'adverts' | 'maskedVectors' | 'peerIds' | 'maskContext' | 'dropped'>, sum: Uint32Array, sliceHashes?: readonly Uint8Array[]): AggregationResult & { ok: true } {
+  // sliced (sliceHashes given): the header names each slice's hash too, the hashes its aggregators
+  // signed, which the caller checked the slices it put the sum together from against
   const aggregateHash = hash(new Uint8Array(sum.buffer, sum.byteOffset, sum.byteLength))
-  // sliced: the header names each slice's hash too, the hashes the slice's aggregators signed (the
-  // caller has them, checked against the slices it put the sum together from: not hashed again)
-  const slicing = a.params.slicing
-  const sliceHashes = slicing === undefined
-    ? undefined
-    : agreedSliceHashes !== undefined
-      ? [...agreedSliceHashes]
-      : sliceBounds(sum.length, sliceCount(sum.length, slicing)).map(b => hash(new Uint8Array(sum.buffer, sum.byteOffset + 4 * b.from, 4 * (b.to - b.from))))
   let state: GlobalState | null = null
   let stats: Float64Array | null = null
   let extra: Uint8Array = new Uint8Array(0)
@@ -169,7 +162,7 @@ export function aggregateFromSum (a: Omit<AggregationInput, 'shares' | 'adverts'
     kind: a.kind,
     survivors: [...a.survivors],
     aggregateHash,
-    ...(sliceHashes !== undefined ? { sliceHashes } : {}),
+    ...(sliceHashes !== undefined ? { sliceHashes: [...sliceHashes] } : {}),
     stateHash: stateHash(state ?? a.state),
     extra
   })

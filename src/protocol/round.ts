@@ -108,7 +108,12 @@ export class Round {
   #result: { header: Uint8Array, state: GlobalState | null, stats: Float64Array | null } | null = null
   /** a member that checks everything found an agreed slice sum unlike its own (reported once) */
   #disputeReported = false
-  #ownCommit: CommitBody | null = null
+  /**
+   * The messages this round has opened, by the hash of their bytes: a proposal carries members'
+   * messages that every peer has mostly received already, and the same bytes need not have their
+   * signature checked twice (bounded: a round has a few messages per member and attempt).
+   */
+  readonly #opened = new Map<string, OpenedMessage>()
   readonly #advertiseDeadline: number
   readonly #roundDeadline: number
   /** per member of my view: its shares for me (mine for myself included) */
@@ -261,13 +266,6 @@ export class Round {
     if (!this.#firstOf(`sk:${msg.env.sender}`, msg)) return
     this.#shareKeys.set(msg.env.sender, parseShareKeys(msg, this.n))
   }
-
-  /**
-   * The messages this round has opened, by the hash of their bytes: a proposal carries members'
-   * messages that every peer has mostly received already, and the same bytes need not have their
-   * signature checked twice (bounded: a round has a few messages per member and attempt).
-   */
-  readonly #opened = new Map<string, OpenedMessage>()
 
   #remember (msg: OpenedMessage): void {
     if (this.#opened.size < 16 * this.n) this.#opened.set(hex(hash(msg.wire)), msg)
@@ -576,7 +574,7 @@ export class Round {
     }
     this.#result = result
     this.#setPhase('commit', `aggregated ${U3.members.length} inputs${dropped.length > 0 ? `, removed masks of ${dropped.length} dropped` : ''}`)
-    this.#sendCommit(result.header)
+    this.#send(MSG.commit, 0, { header: result.header, signature: signHeader(this.#o.identity, result.header) })
   }
 
   /** Sliced mode: the secrets once, then my slices' sums, then the whole sum from the agreed slices. */
@@ -615,20 +613,13 @@ export class Round {
     this.#result = result
     const gone = M.members.length - U3.members.length
     this.#setPhase('commit', `aggregated ${U3.members.length} inputs in ${sliced.slices} slices${gone > 0 ? `, removed masks of ${gone} dropped` : ''}`)
-    this.#sendCommit(result.header)
+    this.#send(MSG.commit, 0, { header: result.header, signature: signHeader(this.#o.identity, result.header) })
   }
 
   // ---------------------------------------------------------------- outgoing
 
-  #sendCommit (header: Uint8Array): void {
-    this.#ownCommit = { header, signature: signHeader(this.#o.identity, header) }
-    this.#send(MSG.commit, 0, this.#ownCommit)
-  }
-
-  /** The signed commits this round heard, its own among them (kept after the round ends: a late certificate may still form from them). */
-  commitsHeard (): Array<[number, CommitBody]> {
-    return [...this.#commits.commits(), ...(this.#ownCommit === null ? [] : [[this.me, this.#ownCommit] as [number, CommitBody]])]
-  }
+  /** The signed commits this round heard, its own among them (#send receives it too; kept after the round ends: a late certificate may still form from them). */
+  commitsHeard (): Array<[number, CommitBody]> { return this.#commits.commits() }
 
   #send (t: MsgType, attempt: number, body: Body): Uint8Array {
     const env: Envelope = { version: 1, type: t, consortium: this.#o.consortium, round: this.#o.round, attempt: attempt, sender: this.me, body: body }

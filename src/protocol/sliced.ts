@@ -19,9 +19,7 @@ import { equalBytes, hash, hex } from './codec.ts'
 import { unmaskSlice, type UnmaskingSecrets } from './aggregate.ts'
 import type { SlicingParams } from './manifest.ts'
 import type { MaskedInputBody, SliceSumsBody } from './messages.ts'
-import { sliceBounds, sliceCount, sliceRankings, type SliceBounds } from './slices.ts'
-
-export { sliceCount }
+import { sliceBounds, sliceRankings, type SliceBounds } from './slices.ts'
 
 const ROOT_DOMAIN = new TextEncoder().encode('medmesh/v1/slice-root')
 
@@ -32,6 +30,9 @@ export function sliceRoot (hashes: readonly Uint8Array[]): Uint8Array {
   hashes.forEach((h, i) => buf.set(h, ROOT_DOMAIN.length + 32 * i))
   return hash(buf)
 }
+
+/** How many slices a vector of `length` words is cut into: the manifest's number, at most one per word. */
+export const sliceCount = (length: number, slicing: SlicingParams): number => Math.min(slicing.slices, length)
 
 const bytesOf = (v: Uint32Array): Uint8Array => new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
 
@@ -97,7 +98,6 @@ export class SlicedAggregation {
   /** per slice: extra aggregators beyond perSlice (conflicts, timeouts) and when the next one is due */
   readonly #extra: number[]
   readonly #due: number[]
-  readonly #computed = new Set<number>()
   /** per slice: the hash of the sum this peer computed itself, if it did */
   readonly #ownSums: Array<Uint8Array | null>
   readonly #sums = new Map<string, Uint32Array>()
@@ -291,14 +291,13 @@ export class SlicedAggregation {
       else if (now >= this.#due[j]) { this.#extra[j]++; this.#due[j] = now + this.#o.phaseMs; this.#settle(j) }
     }
     for (const j of this.#mySlices(survivors, true)) {
-      if (this.#computed.has(j)) continue
+      if (this.#ownSums[j] !== null) continue
       const parts = survivors.map(u => this.#held.get(this.#sliceHash(u, j) ?? ''))
       if (parts.some(p => p === undefined)) continue
       const b = this.bounds[j]
       const sum = unmaskSlice(parts as Uint32Array[], b.from, secrets)
       const data = bytesOf(sum)
       const h = hash(data)
-      this.#computed.add(j)
       this.#ownSums[j] = h
       this.#sums.set(hex(h), sum)
       publish.push({ hash: hex(h), data })

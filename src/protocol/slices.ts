@@ -16,9 +16,6 @@ import { hash } from './codec.ts'
 
 export interface SliceBounds { index: number, from: number, to: number }
 
-/** How many slices a vector of `length` words is cut into: the manifest's number, at most one per word. */
-export const sliceCount = (length: number, slicing: { slices: number }): number => Math.min(slicing.slices, length)
-
 /** Slice j of a d-word vector in S slices: words [⌊j·d/S⌋, ⌊(j+1)·d/S⌋), together exactly [0, d). */
 export function sliceBounds (d: number, slices: number): SliceBounds[] {
   if (!(Number.isInteger(d) && d >= 1)) throw new RangeError(`a vector has at least one word, not ${d}`)

@@ -14,8 +14,9 @@
  *      forming g_b (Li et al. 2022);
  *    - GroupNorm: Σ_hw n_b ⊙ δ_b for the scale and Σ_hw δ_b for the shift, n the normalised input.
  * 3. The clip factors c_b from the norms, and the weighted sum from the same δ: the gradient of
- *    Σ_l Σ (c ⊙ δ_l) ⊙ z_l(a_l; W_l) with a_l, δ_l and c held constant is exactly Σ_b c_b·g_b,
- *    and costs each layer one local forward and its weight gradient, no second backward pass.
+ *    Σ_l Σ (c ⊙ δ_l) ⊙ z_l(a_l; W_l) with a_l, δ_l and c held constant is exactly Σ_b c_b·g_b.
+ *    Each layer's weight gradient is written out (a_lᵀ·(c ⊙ δ_l) for dense layers, the filter
+ *    gradient kernel for convolutions), so it costs no second forward and no second backward pass.
  *
  * Checked against the per-example passes in test/training/per-example.test.ts.
  */
@@ -63,6 +64,31 @@ function preActivation (h: Hooked, input: tf.Tensor): tf.Tensor {
     return d.useBias && d.bias !== null ? tf.add(z, d.bias.read()) : z
   }
   return convPreActivation(h.layer as unknown as ConvLayer, input as tf.Tensor4D)
+}
+
+/**
+ * The gradient of Σ (cd ⊙ z_l) over the layer's weights, z_l = preActivation(input): each
+ * variable's gradient written out (the transposed products a backward pass would form), so that
+ * z_l itself is never computed again. `cd` is the clip-weighted δ_l.
+ */
+function weightGradients (h: Hooked, input: tf.Tensor, cd: tf.Tensor): Array<[tf.Variable, tf.Tensor]> {
+  const variable = (w: tfl.LayerVariable): tf.Variable => w.read() as tf.Variable
+  const rows = cd.shape.length === 2 ? [0] : [0, 1, 2]
+  if (h.kind === 'groupnorm') {
+    const [gamma, beta] = h.layer.trainableWeights
+    return [[variable(gamma), tf.sum(tf.mul(input, cd), rows)], [variable(beta), tf.sum(cd, rows)]]
+  }
+  const layer = h.layer as unknown as DenseLayer
+  let kernel: tf.Tensor
+  if (h.kind === 'dense') kernel = tf.matMul(input as tf.Tensor2D, cd as tf.Tensor2D, true, false)
+  else {
+    const c = h.layer as unknown as ConvLayer
+    const attrs = { strides: c.strides, pad: c.padding, dataFormat: 'NHWC', filterShape: c.kernel.read().shape }
+    kernel = tf.engine().runKernel(tf.Conv2DBackpropFilter, { x: input, dy: cd }, attrs) as tf.Tensor
+  }
+  const out: Array<[tf.Variable, tf.Tensor]> = [[variable(layer.kernel), kernel]]
+  if (layer.useBias && layer.bias !== null) out.push([variable(layer.bias), tf.sum(cd, rows)])
+  return out
 }
 
 /** the layer's input padded as the convolution pads it, and the output size */
@@ -202,13 +228,14 @@ export function clippedGradientSum (
     const c = factors(norms)
     const sums = tf.tidy(() => {
       const weight = tf.tensor1d(c)
-      const { grads } = tf.variableGrads(() => tf.addN(hooked.map((h, i) => {
+      const byName = new Map<string, tf.Tensor>()
+      hooked.forEach((h, i) => {
         const d = deltas[i]
         const cd = tf.mul(d, tf.reshape(weight, [B, ...d.shape.slice(1).map(() => 1)]))
-        return tf.sum(tf.mul(cd, preActivation(h, h.input!)))
-      })) as tf.Scalar, vars)
+        for (const [v, g] of weightGradients(h, h.input!, cd)) byName.set(v.name, g)
+      })
       return vars.map(v => {
-        const g = grads[v.name]
+        const g = byName.get(v.name)
         if (g === undefined) throw new Error(`the batched clipped sum reached no gradient for ${v.name}`)
         return g
       })

@@ -43,6 +43,8 @@ async function serveHere (): Promise<Server> {
 async function serveInWorker (): Promise<Server> {
   const worker = new Worker(new URL('./transfer-server.ts', import.meta.url), { workerData: { seed: ids[0].exportSeed(), manifestInput, bytes } })
   const ready = await new Promise<{ addr: string, blobHash: string, port: number }>((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject) })
+  // a serving worker that fails mid-measurement must end the run, not leave a transfer waiting
+  worker.on('error', err => { console.error(`bench/transfer: the serving worker failed: ${String(err)}`); process.exit(1) })
   return { ...ready, stop: async () => { const exited = new Promise(resolve => worker.once('exit', resolve)); worker.postMessage('stop'); await exited } }
 }
 

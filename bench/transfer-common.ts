@@ -1,5 +1,6 @@
-/** What both layouts of bench/transfer share: a host serving one random blob by the blob protocol. */
+/** What both layouts of bench/transfer share: one random blob served by the blob protocol and over a raw TCP socket. */
 import { randomFillSync } from 'node:crypto'
+import { createServer } from 'node:net'
 import { NodeIdentity } from '../src/privacy/index.ts'
 import { validateManifest } from '../src/protocol/manifest.ts'
 import { createHost } from '../src/node/host.ts'
@@ -10,7 +11,7 @@ import { hash, hex } from '../src/protocol/codec.ts'
 
 export const hostConfig = (dir: string): NodeConfig => ({ ...DEFAULTS, dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], http: 'off' })
 
-export interface ServedBlob { blob: Uint8Array, blobHash: string, addr: string, stop: () => Promise<void> }
+export interface ServedBlob { blobHash: string, addr: string, port: number, stop: () => Promise<void> }
 
 export async function serveBlob (seed: Uint8Array, manifestInput: unknown, bytes: number, dir: string): Promise<ServedBlob> {
   const blob = new Uint8Array(bytes)
@@ -21,5 +22,8 @@ export async function serveBlob (seed: Uint8Array, manifestInput: unknown, bytes
     await readFramed(channel, 1024, parseBlobRequest, () => 0)
     await sendFramed(channel, { n: blob.length }, blob)
   })
-  return { blob, blobHash: hex(hash(blob)), addr: host.getMultiaddrs()[0].toString(), stop: async () => { await host.stop() } }
+  const raw = createServer(socket => { socket.end(blob) })
+  await new Promise<void>(resolve => raw.listen(0, '127.0.0.1', resolve))
+  const port = (raw.address() as { port: number }).port
+  return { blobHash: hex(hash(blob)), addr: host.getMultiaddrs()[0].toString(), port, stop: async () => { raw.close(); await host.stop() } }
 }

@@ -12,7 +12,7 @@
  *
  * Usage: npm run bench:transfer [-- --mb 44.8 --reps 3]
  */
-import { createServer, connect } from 'node:net'
+import { connect } from 'node:net'
 import { parseArgs } from 'node:util'
 import { Worker } from 'node:worker_threads'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -34,10 +34,7 @@ const client = await createHost(hostConfig('/tmp/bench-transfer-client'), ids[1]
 interface Server { addr: string, blobHash: string, port: number, stop: () => Promise<void> }
 
 async function serveHere (): Promise<Server> {
-  const served = await serveBlob(ids[0].exportSeed(), manifestInput, bytes, '/tmp/bench-transfer-server')
-  const raw = createServer(socket => { socket.end(served.blob) })
-  await new Promise<void>(resolve => raw.listen(0, '127.0.0.1', resolve))
-  return { addr: served.addr, blobHash: served.blobHash, port: (raw.address() as { port: number }).port, stop: async () => { raw.close(); await served.stop() } }
+  return await serveBlob(ids[0].exportSeed(), manifestInput, bytes, '/tmp/bench-transfer-server')
 }
 
 async function serveInWorker (): Promise<Server> {

@@ -194,4 +194,27 @@ test('the gradient kernels leak no tensors', async () => {
   assert.is(tf.memory().numTensors, before)
 })
 
+
+test('wasm Transpose (last two axes swapped, in tiles, and other permutations) equals the cpu backend\'s', async () => {
+  const r = mulberry32(23)
+  const cases: Array<{ shape: number[], perm: number[] }> = [
+    { shape: [65, 33], perm: [1, 0] }, { shape: [1, 7], perm: [1, 0] }, { shape: [31, 32], perm: [1, 0] },
+    { shape: [3, 40, 9], perm: [0, 2, 1] }, { shape: [2, 3, 5, 70], perm: [0, 1, 3, 2] },
+    { shape: [4, 5, 6], perm: [2, 1, 0] }, { shape: [2, 3, 4, 5], perm: [3, 1, 2, 0] }
+  ]
+  for (const c of cases) {
+    const v = Float32Array.from({ length: c.shape.reduce((a, b) => a * b, 1) }, () => r() * 2 - 1)
+    const run = (): { values: Float32Array, shape: number[] } => tf.tidy(() => {
+      const y = tf.transpose(tf.tensor(v, c.shape), c.perm)
+      return { values: y.dataSync() as Float32Array, shape: y.shape }
+    })
+    await selectBackend('cpu')
+    const ref = run()
+    await selectBackend('wasm')
+    const got = run()
+    assert.equal(got.shape, ref.shape)
+    assert.equal(Array.from(got.values), Array.from(ref.values), `transpose ${c.shape} by ${c.perm}`)
+  }
+})
+
 test.run()

@@ -2,6 +2,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import * as tf from '@tensorflow/tfjs-core'
 import { selectBackend } from '../../src/training/backend.ts'
+import { useSimdKernels } from '../../src/training/wasm-simd.ts'
 import { mulberry32 } from '../../src/protocol/memnet.ts'
 
 interface Case { batch: number, h: number, w: number, ci: number, co: number, k: number, stride: number, pad: 'same' | 'valid' | number }
@@ -77,26 +78,32 @@ test('wasm MaxPool gradient equals the cpu backend\'s, ties included', async () 
   assert.ok(checked >= 20)
 })
 
-test('wasm MaxPool gradient, 2×2 windows at stride 2 (the fast path of the models here), equals the cpu backend\'s at even and odd sizes, ties included', async () => {
+test('wasm MaxPool gradient, 2×2 windows at stride 2 (the fast path of the models here), equals the cpu backend\'s at even and odd sizes, ties included, with the SIMD loop and without', async () => {
   let checked = 0
-  for (const [i, c] of [
-    { batch: 3, h: 28, w: 28, ch: 32, k: 2, stride: 2, pad: 'valid' as const },
-    { batch: 2, h: 7, w: 9, ch: 5, k: 2, stride: 2, pad: 'valid' as const },
-    { batch: 2, h: 14, w: 6, ch: 64, k: 2, stride: 2, pad: 'same' as const },
-    { batch: 1, h: 7, w: 7, ch: 3, k: 2, stride: 2, pad: 'same' as const }, // padded: the general loop
-    { batch: 4, h: 2, w: 2, ch: 1, k: 2, stride: 2, pad: 'valid' as const }
-  ].entries()) {
-    for (const ties of [false, true]) {
-      await selectBackend('cpu')
-      const ref = poolGradient(c, 100 + i, ties)
-      await selectBackend('wasm')
-      const got = poolGradient(c, 100 + i, ties)
-      assert.ok(maxRelError(got, ref) < 1e-6, `MaxPool dx differs for ${JSON.stringify(c)} (ties: ${ties})`)
-      assert.ok(got.some(v => v !== 0))
-      checked++
-    }
+  for (const simd of [true, false]) {
+    useSimdKernels(simd)
+    try {
+      for (const [i, c] of [
+        { batch: 3, h: 28, w: 28, ch: 32, k: 2, stride: 2, pad: 'valid' as const },
+        { batch: 2, h: 7, w: 9, ch: 5, k: 2, stride: 2, pad: 'valid' as const },
+        { batch: 2, h: 7, w: 9, ch: 8, k: 2, stride: 2, pad: 'valid' as const }, // odd: a last row and column outside every window
+        { batch: 2, h: 14, w: 6, ch: 64, k: 2, stride: 2, pad: 'same' as const },
+        { batch: 1, h: 7, w: 7, ch: 3, k: 2, stride: 2, pad: 'same' as const }, // padded: the general loop
+        { batch: 4, h: 2, w: 2, ch: 1, k: 2, stride: 2, pad: 'valid' as const }
+      ].entries()) {
+        for (const ties of [false, true]) {
+          await selectBackend('cpu')
+          const ref = poolGradient(c, 100 + i, ties)
+          await selectBackend('wasm')
+          const got = poolGradient(c, 100 + i, ties)
+          assert.ok(maxRelError(got, ref) < 1e-6, `MaxPool dx differs for ${JSON.stringify(c)} (ties: ${ties}, SIMD: ${simd})`)
+          assert.ok(got.some(v => v !== 0))
+          checked++
+        }
+      }
+    } finally { useSimdKernels(true) }
   }
-  assert.is(checked, 10)
+  assert.is(checked, 24)
 })
 
 test('wasm MaxPool gradient is right when allocating its output grows the wasm memory (views of the heap taken before would read as empty)', async () => {
@@ -142,9 +149,10 @@ test('wasm matrix products with transposed operands, plain and fused, batched or
 
 test('wasm sums and means over leading axes (bias gradients, BatchNorm moments) equal the cpu backend\'s; other reductions unchanged', async () => {
   const r = mulberry32(12)
-  const shapes = [[64, 7, 7, 16], [3, 5], [2, 3, 4], [1, 9, 9, 3]]
+  const shapes = [[64, 7, 7, 16], [3, 5], [2, 3, 4], [1, 9, 9, 3], [40, 9, 9, 12]]
   const axesOf = (rank: number): Array<number | number[]> => [0, [0, 1], Array.from({ length: rank - 1 }, (_, i) => i), rank - 1, [0, rank - 1], -rank]
-  for (const shape of shapes) {
+  for (const [k, shape] of shapes.entries()) {
+    useSimdKernels(k % 2 === 0) // the SIMD column sums and the plain loop, alternately
     const v = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => r() * 2 - 1)
     for (const axis of axesOf(shape.length)) {
       for (const keepDims of [false, true]) {
@@ -160,6 +168,7 @@ test('wasm sums and means over leading axes (bias gradients, BatchNorm moments) 
       }
     }
   }
+  useSimdKernels(true)
 })
 
 test('wasm Tile (per-channel vectors broadcast over leading axes, and general repeats) equals the cpu backend\'s', async () => {
@@ -199,6 +208,7 @@ test('wasm Transpose (last two axes swapped, in tiles, and other permutations) e
   const r = mulberry32(23)
   const cases: Array<{ shape: number[], perm: number[] }> = [
     { shape: [65, 33], perm: [1, 0] }, { shape: [1, 7], perm: [1, 0] }, { shape: [31, 32], perm: [1, 0] },
+    { shape: [1030, 1025], perm: [1, 0] }, { shape: [2, 1100, 1001], perm: [0, 2, 1] }, // large enough for the tiled loop
     { shape: [3, 40, 9], perm: [0, 2, 1] }, { shape: [2, 3, 5, 70], perm: [0, 1, 3, 2] },
     { shape: [4, 5, 6], perm: [2, 1, 0] }, { shape: [2, 3, 4, 5], perm: [3, 1, 2, 0] }
   ]

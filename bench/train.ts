@@ -2,6 +2,7 @@
  * bench/train: the default CNN (medmesh/cnn-small) on PneumoniaMNIST, batch 64, Adam, side by
  * side in one run:
  *   - wasm (with medmesh's gradient kernels) versus pure JS (`cpu`)            target >= 30x
+ *   - the wasm backend's convolutions through oneDNN (native/, where built) versus in WebAssembly
  *   - wasm versus PyTorch on the same architecture and batch size, where a
  *     python3 with torch is found (Debian's python3-torch)                      first target >= 0.3x
  *   - DP-SGD (per-example clipping and noise) versus plain training on wasm    overhead reported
@@ -16,7 +17,8 @@
 import { parseArgs } from 'node:util'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { selectBackend, type BackendName } from '../src/training/backend.ts'
+import { describeBackend, selectBackend, type BackendName } from '../src/training/backend.ts'
+import { nativeKernelStatus, useNativeKernels } from '../src/training/native-kernels.ts'
 import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../src/training/data/npz.ts'
 import { buildModel, type ModelId } from '../src/training/models.ts'
 import type { ImageDataset } from '../src/training/data/dataset.ts'
@@ -87,6 +89,10 @@ function torchImagesPerSecond (arch: string[] = [], n = steps * 5, b = batch): {
 }
 
 const wasm = await imagesPerSecond('wasm', steps, false)
+const native = nativeKernelStatus()
+useNativeKernels(false)
+const wasmOnly = native.active ? await imagesPerSecond('wasm', steps, false) : null
+useNativeKernels(true)
 const cpu = await imagesPerSecond('cpu', cpuSteps, false)
 const wasmDp = await imagesPerSecond('wasm', Math.max(2, Math.floor(steps / 2)), true)
 const torch = torchImagesPerSecond()
@@ -98,7 +104,9 @@ const rN = resnet === null ? null : await workerImagesPerSecond(threads, false, 
 const rTorch = resnet === null ? null : torchImagesPerSecond(['resnet18', String(RESNET.size)], Math.max(3, resnetSteps), RESNET.batch)
 
 console.log(`medmesh/cnn-small, PneumoniaMNIST 28x28, batch ${batch}, Adam`)
+console.log(describeBackend(await selectBackend('wasm')))
 console.log(`wasm           ${wasm.toFixed(0)} images/s`)
+if (wasmOnly !== null) console.log(`wasm, convolutions in WebAssembly (not oneDNN)  ${wasmOnly.toFixed(0)} images/s   oneDNN / WebAssembly = ${(wasm / wasmOnly).toFixed(2)}x`)
 console.log(`pure JS (cpu)  ${cpu.toFixed(1)} images/s      wasm / cpu = ${(wasm / cpu).toFixed(1)}x (target >= 30x)`)
 if ('ips' in torch) console.log(`PyTorch ${torch.torch} (${threads} threads, ${torch.python})  ${torch.ips.toFixed(0)} images/s   wasm / PyTorch = ${(wasm / torch.ips).toFixed(2)}x (target >= 0.3x)`)
 else console.log(`PyTorch: not measured (${torch.error})`)
@@ -113,7 +121,7 @@ if (rN !== null) {
 }
 console.log(JSON.stringify({
   bench: 'train', model: 'medmesh/cnn-small', batch,
-  wasm_ips: +wasm.toFixed(1), cpu_ips: +cpu.toFixed(2), wasm_vs_cpu: +(wasm / cpu).toFixed(1),
+  onednn: native.active ? native.version : null, wasm_ips: +wasm.toFixed(1), wasm_without_onednn_ips: wasmOnly === null ? null : +wasmOnly.toFixed(1), cpu_ips: +cpu.toFixed(2), wasm_vs_cpu: +(wasm / cpu).toFixed(1),
   torch_ips: 'ips' in torch ? +torch.ips.toFixed(1) : null, wasm_vs_torch: 'ips' in torch ? +(wasm / torch.ips).toFixed(3) : null,
   dp_ips: +wasmDp.toFixed(1), dp_overhead: +(wasm / wasmDp).toFixed(2),
   workers: threads, worker1_ips: +w1.ips.toFixed(1), workers_ips: +wN.ips.toFixed(1), worker_scaling: +(wN.ips / w1.ips).toFixed(2),

@@ -10,6 +10,7 @@ import '@tensorflow/tfjs-layers'
 import '@tensorflow/tfjs-backend-cpu'
 import '@tensorflow/tfjs-backend-wasm'
 import { registerWasmGradientKernels } from './wasm-kernels.ts'
+import { nativeKernelStatus, registerNativeConvKernels } from './native-kernels.ts'
 
 export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const
 export type BackendName = typeof BACKENDS[number]
@@ -45,6 +46,7 @@ export async function selectBackend (preferred?: BackendName | 'auto'): Promise<
     else if (name === 'tensorflow') reason = await tryNative('@tensorflow/tfjs-node')
     else if (name === 'wasm') {
       registerWasmGradientKernels()
+      registerNativeConvKernels()
       reason = (await tf.setBackend('wasm').catch(() => false)) ? null : 'the wasm backend did not initialise'
     } else reason = (await tf.setBackend('cpu')) ? null : 'the cpu backend did not initialise'
     if (reason === null) {
@@ -69,5 +71,9 @@ export function describeBackend (choice: BackendChoice): string {
     ...(absent.length > 0 ? [`the optional native backend${absent.length > 1 ? 's' : ''} (${absent.map(s => s.name).join(', ')}) ${absent.length > 1 ? 'are' : 'is'} not installed`] : []),
     ...failed.map(s => `${s.name} did not load: ${s.reason}`)
   ]
+  if (choice.name === 'wasm') {
+    const n = nativeKernelStatus()
+    notes.push(n.active ? `convolutions through oneDNN ${n.version}` : `convolutions in WebAssembly: the oneDNN addon is ${n.reason}`)
+  }
   return `TF.js backend: ${choice.name}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`
 }

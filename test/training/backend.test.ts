@@ -2,6 +2,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { describeBackend } from '../../src/training/backend.ts'
+import { nativeKernelStatus, useNativeKernels } from '../../src/training/native-kernels.ts'
 
 test('absent native packages: one informational clause, no loader message', () => {
   const line = describeBackend({
@@ -11,7 +12,7 @@ test('absent native packages: one informational clause, no loader message', () =
       { name: 'tensorflow', reason: "Cannot find package '@tensorflow/tfjs-node' imported from /x/backend.ts" }
     ]
   })
-  assert.is(line, 'TF.js backend: wasm (the optional native backends (tensorflow-gpu, tensorflow) are not installed)')
+  assert.ok(line.startsWith('TF.js backend: wasm (the optional native backends (tensorflow-gpu, tensorflow) are not installed; '), line)
   assert.not.match(line, /Cannot find/)
 })
 
@@ -21,6 +22,17 @@ test('a native backend that is installed but fails is named with its reason', ()
   assert.match(line, /tensorflow did not load: libtensorflow\.so/)
   assert.match(line, /wasm did not load/)
   assert.not.match(line, /not installed/)
+})
+
+test('on wasm, the line says where the convolutions run: oneDNN, or WebAssembly and why', () => {
+  const line = describeBackend({ name: 'wasm', skipped: [] })
+  const n = nativeKernelStatus()
+  if (n.active) assert.is(line, `TF.js backend: wasm (convolutions through oneDNN ${n.version})`)
+  else assert.is(line, `TF.js backend: wasm (convolutions in WebAssembly: the oneDNN addon is ${n.reason})`)
+  useNativeKernels(false)
+  try {
+    assert.match(describeBackend({ name: 'wasm', skipped: [] }), /convolutions in WebAssembly: the oneDNN addon is turned off/)
+  } finally { useNativeKernels(true) }
 })
 
 test('nothing skipped: just the backend', () => {

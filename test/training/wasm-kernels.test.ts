@@ -3,7 +3,13 @@ import * as assert from 'uvu/assert'
 import * as tf from '@tensorflow/tfjs-core'
 import { selectBackend } from '../../src/training/backend.ts'
 import { useSimdKernels } from '../../src/training/wasm-simd.ts'
+import { useNativeKernels } from '../../src/training/native-kernels.ts'
 import { mulberry32 } from '../../src/protocol/memnet.ts'
+
+// these tests are of the WebAssembly kernels: the oneDNN convolutions (native-kernels.test.ts) stay
+// out of the way while they run (uvu imports every file before it runs any test: not at top level)
+test.before(() => { useNativeKernels(false) })
+test.after(() => { useNativeKernels(true) })
 
 interface Case { batch: number, h: number, w: number, ci: number, co: number, k: number, stride: number, pad: 'same' | 'valid' | number }
 

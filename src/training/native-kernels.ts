@@ -1,0 +1,165 @@
+/**
+ * Convolutions through oneDNN on the wasm backend's heap: Conv2D, Conv2DBackpropInput and
+ * Conv2DBackpropFilter, the kernels that set the pace of training (74% of a ResNet-18 step at
+ * 128×128 on the WebAssembly kernels, bench:profile). oneDNN is the library PyTorch's own CPU
+ * convolutions run on; Debian ships it (libdnnl-dev), and `npm install` builds the small addon
+ * in native/ against it where it and a C++ compiler are present (scripts/build-native.mjs).
+ *
+ * Where the addon is absent, or fails on a shape, the WebAssembly kernels (wasm-kernels.ts) run
+ * as before: the results are the same to float rounding (test/training/native-kernels.test.ts
+ * checks both against the pure-JS cpu backend). MEDMESH_NATIVE_KERNELS=0 turns them off.
+ *
+ * The addon reads and writes the tensors where the backend keeps them (no copies): it gets the
+ * heap's ArrayBuffer and byte offsets, and checks that every tensor lies inside it.
+ */
+import { createRequire } from 'node:module'
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import * as tf from '@tensorflow/tfjs-core'
+import type { Conv2DAttrs, Conv2DBackpropFilterAttrs, Conv2DBackpropInputAttrs, KernelConfig, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core'
+
+export interface Addon {
+  conv: (kind: number, heap: ArrayBuffer, a: number, b: number, out: number, geometry: Int32Array) => string
+  version: () => string
+}
+
+/** where `npm install` leaves the addon */
+export const ADDON_PATH = fileURLToPath(new URL('../../native/build/medmesh-dnnl.node', import.meta.url))
+
+export interface NativeKernelStatus {
+  /** the convolutions run through oneDNN */
+  active: boolean
+  /** oneDNN's version, where the addon loaded */
+  version?: string
+  /** why not, where they do not */
+  reason?: string
+}
+
+let addon: Addon | null | undefined
+let loadReason = ''
+let enabled = process.env.MEDMESH_NATIVE_KERNELS !== '0'
+/** shapes the addon refused (logged once each), left to the WebAssembly kernels */
+const refused = new Set<string>()
+let calls = 0
+
+/** how many convolution kernels oneDNN has run in this thread (tests: that the path was taken) */
+export function nativeKernelCalls (): number { return calls }
+
+/** For tests: the addon itself, where it loads. */
+export function nativeAddon (): Addon | null { return load() }
+
+function load (): Addon | null {
+  if (addon !== undefined) return addon
+  if (!existsSync(ADDON_PATH)) {
+    loadReason = 'not built (npm install builds it where libdnnl-dev and a C++ compiler are installed: apt-get install libdnnl-dev g++)'
+    addon = null
+    return null
+  }
+  try {
+    addon = createRequire(import.meta.url)(ADDON_PATH) as Addon
+  } catch (e) {
+    loadReason = `did not load: ${(e as Error).message.split('\n')[0].slice(0, 160)}`
+    addon = null
+  }
+  return addon
+}
+
+/** Whether the convolutions run through oneDNN, and if not, why. */
+export function nativeKernelStatus (): NativeKernelStatus {
+  if (!enabled) return { active: false, reason: 'turned off (MEDMESH_NATIVE_KERNELS=0 or a test)' }
+  const a = load()
+  return a === null ? { active: false, reason: loadReason } : { active: true, version: a.version() }
+}
+
+/** For tests and benchmarks: run the convolutions through oneDNN where it loads (the default) or not. */
+export function useNativeKernels (on: boolean): void { enabled = on }
+
+interface Heap {
+  typedArrayFromHeap (info: TensorInfo): Float32Array
+  makeOutput (shape: number[], dtype: 'float32'): TensorInfo
+  disposeData (dataId: object): boolean
+}
+
+const pair = (v: number | [number, number]): [number, number] => typeof v === 'number' ? [v, v] : v
+const KIND = { forward: 0, backwardData: 1, backwardWeights: 2 } as const
+
+/**
+ * Run one convolution kernel through the addon, or give null (the caller's own kernel runs):
+ * not loaded, turned off, a layout it does not take, or a shape it refused before.
+ */
+function viaAddon (kind: number, a: TensorInfo, b: TensorInfo, outShape: number[], xShape: number[], filterShape: number[], strides: number | [number, number], pad: Conv2DAttrs['pad'], dimRoundingMode: Conv2DAttrs['dimRoundingMode'], heap: Heap): TensorInfo | null {
+  if (!enabled || a.dtype !== 'float32' || b.dtype !== 'float32') return null
+  const native = load()
+  if (native === null) return null
+  const info = tf.backend_util.computeConv2DInfo(xShape as [number, number, number, number], filterShape as [number, number, number, number], pair(strides), 1, pad, dimRoundingMode)
+  const p = info.padInfo
+  const geometry = Int32Array.from([info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels, info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth, p.top, p.left, p.bottom, p.right])
+  if (geometry.some((v, i) => i < 11 ? v < 1 : v < 0)) return null
+  const key = `${kind}:${geometry.join(',')}`
+  if (refused.has(key)) return null
+  // the output first: allocating may grow the wasm memory, which detaches earlier views of it
+  const out = heap.makeOutput(outShape, 'float32')
+  const o = heap.typedArrayFromHeap(out)
+  try {
+    native.conv(kind, o.buffer as ArrayBuffer, heap.typedArrayFromHeap(a).byteOffset, heap.typedArrayFromHeap(b).byteOffset, o.byteOffset, geometry)
+    calls++
+    return out
+  } catch (e) {
+    heap.disposeData(out.dataId)
+    refused.add(key)
+    console.warn(`medmesh: oneDNN refused a convolution (${['forward', 'input gradient', 'filter gradient'][kind]}, [N,IH,IW,IC,OH,OW,OC,KH,KW,SH,SW,PT,PL,PB,PR] = [${geometry.join(',')}]): ${(e as Error).message}; the WebAssembly kernel runs it`)
+    return null
+  }
+}
+
+type KernelArgs = { inputs: NamedTensorInfoMap, attrs?: unknown, backend: unknown }
+type KernelFunc = (args: KernelArgs) => TensorInfo | TensorInfo[]
+
+function forward (own: KernelFunc): KernelFunc {
+  return args => {
+    const { strides, pad, dataFormat, dilations, dimRoundingMode } = args.attrs as unknown as Conv2DAttrs
+    const x = args.inputs.x!
+    const filter = args.inputs.filter!
+    if (dataFormat !== 'NHWC' || pair(dilations).some(d => d !== 1)) return own(args)
+    const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number], pair(strides), 1, pad, dimRoundingMode)
+    return viaAddon(KIND.forward, x, filter, info.outShape, x.shape, filter.shape, strides, pad, dimRoundingMode, args.backend as Heap) ?? own(args)
+  }
+}
+
+function backwardData (own: KernelFunc): KernelFunc {
+  return args => {
+    const { strides, pad, dataFormat, dimRoundingMode, inputShape } = args.attrs as unknown as Conv2DBackpropInputAttrs
+    if (dataFormat !== 'NHWC') return own(args)
+    const filter = args.inputs.filter!
+    return viaAddon(KIND.backwardData, args.inputs.dy!, filter, [...inputShape], inputShape, filter.shape, strides, pad, dimRoundingMode, args.backend as Heap) ?? own(args)
+  }
+}
+
+function backwardWeights (own: KernelFunc): KernelFunc {
+  return args => {
+    const { strides, pad, dataFormat, dimRoundingMode, filterShape } = args.attrs as unknown as Conv2DBackpropFilterAttrs
+    if (dataFormat !== 'NHWC') return own(args)
+    const x = args.inputs.x!
+    return viaAddon(KIND.backwardWeights, x, args.inputs.dy!, [...filterShape], x.shape, filterShape, strides, pad, dimRoundingMode, args.backend as Heap) ?? own(args)
+  }
+}
+
+let registered = false
+
+/**
+ * Put the oneDNN convolutions in front of the wasm backend's (call after
+ * registerWasmGradientKernels: the kernels registered then are what a refused shape falls back to).
+ */
+export function registerNativeConvKernels (): void {
+  if (registered) return
+  registered = true
+  const wrap = (name: string, make: (own: KernelFunc) => KernelFunc): void => {
+    const k = tf.getKernel(name, 'wasm')
+    if (k === undefined) return
+    tf.unregisterKernel(name, 'wasm')
+    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: make(k.kernelFunc as KernelFunc) as KernelConfig['kernelFunc'], setupFunc: k.setupFunc })
+  }
+  wrap(tf.Conv2D, forward)
+  wrap(tf.Conv2DBackpropInput, backwardData)
+  wrap(tf.Conv2DBackpropFilter, backwardWeights)
+}

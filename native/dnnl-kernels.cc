@@ -7,6 +7,8 @@
 //   kind 0 forward:          out = conv(a = x [N,IH,IW,IC], b = w [KH,KW,IC,OC])      [N,OH,OW,OC]
 //   kind 1 backward data:    out = dL/dx from a = dy [N,OH,OW,OC], b = w               [N,IH,IW,IC]
 //   kind 2 backward weights: out = dL/dw from a = x, b = dy                            [KH,KW,IC,OC]
+//   kind 3 per-example norms: out[n] = ‖dL_n/dw‖², each example's own filter gradient   [N]
+//                             (a = x, b = dy; DP-SGD's clipping, src/training/per-example.ts)
 // heap is the wasm memory's ArrayBuffer and a, b, out byte offsets into it (float32, channels
 // last, the filter as TF.js keeps it: "hwio"); geometry is an Int32Array
 // [N, IH, IW, IC, OH, OW, OC, KH, KW, SH, SW, PT, PL, PB, PR].
@@ -33,7 +35,7 @@ using dt = dnnl::memory::data_type;
 
 namespace {
 
-enum Kind { FORWARD = 0, BACKWARD_DATA = 1, BACKWARD_WEIGHTS = 2 };
+enum Kind { FORWARD = 0, BACKWARD_DATA = 1, BACKWARD_WEIGHTS = 2, PER_EXAMPLE_NORMS = 3 };
 constexpr int GEOMETRY = 15;
 
 struct Geometry {
@@ -122,7 +124,7 @@ std::vector<uint8_t> &scratchpad(size_t bytes) {
   return pad;
 }
 
-void run(int kind, const Geometry &g, uint8_t *heap, size_t a, size_t b, size_t out) {
+void run(int kind, const Geometry &g, void *a, void *b, void *out) {
   // before the primitive is made: oneDNN sizes its work for the threads it may use then
   omp_set_num_threads(1);
   ThreadState &s = state();
@@ -130,36 +132,51 @@ void run(int kind, const Geometry &g, uint8_t *heap, size_t a, size_t b, size_t 
   std::vector<uint8_t> &pad = scratchpad(e.scratchpadBytes);
   const memory scratch(memory::desc({static_cast<int64_t>(pad.size())}, dt::u8, tag::x), s.engine, pad.data());
   if (kind == FORWARD || kind == BACKWARD_DATA) {
-    memory wUser(e.wUser, s.engine, heap + b);
+    memory wUser(e.wUser, s.engine, b);
     memory w = wUser;
     if (e.reorderW) {
       w = memory(e.w, s.engine, e.wScratch.data());
       e.toPrimitive.execute(s.stream, wUser, w);
     }
     if (kind == FORWARD) {
-      e.conv.execute(s.stream, {{DNNL_ARG_SRC, memory(e.x, s.engine, heap + a)}, {DNNL_ARG_WEIGHTS, w},
-                                {DNNL_ARG_DST, memory(e.y, s.engine, heap + out)}, {DNNL_ARG_SCRATCHPAD, scratch}});
+      e.conv.execute(s.stream, {{DNNL_ARG_SRC, memory(e.x, s.engine, a)}, {DNNL_ARG_WEIGHTS, w},
+                                {DNNL_ARG_DST, memory(e.y, s.engine, out)}, {DNNL_ARG_SCRATCHPAD, scratch}});
     } else {
-      e.conv.execute(s.stream, {{DNNL_ARG_DIFF_DST, memory(e.y, s.engine, heap + a)}, {DNNL_ARG_WEIGHTS, w},
-                                {DNNL_ARG_DIFF_SRC, memory(e.x, s.engine, heap + out)}, {DNNL_ARG_SCRATCHPAD, scratch}});
+      e.conv.execute(s.stream, {{DNNL_ARG_DIFF_DST, memory(e.y, s.engine, a)}, {DNNL_ARG_WEIGHTS, w},
+                                {DNNL_ARG_DIFF_SRC, memory(e.x, s.engine, out)}, {DNNL_ARG_SCRATCHPAD, scratch}});
     }
   } else {
-    memory wUser(e.wUser, s.engine, heap + out);
+    memory wUser(e.wUser, s.engine, out);
     memory w = e.reorderW ? memory(e.w, s.engine, e.wScratch.data()) : wUser;
-    e.conv.execute(s.stream, {{DNNL_ARG_SRC, memory(e.x, s.engine, heap + a)}, {DNNL_ARG_DIFF_DST, memory(e.y, s.engine, heap + b)},
+    e.conv.execute(s.stream, {{DNNL_ARG_SRC, memory(e.x, s.engine, a)}, {DNNL_ARG_DIFF_DST, memory(e.y, s.engine, b)},
                               {DNNL_ARG_DIFF_WEIGHTS, w}, {DNNL_ARG_SCRATCHPAD, scratch}});
     if (e.reorderW) e.toUser.execute(s.stream, w, wUser);
   }
   s.stream.wait();
 }
 
-bool tensorBytes(const Geometry &g, int kind, size_t &aBytes, size_t &bBytes, size_t &outBytes) {
+// each example's own filter gradient in turn (a batch of one), and its squared norm, into out[b]
+void perExampleNorms(const Geometry &g, float *x, float *dy, float *out) {
+  Geometry one = g;
+  one.n = 1;
+  const size_t xStep = g.ih * g.iw * g.ic, yStep = g.oh * g.ow * g.oc, w = g.kh * g.kw * g.ic * g.oc;
+  thread_local std::vector<float> grad;
+  if (grad.size() < w) grad.resize(w);
+  for (int64_t b = 0; b < g.n; b++) {
+    run(BACKWARD_WEIGHTS, one, x + b * xStep, dy + b * yStep, grad.data());
+    double sum = 0;
+    for (size_t i = 0; i < w; i++) sum += static_cast<double>(grad[i]) * grad[i];
+    out[b] = static_cast<float>(sum);
+  }
+}
+
+void tensorBytes(const Geometry &g, int kind, size_t &aBytes, size_t &bBytes, size_t &outBytes) {
   const size_t x = g.n * g.ih * g.iw * g.ic, y = g.n * g.oh * g.ow * g.oc, w = g.kh * g.kw * g.ic * g.oc;
   const size_t f = sizeof(float);
   if (kind == FORWARD) { aBytes = x * f; bBytes = w * f; outBytes = y * f; }
   else if (kind == BACKWARD_DATA) { aBytes = y * f; bBytes = w * f; outBytes = x * f; }
-  else { aBytes = x * f; bBytes = y * f; outBytes = w * f; }
-  return true;
+  else if (kind == BACKWARD_WEIGHTS) { aBytes = x * f; bBytes = y * f; outBytes = w * f; }
+  else { aBytes = x * f; bBytes = y * f; outBytes = g.n * f; }
 }
 
 napi_value fail(napi_env env, const std::string &message) {
@@ -173,7 +190,7 @@ napi_value Conv(napi_env env, napi_callback_info info) {
   napi_value argv[6];
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 6) return fail(env, "conv: 6 arguments expected");
   int32_t kind;
-  if (napi_get_value_int32(env, argv[0], &kind) != napi_ok || kind < 0 || kind > 2) return fail(env, "conv: kind must be 0, 1 or 2");
+  if (napi_get_value_int32(env, argv[0], &kind) != napi_ok || kind < 0 || kind > 3) return fail(env, "conv: kind must be 0, 1, 2 or 3");
   void *heapData = nullptr;
   size_t heapBytes = 0;
   if (napi_get_arraybuffer_info(env, argv[1], &heapData, &heapBytes) != napi_ok) return fail(env, "conv: heap must be an ArrayBuffer");
@@ -201,13 +218,17 @@ napi_value Conv(napi_env env, napi_callback_info info) {
     if (static_cast<size_t>(off[i]) > heapBytes || need[i] > heapBytes - static_cast<size_t>(off[i])) return fail(env, "conv: a tensor lies outside the heap");
   }
   try {
-    run(kind, g, static_cast<uint8_t *>(heapData), off[0], off[1], off[2]);
+    uint8_t *heap = static_cast<uint8_t *>(heapData);
+    if (kind == PER_EXAMPLE_NORMS) perExampleNorms(g, reinterpret_cast<float *>(heap + off[0]), reinterpret_cast<float *>(heap + off[1]), reinterpret_cast<float *>(heap + off[2]));
+    else run(kind, g, heap + off[0], heap + off[1], heap + off[2]);
   } catch (const dnnl::error &e) {
     return fail(env, std::string("oneDNN: ") + e.what());
   } catch (const std::exception &e) {
     return fail(env, e.what());
   }
-  const std::string &impl = entryFor(kind, g, state()).impl;
+  Geometry one = g;
+  one.n = 1;
+  const std::string &impl = kind == PER_EXAMPLE_NORMS ? entryFor(BACKWARD_WEIGHTS, one, state()).impl : entryFor(kind, g, state()).impl;
   napi_value result;
   napi_create_string_utf8(env, impl.c_str(), impl.size(), &result);
   return result;

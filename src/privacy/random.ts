@@ -6,7 +6,7 @@
  * operating system and tests and simulations draw from a seeded, still cryptographic, stream.
  */
 import { createCipheriv, randomFillSync, type Cipher } from 'node:crypto'
-import { assertBytes, assertInteger } from './errors.ts'
+import { InvalidArgumentError, assertBytes, assertInteger } from './errors.ts'
 
 export interface RandomSource {
   /** Overwrite `out` with random bytes. */
@@ -59,13 +59,23 @@ export function randomBytes (rng: RandomSource, n: number): Uint8Array {
  */
 export function uniformDoubles (rng: RandomSource, n: number): Float64Array {
   assertInteger(n, 'n', 0)
-  const words = new Uint32Array(2 * n)
-  rng.fill(new Uint8Array(words.buffer))
   const out = new Float64Array(n)
+  uniformDoublesInto(rng, out, new Uint32Array(2 * n))
+  return out
+}
+
+/**
+ * Fill `out` with uniform doubles as `uniformDoubles` makes them, through `words` (at least two
+ * per double), so that a caller drawing many in a loop reuses its buffers: on this project's
+ * machines, touching freshly allocated megabytes costs more than drawing the bits.
+ */
+export function uniformDoublesInto (rng: RandomSource, out: Float64Array, words: Uint32Array): void {
+  const n = out.length
+  if (words.length < 2 * n) throw new InvalidArgumentError(`uniformDoublesInto: ${words.length} words for ${n} doubles`)
+  rng.fill(new Uint8Array(words.buffer, words.byteOffset, 8 * n))
   for (let i = 0; i < n; i++) {
     const hi = words[2 * i] >>> 6 // 26 bits
     const lo = words[2 * i + 1] >>> 5 // 27 bits
     out[i] = (hi * 134217728 + lo) / 9007199254740992
   }
-  return out
 }

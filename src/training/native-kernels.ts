@@ -81,7 +81,7 @@ interface Heap {
 }
 
 const pair = (v: number | [number, number]): [number, number] => typeof v === 'number' ? [v, v] : v
-const KIND = { forward: 0, backwardData: 1, backwardWeights: 2 } as const
+const KIND = { forward: 0, backwardData: 1, backwardWeights: 2, perExampleNorms: 3 } as const
 
 /**
  * Run one convolution kernel through the addon, or give null (the caller's own kernel runs):
@@ -107,7 +107,7 @@ function viaAddon (kind: number, a: TensorInfo, b: TensorInfo, outShape: number[
   } catch (e) {
     heap.disposeData(out.dataId)
     refused.add(key)
-    console.warn(`medmesh: oneDNN refused a convolution (${['forward', 'input gradient', 'filter gradient'][kind]}, [N,IH,IW,IC,OH,OW,OC,KH,KW,SH,SW,PT,PL,PB,PR] = [${geometry.join(',')}]): ${(e as Error).message}; the WebAssembly kernel runs it`)
+    console.warn(`medmesh: oneDNN refused a convolution (${['forward', 'input gradient', 'filter gradient', 'per-example filter gradient norms'][kind]}, [N,IH,IW,IC,OH,OW,OC,KH,KW,SH,SW,PT,PL,PB,PR] = [${geometry.join(',')}]): ${(e as Error).message}; the WebAssembly kernel runs it`)
     return null
   }
 }
@@ -144,6 +144,34 @@ function backwardWeights (own: KernelFunc): KernelFunc {
   }
 }
 
+/** the kernel behind perExampleFilterGradNorms (registered on the wasm backend only) */
+const PER_EXAMPLE_NORMS = 'MedmeshPerExampleFilterGradNorms'
+interface PerExampleNormsAttrs { strides: [number, number], pad: 'same' | 'valid', filterShape: [number, number, number, number] }
+
+function perExampleNormsKernel (args: KernelArgs): TensorInfo {
+  const { strides, pad, filterShape } = args.attrs as unknown as PerExampleNormsAttrs
+  const x = args.inputs.x!
+  const out = viaAddon(KIND.perExampleNorms, x, args.inputs.dy!, [x.shape[0]], x.shape, filterShape, strides, pad, undefined, args.backend as Heap)
+  if (out === null) throw new Error(PER_EXAMPLE_NORMS + ' not available for this shape')
+  return out
+}
+
+/**
+ * Each example's squared norm of a convolution's filter gradient, ‖Σ_{positions} x_b ⊗ dy_b‖²,
+ * for DP-SGD's clipping: through oneDNN, one batch-of-one filter gradient after another (about
+ * seven times faster than the depthwise formulation per-example.ts falls back to, on cnn-small).
+ * Null where oneDNN does not run (another backend, the addon absent or turned off, a shape it
+ * refused): the caller computes them its own way.
+ */
+export function perExampleFilterGradNorms (x: tf.Tensor4D, dy: tf.Tensor4D, strides: [number, number], pad: 'same' | 'valid', filterShape: [number, number, number, number]): tf.Tensor1D | null {
+  if (!enabled || tf.getBackend() !== 'wasm' || tf.getKernel(PER_EXAMPLE_NORMS, 'wasm') === undefined || load() === null) return null
+  try {
+    return tf.engine().runKernel(PER_EXAMPLE_NORMS, { x, dy }, { strides, pad, filterShape } as never) as tf.Tensor1D
+  } catch {
+    return null
+  }
+}
+
 let registered = false
 
 /**
@@ -162,4 +190,5 @@ export function registerNativeConvKernels (): void {
   wrap(tf.Conv2D, forward)
   wrap(tf.Conv2DBackpropInput, backwardData)
   wrap(tf.Conv2DBackpropFilter, backwardWeights)
+  tf.registerKernel({ kernelName: PER_EXAMPLE_NORMS, backendName: 'wasm', kernelFunc: perExampleNormsKernel as KernelConfig['kernelFunc'] })
 }

@@ -8,8 +8,8 @@
  *    before this). The layers' weight gradients are not computed in this pass.
  * 2. Each example's squared gradient norm, layer by layer, from its inputs a_l and δ_l:
  *    - dense: ‖a_b‖²·‖δ_b‖² (an outer product's norm), plus ‖δ_b‖² for the bias;
- *    - convolution: each example's filter gradient g_b, all at once as one depthwise convolution,
- *      and its norm; or, where the image is small and the filters many, the "ghost" norm
+ *    - convolution: each example's filter gradient g_b and its norm, through oneDNN one example
+ *      after another where it runs (native-kernels.ts); else all at once as one depthwise convolution; or, where the image is small and the filters many, the "ghost" norm
  *      Σ (P_b P_bᵀ) ⊙ (δ_b δ_bᵀ) from the patches P_b (im2col, T positions × kh·kw·ci) without
  *      forming g_b (Li et al. 2022);
  *    - GroupNorm: Σ_hw n_b ⊙ δ_b for the scale and Σ_hw δ_b for the shift, n the normalised input.
@@ -24,6 +24,7 @@ import * as tf from '@tensorflow/tfjs-core'
 import type * as tfl from '@tensorflow/tfjs-layers'
 import { GroupNorm } from './models.ts'
 import { convPreActivation, type ConvLayer } from './unfused.ts'
+import { perExampleFilterGradNorms } from './native-kernels.ts'
 
 interface Activation { apply: (x: tf.Tensor) => tf.Tensor }
 interface DenseLayer { kernel: tfl.LayerVariable, bias: tfl.LayerVariable | null, useBias: boolean, activation: Activation | null }
@@ -145,6 +146,10 @@ function squaredNorms (h: Hooked, delta: tf.Tensor, limitFloats: number): tf.Ten
   }
   const c = h.layer as unknown as ConvLayer
   const [, OH, OW, co] = delta.shape as [number, number, number, number]
+  const bias = (): tf.Tensor => tf.sum(tf.square(tf.sum(tf.reshape(delta, [B, OH * OW, co]), 1)), 1)
+  const filterShape = c.kernel.read().shape as [number, number, number, number]
+  const native = perExampleFilterGradNorms(input as tf.Tensor4D, delta as tf.Tensor4D, c.strides as [number, number], c.padding, filterShape)
+  if (native !== null) return (c.useBias ? tf.add(native, bias()) : native) as tf.Tensor1D
   const T = OH * OW
   const K = c.kernelSize[0] * c.kernelSize[1] * input.shape[3]!
   // the gradients themselves cost B·K·co·T multiply-adds (and B·K·co floats), the ghost norm
@@ -166,7 +171,7 @@ function squaredNorms (h: Hooked, delta: tf.Tensor, limitFloats: number): tf.Ten
     parts.push(n === B ? part(input as tf.Tensor4D, delta as tf.Tensor4D) : part(tf.slice(input, [from, 0, 0, 0], [n, -1, -1, -1]) as tf.Tensor4D, tf.slice(delta, [from, 0, 0, 0], [n, -1, -1, -1]) as tf.Tensor4D))
   }
   const w = parts.length === 1 ? parts[0] : tf.concat(parts, 0)
-  return (c.useBias ? tf.add(w, tf.sum(tf.square(tf.sum(tf.reshape(delta, [B, T, co]), 1)), 1)) : w) as tf.Tensor1D
+  return (c.useBias ? tf.add(w, bias()) : w) as tf.Tensor1D
 }
 
 export interface ClippedSum {
@@ -190,7 +195,8 @@ export function clippedGradientSum (
 ): ClippedSum {
   const B = x.shape[0]
   const hooked: Hooked[] = model.layers.filter(l => l.trainableWeights.length > 0).map(layer => ({ layer, kind: KNOWN[layer.getClassName()], input: null }))
-  const probes = hooked.map(h => tf.zeros([B, ...(h.layer.outputShape as number[]).slice(1)]))
+  // filled by the backend in its own memory (tf.zeros would build the zeros in JavaScript and copy them in: 10 MB a step for cnn-small at batch 64)
+  const probes = hooked.map(h => tf.fill([B, ...(h.layer.outputShape as number[]).slice(1)], 0))
   const original = hooked.map(h => h.layer.call)
   let deltas: tf.Tensor[] = []
   let lossSum = 0
@@ -201,7 +207,8 @@ export function clippedGradientSum (
       // the layer's own computation, rewritten so that its pre-activation output and its input can be seen
       h.layer.call = (inputs: tf.Tensor | tf.Tensor[]): tf.Tensor => {
         const input = (Array.isArray(inputs) ? inputs[0] : inputs)
-        const kept = h.kind === 'groupnorm' ? (h.layer as GroupNorm).normalise(input as tf.Tensor4D) : input.clone()
+        // the input itself is kept (no copy), but for the batch, which is the caller's to dispose
+        const kept = h.kind === 'groupnorm' ? (h.layer as GroupNorm).normalise(input as tf.Tensor4D) : input === x ? input.clone() : input
         h.input = tf.keep(kept)
         const z = tf.add(preActivation(h, kept), current[i])
         const act = (h.layer as unknown as { activation?: Activation | null }).activation

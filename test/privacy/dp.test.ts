@@ -6,6 +6,7 @@ import {
   seededRandom, BudgetExceededError, InvalidArgumentError, noiseForBudget, epsilonOf
 } from '../../src/privacy/index.ts'
 import { testSeed } from '../helpers/bytes.ts'
+import erfc from '@stdlib/math-base-special-erfc'
 
 const close = (a: number, b: number, tol: number, what = ''): void => assert.ok(Math.abs(a - b) <= tol, `${what} ${a} vs ${b}`)
 
@@ -123,6 +124,25 @@ test('Gaussian noise: mean 0, standard deviation as asked, reproducible from a s
   close(beyond3 / n, 0.0027, 0.0006, 'P(|z| > 3σ)')
   assert.equal(Array.from(gaussianNoise(9, 1, seededRandom(testSeed(2)))), Array.from(gaussianNoise(9, 1, seededRandom(testSeed(2)))))
   assert.is(gaussianNoise(5, 0).every(v => v === 0), true)
+})
+
+test('Gaussian noise follows the normal distribution as a whole: Kolmogorov–Smirnov distance to Φ, odd lengths, neighbours uncorrelated', () => {
+  const n = 100_001
+  const sd = 1.7
+  const z = gaussianNoise(n, sd, seededRandom(testSeed(4)))
+  assert.is(z.length, n)
+  const sorted = Float64Array.from(z).sort()
+  const phi = (x: number): number => 0.5 * erfc(-x / (sd * Math.SQRT2))
+  let d = 0
+  for (let i = 0; i < n; i++) d = Math.max(d, Math.abs(phi(sorted[i]) - (i + 0.5) / n))
+  // 1.95/√n is the 0.1% critical value; a transform off by a factor in its radius is ≥ 10× over
+  assert.ok(d < 1.95 / Math.sqrt(n), `KS distance ${d}`)
+  // the two values of each polar pair, and one pair's and the next's, are independent
+  let c = 0
+  for (let i = 0; i + 1 < n; i++) c += z[i] * z[i + 1]
+  close(c / (n - 1) / (sd * sd), 0, 0.02, 'lag-1 correlation')
+  // the last value of an odd length is drawn, not left at zero
+  assert.ok(z[n - 1] !== 0)
 })
 
 test('per-example clipping bounds each example\'s contribution to the sum', () => {

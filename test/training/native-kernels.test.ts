@@ -105,7 +105,10 @@ test('the addon refuses a tensor outside the heap and a geometry that is not a c
   assert.throws(() => addon.conv(0, heap, 2, 512, 1024, g), /multiples of 4/)
   assert.throws(() => addon.conv(0, heap, 0, 512, 1024, Int32Array.from([1, 8, 8, 2, 9, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1])), /output size/)
   assert.throws(() => addon.conv(0, heap, 0, 512, 1024, Int32Array.from([1, 8, 8, 2, 8, 8, 4, 3, 3, 0, 1, 1, 1, 1, 1])), /out of range/)
-  assert.throws(() => addon.conv(3, heap, 0, 512, 1024, g), /kind/)
+  assert.throws(() => addon.conv(4, heap, 0, 512, 1024, g), /kind/)
+  // kind 3, each example's squared filter-gradient norm: one float per example
+  assert.throws(() => addon.conv(3, heap, 0, 512, 4094, g), /outside the heap/)
+  assert.type(addon.conv(3, heap, 0, 512, 4092, g), 'string')
 })
 
 test.run()

@@ -8,6 +8,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import * as tf from '@tensorflow/tfjs-core'
 import { selectBackend } from '../../src/training/backend.ts'
+import { useNativeKernels } from '../../src/training/native-kernels.ts'
 import { buildModel, flattenWeights, type ModelId } from '../../src/training/models.ts'
 import { clippedGradientSum, unbatchable } from '../../src/training/per-example.ts'
 import { LocalTrainer } from '../../src/training/trainer.ts'
@@ -48,8 +49,17 @@ const cases: Array<{ id: ModelId, size: number, channels: number, classes: numbe
   { id: 'medmesh/resnet18-gn', size: 32, channels: 3, classes: 2 }
 ]
 
-for (const c of cases) {
-  test(`${c.id} ${c.size}×${c.size}×${c.channels}: batched per-example norms and clipped sum equal one pass per example`, () => {
+// each case through oneDNN's per-example filter gradients where the addon is built, and cnn-small
+// and the strided ResNet also through the WebAssembly (depthwise and ghost-norm) path it falls back to
+for (const c of [...cases.map(c => ({ ...c, native: true })), ...[cases[1], cases[4]].map(c => ({ ...c, native: false }))]) {
+  test(`${c.id} ${c.size}×${c.size}×${c.channels}${c.native ? '' : ' (without oneDNN)'}: batched per-example norms and clipped sum equal one pass per example`, () => {
+    useNativeKernels(c.native)
+    try { checkCase(c) } finally { useNativeKernels(true) }
+  })
+}
+
+function checkCase (c: { id: ModelId, size: number, channels: number, classes: number }): void {
+  {
     const model = buildModel({ id: c.id, height: c.size, width: c.size, channels: c.channels, classes: c.classes, seed: 3 })
     assert.is(unbatchable(model), null)
     const r = mulberry32(9)
@@ -76,7 +86,7 @@ for (const c of cases) {
     tf.dispose([...got.sums, ...grouped.sums])
     assert.is(tf.memory().numTensors, before, 'no tensor left behind')
     x.dispose(); model.dispose()
-  })
+  }
 }
 
 test('a model with BatchNorm is not batchable, and says which layer', () => {

@@ -40,7 +40,8 @@ test('a worker trains, predicts and evaluates as the same site on this thread do
 })
 
 test('the calling thread stays free while the worker trains: timers fire on time', async () => {
-  const site = await WorkerSite.open(spec, { train: data.train, val: null, test: null }, { ...options, epochs: 0.5 })
+  // 1.5 epochs of the whole training set: over a second even with oneDNN's convolutions (2,000 images/s here)
+  const site = await WorkerSite.open(spec, { train: data.train, val: null, test: null }, { ...options, epochs: 1.5 })
   try {
     let worst = 0
     let last = performance.now()
@@ -57,7 +58,8 @@ test('the calling thread stays free while the worker trains: timers fire on time
 })
 
 test('a worker killed mid-training fails that call with a clear error; the next call starts a new worker and trains', async () => {
-  const site = await WorkerSite.open(spec, { train, val, test: null }, { ...options, epochs: 5 })
+  // 30 epochs of 200 images: seconds of training, still under way when the worker is killed at 300 ms
+  const site = await WorkerSite.open(spec, { train, val, test: null }, { ...options, epochs: 30 })
   try {
     const first = site.threadIds[0]
     const pending = site.update(site.initialWeights(), 1)
@@ -102,8 +104,12 @@ for (const optimizer of ['sgd', 'adam'] as const) {
   // over each worker's half, then added) agree to float rounding. Adam divides each coordinate by
   // its gradient's running magnitude, so a coordinate whose gradient is at rounding level can move
   // by up to the learning rate either way: compare the updates as vectors (relative L2 distance)
-  // with a looser bound (a single coordinate can differ by a few steps' worth)
-  const bound = optimizer === 'sgd' ? 1e-5 : 1e-2
+  // with a looser bound (a single coordinate can differ by a few steps' worth). How many
+  // coordinates sit at rounding level depends on the kernels: with the WebAssembly convolutions
+  // the two rounds gave 5e-5 and 4e-3, with oneDNN's 3e-3 and 3.5e-2 (the SGD rounds 1e-6 with
+  // both: the gradients agree to float rounding either way); a worker's share lost or counted
+  // twice is off by tens of percent
+  const bound = optimizer === 'sgd' ? 1e-5 : 8e-2
   test(`two workers that split each batch train the same update as one (to float tolerance), with augmentation and class weights (${optimizer})`, async () => {
     const lr = optimizer === 'sgd' ? 0.05 : options.learningRate
     const one = await WorkerSite.open(spec, { train, val, test: null }, { ...options, learningRate: lr, optimizer, epochs: 1, classWeighting: 'balanced' })
@@ -122,7 +128,8 @@ for (const optimizer of ['sgd', 'adam'] as const) {
         const { rel, worst } = relative(a.values, b.values)
         assert.ok(rel < bound, `round ${round}: relative difference ${rel}`)
         console.log(`  ${optimizer}, round ${round}: 1 vs 2 workers, relative L2 ${rel.toExponential(2)}, largest coordinate ${worst.toExponential(2)} (learning rate ${lr})`)
-        assert.ok(Math.abs(two.lastTrain!.meanLoss - one.lastTrain!.meanLoss) < 1e-4, `mean loss ${two.lastTrain!.meanLoss} vs ${one.lastTrain!.meanLoss}`)
+        // the loss is taken along the way, so under Adam it follows the updates apart a little
+        assert.ok(Math.abs(two.lastTrain!.meanLoss - one.lastTrain!.meanLoss) < (optimizer === 'sgd' ? 1e-4 : 1e-3), `mean loss ${two.lastTrain!.meanLoss} vs ${one.lastTrain!.meanLoss}`)
         // the next round from the new weights: the replicas stayed in step
         w = Float32Array.from(w, (x, i) => x + a.values[i])
       }
@@ -134,8 +141,9 @@ for (const optimizer of ['sgd', 'adam'] as const) {
 
 test('two workers with DP-SGD: the same steps and ε as one, and one worker killed mid-round fails the round for both; the next round trains', async () => {
   const dpSpec = { ...spec, dp: { noiseMultiplier: 1.2, clipNorm: 1 } }
-  const one = await WorkerSite.open(dpSpec, { train, val: null, test: null }, { ...options, epochs: 0.5, budget: new PrivacyBudget(50, 1e-5) })
-  const two = await WorkerSite.open(dpSpec, { train, val: null, test: null }, { ...options, epochs: 0.5, budget: new PrivacyBudget(50, 1e-5), workers: 2 })
+  // 8 epochs of 200 images (50 steps): a round still under way when a worker is killed at 200 ms
+  const one = await WorkerSite.open(dpSpec, { train, val: null, test: null }, { ...options, epochs: 8, budget: new PrivacyBudget(200, 1e-5) })
+  const two = await WorkerSite.open(dpSpec, { train, val: null, test: null }, { ...options, epochs: 8, budget: new PrivacyBudget(200, 1e-5), workers: 2 })
   try {
     await one.update(one.initialWeights(), 1)
     const u = await two.update(two.initialWeights(), 1)

@@ -43,6 +43,9 @@ export class PrivacyBudget {
     this.#rdp = initial
   }
 
+  /** RDP vectors already computed, by `q/σ/steps` (see #rdpOf) */
+  readonly #computed = new Map<string, number[]>()
+
   /** ε spent so far (0 before any step). */
   get spent (): EpsilonAtOrder {
     if (this.#rdp.every(r => r === 0)) return { epsilon: 0, order: NaN }
@@ -56,8 +59,23 @@ export class PrivacyBudget {
   /** ε after these steps, without spending anything. */
   preview ({ q, noiseMultiplier, steps }: SampledGaussianSteps): EpsilonAtOrder {
     validateMechanism(q, noiseMultiplier, steps)
-    const added = computeRdp(q, noiseMultiplier, steps, this.orders)
+    const added = this.#rdpOf(q, noiseMultiplier, steps)
     return rdpToEpsilon(this.orders, this.#rdp.map((r, i) => r + added[i]), this.delta)
+  }
+
+  /**
+   * computeRdp for these orders, remembered: DP-SGD previews and spends the same single step at
+   * the same (q, σ) every step, and the fractional orders' series cost milliseconds each time.
+   */
+  #rdpOf (q: number, noiseMultiplier: number, steps: number): number[] {
+    const key = `${q}/${noiseMultiplier}/${steps}`
+    let r = this.#computed.get(key)
+    if (r === undefined) {
+      r = computeRdp(q, noiseMultiplier, steps, this.orders)
+      if (this.#computed.size >= 64) this.#computed.clear()
+      this.#computed.set(key, r)
+    }
+    return r
   }
 
   /** Spend the steps, or throw BudgetExceededError and spend nothing. Returns ε after. */
@@ -69,7 +87,7 @@ export class PrivacyBudget {
         `privacy budget exceeded: ${steps.steps} more step(s) at q=${steps.q}, σ=${steps.noiseMultiplier} would bring ε from ${before.toFixed(4)} to ${after.epsilon.toFixed(4)}, over this hospital's budget of ε=${this.epsilonBudget} (δ=${this.delta})`,
         before, after.epsilon, this.epsilonBudget)
     }
-    const added = computeRdp(steps.q, steps.noiseMultiplier, steps.steps, this.orders)
+    const added = this.#rdpOf(steps.q, steps.noiseMultiplier, steps.steps)
     this.#rdp = this.#rdp.map((r, i) => r + added[i])
     return after
   }

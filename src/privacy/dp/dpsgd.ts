@@ -9,7 +9,7 @@
  * this is what the accountant in rdp.ts assumes.
  */
 import { InvalidArgumentError, assertFiniteNumber, assertInteger } from '../errors.ts'
-import { systemRandom, uniformDoubles, type RandomSource } from '../random.ts'
+import { systemRandom, uniformDoubles, uniformDoublesInto, type RandomSource } from '../random.ts'
 
 /** Indices in [0, n) each included independently with probability q. */
 export function poissonSample (n: number, q: number, rng: RandomSource = systemRandom): number[] {
@@ -21,8 +21,15 @@ export function poissonSample (n: number, q: number, rng: RandomSource = systemR
   return out
 }
 
+/** uniforms drawn at a time by gaussianNoise (an even number: they are taken in pairs) */
+const UNIFORM_BLOCK = 8192
+
 /**
- * n samples of N(0, stddev²) by the Box–Muller transform on 53-bit uniforms from `rng`.
+ * n samples of N(0, stddev²) by Marsaglia's polar method on 53-bit uniforms from `rng`: a point
+ * (u, v) uniform in the unit disc (points outside it, or at its centre, are drawn again) gives two
+ * independent standard normals u·f and v·f, f = √(−2 ln s / s), s = u² + v². The same exact
+ * transform as Box–Muller's without its cosine and sine, which were two thirds of its cost (a
+ * DP-SGD step draws one sample per model coordinate).
  * As in Opacus's secure mode (after Holohan and Braghin, 2021), each sample is the sum of four
  * independent draws divided by two, which blunts attacks on the floating-point representation of
  * a single Gaussian draw.
@@ -33,14 +40,27 @@ export function gaussianNoise (n: number, stddev: number, rng: RandomSource = sy
   const out = new Float64Array(n)
   if (stddev === 0 || n === 0) return out
   const pairs = Math.ceil(n / 2)
+  // uniforms drawn a small block at a time into the same buffers (in cache, no fresh pages)
+  const u = new Float64Array(Math.min(UNIFORM_BLOCK, 2 * Math.ceil(4 * 1.3 * pairs + 64)))
+  const words = new Uint32Array(2 * u.length)
+  let next = u.length
   for (let draw = 0; draw < 4; draw++) {
-    const u = uniformDoubles(rng, 2 * pairs)
     for (let p = 0; p < pairs; p++) {
-      const r = Math.sqrt(-2 * Math.log(1 - u[2 * p])) // 1 - u in (0, 1]: never log(0)
-      const theta = 2 * Math.PI * u[2 * p + 1]
+      let x: number, y: number, s: number
+      do {
+        if (next === u.length) {
+          uniformDoublesInto(rng, u, words)
+          next = 0
+        }
+        x = 2 * u[next] - 1
+        y = 2 * u[next + 1] - 1
+        next += 2
+        s = x * x + y * y
+      } while (s >= 1 || s === 0)
+      const f = Math.sqrt(-2 * Math.log(s) / s)
       const i = 2 * p
-      out[i] += r * Math.cos(theta)
-      if (i + 1 < n) out[i + 1] += r * Math.sin(theta)
+      out[i] += x * f
+      if (i + 1 < n) out[i + 1] += y * f
     }
   }
   const k = stddev / 2

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -170,13 +171,23 @@ void perExampleNorms(const Geometry &g, float *x, float *dy, float *out) {
   }
 }
 
-void tensorBytes(const Geometry &g, int kind, size_t &aBytes, size_t &bBytes, size_t &outBytes) {
-  const size_t x = g.n * g.ih * g.iw * g.ic, y = g.n * g.oh * g.ow * g.oc, w = g.kh * g.kw * g.ic * g.oc;
-  const size_t f = sizeof(float);
-  if (kind == FORWARD) { aBytes = x * f; bBytes = w * f; outBytes = y * f; }
-  else if (kind == BACKWARD_DATA) { aBytes = y * f; bBytes = w * f; outBytes = x * f; }
-  else if (kind == BACKWARD_WEIGHTS) { aBytes = x * f; bBytes = y * f; outBytes = w * f; }
-  else { aBytes = x * f; bBytes = y * f; outBytes = g.n * f; }
+// the bytes of a's, b's and out's tensors; false where a product overflows
+bool tensorBytes(const Geometry &g, int kind, uint64_t &aBytes, uint64_t &bBytes, uint64_t &outBytes) {
+  auto product = [](std::initializer_list<int64_t> fs, uint64_t &out) {
+    uint64_t p = sizeof(float);
+    for (int64_t f : fs) {
+      if (__builtin_mul_overflow(p, static_cast<uint64_t>(f), &p)) return false;
+    }
+    out = p;
+    return true;
+  };
+  uint64_t x, y, w, n;
+  if (!product({g.n, g.ih, g.iw, g.ic}, x) || !product({g.n, g.oh, g.ow, g.oc}, y) || !product({g.kh, g.kw, g.ic, g.oc}, w) || !product({g.n}, n)) return false;
+  if (kind == FORWARD) { aBytes = x; bBytes = w; outBytes = y; }
+  else if (kind == BACKWARD_DATA) { aBytes = y; bBytes = w; outBytes = x; }
+  else if (kind == BACKWARD_WEIGHTS) { aBytes = x; bBytes = y; outBytes = w; }
+  else { aBytes = x; bBytes = y; outBytes = n; }
+  return true;
 }
 
 napi_value fail(napi_env env, const std::string &message) {
@@ -210,12 +221,13 @@ napi_value Conv(napi_env env, napi_callback_info info) {
   }
   const Geometry g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
   // the shapes must be those of a convolution, and every tensor inside the heap
-  if ((g.ih + g.pt + g.pb - g.kh) / g.sh + 1 != g.oh || (g.iw + g.pl + g.pr - g.kw) / g.sw + 1 != g.ow) return fail(env, "conv: output size does not match");
-  size_t aBytes, bBytes, outBytes;
-  tensorBytes(g, kind, aBytes, bBytes, outBytes);
-  const size_t need[3] = {aBytes, bBytes, outBytes};
+  if (g.ih + g.pt + g.pb < g.kh || g.iw + g.pl + g.pr < g.kw ||
+      (g.ih + g.pt + g.pb - g.kh) / g.sh + 1 != g.oh || (g.iw + g.pl + g.pr - g.kw) / g.sw + 1 != g.ow) return fail(env, "conv: output size does not match");
+  uint64_t aBytes, bBytes, outBytes;
+  if (!tensorBytes(g, kind, aBytes, bBytes, outBytes)) return fail(env, "conv: a tensor lies outside the heap (its size overflows)");
+  const uint64_t need[3] = {aBytes, bBytes, outBytes};
   for (int i = 0; i < 3; i++) {
-    if (static_cast<size_t>(off[i]) > heapBytes || need[i] > heapBytes - static_cast<size_t>(off[i])) return fail(env, "conv: a tensor lies outside the heap");
+    if (static_cast<uint64_t>(off[i]) > heapBytes || need[i] > heapBytes - static_cast<uint64_t>(off[i])) return fail(env, "conv: a tensor lies outside the heap");
   }
   try {
     uint8_t *heap = static_cast<uint8_t *>(heapData);

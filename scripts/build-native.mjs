@@ -57,4 +57,8 @@ function main () {
   }
 }
 
-main()
+try {
+  main()
+} catch (e) {
+  say(`not built: ${String(e?.message ?? e).split('\n')[0]}; training convolutions run in WebAssembly`)
+}

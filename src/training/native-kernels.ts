@@ -40,10 +40,13 @@ let loadReason = ''
 let enabled = process.env.MEDMESH_NATIVE_KERNELS !== '0'
 /** shapes the addon refused (logged once each), left to the WebAssembly kernels */
 const refused = new Set<string>()
-let calls = 0
+/** the addon's kinds of call (native/dnnl-kernels.cc) */
+const KIND = { forward: 0, backwardData: 1, backwardWeights: 2, perExampleNorms: 3 } as const
+/** oneDNN calls in this thread, by kind */
+const calls = [0, 0, 0, 0]
 
-/** how many convolution kernels oneDNN has run in this thread (tests: that the path was taken) */
-export function nativeKernelCalls (): number { return calls }
+/** how many kernels oneDNN has run in this thread, of one kind or in all (tests: that the path was taken) */
+export function nativeKernelCalls (kind?: keyof typeof KIND): number { return kind === undefined ? calls.reduce((a, b) => a + b, 0) : calls[KIND[kind]] }
 
 /** For tests: the addon itself, where it loads. */
 export function nativeAddon (): Addon | null { return load() }
@@ -81,7 +84,6 @@ interface Heap {
 }
 
 const pair = (v: number | [number, number]): [number, number] => typeof v === 'number' ? [v, v] : v
-const KIND = { forward: 0, backwardData: 1, backwardWeights: 2, perExampleNorms: 3 } as const
 
 /**
  * Run one convolution kernel through the addon, or give null (the caller's own kernel runs):
@@ -95,6 +97,16 @@ function viaAddon (kind: number, a: TensorInfo, b: TensorInfo, outShape: number[
   const p = info.padInfo
   const geometry = Int32Array.from([info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels, info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth, p.top, p.left, p.bottom, p.right])
   if (geometry.some((v, i) => i < 11 ? v < 1 : v < 0)) return null
+  // each operand must have exactly the shape the geometry gives it (TF.js checks ranks and
+  // channels only: a smaller dy would otherwise be read past its end, into other tensors)
+  const shapes = {
+    x: [info.batchSize, info.inHeight, info.inWidth, info.inChannels],
+    y: [info.batchSize, info.outHeight, info.outWidth, info.outChannels],
+    w: [info.filterHeight, info.filterWidth, info.inChannels, info.outChannels]
+  }
+  const [wantA, wantB] = kind === KIND.forward ? [shapes.x, shapes.w] : kind === KIND.backwardData ? [shapes.y, shapes.w] : [shapes.x, shapes.y]
+  const same = (s: number[], t: number[]): boolean => s.length === t.length && s.every((d, i) => d === t[i])
+  if (!same(a.shape, wantA) || !same(b.shape, wantB)) return null
   const key = `${kind}:${geometry.join(',')}`
   if (refused.has(key)) return null
   // the output first: allocating may grow the wasm memory, which detaches earlier views of it
@@ -102,7 +114,7 @@ function viaAddon (kind: number, a: TensorInfo, b: TensorInfo, outShape: number[
   const o = heap.typedArrayFromHeap(out)
   try {
     native.conv(kind, o.buffer as ArrayBuffer, heap.typedArrayFromHeap(a).byteOffset, heap.typedArrayFromHeap(b).byteOffset, o.byteOffset, geometry)
-    calls++
+    calls[kind]++
     return out
   } catch (e) {
     heap.disposeData(out.dataId)

@@ -142,7 +142,8 @@ test('Gaussian noise follows the normal distribution as a whole: Kolmogorov–Sm
   for (let i = 0; i + 1 < n; i++) c += z[i] * z[i + 1]
   close(c / (n - 1) / (sd * sd), 0, 0.02, 'lag-1 correlation')
   // the last value of an odd length is drawn, not left at zero
-  assert.ok(z[n - 1] !== 0)
+  assert.ok(z[n - 1] !== 0)  // a source that is not random (constant bytes: every point falls outside the disc) is refused, not looped on
+  throwsA(() => gaussianNoise(4, 1, { fill: (out: Uint8Array) => { out.fill(0) } }), InvalidArgumentError)
 })
 
 test('per-example clipping bounds each example\'s contribution to the sum', () => {

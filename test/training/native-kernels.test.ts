@@ -5,47 +5,26 @@
  * failure, so that the native path cannot go untested there unnoticed.
  */
 import { test } from 'uvu'
-import * as assert from 'uvu/assert'
 import * as tf from '@tensorflow/tfjs-core'
+import * as assert from 'uvu/assert'
 import { selectBackend } from '../../src/training/backend.ts'
-import { nativeAddon, nativeKernelCalls, nativeKernelStatus, useNativeKernels } from '../../src/training/native-kernels.ts'
-import { mulberry32 } from '../../src/protocol/memnet.ts'
+import { nativeAddon, nativeKernelCalls, nativeKernelStatus, perExampleFilterGradNorms, useNativeKernels } from '../../src/training/native-kernels.ts'
+import { convAndGradients, maxRelError, randomConvCases, validConvCase, type ConvCase } from '../helpers/conv.ts'
 
-interface Case { batch: number, h: number, w: number, ci: number, co: number, k: number, stride: number, pad: 'same' | 'valid' | number }
-
-const rand = mulberry32(1234)
-const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)]
-const cases: Case[] = [
+const cases: ConvCase[] = [
   // the shapes of the models: cnn-small's layers, ResNet's 7×7 stem, a strided 3×3 and a 1×1 shortcut with stride 2
   { batch: 4, h: 28, w: 28, ci: 1, co: 32, k: 3, stride: 1, pad: 'same' },
   { batch: 4, h: 14, w: 14, ci: 32, co: 64, k: 3, stride: 1, pad: 'same' },
   { batch: 2, h: 32, w: 32, ci: 1, co: 16, k: 7, stride: 2, pad: 'same' },
   { batch: 2, h: 16, w: 16, ci: 16, co: 32, k: 3, stride: 2, pad: 'same' },
   { batch: 2, h: 16, w: 16, ci: 16, co: 32, k: 1, stride: 2, pad: 'same' },
-  { batch: 2, h: 15, w: 17, ci: 3, co: 8, k: 1, stride: 2, pad: 'valid' }
+  { batch: 2, h: 15, w: 17, ci: 3, co: 8, k: 1, stride: 2, pad: 'valid' },
+  ...randomConvCases(1234, 34, [1, 2, 3, 8, 17])
 ]
-for (let i = 0; i < 34; i++) {
-  cases.push({ batch: pick([1, 2, 5, 8]), h: pick([5, 7, 8, 13, 28]), w: pick([5, 6, 9, 28]), ci: pick([1, 2, 3, 8, 17]), co: pick([1, 4, 16]), k: pick([1, 2, 3, 5]), stride: pick([1, 1, 2, 3]), pad: pick(['same', 'valid', 1] as const) })
-}
-const valid = (c: Case): boolean => (c.pad === 'valid' ? c.h >= c.k && c.w >= c.k : true) && (typeof c.pad !== 'number' || (c.h + 2 * c.pad >= c.k && c.w + 2 * c.pad >= c.k))
+const run = convAndGradients
 
-function run (c: Case, seed: number): { y: Float32Array, dx: Float32Array, dw: Float32Array } {
-  const r = mulberry32(seed)
-  const x = tf.tensor4d(Float32Array.from({ length: c.batch * c.h * c.w * c.ci }, () => r() * 2 - 1), [c.batch, c.h, c.w, c.ci])
-  const w = tf.tensor4d(Float32Array.from({ length: c.k * c.k * c.ci * c.co }, () => r() * 2 - 1), [c.k, c.k, c.ci, c.co])
-  const y = tf.conv2d(x, w, c.stride, c.pad)
-  const weights = tf.tensor(Float32Array.from({ length: y.size }, () => r() * 2 - 1), y.shape)
-  const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad), weights)))([x, w])
-  const out = { y: y.dataSync() as Float32Array, dx: dx.dataSync() as Float32Array, dw: dw.dataSync() as Float32Array }
-  tf.dispose([x, w, y, weights, dx, dw])
-  return out
-}
-
-function maxRelError (a: Float32Array, b: Float32Array): number {
-  let worst = a.length === b.length ? 0 : Infinity
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / (1e-3 + Math.abs(b[i])))
-  return worst
-}
+// whatever a test leaves behind, the files after this one run on wasm with oneDNN (they chose it when imported)
+test.after(async () => { useNativeKernels(true); await selectBackend('wasm') })
 
 test('the oneDNN addon is built where CI requires it', async () => {
   await selectBackend('wasm')
@@ -60,7 +39,7 @@ test('Conv2D and both of its gradients equal the cpu backend\'s on 40 shapes (on
   let checked = 0
   const before = nativeKernelCalls()
   for (const [i, c] of cases.entries()) {
-    if (!valid(c)) continue
+    if (!validConvCase(c)) continue
     await selectBackend('cpu')
     const ref = run(c, i)
     await selectBackend('wasm')
@@ -89,7 +68,28 @@ test('turned off, the convolutions run in WebAssembly: oneDNN is not called', as
     assert.ok(maxRelError(got.dw, ref.dw) < 1e-3)
   } finally {
     useNativeKernels(true)
+    // the files after this one chose wasm when they were imported (uvu imports them all first)
+    await selectBackend('wasm')
   }
+})
+
+test('the oneDNN kernels leak no tensors, the per-example norms included', async () => {
+  await selectBackend('wasm')
+  useNativeKernels(true)
+  run(cases[3], 1)
+  const before = tf.memory().numTensors
+  for (let i = 0; i < 4; i++) run(cases[3], i)
+  const x = tf.ones([3, 8, 8, 2]) as tf.Tensor4D; const dy = tf.ones([3, 8, 8, 4]) as tf.Tensor4D
+  const norms = perExampleFilterGradNorms(x, dy, [1, 1], 'same', [3, 3, 2, 4])
+  if (nativeKernelStatus().active) {
+    assert.ok(norms !== null)
+    assert.equal(norms.shape, [3])
+    // all ones: each tap's gradient sums the positions it sees, the same for every example
+    const v = norms.dataSync()
+    assert.ok(v[0] > 0 && v[0] === v[1] && v[1] === v[2])
+  } else assert.is(norms, null)
+  tf.dispose([x, dy, ...(norms === null ? [] : [norms])])
+  assert.is(tf.memory().numTensors, before)
 })
 
 test('the addon refuses a tensor outside the heap and a geometry that is not a convolution', () => {
@@ -106,8 +106,12 @@ test('the addon refuses a tensor outside the heap and a geometry that is not a c
   assert.throws(() => addon.conv(0, heap, 0, 512, 1024, Int32Array.from([1, 8, 8, 2, 9, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1])), /output size/)
   assert.throws(() => addon.conv(0, heap, 0, 512, 1024, Int32Array.from([1, 8, 8, 2, 8, 8, 4, 3, 3, 0, 1, 1, 1, 1, 1])), /out of range/)
   assert.throws(() => addon.conv(4, heap, 0, 512, 1024, g), /kind/)
+  // sizes whose products overflow 64 bits, and a window larger than the padded input
+  assert.throws(() => addon.conv(0, heap, 0, 0, 0, Int32Array.from([65536, 1, 1, 32767, 1, 1, 32768, 1, 1, 1, 1, 0, 0, 0, 0].map((v, i) => i === 0 ? 2 ** 31 - 1 : v))), /outside the heap/)
+  assert.throws(() => addon.conv(0, heap, 0, 0, 0, Int32Array.from([2 ** 30, 2 ** 30, 2 ** 30, 2 ** 30, 2 ** 30, 2 ** 30, 1, 1, 1, 1, 1, 0, 0, 0, 0])), /outside the heap/)
+  assert.throws(() => addon.conv(0, heap, 0, 512, 1024, Int32Array.from([1, 2, 2, 1, 1, 1, 1, 3, 3, 2, 2, 0, 0, 0, 0])), /output size/)
   // kind 3, each example's squared filter-gradient norm: one float per example
-  assert.throws(() => addon.conv(3, heap, 0, 512, 4094, g), /outside the heap/)
+  assert.throws(() => addon.conv(3, heap, 0, 512, 4096, g), /outside the heap/)
   assert.type(addon.conv(3, heap, 0, 512, 4092, g), 'string')
 })
 

@@ -8,7 +8,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import * as tf from '@tensorflow/tfjs-core'
 import { selectBackend } from '../../src/training/backend.ts'
-import { useNativeKernels } from '../../src/training/native-kernels.ts'
+import { nativeKernelCalls, nativeKernelStatus, useNativeKernels } from '../../src/training/native-kernels.ts'
 import { buildModel, flattenWeights, type ModelId } from '../../src/training/models.ts'
 import { clippedGradientSum, unbatchable } from '../../src/training/per-example.ts'
 import { LocalTrainer } from '../../src/training/trainer.ts'
@@ -54,7 +54,12 @@ const cases: Array<{ id: ModelId, size: number, channels: number, classes: numbe
 for (const c of [...cases.map(c => ({ ...c, native: true })), ...[cases[1], cases[4]].map(c => ({ ...c, native: false }))]) {
   test(`${c.id} ${c.size}×${c.size}×${c.channels}${c.native ? '' : ' (without oneDNN)'}: batched per-example norms and clipped sum equal one pass per example`, () => {
     useNativeKernels(c.native)
+    const before = nativeKernelCalls()
+    const norms = nativeKernelCalls('perExampleNorms')
     try { checkCase(c) } finally { useNativeKernels(true) }
+    // the oneDNN path was the one taken (where built), and the WebAssembly one never calls it
+    if (!c.native) assert.is(nativeKernelCalls(), before)
+    else if (nativeKernelStatus().active && c.id !== 'medmesh/linear') assert.ok(nativeKernelCalls('perExampleNorms') > norms, 'the per-example norms ran through oneDNN')
   })
 }
 

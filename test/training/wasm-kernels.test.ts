@@ -5,44 +5,22 @@ import { selectBackend } from '../../src/training/backend.ts'
 import { useSimdKernels } from '../../src/training/wasm-simd.ts'
 import { useNativeKernels } from '../../src/training/native-kernels.ts'
 import { mulberry32 } from '../../src/protocol/memnet.ts'
+import { convAndGradients, maxRelError, randomConvCases, validConvCase, type ConvCase } from '../helpers/conv.ts'
 
 // these tests are of the WebAssembly kernels: the oneDNN convolutions (native-kernels.test.ts) stay
 // out of the way while they run (uvu imports every file before it runs any test: not at top level)
 test.before(() => { useNativeKernels(false) })
 test.after(() => { useNativeKernels(true) })
 
-interface Case { batch: number, h: number, w: number, ci: number, co: number, k: number, stride: number, pad: 'same' | 'valid' | number }
-
 const rand = mulberry32(42)
 const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)]
-const cases: Case[] = []
-for (let i = 0; i < 40; i++) {
-  cases.push({ batch: pick([1, 2, 5, 8]), h: pick([5, 7, 8, 13, 28]), w: pick([5, 6, 9, 28]), ci: pick([1, 2, 3, 8]), co: pick([1, 4, 16]), k: pick([1, 2, 3, 5]), stride: pick([1, 1, 2, 3]), pad: pick(['same', 'valid', 1] as const) })
-}
-const valid = (c: Case): boolean => (c.pad === 'valid' ? c.h >= c.k && c.w >= c.k : true) && (typeof c.pad !== 'number' || (c.h + 2 * c.pad >= c.k && c.w + 2 * c.pad >= c.k))
-
-function gradients (c: Case, seed: number): { dx: Float32Array, dw: Float32Array } {
-  const r = mulberry32(seed)
-  const x = tf.tensor4d(Float32Array.from({ length: c.batch * c.h * c.w * c.ci }, () => r() * 2 - 1), [c.batch, c.h, c.w, c.ci])
-  const w = tf.tensor4d(Float32Array.from({ length: c.k * c.k * c.ci * c.co }, () => r() * 2 - 1), [c.k, c.k, c.ci, c.co])
-  const y0 = tf.conv2d(x, w, c.stride, c.pad)
-  const weights = tf.tensor(Float32Array.from({ length: y0.size }, () => r() * 2 - 1), y0.shape)
-  const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad), weights)))([x, w])
-  const out = { dx: dx.dataSync() as Float32Array, dw: dw.dataSync() as Float32Array }
-  tf.dispose([x, w, y0, weights, dx, dw])
-  return out
-}
-
-function maxRelError (a: Float32Array, b: Float32Array): number {
-  let worst = 0
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / (1e-3 + Math.abs(b[i])))
-  return worst
-}
+const cases = randomConvCases(42, 40, [1, 2, 3, 8])
+const gradients = convAndGradients
 
 test('wasm Conv2D gradients (filter and input) equal the cpu backend\'s on 40 random shapes', async () => {
   let checked = 0
   for (const [i, c] of cases.entries()) {
-    if (!valid(c)) continue
+    if (!validConvCase(c)) continue
     await selectBackend('cpu')
     const ref = gradients(c, i)
     await selectBackend('wasm')
@@ -197,13 +175,13 @@ test('wasm Tile (per-channel vectors broadcast over leading axes, and general re
 
 test('the gradient kernels leak no tensors', async () => {
   await selectBackend('wasm')
-  const c: Case = { batch: 4, h: 9, w: 9, ci: 3, co: 5, k: 3, stride: 2, pad: 'same' }
+  const c: ConvCase = { batch: 4, h: 9, w: 9, ci: 3, co: 5, k: 3, stride: 2, pad: 'same' }
   gradients(c, 1)
   const before = tf.memory().numTensors
   for (let i = 0; i < 5; i++) gradients(c, i)
   const a = tf.ones([3, 4, 5]) as tf.Tensor3D; const b = tf.ones([3, 6, 5]) as tf.Tensor3D
   tf.dispose([tf.matMul(a, b, false, true), tf.fused.matMul({ a, b, transposeB: true }), tf.sum(a, [0, 1]), tf.mean(a, 0), tf.tile(a, [2, 1, 1])])
-  const strided: Case = { batch: 2, h: 8, w: 8, ci: 3, co: 4, k: 3, stride: 2, pad: 'same' }
+  const strided: ConvCase = { batch: 2, h: 8, w: 8, ci: 3, co: 4, k: 3, stride: 2, pad: 'same' }
   for (let i = 0; i < 3; i++) gradients(strided, i)
   tf.dispose([a, b])
   assert.is(tf.memory().numTensors, before)

@@ -47,7 +47,10 @@ export function gaussianNoise (n: number, stddev: number, rng: RandomSource = sy
   for (let draw = 0; draw < 4; draw++) {
     for (let p = 0; p < pairs; p++) {
       let x: number, y: number, s: number
+      let tries = 0
       do {
+        // a point is kept with probability π/4: a thousand misses in a row mean a broken source
+        if (++tries > 1000) throw new InvalidArgumentError('gaussianNoise: the random source gave no usable point in 1000 draws (it is not random)')
         if (next === u.length) {
           uniformDoublesInto(rng, u, words)
           next = 0

@@ -16,7 +16,8 @@ import { createRequire } from 'node:module'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import * as tf from '@tensorflow/tfjs-core'
-import type { Conv2DAttrs, Conv2DBackpropFilterAttrs, Conv2DBackpropInputAttrs, KernelConfig, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core'
+import type { Conv2DAttrs, Conv2DBackpropFilterAttrs, Conv2DBackpropInputAttrs, KernelConfig, TensorInfo } from '@tensorflow/tfjs-core'
+import { pair, wrapWasmKernel, type KernelArgs, type KernelFunc, type WasmHeapBackend } from './wasm-heap.ts'
 
 export interface Addon {
   conv: (kind: number, heap: ArrayBuffer, a: number, b: number, out: number, geometry: Int32Array) => string
@@ -77,19 +78,11 @@ export function nativeKernelStatus (): NativeKernelStatus {
 /** For tests and benchmarks: run the convolutions through oneDNN where it loads (the default) or not. */
 export function useNativeKernels (on: boolean): void { enabled = on }
 
-interface Heap {
-  typedArrayFromHeap (info: TensorInfo): Float32Array
-  makeOutput (shape: number[], dtype: 'float32'): TensorInfo
-  disposeData (dataId: object): boolean
-}
-
-const pair = (v: number | [number, number]): [number, number] => typeof v === 'number' ? [v, v] : v
-
 /**
  * Run one convolution kernel through the addon, or give null (the caller's own kernel runs):
  * not loaded, turned off, a layout it does not take, or a shape it refused before.
  */
-function viaAddon (kind: number, a: TensorInfo, b: TensorInfo, outShape: number[], xShape: number[], filterShape: number[], strides: number | [number, number], pad: Conv2DAttrs['pad'], dimRoundingMode: Conv2DAttrs['dimRoundingMode'], heap: Heap): TensorInfo | null {
+function viaAddon (kind: number, a: TensorInfo, b: TensorInfo, xShape: number[], filterShape: number[], strides: number | [number, number], pad: Conv2DAttrs['pad'], dimRoundingMode: Conv2DAttrs['dimRoundingMode'], heap: WasmHeapBackend): TensorInfo | null {
   if (!enabled || a.dtype !== 'float32' || b.dtype !== 'float32') return null
   const native = load()
   if (native === null) return null
@@ -104,7 +97,8 @@ function viaAddon (kind: number, a: TensorInfo, b: TensorInfo, outShape: number[
     y: [info.batchSize, info.outHeight, info.outWidth, info.outChannels],
     w: [info.filterHeight, info.filterWidth, info.inChannels, info.outChannels]
   }
-  const [wantA, wantB] = kind === KIND.forward ? [shapes.x, shapes.w] : kind === KIND.backwardData ? [shapes.y, shapes.w] : [shapes.x, shapes.y]
+  const [wantA, wantB, outShape] = kind === KIND.forward ? [shapes.x, shapes.w, shapes.y] : kind === KIND.backwardData ? [shapes.y, shapes.w, shapes.x]
+    : kind === KIND.backwardWeights ? [shapes.x, shapes.y, shapes.w] : [shapes.x, shapes.y, [info.batchSize]]
   const same = (s: number[], t: number[]): boolean => s.length === t.length && s.every((d, i) => d === t[i])
   if (!same(a.shape, wantA) || !same(b.shape, wantB)) return null
   const key = `${kind}:${geometry.join(',')}`
@@ -124,17 +118,13 @@ function viaAddon (kind: number, a: TensorInfo, b: TensorInfo, outShape: number[
   }
 }
 
-type KernelArgs = { inputs: NamedTensorInfoMap, attrs?: unknown, backend: unknown }
-type KernelFunc = (args: KernelArgs) => TensorInfo | TensorInfo[]
-
 function forward (own: KernelFunc): KernelFunc {
   return args => {
     const { strides, pad, dataFormat, dilations, dimRoundingMode } = args.attrs as unknown as Conv2DAttrs
     const x = args.inputs.x!
     const filter = args.inputs.filter!
     if (dataFormat !== 'NHWC' || pair(dilations).some(d => d !== 1)) return own(args)
-    const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number], pair(strides), 1, pad, dimRoundingMode)
-    return viaAddon(KIND.forward, x, filter, info.outShape, x.shape, filter.shape, strides, pad, dimRoundingMode, args.backend as Heap) ?? own(args)
+    return viaAddon(KIND.forward, x, filter, x.shape, filter.shape, strides, pad, dimRoundingMode, args.backend as WasmHeapBackend) ?? own(args)
   }
 }
 
@@ -143,7 +133,7 @@ function backwardData (own: KernelFunc): KernelFunc {
     const { strides, pad, dataFormat, dimRoundingMode, inputShape } = args.attrs as unknown as Conv2DBackpropInputAttrs
     if (dataFormat !== 'NHWC') return own(args)
     const filter = args.inputs.filter!
-    return viaAddon(KIND.backwardData, args.inputs.dy!, filter, [...inputShape], inputShape, filter.shape, strides, pad, dimRoundingMode, args.backend as Heap) ?? own(args)
+    return viaAddon(KIND.backwardData, args.inputs.dy!, filter, inputShape, filter.shape, strides, pad, dimRoundingMode, args.backend as WasmHeapBackend) ?? own(args)
   }
 }
 
@@ -152,7 +142,7 @@ function backwardWeights (own: KernelFunc): KernelFunc {
     const { strides, pad, dataFormat, dimRoundingMode, filterShape } = args.attrs as unknown as Conv2DBackpropFilterAttrs
     if (dataFormat !== 'NHWC') return own(args)
     const x = args.inputs.x!
-    return viaAddon(KIND.backwardWeights, x, args.inputs.dy!, [...filterShape], x.shape, filterShape, strides, pad, dimRoundingMode, args.backend as Heap) ?? own(args)
+    return viaAddon(KIND.backwardWeights, x, args.inputs.dy!, x.shape, filterShape, strides, pad, dimRoundingMode, args.backend as WasmHeapBackend) ?? own(args)
   }
 }
 
@@ -163,7 +153,7 @@ interface PerExampleNormsAttrs { strides: [number, number], pad: 'same' | 'valid
 function perExampleNormsKernel (args: KernelArgs): TensorInfo {
   const { strides, pad, filterShape } = args.attrs as unknown as PerExampleNormsAttrs
   const x = args.inputs.x!
-  const out = viaAddon(KIND.perExampleNorms, x, args.inputs.dy!, [x.shape[0]], x.shape, filterShape, strides, pad, undefined, args.backend as Heap)
+  const out = viaAddon(KIND.perExampleNorms, x, args.inputs.dy!, x.shape, filterShape, strides, pad, undefined, args.backend as WasmHeapBackend)
   if (out === null) throw new Error(PER_EXAMPLE_NORMS + ' not available for this shape')
   return out
 }
@@ -193,14 +183,8 @@ let registered = false
 export function registerNativeConvKernels (): void {
   if (registered) return
   registered = true
-  const wrap = (name: string, make: (own: KernelFunc) => KernelFunc): void => {
-    const k = tf.getKernel(name, 'wasm')
-    if (k === undefined) return
-    tf.unregisterKernel(name, 'wasm')
-    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: make(k.kernelFunc as KernelFunc) as KernelConfig['kernelFunc'], setupFunc: k.setupFunc })
-  }
-  wrap(tf.Conv2D, forward)
-  wrap(tf.Conv2DBackpropInput, backwardData)
-  wrap(tf.Conv2DBackpropFilter, backwardWeights)
+  wrapWasmKernel(tf.Conv2D, forward)
+  wrapWasmKernel(tf.Conv2DBackpropInput, backwardData)
+  wrapWasmKernel(tf.Conv2DBackpropFilter, backwardWeights)
   tf.registerKernel({ kernelName: PER_EXAMPLE_NORMS, backendName: 'wasm', kernelFunc: perExampleNormsKernel as KernelConfig['kernelFunc'] })
 }

@@ -21,29 +21,19 @@
  * transposes the reduced axes innermost and then sums (9.5 ms for [64,28,28,32]); one pass over the
  * input on the wasm heap, rows added in order, does it in a fraction. Other reductions keep the backend's kernel.
  *
- * Conv2DBackpropInput (dL/dx): a convolution of dy with the filter rotated by 180° and its
- * channel axes swapped, padded by (K-1-p) on each side; at strides above 1, one such convolution
- * per output phase with that phase's taps of the filter (backpropInputByPhases).
+ * Conv2DBackpropInput (dL/dx): in wasm-input-grad.ts, on the same forward convolution.
  *
- * Tile, Mean, the filter's rotation and Transpose of the last two axes: loops on the heap where
+ * Tile, Mean and Transpose of the last two axes: loops on the heap where
  * the backend's kernels were slow.
  *
  * Each kernel is verified against the pure-JS `cpu` backend on random shapes in
  * test/training/wasm-kernels.test.ts.
  */
 import * as tf from '@tensorflow/tfjs-core'
-import type { Conv2DBackpropFilterAttrs, Conv2DBackpropInputAttrs, KernelConfig, MaxPoolGradAttrs, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core'
+import type { Conv2DBackpropFilterAttrs, MaxPoolGradAttrs, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core'
 import { simdKernelsFor, type SimdKernels } from './wasm-simd.ts'
-
-/**
- * A Tensor view of a kernel input. makeTensorFromTensorInfo does not take a reference on the
- * data, but disposing the view gives one up: take it first, or the input's data would be freed.
- */
-function asTensor (info: TensorInfo): tf.Tensor {
-  tf.engine().backend.incRef(info.dataId)
-  return tf.engine().makeTensorFromTensorInfo(info)
-}
-const pair = (v: number | [number, number]): [number, number] => typeof v === 'number' ? [v, v] : v
+import { asTensor, pair, wrapWasmKernel, type KernelArgs, type KernelFunc, type WasmHeapBackend } from './wasm-heap.ts'
+import { backpropInputWith } from './wasm-input-grad.ts'
 
 function backpropFilter ({ inputs, attrs }: { inputs: NamedTensorInfoMap, attrs?: unknown }): TensorInfo {
   const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as Conv2DBackpropFilterAttrs
@@ -86,126 +76,6 @@ function backpropFilterByPatches (inputs: NamedTensorInfoMap, attrs: Conv2DBackp
     const P = tf.reshape(tf.conv2d(x, eye, pair(strides), pad as 'same' | 'valid' | number, 'NHWC', 1, dimRoundingMode), [-1, K]) as tf.Tensor2D
     return tf.reshape(tf.matMul(P, tf.reshape(dy, [-1, co]) as tf.Tensor2D, true, false), filterShape)
   })
-}
-
-let originalBackpropInput: KernelConfig['kernelFunc'] | undefined
-
-function backpropInput (args: { inputs: NamedTensorInfoMap, attrs?: unknown, backend: unknown }): TensorInfo | TensorInfo[] {
-  const { strides, pad, dataFormat, dimRoundingMode, inputShape } = args.attrs as unknown as Conv2DBackpropInputAttrs
-  const [sh, sw] = pair(strides)
-  if (dataFormat !== 'NHWC') return originalBackpropInput!(args as never)
-  const dyInfo = args.inputs.dy!
-  const filterInfo = args.inputs.filter!
-  const [kh, kw] = filterInfo.shape
-  const info = tf.backend_util.computeConv2DInfo(inputShape, filterInfo.shape as [number, number, number, number], [sh, sw], 1, pad, dimRoundingMode)
-  // the backend's own strided kernel is about 10× slower than its stride-1 path
-  if (sh > 1 || sw > 1) return backpropInputByPhases(dyInfo, filterInfo, inputShape, info.padInfo.top, info.padInfo.left, sh, sw, args.backend as WasmHeapBackend)
-  const padTop = kh - 1 - info.padInfo.top
-  const padLeft = kw - 1 - info.padInfo.left
-  const padBottom = inputShape[1] + kh - 1 - padTop - dyInfo.shape[1]
-  const padRight = inputShape[2] + kw - 1 - padLeft - dyInfo.shape[2]
-  // a padding this formulation cannot express: the backend's own kernel does it
-  if (padTop < 0 || padLeft < 0 || padBottom < 0 || padRight < 0) return originalBackpropInput!(args as never)
-  return tf.tidy(() => tf.conv2d(asTensor(dyInfo) as tf.Tensor4D, rotatedFilter(filterInfo, args.backend), 1, [[0, 0], [padTop, padBottom], [padLeft, padRight], [0, 0]]))
-}
-
-/** one output phase along one axis of a strided convolution's input gradient (see backpropInputByPhases) */
-interface Phase {
-  /** the first filter tap of this phase (taps r, r + s, r + 2s, …) */
-  r: number
-  /** how many taps it has (0: this phase's input positions get no gradient) */
-  taps: number
-  /** input positions of this phase: a, a + s, … below the input's size */
-  positions: number
-  /** the first output-gradient row this phase reads (may be negative: padding) */
-  start: number
-}
-
-function phaseOf (a: number, s: number, pad: number, k: number, size: number): Phase {
-  const r = (a + pad) % s
-  const taps = r < k ? Math.ceil((k - r) / s) : 0
-  const q = Math.floor((a + pad) / s)
-  return { r, taps, positions: a < size ? Math.ceil((size - a) / s) : 0, start: q - taps + 1 }
-}
-
-/**
- * The input gradient of a convolution with stride s > 1, by output phase: the input positions
- * i ≡ a (mod s) receive gradient only through the taps kh ≡ a + pad (mod s), so each of the s×s
- * phases is a stride-1 convolution of dy with its sub-filter (rotated by 180°, channel axes
- * swapped), and the phases interleave into dx. The multiply-adds are exactly the gradient's own;
- * dilating dy by the stride instead (zeros between its rows and columns) costs s² times as many
- * (measured, ResNet-18 at 128×128, batch 16: 213 ms a step in its three strided 3×3 gradients).
- */
-function backpropInputByPhases (dyInfo: TensorInfo, filterInfo: TensorInfo, inputShape: [number, number, number, number], top: number, left: number, sh: number, sw: number, heap: WasmHeapBackend): TensorInfo {
-  const [B, H, W, CI] = inputShape
-  const [OH, OW] = dyInfo.shape.slice(1, 3) as [number, number]
-  const [KH, KW] = filterInfo.shape as [number, number, number, number]
-  const rows = Array.from({ length: sh }, (_, a) => phaseOf(a, sh, top, KH, H))
-  const cols = Array.from({ length: sw }, (_, c) => phaseOf(c, sw, left, KW, W))
-  const pieces: Array<{ a: number, c: number, t: tf.Tensor4D }> = []
-  try {
-    for (const [a, pr] of rows.entries()) {
-      for (const [c, pc] of cols.entries()) {
-        if (pr.taps === 0 || pc.taps === 0 || pr.positions === 0 || pc.positions === 0) continue
-        pieces.push({ a, c, t: tf.tidy(() => phaseGradient(asTensor(dyInfo) as tf.Tensor4D, subFilter(filterInfo, pr, pc, sh, sw, heap), pr, pc, OH, OW)) })
-      }
-    }
-    // the output after the pieces (allocating may grow the wasm memory and detach earlier views)
-    const out = heap.makeOutput([B, H, W, CI], 'float32')
-    const dx = heap.typedArrayFromHeap(out)
-    const whole = new Float32Array(dx.buffer)
-    const base = dx.byteOffset / 4
-    if (pieces.length < sh * sw) dx.fill(0) // some positions get no gradient at all
-    for (const { a, c, t } of pieces) {
-      const piece = heap.typedArrayFromHeap(t)
-      const from = piece.byteOffset / 4
-      const [, PH, PW] = t.shape
-      for (let b = 0; b < B; b++) {
-        for (let p = 0; p < PH; p++) {
-          const src = from + (b * PH + p) * PW * CI
-          const dstRow = base + ((b * H + a + p * sh) * W + c) * CI
-          for (let q = 0; q < PW; q++) whole.copyWithin(dstRow + q * sw * CI, src + q * CI, src + (q + 1) * CI)
-        }
-      }
-    }
-    return out
-  } finally {
-    for (const { t } of pieces) t.dispose()
-  }
-}
-
-/** the stride-1 convolution that gives one phase of the input gradient: dy, cropped or padded to the rows and columns the phase reads */
-function phaseGradient (dy: tf.Tensor4D, filter: tf.Tensor4D, pr: Phase, pc: Phase, OH: number, OW: number): tf.Tensor4D {
-  const span = (p: Phase, size: number): { from: number, to: number, before: number, after: number } => {
-    const end = p.start + p.positions + p.taps - 1
-    return { from: Math.max(0, p.start), to: Math.min(size, end), before: Math.max(0, -p.start), after: Math.max(0, end - size) }
-  }
-  const h = span(pr, OH)
-  const w = span(pc, OW)
-  const cropped = h.from === 0 && h.to === OH && w.from === 0 && w.to === OW ? dy : tf.slice(dy, [0, h.from, w.from, 0], [-1, h.to - h.from, w.to - w.from, -1])
-  return tf.conv2d(cropped, filter, 1, [[0, 0], [h.before, h.after], [w.before, w.after], [0, 0]])
-}
-
-/** a phase's taps of the filter [KH, KW, ci, co], rotated by 180° with the channel axes swapped: [taps_h, taps_w, co, ci], one pass on the heap */
-function subFilter (filterInfo: TensorInfo, pr: Phase, pc: Phase, sh: number, sw: number, heap: WasmHeapBackend): tf.Tensor4D {
-  const [, KW, ci, co] = filterInfo.shape
-  const out = heap.makeOutput([pr.taps, pc.taps, co, ci], 'float32')
-  const w = heap.typedArrayFromHeap(filterInfo)
-  const r = heap.typedArrayFromHeap(out)
-  for (let m = 0; m < pr.taps; m++) {
-    for (let n = 0; n < pc.taps; n++) {
-      const src = ((sh * (pr.taps - 1 - m) + pr.r) * KW + sw * (pc.taps - 1 - n) + pc.r) * ci * co
-      const dst = (m * pc.taps + n) * co * ci
-      for (let c = 0; c < ci; c++) for (let o = 0; o < co; o++) r[dst + o * ci + c] = w[src + c * co + o]
-    }
-  }
-  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor4D
-}
-
-interface WasmHeapBackend {
-  typedArrayFromHeap (info: TensorInfo): Float32Array
-  makeOutput (shape: number[], dtype: 'float32'): TensorInfo
-  wasm?: { asm?: { memory?: { buffer: ArrayBuffer } } }
 }
 
 /** the SIMD loops of wasm-simd.ts on this backend's memory, or null */
@@ -322,17 +192,17 @@ function swapLastTwo (info: TensorInfo): tf.Tensor {
  * heap: the backend's kernel walks the output with the input's stride and took 27.7 ms for the
  * [65536, 49] patches of ResNet-18's stem (a cache miss an element); other permutations keep it.
  */
-function transposeLastTwo (own: KernelConfig['kernelFunc']) {
-  return (args: { inputs: NamedTensorInfoMap, attrs?: unknown, backend: unknown }): TensorInfo | TensorInfo[] => {
+function transposeLastTwo (own: KernelFunc) {
+  return (args: KernelArgs): TensorInfo | TensorInfo[] => {
     const xInfo = args.inputs.x!
     const { perm } = args.attrs as { perm: number[] }
     const r = perm.length
     const swapsLastTwo = r >= 2 && perm.every((p, i) => i < r - 2 ? p === i : p === (i === r - 2 ? r - 1 : r - 2))
-    if (!swapsLastTwo || xInfo.dtype !== 'float32') return own(args as never)
+    if (!swapsLastTwo || xInfo.dtype !== 'float32') return own(args)
     const rows = xInfo.shape[r - 2]
     const cols = xInfo.shape[r - 1]
     // smaller ones are as fast or faster through the backend (in place in a training step: 0.1 ms for [25088, 9])
-    if (rows * cols < 1 << 20) return own(args as never)
+    if (rows * cols < 1 << 20) return own(args)
     const heap = args.backend as WasmHeapBackend
     // the output first (see maxPoolGrad: allocating may detach earlier views of the heap)
     const out = heap.makeOutput([...xInfo.shape.slice(0, r - 2), cols, rows], 'float32')
@@ -356,10 +226,10 @@ function transposeLastTwo (own: KernelConfig['kernelFunc']) {
 }
 
 /** a matrix-product kernel that hands the backend untransposed operands */
-function untransposed (own: KernelConfig['kernelFunc']) {
-  return (args: { inputs: NamedTensorInfoMap, attrs?: unknown, backend: unknown }): TensorInfo | TensorInfo[] => {
+function untransposed (own: KernelFunc) {
+  return (args: KernelArgs): TensorInfo | TensorInfo[] => {
     const attrs = args.attrs as { transposeA: boolean, transposeB: boolean }
-    if (!attrs.transposeA && !attrs.transposeB) return own(args as never)
+    if (!attrs.transposeA && !attrs.transposeB) return own(args)
     const a = attrs.transposeA ? swapLastTwo(args.inputs.a!) : null
     const b = attrs.transposeB ? swapLastTwo(args.inputs.b!) : null
     try {
@@ -374,14 +244,14 @@ function untransposed (own: KernelConfig['kernelFunc']) {
 const SUM_BLOCK_ROWS = 32
 
 /** Sum (or Mean) over leading axes, one pass over the input on the wasm heap; other reductions keep the backend's kernel */
-function reduceLeading (own: KernelConfig['kernelFunc'], mean: boolean) {
-  return (args: { inputs: NamedTensorInfoMap, attrs?: unknown, backend: unknown }): TensorInfo | TensorInfo[] => {
+function reduceLeading (own: KernelFunc, mean: boolean) {
+  return (args: KernelArgs): TensorInfo | TensorInfo[] => {
     const xInfo = args.inputs.x!
     const { axis, keepDims } = args.attrs as { axis: number | number[], keepDims: boolean }
     const rank = xInfo.shape.length
     const axes = [...new Set((Array.isArray(axis) ? axis : [axis]).map(a => a < 0 ? a + rank : a))].sort((a, b) => a - b)
     const leading = axes.length > 0 && axes.length < rank && axes.every((a, i) => a === i)
-    if (!leading || xInfo.dtype !== 'float32') return own(args as never)
+    if (!leading || xInfo.dtype !== 'float32') return own(args)
     const heap = args.backend as WasmHeapBackend
     const innerShape = xInfo.shape.slice(axes.length)
     const inner = innerShape.reduce((a, b) => a * b, 1)
@@ -412,13 +282,13 @@ function reduceLeading (own: KernelConfig['kernelFunc'], mean: boolean) {
  * whole activation, as BatchNorm's gradient does): the same block copied end to end on the heap,
  * where the backend's general kernel took 0.76 s a step for ResNet-18 at 128×128.
  */
-function tileBlocks (own: KernelConfig['kernelFunc']) {
-  return (args: { inputs: NamedTensorInfoMap, attrs?: unknown, backend: unknown }): TensorInfo | TensorInfo[] => {
+function tileBlocks (own: KernelFunc) {
+  return (args: KernelArgs): TensorInfo | TensorInfo[] => {
     const xInfo = args.inputs.x!
     const { reps } = args.attrs as { reps: number[] }
     const k = reps.findIndex((_, i) => reps.slice(i).every(q => q === 1))
     const split = k === -1 ? reps.length : k
-    if (xInfo.dtype !== 'float32' || !xInfo.shape.slice(0, split).every(d => d === 1)) return own(args as never)
+    if (xInfo.dtype !== 'float32' || !xInfo.shape.slice(0, split).every(d => d === 1)) return own(args)
     const heap = args.backend as WasmHeapBackend
     const out = heap.makeOutput(xInfo.shape.map((d, i) => d * reps[i]), 'float32')
     const x = heap.typedArrayFromHeap(xInfo)
@@ -428,22 +298,6 @@ function tileBlocks (own: KernelConfig['kernelFunc']) {
   }
 }
 
-/** a filter [kh, kw, ci, co] rotated by 180° with its channel axes swapped: [kh, kw, co, ci], one pass on the heap (the backend's Reverse took 62 ms for 3×3×512×512) */
-function rotatedFilter (filterInfo: TensorInfo, backend: unknown): tf.Tensor4D {
-  const heap = backend as WasmHeapBackend
-  const [kh, kw, ci, co] = filterInfo.shape
-  const out = heap.makeOutput([kh, kw, co, ci], 'float32')
-  const w = heap.typedArrayFromHeap(filterInfo)
-  const r = heap.typedArrayFromHeap(out)
-  for (let i = 0; i < kh; i++) {
-    for (let j = 0; j < kw; j++) {
-      const src = (i * kw + j) * ci * co
-      const dst = ((kh - 1 - i) * kw + (kw - 1 - j)) * co * ci
-      for (let c = 0; c < ci; c++) for (let o = 0; o < co; o++) r[dst + o * ci + c] = w[src + c * co + o]
-    }
-  }
-  return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor4D
-}
 
 let registered = false
 
@@ -452,20 +306,14 @@ export function registerWasmGradientKernels (): void {
   if (registered) return
   registered = true
   tf.registerKernel({ kernelName: tf.Conv2DBackpropFilter, backendName: 'wasm', kernelFunc: backpropFilter as never })
-  // the backend's own kernel, kept for the cases the replacement hands back to it
-  const wrap = (name: string, make: (own: KernelConfig['kernelFunc']) => unknown): void => {
-    const k = tf.getKernel(name, 'wasm')
-    if (k === undefined) return
-    tf.unregisterKernel(name, 'wasm')
-    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: make(k.kernelFunc) as never, setupFunc: k.setupFunc })
-  }
-  wrap(tf.Conv2DBackpropInput, own => { originalBackpropInput = own; return backpropInput })
-  wrap(tf.BatchMatMul, untransposed)
-  wrap(tf._FusedMatMul, untransposed)
-  wrap(tf.Sum, own => reduceLeading(own, false))
-  wrap(tf.Mean, own => reduceLeading(own, true))
-  wrap(tf.Tile, tileBlocks)
-  wrap(tf.Transpose, transposeLastTwo)
+  // each in front of the backend's own kernel, kept for the cases it hands back
+  wrapWasmKernel(tf.Conv2DBackpropInput, backpropInputWith)
+  wrapWasmKernel(tf.BatchMatMul, untransposed)
+  wrapWasmKernel(tf._FusedMatMul, untransposed)
+  wrapWasmKernel(tf.Sum, own => reduceLeading(own, false))
+  wrapWasmKernel(tf.Mean, own => reduceLeading(own, true))
+  wrapWasmKernel(tf.Tile, tileBlocks)
+  wrapWasmKernel(tf.Transpose, transposeLastTwo)
   if (tf.getKernel(tf.MaxPoolGrad, 'wasm') !== undefined) tf.unregisterKernel(tf.MaxPoolGrad, 'wasm')
   tf.registerKernel({ kernelName: tf.MaxPoolGrad, backendName: 'wasm', kernelFunc: maxPoolGrad as never })
 }

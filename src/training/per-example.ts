@@ -9,7 +9,8 @@
  * 2. Each example's squared gradient norm, layer by layer, from its inputs a_l and δ_l:
  *    - dense: ‖a_b‖²·‖δ_b‖² (an outer product's norm), plus ‖δ_b‖² for the bias;
  *    - convolution: each example's filter gradient g_b and its norm, through oneDNN one example
- *      after another where it runs (native-kernels.ts); else all at once as one depthwise convolution; or, where the image is small and the filters many, the "ghost" norm
+ *      after another where it runs (native-kernels.ts); elsewhere all at once as one depthwise
+ *      convolution, or, where the image is small and the filters many, the "ghost" norm
  *      Σ (P_b P_bᵀ) ⊙ (δ_b δ_bᵀ) from the patches P_b (im2col, T positions × kh·kw·ci) without
  *      forming g_b (Li et al. 2022);
  *    - GroupNorm: Σ_hw n_b ⊙ δ_b for the scale and Σ_hw δ_b for the shift, n the normalised input.

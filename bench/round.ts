@@ -16,6 +16,9 @@ import { NodeIdentity, seededRandom, encodeWeightedUpdate, sumVectors, decodeWei
 import { MemNet } from '../src/protocol/memnet.ts'
 import { strategyFor } from '../src/protocol/strategy/index.ts'
 import { stateHash } from '../src/protocol/model.ts'
+import { describeMaskKernel, installMaskKernel } from '../src/node/mask-kernel.ts'
+
+const maskKernel = installMaskKernel() // as a node does: the masks' keystreams through the native kernel where it is built
 
 const { values } = parseArgs({ options: { n: { type: 'string', default: '10' }, d: { type: 'string', default: '1000000' }, reps: { type: 'string', default: '3' }, slices: { type: 'string', default: '64' }, 'per-slice': { type: 'string', default: '2' } } })
 const slicing = { slices: Number(values.slices), perSlice: Number(values['per-slice']) }
@@ -83,7 +86,7 @@ for (let r = 0; r < reps; r++) {
 }
 const p = median(plain)
 const s = { 'all-to-all': median(secure['all-to-all']), sliced: median(secure.sliced) }
-console.log(`n=${n} peers, d=${d}, median of ${reps}, all peers' work in one process`)
+console.log(`n=${n} peers, d=${d}, median of ${reps}, all peers' work in one process; ${describeMaskKernel(maskKernel)}`)
 console.log(`plain summation round      ${p.toFixed(0)} ms (${(p / n).toFixed(1)} ms per peer)`)
 // what each phase's handlers cost (all peers, mean over the runs): work is counted in the phase the
 // peer was in when the event that caused it arrived, so masking shows under share-keys (the
@@ -94,7 +97,7 @@ for (const mode of ['all-to-all', 'sliced'] as const) {
   console.log(`  by phase (ms, all peers): ` + Object.entries(phases(mode)).map(([k, v]) => `${k} ${v}`).join(', '))
 }
 console.log(JSON.stringify({
-  bench: 'round', n, d, reps, slicing, plain_ms: +p.toFixed(1),
+  bench: 'round', n, d, reps, slicing, masks: maskKernel.active ? 'native' : 'js', plain_ms: +p.toFixed(1),
   secure_ms: +s['all-to-all'].toFixed(1), ratio: +(s['all-to-all'] / p).toFixed(3), secure_phase_ms: phases('all-to-all'),
   sliced_ms: +s.sliced.toFixed(1), sliced_ratio: +(s.sliced / p).toFixed(3), sliced_phase_ms: phases('sliced')
 }))

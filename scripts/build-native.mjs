@@ -1,5 +1,7 @@
-// Builds native/dnnl-kernels.cc, medmesh's oneDNN convolutions for the wasm backend
-// (src/training/native-kernels.ts), into native/build/medmesh-dnnl.node. Run by `npm install`.
+// Builds medmesh's two optional addons, run by `npm install`: native/dnnl-kernels.cc, the oneDNN
+// convolutions for the wasm backend (src/training/native-kernels.ts), into
+// native/build/medmesh-dnnl.node; native/mask-kernels.cc, the mask keystreams added through Node's
+// own OpenSSL (src/node/mask-kernel.ts), into native/build/medmesh-masks.node.
 //
 // Optional by design: where a C++ compiler or oneDNN's headers (Debian: apt-get install g++
 // libdnnl-dev) are missing, or the build fails, it says so in one line and exits 0; training then
@@ -13,9 +15,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const source = join(root, 'native', 'dnnl-kernels.cc')
 const outDir = join(root, 'native', 'build')
-const out = join(outDir, 'medmesh-dnnl.node')
 const say = (line) => console.log(`medmesh native kernels: ${line}`)
 
 function nodeApiHeaders () {
@@ -29,36 +29,79 @@ function nodeApiHeaders () {
   return candidates.find(d => d && existsSync(join(d, 'node_api.h'))) ?? null
 }
 
+/**
+ * One addon: compiled to a temporary file, loaded once (a broken build never replaces a working
+ * one), then renamed into place. Returns the line to print.
+ */
+function build ({ name, source, libs, flags, missing, fallback, probe }) {
+  const cxx = process.env.CXX ?? 'g++'
+  const out = join(outDir, `${name}.node`)
+  const tmp = join(outDir, `${name}.${process.pid}.tmp.node`)
+  const r = spawnSync(cxx, ['-O3', '-std=c++17', '-shared', '-fPIC', ...flags, '-DNAPI_VERSION=8', `-I${headers}`, source, ...libs, '-o', tmp], { encoding: 'utf8' })
+  if (r.status !== 0) {
+    rmSync(tmp, { force: true })
+    return missing.test(r.stderr ?? '')
+      ? `not built: ${fallback.missing}`
+      : `not built: the compiler failed (${(r.stderr ?? r.error?.message ?? '').split('\n').find(l => /error/.test(l)) ?? 'no message'}); ${fallback.then}`
+  }
+  try {
+    const version = probe(createRequire(import.meta.url)(tmp))
+    renameSync(tmp, out)
+    return `built against ${version}: ${out}`
+  } catch (e) {
+    rmSync(tmp, { force: true })
+    return `not built: it did not load (${String(e.message).split('\n')[0]}); ${fallback.then}`
+  }
+}
+
+const ADDONS = [
+  {
+    name: 'medmesh-dnnl',
+    what: 'training convolutions (oneDNN)',
+    source: join(root, 'native', 'dnnl-kernels.cc'),
+    flags: ['-fopenmp'],
+    libs: ['-ldnnl'],
+    missing: /dnnl\.hpp: No such file|cannot find -ldnnl/,
+    fallback: {
+      missing: 'oneDNN is not installed (Debian: apt-get install libdnnl-dev, then npm run build:native); training convolutions run in WebAssembly',
+      then: 'training convolutions run in WebAssembly'
+    },
+    probe: (addon) => `oneDNN ${addon.version()}`
+  },
+  {
+    // no -lcrypto: its EVP calls resolve to the OpenSSL the Node binary carries and exports
+    name: 'medmesh-masks',
+    what: 'mask keystreams (OpenSSL AES-128-CTR)',
+    source: join(root, 'native', 'mask-kernels.cc'),
+    flags: [],
+    libs: [],
+    missing: /openssl\/evp\.h: No such file/,
+    fallback: {
+      missing: "OpenSSL's headers are not installed (Debian: apt-get install libssl-dev, then npm run build:native); masks are added in JavaScript",
+      then: 'masks are added in JavaScript'
+    },
+    probe: (addon) => addon.opensslVersion()
+  }
+]
+
+let headers = null
+
 function main () {
   if (process.env.MEDMESH_NATIVE_KERNELS === '0') return say('not built (MEDMESH_NATIVE_KERNELS=0)')
   const cxx = process.env.CXX ?? 'g++'
-  if (spawnSync(cxx, ['--version'], { stdio: 'ignore' }).status !== 0) return say(`not built: no C++ compiler (${cxx}); training convolutions run in WebAssembly (apt-get install g++ libdnnl-dev, then npm run build:native)`)
-  const headers = nodeApiHeaders()
-  if (headers === null) return say('not built: Node-API headers (node_api.h) not found; training convolutions run in WebAssembly')
+  if (spawnSync(cxx, ['--version'], { stdio: 'ignore' }).status !== 0) return say(`not built: no C++ compiler (${cxx}); training convolutions run in WebAssembly and masks are added in JavaScript (apt-get install g++ libdnnl-dev libssl-dev, then npm run build:native)`)
+  headers = nodeApiHeaders()
+  if (headers === null) return say('not built: Node-API headers (node_api.h) not found; training convolutions run in WebAssembly and masks are added in JavaScript')
   mkdirSync(outDir, { recursive: true })
-  const tmp = join(outDir, `medmesh-dnnl.${process.pid}.tmp.node`)
-  const r = spawnSync(cxx, ['-O2', '-std=c++17', '-shared', '-fPIC', '-fopenmp', '-DNAPI_VERSION=8', `-I${headers}`, source, '-ldnnl', '-o', tmp], { encoding: 'utf8' })
-  if (r.status !== 0) {
-    rmSync(tmp, { force: true })
-    const missing = /dnnl\.hpp: No such file|cannot find -ldnnl/.test(r.stderr ?? '')
-    return say(missing
-      ? 'not built: oneDNN is not installed (Debian: apt-get install libdnnl-dev, then npm run build:native); training convolutions run in WebAssembly'
-      : `not built: the compiler failed (${(r.stderr ?? r.error?.message ?? '').split('\n').find(l => /error/.test(l)) ?? 'no message'}); training convolutions run in WebAssembly`)
-  }
-  // the addon must load before it takes the place of an earlier one (written whole, then renamed)
-  try {
-    const addon = createRequire(import.meta.url)(tmp)
-    const version = addon.version()
-    renameSync(tmp, out)
-    say(`built against oneDNN ${version}: ${out}`)
-  } catch (e) {
-    rmSync(tmp, { force: true })
-    say(`not built: it did not load (${String(e.message).split('\n')[0]}); training convolutions run in WebAssembly`)
+  for (const addon of ADDONS) {
+    let line
+    try { line = build(addon) } catch (e) { line = `not built: ${String(e?.message ?? e).split('\n')[0]}; ${addon.fallback.then}` }
+    say(`${addon.what}: ${line}`)
   }
 }
 
 try {
   main()
 } catch (e) {
-  say(`not built: ${String(e?.message ?? e).split('\n')[0]}; training convolutions run in WebAssembly`)
+  say(`not built: ${String(e?.message ?? e).split('\n')[0]}`)
 }

@@ -18,6 +18,7 @@ import { describeFault } from './faults.ts'
 import { statSync, existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { selectBackend, describeBackend } from '../../src/training/backend.ts'
+import { describeMaskKernel, installMaskKernel } from '../../src/node/mask-kernel.ts'
 import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
 import { loadImageFolder } from '../../src/training/data/images.ts'
 import { subset, classCounts, type ImageDataset } from '../../src/training/data/dataset.ts'
@@ -165,6 +166,7 @@ export async function runSimnet (args: string[], out: (s: string) => void = s =>
 
   const backend = await selectBackend('auto')
   out(describeBackend(backend))
+  out(describeMaskKernel(installMaskKernel()))
   const size = values.size === undefined ? undefined : Number(values.size)
   const channels = values.channels === undefined ? undefined : Number(values.channels)
   if (size !== undefined && !(Number.isInteger(size) && size >= 8 && size <= 512)) throw new Error('--size must be an integer in [8, 512]')

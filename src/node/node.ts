@@ -16,6 +16,7 @@ import { ConfigError, resolveConfig, type NodeConfig } from './config.ts'
 import { DataDir } from './datadir.ts'
 import { createHost, dialBack, directAddresses, isMember, listenRelayed, memberLinks, relayedAddresses, sealAddressRecord, tagMembers, type MedmeshHost } from './host.ts'
 import { createMetrics, type NodeMetrics } from './metrics.ts'
+import { describeMaskKernel, installMaskKernel } from './mask-kernel.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { peerLinks, streamNetwork } from './network.ts'
 import { nodeRandomness, openSite } from './site.ts'
@@ -67,6 +68,7 @@ export class MedmeshNode {
   async #start (): Promise<void> {
     const { manifest, log, config, metrics } = this
     const restored = this.#store.restore(manifest, this.identity.peerId)
+    log.info(describeMaskKernel(installMaskKernel()))
     const randomness = nodeRandomness(config, this.identity.exportSeed(), log)
     const site = this.#site = await openSite(manifest, config, randomness, this.#store.budget(), log)
     const initial = { weights: site.initialWeights(), optimizer: [], step: 0 }

@@ -40,12 +40,20 @@ export interface PairwiseMask {
 /** y = x + PRG(selfSeed) + Σ sign · PRG(seed), as a new array (x is left untouched). */
 export function maskInput (input: Uint32Array, selfSeed: Uint8Array, pairwise: readonly PairwiseMask[]): Uint32Array {
   if (!(input instanceof Uint32Array)) throw new InvalidArgumentError('input must be a Uint32Array')
+  return maskInPlace(input.slice(), selfSeed, pairwise)
+}
+
+/**
+ * The same, overwriting `input` with y and returning it: for a caller whose x is a fresh vector
+ * of its own (the quantised update), which saves a copy and a fresh allocation of the model's size.
+ */
+export function maskInPlace (input: Uint32Array, selfSeed: Uint8Array, pairwise: readonly PairwiseMask[]): Uint32Array {
+  if (!(input instanceof Uint32Array)) throw new InvalidArgumentError('input must be a Uint32Array')
   assertBytes(selfSeed, 'selfSeed', 32)
   if (!Array.isArray(pairwise)) throw new InvalidArgumentError('pairwise must be an array')
   for (const [i, p] of pairwise.entries()) assertBytes(p?.seed, `pairwise[${i}].seed`, 32)
-  const out = input.slice()
-  addMasks(out, [{ seed: selfSeed, sign: 1 }, ...pairwise.map(p => ({ seed: p.seed, sign: p.sign }))])
-  return out
+  addMasks(input, [{ seed: selfSeed, sign: 1 }, ...pairwise.map(p => ({ seed: p.seed, sign: p.sign }))])
+  return input
 }
 
 /** Σ vectors mod 2^32. All vectors must have the same length. */

@@ -43,15 +43,43 @@ export function prgKey (seed: Uint8Array): Uint8Array {
   return deriveKey(seed, 'mask-prg-key', EMPTY, 16)
 }
 
-/** The keystream positioned at word `from`: counter block ⌊from / 4⌋ (big-endian), the words before `from` in it skipped. */
-function cipherAt (key: Uint8Array, from: number): ReturnType<typeof createCipheriv> {
-  if (from === 0) return createCipheriv('aes-128-ctr', key, IV)
+/** Where word `from` lies in the keystream: counter block ⌊from / 4⌋ (big-endian) and the bytes of that block before it. */
+function counterAt (from: number): { iv: Uint8Array, skip: number } {
+  if (from === 0) return { iv: IV, skip: 0 }
   const counter = new Uint8Array(16)
   let block = Math.floor(from / 4) // < 2^28 blocks (MAX_WORDS): exact in a double, fits the low 4 bytes
   for (let i = 15; i >= 12; i--) { counter[i] = block & 0xff; block = Math.floor(block / 256) }
-  const cipher = createCipheriv('aes-128-ctr', key, counter)
-  if (from % 4 !== 0) cipher.update(ZEROS.subarray(0, 4 * (from % 4)))
+  return { iv: counter, skip: 4 * (from % 4) }
+}
+
+/** The keystream positioned at word `from`. */
+function cipherAt (key: Uint8Array, from: number): ReturnType<typeof createCipheriv> {
+  const { iv, skip } = counterAt(from)
+  const cipher = createCipheriv('aes-128-ctr', key, iv)
+  if (skip > 0) cipher.update(ZEROS.subarray(0, skip))
   return cipher
+}
+
+/**
+ * Another way to run the same keystreams: OpenSSL's AES-128-CTR called from native code, adding
+ * each chunk into the vector without a JavaScript buffer per chunk (native/mask-kernels.cc). The
+ * edges install it (src/node/mask-kernel.ts), so that this module stays free of I/O; without it,
+ * node:crypto's cipher runs here. Either gives the same words (test/privacy/prg.test.ts).
+ */
+export interface KeystreamKernel {
+  /** acc[i] += Σ_t signs[t] · word i of AES-128-CTR(keys[16t, 16t+16), counter ivs[16t, 16t+16)) after its first `skip` bytes (mod 2^32) */
+  addKeystreams: (acc: Uint32Array, keys: Uint8Array, ivs: Uint8Array, skip: number, signs: Int8Array) => void
+  /** out = the words of AES-128-CTR(key, counter iv) after its first `skip` bytes */
+  expandKeystream: (out: Uint32Array, key: Uint8Array, iv: Uint8Array, skip: number) => void
+}
+
+let kernel: KeystreamKernel | null = null
+
+/** Install (or, with null, remove) the native keystream kernel; returns the one it replaces. */
+export function setKeystreamKernel (k: KeystreamKernel | null): KeystreamKernel | null {
+  const before = kernel
+  kernel = k
+  return before
 }
 
 /** Calls `onChunk(words, offset)` for successive keystream chunks covering words [0, n). */
@@ -75,7 +103,8 @@ export function expandMask (seed: Uint8Array, n: number, out?: Uint32Array): Uin
   if (!(target instanceof Uint32Array) || target.length !== n) {
     throw new InvalidArgumentError(`out must be a Uint32Array of length ${n}`)
   }
-  streamWords(seed, n, (words, offset) => { target.set(words, offset) })
+  if (kernel !== null) kernel.expandKeystream(target, prgKey(seed), IV, 0)
+  else streamWords(seed, n, (words, offset) => { target.set(words, offset) })
   return target
 }
 
@@ -99,6 +128,15 @@ export function addMasks (acc: Uint32Array, terms: readonly MaskTerm[], from = 0
     if (t === null || typeof t !== 'object') throw new InvalidArgumentError(`terms[${i}] must be { seed, sign }`)
     assertBytes(t.seed, `terms[${i}].seed`, PRG_SEED_BYTES)
     if (t.sign !== 1 && t.sign !== -1) throw new InvalidArgumentError(`terms[${i}].sign must be 1 or -1`)
+  }
+  if (terms.length === 0 || acc.length === 0) return
+  if (kernel !== null) {
+    const { iv, skip } = counterAt(from)
+    const keys = new Uint8Array(16 * terms.length)
+    const ivs = new Uint8Array(16 * terms.length)
+    terms.forEach((t, i) => { keys.set(prgKey(t.seed), 16 * i); ivs.set(iv, 16 * i) })
+    kernel.addKeystreams(acc, keys, ivs, skip, Int8Array.from(terms, t => t.sign))
+    return
   }
   const ciphers = terms.map(t => cipherAt(prgKey(t.seed), from))
   const wordsPerChunk = CHUNK_BYTES / 4

@@ -20,7 +20,8 @@ export type RoundAction =
   | { type: 'fetch-blob', hash: string, owner: number, what: 'masked-vector' | 'state' }
   | { type: 'reject', code: RejectCode, reason: string, peer: number }
   | { type: 'phase', phase: Phase, detail: string, round: number }
-  | { type: 'certified', certificate: Certificate, header: CertificateHeader, state: GlobalState | null, stats: Float64Array | null }
+  /** stateBytes: the state's canonical encoding where `state` is given (what the peer publishes), null otherwise */
+  | { type: 'certified', certificate: Certificate, header: CertificateHeader, state: GlobalState | null, stats: Float64Array | null, stateBytes: Uint8Array | null }
   | { type: 'aborted', reason: string }
 
 /** The actions of a peer: its rounds' and its own. */

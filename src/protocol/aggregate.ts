@@ -13,7 +13,7 @@ import { equalBytes, hash } from './codec.ts'
 import type { RejectCode } from './errors.ts'
 import { encodeHeader } from './ledger.ts'
 import type { AggregationParams } from './manifest.ts'
-import { stateHash, type GlobalState } from './model.ts'
+import { encodeState, stateHash, type GlobalState } from './model.ts'
 import type { RevealBody } from './messages.ts'
 import { strategyFor } from './strategy/index.ts'
 import { encodeValidation, validationFigures } from './validation.ts'
@@ -87,7 +87,8 @@ export interface AggregationInput {
 }
 
 export type AggregationResult =
-  | { ok: true, header: Uint8Array, state: GlobalState | null, stats: Float64Array | null }
+  /** stateBytes: the new state's canonical encoding (null with the state), made once for its hash and for publishing it */
+  | { ok: true, header: Uint8Array, state: GlobalState | null, stats: Float64Array | null, stateBytes: Uint8Array | null }
   /** a reconstructed secret did not match its commitment: the members whose shares are to blame */
   | { ok: false, suspects: number[] }
 
@@ -155,6 +156,7 @@ export function aggregateFromSum (a: Omit<AggregationInput, 'shares' | 'adverts'
     if (a.kind === 'update') state = strategyFor(a.params.aggregation.rule).apply(a.state, mean, a.params.aggregation)
     else { stats = mean; extra = new Uint8Array(Float64Array.from(mean).buffer) }
   }
+  const stateBytes = state !== null ? encodeState(state) : null
   const header = encodeHeader({
     consortium: a.consortium,
     round: a.round,
@@ -163,8 +165,8 @@ export function aggregateFromSum (a: Omit<AggregationInput, 'shares' | 'adverts'
     survivors: [...a.survivors],
     aggregateHash,
     ...(sliceHashes !== undefined ? { sliceHashes: [...sliceHashes] } : {}),
-    stateHash: stateHash(state ?? a.state),
+    stateHash: stateBytes !== null ? hash(stateBytes) : stateHash(a.state),
     extra
   })
-  return { ok: true, header, state, stats }
+  return { ok: true, header, state, stats, stateBytes }
 }

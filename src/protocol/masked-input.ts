@@ -7,7 +7,7 @@
  */
 import type { ProtocolParams } from './manifest.ts'
 import { validationLength } from './validation.ts'
-import { encodeCounts, encodeWeightedUpdate, maskInput, pairwiseMaskSeed, pairwiseSign, type RandomSource, type WeightedUpdateParams } from '../privacy/index.ts'
+import { encodeCounts, encodeWeightedUpdate, maskInPlace, pairwiseMaskSeed, pairwiseSign, type RandomSource, type WeightedUpdateParams } from '../privacy/index.ts'
 
 export interface MaskedInputSpec {
   values: ArrayLike<number>
@@ -44,5 +44,5 @@ export function maskedInput (s: MaskedInputSpec): Uint32Array {
     seed: pairwiseMaskSeed(s.maskSecretKey, maskKey, s.context),
     sign: pairwiseSign(s.peerIds[s.me], s.peerIds[v])
   }))
-  return maskInput(x, s.selfMaskSeed, pairwise)
+  return maskInPlace(x, s.selfMaskSeed, pairwise) // x is this call's own fresh vector
 }

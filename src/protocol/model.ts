@@ -22,8 +22,31 @@ const bytesF32 = (b: Uint8Array): Float32Array => {
   return new Float32Array(copy.buffer, 0, copy.length / 4)
 }
 
+/** CBOR head of major type `major` with argument n < 2^32 (the shortest form, as deterministic CBOR requires) */
+function head (major: number, n: number): number[] {
+  const m = major << 5
+  if (n < 24) return [m | n]
+  if (n < 0x100) return [m | 24, n]
+  if (n < 0x10000) return [m | 25, n >>> 8, n & 0xff]
+  return [m | 26, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]
+}
+
+/**
+ * The canonical encoding, written straight into one buffer of its exact size: the same bytes as
+ * `encodeCanonical({ v: 1, w, s, k })` (keys in deterministic order k, s, v, w; test/protocol/
+ * model.test.ts compares the two), without the general encoder's intermediate chunks, which for
+ * a model of tens of MB cost two more copies and as many fresh allocations.
+ */
 export function encodeState (s: GlobalState): Uint8Array {
-  return encodeCanonical({ v: 1, w: f32Bytes(s.weights), s: s.optimizer.map(f32Bytes), k: s.step })
+  const small = (n: number): boolean => Number.isInteger(n) && n >= 0 && n < 0x100000000
+  if (!small(s.step) || !small(s.weights.byteLength)) return encodeCanonical({ v: 1, w: f32Bytes(s.weights), s: s.optimizer.map(f32Bytes), k: s.step })
+  const parts: Array<number[] | Uint8Array> = [[0xa4, 0x61, 0x6b], head(0, s.step), [0x61, 0x73], head(4, s.optimizer.length)]
+  for (const o of s.optimizer) parts.push(head(2, o.byteLength), f32Bytes(o))
+  parts.push([0x61, 0x76, 0x01, 0x61, 0x77], head(2, s.weights.byteLength), f32Bytes(s.weights))
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) { out.set(p, at); at += p.length }
+  return out
 }
 
 export function decodeState (data: Uint8Array, maxBytes: number): GlobalState {

@@ -378,7 +378,7 @@ export class ProtocolPeer {
         }
         if (a.state !== null) {
           this.state = a.state
-          this.#actions.push({ type: 'publish-blob', hash: hex(a.header.stateHash), data: encodeState(a.state), what: 'state', round: a.header.round })
+          this.#actions.push({ type: 'publish-blob', hash: hex(a.header.stateHash), data: a.stateBytes ?? encodeState(a.state), what: 'state', round: a.header.round })
         } else if (a.header.kind === 'update') {
           // a quorum certified a state this peer did not compute: fetch it
           this.#pendingState = { hash: hex(a.header.stateHash), prev: headerHash(a.certificate.header) }

@@ -105,7 +105,7 @@ export class Round {
   readonly lateness: Lateness
   readonly #survivors = new SurvivorAgreement()
   #revealed = false
-  #result: { header: Uint8Array, state: GlobalState | null, stats: Float64Array | null } | null = null
+  #result: { header: Uint8Array, state: GlobalState | null, stats: Float64Array | null, stateBytes: Uint8Array | null } | null = null
   /** a member that checks everything found an agreed slice sum unlike its own (reported once) */
   #disputeReported = false
   /**
@@ -490,7 +490,7 @@ export class Round {
     this.#vectors.release() // the masked vectors are not needed any more: do not hold them
     this.#sliced?.release()
     this.#actions.push({ type: 'phase', phase: 'certified', detail: `certified by ${certificate.signatures.length} signatures`, round: this.#o.round })
-    this.#actions.push({ type: 'certified', certificate, header, state: mine ? this.#result!.state : null, stats: mine ? this.#result!.stats : null })
+    this.#actions.push({ type: 'certified', certificate, header, state: mine ? this.#result!.state : null, stats: mine ? this.#result!.stats : null, stateBytes: mine ? this.#result!.stateBytes : null })
   }
 
   #inputLength (): number {

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert'
 import { throwsA } from '../helpers/assert.ts'
 import fc from 'fast-check'
 import {
-  maskInput, unmaskSum, sumVectors, pairwiseSign, pairwiseMaskSeed, generateX25519KeyPair, seededRandom, randomBytes,
+  maskInput, maskInPlace, unmaskSum, sumVectors, pairwiseSign, pairwiseMaskSeed, generateX25519KeyPair, seededRandom, randomBytes,
   InvalidArgumentError, type PairwiseMask, type DroppedPairwiseMask
 } from '../../src/privacy/index.ts'
 import { testSeed } from '../helpers/bytes.ts'
@@ -61,6 +61,17 @@ test('a masked vector reveals nothing obvious: it differs from the input almost 
   const y = maskInput(peers[0].input, peers[0].selfSeed, masksOf(peers[0], peers))
   const zeros = y.filter(w => w === 0).length
   assert.ok(zeros < 3, `${zeros} zero words in a masked zero vector`)
+})
+
+test('maskInPlace gives maskInput\'s vector in the input\'s own array; maskInput leaves its input as it was', () => {
+  const peers = makePeers(4, 5000, 9)
+  const x = Uint32Array.from(peers[1].input)
+  const y = maskInput(peers[1].input, peers[1].selfSeed, masksOf(peers[1], peers))
+  assert.equal(peers[1].input, x)
+  const own = Uint32Array.from(x)
+  assert.is(maskInPlace(own, peers[1].selfSeed, masksOf(peers[1], peers)), own)
+  assert.equal(own, y)
+  assert.not.equal(own, x)
 })
 
 test('leaving out one dropped peer\'s masks, or one survivor\'s self mask, gives a wrong sum', () => {

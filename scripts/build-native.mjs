@@ -3,10 +3,11 @@
 // native/build/medmesh-dnnl.node; native/mask-kernels.cc, the mask keystreams added through Node's
 // own OpenSSL (src/node/mask-kernel.ts), into native/build/medmesh-masks.node.
 //
-// Optional by design: where a C++ compiler or oneDNN's headers (Debian: apt-get install g++
-// libdnnl-dev) are missing, or the build fails, it says so in one line and exits 0; training then
-// runs its convolutions in WebAssembly, as before, only slower. The addon uses Node-API only, so
-// headers of any Node version build it for every version (Node 20 here, the Node 22 npm runs).
+// Optional by design: where a C++ compiler or an addon's headers (Debian: apt-get install g++
+// libdnnl-dev libssl-dev) are missing, or a build fails, it says so in one line and exits 0;
+// training then runs its convolutions in WebAssembly and masks are added in JavaScript, with the
+// same results, only slower. The addons use Node-API, so headers of any Node version build them
+// for every version (Node 20 here, the Node 22 npm runs).
 // Plain JavaScript (.mjs): it may run under a Node that cannot strip TypeScript's types.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'

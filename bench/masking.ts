@@ -5,8 +5,9 @@
  *   baseline: node:crypto createCipheriv('aes-128-ctr') over the same number of bytes, fed
  *             64 KiB chunks of zeros, output discarded (the cipher's ceiling here);
  *   expand:   expandMask(seed, d, out) into a preallocated Uint32Array (key derivation included);
- *   mask:     maskInput(x, b_u, 9 pairwise masks): self mask + 9 pairwise masks added mod 2^32,
- *             plus the 9 X25519 agreements that derive the pairwise seeds.
+ *   mask:     maskInPlace(x, b_u, 9 pairwise masks), as a round masks its freshly quantised update:
+ *             self mask + 9 pairwise masks added mod 2^32 into x, plus the 9 X25519 agreements
+ *             that derive the pairwise seeds.
  * expand and mask run both ways: in JavaScript (node:crypto's cipher, additions in WebAssembly)
  * and through the native kernel (native/mask-kernels.cc: the same OpenSSL cipher, called from
  * C++ into a reused buffer and added there), where it is built; the ratios named without "js"
@@ -19,7 +20,7 @@ import { createCipheriv } from 'node:crypto'
 import { maskAddon } from '../src/node/mask-kernel.ts'
 import { parseArgs } from 'node:util'
 import {
-  expandMask, maskInput, pairwiseMaskSeed, pairwiseSign, generateX25519KeyPair, seededRandom, randomBytes, setKeystreamKernel, type PairwiseMask
+  expandMask, maskInPlace, pairwiseMaskSeed, pairwiseSign, generateX25519KeyPair, seededRandom, randomBytes, setKeystreamKernel, type PairwiseMask
 } from '../src/privacy/index.ts'
 
 const { values } = parseArgs({ options: { d: { type: 'string', default: '11200000' }, peers: { type: 'string', default: '10' }, reps: { type: 'string', default: '5' } } })
@@ -64,7 +65,7 @@ const expand = { js: [] as number[], native: [] as number[] }
 const mask = { js: [] as number[], native: [] as number[] }
 const maskOnce = (): void => {
   const pairwise: PairwiseMask[] = others.map(o => ({ seed: pairwiseMaskSeed(me.keys.secretKey, o.keys.publicKey, context), sign: pairwiseSign(me.id, o.id) }))
-  maskInput(input, selfSeed, pairwise)
+  maskInPlace(input, selfSeed, pairwise) // x changes from run to run; the work does not
 }
 // warm-up
 rawCipher(bytesPerMask)

@@ -95,6 +95,9 @@ export class SlicedAggregation {
   #pending: Array<{ sender: number, body: SliceSumsBody, wire: Uint8Array }> = []
   /** per slice: the sum hash that perSlice members agreed on */
   readonly #agreed: Array<Uint8Array | null>
+  /** the same in hex, and a member who signed it (who holds the sum): looked up on every event, so kept once */
+  readonly #agreedHex: Array<string | null>
+  readonly #agreedBy: number[]
   /** per slice: extra aggregators beyond perSlice (conflicts, timeouts) and when the next one is due */
   readonly #extra: number[]
   readonly #due: number[]
@@ -111,6 +114,8 @@ export class SlicedAggregation {
     const s = this.bounds.length
     this.#claims = Array.from({ length: s }, () => new Map())
     this.#agreed = new Array<Uint8Array | null>(s).fill(null)
+    this.#agreedHex = new Array<string | null>(s).fill(null)
+    this.#agreedBy = new Array<number>(s).fill(-1)
     this.#extra = new Array<number>(s).fill(0)
     this.#due = new Array<number>(s).fill(Infinity)
     this.#ownSums = new Array<Uint8Array | null>(s).fill(null)
@@ -190,7 +195,7 @@ export class SlicedAggregation {
   /** A fetched blob: 'slice' or 'sum' when it was one this round wanted and matches, 'bad' when it matched nothing it claimed to be, null when it is not this round's (`hashChecked`: see vectors.ts). */
   receiveBlob (hashHex: string, data: Uint8Array, hashChecked = false): { kind: 'slice' | 'sum' | 'bad', member?: number } | null {
     const owners = this.#sliceOf.get(hashHex)
-    const agreedSlice = this.#agreed.findIndex(h => h !== null && hex(h) === hashHex)
+    const agreedSlice = this.#agreedHex.indexOf(hashHex)
     if ((owners === undefined || owners.length === 0) && agreedSlice < 0) return null
     if (this.#held.has(hashHex) || this.#sums.has(hashHex)) return null
     const words = owners !== undefined && owners.length > 0 ? this.bounds[owners[0].slice] : this.bounds[agreedSlice]
@@ -253,7 +258,7 @@ export class SlicedAggregation {
       const k = hex(c.hash)
       const v = (votes.get(k) ?? 0) + 1
       votes.set(k, v)
-      if (v >= this.#o.slicing.perSlice) { this.#agreed[j] = c.hash; return }
+      if (v >= this.#o.slicing.perSlice) { this.#agreed[j] = c.hash; this.#agreedHex[j] = k; this.#agreedBy[j] = member; return }
     }
   }
 
@@ -268,11 +273,7 @@ export class SlicedAggregation {
     const from = survivors ?? maskingSet.filter(u => this.#hashes.has(u))
     for (const j of this.#mySlices(survivors ?? maskingSet, survivors !== null)) for (const u of from) want(this.#sliceHash(u, j), u)
     if (survivors !== null) {
-      this.#agreed.forEach((h, j) => {
-        if (h === null) return
-        const signer = [...this.#claims[j]].find(([, c]) => equalBytes(c.hash, h))![0]
-        want(hex(h), signer)
-      })
+      this.#agreedHex.forEach((h, j) => { want(h, this.#agreedBy[j]) })
     }
     return out
   }
@@ -320,7 +321,7 @@ export class SlicedAggregation {
   sum (): Uint32Array | null {
     if (this.#agreed.some(h => h === null)) return null
     if (this.#o.checkAll === true && (this.#ownSums.some(h => h === null) || this.disputed().length > 0)) return null
-    const parts = this.#agreed.map(h => this.#sums.get(hex(h!)))
+    const parts = this.#agreedHex.map(h => this.#sums.get(h!))
     if (parts.some(p => p === undefined)) return null
     const out = new Uint32Array(this.#o.length)
     parts.forEach((p, j) => out.set(p!, this.bounds[j].from))

@@ -149,7 +149,7 @@ export class SlicedAggregation {
   #ranking (j: number): number[] {
     const prev = this.#o.prev()
     if (this.#rankings?.prev !== prev) {
-      this.#rankings = { prev, rankings: sliceRankings(this.#o.seedOf(prev), this.#o.peerIds, this.slices) }
+      this.#rankings = { prev, rankings: sliceRankings(this.#o.seedOf(prev), this.#o.peerIds, this.slices, this.#o.slicing.perSlice) }
       this.#mine.clear()
     }
     return this.#rankings.rankings[j]

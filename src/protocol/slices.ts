@@ -7,10 +7,18 @@
  *
  * The assignment follows from values fixed before the round starts (the consortium, the round
  * and the previous certificate's hash), so that nobody, a proposer included, chooses who
- * aggregates what: for each slice, every member is ranked by SHA-256(seed ‖ slice ‖ peer id)
- * (rendezvous hashing). The first `perSlice` members of a slice's ranking aggregate it and the
- * rest, in order, replace those who drop: removing a member moves only the slices it held, and
- * each to the next member of that slice's own ranking.
+ * aggregates what. A slice's ranking has two parts:
+ * - its head, the `perSlice` members who aggregate it while all are present, dealt out evenly: the
+ *   slices go in blocks of ⌊n / perSlice⌋, and each block deals one permutation of the members,
+ *   ranked by SHA-256(seed ‖ "block" ‖ b ‖ peer id), perSlice at a time. A member then aggregates
+ *   at most one slice of each block, ⌈S / ⌊n / perSlice⌋⌉ in all (independent draws gave the
+ *   busiest of 50 members 6.7 model sizes received against a mean of 3.3, bench/scale at
+ *   d = 1M; dealt, 3.7); each block's fresh permutation keeps any two members from sharing more
+ *   slices than chance would give them.
+ * - its tail, every other member ranked by SHA-256(seed ‖ slice ‖ peer id) (rendezvous hashing),
+ *   who replace those who drop, in order: removing a member moves only the slices it held, and
+ *   each to the next member of that slice's own ranking, so that a dropped member's slices spread
+ *   over the others.
  */
 import { hash } from './codec.ts'
 
@@ -33,20 +41,36 @@ export function assignmentSeed (consortium: Uint8Array, round: number, prev: Uin
   return hash(concat(DOMAIN, consortium, r, prev))
 }
 
+const BLOCK = new TextEncoder().encode('block')
+
+/** members (indices) ordered by SHA-256(seed ‖ parts ‖ peer id), ties (equal ids cannot occur) by index */
+function rank (seed: Uint8Array, parts: Uint8Array, ids: readonly Uint8Array[]): number[] {
+  const scores = ids.map((id, i) => ({ i, score: hash(concat(seed, parts, id)) }))
+  scores.sort((a, b) => Buffer.compare(a.score, b.score) || a.i - b.i)
+  return scores.map(x => x.i)
+}
+
+const u32 = (x: number): Uint8Array => { const b = new Uint8Array(4); new DataView(b.buffer).setUint32(0, x); return b }
+
 /**
  * Each slice's members in ranking order (`members` are peer ids; the result holds their
- * indices into `members`). The first `perSlice` of each are its aggregators.
+ * indices into `members`). The first `perSlice` of each are its aggregators while all members
+ * are present, dealt out evenly; the rest replace them in order.
  */
-export function sliceRankings (seed: Uint8Array, members: readonly string[], slices: number): number[][] {
+export function sliceRankings (seed: Uint8Array, members: readonly string[], slices: number, perSlice: number): number[][] {
   if (seed.length !== 32) throw new RangeError('the assignment seed is 32 bytes')
   if (new Set(members).size !== members.length || members.length === 0) throw new RangeError('members must be distinct and not empty')
+  if (!(Number.isInteger(perSlice) && perSlice >= 1 && perSlice <= members.length)) throw new RangeError(`perSlice must be a whole number in [1, ${members.length}]`)
   const ids = members.map(m => new TextEncoder().encode(m))
+  const perBlock = Math.floor(members.length / perSlice)
+  const blocks = new Map<number, number[]>()
   return Array.from({ length: slices }, (_, j) => {
-    const s = new Uint8Array(4)
-    new DataView(s.buffer).setUint32(0, j)
-    const scores = ids.map((id, i) => ({ i, score: hash(concat(seed, s, id)) }))
-    scores.sort((a, b) => Buffer.compare(a.score, b.score) || a.i - b.i)
-    return scores.map(x => x.i)
+    const b = Math.floor(j / perBlock)
+    let deal = blocks.get(b)
+    if (deal === undefined) { deal = rank(seed, concat(BLOCK, u32(b)), ids); blocks.set(b, deal) }
+    const at = (j % perBlock) * perSlice
+    const head = deal.slice(at, at + perSlice)
+    return [...head, ...rank(seed, u32(j), ids).filter(i => !head.includes(i))]
   })
 }
 

@@ -22,24 +22,46 @@ test('slice bounds cover the vector exactly, in order, sizes within one word', (
 })
 
 test('assignment: fixed by consortium, round and previous certificate; every ranking a permutation; aggregators distinct and spread', () => {
-  const r = sliceRankings(seed, members, 40)
-  assert.equal(r, sliceRankings(seed, members, 40), 'deterministic')
+  const r = sliceRankings(seed, members, 40, 2)
+  assert.equal(r, sliceRankings(seed, members, 40, 2), 'deterministic')
   for (const ranking of r) assert.equal([...ranking].sort((a, b) => a - b), members.map((_, i) => i))
-  assert.not.equal(sliceRankings(assignmentSeed(new Uint8Array(32).fill(1), 8, new Uint8Array(32).fill(2)), members, 40), r, 'another round, another assignment')
-  assert.not.equal(sliceRankings(assignmentSeed(new Uint8Array(32).fill(1), 7, new Uint8Array(32).fill(3)), members, 40), r, 'another chain, another assignment')
+  assert.not.equal(sliceRankings(assignmentSeed(new Uint8Array(32).fill(1), 8, new Uint8Array(32).fill(2)), members, 40, 2), r, 'another round, another assignment')
+  assert.not.equal(sliceRankings(assignmentSeed(new Uint8Array(32).fill(1), 7, new Uint8Array(32).fill(3)), members, 40, 2), r, 'another chain, another assignment')
   const agg = sliceAggregators(r, 2, new Set(members.map((_, i) => i)))
   const load = new Array<number>(members.length).fill(0)
   for (const a of agg) { assert.is(new Set(a).size, 2); for (const i of a) load[i]++ }
-  // 80 places among 20 members: each aggregates some, none very many
-  assert.ok(Math.max(...load) <= 12, `load ${load.join(',')}`)
+  // 80 places among 20 members, dealt out in blocks of 10 slices: exactly 4 each
+  assert.equal(load, new Array<number>(members.length).fill(4))
   // the order members are listed in does not change who aggregates what
   const reversed = [...members].reverse()
-  const again = sliceAggregators(sliceRankings(seed, reversed, 40), 2, new Set(members.map((_, i) => i)))
+  const again = sliceAggregators(sliceRankings(seed, reversed, 40, 2), 2, new Set(members.map((_, i) => i)))
   assert.equal(again.map(a => a.map(i => reversed[i])), agg.map(a => a.map(i => members[i])))
 })
 
+test('balance: with everyone present no member aggregates more than one slice of each block of ⌊n / A⌋, and no pair shares many slices', () => {
+  for (const [n, slices, perSlice] of [[5, 64, 2], [7, 64, 3], [10, 64, 2], [20, 64, 2], [50, 64, 2], [64, 256, 2], [3, 10, 3]]) {
+    const ids = Array.from({ length: n }, (_, i) => `peer-${i}`)
+    const r = sliceRankings(assignmentSeed(new Uint8Array(32).fill(n), n, new Uint8Array(32).fill(slices)), ids, slices, perSlice)
+    for (const ranking of r) assert.equal([...ranking].sort((a, b) => a - b), ids.map((_, i) => i), 'each ranking a permutation')
+    const agg = sliceAggregators(r, perSlice, new Set(ids.map((_, i) => i)))
+    const load = new Array<number>(n).fill(0)
+    const pairs = new Map<string, number>()
+    for (const a of agg) {
+      assert.is(new Set(a).size, perSlice)
+      for (const i of a) load[i]++
+      for (const i of a) for (const k of a) if (i < k) pairs.set(`${i},${k}`, (pairs.get(`${i},${k}`) ?? 0) + 1)
+    }
+    const perBlock = Math.floor(n / perSlice)
+    assert.ok(Math.max(...load) <= Math.ceil(slices / perBlock), `n=${n}: load ${load.join(',')}`)
+    // a fresh permutation each block: a fixed pairing would give one pair every block
+    if (n >= 10) assert.ok(Math.max(...pairs.values()) < Math.ceil(slices / perBlock), `n=${n}: a pair shares ${Math.max(...pairs.values())} slices`)
+  }
+  assert.throws(() => sliceRankings(seed, members, 4, 0), /perSlice/)
+  assert.throws(() => sliceRankings(seed, members, 4, members.length + 1), /perSlice/)
+})
+
 test('a member that drops is replaced by the next in each of its slices\' rankings; no other slice moves', () => {
-  const r = sliceRankings(seed, members, 40)
+  const r = sliceRankings(seed, members, 40, 2)
   const all = new Set(members.map((_, i) => i))
   const before = sliceAggregators(r, 2, all)
   const gone = before[0][0]

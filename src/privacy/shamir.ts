@@ -34,9 +34,8 @@ export interface Share {
 }
 
 function bytesToBigInt (bytes: Uint8Array): bigint {
-  let v = 0n
-  for (const b of bytes) v = (v << 8n) | BigInt(b)
-  return v
+  // through hex: one parse, where shifting a byte in at a time builds a new bigint per byte
+  return bytes.length === 0 ? 0n : BigInt('0x' + Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex'))
 }
 
 function bigIntToBytes (v: bigint, length: number): Uint8Array {

@@ -89,6 +89,9 @@ export class Round {
   readonly #shareKeys = new Map<number, ShareKeys>()
   readonly #vectors = new MaskedVectors()
   readonly #reveals = new Map<number, RevealBody>()
+  /** what the last look at the reveals saw (survivor set, reveals received, members found faulty): nothing new, no need to look again */
+  #revealsSeen = ''
+  #revealCount = 0
   readonly #commits = new CommitTally()
   readonly #faulty = new Set<number>()
 
@@ -374,6 +377,7 @@ export class Round {
   #onReveal (msg: OpenedMessage<RevealBody>): void {
     if (!this.#firstOf(`rev:${msg.env.sender}`, msg)) return
     this.#reveals.set(msg.env.sender, msg.env.body)
+    this.#revealCount++
   }
 
   #onSliceSums (msg: OpenedMessage<SliceSumsBody>): void {
@@ -553,13 +557,24 @@ export class Round {
   #tryAggregate (M: Proposal, U3: SurvivorProposal): void {
     // sliced: the secrets are reconstructed once, then only the slices move
     if (this.#secrets !== null) { this.#aggregateSliced(M, U3, []); return }
+    // every event comes here until the secrets are known; the reveals are decoded again only when
+    // one came in or a member was found faulty since (otherwise a round costs each peer n² share
+    // decodings per event, n⁴ in all: a round of 100 peers took minutes)
+    // (all-to-all also waits for the survivors' vectors: one arriving is news too)
+    const held = this.#sliced === null ? U3.members.filter(u => this.#vectors.has(u)).length : 0
+    const seen = `${hex(U3.id)}:${this.#revealCount}:${this.#faulty.size}:${held}`
+    if (seen === this.#revealsSeen) return
+    this.#revealsSeen = seen
     const reveals = new Map([...this.#reveals].filter(([, body]) => equalBytes(body.proposalId, U3.id)))
+    // each reveal holds one share of each secret: fewer than t reveals cannot reconstruct any
+    if (reveals.size < this.#o.manifest.params.threshold) return
     const shares = collectRevealedShares(reveals, M.members, U3.members, this.#faulty)
     for (const m of shares.misbehaved) { this.#faulty.add(m.member); this.#reject(m.code, m.reason, m.member) }
     if (!enoughShares(shares, this.#o.manifest.params.threshold)) return // wait for more reveals
     const dropped = M.members.filter(u => !U3.members.includes(u))
     const { consortium, round, prev, kind, state } = this.#o
     if (this.#sliced !== null) { this.#aggregateSliced(M, U3, dropped, shares); return }
+    if (held < U3.members.length) return // a survivor's vector is still on its way
     const result = aggregate({
       consortium, round, prev, kind, state, survivors: U3.members, dropped, shares, params: this.#o.manifest.params, peerIds: this.#peerIds, maskContext: this.#ctx,
       adverts: new Map(M.members.map(u => [u, this.#adverts.get(u)!.body])),

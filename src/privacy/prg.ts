@@ -64,7 +64,7 @@ function cipherAt (key: Uint8Array, from: number): ReturnType<typeof createCiphe
  * Another way to run the same keystreams: OpenSSL's AES-128-CTR called from native code, adding
  * each chunk into the vector without a JavaScript buffer per chunk (native/mask-kernels.cc). The
  * edges install it (src/node/mask-kernel.ts), so that this module stays free of I/O; without it,
- * node:crypto's cipher runs here. Either gives the same words (test/privacy/prg.test.ts).
+ * node:crypto's cipher runs here. Either gives the same words (test/node/mask-kernel.test.ts).
  */
 export interface KeystreamKernel {
   /** acc[i] += Σ_t signs[t] · word i of AES-128-CTR(keys[16t, 16t+16), counter ivs[16t, 16t+16)) after its first `skip` bytes (mod 2^32) */
@@ -135,7 +135,9 @@ export function addMasks (acc: Uint32Array, terms: readonly MaskTerm[], from = 0
     const keys = new Uint8Array(16 * terms.length)
     const ivs = new Uint8Array(16 * terms.length)
     terms.forEach((t, i) => { keys.set(prgKey(t.seed), 16 * i); ivs.set(iv, 16 * i) })
-    kernel.addKeystreams(acc, keys, ivs, skip, Int8Array.from(terms, t => t.sign))
+    try {
+      kernel.addKeystreams(acc, keys, ivs, skip, Int8Array.from(terms, t => t.sign))
+    } finally { keys.fill(0) } // the masks' keys do not outlive the call
     return
   }
   const ciphers = terms.map(t => cipherAt(prgKey(t.seed), from))

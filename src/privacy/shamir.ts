@@ -99,19 +99,43 @@ function validateShares (shares: readonly Share[]): Array<{ x: bigint, y: bigint
   })
 }
 
+/**
+ * The Lagrange coefficients c_i with f(at) = Σ c_i · f(x_i) for any polynomial of degree < |xs|,
+ * remembered by (at, xs): a round reconstructs every member's secret from the shares of the same
+ * revealers, so the O(t²) products and t inversions are made once per round, not once per secret
+ * (a round of 60 members spent most of its time here).
+ */
+const lagrangeMemo = new Map<string, bigint[]>()
+function lagrangeAt (xs: readonly bigint[], at: bigint): bigint[] {
+  const key = `${at}:${xs.join(',')}`
+  let c = lagrangeMemo.get(key)
+  if (c === undefined) {
+    const nums: bigint[] = []
+    const dens: bigint[] = []
+    for (let i = 0; i < xs.length; i++) {
+      let num = 1n
+      let den = 1n
+      for (let j = 0; j < xs.length; j++) {
+        if (i === j) continue
+        num = Fp.mul(num, Fp.sub(at, xs[j]))
+        den = Fp.mul(den, Fp.sub(xs[i], xs[j]))
+      }
+      nums.push(num)
+      dens.push(den)
+    }
+    const inverses = Fp.invertBatch(dens)
+    c = nums.map((num, i) => Fp.mul(num, inverses[i]))
+    if (lagrangeMemo.size >= 256) lagrangeMemo.clear()
+    lagrangeMemo.set(key, c)
+  }
+  return c
+}
+
 /** f(at) for the polynomial through `pts` (Lagrange interpolation). */
 function interpolate (pts: ReadonlyArray<{ x: bigint, y: bigint }>, at: bigint): bigint {
+  const c = lagrangeAt(pts.map(p => p.x), at)
   let acc = 0n
-  for (let i = 0; i < pts.length; i++) {
-    let num = 1n
-    let den = 1n
-    for (let j = 0; j < pts.length; j++) {
-      if (i === j) continue
-      num = Fp.mul(num, Fp.sub(at, pts[j].x))
-      den = Fp.mul(den, Fp.sub(pts[i].x, pts[j].x))
-    }
-    acc = Fp.add(acc, Fp.mul(pts[i].y, Fp.div(num, den)))
-  }
+  for (let i = 0; i < pts.length; i++) acc = Fp.add(acc, Fp.mul(pts[i].y, c[i]))
   return acc
 }
 

@@ -31,7 +31,7 @@ const d = Number(values.d)
 const sizes = values.sizes!.split(',').map(Number)
 const big = Number(values.big)
 
-interface ScaleRow { mode: Mode, n: number, d: number, ms: number, sent_per_model: { mean: number, max: number }, received_per_model: { mean: number, max: number }, received_blobs_per_model: number, rss_mb: number }
+interface ScaleRow { mode: Mode, n: number, d: number, ms: number, sent_per_model: { mean: number, max: number }, received_per_model: { mean: number, max: number }, received_blobs_per_model: number, rss_mb: number, gossip_received_kb_by_type: Record<string, number> }
 
 function round (n: number, mode: Mode): ScaleRow {
   const input = (i: number) => ({ values: Float32Array.from({ length: d }, (_, j) => Math.sin(i * 31 + j) * 0.01), count: 100 + i })
@@ -44,6 +44,8 @@ function round (n: number, mode: Mode): ScaleRow {
   const sent = new Array<number>(n).fill(0)
   const received = new Array<number>(n).fill(0)
   let blobBytes = 0
+  /** broadcast bytes a peer receives on average, by message type */
+  const gossip: Record<string, number> = {}
   // a blob every member publishes (the new state) is served by its publishers in turn, as a
   // node's fetches spread over the peers that have it
   const publishers = new Map<string, number[]>()
@@ -51,6 +53,7 @@ function round (n: number, mode: Mode): ScaleRow {
   for (const { peer, action } of net.log) if (action.type === 'publish-blob') publishers.set(action.hash, [...(publishers.get(action.hash) ?? []), peer])
   for (const { peer, action } of net.log) {
     if (action.type === 'broadcast') {
+      gossip[action.msgType] = (gossip[action.msgType] ?? 0) + action.wire.length * (n - 1) / n
       sent[peer] += action.wire.length * (n - 1)
       for (let j = 0; j < n; j++) if (j !== peer) received[j] += action.wire.length
     } else if (action.type === 'fetch-blob') {
@@ -67,7 +70,7 @@ function round (n: number, mode: Mode): ScaleRow {
   }
   const model = 4 * d
   const stat = (xs: number[]) => ({ mean: +(xs.reduce((a, b) => a + b, 0) / xs.length / model).toFixed(2), max: +(Math.max(...xs) / model).toFixed(2) })
-  return { mode, n, d, ms: +ms.toFixed(0), sent_per_model: stat(sent), received_per_model: stat(received), received_blobs_per_model: +(blobBytes / n / model).toFixed(2), rss_mb: +(process.memoryUsage().rss / 2 ** 20).toFixed(0) }
+  return { mode, n, d, ms: +ms.toFixed(0), sent_per_model: stat(sent), received_per_model: stat(received), received_blobs_per_model: +(blobBytes / n / model).toFixed(2), rss_mb: +(process.memoryUsage().rss / 2 ** 20).toFixed(0), gossip_received_kb_by_type: Object.fromEntries(Object.entries(gossip).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, +(v / 1e3).toFixed(1)])) }
 }
 
 const rows: ScaleRow[] = []
@@ -88,5 +91,8 @@ for (const mode of modes) {
   console.log(`${mode}: received per peer grows ${growth[mode]}x from n = ${first.n} to n = ${last.n}`)
 }
 const sliced = rows.filter(r => r.mode === 'sliced')
+for (const r of rows.filter(r => r.n === Math.max(...rows.map(x => x.n)))) {
+  console.log(`${r.mode}, n = ${r.n}: gossip received per peer, kB by message type: ` + Object.entries(r.gossip_received_kb_by_type).map(([k, v]) => `${k} ${v}`).join(', '))
+}
 if (sliced.length > 0) console.log(`sliced, largest (sent + received) / 2 per peer: ${Math.max(...sliced.map(r => (r.sent_per_model.mean + r.received_per_model.mean) / 2)).toFixed(2)} model sizes (target <= 2.5 at every n)`)
 console.log(JSON.stringify({ bench: 'scale', d, slicing, rows, received_growth: growth }))

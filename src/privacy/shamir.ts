@@ -1,12 +1,17 @@
 /**
  * Shamir t-of-n secret sharing of 32-byte secrets.
  *
- * Field: GF(p) with p = 2^521 - 1 (a Mersenne prime; arithmetic from @noble/curves' Field), so
- * any 256-bit secret is one field element. A random polynomial f of degree t-1 with f(0) = secret;
- * share i is (x_i, f(x_i)) for distinct non-zero x_i. Coefficients are uniform in GF(p): 80 random
- * bytes reduced mod p (statistical distance below 2^-118).
+ * Field: GF(p) with p = 2^256 + 297, the smallest prime above 2^256 (test/privacy/shamir.test.ts
+ * checks that it is prime and that no smaller number above 2^256 is), so that any 256-bit secret
+ * is one field element and a share is no larger than the secret needs; arithmetic from
+ * @noble/curves' Field. (Until 2026-12-05 the field was GF(2^521 − 1): shares of 66 bytes where
+ * 33 do, and twice the members' traffic in share-keys messages and reveals.) Shamir's scheme is
+ * secure over any field that holds the secrets: t − 1 shares are uniform whatever the secret.
+ * A random polynomial f of degree t-1 with f(0) = secret; share i is (x_i, f(x_i)) for distinct
+ * non-zero x_i. Coefficients are uniform in GF(p): 80 random bytes reduced mod p (statistical
+ * distance below 2^-380).
  *
- * Encoded share: x as 2 bytes big-endian, then y as 66 bytes big-endian (68 bytes).
+ * Encoded share: x as 2 bytes big-endian, then y as 33 bytes big-endian (35 bytes).
  *
  * Inconsistent shares are caught where it is cheap: with more than t shares, every extra share
  * must lie on the polynomial through the first t; with a `verify` predicate (for example a hash
@@ -18,10 +23,12 @@ import { Field } from '@noble/curves/abstract/modular.js'
 import { InconsistentSharesError, InvalidArgumentError, TooFewSharesError, assertBytes, assertInteger } from './errors.ts'
 import { systemRandom, randomBytes, type RandomSource } from './random.ts'
 
-const P = (1n << 521n) - 1n
+const P = (1n << 256n) + 297n
+/** the field's prime, for its test */
+export const FIELD_PRIME = P
 const Fp = Field(P)
 export const SECRET_BYTES = 32
-export const Y_BYTES = 66
+export const Y_BYTES = 33
 export const SHARE_BYTES = 2 + Y_BYTES
 export const MAX_SHARES = 65535
 const MAX_SUBSET_SEARCH = 20000
@@ -29,7 +36,7 @@ const MAX_SUBSET_SEARCH = 20000
 export interface Share {
   /** evaluation point, 1..65535 */
   x: number
-  /** f(x), 66 bytes big-endian */
+  /** f(x), 33 bytes big-endian */
   y: Uint8Array
 }
 

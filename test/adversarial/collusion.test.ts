@@ -83,7 +83,7 @@ function attack (coalition: number[]): { recovered: Uint32Array | null, error: s
   } catch (e) {
     if (!(e instanceof TooFewSharesError)) throw e
     // the best a coalition below the threshold can do: interpolate what it has (a lower-degree guess)
-    // (over GF(2^521 − 1) it is almost never even a 256-bit value)
+    // (a uniformly random field element, almost always some 256-bit value, never the seed)
     let guess: Uint8Array | null = null
     try { guess = reconstructSecret(bShares, bShares.length) } catch (g) { if (!(g instanceof InconsistentSharesError)) throw g }
     assert.ok(guess === null || !equalBytes(secretCommitment(guess), adverts.get(target)!.selfMaskCommitment), 'a guess from t − 1 shares is not the self-mask seed')

@@ -8,7 +8,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
 import { MemNet } from '../protocol/harness.ts'
-import { NodeIdentity, decodeShare, PrivacyError } from '../../src/privacy/index.ts'
+import { NodeIdentity, decodeShare, PrivacyError, SHARE_BYTES } from '../../src/privacy/index.ts'
 import { decodeBounded, encodeCanonical, hex } from '../../src/protocol/codec.ts'
 import { ProtocolError } from '../../src/protocol/errors.ts'
 import { openMessage, sealMessage, MAX_MESSAGE_BYTES } from '../../src/protocol/messages.ts'
@@ -133,7 +133,7 @@ test('stream headers (blob and ledger protocols): arbitrary values are rejected 
 })
 
 test('secret shares (inside sealed boxes): random bytes are rejected with a PrivacyError', () => {
-  fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }).filter(b => b.length !== 68), b => {
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }).filter(b => b.length !== SHARE_BYTES), b => {
     rejects(() => decodeShare(b), PrivacyError, 'share')
   }), { numRuns: RUNS })
 })

@@ -1,9 +1,10 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { throwsA } from '../helpers/assert.ts'
+import { checkPrimeSync } from 'node:crypto'
 import {
   splitSecret, reconstructSecret, secretCommitment, encodeShare, decodeShare, x25519PublicKey, seededRandom,
-  TooFewSharesError, InconsistentSharesError, InvalidArgumentError, SHARE_BYTES, type Share
+  TooFewSharesError, InconsistentSharesError, InvalidArgumentError, SHARE_BYTES, FIELD_PRIME, type Share
 } from '../../src/privacy/index.ts'
 import { toHex, testSeed } from '../helpers/bytes.ts'
 
@@ -38,11 +39,20 @@ test('fewer than t shares: a clear error; t-1 shares interpolate to something el
   if (wrong !== undefined) assert.is.not(toHex(wrong), toHex(secret))
 })
 
+test('the field is the smallest prime above 2^256: every 256-bit secret fits, and a share is 2 + 33 bytes', () => {
+  assert.ok(checkPrimeSync(FIELD_PRIME, { checks: 64 }), 'prime')
+  for (let k = 1n; (1n << 256n) + k < FIELD_PRIME; k += 2n) assert.not.ok(checkPrimeSync((1n << 256n) + k, { checks: 8 }), `2^256 + ${k} is prime too`)
+  assert.ok(FIELD_PRIME > (1n << 256n) && FIELD_PRIME < (1n << 264n))
+  assert.is(SHARE_BYTES, 35)
+  const max = new Uint8Array(32).fill(255)
+  assert.is(toHex(reconstructSecret(splitSecret(max, 2, 3, seededRandom(testSeed(9))).slice(1), 2)), toHex(max))
+})
+
 test('extra shares are checked against the polynomial; a bad one is named when a commitment is given', () => {
   const secret = testSeed(4)
   const shares = splitSecret(secret, 3, 6, seededRandom(testSeed(5)))
   const bad: Share[] = shares.map(s => ({ x: s.x, y: Uint8Array.from(s.y) }))
-  bad[1].y[65] ^= 1 // share at x=2 is corrupted
+  bad[1].y[bad[1].y.length - 1] ^= 1 // share at x=2 is corrupted
   throwsA(() => reconstructSecret(bad, 3), InconsistentSharesError)
   const commitment = secretCommitment(secret)
   const verify = (s: Uint8Array) => toHex(secretCommitment(s)) === toHex(commitment)
@@ -92,7 +102,7 @@ test('bad arguments are typed errors', () => {
   throwsA(() => splitSecret(secret, 2, [0, 1]), InvalidArgumentError)
   const shares = splitSecret(secret, 2, 3)
   throwsA(() => reconstructSecret([shares[0], shares[0]], 2), InvalidArgumentError)
-  throwsA(() => reconstructSecret([shares[0], { x: 2, y: new Uint8Array(66).fill(255) }], 2), InvalidArgumentError)
+  throwsA(() => reconstructSecret([shares[0], { x: 2, y: new Uint8Array(33).fill(255) }], 2), InvalidArgumentError)
   throwsA(() => decodeShare(new Uint8Array(SHARE_BYTES)), InvalidArgumentError)
   throwsA(() => decodeShare(new Uint8Array(10)), InvalidArgumentError)
 })

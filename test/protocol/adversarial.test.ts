@@ -98,7 +98,7 @@ for (const mode of ROUND_MODES) {
       const body = env.body as RevealBody
       const corrupt = (list: Array<[number, Uint8Array]>) => list.map(([u, s]): [number, Uint8Array] => {
         const share = decodeShare(s)
-        const y = Uint8Array.from(share.y); y[60] ^= 0x5a
+        const y = Uint8Array.from(share.y); y[27] ^= 0x5a
         return [u, encodeShare({ x: share.x, y })]
       })
       return [sealMessage(net.identities[evil], { ...env, body: { ...body, selfMaskShares: corrupt(body.selfMaskShares), keyShares: corrupt(body.keyShares) } } as Envelope)]

@@ -10,7 +10,7 @@
 // node:crypto's createCipheriv('aes-128-ctr') runs. The addon does not link libcrypto: its EVP
 // symbols resolve at load time to those the Node binary exports (Node links OpenSSL statically
 // and exports it for addons); only OpenSSL 3's headers are needed to build it (Debian:
-// libssl-dev). The results are bit-identical to the JavaScript path (test/privacy/prg.test.ts).
+// libssl-dev). The results are bit-identical to the JavaScript path (test/node/mask-kernel.test.ts).
 //
 // Exports:
 //   addKeystreams(acc: Uint32Array, keys: Uint8Array(16m), ivs: Uint8Array(16m), skip: 0..15,
@@ -24,6 +24,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -47,7 +48,9 @@ Ctx openStream(const uint8_t* key, const uint8_t* iv, size_t skip) {
   if (skip > 0) {
     uint8_t discard[16];
     int len = 0;
-    if (EVP_EncryptUpdate(ctx.get(), discard, &len, kZeros, static_cast<int>(skip)) != 1 || len != static_cast<int>(skip)) throw Failure{"EVP_EncryptUpdate failed"};
+    const int ok = EVP_EncryptUpdate(ctx.get(), discard, &len, kZeros, static_cast<int>(skip));
+    OPENSSL_cleanse(discard, sizeof discard); // keystream is mask material
+    if (ok != 1 || len != static_cast<int>(skip)) throw Failure{"EVP_EncryptUpdate failed"};
   }
   return ctx;
 }
@@ -80,9 +83,9 @@ Typed typedArray(napi_env env, napi_value v, napi_typedarray_type want, const ch
 }
 
 size_t smallInt(napi_env env, napi_value v, uint32_t max, const char* name) {
-  uint32_t x = 0;
-  if (napi_get_value_uint32(env, v, &x) != napi_ok || x > max) throw Failure{std::string(name) + " out of range"};
-  return x;
+  double x = -1;
+  if (napi_get_value_double(env, v, &x) != napi_ok || !(x >= 0 && x <= max) || x != static_cast<double>(static_cast<uint32_t>(x))) throw Failure{std::string(name) + " out of range"};
+  return static_cast<size_t>(x);
 }
 
 template <size_t N>
@@ -92,10 +95,16 @@ void args(napi_env env, napi_callback_info info, napi_value (&argv)[N]) {
   if (argc != N) throw Failure{"expected " + std::to_string(N) + " arguments"};
 }
 
-napi_value fail(napi_env env, const Failure& f) {
-  napi_throw_error(env, "ERR_MEDMESH_MASK_KERNEL", f.message.c_str());
+napi_value fail(napi_env env, const char* message) {
+  napi_throw_error(env, "ERR_MEDMESH_MASK_KERNEL", message);
   return nullptr;
 }
+
+// no C++ exception may cross into Node: every callback ends in one of these
+#define CATCH_ALL(env) \
+  catch (const Failure& f) { return fail(env, f.message.c_str()); } \
+  catch (const std::exception& e) { return fail(env, e.what()); } \
+  catch (...) { return fail(env, "unexpected failure"); }
 
 napi_value AddKeystreams(napi_env env, napi_callback_info info) {
   try {
@@ -128,10 +137,9 @@ napi_value AddKeystreams(napi_env env, napi_callback_info info) {
         else for (size_t i = 0; i < count; i++) dst[i] -= ks[i];
       }
     }
+    OPENSSL_cleanse(ks, sizeof ks); // the last chunk of mask keystream does not stay behind
     return nullptr;
-  } catch (const Failure& f) {
-    return fail(env, f);
-  }
+  } CATCH_ALL(env)
 }
 
 napi_value ExpandKeystream(napi_env env, napi_callback_info info) {
@@ -148,9 +156,7 @@ napi_value ExpandKeystream(napi_env env, napi_callback_info info) {
     const size_t bytes = 4 * out.length;
     for (size_t off = 0; off < bytes; off += kChunkBytes) keystream(stream.get(), o + off, std::min(kChunkBytes, bytes - off));
     return nullptr;
-  } catch (const Failure& f) {
-    return fail(env, f);
-  }
+  } CATCH_ALL(env)
 }
 
 napi_value OpensslVersion(napi_env env, napi_callback_info) {

@@ -103,8 +103,10 @@ export function expandMask (seed: Uint8Array, n: number, out?: Uint32Array): Uin
   if (!(target instanceof Uint32Array) || target.length !== n) {
     throw new InvalidArgumentError(`out must be a Uint32Array of length ${n}`)
   }
-  if (kernel !== null) kernel.expandKeystream(target, prgKey(seed), IV, 0)
-  else streamWords(seed, n, (words, offset) => { target.set(words, offset) })
+  if (kernel !== null) {
+    const key = prgKey(seed)
+    try { kernel.expandKeystream(target, key, IV, 0) } finally { key.fill(0) }
+  } else streamWords(seed, n, (words, offset) => { target.set(words, offset) })
   return target
 }
 
@@ -134,7 +136,7 @@ export function addMasks (acc: Uint32Array, terms: readonly MaskTerm[], from = 0
     const { iv, skip } = counterAt(from)
     const keys = new Uint8Array(16 * terms.length)
     const ivs = new Uint8Array(16 * terms.length)
-    terms.forEach((t, i) => { keys.set(prgKey(t.seed), 16 * i); ivs.set(iv, 16 * i) })
+    terms.forEach((t, i) => { const key = prgKey(t.seed); keys.set(key, 16 * i); key.fill(0); ivs.set(iv, 16 * i) })
     try {
       kernel.addKeystreams(acc, keys, ivs, skip, Int8Array.from(terms, t => t.sign))
     } finally { keys.fill(0) } // the masks' keys do not outlive the call

@@ -14,7 +14,11 @@ import { arr, bytes, decodeBounded, encodeCanonical, equalBytes, hash, obj, uint
 import { reject } from './errors.ts'
 import { MAX_MEMBERS, MAX_SLICES } from './manifest.ts'
 
-export const PROTOCOL_VERSION = 1
+/**
+ * 2 (2026-12-05): Shamir shares of 35 bytes (GF(2^256 + 297)) and slices dealt to their aggregators
+ * by blocks; a version-1 peer's messages are turned away as `bad-version` rather than misread.
+ */
+export const PROTOCOL_VERSION = 2
 /** below gossipsub's 4 MiB (FIELD-NOTES): a masking-set proposal of 100 members is about 2.2 MB */
 export const MAX_MESSAGE_BYTES = 3 * 1024 * 1024
 export const MAX_ROUND = 2 ** 40

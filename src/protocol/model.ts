@@ -39,7 +39,7 @@ function head (major: number, n: number): number[] {
  */
 export function encodeState (s: GlobalState): Uint8Array {
   const small = (n: number): boolean => Number.isInteger(n) && n >= 0 && n < 0x100000000
-  if (!small(s.step) || !small(s.weights.byteLength)) return encodeCanonical({ v: 1, w: f32Bytes(s.weights), s: s.optimizer.map(f32Bytes), k: s.step })
+  if (!small(s.step) || !small(s.weights.byteLength) || !s.optimizer.every(o => small(o.byteLength))) return encodeCanonical({ v: 1, w: f32Bytes(s.weights), s: s.optimizer.map(f32Bytes), k: s.step })
   const parts: Array<number[] | Uint8Array> = [[0xa4, 0x61, 0x6b], head(0, s.step), [0x61, 0x73], head(4, s.optimizer.length)]
   for (const o of s.optimizer) parts.push(head(2, o.byteLength), f32Bytes(o))
   parts.push([0x61, 0x76, 0x01, 0x61, 0x77], head(2, s.weights.byteLength), f32Bytes(s.weights))

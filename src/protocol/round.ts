@@ -16,7 +16,7 @@ import { equalBytes, hash, hex } from './codec.ts'
 import { ProtocolError, type RejectCode } from './errors.ts'
 import type { Phase, RoundAction } from './actions.ts'
 import {
-  MSG, MSG_NAME, openMessage, sealMessage, type AckBody, type AdvertiseBody, type CommitBody, type Envelope, type MaskedInputBody,
+  MSG, MSG_NAME, PROTOCOL_VERSION, openMessage, sealMessage, type AckBody, type AdvertiseBody, type CommitBody, type Envelope, type MaskedInputBody,
   type OpenedMessage, type ProposalBody, type RevealBody, type ShareKeysBody, type SliceSumsBody, type MsgType, type Body
 } from './messages.ts'
 import { memberIndex, type Manifest } from './manifest.ts'
@@ -495,6 +495,8 @@ export class Round {
     this.#sliced?.release()
     this.#actions.push({ type: 'phase', phase: 'certified', detail: `certified by ${certificate.signatures.length} signatures`, round: this.#o.round })
     this.#actions.push({ type: 'certified', certificate, header, state: mine ? this.#result!.state : null, stats: mine ? this.#result!.stats : null, stateBytes: mine ? this.#result!.stateBytes : null })
+    // the peer has the state now; a finished round kept for late messages needs only the header
+    if (this.#result !== null) this.#result = { header: this.#result.header, state: null, stats: null, stateBytes: null }
   }
 
   #inputLength (): number {
@@ -566,7 +568,8 @@ export class Round {
     if (seen === this.#revealsSeen) return
     this.#revealsSeen = seen
     const reveals = new Map([...this.#reveals].filter(([, body]) => equalBytes(body.proposalId, U3.id)))
-    // each reveal holds one share of each secret: fewer than t reveals cannot reconstruct any
+    // each reveal holds one share of each secret: fewer than t reveals cannot reconstruct any (a
+    // reveal that breaks the rules is named once t are in; with fewer the round cannot finish anyway)
     if (reveals.size < this.#o.manifest.params.threshold) return
     const shares = collectRevealedShares(reveals, M.members, U3.members, this.#faulty)
     for (const m of shares.misbehaved) { this.#faulty.add(m.member); this.#reject(m.code, m.reason, m.member) }
@@ -637,7 +640,7 @@ export class Round {
   commitsHeard (): Array<[number, CommitBody]> { return this.#commits.commits() }
 
   #send (t: MsgType, attempt: number, body: Body): Uint8Array {
-    const env: Envelope = { version: 1, type: t, consortium: this.#o.consortium, round: this.#o.round, attempt: attempt, sender: this.me, body: body }
+    const env: Envelope = { version: PROTOCOL_VERSION, type: t, consortium: this.#o.consortium, round: this.#o.round, attempt: attempt, sender: this.me, body: body }
     const wire = sealMessage(this.#o.identity, env)
     this.#actions.push({ type: 'broadcast', msgType: MSG_NAME[t], wire, round: this.#o.round })
     // I receive my own message like anyone else's, so that every rule applies to it too

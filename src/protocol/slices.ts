@@ -31,7 +31,7 @@ export function sliceBounds (d: number, slices: number): SliceBounds[] {
   return Array.from({ length: slices }, (_, j) => ({ index: j, from: Math.floor(j * d / slices), to: Math.floor((j + 1) * d / slices) }))
 }
 
-const DOMAIN = new TextEncoder().encode('medmesh/v1/slice-assignment')
+const DOMAIN = new TextEncoder().encode('medmesh/v2/slice-assignment') // v2: heads dealt by blocks
 
 /** The assignment's seed: the domain, the consortium id, the round and the previous certificate's header hash. */
 export function assignmentSeed (consortium: Uint8Array, round: number, prev: Uint8Array): Uint8Array {

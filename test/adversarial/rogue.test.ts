@@ -17,6 +17,7 @@ import { createHost } from '../../src/node/host.ts'
 import { BLOB_PROTOCOL, LEDGER_PROTOCOL } from '../../src/node/wire.ts'
 import { consortiumId, memberIndex } from '../../src/protocol/manifest.ts'
 import { encodeCanonical, hex } from '../../src/protocol/codec.ts'
+import { PROTOCOL_VERSION } from '../../src/protocol/messages.ts'
 import { makeCluster, startNode, messages, waitFor, withTimeout, checkDataDir, type Running } from '../node/cluster.ts'
 
 // both aggregation modes: all-to-all, and sliced (each slice fetched and summed by two aggregators)
@@ -50,7 +51,7 @@ for (const mode of [{ name: 'all-to-all', manifestArgs: [] }, { name: 'sliced', 
         // gossip: random bytes, and well-formed envelopes signed by this member with bad bodies
         await rogue.services.pubsub.publish(topic, Uint8Array.from({ length: 50 + k * 13 }, (_, i) => (i * 31 + k) & 0xff)).catch(() => {})
         // (sealed by hand: sealMessage writes only the bodies the protocol knows)
-        const payload = encodeCanonical({ v: 1, t: (k % 8) + 1, c: consortiumId(manifest), r: k % 3, a: 0, s: me, b: { junk: new Uint8Array(k) } })
+        const payload = encodeCanonical({ v: PROTOCOL_VERSION, t: (k % 8) + 1, c: consortiumId(manifest), r: k % 3, a: 0, s: me, b: { junk: new Uint8Array(k) } })
         await rogue.services.pubsub.publish(topic, encodeCanonical([payload, identity.sign('protocol-message', payload)])).catch(() => {})
         sent += 2
         if (k % 8 === 0) {

@@ -4,7 +4,7 @@ import { MemNet, expectedAggregate, ROUND_MODES } from './harness.ts'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { NodeIdentity, seededRandom, decodeShare, encodeShare } from '../../src/privacy/index.ts'
 import { decodeBounded, encodeCanonical, hex } from '../../src/protocol/codec.ts'
-import { sealMessage, openMessage, MAX_MESSAGE_BYTES, type Envelope, type RevealBody, type MaskedInputBody } from '../../src/protocol/messages.ts'
+import { sealMessage, openMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, type Envelope, type RevealBody, type MaskedInputBody } from '../../src/protocol/messages.ts'
 
 const hashOf = (v: Uint32Array): string => hex(sha256(new Uint8Array(v.buffer)))
 const ctxOf = (net: MemNet) => ({ consortium: net.peers[0].ledger.consortium, memberKeys: net.peers[0].ledger.memberKeys })
@@ -56,7 +56,7 @@ for (const mode of ROUND_MODES) {
     net.inject(0, new Uint8Array(MAX_MESSAGE_BYTES + 1))
     // wrong version and another consortium, validly signed by a member
     const env = openMessage(captured!, ctx).env
-    net.inject(0, sealMessage(net.identities[1], { ...env, version: 2 }))
+    net.inject(0, sealMessage(net.identities[1], { ...env, version: PROTOCOL_VERSION - 1 })) // the version before (68-byte shares)
     net.inject(0, sealMessage(net.identities[1], { ...env, consortium: new Uint8Array(32) }))
     // a non-member, pretending to be member 1, and naming an index past the members
     const outsider = NodeIdentity.generate(seededRandom(new Uint8Array(32).fill(99)))

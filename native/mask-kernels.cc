@@ -13,10 +13,10 @@
 // libssl-dev). The results are bit-identical to the JavaScript path (test/node/mask-kernel.test.ts).
 //
 // Exports:
-//   addKeystreams(acc: Uint32Array, keys: Uint8Array(16m), ivs: Uint8Array(16m), skip: 0..15,
+//   addKeystreams(acc: Uint32Array, keys: Uint8Array(16m), iv: Uint8Array(16), skip: 0..15,
 //                 signs: Int8Array(m) of ±1): acc[i] += Σ_t signs[t] · word i of stream t, where
-//                 stream t is AES-128-CTR(keys[t], counter block ivs[t]) with its first `skip`
-//                 bytes discarded.
+//                 stream t is AES-128-CTR(keys[t], counter block iv) with its first `skip` bytes
+//                 discarded (every stream at the same position: a slice of the vector).
 //   expandKeystream(out: Uint32Array, key: Uint8Array(16), iv: Uint8Array(16), skip: 0..15):
 //                 out = the same stream's words (what expandMask writes).
 //   opensslVersion(): the OpenSSL version string these calls run on.
@@ -112,16 +112,17 @@ napi_value AddKeystreams(napi_env env, napi_callback_info info) {
     args(env, info, argv);
     Typed acc = typedArray(env, argv[0], napi_uint32_array, "acc");
     Typed keys = typedArray(env, argv[1], napi_uint8_array, "keys");
-    Typed ivs = typedArray(env, argv[2], napi_uint8_array, "ivs");
+    Typed iv = typedArray(env, argv[2], napi_uint8_array, "iv");
     size_t skip = smallInt(env, argv[3], 15, "skip");
     Typed signs = typedArray(env, argv[4], napi_int8_array, "signs");
     size_t m = signs.length;
-    if (keys.length != 16 * m || ivs.length != 16 * m) throw Failure{"keys and ivs must hold 16 bytes per sign"};
+    if (keys.length != 16 * m) throw Failure{"keys must hold 16 bytes per sign"};
+    if (iv.length != 16) throw Failure{"iv must be 16 bytes"};
     const int8_t* sign = static_cast<const int8_t*>(signs.data);
     for (size_t t = 0; t < m; t++) if (sign[t] != 1 && sign[t] != -1) throw Failure{"signs must be 1 or -1"};
     std::vector<Ctx> streams;
     streams.reserve(m);
-    for (size_t t = 0; t < m; t++) streams.push_back(openStream(static_cast<uint8_t*>(keys.data) + 16 * t, static_cast<uint8_t*>(ivs.data) + 16 * t, skip));
+    for (size_t t = 0; t < m; t++) streams.push_back(openStream(static_cast<uint8_t*>(keys.data) + 16 * t, static_cast<uint8_t*>(iv.data), skip));
     alignas(64) static thread_local uint32_t ks[kChunkBytes / 4];
     uint32_t* a = static_cast<uint32_t*>(acc.data);
     const size_t words = acc.length;

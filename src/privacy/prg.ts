@@ -67,8 +67,8 @@ function cipherAt (key: Uint8Array, from: number): ReturnType<typeof createCiphe
  * node:crypto's cipher runs here. Either gives the same words (test/node/mask-kernel.test.ts).
  */
 export interface KeystreamKernel {
-  /** acc[i] += Σ_t signs[t] · word i of AES-128-CTR(keys[16t, 16t+16), counter ivs[16t, 16t+16)) after its first `skip` bytes (mod 2^32) */
-  addKeystreams: (acc: Uint32Array, keys: Uint8Array, ivs: Uint8Array, skip: number, signs: Int8Array) => void
+  /** acc[i] += Σ_t signs[t] · word i of AES-128-CTR(keys[16t, 16t+16), counter block iv) after its first `skip` bytes (mod 2^32): every stream at the same position */
+  addKeystreams: (acc: Uint32Array, keys: Uint8Array, iv: Uint8Array, skip: number, signs: Int8Array) => void
   /** out = the words of AES-128-CTR(key, counter iv) after its first `skip` bytes */
   expandKeystream: (out: Uint32Array, key: Uint8Array, iv: Uint8Array, skip: number) => void
 }
@@ -135,10 +135,9 @@ export function addMasks (acc: Uint32Array, terms: readonly MaskTerm[], from = 0
   if (kernel !== null) {
     const { iv, skip } = counterAt(from)
     const keys = new Uint8Array(16 * terms.length)
-    const ivs = new Uint8Array(16 * terms.length)
-    terms.forEach((t, i) => { const key = prgKey(t.seed); keys.set(key, 16 * i); key.fill(0); ivs.set(iv, 16 * i) })
+    terms.forEach((t, i) => { const key = prgKey(t.seed); keys.set(key, 16 * i); key.fill(0) })
     try {
-      kernel.addKeystreams(acc, keys, ivs, skip, Int8Array.from(terms, t => t.sign))
+      kernel.addKeystreams(acc, keys, iv, skip, Int8Array.from(terms, t => t.sign))
     } finally { keys.fill(0) } // the masks' keys do not outlive the call
     return
   }

@@ -91,7 +91,6 @@ export class Round {
   readonly #reveals = new Map<number, RevealBody>()
   /** what the last look at the reveals saw (survivor set, reveals received, members found faulty): nothing new, no need to look again */
   #revealsSeen = ''
-  #revealCount = 0
   readonly #commits = new CommitTally()
   readonly #faulty = new Set<number>()
 
@@ -377,7 +376,6 @@ export class Round {
   #onReveal (msg: OpenedMessage<RevealBody>): void {
     if (!this.#firstOf(`rev:${msg.env.sender}`, msg)) return
     this.#reveals.set(msg.env.sender, msg.env.body)
-    this.#revealCount++
   }
 
   #onSliceSums (msg: OpenedMessage<SliceSumsBody>): void {
@@ -564,7 +562,7 @@ export class Round {
     // decodings per event, n⁴ in all: a round of 100 peers took minutes)
     // (all-to-all also waits for the survivors' vectors: one arriving is news too)
     const held = this.#sliced === null ? U3.members.filter(u => this.#vectors.has(u)).length : 0
-    const seen = `${hex(U3.id)}:${this.#revealCount}:${this.#faulty.size}:${held}`
+    const seen = `${hex(U3.id)}:${this.#reveals.size}:${this.#faulty.size}:${held}` // a member's first reveal is its only one
     if (seen === this.#revealsSeen) return
     this.#revealsSeen = seen
     const reveals = new Map([...this.#reveals].filter(([, body]) => equalBytes(body.proposalId, U3.id)))

@@ -74,6 +74,7 @@ test('the addon refuses malformed arguments with an error, touching nothing', ()
   }
   refuses(() => addon.addKeystreams(acc, key, iv, 0, Int8Array.of(2)), /signs must be 1 or -1/)
   refuses(() => addon.addKeystreams(acc, key, iv, 0, Int8Array.of(1, 1)), /16 bytes per sign/)
+  refuses(() => addon.addKeystreams(acc, key, iv.subarray(1), 0, Int8Array.of(1)), /iv must be 16 bytes/)
   refuses(() => addon.addKeystreams(acc, key, iv, 16, Int8Array.of(1)), /skip out of range/)
   refuses(() => addon.addKeystreams(new Int32Array(8) as never, key, iv, 0, Int8Array.of(1)), /acc has the wrong element type/)
   refuses(() => addon.expandKeystream(acc, key.subarray(1), iv, 0), /16 bytes/)

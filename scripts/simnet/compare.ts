@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { UsageError } from '../../src/cli/main.ts'
 
 export interface Fingerprint {
   seed: number
@@ -61,9 +62,9 @@ export function compareReports (a: ComparableReport, b: ComparableReport): Compa
 /** Read DIR/report.json (or a report.json path). */
 export function readReport (path: string): ComparableReport {
   const file = existsSync(join(path, 'report.json')) ? join(path, 'report.json') : path
-  if (!existsSync(file)) throw new Error(`no simulation report at ${path}`)
+  if (!existsSync(file)) throw new UsageError(`no simulation report at ${path}`)
   const r = JSON.parse(readFileSync(file, 'utf8')) as ComparableReport
-  if (!Array.isArray(r.rounds)) throw new Error(`${file} is not a medmesh simulation report`)
+  if (!Array.isArray(r.rounds)) throw new UsageError(`${file} is not a medmesh simulation report`)
   return r
 }
 

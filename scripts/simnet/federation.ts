@@ -1,14 +1,17 @@
-/** What the simulator's two transports share: the run's setup, a round's record, the progress line. */
-import { subset, type ImageDataset } from '../../src/training/data/dataset.ts'
-import { holdOut } from '../../src/training/data/partition.ts'
+/**
+ * What the simulator's two transports share: the run's setup, a round's record and how it is
+ * built, the faults of a round, the traffic sums, the check that no two peers certified different
+ * things, the progress line.
+ */
 import type { AggregationParams, TrainingParams } from '../../src/protocol/manifest.ts'
-import type { ValidationFigures } from '../../src/protocol/validation.ts'
+import type { LedgerEntry } from '../../src/protocol/ledger.ts'
+import { hex } from '../../src/protocol/codec.ts'
+import { decodeValidation, noLongerImproving, type ValidationFigures } from '../../src/protocol/validation.ts'
 import type { ModelId } from '../../src/training/models.ts'
 import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
 import type { TrafficKind } from '../../src/node/metrics.ts'
-import type { Fault } from './faults.ts'
-
-export interface SimData { train: ImageDataset, val: ImageDataset | null, test: ImageDataset }
+import { faultsOfRound, type Fault } from './faults.ts'
+import type { SimData } from './data.ts'
 
 export interface SimSetup {
   n: number
@@ -75,23 +78,6 @@ export interface RoundRecord {
 
 export const emptyTraffic = (): Record<TrafficKind, number> => ({ gossip: 0, 'masked-vector': 0, state: 0, ledger: 0 })
 
-/** Hospital i's data: its share of the training split, of which a seeded 10% is its own validation part. */
-export function hospitalData (s: Pick<SimSetup, 'data' | 'parts' | 'seedBytes'>, i: number): { train: ImageDataset, val: ImageDataset } {
-  const { kept, held } = hospitalSplit(s, i)
-  return { train: subset(s.data.train, kept), val: subset(s.data.train, held) }
-}
-
-/** Which of data.train's images hospital i trains on (kept) and validates on (held). */
-export function hospitalSplit (s: Pick<SimSetup, 'parts' | 'seedBytes'>, i: number): { kept: number[], held: number[] } {
-  return holdOut(s.parts[i], 0.1, s.seedBytes(400 + i))
-}
-
-/** All hospitals' data pooled: what one site holding all of it would train and validate on. */
-export function pooledData (s: Pick<SimSetup, 'data' | 'parts' | 'seedBytes'>): { train: ImageDataset, val: ImageDataset } {
-  const splits = s.parts.map((_, i) => hospitalSplit(s, i))
-  return { train: subset(s.data.train, splits.flatMap(x => x.kept)), val: subset(s.data.train, splits.flatMap(x => x.held)) }
-}
-
 /** The model round the consortium keeps: the best by pooled validation AUC (the last certified one when no eval round certified). */
 export function chosenRound (records: RoundRecord[]): number {
   let best = -1
@@ -127,4 +113,87 @@ export function progressLine (r: RoundRecord, n: number, withEpsilon: boolean): 
   return `round ${r.round}: ${certified ? `certified, ${r.participants.length}/${n} hospitals` : 'aborted'}${r.offline.length > 0 ? ` (${r.offline.length} offline)` : ''}` +
     `${r.validation !== null ? ` — validation AUC ${r.validation.auc.toFixed(3)}` : ''}${r.metrics !== null ? ` — test ${formatMetrics(r.metrics)}` : ''}${withEpsilon ? ` — ε ${r.epsilon.map(e => e.toFixed(2)).join('/')}` : ''} — ${(r.bytes / 1e6).toFixed(1)} MB sent (${r.modelSizes.toFixed(1)}× the model; ${(r.modelSizes / n).toFixed(1)}× per hospital)` +
     ` — phases ${Object.entries(r.phaseMs).map(([p, ms]) => `${p} ${ms} ms`).join(', ')}`
+}
+
+/** Round k's faults as both transports apply them: the plan, who is offline, whether the crash victim goes down or comes back. */
+export function roundFaults (s: Pick<SimSetup, 'n' | 'dropout' | 'killAt' | 'malicious' | 'seed'>, k: number): { faults: Fault[], absent: Set<number>, crash: boolean, restart: boolean } {
+  const faults = faultsOfRound(s, k)
+  return {
+    faults,
+    absent: new Set(faults.filter(f => f.fault === 'offline').map(f => f.hospital)),
+    crash: faults.some(f => f.fault === 'crash'),
+    restart: faults.some(f => f.fault === 'restart')
+  }
+}
+
+/** Model round k's record, from what a transport saw of protocol rounds 2k - 1 (the model) and 2k (its eval round). */
+export function roundRecord (k: number, plan: { faults: Fault[], absent: Set<number> }, seen: {
+  model: LedgerEntry | undefined, judged: LedgerEntry | undefined, participants: number[], metrics: ClinicalMetrics | null,
+  epsilon: number[], traffic: Traffic, phaseMs: Record<string, number>, reference: number
+}): RoundRecord {
+  const update = seen.model !== undefined && seen.model.header.kind === 'update' ? seen.model : undefined
+  return {
+    round: k,
+    protocolRounds: [2 * k - 1, 2 * k],
+    participants: seen.participants,
+    metrics: seen.metrics,
+    stateHash: update === undefined ? null : hex(update.header.stateHash),
+    validation: seen.judged?.header.kind === 'eval' ? decodeValidation(seen.judged.header.extra) : null,
+    epsilon: seen.epsilon,
+    ...seen.traffic,
+    phaseMs: seen.phaseMs,
+    offline: [...plan.absent].sort((a, b) => a - b),
+    faults: plan.faults,
+    reference: seen.reference
+  }
+}
+
+export type Traffic = Pick<RoundRecord, 'bytes' | 'bytesByKind' | 'modelSizes'>
+
+/** acc += x, kind by kind */
+export function addTraffic (acc: Record<TrafficKind, number>, x: Record<TrafficKind, number>): Record<TrafficKind, number> {
+  for (const k of Object.keys(acc) as TrafficKind[]) acc[k] += x[k]
+  return acc
+}
+
+/** Bytes sent for these protocol rounds, by kind and in all, and that in model sizes, from counts by round (one map per sender, or one for all). */
+export function sumTraffic (counts: Iterable<ReadonlyMap<number, Record<TrafficKind, number>>>, rounds: number[], modelBytes: number): Traffic {
+  const byKind = emptyTraffic()
+  for (const byRound of counts) {
+    for (const r of rounds) {
+      const x = byRound.get(r)
+      if (x !== undefined) addTraffic(byKind, x)
+    }
+  }
+  const bytes = Object.values(byKind).reduce((a, b) => a + b, 0)
+  return { bytes, bytesByKind: byKind, modelSizes: bytes / modelBytes }
+}
+
+/**
+ * Safety across the consortium: no two peers hold different certificates for one round (a peer
+ * that missed the last rounds holds a prefix of the others' ledger), and every ledger could be
+ * read (null: it could not); the longest ledger's length, and how many peers hold one that long.
+ */
+export function ledgerAgreement (ledgers: Array<{ entries: readonly LedgerEntry[] } | null>): Pick<FederationResult, 'consistent' | 'longest' | 'atHead'> {
+  const byRound = new Map<number, Set<string>>()
+  for (const l of ledgers) {
+    for (const e of l?.entries ?? []) {
+      if (!byRound.has(e.header.round)) byRound.set(e.header.round, new Set())
+      byRound.get(e.header.round)!.add(hex(e.hash))
+    }
+  }
+  const length = (l: { entries: readonly LedgerEntry[] } | null): number => l?.entries.length ?? 0
+  const longest = Math.max(...ledgers.map(length))
+  return {
+    consistent: ledgers.every(l => l !== null) && [...byRound.values()].every(x => x.size === 1),
+    longest,
+    atHead: ledgers.filter(l => length(l) === longest).length
+  }
+}
+
+/** Whether the consortium stops early (--patience eval rounds without a better pooled validation AUC), said in the progress. */
+export function stopsEarly (ledger: Parameters<typeof noLongerImproving>[0] | undefined, s: Pick<SimSetup, 'patience' | 'out'>): boolean {
+  if (ledger === undefined || !noLongerImproving(ledger, s.patience)) return false
+  s.out(`validation AUC has not improved for ${s.patience} round(s): the consortium stops early`)
+  return true
 }

@@ -1,6 +1,13 @@
-/** The simulation report: one JSON file with every figure, and an HTML page of SVG charts that opens offline. */
+/**
+ * The simulation report rendered: one JSON file with every figure (report-model.ts computes them),
+ * and an HTML page of SVG charts and a summary that opens offline.
+ */
 import { writeFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
+import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
+import { describeFault } from './faults.ts'
+import { PHASES, type RoundRecord } from './federation.ts'
+import type { ReportModel } from './report-model.ts'
 
 export interface Series { name: string, values: Array<number | null> }
 
@@ -40,7 +47,7 @@ export function barChart (title: string, labels: string[], values: number[], uni
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" role="img" aria-label="${esc(title)}"><text x="10" y="18" font-size="14" font-weight="bold">${esc(title)}</text>${bars}</svg>`
 }
 
-export function writeReport (dir: string, data: Record<string, unknown>, charts: string[], summary: string[]): { json: string, html: string } {
+export function writeReport (dir: string, data: object, charts: string[], summary: string[]): { json: string, html: string } {
   mkdirSync(dir, { recursive: true })
   const json = join(dir, 'report.json')
   const html = join(dir, 'report.html')
@@ -82,4 +89,66 @@ export function confusionTable (title: string, classes: string[], matrix: number
   const head = classes.map(c => `<th>${esc(c)}</th>`).join('')
   const rows = matrix.map((row, t) => `<tr><th>${esc(classes[t])}</th>${row.map((v, p) => `<td style="background:${t === p ? '#e6f2e6' : v > 0 ? '#fbeaea' : '#fff'}">${v}</td>`).join('')}</tr>`).join('')
   return `<table role="table" aria-label="${esc(title)}" style="border-collapse:collapse;margin:1.5em 0" border="1" cellpadding="6"><caption style="font-weight:bold;text-align:left">${esc(title)} (rows: true class, columns: predicted)</caption><tr><th></th>${head}</tr>${rows}</table>`
+}
+
+/** The faults a run met, in one line. */
+export function faultLine (records: RoundRecord[]): string {
+  const faults = records.flatMap(r => r.faults)
+  return faults.length === 0 ? 'faults injected: none' : `faults injected: ${faults.map(f => `round ${f.round} ${describeFault(f)}`).join('; ')}`
+}
+
+/** The page's charts: the figures per round of the federation and the baselines, time, traffic, ε, ROC, confusion, calibration, each hospital's view. */
+export function reportCharts (m: ReportModel): string[] {
+  const { report: r, options: o } = m
+  const chosen = r.chosenRound - 1
+  const values = (xs: Array<ClinicalMetrics | null>, pick: (x: ClinicalMetrics) => number): Array<number | null> => xs.map(x => x === null ? null : pick(x))
+  const series = (pick: (x: ClinicalMetrics) => number): Series[] => [
+    { name: 'federated (medmesh)', values: values(r.rounds.map(x => x.metrics), pick) },
+    ...(r.centralised.length > 0 ? [{ name: 'centralised', values: values(r.centralised, pick) }] : []),
+    ...r.local.map((s, i) => ({ name: `hospital ${i} alone`, values: values(s, pick) }))
+  ]
+  const view = r.hospitalView
+  return [
+    lineChart('Test ROC-AUC per round', series(x => x.auc), 0.5, 1, 'AUC'),
+    lineChart('Test accuracy per round', series(x => x.accuracy), 0.3, 1, 'accuracy'),
+    lineChart(`Validation AUC per round (pooled by secure aggregation; chosen: round ${chosen + 1})`, [
+      { name: 'consortium validation', values: r.rounds.map(x => x.validation?.auc ?? null) },
+      { name: 'chosen round', values: r.rounds.map((x, i) => i === chosen ? x.validation?.auc ?? null : null) }
+    ], 0.5, 1, 'AUC'),
+    barChart(`${o.transport === 'memory' ? 'Simulated time' : 'Time'} per phase (all rounds)`, PHASES, PHASES.map(p => r.rounds.reduce((a, x) => a + (x.phaseMs[p] ?? 0), 0) / 1000), 's'),
+    barChart('Bytes sent per hospital (whole run)', r.bytesPerNode.map((_, i) => `hospital ${i}`), r.bytesPerNode.map(b => b / 1e6), 'MB'),
+    barChart('Bytes sent per round and hospital, in model sizes', r.rounds.map(x => `round ${x.round}`), r.rounds.map(x => x.modelSizes / o.n), '× model'),
+    ...(o.dp !== null ? [barChart('ε spent per hospital', r.epsilon.map((_, i) => `hospital ${i}`), r.epsilon, '')] : []),
+    ...(m.curves.length > 0 ? [rocChart(`ROC on the test split${m.classes.length > 2 ? ' (micro-average over the classes)' : ''}`, m.curves)] : []),
+    ...(r.final !== null ? [confusionTable(`Confusion matrix of the federated model (round ${chosen + 1}) on the test split`, m.classes, r.final.confusion)] : []),
+    ...(r.calibration !== null ? [reliabilityChart('Reliability of the federated model on the test split', r.calibration.bins, r.calibration.ece)] : []),
+    ...(view.some(v => v.alone !== null) ? [barChart('Each hospital\'s view: AUC on its own held-out data, federated model / trained alone',
+      view.flatMap(v => [`hospital ${v.hospital}: federated`, `hospital ${v.hospital}: alone`]), view.flatMap(v => [v.federated?.auc ?? 0, v.alone?.auc ?? 0]), '')] : [])
+  ]
+}
+
+/** The page's summary, a line each: how the run was made, what the consortium's model and the baselines scored, faults, safety, memory, ε. */
+export function reportSummary (m: ReportModel): string[] {
+  const { report: r, options: o } = m
+  const f = r.fingerprint; const c = r.config; const t = c.training; const a = c.aggregation
+  const n = o.n; const chosen = r.chosenRound - 1
+  const short = r.rounds.filter(x => x.participants.length < n)
+  return [
+    `run: medmesh ${f.version}${f.commit === null ? '' : ` (commit ${f.commit.slice(0, 12)})`}, Node ${f.node}, ${f.cores} cores, seed ${c.seed}; command: medmesh simnet ${f.command.join(' ')}`,
+    `transport: ${r.transport}`,
+    `${n} hospitals, ${c.rounds} rounds, model ${c.model}, ${c.partition} partition${c.partition === 'iid' ? '' : ` (α=${c.alpha})`}, dropout ${c.dropout}, seed ${c.seed}, backend ${c.backend}`,
+    `recipe: ${t.epochs} local epoch(s) per round, batch ${t.batchSize}, Adam at ${t.learningRate}${t.schedule === 'constant' ? '' : ` (${t.schedule} over the rounds)`}, class weighting ${t.classWeighting}${t.priorCorrection === undefined ? '' : `, prior correction ${t.priorCorrection}`}, ${a.rule}${a.rule === 'fedavg' ? '' : ` (β ${a.beta1})`}${a.serverLr === 1 ? '' : `, server learning rate ${a.serverLr}`}` +
+      (o.dp === null ? '' : `; DP-SGD at ε ${o.dp.epsilon}, δ 1e-5 per hospital, clipping norm ${o.dp.clip}, noise ${o.dp.noise === 0 ? 'calibrated at each hospital to its budget' : `multiplier ${o.dp.noise}`}`),
+    r.final !== null ? `federated model (round ${chosen + 1}, the best by pooled validation AUC ${r.rounds[chosen].validation?.auc.toFixed(3) ?? 'n/a'}) on the test split: ${formatMetrics(r.final)}` : 'no certified model round',
+    ...(r.centralisedChosen > 0 ? [`centralised (pooled data, round ${r.centralisedChosen}, the best by validation AUC) on the test split: ${formatMetrics(r.centralised[r.centralisedChosen - 1])}`] : []),
+    faultLine(r.rounds),
+    short.length === 0 ? `every round certified with all ${n} hospitals` : `rounds without every hospital: ${short.map(x => `${x.round} (${x.participants.length}/${n})`).join(', ')}`,
+    `rounds certified: ${r.rounds.filter(x => x.participants.length > 0).length} of ${c.rounds}; no conflicting certificates: ${r.agree}; ${m.atHead} of ${n} peers at the head`,
+    o.transport === 'memory'
+      ? `peak memory ${r.peakRssMB} MB for the whole process (${r.peakRssPerNodeMB} MB per simulated hospital); ${r.rejections} rejected inputs logged`
+      : `peak memory ${r.peakRssPerNodeMB} MB for the largest node process (${r.peakRssMB} MB for all ${n}); ${r.rejections} rejected inputs logged`,
+    ...(r.calibration !== null ? [`expected calibration error of the federated model: ${r.calibration.ece.toFixed(3)}`] : []),
+    ...r.hospitalView.filter(v => v.federated !== null && v.alone !== null).map(v => `hospital ${v.hospital} on its own held-out data (n=${v.federated!.n}): federated AUC ${v.federated!.auc.toFixed(3)}, alone ${v.alone!.auc.toFixed(3)}`),
+    ...(o.dp !== null ? [`DP-SGD: ε budget ${o.dp.epsilon} per hospital, spent ${r.epsilon.map(e => e.toFixed(2)).join(', ')}`] : [])
+  ]
 }

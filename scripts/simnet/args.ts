@@ -1,0 +1,241 @@
+/**
+ * `medmesh simnet`'s command line: the flags, their defaults (the measured recipes), and their
+ * validation into one typed options object. Every bad flag is a UsageError, which the command line
+ * turns into exit 64.
+ */
+import { parseArgs } from 'node:util'
+import { availableParallelism } from 'node:os'
+import { join } from 'node:path'
+import { UsageError } from '../../src/cli/main.ts'
+import {
+  AGGREGATION_RULES, CLASS_WEIGHTINGS, LR_SCHEDULES, PRIOR_CORRECTIONS, MAX_SLICES, defaultSlicing,
+  type AggregationParams, type SlicingParams, type TrainingParams
+} from '../../src/protocol/manifest.ts'
+import { MODEL_IDS, type ModelId } from '../../src/training/models.ts'
+import type { LrSchedule } from '../../src/training/schedule.ts'
+
+/**
+ * The recipes the simulator uses unless told otherwise, found by measurement (README, "Learning
+ * recipes"): one without DP, and one for DP-SGD, whose noise is calibrated at each hospital to
+ * spend its ε budget over the planned rounds.
+ */
+export const RECIPE = { epochs: '2', 'batch-size': '32', 'learning-rate': '0.001', aggregation: 'fedavgm', momentum: '0.7', 'dp-noise': 'calibrated', 'dp-clip': '1.0' }
+export const DP_RECIPE: typeof RECIPE = { epochs: '2', 'batch-size': '128', 'learning-rate': '0.005', aggregation: 'fedavg', momentum: '0.9', 'dp-noise': 'calibrated', 'dp-clip': '1.0' }
+
+export const TRANSPORTS = ['tcp', 'memory'] as const
+export const PARTITIONS = ['iid', 'dirichlet'] as const
+
+export const simnetHelp = `Usage: medmesh simnet [options]
+
+Simulate a consortium on one machine: real training, real secure aggregation and certificates.
+
+  --nodes N            hospitals (default 5)
+  --rounds R           model rounds (default 10)
+  --transport T        tcp: each hospital a medmesh node in its own process, libp2p over TCP on
+                       127.0.0.1 (default) | memory: all in this process, simulated time (large N)
+  --dataset PATH       a MedMNIST .npz (grayscale or colour), or a folder of images by class (PNG,
+                       JPEG, DICOM) with train/ and test/ sub-folders or without (then 20% is held
+                       out for testing) (default: the bundled PneumoniaMNIST)
+  --size PX            square side the images are resized to (area averaging; default: the data's own)
+  --channels C         1 or 3 for image folders (default: 3 if any image is in colour, else 1)
+  --partition P        iid | dirichlet (default dirichlet)   --alpha A (default 1.0)
+  --model ID           ${MODEL_IDS.join(' | ')} (default medmesh/cnn-small)
+  --epochs E           local epochs per round (default ${RECIPE.epochs}; with DP ${DP_RECIPE.epochs})   --batch-size B (default ${RECIPE['batch-size']}; with DP ${DP_RECIPE['batch-size']})
+  --learning-rate LR   local Adam learning rate (default ${RECIPE['learning-rate']}; with DP ${DP_RECIPE['learning-rate']})   --class-weighting ${CLASS_WEIGHTINGS.join('|')} (default balanced)
+  --prior-correction P none | pooled: each hospital's loss corrected for its class mix against the
+                       pooled one (logit adjustment; default none)
+  --lr-schedule S      ${LR_SCHEDULES.join(' | ')}, over the rounds (default constant)
+  --aggregation RULE   ${AGGREGATION_RULES.join(' | ')} (default ${RECIPE.aggregation}; with DP ${DP_RECIPE.aggregation})   --server-lr X (default 1)
+  --momentum B         FedAvgM's momentum, FedAdam's β1 (default ${RECIPE.momentum}; with DP ${DP_RECIPE.momentum})
+  --dp-epsilon E       DP-SGD with this ε budget per hospital, δ = 1e-5 (default: off), with the DP recipe
+  --dp-noise S         noise multiplier, or 'calibrated' (default): each hospital's σ spends its budget over the rounds
+  --dp-clip C          per-example clipping norm (default ${DP_RECIPE['dp-clip']})
+  --training-workers W worker threads per node process, each batch split among them (tcp; default:
+                       this machine's cores / hospitals, at least 1)
+  --slices S           sliced aggregation: each masked vector in S slices, each summed and unmasked
+                       only by its aggregators; 0: all-to-all (default: 64 slices from 5 hospitals,
+                       all-to-all below)   --per-slice K (default 2)
+  --patience P         stop after P eval rounds without a better pooled validation AUC (default 0: run all rounds)
+  --dropout P          fraction of hospitals offline in each round (default 0)
+  --kill-at K          hospital 1 crashes at the start of round K and comes back two rounds later,
+                       catching up from another member's ledger (default: never)
+  --malicious          the last hospital sends garbage and equivocates on its masked input (memory)
+  --latency MS         network delay per message (memory; default 0, plus up to 20 ms jitter)
+  --bandwidth MBPS     link speed for masked vectors and states (memory; default: unlimited)
+  --seed N             the data split, the initial model and the faults; with --transport memory
+                       and over tcp alike, the same seed gives the same figures (default 1)
+  --no-baselines       skip the centralised and local-only baselines
+  --out DIR            report folder (default reports/simnet-<seed>)
+  --repeat K           run K seeds (--seed, --seed + 1, …), each in its own folder under --out, and report
+                       the mean and spread of the final figures
+  --compare A B        whether two reports (folders) agree round by round, and where they first differ
+                       (exit 0 if they agree, 1 if not)
+
+Exit codes: 0 the run's ledgers agree (or --compare: the reports agree), 1 they do not, 64 bad usage.`
+
+/** One run of the simulator, as the flags describe it. */
+export interface SimnetOptions {
+  /** the command as given, for the report's fingerprint */
+  args: string[]
+  n: number
+  rounds: number
+  seed: number
+  modelId: ModelId
+  transport: typeof TRANSPORTS[number]
+  dataset: string | undefined
+  size: number | undefined
+  channels: number | undefined
+  partition: typeof PARTITIONS[number]
+  alpha: number
+  /** every hospital's recipe (the manifest's params.training) and the learning rate over the rounds */
+  training: TrainingParams
+  schedule: LrSchedule
+  aggregation: Pick<AggregationParams, 'rule' | 'serverLr' | 'beta1'>
+  dp: { epsilon: number, noise: number, clip: number } | null
+  slicing: SlicingParams | null
+  trainingWorkers: number
+  patience: number
+  dropout: number
+  killAt: number | null
+  malicious: boolean
+  latencyMs: number
+  /** bytes per simulated millisecond */
+  bandwidthBytesPerMs: number | undefined
+  baselines: boolean
+  outDir: string
+}
+
+export type SimnetCommand =
+  | { kind: 'compare', a: string, b: string }
+  | { kind: 'repeat', times: number, seed: number, outDir: string }
+  | { kind: 'run', options: SimnetOptions }
+
+const FLAGS = {
+  nodes: { type: 'string', default: '5' }, rounds: { type: 'string', default: '10' }, dataset: { type: 'string' }, partition: { type: 'string', default: 'dirichlet' },
+  alpha: { type: 'string', default: '1.0' }, model: { type: 'string', default: 'medmesh/cnn-small' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
+  'dp-epsilon': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' }, dropout: { type: 'string', default: '0' }, seed: { type: 'string', default: '1' },
+  'no-baselines': { type: 'boolean', default: false }, 'training-workers': { type: 'string' }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
+  latency: { type: 'string', default: '0' }, bandwidth: { type: 'string' }, transport: { type: 'string', default: 'tcp' },
+  size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' },
+  'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, 'prior-correction': { type: 'string', default: 'none' }, aggregation: { type: 'string' },
+  'server-lr': { type: 'string', default: '1' }, patience: { type: 'string', default: '0' }, momentum: { type: 'string' },
+  compare: { type: 'boolean', default: false }, repeat: { type: 'string' }, slices: { type: 'string' }, 'per-slice': { type: 'string' }
+} as const
+
+const parse = (args: string[]) => parseArgs({ args, strict: true, options: FLAGS, allowPositionals: true })
+type Values = ReturnType<typeof parse>['values']
+
+/** `xs` includes `v`: v is one of the values of the enum xs. */
+const oneOf = <T extends string>(xs: readonly T[], v: string | undefined): v is T => (xs as readonly string[]).includes(v as string)
+/** 'a, b or c' */
+const list = (xs: readonly string[]): string => xs.length < 2 ? xs.join('') : `${xs.slice(0, -1).join(', ')} or ${xs[xs.length - 1]}`
+const wholeIn = (x: number, lo: number, hi: number): boolean => Number.isInteger(x) && x >= lo && x <= hi
+function check (ok: boolean, message: string): void {
+  if (!ok) throw new UsageError(message)
+}
+
+/** The command the flags ask for: a comparison of two reports, K runs over seeds, or one run. */
+export function parseSimnetArgs (args: string[]): SimnetCommand {
+  let parsed: ReturnType<typeof parse>
+  try {
+    parsed = parse(args)
+  } catch (e) { throw new UsageError((e as Error).message) }
+  const { values, positionals } = parsed
+  if (values.compare) {
+    check(positionals.length === 2, '--compare takes two report folders: medmesh simnet --compare A B')
+    return { kind: 'compare', a: positionals[0], b: positionals[1] }
+  }
+  check(positionals.length === 0, `unexpected argument '${positionals[0]}'`)
+  const options = runOptions(args, values)
+  if (values.repeat === undefined) return { kind: 'run', options }
+  const times = Number(values.repeat)
+  check(wholeIn(times, 2, 100), '--repeat must be a whole number in [2, 100]')
+  return { kind: 'repeat', times, seed: options.seed, outDir: values.out ?? join('reports', `simnet-repeat-${values.seed}`) }
+}
+
+function runOptions (args: string[], values: Values): SimnetOptions {
+  const n = Number(values.nodes); const rounds = Number(values.rounds); const seed = Number(values.seed)
+  check(wholeIn(n, 2, 64), '--nodes must be an integer in [2, 64]')
+  check(wholeIn(rounds, 1, Infinity), '--rounds must be a positive integer')
+  check(wholeIn(seed, 0, 2 ** 31 - 1), '--seed must be a whole number in [0, 2^31 - 1]')
+  check(oneOf(MODEL_IDS, values.model), `--model must be one of ${MODEL_IDS.join(', ')}`)
+  check(oneOf(TRANSPORTS, values.transport), `--transport must be ${list(TRANSPORTS)}`)
+  const transport = values.transport as SimnetOptions['transport']
+  // the node processes share this machine's cores: by default each trains on its share of them
+  const trainingWorkers = values['training-workers'] === undefined ? Math.max(1, Math.floor(availableParallelism() / n)) : Number(values['training-workers'])
+  check(wholeIn(trainingWorkers, 1, 256), '--training-workers must be a whole number in [1, 256]')
+  const patience = Number(values.patience)
+  check(wholeIn(patience, 0, Infinity), '--patience must be a whole number')
+  return {
+    args, n, rounds, seed, modelId: values.model as ModelId, transport, trainingWorkers, patience,
+    ...dataOptions(values), ...recipeOptions(values, rounds), slicing: slicingOf(values.slices, values['per-slice'], n),
+    ...faultOptions(values, rounds, transport),
+    baselines: !values['no-baselines'], outDir: values.out ?? join('reports', `simnet-${seed}`)
+  }
+}
+
+function dataOptions (values: Values): Pick<SimnetOptions, 'dataset' | 'size' | 'channels' | 'partition' | 'alpha'> {
+  const size = values.size === undefined ? undefined : Number(values.size)
+  const channels = values.channels === undefined ? undefined : Number(values.channels)
+  check(size === undefined || wholeIn(size, 8, 512), '--size must be an integer in [8, 512]')
+  check(channels === undefined || channels === 1 || channels === 3, '--channels must be 1 or 3')
+  check(oneOf(PARTITIONS, values.partition), `--partition must be ${list(PARTITIONS)}`)
+  const alpha = Number(values.alpha)
+  check(alpha > 0 && Number.isFinite(alpha), '--alpha must be a positive number')
+  return { dataset: values.dataset, size, channels, partition: values.partition as SimnetOptions['partition'], alpha }
+}
+
+/** The local recipe, the server's rule and DP-SGD: each setting given, else the recipe's (the one for DP-SGD when --dp-epsilon is given). */
+function recipeOptions (values: Values, rounds: number): Pick<SimnetOptions, 'training' | 'schedule' | 'aggregation' | 'dp'> {
+  const recipe = values['dp-epsilon'] === undefined ? RECIPE : DP_RECIPE
+  const setting = (k: keyof typeof RECIPE): string => values[k] ?? recipe[k]
+  const epochs = Number(setting('epochs')); const batchSize = Number(setting('batch-size')); const learningRate = Number(setting('learning-rate'))
+  const schedule = values['lr-schedule']; const classWeighting = values['class-weighting']; const priorCorrection = values['prior-correction']
+  check(oneOf(LR_SCHEDULES, schedule), `--lr-schedule must be ${list(LR_SCHEDULES)}`)
+  check(learningRate > 0 && learningRate < 10, '--learning-rate must be a number in (0, 10)')
+  check(oneOf(CLASS_WEIGHTINGS, classWeighting), `--class-weighting must be ${list(CLASS_WEIGHTINGS)}`)
+  check(oneOf(PRIOR_CORRECTIONS, priorCorrection), `--prior-correction must be ${list(PRIOR_CORRECTIONS)}`)
+  check(epochs > 0 && Number.isFinite(epochs) && wholeIn(batchSize, 1, Infinity), '--epochs must be positive and --batch-size a positive integer')
+  const aggregation = { rule: setting('aggregation') as AggregationParams['rule'], serverLr: Number(values['server-lr']), beta1: Number(setting('momentum')) }
+  check(oneOf(AGGREGATION_RULES, aggregation.rule), `--aggregation must be one of ${AGGREGATION_RULES.join(', ')}`)
+  check(aggregation.serverLr > 0 && aggregation.serverLr <= 100 && aggregation.beta1 >= 0 && aggregation.beta1 < 1, '--server-lr must be in (0, 100] and --momentum in [0, 1)')
+  const noise = setting('dp-noise') === 'calibrated' ? 0 : Number(setting('dp-noise')); const clip = Number(setting('dp-clip'))
+  check(noise >= 0 && clip > 0, '--dp-noise must be a number >= 0 or calibrated, --dp-clip a positive number')
+  const epsilon = values['dp-epsilon'] === undefined ? null : Number(values['dp-epsilon'])
+  check(epsilon === null || (epsilon > 0 && Number.isFinite(epsilon)), '--dp-epsilon must be a positive number')
+  const s = schedule as TrainingParams['schedule']
+  return {
+    training: { schedule: s, rounds, epochs, batchSize, learningRate, classWeighting: classWeighting as TrainingParams['classWeighting'], ...(priorCorrection === 'none' ? {} : { priorCorrection: priorCorrection as 'pooled' }) },
+    // the learning rate over the rounds, for the baselines as for the hospitals
+    schedule: s === 'constant' ? { kind: 'constant' } : { kind: s, rounds },
+    aggregation,
+    dp: epsilon === null ? null : { epsilon, noise, clip }
+  }
+}
+
+/**
+ * Sliced aggregation as `medmesh manifest create` takes it: --per-slice only with --slices (whose
+ * 0 is all-to-all), 2 aggregators per slice unless given; absent, the default for n members.
+ */
+export function slicingOf (slices: string | undefined, perSlice: string | undefined, n: number): SlicingParams | null {
+  check(!(slices === undefined && perSlice !== undefined), '--per-slice goes with --slices (sliced aggregation)')
+  if (slices === undefined) return defaultSlicing(n)
+  if (slices === '0') return null
+  const s = { slices: Number(slices), perSlice: Number(perSlice ?? 2) }
+  check(wholeIn(s.slices, 1, MAX_SLICES), `--slices must be a whole number in [1, ${MAX_SLICES}]`)
+  check(wholeIn(s.perSlice, 2, n), '--per-slice must be a whole number in [2, nodes]')
+  return s
+}
+
+function faultOptions (values: Values, rounds: number, transport: SimnetOptions['transport']): Pick<SimnetOptions, 'dropout' | 'killAt' | 'malicious' | 'latencyMs' | 'bandwidthBytesPerMs'> {
+  const dropout = Number(values.dropout)
+  check(dropout >= 0 && dropout < 1, '--dropout must be in [0, 1)')
+  const killAt = values['kill-at'] === undefined ? null : Number(values['kill-at'])
+  check(killAt === null || wholeIn(killAt, 1, rounds), '--kill-at must be a round number in [1, rounds]')
+  const latencyMs = Number(values.latency)
+  const bandwidthBytesPerMs = values.bandwidth === undefined ? undefined : Number(values.bandwidth) * 1e6 / 8 / 1000 // Mbit/s -> bytes per ms
+  check(latencyMs >= 0 && Number.isFinite(latencyMs) && (bandwidthBytesPerMs === undefined || (bandwidthBytesPerMs > 0 && Number.isFinite(bandwidthBytesPerMs))), '--latency and --bandwidth must be positive numbers')
+  const malicious = values.malicious
+  check(transport === 'memory' || !(malicious || latencyMs > 0 || bandwidthBytesPerMs !== undefined), '--malicious, --latency and --bandwidth need control of the wire: use them with --transport memory')
+  return { dropout, killAt, malicious, latencyMs, bandwidthBytesPerMs }
+}

@@ -13,6 +13,7 @@ import type { Startable } from '@libp2p/interface'
 import type { GossipSub } from '@libp2p/gossipsub'
 import { PeerRecord, RecordEnvelope } from '@libp2p/peer-record'
 import { peerIdFromCID } from '@libp2p/peer-id'
+import type { Clock } from '../clock.ts'
 import type { Logger } from '../logger.ts'
 import { createRecordBoard } from './record-board.ts'
 
@@ -52,7 +53,8 @@ export interface AddressBookComponents {
   load: () => Uint8Array | null
   save: (data: string) => void
   log: Logger
-  now?: () => number
+  /** its time is the floor of this node's record numbers (they rise across restarts) */
+  clock: Pick<Clock, 'now'>
 }
 
 export interface AddressBook extends Startable {
@@ -63,7 +65,7 @@ export interface AddressBook extends Startable {
 export function createAddressBook (c: AddressBookComponents): AddressBook {
   let unlisten: (() => void) | null = null
   const board = createRecordBoard<AddressRecord>({
-    kind: 'address record', self: c.self, isMember: c.isMember, pubsub: c.pubsub, topic: c.topic, load: c.load, save: c.save, log: c.log, now: c.now,
+    kind: 'address record', self: c.self, isMember: c.isMember, pubsub: c.pubsub, topic: c.topic, load: c.load, save: c.save, log: c.log, clock: c.clock,
     open: openAddressRecord,
     sealOwn: c.sealOwn,
     same: (a, b) => a.addresses.join(' ') === b.addresses.join(' '),

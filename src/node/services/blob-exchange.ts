@@ -5,6 +5,7 @@
  * SHA-256 is the hash asked for, whoever served it, and once fetched this node serves it too.
  */
 import type { Startable } from '@libp2p/interface'
+import { sleep, type Clock } from '../clock.ts'
 import type { Logger } from '../logger.ts'
 import type { NodeMetrics } from '../metrics.ts'
 import type { StreamNetwork } from '../network.ts'
@@ -20,6 +21,14 @@ export interface BlobExchangeComponents {
   storedState: (hashHex: string) => Uint8Array | null
   log: Logger
   metrics: Pick<NodeMetrics, 'sent'>
+  clock: Clock
+}
+
+export interface BlobExchangeInit {
+  /** pause between passes over the members when none served the blob (default 500 ms) */
+  retryMs?: number
+  /** how long opening a stream to a member may take (default 30 s) */
+  dialTimeoutMs?: number
 }
 
 export interface FetchRequest {
@@ -40,10 +49,9 @@ export interface BlobExchange extends Startable {
   fetch: (request: FetchRequest) => Promise<Uint8Array | null>
 }
 
-const RETRY_MS = 500
-const DIAL_TIMEOUT_MS = 30_000
-
-export function createBlobExchange (c: BlobExchangeComponents, options: { retryMs?: number } = {}): BlobExchange {
+export function createBlobExchange (c: BlobExchangeComponents, init: BlobExchangeInit = {}): BlobExchange {
+  const retryMs = init.retryMs ?? 500
+  const dialTimeoutMs = init.dialTimeoutMs ?? 30_000
   const held = new Map<string, { data: Uint8Array, what: BlobKind, round: number }>()
   const fetching = new Set<string>()
   let running = false
@@ -69,7 +77,7 @@ export function createBlobExchange (c: BlobExchangeComponents, options: { retryM
     const members = c.network.connected().filter(p => c.isMember(p)).sort((a, b) => (a === r.preferred ? -1 : b === r.preferred ? 1 : 0))
     for (const p of members) {
       try {
-        const channel = await c.network.open(p, BLOB_PROTOCOL, DIAL_TIMEOUT_MS)
+        const channel = await c.network.open(p, BLOB_PROTOCOL, dialTimeoutMs)
         await sendFramed(channel, { h: Uint8Array.from(Buffer.from(r.hash, 'hex')) })
         const { header: n, body } = await readFramed(channel, 1024, parseBlobHeader, n => n)
         if (n < 0) continue
@@ -90,7 +98,7 @@ export function createBlobExchange (c: BlobExchangeComponents, options: { retryM
         held.set(r.hash, { data: body, what: r.what, round: r.round })
         return body
       }
-      await new Promise(resolve => setTimeout(resolve, options.retryMs ?? RETRY_MS))
+      await sleep(c.clock, retryMs)
     }
     return null
   }

@@ -6,6 +6,7 @@
  * with it; tests partition the network with it).
  */
 import type { Startable } from '@libp2p/interface'
+import { sleep, type Clock, type Timer } from '../clock.ts'
 import type { Logger } from '../logger.ts'
 import type { NodeMetrics } from '../metrics.ts'
 
@@ -25,7 +26,14 @@ export interface MembershipComponents {
   describe?: (peer: string) => { name: string, link: string }
   log: Logger
   metrics: Pick<NodeMetrics, 'peers'>
+  clock: Clock
+}
+
+export interface MembershipInit {
+  /** how often missing members are dialled (default 3 s) */
   redialMs?: number
+  /** how often waitFor counts again (default 200 ms) */
+  waitPollMs?: number
 }
 
 export interface Membership extends Startable {
@@ -38,12 +46,13 @@ export interface Membership extends Startable {
   waitFor: (want: number, count: () => number, timeoutMs: number) => Promise<void>
 }
 
-export function createMembership (c: MembershipComponents): Membership {
-  const redialMs = c.redialMs ?? 3000
+export function createMembership (c: MembershipComponents, init: MembershipInit = {}): Membership {
+  const redialMs = init.redialMs ?? 3000
+  const waitPollMs = init.waitPollMs ?? 200
   // a dial may try a member's addresses one after another (a private one first, a relayed one last)
   const dialMs = Math.max(redialMs, 10_000)
   const others = new Set(c.members)
-  let watchdog: NodeJS.Timeout | null = null
+  let watchdog: Timer | null = null
   let unlisten: (() => void) | null = null
   let running = false
 
@@ -65,11 +74,11 @@ export function createMembership (c: MembershipComponents): Membership {
         c.log.info({ peer, ...d }, connected ? `member connected${d === undefined ? '' : `: ${d.name} (${d.link})`}` : `member disconnected${d === undefined ? '' : `: ${d.name}`}`)
         c.metrics.peers.set(connectedMembers().length)
       })
-      watchdog = setInterval(() => { void dialMissing() }, redialMs)
+      watchdog = c.clock.setInterval(() => { void dialMissing() }, redialMs)
     },
     stop () {
       running = false
-      if (watchdog !== null) clearInterval(watchdog)
+      c.clock.clearInterval(watchdog)
       unlisten?.()
     },
     connectedMembers,
@@ -90,10 +99,10 @@ export function createMembership (c: MembershipComponents): Membership {
       if (removed.length > 0) void dialMissing()
     },
     async waitFor (want, count, timeoutMs) {
-      const deadline = Date.now() + timeoutMs
-      while (running && Date.now() < deadline) {
+      const deadline = c.clock.now() + timeoutMs
+      while (running && c.clock.now() < deadline) {
         if (count() >= want) return
-        await new Promise(resolve => setTimeout(resolve, 200))
+        await sleep(c.clock, waitPollMs)
       }
       if (running) c.log.warn(`fewer than ${want} members reachable after waiting; starting anyway`)
     }

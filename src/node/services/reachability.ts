@@ -11,6 +11,7 @@
  */
 import type { Startable } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
+import type { Clock, Timer } from '../clock.ts'
 import type { Logger } from '../logger.ts'
 import type { StreamNetwork } from '../network.ts'
 import { readFramed, sendFramed, type Channel } from '../wire.ts'
@@ -38,9 +39,18 @@ export interface ReachabilityComponents {
   /** fired when a peer connects or disconnects: a first member connected is the time to ask */
   onConnectionChange: (listener: (peer: string, connected: boolean) => void) => () => void
   log: Logger
-  /** how often to check again (default 5 min); how long a dial-back may take */
+  clock: Clock
+}
+
+export interface ReachabilityInit {
+  /** how often to check again (default 5 min) */
   intervalMs?: number
+  /** how long a dial-back may take (default 3 s) */
   dialBackMs?: number
+  /** how long after a member connects it is asked (identify runs first; default 500 ms) */
+  askDelayMs?: number
+  /** a member may ask this node again only after this long (asking costs the asked a few dials; default 10 s) */
+  askAgainMs?: number
 }
 
 export interface Reachability extends Startable {
@@ -65,12 +75,14 @@ export function parseDialBackRequest (v: unknown): string[] {
   })
 }
 
-export function createReachability (c: ReachabilityComponents): Reachability {
-  const intervalMs = c.intervalMs ?? 5 * 60_000
-  const dialBackMs = c.dialBackMs ?? 3000
+export function createReachability (c: ReachabilityComponents, init: ReachabilityInit = {}): Reachability {
+  const intervalMs = init.intervalMs ?? 5 * 60_000
+  const dialBackMs = init.dialBackMs ?? 3000
+  const askDelayMs = init.askDelayMs ?? 500
+  const askAgainMs = init.askAgainMs ?? 10_000
   let state: 'public' | 'private' | 'unknown' = 'unknown'
   let relayListening = false
-  let timer: NodeJS.Timeout | null = null
+  let timer: Timer | null = null
   let unlisten: (() => void) | null = null
   let checking: Promise<void> | null = null
   const served = new Map<string, number>()
@@ -78,10 +90,10 @@ export function createReachability (c: ReachabilityComponents): Reachability {
   async function serve (channel: Channel, remote: string): Promise<void> {
     if (!c.isMember(remote)) { channel.abort(new Error('not a member')); return }
     try {
-      // one request per member per ten seconds: asking costs the asked a few dials
+      // one request per member per askAgainMs: asking costs the asked a few dials
       const last = served.get(remote) ?? -Infinity
-      if (Date.now() - last < 10_000) throw new Error('asked again too soon')
-      served.set(remote, Date.now())
+      if (c.clock.now() - last < askAgainMs) throw new Error('asked again too soon')
+      served.set(remote, c.clock.now())
       const { header: addrs } = await readFramed(channel, 4096, parseDialBackRequest, () => 0)
       let ok: string | null = null
       for (const a of addrs) {
@@ -125,16 +137,16 @@ export function createReachability (c: ReachabilityComponents): Reachability {
   return {
     async start () {
       await c.network.handle(DIALBACK_PROTOCOL, serve, 4)
-      timer = setInterval(() => { void this.check() }, intervalMs)
+      timer = c.clock.setInterval(() => { void this.check() }, intervalMs)
       timer.unref()
       // until it is known, ask whenever a member connects (after a moment: identify runs first)
       unlisten = c.onConnectionChange((peer, connected) => {
-        if (connected && state === 'unknown' && c.isMember(peer)) setTimeout(() => { void this.check() }, 500).unref()
+        if (connected && state === 'unknown' && c.isMember(peer)) c.clock.setTimeout(() => { void this.check() }, askDelayMs).unref()
       })
     },
     async stop () {
       unlisten?.()
-      if (timer !== null) clearInterval(timer)
+      c.clock.clearInterval(timer)
       await c.network.unhandle(DIALBACK_PROTOCOL)
     },
     reachable: () => state === 'public' ? 'public' : state === 'private' && c.relayedAddresses().length > 0 ? 'relayed' : 'unknown',

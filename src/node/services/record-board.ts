@@ -8,6 +8,7 @@
  */
 import type { PeerId, Startable } from '@libp2p/interface'
 import { TopicValidatorResult, type GossipSub } from '@libp2p/gossipsub'
+import type { Clock } from '../clock.ts'
 import type { Logger } from '../logger.ts'
 
 export interface BoardRecord { peer: string, seq: bigint, wire: Uint8Array }
@@ -33,7 +34,8 @@ export interface RecordBoardComponents<R extends BoardRecord> {
   load: () => Uint8Array | null
   save: (data: string) => void
   log: Logger
-  now?: () => number
+  /** its time is the floor of this node's record numbers (they rise across restarts) */
+  clock: Pick<Clock, 'now'>
 }
 
 export interface RecordBoard<R extends BoardRecord> extends Startable {
@@ -47,7 +49,7 @@ export function createRecordBoard<R extends BoardRecord> (c: RecordBoardComponen
   const held = new Map<string, R>()
   /** records the validator opened, for the message listener (gossipsub hands both the same data) */
   const opened = new WeakMap<Uint8Array, R>()
-  const now = c.now ?? Date.now
+  const now = c.clock.now
   let seq = 0n
   let running = false
 

@@ -14,6 +14,7 @@ import type { GossipSub } from '@libp2p/gossipsub'
 import type { Startable } from '@libp2p/interface'
 import { ed25519PublicKeyFromPeerId, verifySignature, type NodeIdentity } from '../../privacy/index.ts'
 import { bytes, decodeBounded, encodeCanonical, equalBytes, obj, uint } from '../../protocol/codec.ts'
+import type { Clock } from '../clock.ts'
 import type { Logger } from '../logger.ts'
 import { createRecordBoard, type BoardRecord } from './record-board.ts'
 
@@ -59,7 +60,8 @@ export interface SiteReportsComponents {
   load: () => Uint8Array | null
   save: (data: string) => void
   log: Logger
-  now?: () => number
+  /** its time is the floor of this node's record numbers (they rise across restarts) */
+  clock: Pick<Clock, 'now'>
 }
 
 export interface SiteReports extends Startable {
@@ -70,7 +72,7 @@ export interface SiteReports extends Startable {
 
 export function createSiteReports (c: SiteReportsComponents): SiteReports {
   const board = createRecordBoard<SiteReport>({
-    kind: 'site report', self: c.identity.peerId, isMember: c.isMember, pubsub: c.pubsub, topic: c.topic, load: c.load, save: c.save, log: c.log, now: c.now,
+    kind: 'site report', self: c.identity.peerId, isMember: c.isMember, pubsub: c.pubsub, topic: c.topic, load: c.load, save: c.save, log: c.log, clock: c.clock,
     open: async wire => openSiteReport(wire, c.consortium),
     sealOwn: async seq => sealSiteReport(c.identity, c.consortium, seq, c.figures()),
     same: (a, b) => a.trainImages === b.trainImages && a.validationImages === b.validationImages && a.epsilonSpent === b.epsilonSpent,

@@ -6,6 +6,7 @@
  */
 import type { Startable } from '@libp2p/interface'
 import type { Server } from 'node:http'
+import type { Clock } from '../clock.ts'
 import { startHttp } from '../http.ts'
 import type { Logger } from '../logger.ts'
 import type { NodeMetrics } from '../metrics.ts'
@@ -30,6 +31,7 @@ export interface NodeFacts {
   addresses: () => string[]
   /** the round this node is training for and since when (ms), or null */
   training?: () => { round: number, since: number } | null
+  clock: Pick<Clock, 'now'>
 }
 
 export interface StatusComponents extends NodeFacts {
@@ -37,7 +39,6 @@ export interface StatusComponents extends NodeFacts {
   listen: string
   metrics: NodeMetrics
   log: Logger
-  now?: () => number
 }
 
 export interface StatusService extends Startable {
@@ -53,7 +54,6 @@ export interface StatusService extends Startable {
 }
 
 export function createStatusService (c: StatusComponents): StatusService {
-  const now = c.now ?? Date.now
   let http: { server: Server, port: number } | null = null
   let phase = 'starting'
   let absentSaid = ''
@@ -79,7 +79,7 @@ export function createStatusService (c: StatusComponents): StatusService {
     },
     phaseEntered (round, name, detail) {
       phase = name
-      c.metrics.phaseEntered(round, name, now())
+      c.metrics.phaseEntered(round, name, c.clock.now())
       // the detail says what was just done; the phase is the one now entered
       c.log.info({ round, phase: name }, name === 'certified' || name === 'aborted' ? `round ${round}: ${detail}` : `round ${round}: ${detail}; now ${name}`)
     },
@@ -120,7 +120,7 @@ export function nodeStatus (f: NodeFacts, phase: string): Record<string, unknown
     modelHash: hex(stateHash(peer.state)),
     epsilonSpent: site.options.budget?.spent.epsilon ?? null,
     backend: site.backend?.name ?? null,
-    training: ((t) => t === null ? null : { round: t.round, seconds: Math.round((Date.now() - t.since) / 100) / 10 })(f.training?.() ?? null),
+    training: ((t) => t === null ? null : { round: t.round, seconds: Math.round((f.clock.now() - t.since) / 100) / 10 })(f.training?.() ?? null),
     addresses: f.addresses()
   }
 }

@@ -9,13 +9,10 @@
 import type { Startable } from '@libp2p/interface'
 import type { Ledger } from '../../protocol/ledger.ts'
 import { noLongerImproving, roundKind } from '../../protocol/validation.ts'
+import type { Clock, Timer } from '../clock.ts'
 import type { Logger } from '../logger.ts'
 
 export interface StopPolicyComponents {
-  /** model rounds to run; 0: run until stopped */
-  rounds: number
-  /** eval rounds without a better validation AUC that end training (0: never early) */
-  patience: number
   ledger: () => Pick<Ledger, 'count' | 'entries' | 'lastRound'>
   /** the round under way (or the last one, once done), if any */
   round: () => { number: number, done: boolean } | null
@@ -24,6 +21,15 @@ export interface StopPolicyComponents {
   halt: () => void
   stop: () => void
   log: Logger
+  clock: Clock
+}
+
+export interface StopPolicyInit {
+  /** model rounds to run; 0: run until stopped */
+  rounds: number
+  /** eval rounds without a better validation AUC that end training (0: never early) */
+  patience: number
+  /** how long a node that is done lingers before it stops (members still finishing fetch from it) */
   lingerMs?: number
 }
 
@@ -34,15 +40,20 @@ export interface StopPolicy extends Startable {
   check: () => boolean
 }
 
-export function createStopPolicy (c: StopPolicyComponents): StopPolicy {
-  let lingering: NodeJS.Timeout | null = null
-  let done = false
+/** Whether round `round` is one too many: a model round after the last (--rounds) or after `patience` rounds without improvement. */
+export function roundsFinished (init: Pick<StopPolicyInit, 'rounds' | 'patience'>): StopPolicy['finished'] {
   // a model round is done with its eval round: stop before the next model round
-  const finished = (ledger: Pick<Ledger, 'count' | 'entries'>, round: number): boolean => roundKind(round) === 'update' &&
-    ((c.rounds > 0 && ledger.count('update') >= c.rounds) || noLongerImproving(ledger, c.patience))
+  return (ledger, round) => roundKind(round) === 'update' &&
+    ((init.rounds > 0 && ledger.count('update') >= init.rounds) || noLongerImproving(ledger, init.patience))
+}
+
+export function createStopPolicy (c: StopPolicyComponents, init: StopPolicyInit): StopPolicy {
+  let lingering: Timer | null = null
+  let done = false
+  const finished = roundsFinished(init)
   return {
     start () {},
-    stop () { if (lingering !== null) clearTimeout(lingering) },
+    stop () { c.clock.clearTimeout(lingering) },
     finished,
     check () {
       if (done) return true
@@ -54,8 +65,8 @@ export function createStopPolicy (c: StopPolicyComponents): StopPolicy {
       if (!finished(ledger, next) || !c.modelSaved()) return false
       done = true
       c.halt()
-      c.log.info(c.rounds > 0 && ledger.count('update') >= c.rounds ? `${c.rounds} round(s) certified: stopping` : `validation AUC has not improved for ${c.patience} round(s): stopping early`)
-      lingering = setTimeout(() => c.stop(), c.lingerMs ?? 3000)
+      c.log.info(init.rounds > 0 && ledger.count('update') >= init.rounds ? `${init.rounds} round(s) certified: stopping` : `validation AUC has not improved for ${init.patience} round(s): stopping early`)
+      lingering = c.clock.setTimeout(() => c.stop(), init.lingerMs ?? 3000)
       return true
     }
   }

@@ -1,35 +1,34 @@
 /**
- * The protocol's clock: the peer is told the time every TICK_MS so that its deadlines fire. After
- * the thread was blocked (training a round, in this thread), one tick is skipped: the network
+ * The protocol's clock: the peer is told the time every `intervalMs` so that its deadlines fire.
+ * After the thread was blocked (training a round, in this thread), one tick is skipped: the network
  * input that queued up meanwhile goes in first, before any deadline counts it late.
  */
 import type { Startable } from '@libp2p/interface'
+import type { Clock, Timer } from '../clock.ts'
 
 export const TICK_MS = 100
 
-export interface TickerOptions {
-  intervalMs?: number
-  /** the clock and the timer (tests give their own) */
-  now?: () => number
-  every?: (ms: number, fn: () => void) => () => void
+export interface TickerComponents {
+  clock: Clock
+  /** tell the protocol peer the time */
+  tick: (now: number) => void
 }
 
-const everyMs = (ms: number, fn: () => void): () => void => { const t = setInterval(fn, ms); return () => clearInterval(t) }
+export interface TickerInit { intervalMs?: number }
 
-export function createTicker (tick: (now: number) => void, o: TickerOptions = {}): Startable {
-  const intervalMs = o.intervalMs ?? TICK_MS
-  const now = o.now ?? Date.now
-  let cancel: (() => void) | null = null
+export function createTicker (c: TickerComponents, init: TickerInit = {}): Startable {
+  const intervalMs = init.intervalMs ?? TICK_MS
+  let timer: Timer | null = null
   return {
     start () {
-      let last = now()
-      cancel = (o.every ?? everyMs)(intervalMs, () => {
-        const t = now()
+      let last = c.clock.now()
+      timer = c.clock.setInterval(() => {
+        const t = c.clock.now()
         const blocked = t - last > 5 * intervalMs
         last = t
-        if (!blocked) tick(t)
-      })
+        if (!blocked) c.tick(t)
+      }, intervalMs)
     },
-    stop () { cancel?.() }
+    stop () { c.clock.clearInterval(timer); timer = null }
   }
 }

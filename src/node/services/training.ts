@@ -14,6 +14,7 @@ import type { RoundView } from '../../protocol/peer.ts'
 import type { TrainingSite } from '../../training/worker-site.ts'
 import { modelRoundOf, validationCounts, validationLength, type ValidationLayout } from '../../protocol/validation.ts'
 import { formatMetrics } from '../../training/metrics.ts'
+import type { Clock } from '../clock.ts'
 import type { Logger } from '../logger.ts'
 import type { NodeMetrics } from '../metrics.ts'
 
@@ -36,8 +37,12 @@ export interface TrainingComponents {
   saveBudget: () => void
   log: Logger
   metrics: Pick<NodeMetrics, 'epsilon'>
-  /** run `fn` soon, once the network has had its turn */
-  later?: (fn: () => void) => void
+  clock: Clock
+}
+
+export interface TrainingInit {
+  /** a training, a validation or a look whether the model is held yet comes this long after it is due: the network has its turn first (default 50 ms) */
+  laterMs?: number
 }
 
 export interface TrainingScheduler extends Startable {
@@ -52,8 +57,8 @@ export interface TrainingScheduler extends Startable {
   training: () => { round: number, since: number } | null
 }
 
-export function createTrainingScheduler (c: TrainingComponents): TrainingScheduler {
-  const later = c.later ?? (fn => { setTimeout(fn, 50) })
+export function createTrainingScheduler (c: TrainingComponents, init: TrainingInit = {}): TrainingScheduler {
+  const later = (fn: () => void): void => { c.clock.setTimeout(fn, init.laterMs ?? 50) }
   /** the model round whose input is still to be trained, or -1 */
   let due = -1
   let training = false
@@ -62,7 +67,7 @@ export function createTrainingScheduler (c: TrainingComponents): TrainingSchedul
 
   async function train (round: number): Promise<void> {
     if (!running || c.round()?.number !== round) return
-    current = { round, since: Date.now() }
+    current = { round, since: c.clock.now() }
     c.log.info(`round ${round}: training on ${c.site.options.epochs} epoch(s) of this hospital's data, batch ${c.site.options.batchSize}`)
     try {
       handOver(round, await c.site.update(c.weights(), round, modelRoundOf(round)))

@@ -7,7 +7,8 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createAddressBook, openAddressRecord, MAX_RECORD_ADDRESSES, type AddressRecord } from '../../../src/node/services/address-book.ts'
 import { NodeIdentity } from '../../../src/privacy/index.ts'
-import { recordingLogger } from './stubs.ts'
+import { ManualClock } from '../../../src/node/clock.ts'
+import { recordingLogger, settle } from './stubs.ts'
 
 const TOPIC = '/medmesh/test/addresses/1'
 
@@ -39,11 +40,11 @@ function setup (ids: NodeIdentity[], file: { data: Uint8Array | null } = { data:
     onOwnAddressesChanged: l => { changed = l; return () => { changed = null } },
     consume: async r => { consumed.push(r) },
     learnt: p => learnt.push(p),
-    load: () => file.data, save: d => { file.data = Buffer.from(d) }
+    load: () => file.data, save: d => { file.data = Buffer.from(d) }, clock: new ManualClock(1_700_000_000_000)
   })
   const validate = async (via: NodeIdentity, data: Uint8Array): Promise<TopicValidatorResult> => await pubsub.topicValidators.get(TOPIC)!(peerIdFromString(via.peerId), { data })
-  const arrive = async (data: Uint8Array): Promise<void> => { pubsub.dispatchEvent(new CustomEvent('message', { detail: { topic: TOPIC, data } })); await new Promise(resolve => setTimeout(resolve, 20)) }
-  const setAddrs = async (a: string[]): Promise<void> => { myAddrs = a; changed!(); await new Promise(resolve => setTimeout(resolve, 20)) }
+  const arrive = async (data: Uint8Array): Promise<void> => { pubsub.dispatchEvent(new CustomEvent('message', { detail: { topic: TOPIC, data } })); await settle() }
+  const setAddrs = async (a: string[]): Promise<void> => { myAddrs = a; changed!(); await settle() }
   return { book, pubsub, consumed, learnt, lines, validate, arrive, setAddrs, file }
 }
 

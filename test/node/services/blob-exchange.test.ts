@@ -7,6 +7,7 @@ import { createBlobExchange, type BlobExchange } from '../../../src/node/service
 import { createMetrics } from '../../../src/node/metrics.ts'
 import { BLOB_PROTOCOL, FRAME_BYTES, MAX_BLOB_BYTES, readFramed, sendFramed, parseBlobRequest } from '../../../src/node/wire.ts'
 import { encodeCanonical, hash, hex } from '../../../src/protocol/codec.ts'
+import { systemClock } from '../../../src/node/clock.ts'
 import { MemoryHub, recordingLogger } from './stubs.ts'
 
 const A = 'peer-a'; const B = 'peer-b'; const C = 'peer-c'; const OUTSIDER = 'peer-x'
@@ -17,7 +18,7 @@ const blobHash = hex(hash(blob))
 function exchange (hub: MemoryHub, self: string, held: Map<string, Uint8Array> = new Map()): { ex: BlobExchange, lines: ReturnType<typeof recordingLogger>['lines'], metrics: ReturnType<typeof createMetrics> } {
   const { log, lines } = recordingLogger()
   const metrics = createMetrics()
-  const ex = createBlobExchange({ network: hub.network(self), isMember: p => members.has(p), storedState: h => held.get(h) ?? null, log, metrics }, { retryMs: 5 })
+  const ex = createBlobExchange({ network: hub.network(self), isMember: p => members.has(p), storedState: h => held.get(h) ?? null, log, metrics, clock: systemClock }, { retryMs: 5 })
   return { ex, lines, metrics }
 }
 

@@ -8,7 +8,7 @@ import { createMetrics } from '../../../src/node/metrics.ts'
 import { NodeIdentity } from '../../../src/privacy/index.ts'
 import type { OpenedMessage } from '../../../src/protocol/messages.ts'
 import { MemNet } from '../../protocol/harness.ts'
-import { recordingLogger } from './stubs.ts'
+import { recordingLogger, settle } from './stubs.ts'
 
 const TOPIC = '/medmesh/test/v1'
 
@@ -75,7 +75,7 @@ test('a non-member\'s message and a forged one are rejected before gossipsub for
 test('own messages: counted once per recipient, and published again to a member that subscribes in the same round', async () => {
   const g = setup()
   g.gossip.broadcast(g.wires[0], 0)
-  await new Promise(resolve => setTimeout(resolve, 0))
+  await settle()
   const bytes = await g.metrics.registry.getSingleMetric('medmesh_round_bytes_sent_total')!.get()
   assert.equal(bytes.values.map(v => [v.labels.round, v.labels.kind, v.value]), [['0', 'gossip', 3 * g.wires[0].length]])
   const subscribe = (peer: string): void => { g.pubsub.dispatchEvent(new CustomEvent('subscription-change', { detail: { peerId: peerIdFromString(peer), subscriptions: [{ topic: TOPIC, subscribe: true }] } })) }

@@ -2,11 +2,13 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createReachability, parseDialBackRequest, type Reachability } from '../../../src/node/services/reachability.ts'
-import { MemoryHub, recordingLogger } from './stubs.ts'
+import { ManualClock } from '../../../src/node/clock.ts'
+import { MemoryHub, recordingLogger, until } from './stubs.ts'
 
 /** Members on one hub; `reach(from, address)` says whether `from` can dial `address`. */
 function consortium (names: string[], addressOf: Record<string, string>, reach: (from: string, address: string) => boolean) {
   const hub = new MemoryHub()
+  const clock = new ManualClock()
   const members = new Set(names)
   const nodes = new Map<string, { r: Reachability, relayListens: () => number, lines: ReturnType<typeof recordingLogger>['lines'], connect: (peer: string) => void }>()
   for (const name of names) {
@@ -21,11 +23,11 @@ function consortium (names: string[], addressOf: Record<string, string>, reach: 
       dialBack: async (_peer, address) => { if (!reach(name, address)) throw new Error('timed out') },
       listenRelayed: async () => { listens++; relayed = [`/ip4/10.0.0.1/tcp/1/p2p/x/p2p-circuit`] },
       onConnectionChange: l => { listeners.push(l); return () => {} },
-      dialBackMs: 100
-    })
+      clock
+    }, { dialBackMs: 100 })
     nodes.set(name, { r, relayListens: () => listens, lines, connect: peer => listeners.forEach(l => l(peer, true)) })
   }
-  return { hub, nodes, outsider: hub.network('outsider') }
+  return { hub, clock, nodes, outsider: hub.network('outsider') }
 }
 
 test('a dial-back request names direct TCP addresses only, at most eight', () => {
@@ -54,7 +56,6 @@ test('members that can be dialled back are public; one that none can dial listen
   assert.not.ok(h.r.relaying(), 'an unreachable node relays for nobody')
   assert.is(h.relayListens(), 1)
   assert.ok(h.lines.some(l => /^not reachable from other members \(2 asked\): listening through relays/.test(l.msg)))
-  await new Promise(resolve => setTimeout(resolve, 10))
   for (const n of c.nodes.values()) await n.r.stop()
 })
 
@@ -86,8 +87,11 @@ test('until it knows, a node asks when a member connects', async () => {
   for (const n of c.nodes.values()) await n.r.start()
   const a = c.nodes.get('a')!
   a.connect('b')
-  await new Promise(resolve => setTimeout(resolve, 800))
-  assert.is(a.r.reachable(), 'public', 'asked after the connection, without a call to check')
+  await c.clock.advance(499)
+  assert.is(a.r.reachable(), 'unknown', 'not asked at once: identify runs first')
+  await c.clock.advance(1)
+  await until(() => a.r.reachable() === 'public')
+  assert.ok(a.lines.some(l => /^reachable: members can dial this node directly \(1 of 1 asked\)/.test(l.msg)), 'asked after the connection, without a call to check')
   for (const n of c.nodes.values()) await n.r.stop()
 })
 

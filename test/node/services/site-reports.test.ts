@@ -6,7 +6,8 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { createSiteReports, openSiteReport, sealSiteReport, storedSiteReports, MAX_REPORT_BYTES, type SiteFigures } from '../../../src/node/services/site-reports.ts'
 import { encodeCanonical } from '../../../src/protocol/codec.ts'
 import { NodeIdentity } from '../../../src/privacy/index.ts'
-import { recordingLogger } from './stubs.ts'
+import { ManualClock } from '../../../src/node/clock.ts'
+import { recordingLogger, settle } from './stubs.ts'
 
 const TOPIC = '/medmesh/test/sites/1'
 const CONSORTIUM = new Uint8Array(32).fill(7)
@@ -48,23 +49,22 @@ test('published at start and when ε changes; others\' checked, kept newest-firs
   const { log, lines } = recordingLogger()
   let mine = figures(800, 0)
   const file: { data: Uint8Array | null } = { data: null }
-  let clock = 1000
   const reports = createSiteReports({
-    identity: me, consortium: CONSORTIUM, isMember: p => members.has(p), pubsub: pubsub as never, topic: TOPIC, log, now: () => clock++,
+    identity: me, consortium: CONSORTIUM, isMember: p => members.has(p), pubsub: pubsub as never, topic: TOPIC, log, clock: new ManualClock(1000),
     figures: () => mine, load: () => file.data, save: d => { file.data = Buffer.from(d) }
   })
   await reports.start()
   assert.is(pubsub.published.length, 1, 'its own report at start')
   assert.is(openSiteReport(pubsub.published[0], CONSORTIUM).trainImages, 800)
-  reports.update(); await new Promise(resolve => setTimeout(resolve, 10))
+  reports.update(); await settle()
   assert.is(pubsub.published.length, 1, 'unchanged figures are not published again')
   mine = figures(800, 0.42)
-  reports.update(); await new Promise(resolve => setTimeout(resolve, 10))
+  reports.update(); await settle()
   assert.is(pubsub.published.length, 2)
   assert.is(openSiteReport(pubsub.published[1], CONSORTIUM).epsilonSpent, 0.42)
 
   const validate = async (via: NodeIdentity, data: Uint8Array): Promise<TopicValidatorResult> => await pubsub.topicValidators.get(TOPIC)!(peerIdFromString(via.peerId), { data })
-  const arrive = async (data: Uint8Array): Promise<void> => { pubsub.dispatchEvent(new CustomEvent('message', { detail: { topic: TOPIC, data } })); await new Promise(resolve => setTimeout(resolve, 10)) }
+  const arrive = async (data: Uint8Array): Promise<void> => { pubsub.dispatchEvent(new CustomEvent('message', { detail: { topic: TOPIC, data } })); await settle() }
   const v5 = sealSiteReport(b, CONSORTIUM, 5n, figures(300))
   assert.is(await validate(b, v5), TopicValidatorResult.Accept)
   await arrive(v5)

@@ -5,20 +5,21 @@ import { createStatusService } from '../../../src/node/services/status.ts'
 import { createMetrics, ROUNDS_KEPT } from '../../../src/node/metrics.ts'
 import type { Site } from '../../../src/training/site.ts'
 import { MemNet } from '../../protocol/harness.ts'
+import { ManualClock } from '../../../src/node/clock.ts'
 import { recordingLogger } from './stubs.ts'
 
 function setup () {
   const net = new MemNet({ n: 3, seed: 2, modelSize: 4, lastRound: 0 })
   net.startAll()
   net.run(() => net.peers.every(p => p.ledger.lastRound >= 0))
-  let t = 1000
+  const clock = new ManualClock(1000)
   const { log, lines } = recordingLogger()
   const metrics = createMetrics()
   const status = createStatusService({
-    listen: 'off', metrics, log, now: () => t, peer: net.peers[0], site: { options: { budget: null }, backend: null } as unknown as Site,
+    listen: 'off', metrics, log, clock, peer: net.peers[0], site: { options: { budget: null }, backend: null } as unknown as Site,
     connectedMembers: () => 2, addresses: () => ['/ip4/127.0.0.1/tcp/1']
   })
-  return { net, status, metrics, lines, advance: (ms: number) => { t += ms } }
+  return { net, status, metrics, lines, advance: async (ms: number) => { await clock.advance(ms) } }
 }
 
 test('/status: the round, the phase entered last, the last certificate and the links', () => {
@@ -49,9 +50,9 @@ test('absent members are named once when they go, once when all are back, and in
 test('each phase is timed per round, and per-round series are kept for the last rounds only', async () => {
   const s = setup()
   s.status.phaseEntered(1, 'advertise', '')
-  s.advance(1500)
+  await s.advance(1500)
   s.status.phaseEntered(1, 'share-keys', '')
-  s.advance(250)
+  await s.advance(250)
   s.status.phaseEntered(2, 'advertise', '')
   const perRound = await s.metrics.registry.getSingleMetric('medmesh_round_phase_seconds')!.get()
   assert.equal(perRound.values.map(v => [v.labels.round, v.labels.phase, v.value]), [['1', 'advertise', 1.5], ['1', 'share-keys', 0.25]])

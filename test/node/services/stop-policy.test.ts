@@ -5,14 +5,16 @@ import { createStopPolicy } from '../../../src/node/services/stop-policy.ts'
 import type { Ledger } from '../../../src/protocol/ledger.ts'
 import { MemNet } from '../../protocol/harness.ts'
 import { recordingLogger } from './stubs.ts'
+import { ManualClock } from '../../../src/node/clock.ts'
 import { encodeValidation } from '../../../src/protocol/validation.ts'
 import type { LedgerEntry } from '../../../src/protocol/ledger.ts'
 
 function policy (rounds: number, ledger: () => Pick<Ledger, 'count' | 'entries' | 'lastRound'>, saved: () => boolean, patience = 0) {
   const events: string[] = []
   const { log } = recordingLogger()
-  const p = createStopPolicy({ rounds, patience, ledger, round: () => null, modelSaved: saved, halt: () => events.push('halt'), stop: () => events.push('stop'), log, lingerMs: 10 })
-  return { p, events }
+  const clock = new ManualClock()
+  const p = createStopPolicy({ ledger, round: () => null, modelSaved: saved, halt: () => events.push('halt'), stop: () => events.push('stop'), log, clock }, { rounds, patience, lingerMs: 10 })
+  return { p, events, clock }
 }
 
 /** a ledger stub: `models` model rounds, each followed by its eval round when `judged` */
@@ -25,7 +27,7 @@ const stub = (models: () => number, judged = true) => () => ({
 test('stops only once N model rounds are certified and the last model is on disk; halts first, stops after lingering', async () => {
   let models = 2
   let saved = false
-  const { p, events } = policy(3, stub(() => models), () => saved)
+  const { p, events, clock } = policy(3, stub(() => models), () => saved)
   assert.not.ok(p.finished(stub(() => models)(), 5))
   assert.not.ok(p.check())
   models = 3
@@ -36,8 +38,10 @@ test('stops only once N model rounds are certified and the last model is on disk
   assert.ok(p.check())
   assert.equal(events, ['halt'])
   assert.ok(p.check(), 'once under way, it stays so')
-  await new Promise(resolve => setTimeout(resolve, 30))
-  assert.equal(events, ['halt', 'stop'], 'halted once, stopped once')
+  await clock.advance(9)
+  assert.equal(events, ['halt'], 'lingering')
+  await clock.advance(1)
+  assert.equal(events, ['halt', 'stop'], 'halted once, stopped once, after lingering')
 })
 
 test('the eval round of the last model round runs to its end, certified or aborted, before the node stops', () => {
@@ -45,13 +49,14 @@ test('the eval round of the last model round runs to its end, certified or abort
   const events: string[] = []
   const { log } = recordingLogger()
   const ledger = { count: (k: string) => k === 'update' ? 2 : 0, entries: [], lastRound: 3 }
-  const p = createStopPolicy({ rounds: 2, patience: 0, ledger: () => ledger, round: () => current, modelSaved: () => true, halt: () => events.push('halt'), stop: () => events.push('stop'), log, lingerMs: 10 })
+  const clock = new ManualClock()
+  const p = createStopPolicy({ ledger: () => ledger, round: () => current, modelSaved: () => true, halt: () => events.push('halt'), stop: () => events.push('stop'), log, clock }, { rounds: 2, patience: 0, lingerMs: 10 })
   assert.not.ok(p.check(), 'eval round 4 under way')
   current = { number: 4, done: true } // aborted: the ledger still ends at round 3
   assert.ok(p.check())
   p.stop()
   current = null
-  const again = createStopPolicy({ rounds: 2, patience: 0, ledger: () => ({ ...ledger, lastRound: 4 }), round: () => current, modelSaved: () => true, halt: () => {}, stop: () => {}, log })
+  const again = createStopPolicy({ ledger: () => ({ ...ledger, lastRound: 4 }), round: () => current, modelSaved: () => true, halt: () => {}, stop: () => {}, log, clock }, { rounds: 2, patience: 0 })
   assert.ok(again.check(), 'no round under way: the next (5, a model round) is not for this node')
   again.stop()
 })
@@ -68,7 +73,7 @@ test('early stopping: after `patience` eval rounds without a better validation A
   }
   const events: string[] = []
   const { log, lines } = recordingLogger()
-  const p = createStopPolicy({ rounds: 10, patience: 2, ledger, round: () => null, modelSaved: () => true, halt: () => events.push('halt'), stop: () => events.push('stop'), log, lingerMs: 10 })
+  const p = createStopPolicy({ ledger, round: () => null, modelSaved: () => true, halt: () => events.push('halt'), stop: () => events.push('stop'), log, clock: new ManualClock() }, { rounds: 10, patience: 2, lingerMs: 10 })
   assert.not.ok(p.check(), 'one round without improvement is within patience 2')
   aucs.push(0.84)
   assert.not.ok(p.finished(ledger(), 8), 'an eval round is never cut')

@@ -79,6 +79,11 @@ export function recordingLogger (): { log: Logger, lines: LogLine[] } {
   return { log, lines }
 }
 
+/** Let pending promise callbacks, and what they start in turn, run (no timer: a stubbed service's work is promises only). */
+export async function settle (turns = 10): Promise<void> {
+  for (let i = 0; i < turns; i++) await new Promise(resolve => setImmediate(resolve))
+}
+
 /** Wait until `cond()` holds (polling), or fail after `ms`. */
 export async function until (cond: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms

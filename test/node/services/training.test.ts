@@ -6,12 +6,13 @@ import { createMetrics } from '../../../src/node/metrics.ts'
 import { PrivacyBudget } from '../../../src/privacy/index.ts'
 import type { RoundView } from '../../../src/protocol/peer.ts'
 import type { TrainingSite } from '../../../src/training/worker-site.ts'
+import { ManualClock } from '../../../src/node/clock.ts'
 import { recordingLogger } from './stubs.ts'
 
 function setup (withBudget = false) {
   const trained: Array<{ weights: Float32Array, round: number }> = []
   const inputs: Array<{ values: number[], count: number }> = []
-  const queued: Array<() => void> = []
+  const clock = new ManualClock()
   let saved = 0
   const budget = withBudget ? new PrivacyBudget(8, 1e-5) : null
   // the next training's outcome: by default at once; a test may hold it back or make it fail
@@ -40,12 +41,12 @@ function setup (withBudget = false) {
   const metrics = createMetrics()
   const scheduler = createTrainingScheduler({
     site: site as unknown as TrainingSite, round: () => round, weights: () => held.weights, stateCurrent: () => held.current, lastModelRound: () => held.lastModelRound, log, metrics, validation: { classes: 2, bins: 10 },
-    setInput: (values, count) => inputs.push({ values: Array.from(values), count }), saveBudget: () => { saved++ }, later: fn => queued.push(fn)
-  })
+    setInput: (values, count) => inputs.push({ values: Array.from(values), count }), saveBudget: () => { saved++ }, clock
+  }, { laterMs: 50 })
   const enter = (r: Partial<RoundView> & { number: number }): void => { round = { kind: 'update', phase: 'advertise', inputExpected: false, done: false, ...r }; scheduler.phaseEntered() }
   const hold = (): (() => void) => { let release!: () => void; gate = new Promise(resolve => { release = resolve }); return release }
   const fail = (e: Error | null): void => { failure = e }
-  return { scheduler, trained, inputs, queued, enter, site, metrics, lines, saved: () => saved, budget, hold, fail, held }
+  return { scheduler, trained, inputs, clock, enter, site, metrics, lines, saved: () => saved, budget, hold, fail, held }
 }
 
 /** let the scheduler's awaited site calls finish */
@@ -58,11 +59,13 @@ test('the statistics round gets the pixel statistics at once; a model round trai
   assert.equal(t.inputs, [{ values: [0.4, 0.2, 0.5, 0.5], count: 10 }])
   t.scheduler.roundStarted(1, 'update')
   t.enter({ number: 1, phase: 'share-keys' })
-  assert.is(t.queued.length, 0, 'not before the masking set')
+  assert.is(t.clock.pending, 0, 'not before the masking set')
   t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
   t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
-  assert.is(t.queued.length, 1, 'scheduled once')
-  t.queued.shift()!()
+  assert.is(t.clock.pending, 1, 'scheduled once')
+  await t.clock.advance(49)
+  assert.is(t.trained.length, 0, 'the network has its turn first')
+  await t.clock.advance(1)
   await settle()
   assert.equal(t.trained.map(x => [x.round, Array.from(x.weights)]), [[1, [9, 9]]], 'trained from the certified weights')
   assert.equal(t.inputs[1], { values: [1, 2], count: 10 })
@@ -73,17 +76,17 @@ test('no training for a round this node is not in, nor once the round moved on, 
   t.scheduler.start()
   t.scheduler.roundStarted(1, 'update')
   t.enter({ number: 1, phase: 'masked-input', inputExpected: false })
-  assert.is(t.queued.length, 0, 'the masking set left this node out')
+  assert.is(t.clock.pending, 0, 'the masking set left this node out')
   t.scheduler.roundStarted(2, 'update')
   t.enter({ number: 2, phase: 'masked-input', inputExpected: true })
   t.enter({ number: 3, phase: 'advertise' }) // the round moved on before training began
-  t.queued.shift()!()
+  await t.clock.advance(50)
   await settle()
   assert.is(t.trained.length, 0)
   t.scheduler.roundStarted(3, 'update')
   t.enter({ number: 3, phase: 'masked-input', inputExpected: true })
   t.scheduler.stop()
-  t.queued.shift()!()
+  await t.clock.advance(50)
   await settle()
   assert.is(t.trained.length, 0, 'stopped')
 })
@@ -93,7 +96,7 @@ test('with DP the budget is saved after each training and ε is reported', async
   t.scheduler.start()
   t.scheduler.roundStarted(1, 'update')
   t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
-  t.queued.shift()!()
+  await t.clock.advance(50)
   await settle()
   assert.is(t.saved(), 1)
   const eps = await t.metrics.registry.getSingleMetric('medmesh_epsilon_spent')!.get()
@@ -106,7 +109,7 @@ test('an eval round gets this site\'s validation counts of the certified model, 
   t.scheduler.roundStarted(2, 'eval')
   t.enter({ number: 2, kind: 'eval', phase: 'advertise' })
   assert.is(t.inputs.length, 0)
-  t.queued.shift()!()
+  await t.clock.advance(50)
   await settle()
   assert.is(t.inputs.length, 1)
   const { values, count } = t.inputs[0]
@@ -123,14 +126,14 @@ test('a training that fails (its worker crashed) costs that round only: logged, 
   t.scheduler.roundStarted(1, 'update')
   t.fail(new Error('the training worker exited (code 1)'))
   t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
-  t.queued.shift()!()
+  await t.clock.advance(50)
   await settle()
   assert.is(t.inputs.length, 0)
   assert.ok(t.lines.some(l => l.level === 'error' && /round 1: training failed, this node sends no input this round: the training worker exited/.test(l.msg)), JSON.stringify(t.lines))
   t.fail(null)
   t.scheduler.roundStarted(3, 'update')
   t.enter({ number: 3, phase: 'masked-input', inputExpected: true })
-  t.queued.shift()!()
+  await t.clock.advance(50)
   await settle()
   assert.equal(t.inputs, [{ values: [1, 2], count: 10 }])
 })
@@ -141,7 +144,7 @@ test('a node stopped while it trains sends no input when the training ends, nor 
   t.scheduler.roundStarted(1, 'update')
   let release = t.hold()
   t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
-  t.queued.shift()!()
+  await t.clock.advance(50)
   await settle()
   assert.is(t.trained.length, 1, 'training began')
   t.enter({ number: 3, phase: 'advertise' })
@@ -151,7 +154,7 @@ test('a node stopped while it trains sends no input when the training ends, nor 
   t.scheduler.roundStarted(3, 'update')
   release = t.hold()
   t.enter({ number: 3, phase: 'masked-input', inputExpected: true })
-  t.queued.shift()!()
+  await t.clock.advance(50)
   await settle()
   t.scheduler.stop()
   release()
@@ -165,15 +168,15 @@ test('a round that falls due while a stale training still runs is trained as soo
   t.scheduler.roundStarted(1, 'update')
   const release = t.hold()
   t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
-  t.queued.shift()!()
+  await t.clock.advance(50)
   await settle()
   t.scheduler.roundStarted(3, 'update')
   t.enter({ number: 3, phase: 'masked-input', inputExpected: true })
-  assert.is(t.queued.length, 0, 'not while round 1 trains')
+  assert.is(t.clock.pending, 0, 'not while round 1 trains')
   release()
   await settle()
-  assert.is(t.queued.length, 1)
-  t.queued.shift()!()
+  assert.is(t.clock.pending, 1)
+  await t.clock.advance(50)
   await settle()
   assert.equal(t.trained.map(x => x.round), [1, 3])
   assert.equal(t.inputs, [{ values: [1, 2], count: 10 }], 'round 3\'s input only')
@@ -198,10 +201,10 @@ test('validation figures only of the model the certificate names: a certificate 
   t.scheduler.modelCertified(3, 'ab'.repeat(32))
   await settle()
   assert.is(t.site.evaluated.length, 0, 'the previous model is not evaluated under round 3\'s name')
-  assert.is(t.queued.length, 1, 'it looks again later')
+  assert.is(t.clock.pending, 1, 'it looks again later')
   t.held.weights = Float32Array.of(3, 3)
   t.held.current = true
-  t.queued.shift()!()
+  await t.clock.advance(50)
   await settle()
   assert.equal(t.site.evaluated, [[3, 3]], 'round 3\'s model, once held')
   assert.ok(t.lines.some(l => /^round 3: validation of the certified model abababababab: /.test(l.msg)), t.lines.map(l => l.msg).join('\n'))
@@ -209,12 +212,12 @@ test('validation figures only of the model the certificate names: a certificate 
   t.held.current = false
   t.held.lastModelRound = 5
   t.scheduler.modelCertified(5, 'cd'.repeat(32))
-  assert.is(t.queued.length, 1)
+  assert.is(t.clock.pending, 1)
   t.held.lastModelRound = 7
-  t.queued.shift()!()
+  await t.clock.advance(50)
   await settle()
   assert.is(t.site.evaluated.length, 1)
-  assert.is(t.queued.length, 0)
+  assert.is(t.clock.pending, 0)
 })
 
 test.run()

@@ -3,12 +3,9 @@
  * turns errors into a clear message and an exit code, never a stack trace.
  */
 import { PrivacyError } from '../privacy/errors.ts'
+import { EXIT, UsageError, isParseArgsError } from './usage.ts'
 
-export const EXIT = { ok: 0, failure: 1, usage: 64, dataError: 65, unavailable: 69, ioError: 74, config: 78 } as const
-
-export class UsageError extends Error {
-  constructor (message: string) { super(message); this.name = 'UsageError' }
-}
+export { EXIT, UsageError, parseFlags } from './usage.ts'
 
 /** A command's module is loaded only when the command runs, so `medmesh init` does not load TF.js. */
 interface Command {
@@ -69,7 +66,8 @@ export async function main (argv: string[], out: (s: string) => void = s => proc
   try {
     return await loaded.run(rest)
   } catch (e) {
-    if (e instanceof UsageError) { err(`medmesh ${name}: ${e.message}\nRun 'medmesh ${name} --help' for usage.`); return EXIT.usage }
+    // a parseArgs error that a command let through is a usage error too
+    if (e instanceof UsageError || isParseArgsError(e)) { err(`medmesh ${name}: ${e.message}\nRun 'medmesh ${name} --help' for usage.`); return EXIT.usage }
     if (e instanceof PrivacyError) { err(`medmesh ${name}: ${e.message}`); return EXIT.failure }
     err(`medmesh ${name}: ${e instanceof Error ? e.message : String(e)}`)
     return EXIT.failure

@@ -1,32 +1,54 @@
 /** The node's commands: init, manifest (create, sign, verify), join, start, status. */
-import { parseArgs, type ParseArgsConfig } from 'node:util'
+import type { ParseArgsConfig } from 'node:util'
 import { resolve } from 'node:path'
-import { UsageError, EXIT } from './main.ts'
+import { UsageError, EXIT, parseFlags } from './usage.ts'
 import { DataDirError } from '../node/datadir.ts'
-import { ConfigError, resolveConfig, DEFAULTS, type NodeConfig } from '../node/config.ts'
+import { ConfigError, resolveConfig, DEFAULTS } from '../node/config.ts'
+import { flagSpec, optionsHelp, settingsFromFlags, type NodeCommand, type NodeSettings } from '../node/options.ts'
 import { isStorageError } from '../node/fsutil.ts'
 import { ManifestError } from '../protocol/manifest.ts'
 import * as setup from '../node/setup.ts'
 import { AGGREGATION_RULES, MODEL_IDS } from '../node/setup.ts'
+import type { ManifestOptions } from '../node/setup.ts'
 
 type Out = (s: string) => void
 const stdout: Out = s => process.stdout.write(s + '\n')
 
-type Values = Record<string, any>
+type Options = NonNullable<ParseArgsConfig['options']>
+const DATA_DIR = { 'data-dir': { type: 'string' } } as const satisfies Options
 
-function parse (args: string[], options: ParseArgsConfig['options'], allowPositionals = false): { values: Values, positionals: string[] } {
+/**
+ * `command`'s flags: its node options (NODE_OPTIONS, options.ts) and `extra`. The node options'
+ * values come back checked, by key (`settings`: only those given); an unknown flag, a missing value
+ * or a value out of range is a UsageError naming the flag.
+ */
+export function parseNodeFlags<C extends NodeCommand, E extends Options> (command: C, args: string[], extra: E, allowPositionals = false) {
+  // allowNegative: --no-check-aggregates turns off what config.json or the environment turned on
+  const { values, positionals } = parseFlags({ args, options: { ...flagSpec(command), ...extra }, strict: true, allowPositionals, allowNegative: true })
+  let settings: Partial<NodeSettings>
   try {
-    // allowNegative: --no-check-aggregates turns off what config.json or the environment turned on
-    return parseArgs({ args, options, strict: true, allowPositionals, allowNegative: true }) as { values: Values, positionals: string[] }
+    settings = settingsFromFlags(command, values)
   } catch (e) {
-    throw new UsageError((e as Error).message)
+    if (e instanceof ConfigError) throw new UsageError(e.message)
+    throw e
   }
+  return { values, positionals, settings }
 }
 
-function dataDirOf (v: unknown): string {
-  if (typeof v !== 'string' || v.length === 0) throw new UsageError('--data-dir is required')
+function dataDirOf (v: string | undefined): string {
+  if (v === undefined || v.length === 0) throw new UsageError('--data-dir is required')
   return resolve(v)
 }
+
+/** `v` if it is one of `allowed` (undefined if not given); a UsageError naming the flag otherwise. */
+function oneOf<T extends string> (flag: string, v: string | undefined, allowed: readonly T[]): T | undefined {
+  if (v === undefined) return undefined
+  const found = allowed.find(a => a === v)
+  if (found === undefined) throw new UsageError(`--${flag} must be one of ${allowed.join(', ')}, got '${v}'`)
+  return found
+}
+
+const NODE_OPTIONS_HEADER = 'Node options (a flag wins over its MEDMESH_* environment variable, which wins over DIR/config.json):'
 
 /**
  * Known errors of configuration become exit code 78 with their message, storage errors 74
@@ -51,7 +73,7 @@ Create DIR and a new node identity (an Ed25519 key, mode 0600) in it; print the 
 On a DIR that already holds an identity, keep it (never overwritten) and print its peer id.`
 
 export async function init (args: string[], out: Out = stdout): Promise<number> {
-  const { values } = parse(args, { 'data-dir': { type: 'string' } })
+  const { values } = parseFlags({ args, options: DATA_DIR, strict: true })
   return await guarded(async () => {
     const dir = dataDirOf(values['data-dir'])
     const { identity, existed } = setup.init(dir)
@@ -103,7 +125,7 @@ export async function manifest (args: string[], out: Out = stdout): Promise<numb
   return await guarded(async () => {
     if (sub === 'create') return await manifestCreate(rest, out)
     if (sub === 'sign') {
-      const { values, positionals } = parse(rest, { 'data-dir': { type: 'string' } }, true)
+      const { values, positionals } = parseFlags({ args: rest, options: DATA_DIR, strict: true, allowPositionals: true })
       if (positionals.length !== 1) throw new UsageError('give the manifest file to sign')
       const file = positionals[0]
       const r = setup.signManifest(dataDirOf(values['data-dir']), file)
@@ -111,7 +133,7 @@ export async function manifest (args: string[], out: Out = stdout): Promise<numb
       return EXIT.ok
     }
     if (sub === 'verify') {
-      const { positionals } = parse(rest, {}, true)
+      const { positionals } = parseFlags({ args: rest, options: {}, strict: true, allowPositionals: true })
       if (positionals.length !== 1) throw new UsageError('give the manifest file to verify')
       const { manifest: m, id } = setup.verifyManifest(positionals[0])
       out(`valid: consortium '${m.name}', ${m.members.length} members, id ${id}`)
@@ -122,7 +144,7 @@ export async function manifest (args: string[], out: Out = stdout): Promise<numb
 }
 
 async function manifestCreate (args: string[], out: Out): Promise<number> {
-  const { values } = parse(args, {
+  const { values } = parseFlags({ args, strict: true, options: {
     name: { type: 'string' }, member: { type: 'string', multiple: true }, 'inference-client': { type: 'string', multiple: true }, out: { type: 'string' }, model: { type: 'string' }, seed: { type: 'string' },
     'image-size': { type: 'string' }, classes: { type: 'string' }, 'class-names': { type: 'string' }, threshold: { type: 'string' }, quorum: { type: 'string' }, 'min-participants': { type: 'string' },
     'phase-ms': { type: 'string' }, 'round-ms': { type: 'string' }, aggregation: { type: 'string' }, 'server-lr': { type: 'string' },
@@ -130,9 +152,9 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     channels: { type: 'string' }, 'lr-schedule': { type: 'string' }, 'schedule-rounds': { type: 'string' }, patience: { type: 'string' },
     epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string' }, 'prior-correction': { type: 'string' },
     slices: { type: 'string' }, 'per-slice': { type: 'string' }
-  })
+  } })
   if (values.name === undefined || values.out === undefined) throw new UsageError('--name and --out are required')
-  const named = (flag: string, list: unknown) => ((list ?? []) as string[]).map(s => {
+  const named = (flag: string, list: string[] | undefined) => (list ?? []).map(s => {
     const i = s.indexOf('=')
     if (i < 1) throw new UsageError(`--${flag} must be PEERID=NAME, got '${s}'`)
     return { peerId: s.slice(0, i), name: s.slice(i + 1) }
@@ -145,43 +167,25 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${v}'`)
     return n
   }
-  const modelId = (values.model ?? 'medmesh/cnn-small') as string
-  if (!(MODEL_IDS as readonly string[]).includes(modelId)) throw new UsageError(`--model must be one of ${MODEL_IDS.join(', ')}`)
+  const modelId = oneOf('model', values.model, MODEL_IDS) ?? 'medmesh/cnn-small'
   const eps = num(values['dp-epsilon'], 'dp-epsilon')
   const slices = num(values.slices, 'slices')
   if (slices === undefined && values['per-slice'] !== undefined) throw new UsageError('--per-slice goes with --slices (sliced aggregation)')
   // --slices 0: all-to-all; absent: the default for the consortium's size
   const slicing = slices === undefined ? undefined : slices === 0 ? null : { slices, perSlice: num(values['per-slice'], 'per-slice') ?? 2 }
-  const { manifest: m, parameters } = await setup.createManifest(values.out, {
-    name: values.name, members, model: modelId as never, seed: num(values.seed, 'seed'), imageSize: num(values['image-size'], 'image-size'), classes: num(values.classes, 'classes'),
-    classNames: values['class-names'] === undefined ? undefined : (values['class-names'] as string).split(',').map(s => s.trim()), inferenceClients,
-    channels: num(values.channels, 'channels'), schedule: values['lr-schedule'], scheduleRounds: num(values['schedule-rounds'], 'schedule-rounds'), patience: num(values.patience, 'patience'),
-    epochs: num(values.epochs, 'epochs'), batchSize: num(values['batch-size'], 'batch-size'), learningRate: num(values['learning-rate'], 'learning-rate'), classWeighting: values['class-weighting'] as never, priorCorrection: values['prior-correction'] as never,
+  const options: ManifestOptions = {
+    name: values.name, members, model: modelId, seed: num(values.seed, 'seed'), imageSize: num(values['image-size'], 'image-size'), classes: num(values.classes, 'classes'),
+    classNames: values['class-names'] === undefined ? undefined : values['class-names'].split(',').map(s => s.trim()), inferenceClients,
+    channels: num(values.channels, 'channels'), schedule: oneOf('lr-schedule', values['lr-schedule'], ['constant', 'cosine', 'step']), scheduleRounds: num(values['schedule-rounds'], 'schedule-rounds'), patience: num(values.patience, 'patience'),
+    epochs: num(values.epochs, 'epochs'), batchSize: num(values['batch-size'], 'batch-size'), learningRate: num(values['learning-rate'], 'learning-rate'), classWeighting: oneOf('class-weighting', values['class-weighting'], ['balanced', 'none']), priorCorrection: oneOf('prior-correction', values['prior-correction'], ['none', 'pooled']),
     threshold: num(values.threshold, 'threshold'), quorum: num(values.quorum, 'quorum'), minParticipants: num(values['min-participants'], 'min-participants'),
-    phaseMs: num(values['phase-ms'], 'phase-ms'), roundMs: num(values['round-ms'], 'round-ms'), aggregation: values.aggregation, serverLr: num(values['server-lr'], 'server-lr'),
+    phaseMs: num(values['phase-ms'], 'phase-ms'), roundMs: num(values['round-ms'], 'round-ms'), aggregation: oneOf('aggregation', values.aggregation, AGGREGATION_RULES), serverLr: num(values['server-lr'], 'server-lr'),
     dp: eps === undefined ? undefined : { epsilon: eps, delta: num(values['dp-delta'], 'dp-delta'), noise: num(values['dp-noise'], 'dp-noise'), clip: num(values['dp-clip'], 'dp-clip') },
     slicing
-  })
+  }
+  const { manifest: m, parameters } = await setup.createManifest(values.out, options)
   out(`wrote ${values.out}: consortium '${m.name}', ${m.members.length} members, model ${modelId} (${parameters} parameters); each member now signs it`)
   return EXIT.ok
-}
-
-const NODE_FLAGS = {
-  'data-dir': { type: 'string' }, listen: { type: 'string', multiple: true }, announce: { type: 'string', multiple: true }, bootstrap: { type: 'string', multiple: true },
-  http: { type: 'string' }, dataset: { type: 'string' }, shard: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
-  'learning-rate': { type: 'string' }, rounds: { type: 'string' }, psk: { type: 'string' }, 'log-level': { type: 'string' }, 'log-format': { type: 'string' }, 'min-peers': { type: 'string' },
-  'training-workers': { type: 'string' }, 'inference-listen': { type: 'string', multiple: true }, 'inference-per-minute': { type: 'string' },
-  'check-aggregates': { type: 'boolean' }
-} as const
-
-function flagLayer (values: Record<string, unknown>): Partial<Record<keyof NodeConfig, unknown>> {
-  const n = (k: string) => values[k] === undefined ? undefined : Number(values[k])
-  return {
-    listen: values.listen, announce: values.announce, bootstrap: values.bootstrap, http: values.http, dataset: values.dataset, shard: values.shard,
-    epochs: n('epochs'), batchSize: n('batch-size'), learningRate: n('learning-rate'), rounds: n('rounds'), pskFile: values.psk, logLevel: values['log-level'], logFormat: values['log-format'], minPeers: n('min-peers'),
-    trainingWorkers: n('training-workers'), inferenceListen: values['inference-listen'], inferencePerMinute: n('inference-per-minute'),
-    checkAggregates: values['check-aggregates']
-  }
 }
 
 export const joinHelp = `Usage: medmesh join --data-dir DIR --manifest FILE [--bootstrap MULTIADDR ...] [node options]
@@ -189,35 +193,15 @@ export const joinHelp = `Usage: medmesh join --data-dir DIR --manifest FILE [--b
 Join a consortium: check the signed manifest (every founder's signature, and that this node is a
 member) and the dataset (it exists, loads, and its channels and classes are the manifest's), store it in DIR, and write DIR/config.json with the options given, for 'medmesh start'.
 
-Node options (also settable in config.json or as MEDMESH_* environment variables; flags win):
-  --listen MULTIADDR      (default ${DEFAULTS.listen[0]})    --announce MULTIADDR
-  --bootstrap MULTIADDR   a member's address ending in /p2p/<peer id> (repeatable)
-  --http HOST:PORT        status endpoint (default ${DEFAULTS.http}; 'off' to disable)
-  --dataset PATH          a MedMNIST .npz or a folder of images by class (default: bundled PneumoniaMNIST)
-  --shard I/N             train on IID share I of N (demos on one file)
-  --epochs E  --batch-size B  --learning-rate LR    override the manifest's local recipe at this node
-                          (for tests and a slow site; the override is logged as a warning)
-  --rounds N              stop after N certified model rounds (default 0: run until stopped)
-  --psk FILE              libp2p pre-shared network key (@libp2p/pnet)
-  --min-peers N           members to wait for before the first round (default: threshold - 1)
-  --training-workers W    worker threads that train, each batch split among them (default: one per core)
-  --inference-listen MULTIADDR
-                          serve encrypted inference of the consortium's he-cnn on this address
-                          (repeatable; its own peer id, logged at start; default: not served)
-  --inference-per-minute N  queries per client a minute (default 60; a session counts 10)
-  --check-aggregates      in a sliced consortium, fetch every member's whole masked vector and sum
-                          it here, signing only a sum that matches (all-to-all traffic for this node;
-                          --no-check-aggregates overrides config.json and MEDMESH_CHECK_AGGREGATES)
-  --log-level LEVEL       debug | info | warn | error
-  --log-format F          pretty | json | auto (default auto: pretty on a terminal, one JSON
-                          object per line otherwise, e.g. under systemd or in a pipe)`
+${NODE_OPTIONS_HEADER}
+${optionsHelp('join')}`
 
 export async function join (args: string[], out: Out = stdout): Promise<number> {
-  const { values } = parse(args, { ...NODE_FLAGS, manifest: { type: 'string' } })
+  const { values, settings } = parseNodeFlags('join', args, { ...DATA_DIR, manifest: { type: 'string' } })
   return await guarded(async () => {
     const dataDir = dataDirOf(values['data-dir'])
     if (values.manifest === undefined) throw new UsageError('--manifest is required')
-    const { manifest: m, peerId, dataset } = setup.join(dataDir, values.manifest, flagLayer(values))
+    const { manifest: m, peerId, dataset } = setup.join(dataDir, values.manifest, settings)
     out(`dataset checked: ${dataset.images} images of ${dataset.size}, classes ${dataset.classes.join(', ')}`)
     out(`joined '${m.name}' (${m.members.length} members) as ${peerId}; run: medmesh start --data-dir ${dataDir}`)
     return EXIT.ok
@@ -229,12 +213,15 @@ export const startHelp = `Usage: medmesh start --data-dir DIR [node options]
 Run the node: verify the ledger, connect to members, catch up, and take part in rounds, with one
 progress line per phase. Stops cleanly on SIGINT or SIGTERM (exit 0); on SIGHUP re-reads its deny
 list (config 'deny', MEDMESH_DENY: members to refuse for now). If the data directory cannot
-be written (full, read-only) it stops with exit 74, nothing half-written. Node options as for 'join'.`
+be written (full, read-only) it stops with exit 74, nothing half-written.
+
+${NODE_OPTIONS_HEADER}
+${optionsHelp('start')}`
 
 export async function start (args: string[]): Promise<number> {
-  const { values } = parse(args, NODE_FLAGS)
+  const { values, settings } = parseNodeFlags('start', args, DATA_DIR)
   return await guarded(async () => {
-    const config = resolveConfig(dataDirOf(values['data-dir']), flagLayer(values))
+    const config = resolveConfig(dataDirOf(values['data-dir']), settings)
     const { MedmeshNode } = await import('../node/node.ts')
     const node = await MedmeshNode.start(config)
     const stop = (): void => { void node.stop() }
@@ -260,13 +247,16 @@ member's data directory, without taking part in rounds: for a consortium whose t
 or a member that keeps its inference apart from its training node. The listener's address
 (its own peer id, DIR/inference.key) is printed; clients the manifest lists and members may ask.
 Addresses and the rate default to the node's config (inferenceListen, inferencePerMinute); stops
-on SIGINT or SIGTERM. 'medmesh start' serves the same while it trains, when inferenceListen is set.`
+on SIGINT or SIGTERM. 'medmesh start' serves the same while it trains, when inferenceListen is set.
+
+Options:
+${optionsHelp('serve', false)}`
 
 export async function serve (args: string[], out: Out = stdout): Promise<number> {
-  const { values } = parse(args, { 'data-dir': { type: 'string' }, 'inference-listen': { type: 'string', multiple: true }, 'inference-per-minute': { type: 'string' }, 'log-level': { type: 'string' }, 'log-format': { type: 'string' } })
+  const { values, settings } = parseNodeFlags('serve', args, DATA_DIR)
   return await guarded(async () => {
     const dataDir = dataDirOf(values['data-dir'])
-    const config = resolveConfig(dataDir, flagLayer(values))
+    const config = resolveConfig(dataDir, settings)
     if (config.inferenceListen.length === 0) throw new UsageError('give --inference-listen MULTIADDR (or set inferenceListen in the config)')
     const { DataDir } = await import('../node/datadir.ts')
     const { createLogger } = await import('../node/logger.ts')
@@ -290,12 +280,15 @@ export const statusHelp = `Usage: medmesh status [--http HOST:PORT | --data-dir 
 
 Ask a running node for its status (JSON from its local endpoint). When no node answers and
 --data-dir is given, print what the data directory holds instead (peer id, consortium, ledger
-head; "running": false) and exit 69.`
+head; "running": false) and exit 69.
+
+Options:
+${optionsHelp('status', false)}`
 
 export async function status (args: string[], out: Out = stdout): Promise<number> {
-  const { values } = parse(args, { http: { type: 'string' }, 'data-dir': { type: 'string' } })
+  const { values, settings } = parseNodeFlags('status', args, DATA_DIR)
   return await guarded(async () => {
-    const hostPort = values.http ?? (values['data-dir'] !== undefined ? resolveConfig(dataDirOf(values['data-dir']), {}).http : DEFAULTS.http)
+    const hostPort = settings.http ?? (values['data-dir'] !== undefined ? resolveConfig(dataDirOf(values['data-dir']), {}).http : DEFAULTS.http)
     try {
       const res = await fetch(`http://${hostPort}/status`, { signal: AbortSignal.timeout(5000) })
       out(await res.text())

@@ -10,7 +10,7 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { DataDir } from '../../src/node/datadir.ts'
 import { NodeIdentity } from '../../src/privacy/index.ts'
-import { makeCluster, startNode, messages, waitFor, withTimeout, getJson, checkDataDir, cli, type Running } from './cluster.ts'
+import { makeCluster, startNode, messages, records, logged, matches, waitFor, withTimeout, getJson, checkDataDir, cli, type Running } from './cluster.ts'
 import jpeg from 'jpeg-js'
 import { PNG } from 'pngjs'
 import * as tfc from '@tensorflow/tfjs-core'
@@ -27,7 +27,7 @@ test('four nodes, four processes: three certified rounds, the same model everywh
   const nodes: Running[] = c.dirs.map(startNode)
   try {
     // an outsider (not in the manifest) dials member 0: the gater refuses it
-    await waitFor(() => messages(nodes[0]).includes('listening'), 60_000, 'node 0 to listen')
+    await waitFor(() => logged(nodes[0], { msg: 'listening' }), 60_000, 'node 0 to listen')
     const outsider = await createLibp2p({ privateKey: NodeIdentity.generate().toLibp2pPrivateKey(), transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
     let refused = false
     try {
@@ -45,7 +45,7 @@ test('four nodes, four processes: three certified rounds, the same model everywh
     const results = c.dirs.map(checkDataDir)
     for (const r of results) assert.ok(r.updates >= 3, `${r.updates} update rounds`)
     assert.is(new Set(results.map(r => r.model)).size, 1, 'one model hash on every node')
-    assert.ok(messages(nodes[1]).some(m => /round \d+: validation of the certified model [0-9a-f]{12}: AUC/.test(m)), 'progress lines with validation metrics')
+    assert.ok(logged(nodes[1], { round: Number.isInteger, model: (m: unknown) => /^[0-9a-f]{64}$/.test(String(m)), auc: (a: unknown) => typeof a === 'number' }), 'progress lines with validation metrics')
 
     // restarted after it finished, alone: it says so at once and stops, without waiting for members
     const t0 = Date.now()
@@ -53,7 +53,7 @@ test('four nodes, four processes: three certified rounds, the same model everywh
     nodes.push(again)
     assert.is(await withTimeout(again.exit, 30_000, 'the finished node to stop'), 0)
     const seconds = (Date.now() - t0) / 1000
-    assert.ok(messages(again).some(m => /3 round\(s\) certified: stopping/.test(m)), messages(again).slice(-5).join(' | '))
+    assert.ok(logged(again, { stop: 'rounds', rounds: 3 }), messages(again).slice(-5).join(' | '))
     assert.ok(seconds < 20, `stopped after ${seconds} s`)
 
     // predict: the model the consortium certified, on images of each kind, as the model sees them
@@ -225,15 +225,15 @@ test('kill -9 mid-round: the others finish it; the node restarts, verifies, catc
   const nodes: Running[] = c.dirs.map(startNode)
   try {
     // wait until round 1 (the first model round) is certified, then kill node 3 while round 2 runs
-    await waitFor(() => messages(nodes[3]).some(m => /^round 2: .*; now (share-keys|masked-input|survivor-set)$/.test(m)), 120_000, 'node 3 to be inside round 2')
+    await waitFor(() => logged(nodes[3], { round: 2, phase: (p: unknown) => ['share-keys', 'masked-input', 'survivor-set'].includes(String(p)) }), 120_000, 'node 3 to be inside round 2')
     nodes[3].proc.kill('SIGKILL')
     await nodes[3].exit
-    await waitFor(() => messages(nodes[0]).some(m => /round 2 certified/.test(m)), 120_000, 'the others to certify round 2 without node 3')
+    await waitFor(() => logged(nodes[0], { round: 2, certificate: (h: unknown) => typeof h === 'string' }), 120_000, 'the others to certify round 2 without node 3')
       .catch((e: Error) => { throw new Error(`${e.message}; node 0 said: ${messages(nodes[0]).slice(-12).join(' | ')}`) })
     // restart from the same data directory
     const again = startNode(c.dirs[3])
     nodes[3] = again
-    await waitFor(() => messages(again).some(m => /ledger verified: \d+ certified/.test(m)), 60_000, 'the ledger check on restart')
+    await waitFor(() => logged(again, { certified: Number.isInteger, consortium: 'test consortium' }), 60_000, 'the ledger check on restart')
     const codes = await withTimeout(Promise.all(nodes.map(n => n.exit)), 300_000, 'all nodes to finish')
     assert.equal(codes, [0, 0, 0, 0], nodes.map(n => messages(n).slice(-6).join(' | ')).join('\n'))
     const results = c.dirs.map(checkDataDir)
@@ -261,7 +261,7 @@ test('a node that stopped holding a certificate but not yet its model resumes fr
     }
     nodes = c.dirs.map(startNode)
     assert.equal(await withTimeout(Promise.all(nodes.map(n => n.exit)), 240_000, 'a third round'), [0, 0, 0], messages(nodes[2]).slice(-5).join(' | '))
-    assert.ok(messages(nodes[2]).some(m => /is not in .*resuming from round/.test(m)), 'it said what it did')
+    assert.ok(logged(nodes[2], { missingModel: Number.isInteger, resumingFrom: (r: unknown) => r === null || Number.isInteger(r) }), 'it said what it did')
     const results = c.dirs.map(checkDataDir)
     assert.is(new Set(results.map(r => r.model)).size, 1, 'the same model everywhere')
     assert.ok(results.every(r => r.updates >= 3))
@@ -277,15 +277,17 @@ test('SIGTERM while training: the node stops within 2 s and sends nothing after 
   try {
     let s: any = null
     await waitFor(() => { void getJson(c.http[0], '/status').then(x => { s = x }, () => {}); return s?.training != null }, 120_000, 'node 0 to train')
-    const before = messages(nodes[0]).length
+    const before = nodes[0].log.length
     const t0 = performance.now()
     nodes[0].proc.kill('SIGTERM')
     assert.is(await withTimeout(nodes[0].exit, 10_000, 'node 0 to stop'), 0)
     const seconds = (performance.now() - t0) / 1000
-    const after = messages(nodes[0]).slice(before)
-    assert.ok(seconds < 2, `stopped ${seconds.toFixed(2)} s after SIGTERM: ${after.join(' | ')}`)
-    assert.ok(after.includes('stopped'), after.join(' | '))
-    assert.ok(!after.some(m => /masked input sent|now survivor-set|now commit/.test(m)), `nothing sent after the signal: ${after.join(' | ')}`)
+    const after = records({ ...nodes[0], log: nodes[0].log.slice(before) })
+    const said = after.map(x => x.msg).join(' | ')
+    assert.ok(seconds < 2, `stopped ${seconds.toFixed(2)} s after SIGTERM: ${said}`)
+    assert.ok(after.some(x => matches(x, { msg: 'stopped' })), said)
+    // entering survivor-set follows sending the masked input; commit, sending the aggregate's signature
+    assert.not.ok(after.some(x => matches(x, { phase: (p: unknown) => p === 'survivor-set' || p === 'commit' })), `nothing sent after the signal: ${said}`)
   } finally {
     for (const n of nodes) n.proc.kill('SIGKILL')
     rmSync(c.root, { recursive: true, force: true })
@@ -318,7 +320,7 @@ test('a node that trains keeps serving: /status answers within 100 ms and gossip
     const worst = Math.max(...samples.map(x => x.ms))
     assert.ok(worst < 100, `/status took up to ${worst.toFixed(0)} ms while the node trained`)
     assert.ok(samples[samples.length - 1].accepted > samples[0].accepted, `gossip accepted while training: ${samples[0].accepted} → ${samples[samples.length - 1].accepted}`)
-    assert.ok(messages(nodes[0]).some(m => /round 1: training on 2 epoch\(s\)/.test(m)))
+    assert.ok(logged(nodes[0], { round: 1, epochs: 2 }), 'node 0 trained round 1 on its own 2 epochs')
   } finally {
     for (const n of nodes) n.proc.kill('SIGKILL')
     rmSync(c.root, { recursive: true, force: true })

@@ -69,6 +69,21 @@ export function messages (r: Running): string[] {
   return r.log.map(l => { try { return String(JSON.parse(l).msg) } catch { return l } })
 }
 
+/** A node's JSON log lines, parsed (pino's fields: level, msg, and each line's own: round, phase, peer, ...). */
+export type LogRecord = Record<string, unknown> & { level?: number, msg?: string }
+export function records (r: Running): LogRecord[] {
+  return r.log.flatMap(l => { try { const x: unknown = JSON.parse(l); return typeof x === 'object' && x !== null ? [x as LogRecord] : [] } catch { return [] } })
+}
+/** Whether the node logged a line whose fields match all of `fields` (a function value is a test of the field). */
+export function logged (r: Running, fields: Record<string, unknown>): boolean {
+  return records(r).some(x => matches(x, fields))
+}
+export function matches (x: LogRecord, fields: Record<string, unknown>): boolean {
+  return Object.entries(fields).every(([k, v]) => typeof v === 'function' ? (v as (x: unknown) => boolean)(x[k]) : x[k] === v)
+}
+/** pino's level of a warning */
+export const WARN = 40
+
 /** Poll `cond` until it holds; on a timeout the error says what was awaited and, with `detail`, what the nodes were doing. */
 export async function waitFor (cond: () => boolean, ms: number, what: string, detail?: () => string): Promise<void> {
   const end = Date.now() + ms

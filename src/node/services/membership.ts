@@ -71,7 +71,7 @@ export function createMembership (c: MembershipComponents, init: MembershipInit 
       running = true
       unlisten = c.onConnectionChange((peer, connected) => {
         const d = c.describe?.(peer)
-        c.log.info({ peer, ...d }, connected ? `member connected${d === undefined ? '' : `: ${d.name} (${d.link})`}` : `member disconnected${d === undefined ? '' : `: ${d.name}`}`)
+        c.log.info({ peer, ...d, connected }, connected ? `member connected${d === undefined ? '' : `: ${d.name} (${d.link})`}` : `member disconnected${d === undefined ? '' : `: ${d.name}`}`)
         c.metrics.peers.set(connectedMembers().length)
       })
       watchdog = c.clock.setInterval(() => { void dialMissing() }, redialMs)

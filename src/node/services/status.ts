@@ -89,7 +89,7 @@ export function createStatusService (c: StatusComponents): StatusService {
     },
     certified (e) {
       c.metrics.certified.inc()
-      c.log.info({ round: e.header.round, survivors: e.header.survivors.map(i => c.peer.manifest.members[i]?.name ?? String(i)), certificate: hex(e.hash).slice(0, 16), model: hex(e.header.stateHash).slice(0, 16) }, `round ${e.header.round} certified (${e.header.kind})`)
+      c.log.info({ round: e.header.round, kind: e.header.kind, survivors: e.header.survivors.map(i => c.peer.manifest.members[i]?.name ?? String(i)), certificate: hex(e.hash).slice(0, 16), model: hex(e.header.stateHash).slice(0, 16) }, `round ${e.header.round} certified (${e.header.kind})`)
       const v = e.header.kind === 'eval' ? decodeValidation(e.header.extra) : null
       if (v !== null) c.log.info(`round ${e.header.round}: consortium validation AUC ${v.auc.toFixed(3)}  ACC ${v.accuracy.toFixed(3)}  (n=${v.n}, pooled from ${e.header.survivors.length} sites)`)
     },

@@ -65,7 +65,8 @@ export function createStopPolicy (c: StopPolicyComponents, init: StopPolicyInit)
       if (!finished(ledger, next) || !c.modelSaved()) return false
       done = true
       c.halt()
-      c.log.info(init.rounds > 0 && ledger.count('update') >= init.rounds ? `${init.rounds} round(s) certified: stopping` : `validation AUC has not improved for ${init.patience} round(s): stopping early`)
+      if (init.rounds > 0 && ledger.count('update') >= init.rounds) c.log.info({ stop: 'rounds', rounds: init.rounds }, `${init.rounds} round(s) certified: stopping`)
+      else c.log.info({ stop: 'patience', patience: init.patience }, `validation AUC has not improved for ${init.patience} round(s): stopping early`)
       lingering = c.clock.setTimeout(() => c.stop(), init.lingerMs ?? 3000)
       return true
     }

@@ -54,7 +54,8 @@ export class NodeStore {
       // still fetching it): go back to the last certificate whose model is here; the members
       // provide the rest again, checked as ever
       const keep = held === undefined ? ledger.entries.filter(e => e.header.round < models[0].header.round) : ledger.entries.filter(e => e.header.round <= held.header.round)
-      log.warn(`the model certified in round ${latest.header.round} is not in ${dir.path('states')}: resuming from round ${keep.length > 0 ? keep[keep.length - 1].header.round : 'none'} and catching up from the members`)
+      const from = keep.length > 0 ? keep[keep.length - 1].header.round : null
+      log.warn({ missingModel: latest.header.round, resumingFrom: from }, `the model certified in round ${latest.header.round} is not in ${dir.path('states')}: resuming from round ${from ?? 'none'} and catching up from the members`)
       ledger = Ledger.verify(manifest, keep.map(e => e.certificate))
     }
     for (const e of ledger.entries) this.#written.add(e.header.round)

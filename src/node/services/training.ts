@@ -68,7 +68,7 @@ export function createTrainingScheduler (c: TrainingComponents, init: TrainingIn
   async function train (round: number): Promise<void> {
     if (!running || c.round()?.number !== round) return
     current = { round, since: c.clock.now() }
-    c.log.info(`round ${round}: training on ${c.site.options.epochs} epoch(s) of this hospital's data, batch ${c.site.options.batchSize}`)
+    c.log.info({ round, epochs: c.site.options.epochs, batchSize: c.site.options.batchSize }, `round ${round}: training on ${c.site.options.epochs} epoch(s) of this hospital's data, batch ${c.site.options.batchSize}`)
     try {
       handOver(round, await c.site.update(c.weights(), round, modelRoundOf(round)))
     } catch (e) {
@@ -125,7 +125,7 @@ export function createTrainingScheduler (c: TrainingComponents, init: TrainingIn
         if (!c.stateCurrent()) return later(evaluateWhenHeld)
         // the weights of this round, taken now: the next certificate may arrive while this evaluates
         c.site.evaluate(c.weights(), 'val').then(
-          m => { if (m !== null && running) c.log.info({ round, model }, `round ${round}: validation of the certified model ${model.slice(0, 12)}: ${formatMetrics(m)}`) },
+          m => { if (m !== null && running) c.log.info({ round, model, auc: m.auc, accuracy: m.accuracy }, `round ${round}: validation of the certified model ${model.slice(0, 12)}: ${formatMetrics(m)}`) },
           (e: Error) => { if (running) c.log.warn(`round ${round}: validation of the certified model failed: ${e.message}`) })
       }
       evaluateWhenHeld()

@@ -32,10 +32,15 @@ export interface LedgerSync extends Startable {
   catchUp: (prefer?: string[]) => Promise<void>
 }
 
-const MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-const DIAL_TIMEOUT_MS = 10_000
+export interface LedgerSyncInit {
+  /** how long opening a stream to a member may take (default 10 s) */
+  dialTimeoutMs?: number
+}
 
-export function createLedgerSync (c: LedgerSyncComponents): LedgerSync {
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+export function createLedgerSync (c: LedgerSyncComponents, init: LedgerSyncInit = {}): LedgerSync {
+  const dialTimeoutMs = init.dialTimeoutMs ?? 10_000
   let syncing = false
 
   async function serve (channel: Channel, remote: string): Promise<void> {
@@ -60,7 +65,7 @@ export function createLedgerSync (c: LedgerSyncComponents): LedgerSync {
     const members = c.network.connected().filter(p => c.isMember(p)).sort((a, b) => Number(preferred.has(b)) - Number(preferred.has(a)))
     for (const p of members) {
       try {
-        const channel = await c.network.open(p, LEDGER_PROTOCOL, DIAL_TIMEOUT_MS)
+        const channel = await c.network.open(p, LEDGER_PROTOCOL, dialTimeoutMs)
         await sendFramed(channel, { from: c.ledger().lastRound })
         const { header, body } = await readFramed(channel, MAX_RESPONSE_BYTES, parseLedgerHeader, h => h.n)
         if (header.certs.length === 0) continue

@@ -121,7 +121,7 @@ if (rN !== null) {
 }
 console.log(JSON.stringify({
   bench: 'train', model: 'medmesh/cnn-small', batch,
-  onednn: native.active ? native.version : null, wasm_ips: +wasm.toFixed(1), wasm_without_onednn_ips: wasmOnly === null ? null : +wasmOnly.toFixed(1), cpu_ips: +cpu.toFixed(2), wasm_vs_cpu: +(wasm / cpu).toFixed(1),
+  onednn: native.active ? native.version : null, onednn_isa: native.active ? native.isa : null, wasm_ips: +wasm.toFixed(1), wasm_without_onednn_ips: wasmOnly === null ? null : +wasmOnly.toFixed(1), cpu_ips: +cpu.toFixed(2), wasm_vs_cpu: +(wasm / cpu).toFixed(1),
   torch_ips: 'ips' in torch ? +torch.ips.toFixed(1) : null, wasm_vs_torch: 'ips' in torch ? +(wasm / torch.ips).toFixed(3) : null,
   dp_ips: +wasmDp.toFixed(1), dp_overhead: +(wasm / wasmDp).toFixed(2),
   workers: threads, worker1_ips: +w1.ips.toFixed(1), workers_ips: +wN.ips.toFixed(1), worker_scaling: +(wN.ips / w1.ips).toFixed(2),

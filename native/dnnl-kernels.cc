@@ -255,13 +255,38 @@ napi_value Version(napi_env env, napi_callback_info) {
   return result;
 }
 
+// isa() -> the instruction set oneDNN's kernels use on this CPU: the highest the CPU has, capped by
+// ONEDNN_MAX_CPU_ISA where that is set (it is read once, before the first primitive is made)
+napi_value Isa(napi_env env, napi_callback_info) {
+  const char *name;
+  switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: name = "SSE41"; break;
+    case dnnl_cpu_isa_avx: name = "AVX"; break;
+    case dnnl_cpu_isa_avx2: name = "AVX2"; break;
+    case dnnl_cpu_isa_avx2_vnni: name = "AVX2_VNNI"; break;
+    case dnnl_cpu_isa_avx512_mic: name = "AVX512_MIC"; break;
+    case dnnl_cpu_isa_avx512_mic_4ops: name = "AVX512_MIC_4OPS"; break;
+    case dnnl_cpu_isa_avx512_core: name = "AVX512_CORE"; break;
+    case dnnl_cpu_isa_avx512_core_vnni: name = "AVX512_CORE_VNNI"; break;
+    case dnnl_cpu_isa_avx512_core_bf16: name = "AVX512_CORE_BF16"; break;
+    case dnnl_cpu_isa_avx512_core_amx: name = "AVX512_CORE_AMX"; break;
+    // 'all' is what a build for another architecture (ARM) reports: no x86 cap applies there
+    default: name = "ALL"; break;
+  }
+  napi_value result;
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &result);
+  return result;
+}
+
 }  // namespace
 
 NAPI_MODULE_INIT() {
-  napi_value conv, version;
+  napi_value conv, version, isa;
   napi_create_function(env, "conv", NAPI_AUTO_LENGTH, Conv, nullptr, &conv);
   napi_create_function(env, "version", NAPI_AUTO_LENGTH, Version, nullptr, &version);
+  napi_create_function(env, "isa", NAPI_AUTO_LENGTH, Isa, nullptr, &isa);
   napi_set_named_property(env, exports, "conv", conv);
   napi_set_named_property(env, exports, "version", version);
+  napi_set_named_property(env, exports, "isa", isa);
   return exports;
 }

@@ -73,7 +73,7 @@ export function describeBackend (choice: BackendChoice): string {
   ]
   if (choice.name === 'wasm') {
     const n = nativeKernelStatus()
-    notes.push(n.active ? `convolutions through oneDNN ${n.version}` : `convolutions in WebAssembly: the oneDNN addon is ${n.reason}`)
+    notes.push(n.active ? `convolutions through oneDNN ${n.version} (${n.isa})` : `convolutions in WebAssembly: the oneDNN addon is ${n.reason}`)
   }
   return `TF.js backend: ${choice.name}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`
 }

@@ -22,6 +22,8 @@ import { pair, wrapWasmKernel, type KernelArgs, type KernelFunc, type WasmHeapBa
 export interface Addon {
   conv: (kind: number, heap: ArrayBuffer, a: number, b: number, out: number, geometry: Int32Array) => string
   version: () => string
+  /** the instruction set oneDNN's kernels use here (capped by ONEDNN_MAX_CPU_ISA where set) */
+  isa: () => string
 }
 
 /** where `npm install` leaves the addon */
@@ -32,6 +34,8 @@ export interface NativeKernelStatus {
   active: boolean
   /** oneDNN's version, where the addon loaded */
   version?: string
+  /** the instruction set its kernels use on this CPU (SSE41, AVX, AVX2, AVX512_CORE, …) */
+  isa?: string
   /** why not, where they do not */
   reason?: string
 }
@@ -72,7 +76,7 @@ function load (): Addon | null {
 export function nativeKernelStatus (): NativeKernelStatus {
   if (!enabled) return { active: false, reason: 'turned off (MEDMESH_NATIVE_KERNELS=0 or a test)' }
   const a = load()
-  return a === null ? { active: false, reason: loadReason } : { active: true, version: a.version() }
+  return a === null ? { active: false, reason: loadReason } : { active: true, version: a.version(), isa: a.isa() }
 }
 
 /** For tests and benchmarks: run the convolutions through oneDNN where it loads (the default) or not. */

@@ -1,20 +1,25 @@
 /**
  * The native mask kernel (native/mask-kernels.cc through src/node/mask-kernel.ts) against the
  * JavaScript path of src/privacy/prg.ts: the same words for every length, offset and sign, the
- * pinned vector of prg.test.ts, and its own argument checks. Where the addon is not built these
- * tests check only that the JavaScript path is the one in use; MEDMESH_REQUIRE_NATIVE=1 (CI, which
- * installs libssl-dev) makes its absence a failure.
+ * pinned vector of prg.test.ts, and its own argument checks, also with OpenSSL's AES-NI and vector
+ * paths turned off (OPENSSL_ia32cap), as on CPUs without them. Where the addon is not built the tests
+ * that need it are registered as skipped; MEDMESH_REQUIRE_NATIVE=1 (CI, which installs libssl-dev)
+ * makes its absence a failure.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { addMasks, expandMask, setKeystreamKernel, maskInput, sumVectors, unmaskSum, type MaskTerm } from '../../src/privacy/index.ts'
 import { installMaskKernel, maskAddon } from '../../src/node/mask-kernel.ts'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { testSeed } from '../helpers/bytes.ts'
+import { testUnless } from '../helpers/skip.ts'
 
 const SEED = Uint8Array.from({ length: 32 }, (_, i) => i)
 const status = installMaskKernel()
 const addon = maskAddon()
 setKeystreamKernel(null) // each test chooses its path
+const NO_ADDON = addon === null ? 'the mask addon is not built here' : null
 
 /** fn's result through JavaScript and through the addon (null where the addon is not built) */
 function bothWays<T> (fn: () => T): [T, T | null] {
@@ -49,8 +54,7 @@ test('addMasks: any offset, length, signs and number of terms gives the JavaScri
   }
 })
 
-test('masking and unmasking through the addon recover the sum exactly', () => {
-  if (addon === null) return
+testUnless(test, NO_ADDON, 'masking and unmasking through the addon recover the sum exactly', () => {
   setKeystreamKernel(addon)
   try {
     const x = [Uint32Array.from({ length: 50_000 }, (_, i) => i), Uint32Array.from({ length: 50_000 }, (_, i) => 7 * i)]
@@ -63,8 +67,8 @@ test('masking and unmasking through the addon recover the sum exactly', () => {
   } finally { setKeystreamKernel(null) }
 })
 
-test('the addon refuses malformed arguments with an error, touching nothing', () => {
-  if (addon === null) return
+testUnless(test, NO_ADDON, 'the addon refuses malformed arguments with an error, touching nothing', () => {
+  if (addon === null) return // (registered only where it is built)
   const acc = new Uint32Array(8)
   const key = new Uint8Array(16)
   const iv = new Uint8Array(16)
@@ -81,5 +85,26 @@ test('the addon refuses malformed arguments with an error, touching nothing', ()
   refuses(() => (addon.expandKeystream as (...a: unknown[]) => void)(acc, key, iv), /expected 4 arguments/)
   assert.equal(acc, new Uint32Array(8))
 })
+
+/**
+ * OpenSSL picks its AES code by CPU feature; OPENSSL_ia32cap masks features off (read once, at
+ * start: a process each). The first word is CPUID(1) EDX | ECX << 32 (AES-NI bit 57, PCLMULQDQ 33,
+ * SSSE3 41, AVX 60), the second CPUID(7)'s (AVX2, AVX-512, VAES): 0 turns them all off.
+ */
+const OPENSSL_CAPS = [
+  { what: 'AES-NI and PCLMULQDQ off', cap: '~0x200000200000000' },
+  { what: 'AES-NI, SSSE3, AVX and every CPUID(7) feature off (table-based AES)', cap: '~0x1200020200000000:0' }
+]
+const CHILD = fileURLToPath(new URL('../helpers/mask-check-child.ts', import.meta.url))
+for (const { what, cap } of OPENSSL_CAPS) {
+  const reason = NO_ADDON ?? (process.arch === 'x64' ? null : `OPENSSL_ia32cap is x86-64's; this is ${process.arch}`)
+  testUnless(test, reason, `with ${what} (OPENSSL_ia32cap=${cap}) the addon gives the pinned vector and the JavaScript path's words`, () => {
+    const r = spawnSync(process.execPath, [CHILD], { env: { ...process.env, OPENSSL_ia32cap: cap }, encoding: 'utf8', timeout: 60_000 })
+    assert.is(r.status, 0, `the check exited ${r.status}: ${r.stderr.slice(-500)}`)
+    const got = JSON.parse(r.stdout.trim().split('\n').pop()!) as { failures: string[], mbps: number }
+    for (const f of got.failures) assert.unreachable(`${what}: ${f}`)
+    process.stdout.write(`  mask kernel, ${what}: ${got.mbps} MB/s\n`)
+  })
+}
 
 test.run()

@@ -7,20 +7,15 @@
 import { test } from 'uvu'
 import * as tf from '@tensorflow/tfjs-core'
 import * as assert from 'uvu/assert'
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { testUnless } from '../helpers/skip.ts'
 import { selectBackend } from '../../src/training/backend.ts'
 import { nativeAddon, nativeKernelCalls, nativeKernelStatus, perExampleFilterGradNorms, useNativeKernels } from '../../src/training/native-kernels.ts'
-import { convAndGradients, maxRelError, randomConvCases, validConvCase, type ConvCase } from '../helpers/conv.ts'
+import { checkConvKernels, convAndGradients, KERNEL_CONV_CASES, scaledError, SCALED_ERROR_BOUND } from '../helpers/conv.ts'
 
-const cases: ConvCase[] = [
-  // the shapes of the models: cnn-small's layers, ResNet's 7×7 stem, a strided 3×3 and a 1×1 shortcut with stride 2
-  { batch: 4, h: 28, w: 28, ci: 1, co: 32, k: 3, stride: 1, pad: 'same' },
-  { batch: 4, h: 14, w: 14, ci: 32, co: 64, k: 3, stride: 1, pad: 'same' },
-  { batch: 2, h: 32, w: 32, ci: 1, co: 16, k: 7, stride: 2, pad: 'same' },
-  { batch: 2, h: 16, w: 16, ci: 16, co: 32, k: 3, stride: 2, pad: 'same' },
-  { batch: 2, h: 16, w: 16, ci: 16, co: 32, k: 1, stride: 2, pad: 'same' },
-  { batch: 2, h: 15, w: 17, ci: 3, co: 8, k: 1, stride: 2, pad: 'valid' },
-  ...randomConvCases(1234, 34, [1, 2, 3, 8, 17])
-]
+const cases = KERNEL_CONV_CASES
 const run = convAndGradients
 
 // whatever a test leaves behind, the files after this one run on wasm with oneDNN (they chose it when imported)
@@ -36,25 +31,59 @@ test('the oneDNN addon is built where CI requires it', async () => {
 })
 
 test('Conv2D and both of its gradients equal the cpu backend\'s on 40 shapes (oneDNN where built)', async () => {
-  let checked = 0
+  useNativeKernels(true)
   const before = nativeKernelCalls()
-  for (const [i, c] of cases.entries()) {
-    if (!validConvCase(c)) continue
-    await selectBackend('cpu')
-    const ref = run(c, i)
-    await selectBackend('wasm')
-    useNativeKernels(true)
-    const got = run(c, i)
-    const what = JSON.stringify(c)
-    assert.ok(maxRelError(got.y, ref.y) < 1e-3, `y differs for ${what}: ${maxRelError(got.y, ref.y)}`)
-    assert.ok(maxRelError(got.dw, ref.dw) < 1e-3, `dW differs for ${what}: ${maxRelError(got.dw, ref.dw)}`)
-    assert.ok(maxRelError(got.dx, ref.dx) < 1e-3, `dx differs for ${what}: ${maxRelError(got.dx, ref.dx)}`)
-    checked++
-  }
-  assert.ok(checked >= 30, `${checked} shapes checked`)
+  const r = await checkConvKernels()
+  for (const f of r.failures) assert.unreachable(f)
+  assert.ok(r.checked >= 30, `${r.checked} shapes checked`)
   // every shape through oneDNN, three kernels each (none refused), where the addon is built
-  if (nativeKernelStatus().active) assert.ok(nativeKernelCalls() - before >= 3 * checked, `${nativeKernelCalls() - before} oneDNN calls for ${checked} shapes`)
+  if (nativeKernelStatus().active) assert.ok(nativeKernelCalls() - before >= 3 * r.checked, `${nativeKernelCalls() - before} oneDNN calls for ${r.checked} shapes`)
 })
+
+test('the scaled error flags a kernel that is off by a rounding-sized amount only at the output\'s scale', () => {
+  const ref = Float32Array.from({ length: 100 }, (_, i) => Math.sin(i))
+  const rounded = ref.map((v, i) => i === 7 ? v + 3e-6 : v) // 3·10⁻⁶ on an output near zero: another summation order
+  assert.ok(scaledError(rounded, ref) < SCALED_ERROR_BOUND)
+  const wrong = ref.map((v, i) => i === 7 ? v + 1e-3 : v) // a dropped term
+  assert.ok(scaledError(wrong, ref) > SCALED_ERROR_BOUND)
+  assert.is(scaledError(ref.map(v => v * Number.NaN), ref), Infinity)
+  assert.is(scaledError(ref.subarray(1), ref), Infinity)
+})
+
+/**
+ * oneDNN picks its kernels (and so its summation order) by instruction set; hospitals' servers have
+ * every kind. Each cap this CPU allows runs in its own process (oneDNN reads ONEDNN_MAX_CPU_ISA
+ * once), so that a machine with AVX-512 also proves the SSE4.1, AVX and AVX2 paths.
+ */
+const ISA_CAPS: Array<{ cap: string, flags: string[] }> = [
+  { cap: 'SSE41', flags: ['sse4_1'] },
+  { cap: 'AVX', flags: ['avx'] },
+  { cap: 'AVX2', flags: ['avx2'] },
+  { cap: 'AVX512_CORE', flags: ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq'] }
+]
+const cpuFlags = ((): Set<string> | null => {
+  if (process.arch !== 'x64') return null
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find(l => l.startsWith('flags'))
+    return line === undefined ? null : new Set(line.split(':')[1].trim().split(/\s+/))
+  } catch { return null }
+})()
+const CHILD = fileURLToPath(new URL('../helpers/conv-check-child.ts', import.meta.url))
+
+for (const { cap, flags } of ISA_CAPS) {
+  const reason = nativeAddon() === null ? 'the oneDNN addon is not built here'
+    : cpuFlags === null ? `instruction-set caps are x86-64's (this is ${process.arch}, or /proc/cpuinfo is unreadable)`
+      : flags.every(f => cpuFlags.has(f)) ? null : `this CPU lacks ${flags.filter(f => !cpuFlags.has(f)).join(', ')}`
+  testUnless(test, reason, `oneDNN capped at ${cap} (ONEDNN_MAX_CPU_ISA): Conv2D and both gradients equal the cpu backend's on 40 shapes`, () => {
+    const r = spawnSync(process.execPath, [CHILD], { env: { ...process.env, ONEDNN_MAX_CPU_ISA: cap, MEDMESH_NATIVE_KERNELS: '1' }, encoding: 'utf8', timeout: 120_000 })
+    assert.is(r.status, 0, `the check under ${cap} exited ${r.status}: ${r.stderr.slice(-500)}`)
+    const got = JSON.parse(r.stdout.trim().split('\n').pop()!) as { checked: number, failures: string[], isa: string, calls: number, worst: Record<string, number> }
+    assert.is(got.isa, cap, 'oneDNN did not run at the instruction set it was capped to')
+    for (const f of got.failures) assert.unreachable(`${cap}: ${f}`)
+    assert.ok(got.checked >= 30 && got.calls >= 3 * got.checked, `${got.calls} oneDNN calls for ${got.checked} shapes`)
+    process.stdout.write(`  oneDNN ${cap}: worst scaled error y ${got.worst.y.toExponential(1)}, dW ${got.worst.dw.toExponential(1)}, dx ${got.worst.dx.toExponential(1)}\n`)
+  })
+}
 
 test('turned off, the convolutions run in WebAssembly: oneDNN is not called', async () => {
   await selectBackend('wasm')
@@ -65,7 +94,7 @@ test('turned off, the convolutions run in WebAssembly: oneDNN is not called', as
     assert.is(nativeKernelCalls(), before)
     await selectBackend('cpu')
     const ref = run(cases[1], 1)
-    assert.ok(maxRelError(got.dw, ref.dw) < 1e-3)
+    assert.ok(scaledError(got.dw, ref.dw) < SCALED_ERROR_BOUND)
   } finally {
     useNativeKernels(true)
     // the files after this one chose wasm when they were imported (uvu imports them all first)

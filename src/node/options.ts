@@ -53,26 +53,26 @@ const PEER_ID = /^[1-9A-HJ-NP-Za-km-z]{40,60}$/
 const EXAMPLE_PEER = '12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK'
 
 export const NODE_OPTIONS = [
-  { key: 'listen', flag: 'listen', env: 'MEDMESH_LISTEN', type: 'list', item: 'multiaddr', value: 'MULTIADDR', default: ['/ip4/0.0.0.0/tcp/7651'], example: ['/ip4/127.0.0.1/tcp/9000'], help: 'an address to listen on for members (repeatable)' },
-  { key: 'announce', flag: 'announce', env: 'MEDMESH_ANNOUNCE', type: 'list', item: 'multiaddr', value: 'MULTIADDR', default: [], defaultHelp: 'the listen addresses', example: ['/dns4/node.example.org/tcp/7651'], help: 'an address to tell members instead of the listen addresses, e.g. behind NAT (repeatable)' },
-  { key: 'bootstrap', flag: 'bootstrap', env: 'MEDMESH_BOOTSTRAP', type: 'list', item: 'peer-multiaddr', value: 'MULTIADDR', default: [], defaultHelp: 'none', example: [`/ip4/10.0.0.2/tcp/7651/p2p/${EXAMPLE_PEER}`], help: 'a member\'s address ending in /p2p/<peer id> (repeatable)' },
+  { key: 'listen', flag: 'listen', env: 'MEDMESH_LISTEN', type: 'list', item: 'multiaddr', value: 'MULTIADDR', default: ['/ip4/0.0.0.0/tcp/7651'], example: ['/ip4/127.0.0.1/tcp/9000'], help: 'an address to listen on for members' },
+  { key: 'announce', flag: 'announce', env: 'MEDMESH_ANNOUNCE', type: 'list', item: 'multiaddr', value: 'MULTIADDR', default: [], defaultHelp: 'the listen addresses', example: ['/dns4/node.example.org/tcp/7651'], help: 'an address to tell members instead of the listen addresses, e.g. behind NAT' },
+  { key: 'bootstrap', flag: 'bootstrap', env: 'MEDMESH_BOOTSTRAP', type: 'list', item: 'peer-multiaddr', value: 'MULTIADDR', default: [], defaultHelp: 'none', example: [`/ip4/10.0.0.2/tcp/7651/p2p/${EXAMPLE_PEER}`], help: 'a member\'s address ending in /p2p/<peer id>' },
   { key: 'http', flag: 'http', env: 'MEDMESH_HTTP', type: 'text', value: 'HOST:PORT', default: '127.0.0.1:7650', check: v => v === 'off' || /^[\w.-]+:\d{1,5}$/.test(v), must: 'be host:port or \'off\'', example: '127.0.0.1:8650', commands: ['join', 'start', 'status'], help: 'the status endpoint (/health /status /metrics); \'off\' to disable' },
   { key: 'dataset', flag: 'dataset', env: 'MEDMESH_DATASET', type: 'text', value: 'PATH', default: BUNDLED_PNEUMONIAMNIST, defaultHelp: 'the bundled PneumoniaMNIST', check: v => v.length > 0, must: 'be a path', example: 'data/site.npz', help: 'a MedMNIST .npz or a folder of images by class' },
-  { key: 'shard', flag: 'shard', env: 'MEDMESH_SHARD', type: 'text', value: 'I/N', default: null, defaultHelp: 'the whole dataset', check: v => /^\d+\/\d+$/.test(v) && Number(v.split('/')[0]) < Number(v.split('/')[1]), must: 'look like i/n with i < n', example: '2/4', help: 'train on IID share I of N of the dataset (simulations and demos on one file)' },
-  { key: 'epochs', flag: 'epochs', env: 'MEDMESH_EPOCHS', type: 'number', integer: false, min: 0.01, value: 'E', default: null, defaultHelp: 'the manifest\'s', example: 2, help: 'local epochs per round: overrides the manifest\'s recipe at this node (for tests and a slow site; logged as a warning)' },
-  { key: 'batchSize', flag: 'batch-size', env: 'MEDMESH_BATCH_SIZE', type: 'number', integer: true, min: 1, value: 'B', default: null, defaultHelp: 'the manifest\'s', example: 16, help: 'batch size: overrides the manifest\'s recipe at this node (logged as a warning)' },
-  { key: 'learningRate', flag: 'learning-rate', env: 'MEDMESH_LEARNING_RATE', type: 'number', integer: false, min: 1e-9, value: 'LR', default: null, defaultHelp: 'the manifest\'s', example: 0.01, help: 'learning rate: overrides the manifest\'s recipe at this node (logged as a warning)' },
+  { key: 'shard', flag: 'shard', env: 'MEDMESH_SHARD', type: 'text', value: 'I/N', default: null, defaultHelp: 'the whole dataset', check: v => /^\d+\/\d+$/.test(v) && Number(v.split('/')[0]) < Number(v.split('/')[1]), must: 'look like i/n with i < n', example: '2/4', help: 'train on IID share I of N of the dataset, for simulations and demos on one file' },
+  { key: 'epochs', flag: 'epochs', env: 'MEDMESH_EPOCHS', type: 'number', integer: false, min: 0.01, value: 'E', default: null, defaultHelp: 'the manifest\'s', example: 2, help: 'local epochs per round, overriding the manifest\'s recipe at this node for tests and a slow site, with a warning in the log' },
+  { key: 'batchSize', flag: 'batch-size', env: 'MEDMESH_BATCH_SIZE', type: 'number', integer: true, min: 1, value: 'B', default: null, defaultHelp: 'the manifest\'s', example: 16, help: 'batch size, overriding the manifest\'s recipe at this node, with a warning in the log' },
+  { key: 'learningRate', flag: 'learning-rate', env: 'MEDMESH_LEARNING_RATE', type: 'number', integer: false, min: 1e-9, value: 'LR', default: null, defaultHelp: 'the manifest\'s', example: 0.01, help: 'learning rate, overriding the manifest\'s recipe at this node, with a warning in the log' },
   { key: 'rounds', flag: 'rounds', env: 'MEDMESH_ROUNDS', type: 'number', integer: true, min: 0, value: 'N', default: 0, defaultHelp: '0: run until stopped', example: 3, help: 'stop after N certified model rounds' },
-  { key: 'pskFile', flag: 'psk', env: 'MEDMESH_PSK_FILE', type: 'text', value: 'FILE', default: null, defaultHelp: 'none', check: v => v.length > 0, must: 'be a path', example: 'swarm.key', help: 'a libp2p pre-shared network key (@libp2p/pnet)' },
+  { key: 'pskFile', flag: 'psk', env: 'MEDMESH_PSK_FILE', type: 'text', value: 'FILE', default: null, defaultHelp: 'none', check: v => v.length > 0, must: 'be a path', example: 'swarm.key', help: 'a libp2p pre-shared network key file, for @libp2p/pnet' },
   { key: 'logLevel', flag: 'log-level', env: 'MEDMESH_LOG_LEVEL', type: 'choice', values: ['debug', 'info', 'warn', 'error'], value: 'LEVEL', default: 'info', example: 'debug', commands: ['join', 'start', 'serve'], help: 'the least severe log lines written' },
-  { key: 'logFormat', flag: 'log-format', env: 'MEDMESH_LOG_FORMAT', type: 'choice', values: ['auto', 'pretty', 'json'], value: 'F', default: 'auto', example: 'json', commands: ['join', 'start', 'serve'], help: 'log lines: pretty (for people), json (one object per line), or auto: pretty on a terminal, JSON otherwise (under systemd, in a pipe)' },
+  { key: 'logFormat', flag: 'log-format', env: 'MEDMESH_LOG_FORMAT', type: 'choice', values: ['auto', 'pretty', 'json'], value: 'F', default: 'auto', example: 'json', commands: ['join', 'start', 'serve'], help: 'log lines: pretty for people, json for one object per line, or auto: pretty on a terminal, JSON otherwise, e.g. under systemd or in a pipe' },
   { key: 'minPeers', flag: 'min-peers', env: 'MEDMESH_MIN_PEERS', type: 'number', integer: true, min: 0, value: 'N', default: 0, defaultHelp: '0: the threshold - 1', example: 2, help: 'members to wait for before the first round' },
-  { key: 'deny', flag: null, env: 'MEDMESH_DENY', type: 'list', item: 'peer-id', default: [], defaultHelp: 'none', example: [EXAMPLE_PEER], help: 'members this node refuses to talk to for now (quarantine); re-read on SIGHUP' },
+  { key: 'deny', flag: null, env: 'MEDMESH_DENY', type: 'list', item: 'peer-id', default: [], defaultHelp: 'none', example: [EXAMPLE_PEER], help: 'members this node refuses to talk to for now, a quarantine; re-read on SIGHUP' },
   { key: 'simulationSeed', flag: null, env: 'MEDMESH_SIMULATION_SEED', type: 'text', default: null, defaultHelp: 'none', check: v => /^[0-9a-f]{64}$/.test(v), must: 'be 64 hex digits (simulations only)', example: 'ab'.repeat(32), help: 'simulations only: training, rounding, keys and masks follow from this public seed, so that a run repeats. Never on real data: whoever knows the seed can unmask this node\'s inputs' },
   { key: 'trainingWorkers', flag: 'training-workers', env: 'MEDMESH_TRAINING_WORKERS', type: 'number', integer: true, min: 1, max: 256, value: 'W', default: null, defaultHelp: 'one per core', example: 3, help: 'worker threads that train, each step\'s batch split among them' },
-  { key: 'inferenceListen', flag: 'inference-listen', env: 'MEDMESH_INFERENCE_LISTEN', type: 'list', item: 'multiaddr', value: 'MULTIADDR', default: [], defaultHelp: 'not served', example: ['/ip4/0.0.0.0/tcp/7652'], commands: ['join', 'start', 'serve'], help: 'serve encrypted inference of the consortium\'s model on this address, with its own peer id, logged at start (repeatable)' },
-  { key: 'inferencePerMinute', flag: 'inference-per-minute', env: 'MEDMESH_INFERENCE_PER_MINUTE', type: 'number', integer: true, min: 1, value: 'N', default: 60, example: 10, commands: ['join', 'start', 'serve'], help: 'queries each inference client may make a minute (opening a session counts ten)' },
-  { key: 'checkAggregates', flag: 'check-aggregates', env: 'MEDMESH_CHECK_AGGREGATES', type: 'boolean', default: false, example: true, help: 'in a sliced consortium, fetch every member\'s whole masked vector and sum it here, signing only a sum that matches (all-to-all traffic for this node); --no-check-aggregates overrides config.json and the environment' }
+  { key: 'inferenceListen', flag: 'inference-listen', env: 'MEDMESH_INFERENCE_LISTEN', type: 'list', item: 'multiaddr', value: 'MULTIADDR', default: [], defaultHelp: 'not served', example: ['/ip4/0.0.0.0/tcp/7652'], commands: ['join', 'start', 'serve'], help: 'serve encrypted inference of the consortium\'s model on this address, with its own peer id, logged at start' },
+  { key: 'inferencePerMinute', flag: 'inference-per-minute', env: 'MEDMESH_INFERENCE_PER_MINUTE', type: 'number', integer: true, min: 1, value: 'N', default: 60, example: 10, commands: ['join', 'start', 'serve'], help: 'queries each inference client may make a minute, opening a session counting ten' },
+  { key: 'checkAggregates', flag: 'check-aggregates', env: 'MEDMESH_CHECK_AGGREGATES', type: 'boolean', default: false, example: true, help: 'in a sliced consortium, fetch every member\'s whole masked vector and sum it here, signing only a sum that matches: all-to-all traffic for this node. --no-check-aggregates overrides config.json and the environment' }
 ] as const satisfies readonly OptionRow[]
 
 type Row = typeof NODE_OPTIONS[number]
@@ -122,8 +122,8 @@ export function checkValue (row: OptionRow, v: unknown, name: string): unknown {
       return v
     case 'number': {
       if (v === null && row.default === null) return v
-      if (typeof v !== 'number' || !Number.isFinite(v) || v < row.min || (row.integer && !Number.isInteger(v))) throw new ConfigError(`${name} must be ${row.integer ? 'an integer' : 'a number'} >= ${row.min}, got ${shown(v)}`)
-      if (row.max !== undefined && v > row.max) throw new ConfigError(`${name} must be at most ${row.max}, got ${v}`)
+      const problem = numberProblem(row, v)
+      if (problem !== null) throw new ConfigError(`${name} must be ${problem}, got ${shown(v)}`)
       return v
     }
     case 'choice':
@@ -147,13 +147,21 @@ export function checkValue (row: OptionRow, v: unknown, name: string): unknown {
   }
 }
 
+/** What a number of this row must be, if `v` is not one; null if it is. */
+function numberProblem (row: NumberRow, v: unknown): string | null {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < row.min || (row.integer && !Number.isInteger(v))) return `${row.integer ? 'an integer' : 'a number'} >= ${row.min}`
+  if (row.max !== undefined && v > row.max) return `at most ${row.max}`
+  return null
+}
+
 /** A value from its text (an environment variable, a flag's string), then checked. */
 export function valueFromText (row: OptionRow, text: string, name: string): unknown {
   switch (row.type) {
     case 'number': {
       const n = text.trim() === '' ? NaN : Number(text)
-      if (Number.isNaN(n)) throw new ConfigError(`${name} must be ${row.integer ? 'an integer' : 'a number'} >= ${row.min}, got '${text}'`)
-      return checkValue(row, n, name)
+      const problem = numberProblem(row, n)
+      if (problem !== null) throw new ConfigError(`${name} must be ${problem}, got '${text}'`)
+      return n
     }
     case 'boolean': {
       const t = text.toLowerCase()
@@ -277,9 +285,14 @@ function defaultText (row: OptionRow): string {
 }
 
 function rowHelp (row: OptionRow, left: string): string[] {
-  const values = row.type === 'choice' ? `${row.values.join(' | ')}; ` : ''
-  const set = row.type === 'list' ? `${row.env} (comma-separated)` : row.env
-  return wrap(`${row.help} (${values}default ${defaultText(row)}). Also ${set}, or "${row.key}" in config.json.`, COLUMN, left)
+  const notes = [
+    ...(row.type === 'choice' ? [row.values.join(' | ')] : []),
+    ...(row.type === 'list' && row.flag !== null ? ['repeatable'] : []),
+    `default ${defaultText(row)}`,
+    row.type === 'list' ? `${row.env}, comma-separated` : row.env,
+    `config "${row.key}"`
+  ]
+  return wrap(`${row.help} (${notes.join('; ')})`, COLUMN, left)
 }
 
 /** The help of `command`'s node options, one entry per row; with `all`, the options that have no flag too. */

@@ -1,7 +1,6 @@
 /** `medmesh dp-epsilon`: what ε a DP-SGD training plan spends, before anyone trains. */
-import { parseArgs } from 'node:util'
 import { computeRdp, rdpToEpsilon, DEFAULT_ORDERS } from '../privacy/dp/rdp.ts'
-import { UsageError } from './main.ts'
+import { UsageError, parseFlags } from './usage.ts'
 
 export const help = `Usage: medmesh dp-epsilon --samples N --batch B --noise σ (--epochs E | --steps S) [--delta δ] [--json]
 
@@ -26,19 +25,14 @@ function positive (name: string, raw: string | undefined, integer: boolean): num
 }
 
 export async function run (args: string[], out: (s: string) => void = s => process.stdout.write(s + '\n')): Promise<number> {
-  let values
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        samples: { type: 'string' }, batch: { type: 'string' }, noise: { type: 'string' },
-        epochs: { type: 'string' }, steps: { type: 'string' }, delta: { type: 'string' }, json: { type: 'boolean' }
-      },
-      strict: true
-    }))
-  } catch (e) {
-    throw new UsageError((e as Error).message)
-  }
+  const { values } = parseFlags({
+    args,
+    options: {
+      samples: { type: 'string' }, batch: { type: 'string' }, noise: { type: 'string' },
+      epochs: { type: 'string' }, steps: { type: 'string' }, delta: { type: 'string' }, json: { type: 'boolean' }
+    },
+    strict: true
+  })
   const samples = positive('samples', values.samples, true)
   const batch = positive('batch', values.batch, true)
   const noise = positive('noise', values.noise, false)

@@ -1,6 +1,5 @@
 /** `medmesh export`: the chosen certified model as a folder other tools load, with its model card. */
-import { parseArgs } from 'node:util'
-import { EXIT, UsageError } from './main.ts'
+import { EXIT, UsageError, parseFlags } from './usage.ts'
 
 export const help = `Usage: medmesh export --data-dir DIR --out FOLDER [--round N] [--with-ledger]
 
@@ -20,10 +19,7 @@ Options:
 Exit codes: 0 written, 64 bad usage, 74 cannot write, 78 no certified model or data directory.`
 
 export async function run (args: string[], out: (s: string) => void = s => process.stdout.write(s + '\n'), err: (s: string) => void = s => process.stderr.write(s + '\n')): Promise<number> {
-  let values
-  try {
-    ({ values } = parseArgs({ args, strict: true, options: { 'data-dir': { type: 'string' }, out: { type: 'string' }, round: { type: 'string' }, 'with-ledger': { type: 'boolean' } } }))
-  } catch (e) { throw new UsageError((e as Error).message) }
+  const { values } = parseFlags({ args, strict: true, options: { 'data-dir': { type: 'string' }, out: { type: 'string' }, round: { type: 'string' }, 'with-ledger': { type: 'boolean' } } })
   if (values['data-dir'] === undefined || values.out === undefined) throw new UsageError('export needs --data-dir DIR and --out FOLDER')
   const round = values.round === undefined ? undefined : Number(values.round)
   if (round !== undefined && (!Number.isInteger(round) || round < 0)) throw new UsageError(`--round must be a round number, got '${values.round}'`)

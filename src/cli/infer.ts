@@ -1,7 +1,6 @@
 /** `medmesh infer --encrypted`: a clinic's prediction from a holder without showing it the image. */
 import { readFileSync, statSync } from 'node:fs'
-import { parseArgs } from 'node:util'
-import { EXIT, UsageError } from './main.ts'
+import { EXIT, UsageError, parseFlags } from './usage.ts'
 
 export const help = `Usage: medmesh infer --encrypted --peer MULTIADDR --identity DIR [--json | --csv] IMAGE|FOLDER...
 
@@ -25,10 +24,7 @@ refused or could not be reached, 78 no identity in DIR.`
 const MAX_FILE_BYTES = 256 * 1024 * 1024
 
 export async function run (args: string[], out: (s: string) => void = s => process.stdout.write(s + '\n'), err: (s: string) => void = s => process.stderr.write(s + '\n')): Promise<number> {
-  let parsed
-  try {
-    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { encrypted: { type: 'boolean' }, peer: { type: 'string' }, identity: { type: 'string' }, json: { type: 'boolean' }, csv: { type: 'boolean' } } })
-  } catch (e) { throw new UsageError((e as Error).message) }
+  const parsed = parseFlags({ args, allowPositionals: true, strict: true, options: { encrypted: { type: 'boolean' }, peer: { type: 'string' }, identity: { type: 'string' }, json: { type: 'boolean' }, csv: { type: 'boolean' } } })
   const { values, positionals } = parsed
   if (values.encrypted !== true) throw new UsageError('infer is encrypted inference: give --encrypted (members run the model in the clear with medmesh predict)')
   if (values.peer === undefined || !values.peer.includes('/p2p/')) throw new UsageError('--peer must be the holder\'s inference address, ending in /p2p/<peer id>')

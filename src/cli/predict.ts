@@ -1,8 +1,7 @@
 /** `medmesh predict`: the consortium's chosen model on PNG, JPEG or DICOM images, or every image in a folder. */
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { basename, extname, join } from 'node:path'
-import { parseArgs } from 'node:util'
-import { EXIT, UsageError } from './main.ts'
+import { EXIT, UsageError, parseFlags } from './usage.ts'
 
 export const help = `Usage: medmesh predict (--data-dir DIR [--round N] | --model EXPORT) [--json | --csv] [--explain OUT_DIR] IMAGE|FOLDER...
 
@@ -51,10 +50,7 @@ export function imageFiles (paths: string[]): { files: string[], missing: Array<
 }
 
 export async function run (args: string[], out: (s: string) => void = s => process.stdout.write(s + '\n'), err: (s: string) => void = s => process.stderr.write(s + '\n')): Promise<number> {
-  let parsed
-  try {
-    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { 'data-dir': { type: 'string' }, model: { type: 'string' }, round: { type: 'string' }, json: { type: 'boolean' }, csv: { type: 'boolean' }, explain: { type: 'string' } } })
-  } catch (e) { throw new UsageError((e as Error).message) }
+  const parsed = parseFlags({ args, allowPositionals: true, strict: true, options: { 'data-dir': { type: 'string' }, model: { type: 'string' }, round: { type: 'string' }, json: { type: 'boolean' }, csv: { type: 'boolean' }, explain: { type: 'string' } } })
   const { values, positionals } = parsed
   if ((values['data-dir'] === undefined) === (values.model === undefined)) throw new UsageError('predict needs either --data-dir DIR or --model EXPORT')
   if (values.model !== undefined && values.round !== undefined) throw new UsageError('--round chooses among a data directory\'s models; an export holds one')

@@ -1,7 +1,6 @@
 /** `medmesh verify-model`: check that an exported model is the one a consortium certified. */
-import { parseArgs } from 'node:util'
 import { join } from 'node:path'
-import { EXIT, UsageError } from './main.ts'
+import { EXIT, UsageError, parseFlags } from './usage.ts'
 
 export const help = `Usage: medmesh verify-model EXPORT_DIR [--manifest FILE] [--ledger DIR] [--json]
 
@@ -19,10 +18,7 @@ Options:
 Exit codes: 0 verified, 65 a check failed (the message names it), 64 bad usage.`
 
 export async function run (args: string[], out: (s: string) => void = s => process.stdout.write(s + '\n'), err: (s: string) => void = s => process.stderr.write(s + '\n')): Promise<number> {
-  let parsed
-  try {
-    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { manifest: { type: 'string' }, ledger: { type: 'string' }, json: { type: 'boolean' } } })
-  } catch (e) { throw new UsageError((e as Error).message) }
+  const parsed = parseFlags({ args, allowPositionals: true, strict: true, options: { manifest: { type: 'string' }, ledger: { type: 'string' }, json: { type: 'boolean' } } })
   const { values, positionals } = parsed
   if (positionals.length !== 1) throw new UsageError('verify-model needs one EXPORT_DIR')
   const dir = positionals[0]

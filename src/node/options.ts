@@ -97,8 +97,6 @@ export type SettingsLayer = Partial<Record<OptionKey, unknown>>
 const ALL: readonly OptionRow[] = NODE_OPTIONS
 const ROWS: ReadonlyMap<string, OptionRow> = new Map(ALL.map(r => [r.key, r]))
 
-export function optionRow (key: string): OptionRow | undefined { return ROWS.get(key) }
-
 function copy<T> (v: T): T { return Array.isArray(v) ? [...v] as T : v }
 
 /** The defaults, typed from the table (a fresh copy of each list). */

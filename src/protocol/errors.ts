@@ -14,3 +14,17 @@ export class ProtocolError extends Error {
 }
 
 export const reject = (code: RejectCode, message: string): never => { throw new ProtocolError(code, message) }
+
+/**
+ * Run `fn`; a ProtocolError (hostile or broken input) goes to `onReject` and gives undefined,
+ * anything else is a bug and is thrown on.
+ */
+export function orReject<T> (fn: () => T, onReject: (e: ProtocolError) => void): T | undefined {
+  try {
+    return fn()
+  } catch (e) {
+    if (!(e instanceof ProtocolError)) throw e
+    onReject(e)
+    return undefined
+  }
+}

@@ -11,66 +11,45 @@
  *  advertise → share keys → [proposal 1: masking set M] → masked input →
  *  [proposal 2: survivor set U3] → ack (t acks = QC) → reveal → aggregate → commit (quorum = certificate)
  */
-import { NodeIdentity, generateX25519KeyPair, randomBytes, secretCommitment, type RandomSource, type X25519KeyPair } from '../privacy/index.ts'
+import { generateX25519KeyPair, randomBytes, secretCommitment, type X25519KeyPair } from '../privacy/index.ts'
 import { equalBytes, hash, hex } from './codec.ts'
-import { ProtocolError, type RejectCode } from './errors.ts'
+import { ProtocolError, orReject, type RejectCode } from './errors.ts'
 import type { Phase, RoundAction } from './actions.ts'
 import {
   MSG, MSG_NAME, PROTOCOL_VERSION, openMessage, sealMessage, type AckBody, type AdvertiseBody, type CommitBody, type Envelope, type MaskedInputBody,
   type OpenedMessage, type ProposalBody, type RevealBody, type ShareKeysBody, type SliceSumsBody, type MsgType, type Body
 } from './messages.ts'
-import { memberIndex, type Manifest } from './manifest.ts'
-import { decodeHeader, signHeader, type Certificate, type CertificateKind } from './ledger.ts'
+import { memberIndex } from './manifest.ts'
+import { decodeHeader, signHeader, type Certificate } from './ledger.ts'
 import type { GlobalState } from './model.ts'
-import { aggregate, aggregateFromSum, collectRevealedShares, enoughShares, unmaskingSecrets, type UnmaskingSecrets } from './aggregate.ts'
+import { aggregateFromSum, collectRevealedShares, enoughShares, unmaskingSecrets, type UnmaskingSecrets } from './aggregate.ts'
 import { CommitTally, commitSignatureValid } from './commits.ts'
 import { openShares, sealShares, sharesToReveal, type SharePair } from './shares.ts'
 import { inputLength, maskedInput } from './masked-input.ts'
 import { Lateness } from './lateness.ts'
-import { MaskedVectors } from './vectors.ts'
 import { checkMaskingSet, largestConsistentSet, parseShareKeys, splitMaskingProposal, type ShareKeys } from './sets.ts'
 import { proposerOf, proposingAttempt } from './presence.ts'
 import { SurvivorAgreement, type SurvivorProposal } from './survivors.ts'
-import { SlicedAggregation, commitSlices } from './sliced.ts'
 import { assignmentSeed } from './slices.ts'
+import type { Exchange, Rejection } from './exchange.ts'
+import { WholeExchange } from './whole-exchange.ts'
+import { SlicedExchange } from './sliced-exchange.ts'
+import type { Advert, Progress, Proposal, RoundOptions } from './round-options.ts'
 
-export interface RoundOptions {
-  manifest: Manifest
-  consortium: Uint8Array
-  memberKeys: readonly Uint8Array[]
-  identity: NodeIdentity
-  round: number
-  /** hash of the last certificate (the consortium id before the first) */
-  prev: Uint8Array
-  state: GlobalState
-  kind: Exclude<CertificateKind, 'membership'>
-  rng: RandomSource
-  now: number
-  /** how long the survivor-set proposer waits for missing inputs after its own (default: the phase timeout; ProtocolPeer adapts it) */
-  inputWaitMs?: number
-  /** how long to wait for every member's advertisement before sharing keys (default: the phase timeout) */
-  advertiseWaitMs?: number
-  /** the last certified round's survivors: a proposer outside them is away (presence.ts), and the masking-set proposer keeps them over others in a tie */
-  lastSurvivors?: readonly number[]
-  /** this peer lacks the previous round's certificate (it jumped ahead to the others' round) */
-  behind?: boolean
-  /** the members whose advertisements are awaited before sharing keys (default: all; presence.ts) */
-  expectedAdverts?: readonly number[]
-  /** sliced mode: fetch and sum every survivor's whole masked vector, and sign only a sum that matches (sliced.ts) */
-  checkAll?: boolean
-}
+export type { RoundOptions } from './round-options.ts'
 
 /** how long a round still waits, once every expected member has advertised, for one coming back */
 const ADVERT_GRACE_MS = 200
 
-interface Advert { id: Uint8Array, wire: Uint8Array, body: AdvertiseBody }
-interface Proposal { id: Uint8Array, attempt: number, members: number[] }
-
 export class Round {
-  readonly #o: RoundOptions
+  readonly #o: Readonly<RoundOptions>
+  /** the ledger head this round extends and the state it trains from (a late certificate can move both: rebase) */
+  #head: { prev: Uint8Array, state: GlobalState }
+  #now: number
   readonly me: number
   readonly n: number
   phase: Phase = 'advertise'
+  readonly #progress: Progress = { masking: { attempt: 0, proposed: new Set() }, inputSent: false, revealed: false }
   readonly #actions: RoundAction[] = []
   readonly #ctx: Uint8Array
 
@@ -87,46 +66,29 @@ export class Round {
   readonly #seen = new Map<string, Uint8Array>() // replay / equivocation: key -> message id
   readonly #adverts = new Map<number, Advert>()
   readonly #shareKeys = new Map<number, ShareKeys>()
-  readonly #vectors = new MaskedVectors()
   readonly #reveals = new Map<number, RevealBody>()
-  /** what the last look at the reveals saw (survivor set, reveals received, members found faulty): nothing new, no need to look again */
-  #revealsSeen = ''
   readonly #commits = new CommitTally()
   readonly #faulty = new Set<number>()
-
-  // progress
-  #sharedAt = -1
-  #maskingSet: Proposal | null = null
-  #maskingAttempt = 0
-  #maskingDeadline = Infinity
-  /** when the expected members' advertisements were all in (-1: not yet) */
-  #expectedAt = -1
-  #proposedMasking = new Set<number>()
-  #maskedSent = false
+  /** how the masked vectors travel and are summed: whole, or in slices (exchange.ts) */
+  readonly #exchange: Exchange
   /** how late the others' advertisements and masked inputs came (even after this round ended) */
   readonly lateness: Lateness
   readonly #survivors = new SurvivorAgreement()
-  #revealed = false
-  #result: { header: Uint8Array, state: GlobalState | null, stats: Float64Array | null, stateBytes: Uint8Array | null } | null = null
-  /** a member that checks everything found an agreed slice sum unlike its own (reported once) */
-  #disputeReported = false
   /**
    * The messages this round has opened, by the hash of their bytes: a proposal carries members'
    * messages that every peer has mostly received already, and the same bytes need not have their
    * signature checked twice (bounded: a round has a few messages per member and attempt).
    */
   readonly #opened = new Map<string, OpenedMessage>()
-  readonly #advertiseDeadline: number
+  /** messages that need the masking set, which is not agreed yet (bounded) */  readonly #advertiseDeadline: number
   readonly #roundDeadline: number
   /** per member of my view: its shares for me (mine for myself included) */
   readonly #myShares = new Map<number, SharePair>()
-  /** sliced mode (manifest params.slicing): who aggregates which slice, and what came of it */
-  readonly #sliced: SlicedAggregation | null
-  /** the secrets that remove the masks of U3, reconstructed once (sliced mode) */
-  #secrets: UnmaskingSecrets | null = null
 
   constructor (o: RoundOptions) {
     this.#o = o
+    this.#head = { prev: o.prev, state: o.state }
+    this.#now = o.now
     this.n = o.manifest.members.length
     this.me = memberIndex(o.manifest, o.identity.peerId)
     if (this.me < 0) throw new Error('this identity is not a member of the consortium')
@@ -140,9 +102,9 @@ export class Round {
     this.#advertiseDeadline = o.now + (o.advertiseWaitMs ?? o.manifest.params.timeouts.phaseMs)
     this.#roundDeadline = o.now + o.manifest.params.timeouts.roundMs
     const slicing = o.manifest.params.slicing
-    this.#sliced = slicing === undefined
-      ? null
-      : new SlicedAggregation({ me: this.me, peerIds: this.#peerIds, slicing, length: this.#inputLength(), prev: () => this.#o.prev, seedOf: prev => assignmentSeed(this.#o.consortium, this.#o.round, prev), phaseMs: o.manifest.params.timeouts.phaseMs, checkAll: o.checkAll })
+    this.#exchange = slicing === undefined
+      ? new WholeExchange()
+      : new SlicedExchange({ me: this.me, peerIds: this.#peerIds, slicing, length: this.#inputLength(), prev: () => this.#head.prev, seedOf: prev => assignmentSeed(o.consortium, o.round, prev), phaseMs: o.manifest.params.timeouts.phaseMs, checkAll: o.checkAll })
     this.#send(MSG.advertise, 0, { boxKey: this.#boxKeys.publicKey, maskKey: this.#maskKeys.publicKey, selfMaskCommitment: secretCommitment(this.#selfMaskSeed) })
     this.#setPhase('advertise', 'keys advertised')
   }
@@ -150,16 +112,26 @@ export class Round {
   get round (): number { return this.#o.round }
   get kind (): RoundOptions['kind'] { return this.#o.kind }
   /** the ledger head this round extends */
-  get prev (): Uint8Array { return this.#o.prev }
+  get prev (): Uint8Array { return this.#head.prev }
   get #peerIds (): string[] { return this.#o.manifest.members.map(m => m.peerId) }
   /** the fewest members a masking or survivor set may have: nobody learns a sum of fewer */
   get #minSet (): number { return Math.max(this.#o.manifest.params.minParticipants, this.#o.manifest.params.threshold) }
   get hasInput (): boolean { return this.#input !== null }
   get done (): boolean { return this.phase === 'certified' || this.phase === 'aborted' }
   /** whether this peer's input is expected: the masking set is agreed and includes it */
-  get inputExpected (): boolean { return this.#maskingSet?.members.includes(this.me) === true }
+  get inputExpected (): boolean { return this.#progress.masking.agreed?.members.includes(this.me) === true }
 
   takeActions (): RoundAction[] { return this.#actions.splice(0) }
+
+  /** Whether a message of this round, come after it ended, is a straggler's first advertisement or masked input (what noteLate would note). */
+  isNewStraggler (msg: OpenedMessage): boolean {
+    const key = Round.#lateKey(msg)
+    return key !== null && !this.#seen.has(key)
+  }
+
+  static #lateKey (msg: OpenedMessage): string | null {
+    return msg.env.type === MSG.advertise ? `adv:${msg.env.sender}` : msg.env.type === MSG.maskedInput ? `mi:${msg.env.sender}` : null
+  }
 
   /**
    * A member's advertisement or masked input that came after this round ended (a straggler's):
@@ -167,7 +139,7 @@ export class Round {
    * message seen before (a replay).
    */
   noteLate (msg: OpenedMessage, now: number): boolean {
-    const key = msg.env.type === MSG.advertise ? `adv:${msg.env.sender}` : msg.env.type === MSG.maskedInput ? `mi:${msg.env.sender}` : null
+    const key = Round.#lateKey(msg)
     if (key === null || this.#seen.has(key)) return false
     this.#seen.set(key, msg.id)
     this.#noteArrival(msg, now)
@@ -185,9 +157,8 @@ export class Round {
    * ledger head and state, if the aggregate has not been formed yet. Returns whether it could.
    */
   rebase (prev: Uint8Array, state: GlobalState): boolean {
-    if (this.#result !== null || state.weights.length !== this.#o.state.weights.length) return false
-    this.#o.prev = prev
-    this.#o.state = state
+    if (this.#progress.result !== undefined || state.weights.length !== this.#head.state.weights.length) return false
+    this.#head = { prev, state }
     return true
   }
 
@@ -196,7 +167,7 @@ export class Round {
    * over at `now` (default: the last time this round saw). The waits that follow the input (the
    * survivor set's) count from then, not from when training began.
    */
-  setInput (values: ArrayLike<number>, count: number, now = this.#o.now): void {
+  setInput (values: ArrayLike<number>, count: number, now = this.#now): void {
     this.#input = { values, count }
     this.#advance(now)
   }
@@ -206,34 +177,26 @@ export class Round {
     if (this.done) return
     this.#remember(msg)
     this.#noteArrival(msg, now)
-    try {
-      this.#dispatch(msg)
-    } catch (e) {
-      if (!(e instanceof ProtocolError)) throw e
-      this.#reject(e.code, e.message, msg.env.sender)
-    }
+    this.#dispatchOrReject(msg)
     this.#advance(now)
   }
 
   /** A blob the driver fetched: kept only if it is a committed masked vector (or in sliced mode, a committed slice or an agreed slice sum). */
   receiveBlob (hashHex: string, data: Uint8Array, now: number, hashChecked = false): void {
     if (this.done) return
-    if (this.#sliced !== null) {
-      const got = this.#sliced.receiveBlob(hashHex, data, hashChecked)
-      if (got === null) return
-      if (got.kind === 'bad') { this.#reject('bad-blob', `a blob served as ${hashHex.slice(0, 16)}… does not match the slice it was fetched for`, got.member ?? -1); return }
-      this.#advance(now)
-      return
-    }
-    const got = this.#vectors.receive(hashHex, data, hashChecked)
+    const got = this.#exchange.receiveBlob(hashHex, data, hashChecked)
     if (got === null) return
-    if (!got.matched) { this.#reject('bad-blob', `masked vector from member ${got.member} does not match its commitment`, got.member); return }
+    if (!got.ok) { this.#reject('bad-blob', got.reason, got.member); return }
     this.#advance(now)
   }
 
   tick (now: number): void { this.#advance(now) }
 
   // ---------------------------------------------------------------- incoming
+
+  #dispatchOrReject (msg: OpenedMessage): void {
+    orReject(() => this.#dispatch(msg), e => this.#reject(e.code, e.message, msg.env.sender))
+  }
 
   #dispatch (msg: OpenedMessage): void {
     const { env } = msg
@@ -260,7 +223,7 @@ export class Round {
 
   #onAdvertise (msg: OpenedMessage<AdvertiseBody>): void {
     if (!this.#firstOf(`adv:${msg.env.sender}`, msg)) return
-    if (this.#sharedAt >= 0) return // too late to be in my view; a proposal may still carry it
+    if (this.#progress.sharedAt !== undefined) return // too late to be in my view; a proposal may still carry it
     this.#adverts.set(msg.env.sender, { id: msg.id, wire: msg.wire, body: msg.env.body })
   }
 
@@ -283,28 +246,23 @@ export class Round {
     const { env } = msg
     const ph = env.body.set
     if (env.sender !== proposerOf(ph, this.#o.round, env.attempt, this.n)) throw new ProtocolError('wrong-proposer', `member ${env.sender} is not the proposer of set ${ph}, attempt ${env.attempt}`)
-    if (ph === 2 && this.#maskingSet === null) return this.#defer(msg)
+    if (ph === 2 && this.#progress.masking.agreed === undefined) return this.#defer(msg)
     if (!this.#firstOf(`prop:${ph}:${env.attempt}`, msg)) return
     if (ph === 1) this.#onMaskingProposal(msg)
     else this.#onSurvivorProposal(msg)
   }
 
   #onMaskingProposal (msg: OpenedMessage<ProposalBody>): void {
-    if (this.#maskingSet !== null) return // already agreed
+    if (this.#progress.masking.agreed !== undefined) return // already agreed
     const { adverts, shares } = splitMaskingProposal(msg.env.body.messages.map(wire => this.#open(wire)), this.n)
     const members = checkMaskingSet(new Map([...adverts].map(([u, m]) => [u, m.id])), shares, this.#minSet)
     // my own advertisement must be the one I sent: a forged one cannot be signed, so equality of ids suffices
-    this.#maskingSet = { id: msg.id, attempt: msg.env.attempt, members }
+    this.#progress.masking.agreed = { id: msg.id, attempt: msg.env.attempt, members }
     for (const [u, m] of adverts) this.#adverts.set(u, { id: m.id, wire: m.wire, body: m.env.body })
     for (const [u, s] of shares) this.#shareKeys.set(u, s)
     if (members.includes(this.me)) this.#openMyBoxes(members)
     this.#setPhase('masked-input', `masking set agreed: ${members.length} members (proposer ${this.#o.manifest.members[msg.env.sender]?.name ?? msg.env.sender}, attempt ${msg.env.attempt})`)
-    for (const m of this.#deferred.splice(0)) {
-      try { this.#dispatch(m) } catch (e) {
-        if (!(e instanceof ProtocolError)) throw e
-        this.#reject(e.code, e.message, m.env.sender)
-      }
-    }
+    for (const m of this.#deferred.splice(0)) this.#dispatchOrReject(m)
   }
 
   #openMyBoxes (members: number[]): void {
@@ -327,23 +285,22 @@ export class Round {
   readonly #deferred: OpenedMessage[] = []
 
   #onMaskedInput (msg: OpenedMessage<MaskedInputBody>): void {
-    if (this.#maskingSet === null) return this.#defer(msg)
+    if (this.#progress.masking.agreed === undefined) return this.#defer(msg)
     if (!this.#firstOf(`mi:${msg.env.sender}`, msg)) return
     this.#acceptCommitment(msg)
   }
 
   #acceptCommitment (msg: OpenedMessage<MaskedInputBody>, authoritative = false): void {
-    const M = this.#maskingSet
-    if (M === null) throw new ProtocolError('wrong-phase', `masked input from ${msg.env.sender} before the masking set is known`)
+    const M = this.#progress.masking.agreed
+    if (M === undefined) throw new ProtocolError('wrong-phase', `masked input from ${msg.env.sender} before the masking set is known`)
     if (!equalBytes(msg.env.body.maskingSetId, M.id)) throw new ProtocolError('invalid', `masked input from ${msg.env.sender} names another masking set`)
     if (!M.members.includes(msg.env.sender)) throw new ProtocolError('invalid', `masked input from ${msg.env.sender}, not in the masking set`)
     const expected = this.#inputLength()
     if (msg.env.body.length !== expected) throw new ProtocolError('invalid', `masked input from ${msg.env.sender} has ${msg.env.body.length} words, expected ${expected}`)
-    const unsliced = this.#sliced !== null ? this.#sliced.checkCommitment(msg.env.body) : msg.env.body.sliceHashes !== undefined ? 'carries slice hashes, but the consortium aggregates whole vectors' : null
-    if (unsliced !== null) throw new ProtocolError('invalid', `masked input from ${msg.env.sender} ${unsliced}`)
+    const unfit = this.#exchange.checkCommitment(msg.env.body)
+    if (unfit !== null) throw new ProtocolError('invalid', `masked input from ${msg.env.sender} ${unfit}`)
     // the survivor-set proposal (authoritative) fixes which of two commitments counts
-    const recorded = this.#vectors.commit(msg.env.sender, { id: msg.id, wire: msg.wire, body: msg.env.body }, authoritative)
-    if (recorded === 'new' || (recorded === 'other' && authoritative)) this.#sliced?.commit(msg.env.sender, msg.env.body)
+    const recorded = this.#exchange.commit(msg.env.sender, { id: msg.id, wire: msg.wire, body: msg.env.body }, authoritative)
     if (recorded !== 'other') return
     this.#faulty.add(msg.env.sender)
     if (!authoritative) throw new ProtocolError('equivocation', `member ${msg.env.sender} committed to two masked vectors`)
@@ -351,8 +308,8 @@ export class Round {
   }
 
   #onSurvivorProposal (msg: OpenedMessage<ProposalBody>): void {
-    const M = this.#maskingSet
-    if (M === null) throw new ProtocolError('wrong-phase', 'survivor-set proposal before the masking set is known')
+    const M = this.#progress.masking.agreed
+    if (M === undefined) throw new ProtocolError('wrong-phase', 'survivor-set proposal before the masking set is known')
     if (!equalBytes(msg.env.body.maskingSetId, M.id)) throw new ProtocolError('invalid', 'survivor-set proposal names another masking set')
     const members: number[] = []
     for (const wire of msg.env.body.messages) {
@@ -368,8 +325,8 @@ export class Round {
 
   #onAck (msg: OpenedMessage<AckBody>): void {
     if (!this.#firstOf(`ack:${msg.env.sender}:${msg.env.attempt}`, msg)) return
-    const M = this.#maskingSet
-    if (M !== null && !M.members.includes(msg.env.sender)) throw new ProtocolError('invalid', `ack from ${msg.env.sender}, not in the masking set`)
+    const M = this.#progress.masking.agreed
+    if (M !== undefined && !M.members.includes(msg.env.sender)) throw new ProtocolError('invalid', `ack from ${msg.env.sender}, not in the masking set`)
     this.#survivors.addAck(msg.env.sender, msg.env.body.proposalId)
   }
 
@@ -379,19 +336,12 @@ export class Round {
   }
 
   #onSliceSums (msg: OpenedMessage<SliceSumsBody>): void {
-    if (this.#sliced === null) throw new ProtocolError('invalid', `slice sums from ${msg.env.sender}, but the consortium aggregates whole vectors`)
     const key = `ss:${msg.env.sender}:${hex(msg.id)}`
     if (this.#seen.has(key)) return
     if (this.#seen.size > 64 * this.n) throw new ProtocolError('invalid', `too many messages in round ${this.#o.round}; slice sums from ${msg.env.sender} dropped`)
     this.#seen.set(key, msg.id)
-    const U3 = this.#survivors.certified()?.proposal ?? null
-    const { conflicts, invalid } = this.#sliced.claim(msg.env.sender, msg.env.body, msg.wire, U3)
-    for (const c of conflicts) {
-      // both signed messages are the proof; which one lied, the next aggregator's sum tells
-      const [a, b] = c.members
-      const proof = `${hex(hash(c.wires[0])).slice(0, 16)}…, ${hex(hash(c.wires[1])).slice(0, 16)}…`
-      this.#reject(a === b ? 'equivocation' : 'bad-aggregate', a === b ? `member ${a} signed two different sums of slice ${c.slice} (messages ${proof})` : `members ${a} and ${b} signed different sums of slice ${c.slice} (messages ${proof}): one of them lied; the next aggregator of the slice recomputes it`, b)
-    }
+    const { rejects, invalid } = this.#exchange.claim(msg.env.sender, msg.env.body, msg.wire, this.#survivors.certified()?.proposal ?? null)
+    this.#rejectAll(rejects)
     if (invalid !== null) throw new ProtocolError('invalid', invalid)
   }
 
@@ -400,105 +350,105 @@ export class Round {
     if (!commitSignatureValid(this.#o.memberKeys, msg.env.sender, msg.env.body)) throw new ProtocolError('bad-signature', `member ${msg.env.sender}'s certificate signature is invalid`)
     const header = decodeHeader(msg.env.body.header)
     if (header.round !== this.#o.round || !equalBytes(header.consortium, this.#o.consortium)) throw new ProtocolError('invalid', `commit from ${msg.env.sender} names another round or consortium`)
-    if (!equalBytes(header.prev, this.#o.prev)) throw new ProtocolError('invalid', `commit from ${msg.env.sender} extends another ledger head`)
+    if (!equalBytes(header.prev, this.#head.prev)) throw new ProtocolError('invalid', `commit from ${msg.env.sender} extends another ledger head`)
     this.#commits.record(msg.env.sender, msg.env.body)
   }
 
   // ---------------------------------------------------------------- progress
 
   #advance (now: number): void {
-    now = this.#o.now = Math.max(this.#o.now, now)
+    now = this.#now = Math.max(this.#now, now)
     if (this.done) return
     if (now >= this.#roundDeadline) { this.#abort(`round ${this.#o.round} timed out in phase ${this.phase}`); return }
     const p = this.#o.manifest.params
-    const minSet = Math.max(p.minParticipants, p.threshold)
+    const progress = this.#progress
 
     // 1. share keys with everyone whose advertisement I hold
     // (a member absent since before the last round is not waited for: presence.ts; but one that
     // comes back advertises about when the others do, so a short grace after them lets it in)
-    if (this.#expectedAt < 0 && this.#o.expectedAdverts?.every(u => this.#adverts.has(u)) === true) this.#expectedAt = now
-    const heardAll = this.#adverts.size === this.n || (this.#expectedAt >= 0 && now >= this.#expectedAt + Math.min(ADVERT_GRACE_MS, p.timeouts.phaseMs / 4))
-    if (this.#sharedAt < 0 && (heardAll || now >= this.#advertiseDeadline) && this.#adverts.size >= minSet) this.#shareMyKeys(now)
+    if (progress.expectedAt === undefined && this.#o.expectedAdverts?.every(u => this.#adverts.has(u)) === true) progress.expectedAt = now
+    const heardAll = this.#adverts.size === this.n || (progress.expectedAt !== undefined && now >= progress.expectedAt + Math.min(ADVERT_GRACE_MS, p.timeouts.phaseMs / 4))
+    if (progress.sharedAt === undefined && (heardAll || now >= this.#advertiseDeadline) && this.#adverts.size >= this.#minSet) this.#shareMyKeys(now)
 
     // 2. masking set: the proposer of the current attempt proposes; on timeout the next one does
-    if (this.#maskingSet === null && this.#sharedAt >= 0) {
-      if (now >= this.#maskingDeadline) { this.#maskingAttempt++; this.#maskingDeadline = now + 2 * p.timeouts.phaseMs }
-      // a proposer who was not among the last round's survivors is away: the first one who is
-      // there proposes at once (presence.ts). A peer that lacks the last certificate (it jumped
-      // to the others' round) cannot tell who survived it, and counts itself away: it never
-      // proposes first where the others have moved on to another proposer
-      const last = this.#o.lastSurvivors
-      const known = last !== undefined && last.length > 0
-      const away = this.#o.behind === true ? (u: number) => u === this.me || (known && !last.includes(u)) : known ? (u: number) => !last.includes(u) : null
-      const attempt = proposingAttempt(1, this.#o.round, this.#maskingAttempt, this.n, this.me, away)
-      if (attempt !== null && !this.#proposedMasking.has(attempt)) {
-        // a member that missed an advertisement shares its keys only at its advertise deadline (as
-        // late as this peer's): wait a phase past that too, or it is left out of the set
-        const ready = this.#shareKeys.size === this.#adverts.size || now >= Math.max(this.#sharedAt, this.#advertiseDeadline) + p.timeouts.phaseMs || this.#maskingAttempt > 0
-        if (ready) this.#proposeMaskingSet(minSet, attempt)
-      }
-    }
+    if (progress.masking.agreed === undefined && progress.sharedAt !== undefined) this.#maskingStep(now, progress.sharedAt)
 
     // 3. masked input, once the set is agreed and my input is ready
-    const M = this.#maskingSet
-    if (M !== null && !this.#maskedSent && this.#input !== null && M.members.includes(this.me)) this.#sendMaskedInput(M)
+    const M = progress.masking.agreed ?? null
+    if (M !== null && !progress.inputSent && this.#input !== null && M.members.includes(this.me)) this.#sendMaskedInput(M)
     // the proposer waits inputWait for missing inputs, the others that and one phase more before
     // they turn to the next proposer
     const inputWait = this.#o.inputWaitMs ?? p.timeouts.phaseMs
-    if (M !== null && (this.#maskedSent || !M.members.includes(this.me))) this.#survivors.begin(now + inputWait + p.timeouts.phaseMs)
+    if (M !== null && (progress.inputSent || !M.members.includes(this.me))) this.#survivors.begin(now + inputWait + p.timeouts.phaseMs)
 
     // fetch every committed vector I lack (sliced: the slices I aggregate)
-    const missing = this.#sliced === null ? this.#vectors.takeMissing() : M === null ? [] : this.#sliced.takeMissing(M.members, this.#survivors.certified()?.proposal.members ?? null)
-    for (const { hash, owner } of missing) this.#actions.push({ type: 'fetch-blob', hash, owner, what: 'masked-vector' })
+    for (const { hash, owner } of this.#exchange.takeMissing(M?.members ?? null, this.#survivors.certified()?.proposal.members ?? null)) this.#actions.push({ type: 'fetch-blob', hash, owner, what: 'masked-vector' })
 
     // 4. survivor set
-    if (M !== null && this.#survivors.certified() === null) {
-      this.#survivors.step(now, {
-        round: this.#o.round, n: this.n, me: this.me, maskingSet: M.members, minSet, threshold: p.threshold, phaseMs: p.timeouts.phaseMs,
-        hasVectorOf: u => this.#sliced === null ? this.#vectors.has(u) : this.#sliced.hasInputOf(u, M.members), faulty: this.#faulty, ackedIn: attempt => this.#seen.has(`ack:${this.me}:${attempt}`),
-        propose: (attempt, members) => this.#send(MSG.proposal, attempt, { set: 2, maskingSetId: M.id, messages: members.map(u => this.#vectors.commitmentOf(u)!.wire) }),
-        ack: (attempt, proposalId) => this.#send(MSG.ack, attempt, { proposalId })
-      })
-      const fixed = this.#survivors.certified()
-      if (fixed !== null) {
-        this.#setPhase('unmask', `survivor set certified by ${fixed.acks} acks: ${fixed.proposal.members.length} of ${M.members.length} survived`)
-        // slice sums that came before this peer certified the set
-        for (const p of this.#sliced?.takePending() ?? []) {
-          const { conflicts, invalid } = this.#sliced!.claim(p.sender, p.body, p.wire, fixed.proposal)
-          if (invalid !== null || conflicts.length > 0) this.#reject(invalid !== null ? 'invalid' : 'bad-aggregate', invalid ?? `member ${p.sender} signed a sum of slice ${conflicts[0].slice} that another aggregator's contradicts`, p.sender)
-        }
-      }
-    }
+    if (M !== null && this.#survivors.certified() === null) this.#survivorStep(now, M)
 
     // 5. reveal my shares: self-mask shares of survivors, key shares of the dropped, never both
     const U3 = this.#survivors.certified()?.proposal ?? null
-    if (U3 !== null && M !== null && !this.#revealed && M.members.includes(this.me) && this.#survivors.acked(U3.id)) {
-      this.#revealed = true
+    if (U3 !== null && M !== null && !progress.revealed && M.members.includes(this.me) && this.#survivors.acked(U3.id)) {
+      progress.revealed = true
       this.#send(MSG.reveal, 0, { proposalId: U3.id, ...sharesToReveal(M.members, U3.members, this.#myShares) })
     }
 
     // 6. aggregate, once enough shares are in
-    if (U3 !== null && M !== null && this.#result === null) this.#tryAggregate(M, U3)
+    if (U3 !== null && M !== null && progress.result === undefined) this.#tryAggregate(M, U3)
 
     // 7. certificate: a quorum of matching commits
     const certificate = this.#commits.certificate(p.quorum)
     if (certificate !== null) this.#certify(certificate)
   }
 
+  #maskingStep (now: number, sharedAt: number): void {
+    const masking = this.#progress.masking
+    const phaseMs = this.#o.manifest.params.timeouts.phaseMs
+    if (masking.deadline !== undefined && now >= masking.deadline) { masking.attempt++; masking.deadline = now + 2 * phaseMs }
+    // a proposer who was not among the last round's survivors is away: the first one who is
+    // there proposes at once (presence.ts). A peer that lacks the last certificate (it jumped
+    // to the others' round) cannot tell who survived it, and counts itself away: it never
+    // proposes first where the others have moved on to another proposer
+    const last = this.#o.lastSurvivors
+    const known = last !== undefined && last.length > 0
+    const away = this.#o.behind === true ? (u: number) => u === this.me || (known && !last.includes(u)) : known ? (u: number) => !last.includes(u) : null
+    const attempt = proposingAttempt(1, this.#o.round, masking.attempt, this.n, this.me, away)
+    if (attempt === null || masking.proposed.has(attempt)) return
+    // a member that missed an advertisement shares its keys only at its advertise deadline (as
+    // late as this peer's): wait a phase past that too, or it is left out of the set
+    const ready = this.#shareKeys.size === this.#adverts.size || now >= Math.max(sharedAt, this.#advertiseDeadline) + phaseMs || masking.attempt > 0
+    if (ready) this.#proposeMaskingSet(attempt)
+  }
+
+  #survivorStep (now: number, M: Proposal): void {
+    const p = this.#o.manifest.params
+    this.#survivors.step(now, {
+      round: this.#o.round, n: this.n, me: this.me, maskingSet: M.members, minSet: this.#minSet, threshold: p.threshold, phaseMs: p.timeouts.phaseMs,
+      hasVectorOf: u => this.#exchange.hasInputOf(u, M.members), faulty: this.#faulty, ackedIn: attempt => this.#seen.has(`ack:${this.me}:${attempt}`),
+      propose: (attempt, members) => this.#send(MSG.proposal, attempt, { set: 2, maskingSetId: M.id, messages: members.map(u => this.#exchange.commitmentOf(u)!.wire) }),
+      ack: (attempt, proposalId) => this.#send(MSG.ack, attempt, { proposalId })
+    })
+    const fixed = this.#survivors.certified()
+    if (fixed === null) return
+    this.#setPhase('unmask', `survivor set certified by ${fixed.acks} acks: ${fixed.proposal.members.length} of ${M.members.length} survived`)
+    this.#rejectAll(this.#exchange.survivorsCertified(fixed.proposal))
+  }
+
   #certify (certificate: Certificate): void {
     const header = decodeHeader(certificate.header)
-    const mine = this.#result !== null && equalBytes(this.#result.header, certificate.header)
+    const result = this.#progress.result
+    const mine = result !== undefined && equalBytes(result.header, certificate.header)
     this.phase = 'certified'
-    this.#vectors.release() // the masked vectors are not needed any more: do not hold them
-    this.#sliced?.release()
+    this.#exchange.release() // the masked vectors are not needed any more: do not hold them
     this.#actions.push({ type: 'phase', phase: 'certified', detail: `certified by ${certificate.signatures.length} signatures`, round: this.#o.round })
-    this.#actions.push({ type: 'certified', certificate, header, state: mine ? this.#result!.state : null, stats: mine ? this.#result!.stats : null, stateBytes: mine ? this.#result!.stateBytes : null })
+    this.#actions.push({ type: 'certified', certificate, header, state: mine ? result.state : null, stats: mine ? result.stats : null, stateBytes: mine ? result.stateBytes : null })
     // the peer has the state now; a finished round kept for late messages needs only the header
-    if (this.#result !== null) this.#result = { header: this.#result.header, state: null, stats: null, stateBytes: null }
+    if (result !== undefined) this.#progress.result = { header: result.header, state: null, stats: null, stateBytes: null }
   }
 
   #inputLength (): number {
-    return inputLength(this.#o.kind, this.#o.manifest.params, this.#o.state.weights.length)
+    return inputLength(this.#o.kind, this.#o.manifest.params, this.#head.state.weights.length)
   }
 
   #shareMyKeys (now: number): void {
@@ -509,27 +459,27 @@ export class Round {
       selfMaskSeed: this.#selfMaskSeed, maskSecretKey: this.#maskKeys.secretKey, boxSecretKey: this.#boxKeys.secretKey, context: this.#ctx, rng: this.#o.rng
     })
     this.#myShares.set(this.me, mine)
-    this.#sharedAt = now
+    this.#progress.sharedAt = now
     // move at once past proposers who were not among the last round's survivors: one that is gone
     // costs nothing, and one coming back lets those who stayed propose (every peer on the same
     // ledger head skips the same attempts, whether or not it has heard the one coming back)
-    this.#maskingDeadline = now + 2 * this.#o.manifest.params.timeouts.phaseMs
+    this.#progress.masking.deadline = now + 2 * this.#o.manifest.params.timeouts.phaseMs
     this.#send(MSG.shareKeys, 0, { advertsSeen: view.map(v => [v, this.#adverts.get(v)!.id]), boxes })
     this.#setPhase('share-keys', `shared keys with ${view.length - 1} members`)
   }
 
-  #proposeMaskingSet (minSet: number, attempt: number): void {
-    this.#proposedMasking.add(attempt)
+  #proposeMaskingSet (attempt: number): void {
+    this.#progress.masking.proposed.add(attempt)
     const candidates = [...this.#shareKeys.keys()].filter(u => this.#adverts.has(u) && !this.#faulty.has(u))
     const members = largestConsistentSet(candidates, this.#shareKeys, new Map([...this.#adverts].map(([u, a]) => [u, a.id])), this.#o.lastSurvivors)
-    if (members.length < minSet) return
+    if (members.length < this.#minSet) return
     const msgs = [...members.map(u => this.#adverts.get(u)!.wire), ...members.map(u => this.#shareKeys.get(u)!.wire)]
     this.#send(MSG.proposal, attempt, { set: 1, maskingSetId: new Uint8Array(32), messages: msgs })
   }
 
   #sendMaskedInput (M: Proposal): void {
-    this.#maskedSent = true
-    this.lateness.inputSent(this.#o.now)
+    this.#progress.inputSent = true
+    this.lateness.inputSent(this.#now)
     const input = this.#input!
     const expected = this.#inputLength() - 1
     if (input.values.length !== expected) throw new Error(`input has ${input.values.length} values, the round needs ${expected}`)
@@ -538,98 +488,58 @@ export class Round {
       others: new Map(M.members.filter(v => v !== this.me).map(v => [v, this.#adverts.get(v)!.body.maskKey])),
       selfMaskSeed: this.#selfMaskSeed, maskSecretKey: this.#maskKeys.secretKey, context: this.#ctx, rng: this.#o.rng
     })
-    const data = new Uint8Array(y.buffer, y.byteOffset, y.byteLength)
-    if (this.#sliced !== null) {
-      // each slice its own blob, fetched by that slice's aggregators only
-      const { hashes, root, blobs } = commitSlices(y, this.#sliced.slices)
-      this.#sliced.holdOwn(blobs)
-      for (const b of blobs) this.#actions.push({ type: 'publish-blob', hash: b.hash, data: b.data, what: 'masked-vector', round: this.#o.round })
-      this.#send(MSG.maskedInput, 0, { maskingSetId: M.id, vectorHash: root, length: y.length, sliceHashes: hashes })
-    } else {
-      const h = hash(data)
-      this.#vectors.holdOwn(hex(h), y)
-      this.#actions.push({ type: 'publish-blob', hash: hex(h), data, what: 'masked-vector', round: this.#o.round })
-      this.#send(MSG.maskedInput, 0, { maskingSetId: M.id, vectorHash: h, length: y.length })
-    }
-    this.#setPhase('survivor-set', `masked input sent (${(data.length / 1e6).toFixed(2)} MB)`)
+    const { blobs, vectorHash, sliceHashes } = this.#exchange.own(y)
+    for (const b of blobs) this.#actions.push({ type: 'publish-blob', hash: b.hash, data: b.data, what: 'masked-vector', round: this.#o.round })
+    this.#send(MSG.maskedInput, 0, { maskingSetId: M.id, vectorHash, length: y.length, ...(sliceHashes !== undefined ? { sliceHashes } : {}) })
+    this.#setPhase('survivor-set', `masked input sent (${(y.byteLength / 1e6).toFixed(2)} MB)`)
   }
 
+  /** The secrets of U3 once (from t reveals), then the sum as the exchange forms it, then my commit. */
   #tryAggregate (M: Proposal, U3: SurvivorProposal): void {
-    // sliced: the secrets are reconstructed once, then only the slices move
-    if (this.#secrets !== null) { this.#aggregateSliced(M, U3, []); return }
-    // every event comes here until the secrets are known; the reveals are decoded again only when
-    // one came in or a member was found faulty since (otherwise a round costs each peer n² share
-    // decodings per event, n⁴ in all: a round of 100 peers took minutes)
-    // (all-to-all also waits for the survivors' vectors: one arriving is news too)
-    const held = this.#sliced === null ? U3.members.filter(u => this.#vectors.has(u)).length : 0
-    const seen = `${hex(U3.id)}:${this.#reveals.size}:${this.#faulty.size}:${held}` // a member's first reveal is its only one
-    if (seen === this.#revealsSeen) return
-    this.#revealsSeen = seen
-    const reveals = new Map([...this.#reveals].filter(([, body]) => equalBytes(body.proposalId, U3.id)))
-    // each reveal holds one share of each secret: fewer than t reveals cannot reconstruct any (a
-    // reveal that breaks the rules is named once t are in; with fewer the round cannot finish anyway)
-    if (reveals.size < this.#o.manifest.params.threshold) return
-    const shares = collectRevealedShares(reveals, M.members, U3.members, this.#faulty)
-    for (const m of shares.misbehaved) { this.#faulty.add(m.member); this.#reject(m.code, m.reason, m.member) }
-    if (!enoughShares(shares, this.#o.manifest.params.threshold)) return // wait for more reveals
-    const dropped = M.members.filter(u => !U3.members.includes(u))
-    const { consortium, round, prev, kind, state } = this.#o
-    if (this.#sliced !== null) { this.#aggregateSliced(M, U3, dropped, shares); return }
-    if (held < U3.members.length) return // a survivor's vector is still on its way
-    const result = aggregate({
-      consortium, round, prev, kind, state, survivors: U3.members, dropped, shares, params: this.#o.manifest.params, peerIds: this.#peerIds, maskContext: this.#ctx,
-      adverts: new Map(M.members.map(u => [u, this.#adverts.get(u)!.body])),
-      maskedVectors: new Map(U3.members.map(u => [u, this.#vectors.vectorOf(u)]))
-    })
-    if (!result.ok) {
-      // name and exclude whoever revealed a bad share; the others' shares may suffice later
-      for (const culprit of result.suspects) {
-        if (!this.#faulty.has(culprit)) { this.#faulty.add(culprit); this.#reject('bad-share', `member ${culprit} revealed a share inconsistent with the commitment`, culprit) }
-      }
-      return
-    }
-    this.#result = result
-    this.#setPhase('commit', `aggregated ${U3.members.length} inputs${dropped.length > 0 ? `, removed masks of ${dropped.length} dropped` : ''}`)
-    this.#send(MSG.commit, 0, { header: result.header, signature: signHeader(this.#o.identity, result.header) })
-  }
-
-  /** Sliced mode: the secrets once, then my slices' sums, then the whole sum from the agreed slices. */
-  #aggregateSliced (M: Proposal, U3: SurvivorProposal, dropped: number[], shares?: ReturnType<typeof collectRevealedShares>): void {
-    const sliced = this.#sliced!
-    if (this.#secrets === null && shares !== undefined) {
-      const got = unmaskingSecrets({
-        survivors: U3.members, dropped, shares, params: this.#o.manifest.params, peerIds: this.#peerIds, maskContext: this.#ctx,
-        adverts: new Map(M.members.map(u => [u, this.#adverts.get(u)!.body]))
-      })
-      if (!got.ok) {
-        for (const culprit of got.suspects) {
-          if (!this.#faulty.has(culprit)) { this.#faulty.add(culprit); this.#reject('bad-share', `member ${culprit} revealed a share inconsistent with the commitment`, culprit) }
-        }
-        return
-      }
-      this.#secrets = got.secrets
-    }
-    if (this.#secrets === null) return
-    const step = sliced.step(this.#o.now, M.members, U3.members, this.#secrets)
+    const secrets = this.#progress.secrets ?? this.#reconstructSecrets(M, U3)
+    if (secrets === undefined) return
+    const step = this.#exchange.sum(this.#now, M.members, U3.members, secrets)
     for (const b of step.publish) this.#actions.push({ type: 'publish-blob', hash: b.hash, data: b.data, what: 'masked-vector', round: this.#o.round })
     for (const f of step.fetch) this.#actions.push({ type: 'fetch-blob', hash: f.hash, owner: f.owner, what: 'masked-vector' })
     if (step.announce.length > 0) this.#send(MSG.sliceSums, 0, { proposalId: U3.id, sums: step.announce })
-    const sum = sliced.sum()
-    if (sum === null) {
-      const disputed = sliced.disputed()
-      if (disputed.length > 0 && !this.#disputeReported) {
-        this.#disputeReported = true
-        const signers = disputed.map(j => sliced.agreedSigners(j).join('+')).join(', ')
-        this.#reject('bad-aggregate', `the agreed sums of slices ${disputed.join(', ')} differ from this member's own (signed by ${signers}): it signs no header for this round`, sliced.agreedSigners(disputed[0])[0] ?? -1)
-      }
-      return
-    }
-    const { consortium, round, prev, kind, state } = this.#o
-    const result = aggregateFromSum({ consortium, round, prev, kind, state, survivors: U3.members, params: this.#o.manifest.params }, sum, sliced.agreedHashes())
-    this.#result = result
+    this.#rejectAll(step.rejects)
+    if (step.sum === null) return
+    const { consortium, round, kind } = this.#o
+    const result = aggregateFromSum({ consortium, round, kind, prev: this.#head.prev, state: this.#head.state, survivors: U3.members, params: this.#o.manifest.params }, step.sum.words, step.sum.sliceHashes)
+    this.#progress.result = result
     const gone = M.members.length - U3.members.length
-    this.#setPhase('commit', `aggregated ${U3.members.length} inputs in ${sliced.slices} slices${gone > 0 ? `, removed masks of ${gone} dropped` : ''}`)
+    this.#setPhase('commit', `aggregated ${U3.members.length} inputs${this.#exchange.described}${gone > 0 ? `, removed masks of ${gone} dropped` : ''}`)
     this.#send(MSG.commit, 0, { header: result.header, signature: signHeader(this.#o.identity, result.header) })
+  }
+
+  #reconstructSecrets (M: Proposal, U3: SurvivorProposal): UnmaskingSecrets | undefined {
+    // every event comes here until the secrets are known; the reveals are decoded again only when
+    // one came in or a member was found faulty since (otherwise a round costs each peer n² share
+    // decodings per event, n⁴ in all: a round of 100 peers took minutes)
+    const seen = `${hex(U3.id)}:${this.#reveals.size}:${this.#faulty.size}` // a member's first reveal is its only one
+    if (seen === this.#progress.revealsSeen) return undefined
+    this.#progress.revealsSeen = seen
+    const reveals = new Map([...this.#reveals].filter(([, body]) => equalBytes(body.proposalId, U3.id)))
+    // each reveal holds one share of each secret: fewer than t reveals cannot reconstruct any (a
+    // reveal that breaks the rules is named once t are in; with fewer the round cannot finish anyway)
+    const threshold = this.#o.manifest.params.threshold
+    if (reveals.size < threshold) return undefined
+    const shares = collectRevealedShares(reveals, M.members, U3.members, this.#faulty)
+    for (const m of shares.misbehaved) { this.#faulty.add(m.member); this.#reject(m.code, m.reason, m.member) }
+    if (!enoughShares(shares, threshold)) return undefined // wait for more reveals
+    const got = unmaskingSecrets({
+      survivors: U3.members, dropped: M.members.filter(u => !U3.members.includes(u)), shares, params: this.#o.manifest.params, peerIds: this.#peerIds, maskContext: this.#ctx,
+      adverts: new Map(M.members.map(u => [u, this.#adverts.get(u)!.body]))
+    })
+    if (!got.ok) {
+      // name and exclude whoever revealed a bad share; the others' shares may suffice later
+      for (const culprit of got.suspects) {
+        if (!this.#faulty.has(culprit)) { this.#faulty.add(culprit); this.#reject('bad-share', `member ${culprit} revealed a share inconsistent with the commitment`, culprit) }
+      }
+      return undefined
+    }
+    this.#progress.secrets = got.secrets
+    return got.secrets
   }
 
   // ---------------------------------------------------------------- outgoing
@@ -649,6 +559,7 @@ export class Round {
   }
 
   #reject (code: RejectCode, reason: string, peer: number): void { this.#actions.push({ type: 'reject', code, reason, peer }) }
+  #rejectAll (rejects: readonly Rejection[]): void { for (const r of rejects) this.#reject(r.code, r.reason, r.peer) }
 
   #setPhase (phase: Phase, detail: string): void {
     this.phase = phase
@@ -657,8 +568,7 @@ export class Round {
 
   #abort (reason: string): void {
     this.phase = 'aborted'
-    this.#vectors.release()
-    this.#sliced?.release()
+    this.#exchange.release()
     this.#actions.push({ type: 'phase', phase: 'aborted', detail: reason, round: this.#o.round })
     this.#actions.push({ type: 'aborted', reason })
   }

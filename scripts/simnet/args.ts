@@ -3,10 +3,9 @@
  * validation into one typed options object. Every bad flag is a UsageError, which the command line
  * turns into exit 64.
  */
-import { parseArgs } from 'node:util'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
-import { UsageError } from '../../src/cli/main.ts'
+import { UsageError, parseFlags } from '../../src/cli/main.ts'
 import {
   AGGREGATION_RULES, CLASS_WEIGHTINGS, LR_SCHEDULES, PRIOR_CORRECTIONS, MAX_SLICES, defaultSlicing,
   type AggregationParams, type SlicingParams, type TrainingParams
@@ -122,7 +121,8 @@ const FLAGS = {
   compare: { type: 'boolean', default: false }, repeat: { type: 'string' }, slices: { type: 'string' }, 'per-slice': { type: 'string' }
 } as const
 
-const parse = (args: string[]) => parseArgs({ args, strict: true, options: FLAGS, allowPositionals: true })
+/** the flags parsed; an unknown flag, a missing value: a UsageError */
+const parse = (args: string[]) => parseFlags({ args, strict: true, options: FLAGS, allowPositionals: true })
 type Values = ReturnType<typeof parse>['values']
 
 /** `xs` includes `v`: v is one of the values of the enum xs. */
@@ -136,11 +136,7 @@ function check (ok: boolean, message: string): void {
 
 /** The command the flags ask for: a comparison of two reports, K runs over seeds, or one run. */
 export function parseSimnetArgs (args: string[]): SimnetCommand {
-  let parsed: ReturnType<typeof parse>
-  try {
-    parsed = parse(args)
-  } catch (e) { throw new UsageError((e as Error).message) }
-  const { values, positionals } = parsed
+  const { values, positionals } = parse(args)
   if (values.compare) {
     check(positionals.length === 2, '--compare takes two report folders: medmesh simnet --compare A B')
     return { kind: 'compare', a: positionals[0], b: positionals[1] }

@@ -11,7 +11,7 @@
  *   from `inputFor` or, later, `setInput`.
  */
 import { equalBytes, hex } from './codec.ts'
-import { ProtocolError } from './errors.ts'
+import { ProtocolError, orReject } from './errors.ts'
 import { Ledger, decodeHeader, headerHash, type Certificate, type CertificateHeader } from './ledger.ts'
 import { MSG, openMessage, type CommitBody, type MessageContext, type OpenedMessage } from './messages.ts'
 import { decodeState, encodeState, stateHash, type GlobalState } from './model.ts'
@@ -23,6 +23,7 @@ import { CommitTally, commitSignatureValid } from './commits.ts'
 import { adaptiveWait } from './lateness.ts'
 import { Presence, absentMembers } from './presence.ts'
 import { inputMayGo } from './input-gate.ts'
+import { route } from './routing.ts'
 
 export type { PeerAction, RoundKind } from './actions.ts'
 
@@ -38,7 +39,7 @@ const LATE_ROUNDS = 4
 const MAX_STATE_BYTES = 1 << 30
 
 function decodeStateOrNull (data: Uint8Array): GlobalState | null {
-  try { return decodeState(data, MAX_STATE_BYTES) } catch (e) { if (e instanceof ProtocolError) return null; throw e }
+  return orReject(() => decodeState(data, MAX_STATE_BYTES), () => {}) ?? null
 }
 
 export class ProtocolPeer {
@@ -183,15 +184,8 @@ export class ProtocolPeer {
 
   /** Bytes from the network: opened (size, schema, consortium, membership, signature), then taken in. */
   receive (wire: Uint8Array, now: number): void {
-    let msg: OpenedMessage
-    try {
-      msg = openMessage(wire, this.messageContext)
-    } catch (e) {
-      if (!(e instanceof ProtocolError)) throw e
-      this.#actions.push({ type: 'reject', code: e.code, reason: e.message, peer: -1 })
-      return
-    }
-    this.receiveOpened(msg, now)
+    const msg = orReject(() => openMessage(wire, this.messageContext), e => this.#rejected(e, -1))
+    if (msg !== undefined) this.receiveOpened(msg, now)
   }
 
   /** A message the driver has already opened against `messageContext` (a gossip validator does it once). */
@@ -199,20 +193,30 @@ export class ProtocolPeer {
     this.#now = Math.max(this.#now, now)
     const r = msg.env.round
     this.#presence.heard(msg.env.sender, r)
+    const isCommit = msg.env.type === MSG.commit
+    const recent = this.#recent.find(x => x.round === r)
+    const view = { current: this.#current?.round ?? null, lastCertified: this.ledger.lastRound, waitingFor: this.#standing.is === 'waiting' ? this.#o.firstRound : undefined }
+    const to = route({ round: r, isCommit, extendsAnotherHead: isCommit && this.#extendsAnotherHead(msg as OpenedMessage<CommitBody>), newStraggler: recent?.isNewStraggler(msg) === true }, view)
     const cur = this.#current?.round ?? this.ledger.lastRound + 1
-    if (msg.env.type === MSG.commit && r >= this.ledger.lastRound + 1 && this.#onAnotherHead(msg as OpenedMessage<CommitBody>)) { /* counted towards a sync */ } else if (this.#current !== null && r === cur) this.#current.receive(msg, this.#now)
-    else if (this.#standing.is === 'waiting' && msg.env.type === MSG.commit && r < this.#o.firstRound! && r === cur) this.#lateCommit(msg as OpenedMessage<CommitBody>)
-    else if (r > cur || (this.#current === null && r === cur)) {
-      // a later round, or this one before this peer has started it: keep it for then
-      // a peer that was away may be several rounds behind; each member gets an equal share of the buffer
-      const fromSender = this.#buffer.filter(b => b.msg.env.sender === msg.env.sender).length
-      if (fromSender < MAX_BUFFERED / this.manifest.members.length && r <= cur + FUTURE_ROUNDS) this.#buffer.push({ msg })
-      else this.#actions.push({ type: 'reject', code: 'future-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.sender })
-      this.#maybeJump(r)
-    } else if (msg.env.type === MSG.commit && r > this.ledger.lastRound) this.#lateCommit(msg as OpenedMessage<CommitBody>)
-    // a straggler's input or advertisement for a round that has ended still tells how late they come
-    else if (this.#recent.find(x => x.round === r)?.noteLate(msg, this.#now) === true) { /* noted */ } else if (r === cur - 1) { /* other stragglers of the round that just ended: nothing to do */ } else this.#actions.push({ type: 'reject', code: 'old-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.sender })
+    switch (to) {
+      case 'another-head': this.#onAnotherHead(msg as OpenedMessage<CommitBody>); break
+      case 'this-round': this.#current!.receive(msg, this.#now); break
+      case 'late-commit': this.#lateCommit(msg as OpenedMessage<CommitBody>); break
+      case 'buffer': this.#keepForLater(msg, cur); break
+      case 'straggler': recent!.noteLate(msg, this.#now); break
+      case 'ignore': break
+      case 'old': this.#actions.push({ type: 'reject', code: 'old-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.sender })
+    }
     this.#collect()
+  }
+
+  /** A later round's message, or this one's before this peer has started it: kept for then (a peer that was away may be several rounds behind; each member gets an equal share of the buffer). */
+  #keepForLater (msg: OpenedMessage, cur: number): void {
+    const r = msg.env.round
+    const fromSender = this.#buffer.filter(b => b.msg.env.sender === msg.env.sender).length
+    if (fromSender < MAX_BUFFERED / this.manifest.members.length && r <= cur + FUTURE_ROUNDS) this.#buffer.push({ msg })
+    else this.#actions.push({ type: 'reject', code: 'future-round', reason: `message for round ${r}, this peer is in round ${cur}`, peer: msg.env.sender })
+    this.#maybeJump(r)
   }
 
   /** A fetched blob; `hashChecked` when the driver has already found that SHA-256(data) is `hashHex` (the node's blob exchange does: a vector is then hashed once). */
@@ -291,19 +295,21 @@ export class ProtocolPeer {
    * its commits never matching anyone's. Once a quorum of members has signed one such header it
    * is certain the others are ahead: ask the driver to fetch their ledger, verified in catchUp.
    */
-  #onAnotherHead (msg: OpenedMessage<CommitBody>): boolean {
+  #extendsAnotherHead (msg: OpenedMessage<CommitBody>): boolean {
     let header: CertificateHeader
     try { header = decodeHeader(msg.env.body.header) } catch { return false }
-    if (equalBytes(header.prev, this.ledger.head) || header.round !== msg.env.round) return false
+    return !equalBytes(header.prev, this.ledger.head) && header.round === msg.env.round
+  }
+
+  #onAnotherHead (msg: OpenedMessage<CommitBody>): void {
     if (!commitSignatureValid(this.ledger.memberKeys, msg.env.sender, msg.env.body)) {
       this.#actions.push({ type: 'reject', code: 'bad-signature', reason: `member ${msg.env.sender}'s certificate signature is invalid`, peer: msg.env.sender })
-      return true
+      return
     }
     // one header per sender (its latest), so a member cannot crowd out the others' evidence
     const key = this.#foreign.record(msg.env.sender, msg.env.body)
     const signers = key === null ? [] : this.#foreign.signers(key)
-    if (signers.length >= this.manifest.params.quorum) this.#requestSync(header.round, signers)
-    return true
+    if (signers.length >= this.manifest.params.quorum) this.#requestSync(decodeHeader(msg.env.body.header).round, signers)
   }
 
   /** Ask for the ledger up to `round`, once for each (round, own ledger height) */
@@ -348,20 +354,18 @@ export class ProtocolPeer {
     const key = tally.record(msg.env.sender, msg.env.body)
     const cert = key === null ? null : tally.certificateFor(key, this.manifest.params.quorum)
     if (cert === null) return
-    try {
-      const appended = this.ledger.append(cert)
-      this.#lateCommits.delete(r)
-      if (appended.header.kind === 'update') {
-        this.#pendingState = { hash: hex(appended.header.stateHash), prev: appended.hash }
-        this.#actions.push({ type: 'fetch-blob', hash: hex(appended.header.stateHash), owner: msg.env.sender, what: 'state' })
-      } else this.#followHead() // a statistics or eval certificate leaves the state as it was
-      this.#actions.push({ type: 'caught-up', round: appended.header.round })
-      this.#askInput()
-    } catch (e) {
-      if (!(e instanceof ProtocolError)) throw e
-      this.#actions.push({ type: 'reject', code: e.code, reason: e.message, peer: msg.env.sender })
-    }
+    const appended = orReject(() => this.ledger.append(cert), e => this.#rejected(e, msg.env.sender))
+    if (appended === undefined) return
+    this.#lateCommits.delete(r)
+    if (appended.header.kind === 'update') {
+      this.#pendingState = { hash: hex(appended.header.stateHash), prev: appended.hash }
+      this.#actions.push({ type: 'fetch-blob', hash: hex(appended.header.stateHash), owner: msg.env.sender, what: 'state' })
+    } else this.#followHead() // a statistics or eval certificate leaves the state as it was
+    this.#actions.push({ type: 'caught-up', round: appended.header.round })
+    this.#askInput()
   }
+
+  #rejected (e: ProtocolError, peer: number): void { this.#actions.push({ type: 'reject', code: e.code, reason: e.message, peer }) }
 
   /** Move the round's actions out, and end/start rounds. */
   #collect (): void {
@@ -370,12 +374,7 @@ export class ProtocolPeer {
     for (const a of round.takeActions()) {
       this.#actions.push(a)
       if (a.type === 'certified') {
-        try {
-          this.ledger.append(a.certificate)
-        } catch (e) {
-          if (!(e instanceof ProtocolError)) throw e
-          this.#actions.push({ type: 'reject', code: e.code, reason: `own certificate: ${e.message}`, peer: -1 })
-        }
+        orReject(() => this.ledger.append(a.certificate), e => this.#actions.push({ type: 'reject', code: e.code, reason: `own certificate: ${e.message}`, peer: -1 }))
         if (a.state !== null) {
           this.state = a.state
           this.#actions.push({ type: 'publish-blob', hash: hex(a.header.stateHash), data: a.stateBytes ?? encodeState(a.state), what: 'state', round: a.header.round })

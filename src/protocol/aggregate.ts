@@ -170,3 +170,22 @@ export function aggregateFromSum (a: Omit<AggregationInput, 'shares' | 'adverts'
   })
   return { ok: true, header, state, stats, stateBytes }
 }
+
+/**
+ * The certified survivor set's secrets from the reveals that name it, or null while they cannot be
+ * had yet: fewer than t reveals (each holds one share of each secret; a reveal that breaks the
+ * rules is named once t are in), too few usable shares, or a share inconsistent with its owner's
+ * commitment. `misbehaved` names the members whose reveals broke the rules or gave such a share.
+ */
+export function secretsFromReveals (a: Pick<AggregationInput, 'survivors' | 'adverts' | 'peerIds' | 'maskContext' | 'params'> & { reveals: ReadonlyMap<number, RevealBody>, proposalId: Uint8Array, maskingSet: readonly number[], faulty: ReadonlySet<number> }): { secrets: UnmaskingSecrets | null, misbehaved: RevealedShares['misbehaved'] } {
+  const reveals = new Map([...a.reveals].filter(([, body]) => equalBytes(body.proposalId, a.proposalId)))
+  if (reveals.size < a.params.threshold) return { secrets: null, misbehaved: [] }
+  const shares = collectRevealedShares(reveals, a.maskingSet, a.survivors, a.faulty)
+  const misbehaved = [...shares.misbehaved]
+  if (!enoughShares(shares, a.params.threshold)) return { secrets: null, misbehaved } // wait for more reveals
+  const got = unmaskingSecrets({ ...a, dropped: a.maskingSet.filter(u => !a.survivors.includes(u)), shares })
+  if (got.ok) return { secrets: got.secrets, misbehaved }
+  // whoever revealed a bad share is named and excluded; the others' shares may suffice later
+  for (const culprit of got.suspects) misbehaved.push({ member: culprit, code: 'bad-share', reason: `member ${culprit} revealed a share inconsistent with the commitment` })
+  return { secrets: null, misbehaved }
+}

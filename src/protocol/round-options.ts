@@ -41,14 +41,8 @@ export interface Proposal { id: Uint8Array, attempt: number, members: number[] }
 /** the round's aggregate: its certificate header and what it certifies (the state's encoding made once) */
 export type Result = { header: Uint8Array, state: GlobalState | null, stats: Float64Array | null, stateBytes: Uint8Array | null }
 
-/** How far a peer has come in its round: each step's fact, absent until it happened (no sentinels). */
+/** How far a peer has come in its round after the masking set (masking-set.ts keeps the steps before): each step's fact, absent until it happened (no sentinels). */
 export interface Progress {
-  /** when the expected members' advertisements were all in */
-  expectedAt?: number
-  /** when this peer shared its keys */
-  sharedAt?: number
-  /** the masking set: the proposer attempt under way, when it times out, the attempts this peer proposed, the agreed set */
-  masking: { attempt: number, deadline?: number, proposed: Set<number>, agreed?: Proposal }
   inputSent: boolean
   revealed: boolean
   /** what the last look at the reveals saw (survivor set, reveals, faulty members): nothing new, no need to look again */

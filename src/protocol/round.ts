@@ -11,8 +11,7 @@
  *  advertise → share keys → [proposal 1: masking set M] → masked input →
  *  [proposal 2: survivor set U3] → ack (t acks = QC) → reveal → aggregate → commit (quorum = certificate)
  */
-import { generateX25519KeyPair, randomBytes, secretCommitment, type X25519KeyPair } from '../privacy/index.ts'
-import { equalBytes, hash, hex } from './codec.ts'
+import { equalBytes, hex } from './codec.ts'
 import { ProtocolError, orReject, type RejectCode } from './errors.ts'
 import type { Phase, RoundAction } from './actions.ts'
 import {
@@ -22,24 +21,22 @@ import {
 import { memberIndex } from './manifest.ts'
 import { decodeHeader, signHeader, type Certificate } from './ledger.ts'
 import type { GlobalState } from './model.ts'
-import { aggregateFromSum, collectRevealedShares, enoughShares, unmaskingSecrets, type UnmaskingSecrets } from './aggregate.ts'
+import { aggregateFromSum, secretsFromReveals, type UnmaskingSecrets } from './aggregate.ts'
 import { CommitTally, commitSignatureValid } from './commits.ts'
-import { openShares, sealShares, sharesToReveal, type SharePair } from './shares.ts'
+import { sharesToReveal } from './shares.ts'
 import { inputLength, maskedInput } from './masked-input.ts'
 import { Lateness } from './lateness.ts'
-import { checkMaskingSet, largestConsistentSet, parseShareKeys, splitMaskingProposal, type ShareKeys } from './sets.ts'
-import { proposerOf, proposingAttempt } from './presence.ts'
+import { proposerOf } from './presence.ts'
 import { SurvivorAgreement, type SurvivorProposal } from './survivors.ts'
 import { assignmentSeed } from './slices.ts'
 import type { Exchange, Rejection } from './exchange.ts'
 import { WholeExchange } from './whole-exchange.ts'
 import { SlicedExchange } from './sliced-exchange.ts'
-import type { Advert, Progress, Proposal, RoundOptions } from './round-options.ts'
+import { RoundMessages } from './round-messages.ts'
+import { MaskingSetAgreement } from './masking-set.ts'
+import type { Progress, Proposal, RoundOptions } from './round-options.ts'
 
 export type { RoundOptions } from './round-options.ts'
-
-/** how long a round still waits, once every expected member has advertised, for one coming back */
-const ADVERT_GRACE_MS = 200
 
 export class Round {
   readonly #o: Readonly<RoundOptions>
@@ -49,23 +46,16 @@ export class Round {
   readonly me: number
   readonly n: number
   phase: Phase = 'advertise'
-  readonly #progress: Progress = { masking: { attempt: 0, proposed: new Set() }, inputSent: false, revealed: false }
+  readonly #progress: Progress = { inputSent: false, revealed: false }
   readonly #actions: RoundAction[] = []
   readonly #ctx: Uint8Array
 
-  // my secrets for this round
-  /** X25519 key pair whose agreement with each member seals the shares sent to it */
-  readonly #boxKeys: X25519KeyPair
-  /** X25519 key pair whose agreement with each member seeds the pairwise masks (shared t-of-n) */
-  readonly #maskKeys: X25519KeyPair
-  /** seed of the self mask (shared t-of-n) */
-  readonly #selfMaskSeed: Uint8Array
   #input: { values: ArrayLike<number>, count: number } | null = null
 
   // what I have seen
-  readonly #seen = new Map<string, Uint8Array>() // replay / equivocation: key -> message id
-  readonly #adverts = new Map<number, Advert>()
-  readonly #shareKeys = new Map<number, ShareKeys>()
+  readonly #messages: RoundMessages
+  /** advertise, share keys, agree on the masking set (masking-set.ts); it holds my secrets for this round */
+  readonly #masking: MaskingSetAgreement
   readonly #reveals = new Map<number, RevealBody>()
   readonly #commits = new CommitTally()
   readonly #faulty = new Set<number>()
@@ -74,38 +64,33 @@ export class Round {
   /** how late the others' advertisements and masked inputs came (even after this round ended) */
   readonly lateness: Lateness
   readonly #survivors = new SurvivorAgreement()
-  /**
-   * The messages this round has opened, by the hash of their bytes: a proposal carries members'
-   * messages that every peer has mostly received already, and the same bytes need not have their
-   * signature checked twice (bounded: a round has a few messages per member and attempt).
-   */
-  readonly #opened = new Map<string, OpenedMessage>()
-  /** messages that need the masking set, which is not agreed yet (bounded) */  readonly #advertiseDeadline: number
+  /** messages that need the masking set, which is not agreed yet (bounded) */
+  readonly #deferred: OpenedMessage[] = []
   readonly #roundDeadline: number
-  /** per member of my view: its shares for me (mine for myself included) */
-  readonly #myShares = new Map<number, SharePair>()
 
   constructor (o: RoundOptions) {
     this.#o = o
     this.#head = { prev: o.prev, state: o.state }
     this.#now = o.now
     this.n = o.manifest.members.length
+    this.#messages = new RoundMessages({ consortium: o.consortium, memberKeys: o.memberKeys }, o.round, this.n)
     this.me = memberIndex(o.manifest, o.identity.peerId)
     if (this.me < 0) throw new Error('this identity is not a member of the consortium')
     const r = new Uint8Array(8)
     new DataView(r.buffer).setBigUint64(0, BigInt(o.round))
     this.#ctx = new Uint8Array([...o.consortium, ...r])
-    this.#boxKeys = generateX25519KeyPair(o.rng)
-    this.#maskKeys = generateX25519KeyPair(o.rng)
-    this.#selfMaskSeed = randomBytes(o.rng, 32)
+    const p = o.manifest.params
+    this.#masking = new MaskingSetAgreement({
+      me: this.me, n: this.n, round: o.round, threshold: p.threshold, minSet: this.#minSet, phaseMs: p.timeouts.phaseMs, advertiseDeadline: o.now + (o.advertiseWaitMs ?? p.timeouts.phaseMs),
+      context: this.#ctx, rng: o.rng, expectedAdverts: o.expectedAdverts, lastSurvivors: o.lastSurvivors, behind: o.behind
+    }, { send: (t, attempt, body) => this.#send(t, attempt, body), reject: (code, reason, peer) => this.#reject(code, reason, peer), phase: (phase, detail) => this.#setPhase(phase, detail) })
     this.lateness = new Lateness(o.now)
-    this.#advertiseDeadline = o.now + (o.advertiseWaitMs ?? o.manifest.params.timeouts.phaseMs)
     this.#roundDeadline = o.now + o.manifest.params.timeouts.roundMs
     const slicing = o.manifest.params.slicing
     this.#exchange = slicing === undefined
       ? new WholeExchange()
       : new SlicedExchange({ me: this.me, peerIds: this.#peerIds, slicing, length: this.#inputLength(), prev: () => this.#head.prev, seedOf: prev => assignmentSeed(o.consortium, o.round, prev), phaseMs: o.manifest.params.timeouts.phaseMs, checkAll: o.checkAll })
-    this.#send(MSG.advertise, 0, { boxKey: this.#boxKeys.publicKey, maskKey: this.#maskKeys.publicKey, selfMaskCommitment: secretCommitment(this.#selfMaskSeed) })
+    this.#send(MSG.advertise, 0, this.#masking.advertisement)
     this.#setPhase('advertise', 'keys advertised')
   }
 
@@ -119,19 +104,12 @@ export class Round {
   get hasInput (): boolean { return this.#input !== null }
   get done (): boolean { return this.phase === 'certified' || this.phase === 'aborted' }
   /** whether this peer's input is expected: the masking set is agreed and includes it */
-  get inputExpected (): boolean { return this.#progress.masking.agreed?.members.includes(this.me) === true }
+  get inputExpected (): boolean { return this.#masking.agreed?.members.includes(this.me) === true }
 
   takeActions (): RoundAction[] { return this.#actions.splice(0) }
 
   /** Whether a message of this round, come after it ended, is a straggler's first advertisement or masked input (what noteLate would note). */
-  isNewStraggler (msg: OpenedMessage): boolean {
-    const key = Round.#lateKey(msg)
-    return key !== null && !this.#seen.has(key)
-  }
-
-  static #lateKey (msg: OpenedMessage): string | null {
-    return msg.env.type === MSG.advertise ? `adv:${msg.env.sender}` : msg.env.type === MSG.maskedInput ? `mi:${msg.env.sender}` : null
-  }
+  isNewStraggler (msg: OpenedMessage): boolean { return this.#messages.isNewLate(msg) }
 
   /**
    * A member's advertisement or masked input that came after this round ended (a straggler's):
@@ -139,9 +117,7 @@ export class Round {
    * message seen before (a replay).
    */
   noteLate (msg: OpenedMessage, now: number): boolean {
-    const key = Round.#lateKey(msg)
-    if (key === null || this.#seen.has(key)) return false
-    this.#seen.set(key, msg.id)
+    if (!this.#messages.isNewLate(msg, true)) return false
     this.#noteArrival(msg, now)
     return true
   }
@@ -175,7 +151,7 @@ export class Round {
   /** A wire message from the network (already known to be for this round), `now` in ms. */
   receive (msg: OpenedMessage, now: number): void {
     if (this.done) return
-    this.#remember(msg)
+    this.#messages.remember(msg)
     this.#noteArrival(msg, now)
     this.#dispatchOrReject(msg)
     this.#advance(now)
@@ -212,68 +188,28 @@ export class Round {
     }
   }
 
-  /** First message of its kind from a sender: true; the same again: false; a different one: equivocation. */
-  #firstOf (key: string, msg: OpenedMessage): boolean {
-    const prior = this.#seen.get(key)
-    if (prior === undefined) { this.#seen.set(key, msg.id); return true }
-    if (equalBytes(prior, msg.id)) return false
-    this.#faulty.add(msg.env.sender)
-    throw new ProtocolError('equivocation', `member ${msg.env.sender} sent two different ${MSG_NAME[msg.env.type]} messages (${key})`)
-  }
+  /** First message of its kind from a sender: true; the same again: false; a different one: equivocation (faulty). */
+  #firstOf (key: string, msg: OpenedMessage): boolean { return this.#messages.firstOf(key, msg, u => this.#faulty.add(u)) }
 
   #onAdvertise (msg: OpenedMessage<AdvertiseBody>): void {
     if (!this.#firstOf(`adv:${msg.env.sender}`, msg)) return
-    if (this.#progress.sharedAt !== undefined) return // too late to be in my view; a proposal may still carry it
-    this.#adverts.set(msg.env.sender, { id: msg.id, wire: msg.wire, body: msg.env.body })
+    this.#masking.onAdvertise(msg)
   }
 
   #onShareKeys (msg: OpenedMessage<ShareKeysBody>): void {
     if (!this.#firstOf(`sk:${msg.env.sender}`, msg)) return
-    this.#shareKeys.set(msg.env.sender, parseShareKeys(msg, this.n))
-  }
-
-  #remember (msg: OpenedMessage): void {
-    if (this.#opened.size < 16 * this.n) this.#opened.set(hex(hash(msg.wire)), msg)
-  }
-
-  #open (wire: Uint8Array): OpenedMessage {
-    const m = this.#opened.get(hex(hash(wire))) ?? openMessage(wire, { consortium: this.#o.consortium, memberKeys: this.#o.memberKeys })
-    if (m.env.round !== this.#o.round) throw new ProtocolError('invalid', 'proposal carries a message of another round')
-    return m
+    this.#masking.onShareKeys(msg)
   }
 
   #onProposal (msg: OpenedMessage<ProposalBody>): void {
     const { env } = msg
     const ph = env.body.set
     if (env.sender !== proposerOf(ph, this.#o.round, env.attempt, this.n)) throw new ProtocolError('wrong-proposer', `member ${env.sender} is not the proposer of set ${ph}, attempt ${env.attempt}`)
-    if (ph === 2 && this.#progress.masking.agreed === undefined) return this.#defer(msg)
+    if (ph === 2 && this.#masking.agreed === undefined) return this.#defer(msg)
     if (!this.#firstOf(`prop:${ph}:${env.attempt}`, msg)) return
-    if (ph === 1) this.#onMaskingProposal(msg)
-    else this.#onSurvivorProposal(msg)
-  }
-
-  #onMaskingProposal (msg: OpenedMessage<ProposalBody>): void {
-    if (this.#progress.masking.agreed !== undefined) return // already agreed
-    const { adverts, shares } = splitMaskingProposal(msg.env.body.messages.map(wire => this.#open(wire)), this.n)
-    const members = checkMaskingSet(new Map([...adverts].map(([u, m]) => [u, m.id])), shares, this.#minSet)
-    // my own advertisement must be the one I sent: a forged one cannot be signed, so equality of ids suffices
-    this.#progress.masking.agreed = { id: msg.id, attempt: msg.env.attempt, members }
-    for (const [u, m] of adverts) this.#adverts.set(u, { id: m.id, wire: m.wire, body: m.env.body })
-    for (const [u, s] of shares) this.#shareKeys.set(u, s)
-    if (members.includes(this.me)) this.#openMyBoxes(members)
-    this.#setPhase('masked-input', `masking set agreed: ${members.length} members (proposer ${this.#o.manifest.members[msg.env.sender]?.name ?? msg.env.sender}, attempt ${msg.env.attempt})`)
-    for (const m of this.#deferred.splice(0)) this.#dispatchOrReject(m)
-  }
-
-  #openMyBoxes (members: number[]): void {
-    for (const u of members) {
-      if (u === this.me) continue
-      const box = this.#shareKeys.get(u)!.boxes.get(this.me)!
-      const shares = openShares(box, { me: this.me, from: u, fromBoxKey: this.#adverts.get(u)!.body.boxKey, boxSecretKey: this.#boxKeys.secretKey, context: this.#ctx })
-      // without my share of u, I simply cannot help reconstruct u's secrets; t others can
-      if (shares === null) this.#reject('bad-share', `member ${u}'s encrypted shares for me do not open`, u)
-      else this.#myShares.set(u, shares)
-    }
+    if (ph === 2) return this.#onSurvivorProposal(msg)
+    const proposer = this.#o.manifest.members[env.sender]?.name ?? String(env.sender)
+    if (this.#masking.onProposal(msg, wire => this.#messages.open(wire), proposer)) for (const m of this.#deferred.splice(0)) this.#dispatchOrReject(m)
   }
 
   /** A message that needs the masking set, which is not agreed yet: keep it (bounded) for later. */
@@ -282,16 +218,15 @@ export class Round {
     else this.#reject('wrong-phase', `${MSG_NAME[msg.env.type]} from ${msg.env.sender} arrived before the masking set and the queue is full`, msg.env.sender)
   }
 
-  readonly #deferred: OpenedMessage[] = []
 
   #onMaskedInput (msg: OpenedMessage<MaskedInputBody>): void {
-    if (this.#progress.masking.agreed === undefined) return this.#defer(msg)
+    if (this.#masking.agreed === undefined) return this.#defer(msg)
     if (!this.#firstOf(`mi:${msg.env.sender}`, msg)) return
     this.#acceptCommitment(msg)
   }
 
   #acceptCommitment (msg: OpenedMessage<MaskedInputBody>, authoritative = false): void {
-    const M = this.#progress.masking.agreed
+    const M = this.#masking.agreed
     if (M === undefined) throw new ProtocolError('wrong-phase', `masked input from ${msg.env.sender} before the masking set is known`)
     if (!equalBytes(msg.env.body.maskingSetId, M.id)) throw new ProtocolError('invalid', `masked input from ${msg.env.sender} names another masking set`)
     if (!M.members.includes(msg.env.sender)) throw new ProtocolError('invalid', `masked input from ${msg.env.sender}, not in the masking set`)
@@ -308,12 +243,12 @@ export class Round {
   }
 
   #onSurvivorProposal (msg: OpenedMessage<ProposalBody>): void {
-    const M = this.#progress.masking.agreed
+    const M = this.#masking.agreed
     if (M === undefined) throw new ProtocolError('wrong-phase', 'survivor-set proposal before the masking set is known')
     if (!equalBytes(msg.env.body.maskingSetId, M.id)) throw new ProtocolError('invalid', 'survivor-set proposal names another masking set')
     const members: number[] = []
     for (const wire of msg.env.body.messages) {
-      const m = this.#open(wire) as OpenedMessage<MaskedInputBody>
+      const m = this.#messages.open(wire) as OpenedMessage<MaskedInputBody>
       if (m.env.type !== MSG.maskedInput || members.includes(m.env.sender)) throw new ProtocolError('invalid', 'survivor-set proposal holds a duplicate or foreign message')
       this.#acceptCommitment(m, true) // same checks as a direct commitment
       members.push(m.env.sender)
@@ -325,7 +260,7 @@ export class Round {
 
   #onAck (msg: OpenedMessage<AckBody>): void {
     if (!this.#firstOf(`ack:${msg.env.sender}:${msg.env.attempt}`, msg)) return
-    const M = this.#progress.masking.agreed
+    const M = this.#masking.agreed
     if (M !== undefined && !M.members.includes(msg.env.sender)) throw new ProtocolError('invalid', `ack from ${msg.env.sender}, not in the masking set`)
     this.#survivors.addAck(msg.env.sender, msg.env.body.proposalId)
   }
@@ -336,10 +271,7 @@ export class Round {
   }
 
   #onSliceSums (msg: OpenedMessage<SliceSumsBody>): void {
-    const key = `ss:${msg.env.sender}:${hex(msg.id)}`
-    if (this.#seen.has(key)) return
-    if (this.#seen.size > 64 * this.n) throw new ProtocolError('invalid', `too many messages in round ${this.#o.round}; slice sums from ${msg.env.sender} dropped`)
-    this.#seen.set(key, msg.id)
+    if (!this.#messages.another(`ss:${msg.env.sender}:${hex(msg.id)}`, msg)) return
     const { rejects, invalid } = this.#exchange.claim(msg.env.sender, msg.env.body, msg.wire, this.#survivors.certified()?.proposal ?? null)
     this.#rejectAll(rejects)
     if (invalid !== null) throw new ProtocolError('invalid', invalid)
@@ -363,18 +295,11 @@ export class Round {
     const p = this.#o.manifest.params
     const progress = this.#progress
 
-    // 1. share keys with everyone whose advertisement I hold
-    // (a member absent since before the last round is not waited for: presence.ts; but one that
-    // comes back advertises about when the others do, so a short grace after them lets it in)
-    if (progress.expectedAt === undefined && this.#o.expectedAdverts?.every(u => this.#adverts.has(u)) === true) progress.expectedAt = now
-    const heardAll = this.#adverts.size === this.n || (progress.expectedAt !== undefined && now >= progress.expectedAt + Math.min(ADVERT_GRACE_MS, p.timeouts.phaseMs / 4))
-    if (progress.sharedAt === undefined && (heardAll || now >= this.#advertiseDeadline) && this.#adverts.size >= this.#minSet) this.#shareMyKeys(now)
-
-    // 2. masking set: the proposer of the current attempt proposes; on timeout the next one does
-    if (progress.masking.agreed === undefined && progress.sharedAt !== undefined) this.#maskingStep(now, progress.sharedAt)
+    // 1. share keys with everyone whose advertisement I hold; 2. agree on the masking set (masking-set.ts)
+    this.#masking.step(now, this.#faulty)
 
     // 3. masked input, once the set is agreed and my input is ready
-    const M = progress.masking.agreed ?? null
+    const M = this.#masking.agreed ?? null
     if (M !== null && !progress.inputSent && this.#input !== null && M.members.includes(this.me)) this.#sendMaskedInput(M)
     // the proposer waits inputWait for missing inputs, the others that and one phase more before
     // they turn to the next proposer
@@ -391,7 +316,7 @@ export class Round {
     const U3 = this.#survivors.certified()?.proposal ?? null
     if (U3 !== null && M !== null && !progress.revealed && M.members.includes(this.me) && this.#survivors.acked(U3.id)) {
       progress.revealed = true
-      this.#send(MSG.reveal, 0, { proposalId: U3.id, ...sharesToReveal(M.members, U3.members, this.#myShares) })
+      this.#send(MSG.reveal, 0, { proposalId: U3.id, ...sharesToReveal(M.members, U3.members, this.#masking.myShares) })
     }
 
     // 6. aggregate, once enough shares are in
@@ -402,30 +327,11 @@ export class Round {
     if (certificate !== null) this.#certify(certificate)
   }
 
-  #maskingStep (now: number, sharedAt: number): void {
-    const masking = this.#progress.masking
-    const phaseMs = this.#o.manifest.params.timeouts.phaseMs
-    if (masking.deadline !== undefined && now >= masking.deadline) { masking.attempt++; masking.deadline = now + 2 * phaseMs }
-    // a proposer who was not among the last round's survivors is away: the first one who is
-    // there proposes at once (presence.ts). A peer that lacks the last certificate (it jumped
-    // to the others' round) cannot tell who survived it, and counts itself away: it never
-    // proposes first where the others have moved on to another proposer
-    const last = this.#o.lastSurvivors
-    const known = last !== undefined && last.length > 0
-    const away = this.#o.behind === true ? (u: number) => u === this.me || (known && !last.includes(u)) : known ? (u: number) => !last.includes(u) : null
-    const attempt = proposingAttempt(1, this.#o.round, masking.attempt, this.n, this.me, away)
-    if (attempt === null || masking.proposed.has(attempt)) return
-    // a member that missed an advertisement shares its keys only at its advertise deadline (as
-    // late as this peer's): wait a phase past that too, or it is left out of the set
-    const ready = this.#shareKeys.size === this.#adverts.size || now >= Math.max(sharedAt, this.#advertiseDeadline) + phaseMs || masking.attempt > 0
-    if (ready) this.#proposeMaskingSet(attempt)
-  }
-
   #survivorStep (now: number, M: Proposal): void {
     const p = this.#o.manifest.params
     this.#survivors.step(now, {
       round: this.#o.round, n: this.n, me: this.me, maskingSet: M.members, minSet: this.#minSet, threshold: p.threshold, phaseMs: p.timeouts.phaseMs,
-      hasVectorOf: u => this.#exchange.hasInputOf(u, M.members), faulty: this.#faulty, ackedIn: attempt => this.#seen.has(`ack:${this.me}:${attempt}`),
+      hasVectorOf: u => this.#exchange.hasInputOf(u, M.members), faulty: this.#faulty, ackedIn: attempt => this.#messages.has(`ack:${this.me}:${attempt}`),
       propose: (attempt, members) => this.#send(MSG.proposal, attempt, { set: 2, maskingSetId: M.id, messages: members.map(u => this.#exchange.commitmentOf(u)!.wire) }),
       ack: (attempt, proposalId) => this.#send(MSG.ack, attempt, { proposalId })
     })
@@ -451,32 +357,6 @@ export class Round {
     return inputLength(this.#o.kind, this.#o.manifest.params, this.#head.state.weights.length)
   }
 
-  #shareMyKeys (now: number): void {
-    const view = [...this.#adverts.keys()].sort((a, b) => a - b)
-    if (!view.includes(this.me)) return // my own advertisement has not come back yet
-    const { mine, boxes } = sealShares({
-      me: this.me, view: new Map(view.map(v => [v, this.#adverts.get(v)!.body.boxKey])), threshold: this.#o.manifest.params.threshold,
-      selfMaskSeed: this.#selfMaskSeed, maskSecretKey: this.#maskKeys.secretKey, boxSecretKey: this.#boxKeys.secretKey, context: this.#ctx, rng: this.#o.rng
-    })
-    this.#myShares.set(this.me, mine)
-    this.#progress.sharedAt = now
-    // move at once past proposers who were not among the last round's survivors: one that is gone
-    // costs nothing, and one coming back lets those who stayed propose (every peer on the same
-    // ledger head skips the same attempts, whether or not it has heard the one coming back)
-    this.#progress.masking.deadline = now + 2 * this.#o.manifest.params.timeouts.phaseMs
-    this.#send(MSG.shareKeys, 0, { advertsSeen: view.map(v => [v, this.#adverts.get(v)!.id]), boxes })
-    this.#setPhase('share-keys', `shared keys with ${view.length - 1} members`)
-  }
-
-  #proposeMaskingSet (attempt: number): void {
-    this.#progress.masking.proposed.add(attempt)
-    const candidates = [...this.#shareKeys.keys()].filter(u => this.#adverts.has(u) && !this.#faulty.has(u))
-    const members = largestConsistentSet(candidates, this.#shareKeys, new Map([...this.#adverts].map(([u, a]) => [u, a.id])), this.#o.lastSurvivors)
-    if (members.length < this.#minSet) return
-    const msgs = [...members.map(u => this.#adverts.get(u)!.wire), ...members.map(u => this.#shareKeys.get(u)!.wire)]
-    this.#send(MSG.proposal, attempt, { set: 1, maskingSetId: new Uint8Array(32), messages: msgs })
-  }
-
   #sendMaskedInput (M: Proposal): void {
     this.#progress.inputSent = true
     this.lateness.inputSent(this.#now)
@@ -485,8 +365,8 @@ export class Round {
     if (input.values.length !== expected) throw new Error(`input has ${input.values.length} values, the round needs ${expected}`)
     const y = maskedInput({
       ...input, encoding: this.#o.kind === 'eval' ? 'counts' : 'weighted', members: this.n, quantization: this.#o.manifest.params.quantization, me: this.me, peerIds: this.#peerIds,
-      others: new Map(M.members.filter(v => v !== this.me).map(v => [v, this.#adverts.get(v)!.body.maskKey])),
-      selfMaskSeed: this.#selfMaskSeed, maskSecretKey: this.#maskKeys.secretKey, context: this.#ctx, rng: this.#o.rng
+      others: new Map(M.members.filter(v => v !== this.me).map(v => [v, this.#masking.adverts.get(v)!.body.maskKey])),
+      selfMaskSeed: this.#masking.selfMaskSeed, maskSecretKey: this.#masking.maskKeys.secretKey, context: this.#ctx, rng: this.#o.rng
     })
     const { blobs, vectorHash, sliceHashes } = this.#exchange.own(y)
     for (const b of blobs) this.#actions.push({ type: 'publish-blob', hash: b.hash, data: b.data, what: 'masked-vector', round: this.#o.round })
@@ -519,27 +399,15 @@ export class Round {
     const seen = `${hex(U3.id)}:${this.#reveals.size}:${this.#faulty.size}` // a member's first reveal is its only one
     if (seen === this.#progress.revealsSeen) return undefined
     this.#progress.revealsSeen = seen
-    const reveals = new Map([...this.#reveals].filter(([, body]) => equalBytes(body.proposalId, U3.id)))
-    // each reveal holds one share of each secret: fewer than t reveals cannot reconstruct any (a
-    // reveal that breaks the rules is named once t are in; with fewer the round cannot finish anyway)
-    const threshold = this.#o.manifest.params.threshold
-    if (reveals.size < threshold) return undefined
-    const shares = collectRevealedShares(reveals, M.members, U3.members, this.#faulty)
-    for (const m of shares.misbehaved) { this.#faulty.add(m.member); this.#reject(m.code, m.reason, m.member) }
-    if (!enoughShares(shares, threshold)) return undefined // wait for more reveals
-    const got = unmaskingSecrets({
-      survivors: U3.members, dropped: M.members.filter(u => !U3.members.includes(u)), shares, params: this.#o.manifest.params, peerIds: this.#peerIds, maskContext: this.#ctx,
-      adverts: new Map(M.members.map(u => [u, this.#adverts.get(u)!.body]))
+    const { secrets, misbehaved } = secretsFromReveals({
+      reveals: this.#reveals, proposalId: U3.id, maskingSet: M.members, survivors: U3.members, faulty: this.#faulty, params: this.#o.manifest.params,
+      peerIds: this.#peerIds, maskContext: this.#ctx, adverts: new Map(M.members.map(u => [u, this.#masking.adverts.get(u)!.body]))
     })
-    if (!got.ok) {
-      // name and exclude whoever revealed a bad share; the others' shares may suffice later
-      for (const culprit of got.suspects) {
-        if (!this.#faulty.has(culprit)) { this.#faulty.add(culprit); this.#reject('bad-share', `member ${culprit} revealed a share inconsistent with the commitment`, culprit) }
-      }
-      return undefined
+    for (const m of misbehaved) {
+      if (!this.#faulty.has(m.member)) { this.#faulty.add(m.member); this.#reject(m.code, m.reason, m.member) }
     }
-    this.#progress.secrets = got.secrets
-    return got.secrets
+    if (secrets !== null) this.#progress.secrets = secrets
+    return secrets ?? undefined
   }
 
   // ---------------------------------------------------------------- outgoing
@@ -553,7 +421,7 @@ export class Round {
     this.#actions.push({ type: 'broadcast', msgType: MSG_NAME[t], wire, round: this.#o.round })
     // I receive my own message like anyone else's, so that every rule applies to it too
     const opened = openMessage(wire, { consortium: this.#o.consortium, memberKeys: this.#o.memberKeys })
-    this.#remember(opened)
+    this.#messages.remember(opened)
     this.#dispatch(opened)
     return wire
   }

@@ -2,7 +2,7 @@
  * Protocol messages: a signed envelope around a typed body, all in canonical CBOR.
  *
  * Wire form:   [ payload: bytes, signature: bytes(64) ]
- * payload:     { v: 1, t: type, c: consortium id (32 bytes), r: round, a: attempt, s: sender's member index, b: body }
+ * payload:     { v: PROTOCOL_VERSION (2), t: type, c: consortium id (32 bytes), r: round, a: attempt, s: sender's member index, b: body }
  * signature:   Ed25519 by member s over payload, purpose "protocol-message" (see privacy/identity.ts)
  *
  * `openMessage` checks, in this order and before any work that scales with the input: size,
@@ -19,7 +19,7 @@ import { MAX_MEMBERS, MAX_SLICES } from './manifest.ts'
  * by blocks; a version-1 peer's messages are turned away as `bad-version` rather than misread.
  */
 export const PROTOCOL_VERSION = 2
-/** below gossipsub's 4 MiB (FIELD-NOTES): a masking-set proposal of 100 members is about 2.2 MB */
+/** below gossipsub's 4 MiB message limit (@libp2p/gossipsub's default maxTransmitSize): a masking-set proposal of 100 members is about 2.2 MB */
 export const MAX_MESSAGE_BYTES = 3 * 1024 * 1024
 export const MAX_ROUND = 2 ** 40
 export const MAX_ATTEMPT = 1000
@@ -32,7 +32,7 @@ export interface AdvertiseBody { boxKey: Uint8Array, maskKey: Uint8Array, selfMa
 export interface ShareKeysBody { advertsSeen: Array<[number, Uint8Array]>, boxes: Array<[number, Uint8Array]> }
 /** set 1: the masking set (advertisements + share keys); set 2: the survivor set (masked-input commitments) */
 export interface ProposalBody { set: 1 | 2, maskingSetId: Uint8Array, messages: Uint8Array[] }
-/** sliced mode: `sliceHashes` are the hashes of the vector's slices and `vectorHash` their root (slice-commit.ts) */
+/** sliced mode: `sliceHashes` are the hashes of the vector's slices and `vectorHash` their root (sliced.ts commitSlices, sliceRoot) */
 export interface MaskedInputBody { maskingSetId: Uint8Array, vectorHash: Uint8Array, length: number, sliceHashes?: Uint8Array[] }
 export interface AckBody { proposalId: Uint8Array }
 export interface RevealBody { proposalId: Uint8Array, selfMaskShares: Array<[number, Uint8Array]>, keyShares: Array<[number, Uint8Array]> }

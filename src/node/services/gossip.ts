@@ -9,7 +9,7 @@
 import type { Startable, PeerId } from '@libp2p/interface'
 import { TopicValidatorResult, type GossipSub } from '@libp2p/gossipsub'
 import { openMessage, type MessageContext, type OpenedMessage } from '../../protocol/messages.ts'
-import { ProtocolError } from '../../protocol/errors.ts'
+import { orReject } from '../../protocol/errors.ts'
 import type { Logger } from '../logger.ts'
 import type { NodeMetrics } from '../metrics.ts'
 
@@ -41,16 +41,14 @@ export function createGossip (c: GossipComponents): Gossip {
   const validate = (from: PeerId, msg: { data: Uint8Array }): TopicValidatorResult => {
     const peer = from.toString()
     if (!c.isMember(peer)) { c.log.warn({ peer }, 'gossip from a non-member dropped'); return TopicValidatorResult.Reject }
-    try {
-      opened.set(msg.data, openMessage(msg.data, c.context()))
-      c.metrics.gossipAccepted.inc()
-      return TopicValidatorResult.Accept
-    } catch (e) {
-      if (!(e instanceof ProtocolError)) throw e
+    const m = orReject(() => openMessage(msg.data, c.context()), e => {
       c.metrics.rejected.inc({ code: e.code })
       c.log.warn({ peer, code: e.code }, `message rejected: ${e.message}`)
-      return TopicValidatorResult.Reject
-    }
+    })
+    if (m === undefined) return TopicValidatorResult.Reject
+    opened.set(msg.data, m)
+    c.metrics.gossipAccepted.inc()
+    return TopicValidatorResult.Accept
   }
   const onMessage = (evt: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
     if (evt.detail.topic !== c.topic) return

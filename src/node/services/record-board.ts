@@ -45,6 +45,55 @@ export interface RecordBoard<R extends BoardRecord> extends Startable {
   publishOwn: () => Promise<void>
 }
 
+/** The board as stored: every record held, base64, by member. */
+export function encodeBoard (held: ReadonlyMap<string, BoardRecord>): string {
+  const records = Object.fromEntries([...held].map(([peer, r]) => [peer, Buffer.from(r.wire).toString('base64')]))
+  return JSON.stringify({ version: 1, records }) + '\n'
+}
+
+/** The stored records by member (none if nothing was stored); throws if the file is not JSON. */
+export function decodeBoard (raw: Uint8Array | null): Record<string, string> {
+  if (raw === null) return {}
+  return JSON.parse(Buffer.from(raw).toString('utf8')).records ?? {}
+}
+
+/** keep a checked record of another member if it is newer than the one held; true if kept */
+async function keepIfNewer<R extends BoardRecord> (c: RecordBoardComponents<R>, held: Map<string, R>, r: R): Promise<boolean> {
+  const old = held.get(r.peer)
+  if (old !== undefined && old.seq >= r.seq) return false
+  held.set(r.peer, r)
+  try { await c.kept?.(r) } catch (e) { c.log.warn({ peer: r.peer }, `${c.kind} not taken: ${(e as Error).message}`) }
+  return true
+}
+
+/** The gossip validator's verdict on a record passed on by `via`, and the record if it is accepted. */
+async function judgeIncoming<R extends BoardRecord> (c: RecordBoardComponents<R>, held: ReadonlyMap<string, R>, via: string, data: Uint8Array): Promise<{ verdict: TopicValidatorResult, record?: R }> {
+  if (!c.isMember(via)) { c.log.warn({ peer: via }, `${c.kind} from a non-member dropped`); return { verdict: TopicValidatorResult.Reject } }
+  let r: R
+  try { r = await c.open(data) } catch (e) {
+    c.log.warn({ peer: via }, `${c.kind} rejected: ${(e as Error).message}`)
+    return { verdict: TopicValidatorResult.Reject }
+  }
+  if (!c.isMember(r.peer)) { c.log.warn({ peer: via }, `${c.kind} of a non-member (${r.peer}) rejected`); return { verdict: TopicValidatorResult.Reject } }
+  // our own, or one we hold already (passed on again): not an offence, but not forwarded either
+  if (r.peer === c.self || (held.get(r.peer)?.seq ?? -1n) >= r.seq) return { verdict: TopicValidatorResult.Ignore }
+  return { verdict: TopicValidatorResult.Accept, record: r }
+}
+
+/** Keep the stored records of other members; this node's own stored record only raises its sequence number. */
+async function restoreBoard<R extends BoardRecord> (c: RecordBoardComponents<R>, keep: (r: R) => Promise<boolean>, ownSeq: (seq: bigint) => void): Promise<void> {
+  let stored: Record<string, string>
+  try { stored = decodeBoard(c.load()) } catch (e) { c.log.warn(`stored ${c.kind}s unreadable, starting without them: ${(e as Error).message}`); return }
+  for (const [peer, b64] of Object.entries(stored)) {
+    try {
+      const r = await c.open(Buffer.from(String(b64), 'base64'))
+      if (r.peer !== peer || !c.isMember(peer)) continue
+      if (peer === c.self) { ownSeq(r.seq); continue }
+      await keep(r)
+    } catch (e) { c.log.warn({ peer }, `stored ${c.kind} dropped: ${(e as Error).message}`) }
+  }
+}
+
 export function createRecordBoard<R extends BoardRecord> (c: RecordBoardComponents<R>): RecordBoard<R> {
   const held = new Map<string, R>()
   /** records the validator opened, for the message listener (gossipsub hands both the same data) */
@@ -54,17 +103,9 @@ export function createRecordBoard<R extends BoardRecord> (c: RecordBoardComponen
   let running = false
 
   const persist = (): void => {
-    const records = Object.fromEntries([...held].map(([peer, r]) => [peer, Buffer.from(r.wire).toString('base64')]))
-    try { c.save(JSON.stringify({ version: 1, records }) + '\n') } catch (e) { c.log.warn(`${c.kind}s not saved: ${(e as Error).message}`) }
+    try { c.save(encodeBoard(held)) } catch (e) { c.log.warn(`${c.kind}s not saved: ${(e as Error).message}`) }
   }
-  /** keep a checked record of another member if it is newer than the one held; true if kept */
-  const keep = async (r: R): Promise<boolean> => {
-    const old = held.get(r.peer)
-    if (old !== undefined && old.seq >= r.seq) return false
-    held.set(r.peer, r)
-    try { await c.kept?.(r) } catch (e) { c.log.warn({ peer: r.peer }, `${c.kind} not taken: ${(e as Error).message}`) }
-    return true
-  }
+  const keep = async (r: R): Promise<boolean> => await keepIfNewer(c, held, r)
   const publish = (wire: Uint8Array): void => { void c.pubsub.publish(c.topic, wire).catch(() => { /* no member subscribed yet: passed on when one does */ }) }
   const publishOwn = async (): Promise<void> => {
     // strictly increasing, and above what a previous run of this node used (its clock moved on)
@@ -79,18 +120,9 @@ export function createRecordBoard<R extends BoardRecord> (c: RecordBoardComponen
   }
 
   const validate = async (from: PeerId, msg: { data: Uint8Array }): Promise<TopicValidatorResult> => {
-    const via = from.toString()
-    if (!c.isMember(via)) { c.log.warn({ peer: via }, `${c.kind} from a non-member dropped`); return TopicValidatorResult.Reject }
-    let r: R
-    try { r = await c.open(msg.data) } catch (e) {
-      c.log.warn({ peer: via }, `${c.kind} rejected: ${(e as Error).message}`)
-      return TopicValidatorResult.Reject
-    }
-    if (!c.isMember(r.peer)) { c.log.warn({ peer: via }, `${c.kind} of a non-member (${r.peer}) rejected`); return TopicValidatorResult.Reject }
-    // our own, or one we hold already (passed on again): not an offence, but not forwarded either
-    if (r.peer === c.self || (held.get(r.peer)?.seq ?? -1n) >= r.seq) return TopicValidatorResult.Ignore
-    opened.set(msg.data, r)
-    return TopicValidatorResult.Accept
+    const { verdict, record } = await judgeIncoming(c, held, from.toString(), msg.data)
+    if (record !== undefined) opened.set(msg.data, record)
+    return verdict
   }
   const onMessage = (evt: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
     if (evt.detail.topic !== c.topic) return
@@ -109,26 +141,10 @@ export function createRecordBoard<R extends BoardRecord> (c: RecordBoardComponen
     for (const r of held.values()) publish(r.wire)
   }
 
-  async function restore (): Promise<void> {
-    let stored: Record<string, string> = {}
-    try {
-      const raw = c.load()
-      if (raw !== null) stored = JSON.parse(Buffer.from(raw).toString('utf8')).records ?? {}
-    } catch (e) { c.log.warn(`stored ${c.kind}s unreadable, starting without them: ${(e as Error).message}`); return }
-    for (const [peer, b64] of Object.entries(stored)) {
-      try {
-        const r = await c.open(Buffer.from(String(b64), 'base64'))
-        if (r.peer !== peer || !c.isMember(peer)) continue
-        if (peer === c.self) { if (r.seq > seq) seq = r.seq; continue }
-        await keep(r)
-      } catch (e) { c.log.warn({ peer }, `stored ${c.kind} dropped: ${(e as Error).message}`) }
-    }
-  }
-
   return {
     async start () {
       running = true
-      await restore()
+      await restoreBoard(c, keep, own => { if (own > seq) seq = own })
       c.pubsub.topicValidators.set(c.topic, validate)
       c.pubsub.addEventListener('message', onMessage as never)
       c.pubsub.addEventListener('subscription-change', onSubscription as never)

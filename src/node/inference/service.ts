@@ -43,61 +43,64 @@ export interface InferenceService extends Startable {
   readonly admission: Admission
 }
 
+async function refuse (channel: Channel, reason: string): Promise<void> {
+  try { await sendFramed(channel, { ok: false, e: reason }) } catch { channel.abort(new Error(reason)) }
+}
+
+/** What a client is told of the model served now and the terms of a session, or why there is none. */
+async function servedInfo (c: Pick<InferenceComponents, 'model' | 'engine'>, admission: Admission): Promise<ServedInfo | string> {
+  const m = c.model()
+  if (typeof m === 'string') return m
+  return {
+    parameters: await c.engine.parameters(), model: 'medmesh/he-cnn', round: m.round, state: m.stateHash, classes: m.shape.classes, classNames: m.classNames,
+    mean: m.mean, std: m.std, steps: rotationSteps(m.shape.classes), sessionMs: admission.sessionMs, perMinute: admission.perMinute
+  }
+}
+
+/** The model to serve now, set in the engine; or why there is none. */
+async function currentModel (c: Pick<InferenceComponents, 'model' | 'engine'>): Promise<ServedModel | string> {
+  const m = c.model()
+  if (typeof m !== 'string') await c.engine.setModel(m.stateHash, m.weights, m.shape)
+  return m
+}
+
+/** Answer one admitted request (its header charged, its body read) of `remote`, the client `client`. */
+async function answer (c: InferenceComponents, admission: Admission, channel: Channel, req: InferRequest, body: Uint8Array, remote: string, client: string): Promise<void> {
+  const log = (msg: string, extra: Record<string, unknown> = {}): void => c.log.info({ peer: remote, client, op: req.op, ...extra }, msg)
+  const refused = async (reason: string): Promise<void> => { c.log.warn({ peer: remote, client, op: req.op }, `inference request refused: ${reason}`); await refuse(channel, reason) }
+  if (req.op === 'info') {
+    const i = await servedInfo(c, admission)
+    if (typeof i === 'string') return await refused(i)
+    log('inference info served')
+    return await sendFramed(channel, { ok: true, info: i })
+  }
+  const m = await currentModel(c)
+  if (typeof m === 'string') return await refused(m)
+  if (req.op === 'keys') {
+    const keys = { publicKey: body.subarray(0, req.pk), relinKeys: body.subarray(req.pk, req.pk + req.rk), galoisKeys: body.subarray(req.pk + req.rk) }
+    const id = randomBytes(16)
+    const t = performance.now()
+    try { await c.engine.openSession(id.toString('hex'), keys) } catch (e) { return await refused(`keys not accepted: ${(e as Error).message}`) }
+    const { entry, evicted } = admission.open(id.toString('hex'), remote)
+    await c.engine.closeSessions(evicted)
+    log('inference session opened', { bytes: body.length, ms: Math.round(performance.now() - t) })
+    return await sendFramed(channel, { ok: true, s: new Uint8Array(id), exp: entry.expires })
+  }
+  const sid = Buffer.from(req.s).toString('hex')
+  const s = admission.session(sid, remote)
+  if (!s.ok) return await refused(s.reason)
+  const t = performance.now()
+  let out: Uint8Array
+  try { out = await c.engine.evaluate(sid, body) } catch (e) { return await refused(`query not evaluated: ${(e as Error).message}`) }
+  log('inference query answered', { in: body.length, out: out.length, ms: Math.round(performance.now() - t), round: m.round })
+  await sendFramed(channel, { ok: true, n: out.length, round: m.round, state: m.stateHash }, out)
+}
+
 export function createInferenceService (c: InferenceComponents, o: InferenceOptions = {}): InferenceService {
   const admission = new Admission({ perMinute: o.perMinute ?? INFERENCE_DEFAULTS.perMinute, sessionMs: o.sessionMs ?? INFERENCE_DEFAULTS.sessionMs, maxSessions: o.maxSessions ?? INFERENCE_DEFAULTS.maxSessions, now: o.now })
   let running = false
   let sweep: NodeJS.Timeout | undefined
   const keyUploads = new Set<string>()
-
-  const refuse = async (channel: Channel, reason: string): Promise<void> => {
-    try { await sendFramed(channel, { ok: false, e: reason }) } catch { channel.abort(new Error(reason)) }
-  }
-
-  async function info (): Promise<ServedInfo | string> {
-    const m = c.model()
-    if (typeof m === 'string') return m
-    return {
-      parameters: await c.engine.parameters(), model: 'medmesh/he-cnn', round: m.round, state: m.stateHash, classes: m.shape.classes, classNames: m.classNames,
-      mean: m.mean, std: m.std, steps: rotationSteps(m.shape.classes), sessionMs: admission.sessionMs, perMinute: admission.perMinute
-    }
-  }
-
-  async function current (): Promise<ServedModel | string> {
-    const m = c.model()
-    if (typeof m !== 'string') await c.engine.setModel(m.stateHash, m.weights, m.shape)
-    return m
-  }
-
-  async function answer (channel: Channel, req: InferRequest, body: Uint8Array, remote: string, client: string): Promise<void> {
-    const log = (msg: string, extra: Record<string, unknown> = {}): void => c.log.info({ peer: remote, client, op: req.op, ...extra }, msg)
-    const refused = async (reason: string): Promise<void> => { c.log.warn({ peer: remote, client, op: req.op }, `inference request refused: ${reason}`); await refuse(channel, reason) }
-    if (req.op === 'info') {
-      const i = await info()
-      if (typeof i === 'string') return await refused(i)
-      log('inference info served')
-      return await sendFramed(channel, { ok: true, info: i })
-    }
-    const m = await current()
-    if (typeof m === 'string') return await refused(m)
-    if (req.op === 'keys') {
-      const keys = { publicKey: body.subarray(0, req.pk), relinKeys: body.subarray(req.pk, req.pk + req.rk), galoisKeys: body.subarray(req.pk + req.rk) }
-      const id = randomBytes(16)
-      const t = performance.now()
-      try { await c.engine.openSession(id.toString('hex'), keys) } catch (e) { return await refused(`keys not accepted: ${(e as Error).message}`) }
-      const { entry, evicted } = admission.open(id.toString('hex'), remote)
-      await c.engine.closeSessions(evicted)
-      log('inference session opened', { bytes: body.length, ms: Math.round(performance.now() - t) })
-      return await sendFramed(channel, { ok: true, s: new Uint8Array(id), exp: entry.expires })
-    }
-    const sid = Buffer.from(req.s).toString('hex')
-    const s = admission.session(sid, remote)
-    if (!s.ok) return await refused(s.reason)
-    const t = performance.now()
-    let out: Uint8Array
-    try { out = await c.engine.evaluate(sid, body) } catch (e) { return await refused(`query not evaluated: ${(e as Error).message}`) }
-    log('inference query answered', { in: body.length, out: out.length, ms: Math.round(performance.now() - t), round: m.round })
-    await sendFramed(channel, { ok: true, n: out.length, round: m.round, state: m.stateHash }, out)
-  }
 
   async function serve (channel: Channel, remote: string): Promise<void> {
     const client = c.allowed(remote)
@@ -128,7 +131,7 @@ export function createInferenceService (c: InferenceComponents, o: InferenceOpti
       return
     }
     try {
-      await answer(channel, request.header, request.body, remote, client)
+      await answer(c, admission, channel, request.header, request.body, remote, client)
     } catch (e) {
       c.log.warn({ peer: remote, client }, `inference request failed: ${(e as Error).message}`)
       channel.abort(e as Error)

@@ -75,19 +75,12 @@ export function parseDialBackRequest (v: unknown): string[] {
   })
 }
 
-export function createReachability (c: ReachabilityComponents, init: ReachabilityInit = {}): Reachability {
-  const intervalMs = init.intervalMs ?? 5 * 60_000
-  const dialBackMs = init.dialBackMs ?? 3000
-  const askDelayMs = init.askDelayMs ?? 500
-  const askAgainMs = init.askAgainMs ?? 10_000
-  let state: 'public' | 'private' | 'unknown' = 'unknown'
-  let relayListening = false
-  let timer: Timer | null = null
-  let unlisten: (() => void) | null = null
-  let checking: Promise<void> | null = null
-  const served = new Map<string, number>()
-
-  async function serve (channel: Channel, remote: string): Promise<void> {
+/**
+ * The asked member's side: dial the asker back on the addresses it names, and say which one
+ * answered. `served` holds when each member last asked.
+ */
+function dialBackHandler (c: Pick<ReachabilityComponents, 'isMember' | 'dialBack' | 'log' | 'clock'>, served: Map<string, number>, askAgainMs: number, dialBackMs: number): (channel: Channel, remote: string) => Promise<void> {
+  return async (channel, remote) => {
     if (!c.isMember(remote)) { channel.abort(new Error('not a member')); return }
     try {
       // one request per member per askAgainMs: asking costs the asked a few dials
@@ -105,21 +98,35 @@ export function createReachability (c: ReachabilityComponents, init: Reachabilit
       channel.abort(e as Error)
     }
   }
+}
 
-  async function ask (peer: string, addrs: string[]): Promise<boolean | null> {
-    try {
-      const channel = await c.network.open(peer, DIALBACK_PROTOCOL, dialBackMs)
-      await sendFramed(channel, { a: addrs })
-      const { header } = await readFramed(channel, 1024, v => (v as { ok?: unknown })?.ok, () => 0)
-      return typeof header === 'string'
-    } catch { return null }
-  }
+/** Ask `peer` to dial this node back on `addrs`: whether it could, or null if it did not answer. */
+async function askDialBack (network: Pick<StreamNetwork, 'open'>, peer: string, addrs: string[], dialBackMs: number): Promise<boolean | null> {
+  try {
+    const channel = await network.open(peer, DIALBACK_PROTOCOL, dialBackMs)
+    await sendFramed(channel, { a: addrs })
+    const { header } = await readFramed(channel, 1024, v => (v as { ok?: unknown })?.ok, () => 0)
+    return typeof header === 'string'
+  } catch { return null }
+}
+
+export function createReachability (c: ReachabilityComponents, init: ReachabilityInit = {}): Reachability {
+  const intervalMs = init.intervalMs ?? 5 * 60_000
+  const dialBackMs = init.dialBackMs ?? 3000
+  const askDelayMs = init.askDelayMs ?? 500
+  const askAgainMs = init.askAgainMs ?? 10_000
+  let state: 'public' | 'private' | 'unknown' = 'unknown'
+  let relayListening = false
+  let timer: Timer | null = null
+  let unlisten: (() => void) | null = null
+  let checking: Promise<void> | null = null
+  const serve = dialBackHandler(c, new Map<string, number>(), askAgainMs, dialBackMs)
 
   async function checkOnce (): Promise<void> {
     const addrs = c.ownAddresses().slice(0, MAX_ADDRESSES)
     const asked = c.directMembers().slice(0, 3)
     if (addrs.length === 0 || asked.length === 0) return
-    const answers = (await Promise.all(asked.map(async p => await ask(p, addrs)))).filter((x): x is boolean => x !== null)
+    const answers = (await Promise.all(asked.map(async p => await askDialBack(c.network, p, addrs, dialBackMs)))).filter((x): x is boolean => x !== null)
     if (answers.length === 0) return
     const next = answers.includes(true) ? 'public' : 'private'
     if (next !== state) {

@@ -57,6 +57,32 @@ export interface TrainingScheduler extends Startable {
   training: () => { round: number, since: number } | null
 }
 
+/** The log line of a finished training: its images, time, rate, and the ε spent and early stop if any. */
+export function trainedMessage (round: number, t: NonNullable<TrainingSite['lastTrain']>): string {
+  return `round ${round}: trained ${t.examples} images in ${t.seconds.toFixed(1)} s (${t.imagesPerSecond.toFixed(0)} images/s)${t.epsilon !== null ? `, ε spent ${t.epsilon.toFixed(3)}` : ''}${t.stoppedEarly !== null ? ` — ${t.stoppedEarly}` : ''}`
+}
+
+/** this site's validation counts of the certified model (zeros from a site without a validation part) */
+async function sendValidationCounts (c: Pick<TrainingComponents, 'site' | 'round' | 'weights' | 'validation' | 'setInput' | 'log'>, round: number, running: () => boolean): Promise<void> {
+  let p: Awaited<ReturnType<TrainingComponents['site']['predictions']>>
+  try {
+    p = await c.site.predictions(c.weights(), 'val')
+  } catch (e) {
+    if (running()) c.log.error(`round ${round}: validation failed, this node sends no input this round: ${(e as Error).message}`)
+    return
+  }
+  if (!running() || c.round()?.number !== round) return
+  const counts = p === null ? new Float64Array(validationLength(c.validation)) : validationCounts(p.probs, p.labels, c.validation)
+  c.setInput(counts, p?.labels.length ?? 0)
+}
+
+/** log the validation figures of the certified model of `round` (the weights are taken now) */
+function logCertifiedValidation (c: Pick<TrainingComponents, 'site' | 'weights' | 'log'>, round: number, model: string, running: () => boolean): void {
+  c.site.evaluate(c.weights(), 'val').then(
+    m => { if (m !== null && running()) c.log.info({ round, model, auc: m.auc, accuracy: m.accuracy }, `round ${round}: validation of the certified model ${model.slice(0, 12)}: ${formatMetrics(m)}`) },
+    (e: Error) => { if (running()) c.log.warn(`round ${round}: validation of the certified model failed: ${e.message}`) })
+}
+
 export function createTrainingScheduler (c: TrainingComponents, init: TrainingInit = {}): TrainingScheduler {
   const later = (fn: () => void): void => { c.clock.setTimeout(fn, init.laterMs ?? 50) }
   /** the model round whose input is still to be trained, or -1 */
@@ -82,8 +108,7 @@ export function createTrainingScheduler (c: TrainingComponents, init: TrainingIn
   function handOver (round: number, update: { values: Float32Array, count: number }): void {
     // stopped, or the round moved on while this node trained: the input is no longer due
     if (!running || c.round()?.number !== round) return
-    const t = c.site.lastTrain!
-    c.log.info(`round ${round}: trained ${t.examples} images in ${t.seconds.toFixed(1)} s (${t.imagesPerSecond.toFixed(0)} images/s)${t.epsilon !== null ? `, ε spent ${t.epsilon.toFixed(3)}` : ''}${t.stoppedEarly !== null ? ` — ${t.stoppedEarly}` : ''}`)
+    c.log.info(trainedMessage(round, c.site.lastTrain!))
     const budget = c.site.options.budget
     if (budget !== null) {
       c.saveBudget()
@@ -96,22 +121,8 @@ export function createTrainingScheduler (c: TrainingComponents, init: TrainingIn
   function validateWhenReady (round: number): void {
     later(() => {
       if (!running || c.round()?.number !== round) return
-      if (c.stateCurrent()) void validate(round); else validateWhenReady(round)
+      if (c.stateCurrent()) void sendValidationCounts(c, round, () => running); else validateWhenReady(round)
     })
-  }
-
-  /** this site's validation counts of the certified model (zeros from a site without a validation part) */
-  async function validate (round: number): Promise<void> {
-    let p: Awaited<ReturnType<TrainingComponents['site']['predictions']>>
-    try {
-      p = await c.site.predictions(c.weights(), 'val')
-    } catch (e) {
-      if (running) c.log.error(`round ${round}: validation failed, this node sends no input this round: ${(e as Error).message}`)
-      return
-    }
-    if (!running || c.round()?.number !== round) return
-    const counts = p === null ? new Float64Array(validationLength(c.validation)) : validationCounts(p.probs, p.labels, c.validation)
-    c.setInput(counts, p?.labels.length ?? 0)
   }
 
   return {
@@ -124,9 +135,7 @@ export function createTrainingScheduler (c: TrainingComponents, init: TrainingIn
         if (!running || c.lastModelRound() !== round) return // a later model was certified: its own line follows
         if (!c.stateCurrent()) return later(evaluateWhenHeld)
         // the weights of this round, taken now: the next certificate may arrive while this evaluates
-        c.site.evaluate(c.weights(), 'val').then(
-          m => { if (m !== null && running) c.log.info({ round, model, auc: m.auc, accuracy: m.accuracy }, `round ${round}: validation of the certified model ${model.slice(0, 12)}: ${formatMetrics(m)}`) },
-          (e: Error) => { if (running) c.log.warn(`round ${round}: validation of the certified model failed: ${e.message}`) })
+        logCertifiedValidation(c, round, model, () => running)
       }
       evaluateWhenHeld()
     },

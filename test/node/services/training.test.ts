@@ -1,7 +1,7 @@
 /** The training scheduler with a stubbed site and round: what it trains, when, and what it hands on. */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { createTrainingScheduler } from '../../../src/node/services/training.ts'
+import { createTrainingScheduler, trainedMessage } from '../../../src/node/services/training.ts'
 import { createMetrics } from '../../../src/node/metrics.ts'
 import { PrivacyBudget } from '../../../src/privacy/index.ts'
 import type { RoundView } from '../../../src/protocol/peer.ts'
@@ -218,6 +218,13 @@ test('validation figures only of the model the certificate names: a certificate 
   await settle()
   assert.is(t.site.evaluated.length, 1)
   assert.is(t.clock.pending, 0)
+})
+
+test('the line of a finished training names the ε spent and an early stop only when there are', () => {
+  const t = { examples: 1200, steps: 38, meanLoss: 0.5, seconds: 12.34, imagesPerSecond: 97.2, epsilon: null, stoppedEarly: null }
+  assert.is(trainedMessage(3, t), 'round 3: trained 1200 images in 12.3 s (97 images/s)')
+  assert.is(trainedMessage(4, { ...t, epsilon: 1.23456, stoppedEarly: 'privacy budget spent' }),
+    'round 4: trained 1200 images in 12.3 s (97 images/s), ε spent 1.235 — privacy budget spent')
 })
 
 test.run()

@@ -5,14 +5,23 @@
  * certificate to adopt) or for a ledger head it lacks (evidence that it must catch up).
  */
 import { verifySignature } from '../privacy/index.ts'
-import { hex } from './codec.ts'
-import { headerHash, type Certificate } from './ledger.ts'
+import { equalBytes, hex } from './codec.ts'
+import { ProtocolError } from './errors.ts'
+import { decodeHeader, headerHash, type Certificate } from './ledger.ts'
 import type { CommitBody } from './messages.ts'
 
 /** Whether member `sender` signed this commit's header (purpose "round-certificate"). */
 export function commitSignatureValid (memberKeys: readonly Uint8Array[], sender: number, commit: CommitBody): boolean {
   const key = memberKeys[sender]
   return key !== undefined && verifySignature(key, 'round-certificate', headerHash(commit.header), commit.signature)
+}
+
+/** A member's commit checked against the round it is for: signed by its sender, for this round, consortium and ledger head (a ProtocolError if not). */
+export function checkCommit (c: CommitBody, sender: number, round: { memberKeys: readonly Uint8Array[], round: number, consortium: Uint8Array, prev: Uint8Array }): void {
+  if (!commitSignatureValid(round.memberKeys, sender, c)) throw new ProtocolError('bad-signature', `member ${sender}'s certificate signature is invalid`)
+  const header = decodeHeader(c.header)
+  if (header.round !== round.round || !equalBytes(header.consortium, round.consortium)) throw new ProtocolError('invalid', `commit from ${sender} names another round or consortium`)
+  if (!equalBytes(header.prev, round.prev)) throw new ProtocolError('invalid', `commit from ${sender} extends another ledger head`)
 }
 
 export interface TallyOptions {

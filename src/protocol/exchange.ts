@@ -13,7 +13,9 @@
  */
 import type { RejectCode } from './errors.ts'
 import type { UnmaskingSecrets } from './aggregate.ts'
-import type { MaskedInputBody, SliceSumsBody } from './messages.ts'
+import { equalBytes } from './codec.ts'
+import { ProtocolError } from './errors.ts'
+import type { MaskedInputBody, OpenedMessage, SliceSumsBody } from './messages.ts'
 import type { Commitment } from './vectors.ts'
 
 export type { Commitment } from './vectors.ts'
@@ -60,4 +62,15 @@ export interface Exchange {
   survivorsCertified: (certified: { id: Uint8Array, members: readonly number[] }) => Rejection[]
   /** The round ended: let the vectors go. */
   release: () => void
+}
+
+/** A member's masked-input commitment checked against the agreed masking set, the round's input length and the exchange (a ProtocolError if it fails). */
+export function checkMaskedInput (msg: OpenedMessage<MaskedInputBody>, M: { id: Uint8Array, members: readonly number[] } | undefined, length: number, exchange: Pick<Exchange, 'checkCommitment'>): void {
+  const { sender, body } = msg.env
+  if (M === undefined) throw new ProtocolError('wrong-phase', `masked input from ${sender} before the masking set is known`)
+  if (!equalBytes(body.maskingSetId, M.id)) throw new ProtocolError('invalid', `masked input from ${sender} names another masking set`)
+  if (!M.members.includes(sender)) throw new ProtocolError('invalid', `masked input from ${sender}, not in the masking set`)
+  if (body.length !== length) throw new ProtocolError('invalid', `masked input from ${sender} has ${body.length} words, expected ${length}`)
+  const unfit = exchange.checkCommitment(body)
+  if (unfit !== null) throw new ProtocolError('invalid', `masked input from ${sender} ${unfit}`)
 }

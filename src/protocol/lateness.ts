@@ -4,6 +4,8 @@
  * advertisement after the round began here, and of another member's masked input after this
  * peer sent its own. Arrivals after the round ended count too: a straggler is still a straggler.
  */
+import { MSG } from './messages.ts'
+
 export class Lateness {
   readonly #startedAt: number
   #inputSentAt = -1
@@ -15,6 +17,11 @@ export class Lateness {
   inputSent (at: number): void { this.#inputSentAt = at }
   advertArrived (at: number): void { this.#lastAdvertAt = Math.max(this.#lastAdvertAt, at) }
   inputArrived (at: number): void { this.#lastInputAt = Math.max(this.#lastInputAt, at) }
+  /** Another member's message of type `type` arrived: advertisements and masked inputs count. */
+  arrived (type: number, at: number): void {
+    if (type === MSG.maskedInput) this.inputArrived(at)
+    if (type === MSG.advertise) this.advertArrived(at)
+  }
 
   /** How long after this round began here the last other member's advertisement came. */
   get advertise (): number { return Math.max(0, this.#lastAdvertAt - this.#startedAt) }

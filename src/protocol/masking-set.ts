@@ -4,7 +4,8 @@
  * attempt proposes; on timeout the next one does). Like survivors.ts for the survivor set: pure
  * state, driven by Round, which sends what it is asked to and feeds back every message (its own too).
  */
-import { generateX25519KeyPair, randomBytes, secretCommitment, type RandomSource, type X25519KeyPair } from '../privacy/index.ts'
+import { generateX25519KeyPair, randomBytes, secretCommitment, type RandomSource, type WeightedUpdateParams, type X25519KeyPair } from '../privacy/index.ts'
+import { maskedInput } from './masked-input.ts'
 import type { RejectCode } from './errors.ts'
 import type { Phase } from './actions.ts'
 import { MSG, type AdvertiseBody, type OpenedMessage, type ProposalBody, type ShareKeysBody } from './messages.ts'
@@ -100,6 +101,13 @@ export class MaskingSetAgreement {
     if (members.includes(this.#o.me)) this.#openMyBoxes(members)
     this.#hooks.phase('masked-input', `masking set agreed: ${members.length} members (proposer ${proposerName}, attempt ${msg.env.attempt})`)
     return true
+  }
+
+  /** My input masked for the agreed set: my self mask, and a pairwise mask with each other member of it. */
+  mask (input: { values: ArrayLike<number>, count: number }, encoding: 'counts' | 'weighted', quantization: WeightedUpdateParams, peerIds: readonly string[]): Uint32Array {
+    const { me, n, context, rng } = this.#o
+    const others = new Map(this.#agreed!.members.filter(v => v !== me).map(v => [v, this.adverts.get(v)!.body.maskKey]))
+    return maskedInput({ ...input, encoding, members: n, quantization, me, peerIds, others, selfMaskSeed: this.selfMaskSeed, maskSecretKey: this.maskKeys.secretKey, context, rng })
   }
 
   #openMyBoxes (members: number[]): void {

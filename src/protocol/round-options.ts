@@ -3,7 +3,6 @@
  * ProtocolPeer (peer.ts), apart from its mechanics (round.ts).
  */
 import type { NodeIdentity, RandomSource } from '../privacy/index.ts'
-import type { UnmaskingSecrets } from './aggregate.ts'
 import type { CertificateKind } from './ledger.ts'
 import type { Manifest } from './manifest.ts'
 import type { AdvertiseBody } from './messages.ts'
@@ -45,9 +44,5 @@ export type Result = { header: Uint8Array, state: GlobalState | null, stats: Flo
 export interface Progress {
   inputSent: boolean
   revealed: boolean
-  /** what the last look at the reveals saw (survivor set, reveals, faulty members): nothing new, no need to look again */
-  revealsSeen?: string
-  /** the secrets that remove the masks of the certified survivor set, reconstructed once */
-  secrets?: UnmaskingSecrets
   result?: Result
 }

@@ -21,15 +21,16 @@ import {
 import { memberIndex } from './manifest.ts'
 import { decodeHeader, signHeader, type Certificate } from './ledger.ts'
 import type { GlobalState } from './model.ts'
-import { aggregateFromSum, secretsFromReveals, type UnmaskingSecrets } from './aggregate.ts'
-import { CommitTally, commitSignatureValid } from './commits.ts'
+import { aggregateFromSum } from './aggregate.ts'
+import { RevealedSecrets } from './reveals.ts'
+import { CommitTally, checkCommit } from './commits.ts'
 import { sharesToReveal } from './shares.ts'
-import { inputLength, maskedInput } from './masked-input.ts'
+import { inputLength } from './masked-input.ts'
 import { Lateness } from './lateness.ts'
 import { proposerOf } from './presence.ts'
-import { SurvivorAgreement, type SurvivorProposal } from './survivors.ts'
+import { SurvivorAgreement, survivorSetOf, type SurvivorProposal } from './survivors.ts'
 import { assignmentSeed } from './slices.ts'
-import type { Exchange, Rejection } from './exchange.ts'
+import { checkMaskedInput, type Exchange, type Rejection } from './exchange.ts'
 import { WholeExchange } from './whole-exchange.ts'
 import { SlicedExchange } from './sliced-exchange.ts'
 import { RoundMessages } from './round-messages.ts'
@@ -56,7 +57,7 @@ export class Round {
   readonly #messages: RoundMessages
   /** advertise, share keys, agree on the masking set (masking-set.ts); it holds my secrets for this round */
   readonly #masking: MaskingSetAgreement
-  readonly #reveals = new Map<number, RevealBody>()
+  readonly #reveals = new RevealedSecrets()
   readonly #commits = new CommitTally()
   readonly #faulty = new Set<number>()
   /** how the masked vectors travel and are summed: whole, or in slices (exchange.ts) */
@@ -111,22 +112,14 @@ export class Round {
   /** Whether a message of this round, come after it ended, is a straggler's first advertisement or masked input (what noteLate would note). */
   isNewStraggler (msg: OpenedMessage): boolean { return this.#messages.isNewLate(msg) }
 
-  /**
-   * A member's advertisement or masked input that came after this round ended (a straggler's):
-   * noted for the lateness figures if it is the first of its kind from that member; false for a
-   * message seen before (a replay).
-   */
+  /** A straggler's advertisement or masked input, after this round ended: noted for the lateness figures if new; false for a replay. */
   noteLate (msg: OpenedMessage, now: number): boolean {
     if (!this.#messages.isNewLate(msg, true)) return false
     this.#noteArrival(msg, now)
     return true
   }
 
-  #noteArrival (msg: OpenedMessage, now: number): void {
-    if (msg.env.sender === this.me) return
-    if (msg.env.type === MSG.maskedInput) this.lateness.inputArrived(now)
-    if (msg.env.type === MSG.advertise) this.lateness.advertArrived(now)
-  }
+  #noteArrival (msg: OpenedMessage, now: number): void { if (msg.env.sender !== this.me) this.lateness.arrived(msg.env.type, now) }
 
   /**
    * A certificate for the previous round arrived late (this peer had aborted it): take the new
@@ -167,8 +160,6 @@ export class Round {
   }
 
   tick (now: number): void { this.#advance(now) }
-
-  // ---------------------------------------------------------------- incoming
 
   #dispatchOrReject (msg: OpenedMessage): void {
     orReject(() => this.#dispatch(msg), e => this.#reject(e.code, e.message, msg.env.sender))
@@ -226,14 +217,7 @@ export class Round {
   }
 
   #acceptCommitment (msg: OpenedMessage<MaskedInputBody>, authoritative = false): void {
-    const M = this.#masking.agreed
-    if (M === undefined) throw new ProtocolError('wrong-phase', `masked input from ${msg.env.sender} before the masking set is known`)
-    if (!equalBytes(msg.env.body.maskingSetId, M.id)) throw new ProtocolError('invalid', `masked input from ${msg.env.sender} names another masking set`)
-    if (!M.members.includes(msg.env.sender)) throw new ProtocolError('invalid', `masked input from ${msg.env.sender}, not in the masking set`)
-    const expected = this.#inputLength()
-    if (msg.env.body.length !== expected) throw new ProtocolError('invalid', `masked input from ${msg.env.sender} has ${msg.env.body.length} words, expected ${expected}`)
-    const unfit = this.#exchange.checkCommitment(msg.env.body)
-    if (unfit !== null) throw new ProtocolError('invalid', `masked input from ${msg.env.sender} ${unfit}`)
+    checkMaskedInput(msg, this.#masking.agreed, this.#inputLength(), this.#exchange)
     // the survivor-set proposal (authoritative) fixes which of two commitments counts
     const recorded = this.#exchange.commit(msg.env.sender, { id: msg.id, wire: msg.wire, body: msg.env.body }, authoritative)
     if (recorded !== 'other') return
@@ -243,18 +227,8 @@ export class Round {
   }
 
   #onSurvivorProposal (msg: OpenedMessage<ProposalBody>): void {
-    const M = this.#masking.agreed
-    if (M === undefined) throw new ProtocolError('wrong-phase', 'survivor-set proposal before the masking set is known')
-    if (!equalBytes(msg.env.body.maskingSetId, M.id)) throw new ProtocolError('invalid', 'survivor-set proposal names another masking set')
-    const members: number[] = []
-    for (const wire of msg.env.body.messages) {
-      const m = this.#messages.open(wire) as OpenedMessage<MaskedInputBody>
-      if (m.env.type !== MSG.maskedInput || members.includes(m.env.sender)) throw new ProtocolError('invalid', 'survivor-set proposal holds a duplicate or foreign message')
-      this.#acceptCommitment(m, true) // same checks as a direct commitment
-      members.push(m.env.sender)
-    }
-    members.sort((a, b) => a - b)
-    if (members.length < this.#minSet) throw new ProtocolError('invalid', `survivor set of ${members.length} is below the minimum`)
+    // each commitment it carries passes the same checks as a direct one, and counts over any other
+    const members = survivorSetOf(msg, this.#masking.agreed, this.#minSet, wire => this.#messages.open(wire), m => this.#acceptCommitment(m, true))
     this.#survivors.addProposal({ id: msg.id, attempt: msg.env.attempt, members })
   }
 
@@ -267,7 +241,7 @@ export class Round {
 
   #onReveal (msg: OpenedMessage<RevealBody>): void {
     if (!this.#firstOf(`rev:${msg.env.sender}`, msg)) return
-    this.#reveals.set(msg.env.sender, msg.env.body)
+    this.#reveals.add(msg.env.sender, msg.env.body)
   }
 
   #onSliceSums (msg: OpenedMessage<SliceSumsBody>): void {
@@ -279,14 +253,9 @@ export class Round {
 
   #onCommit (msg: OpenedMessage<CommitBody>): void {
     if (!this.#firstOf(`commit:${msg.env.sender}`, msg)) return
-    if (!commitSignatureValid(this.#o.memberKeys, msg.env.sender, msg.env.body)) throw new ProtocolError('bad-signature', `member ${msg.env.sender}'s certificate signature is invalid`)
-    const header = decodeHeader(msg.env.body.header)
-    if (header.round !== this.#o.round || !equalBytes(header.consortium, this.#o.consortium)) throw new ProtocolError('invalid', `commit from ${msg.env.sender} names another round or consortium`)
-    if (!equalBytes(header.prev, this.#head.prev)) throw new ProtocolError('invalid', `commit from ${msg.env.sender} extends another ledger head`)
+    checkCommit(msg.env.body, msg.env.sender, { ...this.#o, prev: this.#head.prev })
     this.#commits.record(msg.env.sender, msg.env.body)
   }
-
-  // ---------------------------------------------------------------- progress
 
   #advance (now: number): void {
     now = this.#now = Math.max(this.#now, now)
@@ -363,23 +332,25 @@ export class Round {
     const input = this.#input!
     const expected = this.#inputLength() - 1
     if (input.values.length !== expected) throw new Error(`input has ${input.values.length} values, the round needs ${expected}`)
-    const y = maskedInput({
-      ...input, encoding: this.#o.kind === 'eval' ? 'counts' : 'weighted', members: this.n, quantization: this.#o.manifest.params.quantization, me: this.me, peerIds: this.#peerIds,
-      others: new Map(M.members.filter(v => v !== this.me).map(v => [v, this.#masking.adverts.get(v)!.body.maskKey])),
-      selfMaskSeed: this.#masking.selfMaskSeed, maskSecretKey: this.#masking.maskKeys.secretKey, context: this.#ctx, rng: this.#o.rng
-    })
+    const y = this.#masking.mask(input, this.#o.kind === 'eval' ? 'counts' : 'weighted', this.#o.manifest.params.quantization, this.#peerIds)
     const { blobs, vectorHash, sliceHashes } = this.#exchange.own(y)
-    for (const b of blobs) this.#actions.push({ type: 'publish-blob', hash: b.hash, data: b.data, what: 'masked-vector', round: this.#o.round })
+    this.#publish(blobs)
     this.#send(MSG.maskedInput, 0, { maskingSetId: M.id, vectorHash, length: y.length, ...(sliceHashes !== undefined ? { sliceHashes } : {}) })
     this.#setPhase('survivor-set', `masked input sent (${(y.byteLength / 1e6).toFixed(2)} MB)`)
   }
 
   /** The secrets of U3 once (from t reveals), then the sum as the exchange forms it, then my commit. */
   #tryAggregate (M: Proposal, U3: SurvivorProposal): void {
-    const secrets = this.#progress.secrets ?? this.#reconstructSecrets(M, U3)
-    if (secrets === undefined) return
+    const { secrets, misbehaved } = this.#reveals.secrets(U3.id, U3.members, () => ({
+      maskingSet: M.members, faulty: this.#faulty, params: this.#o.manifest.params, peerIds: this.#peerIds, maskContext: this.#ctx,
+      adverts: new Map(M.members.map(u => [u, this.#masking.adverts.get(u)!.body]))
+    }))
+    for (const m of misbehaved) {
+      if (!this.#faulty.has(m.member)) { this.#faulty.add(m.member); this.#reject(m.code, m.reason, m.member) }
+    }
+    if (secrets === null) return
     const step = this.#exchange.sum(this.#now, M.members, U3.members, secrets)
-    for (const b of step.publish) this.#actions.push({ type: 'publish-blob', hash: b.hash, data: b.data, what: 'masked-vector', round: this.#o.round })
+    this.#publish(step.publish)
     for (const f of step.fetch) this.#actions.push({ type: 'fetch-blob', hash: f.hash, owner: f.owner, what: 'masked-vector' })
     if (step.announce.length > 0) this.#send(MSG.sliceSums, 0, { proposalId: U3.id, sums: step.announce })
     this.#rejectAll(step.rejects)
@@ -391,26 +362,6 @@ export class Round {
     this.#setPhase('commit', `aggregated ${U3.members.length} inputs${this.#exchange.described}${gone > 0 ? `, removed masks of ${gone} dropped` : ''}`)
     this.#send(MSG.commit, 0, { header: result.header, signature: signHeader(this.#o.identity, result.header) })
   }
-
-  #reconstructSecrets (M: Proposal, U3: SurvivorProposal): UnmaskingSecrets | undefined {
-    // every event comes here until the secrets are known; the reveals are decoded again only when
-    // one came in or a member was found faulty since (otherwise a round costs each peer n² share
-    // decodings per event, n⁴ in all: a round of 100 peers took minutes)
-    const seen = `${hex(U3.id)}:${this.#reveals.size}:${this.#faulty.size}` // a member's first reveal is its only one
-    if (seen === this.#progress.revealsSeen) return undefined
-    this.#progress.revealsSeen = seen
-    const { secrets, misbehaved } = secretsFromReveals({
-      reveals: this.#reveals, proposalId: U3.id, maskingSet: M.members, survivors: U3.members, faulty: this.#faulty, params: this.#o.manifest.params,
-      peerIds: this.#peerIds, maskContext: this.#ctx, adverts: new Map(M.members.map(u => [u, this.#masking.adverts.get(u)!.body]))
-    })
-    for (const m of misbehaved) {
-      if (!this.#faulty.has(m.member)) { this.#faulty.add(m.member); this.#reject(m.code, m.reason, m.member) }
-    }
-    if (secrets !== null) this.#progress.secrets = secrets
-    return secrets ?? undefined
-  }
-
-  // ---------------------------------------------------------------- outgoing
 
   /** The signed commits this round heard, its own among them (#send receives it too; kept after the round ends: a late certificate may still form from them). */
   commitsHeard (): Array<[number, CommitBody]> { return this.#commits.commits() }
@@ -424,6 +375,10 @@ export class Round {
     this.#messages.remember(opened)
     this.#dispatch(opened)
     return wire
+  }
+
+  #publish (blobs: ReadonlyArray<{ hash: string, data: Uint8Array }>): void {
+    for (const b of blobs) this.#actions.push({ type: 'publish-blob', hash: b.hash, data: b.data, what: 'masked-vector', round: this.#o.round })
   }
 
   #reject (code: RejectCode, reason: string, peer: number): void { this.#actions.push({ type: 'reject', code, reason, peer }) }

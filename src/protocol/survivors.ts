@@ -5,7 +5,9 @@
  * attempt it re-affirms that set, never a second one); t acks for one proposal (a quorum
  * certificate) fix the set. On timeout the next proposer takes over. Pure: driven by the round.
  */
-import { hex } from './codec.ts'
+import { equalBytes, hex } from './codec.ts'
+import { ProtocolError } from './errors.ts'
+import { MSG, type MaskedInputBody, type OpenedMessage, type ProposalBody } from './messages.ts'
 import { proposingAttempt } from './presence.ts'
 
 export interface SurvivorProposal { id: Uint8Array, attempt: number, members: number[] }
@@ -101,4 +103,25 @@ export class SurvivorAgreement {
     const members = locked?.members ?? c.maskingSet.filter(u => c.hasVectorOf(u) && !c.faulty.has(u))
     if (members.length >= c.minSet) c.propose(attempt, members)
   }
+}
+
+/**
+ * The members of a survivor-set proposal (proposal 2): the masked-input commitments it carries,
+ * one per member, each opened and handed to `accept` (which checks it as it would a direct one);
+ * sorted. A ProtocolError if it names another masking set, holds a duplicate or foreign message,
+ * or is below the minimum.
+ */
+export function survivorSetOf (msg: OpenedMessage<ProposalBody>, M: { id: Uint8Array } | undefined, minSet: number, open: (wire: Uint8Array) => OpenedMessage, accept: (m: OpenedMessage<MaskedInputBody>) => void): number[] {
+  if (M === undefined) throw new ProtocolError('wrong-phase', 'survivor-set proposal before the masking set is known')
+  if (!equalBytes(msg.env.body.maskingSetId, M.id)) throw new ProtocolError('invalid', 'survivor-set proposal names another masking set')
+  const members: number[] = []
+  for (const wire of msg.env.body.messages) {
+    const m = open(wire) as OpenedMessage<MaskedInputBody>
+    if (m.env.type !== MSG.maskedInput || members.includes(m.env.sender)) throw new ProtocolError('invalid', 'survivor-set proposal holds a duplicate or foreign message')
+    accept(m)
+    members.push(m.env.sender)
+  }
+  members.sort((a, b) => a - b)
+  if (members.length < minSet) throw new ProtocolError('invalid', `survivor set of ${members.length} is below the minimum`)
+  return members
 }

@@ -36,7 +36,8 @@ export class WholeExchange implements Exchange {
 
   hasInputOf (u: number): boolean { return this.#vectors.has(u) }
 
-  takeMissing (): Array<{ hash: string, owner: number }> { return this.#vectors.takeMissing() }
+  /** every committed vector it lacks, whatever the sets (all-to-all: every member sums every survivor's) */
+  takeMissing (_maskingSet?: readonly number[] | null, _survivors?: readonly number[] | null): Array<{ hash: string, owner: number }> { return this.#vectors.takeMissing() }
 
   sum (_now: number, _maskingSet: readonly number[], survivors: readonly number[], secrets: UnmaskingSecrets): SumStep {
     if (!survivors.every(u => this.#vectors.has(u))) return idle(null) // a survivor's vector is still on its way

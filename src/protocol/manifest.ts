@@ -130,14 +130,8 @@ const text = (v: unknown, what: string, max = 200): string => {
   return v as string
 }
 
-/** Check every field; returns the manifest with members in canonical (peer id) order. */
-export function validateManifest (m: unknown): Manifest {
-  if (!isObj(m)) return fail('manifest must be an object')
-  if (m.version !== 1) fail('manifest.version must be 1')
-  text(m.name, 'manifest.name')
-  if (!Array.isArray(m.members)) fail('manifest.members must be an array')
-  const members = m.members as unknown[]
-  if (members.length < 2 || members.length > MAX_MEMBERS) fail(`a consortium has 2 to ${MAX_MEMBERS} members, got ${members.length}`)
+/** The members' entries, each a named Ed25519 peer id listed once; returns the peer ids. */
+function validateMembers (members: unknown[]): Set<string> {
   const seen = new Set<string>()
   for (const [i, mem] of members.entries()) {
     if (!isObj(mem)) fail(`members[${i}] must be an object`)
@@ -147,24 +141,62 @@ export function validateManifest (m: unknown): Manifest {
     if (seen.has(peerId)) fail(`member ${peerId} is listed twice`)
     seen.add(peerId)
   }
-  const n = members.length
-  const p = m.params as ProtocolParams
-  if (!isObj(p)) fail('manifest.params must be an object')
-  if (!isObj(p.model)) fail('params.model must be an object')
-  text(p.model.id, 'params.model.id'); text(p.model.version, 'params.model.version')
-  if (typeof p.model.initialHash !== 'string' || !/^[0-9a-f]{64}$/.test(p.model.initialHash)) fail('params.model.initialHash must be 64 hex digits')
-  num(p.model.size, 'params.model.size', 1, 2 ** 28, true)
-  num(p.model.seed, 'params.model.seed', 0, 2 ** 31 - 1, true)
-  if (!isObj(p.model.input)) fail('params.model.input must be an object { size, channels }')
-  num(p.model.input.size, 'params.model.input.size', 4, 1024, true)
-  if (p.model.input.channels !== 1 && p.model.input.channels !== 3) fail('params.model.input.channels must be 1 or 3')
-  num(p.model.classes, 'params.model.classes', 2, 1000, true)
-  if (p.model.classNames !== undefined) {
-    const names = p.model.classNames
-    if (!Array.isArray(names) || names.length !== p.model.classes) fail(`params.model.classNames must be ${p.model.classes} names, one per class`)
+  return seen
+}
+
+/** params.model: what the model is, its initial weights, its input and its classes. */
+function validateModelParams (model: ProtocolParams['model']): void {
+  if (!isObj(model)) fail('params.model must be an object')
+  text(model.id, 'params.model.id'); text(model.version, 'params.model.version')
+  if (typeof model.initialHash !== 'string' || !/^[0-9a-f]{64}$/.test(model.initialHash)) fail('params.model.initialHash must be 64 hex digits')
+  num(model.size, 'params.model.size', 1, 2 ** 28, true)
+  num(model.seed, 'params.model.seed', 0, 2 ** 31 - 1, true)
+  if (!isObj(model.input)) fail('params.model.input must be an object { size, channels }')
+  num(model.input.size, 'params.model.input.size', 4, 1024, true)
+  if (model.input.channels !== 1 && model.input.channels !== 3) fail('params.model.input.channels must be 1 or 3')
+  num(model.classes, 'params.model.classes', 2, 1000, true)
+  if (model.classNames !== undefined) {
+    const names = model.classNames
+    if (!Array.isArray(names) || names.length !== model.classes) fail(`params.model.classNames must be ${model.classes} names, one per class`)
     names.forEach((c, i) => text(c, `params.model.classNames[${i}]`, 64))
     if (new Set(names).size !== names.length) fail('params.model.classNames must be distinct')
   }
+}
+
+/** params.slicing: its two fields only, the slices and the aggregators of each. */
+function validateSlicing (slicing: SlicingParams, minParticipants: number): void {
+  if (!isObj(slicing) || Object.keys(slicing).some(k => k !== 'slices' && k !== 'perSlice')) fail('params.slicing must be { slices, perSlice }')
+  num(slicing.slices, 'params.slicing.slices', 1, MAX_SLICES, true)
+  // every slice needs perSlice aggregators among the survivors, and a survivor set may be as small as minParticipants
+  num(slicing.perSlice, 'params.slicing.perSlice', 2, minParticipants, true)
+}
+
+/** The inference clients: each a named Ed25519 peer id, listed once and not a member (`seen` holds the members). */
+function validateInferenceClients (inference: NonNullable<ProtocolParams['inference']>, seen: Set<string>): void {
+  if (!isObj(inference) || !Array.isArray(inference.clients) || Object.keys(inference).some(k => k !== 'clients')) fail('params.inference must be { clients: [{ peerId, name }] }')
+  if (inference.clients.length > 1000) fail('params.inference.clients lists at most 1000 clients')
+  for (const [i, cl] of inference.clients.entries()) {
+    if (!isObj(cl) || Object.keys(cl).some(k => k !== 'peerId' && k !== 'name')) fail(`params.inference.clients[${i}] must be { peerId, name }`)
+    text(cl.peerId, `params.inference.clients[${i}].peerId`, 100); text(cl.name, `params.inference.clients[${i}].name`, 100)
+    try { ed25519PublicKeyFromPeerId(cl.peerId) } catch { fail(`params.inference.clients[${i}].peerId is not an Ed25519 libp2p peer id`) }
+    if (seen.has(cl.peerId)) fail(`inference client ${cl.peerId} is listed twice or is a member`)
+    seen.add(cl.peerId)
+  }
+}
+
+/** Check every field; returns the manifest with members in canonical (peer id) order. */
+export function validateManifest (m: unknown): Manifest {
+  if (!isObj(m)) return fail('manifest must be an object')
+  if (m.version !== 1) fail('manifest.version must be 1')
+  text(m.name, 'manifest.name')
+  if (!Array.isArray(m.members)) fail('manifest.members must be an array')
+  const members = m.members as unknown[]
+  if (members.length < 2 || members.length > MAX_MEMBERS) fail(`a consortium has 2 to ${MAX_MEMBERS} members, got ${members.length}`)
+  const seen = validateMembers(members)
+  const n = members.length
+  const p = m.params as ProtocolParams
+  if (!isObj(p)) fail('manifest.params must be an object')
+  validateModelParams(p.model)
   if (!isObj(p.quantization)) fail('params.quantization must be an object')
   num(p.quantization.clip, 'params.quantization.clip', 1, 2 ** 20)
   num(p.quantization.scale, 'params.quantization.scale', 1, 2 ** 30)
@@ -197,23 +229,8 @@ export function validateManifest (m: unknown): Manifest {
   num(p.training.learningRate, 'params.training.learningRate', 1e-9, 10)
   if (!(CLASS_WEIGHTINGS as readonly string[]).includes(p.training.classWeighting as string)) fail('params.training.classWeighting must be balanced or none')
   if (p.training.priorCorrection !== undefined && !(PRIOR_CORRECTIONS as readonly string[]).includes(p.training.priorCorrection as string)) fail('params.training.priorCorrection must be none or pooled')
-  if (p.slicing !== undefined) {
-    if (!isObj(p.slicing) || Object.keys(p.slicing).some(k => k !== 'slices' && k !== 'perSlice')) fail('params.slicing must be { slices, perSlice }')
-    num(p.slicing.slices, 'params.slicing.slices', 1, MAX_SLICES, true)
-    // every slice needs perSlice aggregators among the survivors, and a survivor set may be as small as minParticipants
-    num(p.slicing.perSlice, 'params.slicing.perSlice', 2, p.minParticipants, true)
-  }
-  if (p.inference !== undefined) {
-    if (!isObj(p.inference) || !Array.isArray(p.inference.clients) || Object.keys(p.inference).some(k => k !== 'clients')) fail('params.inference must be { clients: [{ peerId, name }] }')
-    if (p.inference.clients.length > 1000) fail('params.inference.clients lists at most 1000 clients')
-    for (const [i, cl] of p.inference.clients.entries()) {
-      if (!isObj(cl) || Object.keys(cl).some(k => k !== 'peerId' && k !== 'name')) fail(`params.inference.clients[${i}] must be { peerId, name }`)
-      text(cl.peerId, `params.inference.clients[${i}].peerId`, 100); text(cl.name, `params.inference.clients[${i}].name`, 100)
-      try { ed25519PublicKeyFromPeerId(cl.peerId) } catch { fail(`params.inference.clients[${i}].peerId is not an Ed25519 libp2p peer id`) }
-      if (seen.has(cl.peerId)) fail(`inference client ${cl.peerId} is listed twice or is a member`)
-      seen.add(cl.peerId)
-    }
-  }
+  if (p.slicing !== undefined) validateSlicing(p.slicing, p.minParticipants)
+  if (p.inference !== undefined) validateInferenceClients(p.inference, seen)
   const sorted = [...(members as Member[])].map(x => ({ peerId: x.peerId, name: x.name })).sort((a, b) => a.peerId < b.peerId ? -1 : 1)
   return { version: 1, name: m.name as string, members: sorted, params: structuredClone(p) }
 }

@@ -87,9 +87,12 @@ export async function createHost (config: NodeConfig, identity: NodeIdentity, ma
         floodPublish: true,
         emitSelf: false,
         ignoreDuplicatePublishError: true,
-        // members only, so a misbehaving one is penalised hard
-        scoreParams: { IPColocationFactorWeight: 0, invalidMessageDeliveriesWeight: -100, invalidMessageDeliveriesDecay: 0.5 }
-      } as never)
+        // members only, several of them possibly behind one NAT address: no penalty for sharing an
+        // IP. (gossipsub's invalid-message penalty is per topic, in TopicScoreParams; none is set, so
+        // a member's invalid message is dropped by the validators one by one, not scored. The
+        // global keys once written here for it were ignored by gossipsub: a cast hid that.)
+        scoreParams: { IPColocationFactorWeight: 0 }
+      })
     }
   }) as unknown as MedmeshHost
 }

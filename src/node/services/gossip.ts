@@ -7,7 +7,7 @@
  * published again to a member that subscribes late (it restarted, or it was cut off).
  */
 import type { Startable, PeerId } from '@libp2p/interface'
-import { TopicValidatorResult, type GossipSub } from '@libp2p/gossipsub'
+import { TopicValidatorResult, type GossipSub, type GossipSubEvents } from '@libp2p/gossipsub'
 import { openMessage, type MessageContext, type OpenedMessage } from '../../protocol/messages.ts'
 import { orReject } from '../../protocol/errors.ts'
 import type { Logger } from '../logger.ts'
@@ -50,7 +50,7 @@ export function createGossip (c: GossipComponents): Gossip {
     c.metrics.gossipAccepted.inc()
     return TopicValidatorResult.Accept
   }
-  const onMessage = (evt: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
+  const onMessage = (evt: GossipSubEvents['message']): void => {
     if (evt.detail.topic !== c.topic) return
     const msg = opened.get(evt.detail.data)
     // every message on the topic passed the validator; one that did not is not taken
@@ -58,7 +58,7 @@ export function createGossip (c: GossipComponents): Gossip {
     opened.delete(evt.detail.data)
     c.deliver(msg)
   }
-  const onSubscription = (evt: CustomEvent<{ peerId: PeerId, subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
+  const onSubscription = (evt: GossipSubEvents['subscription-change']): void => {
     if (!evt.detail.subscriptions.some(s => s.topic === c.topic && s.subscribe) || !c.isMember(evt.detail.peerId.toString())) return
     if (own.round !== c.round()) return
     for (const wire of own.wires) void c.pubsub.publish(c.topic, wire).catch(() => {})
@@ -68,12 +68,12 @@ export function createGossip (c: GossipComponents): Gossip {
     start () {
       c.pubsub.topicValidators.set(c.topic, validate)
       c.pubsub.subscribe(c.topic)
-      c.pubsub.addEventListener('message', onMessage as never)
-      c.pubsub.addEventListener('subscription-change', onSubscription as never)
+      c.pubsub.addEventListener('message', onMessage)
+      c.pubsub.addEventListener('subscription-change', onSubscription)
     },
     stop () {
-      c.pubsub.removeEventListener('message', onMessage as never)
-      c.pubsub.removeEventListener('subscription-change', onSubscription as never)
+      c.pubsub.removeEventListener('message', onMessage)
+      c.pubsub.removeEventListener('subscription-change', onSubscription)
       c.pubsub.topicValidators.delete(c.topic)
     },
     broadcast (wire, round) {

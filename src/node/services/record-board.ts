@@ -7,7 +7,7 @@
  * member that subscribes, so that a member that knows only one other learns them all from it.
  */
 import type { PeerId, Startable } from '@libp2p/interface'
-import { TopicValidatorResult, type GossipSub } from '@libp2p/gossipsub'
+import { TopicValidatorResult, type GossipSub, type GossipSubEvents } from '@libp2p/gossipsub'
 import type { Clock } from '../clock.ts'
 import type { Logger } from '../logger.ts'
 
@@ -124,7 +124,7 @@ export function createRecordBoard<R extends BoardRecord> (c: RecordBoardComponen
     if (record !== undefined) opened.set(msg.data, record)
     return verdict
   }
-  const onMessage = (evt: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
+  const onMessage = (evt: GossipSubEvents['message']): void => {
     if (evt.detail.topic !== c.topic) return
     const r = opened.get(evt.detail.data)
     if (r === undefined) return
@@ -135,7 +135,7 @@ export function createRecordBoard<R extends BoardRecord> (c: RecordBoardComponen
       c.learnt?.(r)
     })
   }
-  const onSubscription = (evt: CustomEvent<{ peerId: PeerId, subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
+  const onSubscription = (evt: GossipSubEvents['subscription-change']): void => {
     if (!evt.detail.subscriptions.some(s => s.topic === c.topic && s.subscribe) || !c.isMember(evt.detail.peerId.toString())) return
     // pass on every record held, this node's own among them
     for (const r of held.values()) publish(r.wire)
@@ -146,15 +146,15 @@ export function createRecordBoard<R extends BoardRecord> (c: RecordBoardComponen
       running = true
       await restoreBoard(c, keep, own => { if (own > seq) seq = own })
       c.pubsub.topicValidators.set(c.topic, validate)
-      c.pubsub.addEventListener('message', onMessage as never)
-      c.pubsub.addEventListener('subscription-change', onSubscription as never)
+      c.pubsub.addEventListener('message', onMessage)
+      c.pubsub.addEventListener('subscription-change', onSubscription)
       c.pubsub.subscribe(c.topic)
       await publishOwn()
     },
     stop () {
       running = false
-      c.pubsub.removeEventListener('message', onMessage as never)
-      c.pubsub.removeEventListener('subscription-change', onSubscription as never)
+      c.pubsub.removeEventListener('message', onMessage)
+      c.pubsub.removeEventListener('subscription-change', onSubscription)
       c.pubsub.topicValidators.delete(c.topic)
     },
     records: () => held,

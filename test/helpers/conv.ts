@@ -73,7 +73,7 @@ export const SCALED_ERROR_BOUND = 1e-5
 export interface ConvCheck { checked: number, worst: { y: number, dw: number, dx: number }, failures: string[] }
 
 /** Every case through the wasm backend (with oneDNN where it is built and on) against the cpu backend. */
-export async function checkConvKernels (cases: ConvCase[] = KERNEL_CONV_CASES): Promise<ConvCheck> {
+export async function checkConvKernels (cases: ConvCase[] = KERNEL_CONV_CASES, tensors: ReadonlyArray<'y' | 'dw' | 'dx'> = ['y', 'dw', 'dx']): Promise<ConvCheck> {
   const worst = { y: 0, dw: 0, dx: 0 }
   const failures: string[] = []
   let checked = 0
@@ -83,7 +83,7 @@ export async function checkConvKernels (cases: ConvCase[] = KERNEL_CONV_CASES): 
     const ref = convAndGradients(c, i)
     await selectBackend('wasm')
     const got = convAndGradients(c, i)
-    for (const k of ['y', 'dw', 'dx'] as const) {
+    for (const k of tensors) {
       const e = scaledError(got[k], ref[k])
       worst[k] = Math.max(worst[k], e)
       if (!(e <= SCALED_ERROR_BOUND)) failures.push(`${k} differs for ${JSON.stringify(c)}: ${e} of its scale`)

@@ -5,7 +5,7 @@ import { selectBackend } from '../../src/training/backend.ts'
 import { useSimdKernels } from '../../src/training/wasm-simd.ts'
 import { useNativeKernels } from '../../src/training/native-kernels.ts'
 import { mulberry32 } from '../../src/protocol/memnet.ts'
-import { convAndGradients, maxRelError, randomConvCases, validConvCase, type ConvCase } from '../helpers/conv.ts'
+import { checkConvKernels, convAndGradients, maxRelError, randomConvCases, type ConvCase } from '../helpers/conv.ts'
 
 // these tests are of the WebAssembly kernels: the oneDNN convolutions (native-kernels.test.ts) stay
 // out of the way while they run (uvu imports every file before it runs any test: not at top level)
@@ -18,19 +18,12 @@ const cases = randomConvCases(42, 40, [1, 2, 3, 8])
 const gradients = convAndGradients
 
 test('wasm Conv2D gradients (filter and input) equal the cpu backend\'s on 40 random shapes', async () => {
-  let checked = 0
-  for (const [i, c] of cases.entries()) {
-    if (!validConvCase(c)) continue
-    await selectBackend('cpu')
-    const ref = gradients(c, i)
-    await selectBackend('wasm')
-    const got = gradients(c, i)
-    assert.is(got.dw.length, ref.dw.length)
-    assert.ok(maxRelError(got.dw, ref.dw) < 1e-3, `dW differs for ${JSON.stringify(c)}: ${maxRelError(got.dw, ref.dw)}`)
-    assert.ok(maxRelError(got.dx, ref.dx) < 1e-3, `dx differs for ${JSON.stringify(c)}: ${maxRelError(got.dx, ref.dx)}`)
-    checked++
-  }
-  assert.ok(checked >= 30, `${checked} shapes checked`)
+  // the gradients are this project's WebAssembly kernels; the forward convolution is TF.js's own
+  // (on one of these shapes, stride 3 over a 2×2 window with 'same' padding, its output is not the
+  // cpu backend's: no model has such a layer). Measured as native-kernels.test.ts does, at the output's scale
+  const r = await checkConvKernels(cases, ['dw', 'dx'])
+  for (const f of r.failures) assert.unreachable(`WebAssembly: ${f}`)
+  assert.ok(r.checked >= 30, `${r.checked} shapes checked`)
 })
 
 function poolGradient (c: { batch: number, h: number, w: number, ch: number, k: number, stride: number, pad: 'same' | 'valid' }, seed: number, ties: boolean): Float32Array {

@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { UsageError, parseFlags } from '../../src/cli/main.ts'
 import {
-  AGGREGATION_RULES, CLASS_WEIGHTINGS, LR_SCHEDULES, PRIOR_CORRECTIONS, MAX_SLICES, defaultSlicing,
+  AGGREGATION_RULES, CLASS_WEIGHTINGS, LR_SCHEDULES, PRIOR_CORRECTIONS, MAX_SLICES, defaultSlicing, slicingFromFlags,
   type AggregationParams, type SlicingParams, type TrainingParams
 } from '../../src/protocol/manifest.ts'
 import { MODEL_IDS, type ModelId } from '../../src/training/models.ts'
@@ -214,10 +214,11 @@ function recipeOptions (values: Values, rounds: number): Pick<SimnetOptions, 'tr
  * 0 is all-to-all), 2 aggregators per slice unless given; absent, the default for n members.
  */
 export function slicingOf (slices: string | undefined, perSlice: string | undefined, n: number): SlicingParams | null {
-  check(!(slices === undefined && perSlice !== undefined), '--per-slice goes with --slices (sliced aggregation)')
-  if (slices === undefined) return defaultSlicing(n)
-  if (slices === '0') return null
-  const s = { slices: Number(slices), perSlice: Number(perSlice ?? 2) }
+  const asked = slicingFromFlags(slices === undefined ? undefined : Number(slices), perSlice === undefined ? undefined : Number(perSlice))
+  if ('error' in asked) throw new UsageError(asked.error)
+  if (asked.slicing === undefined) return defaultSlicing(n)
+  const s = asked.slicing
+  if (s === null) return null
   check(wholeIn(s.slices, 1, MAX_SLICES), `--slices must be a whole number in [1, ${MAX_SLICES}]`)
   check(wholeIn(s.perSlice, 2, n), '--per-slice must be a whole number in [2, nodes]')
   return s

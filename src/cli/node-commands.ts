@@ -6,7 +6,7 @@ import { DataDirError } from '../node/datadir.ts'
 import { ConfigError, resolveConfig, DEFAULTS } from '../node/config.ts'
 import { flagSpec, optionsHelp, settingsFromFlags, type NodeCommand, type NodeSettings } from '../node/options.ts'
 import { isStorageError } from '../node/fsutil.ts'
-import { ManifestError } from '../protocol/manifest.ts'
+import { ManifestError, slicingFromFlags } from '../protocol/manifest.ts'
 import * as setup from '../node/setup.ts'
 import { AGGREGATION_RULES, MODEL_IDS } from '../node/setup.ts'
 import type { ManifestOptions } from '../node/setup.ts'
@@ -169,10 +169,10 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
   }
   const modelId = oneOf('model', values.model, MODEL_IDS) ?? 'medmesh/cnn-small'
   const eps = num(values['dp-epsilon'], 'dp-epsilon')
-  const slices = num(values.slices, 'slices')
-  if (slices === undefined && values['per-slice'] !== undefined) throw new UsageError('--per-slice goes with --slices (sliced aggregation)')
   // --slices 0: all-to-all; absent: the default for the consortium's size
-  const slicing = slices === undefined ? undefined : slices === 0 ? null : { slices, perSlice: num(values['per-slice'], 'per-slice') ?? 2 }
+  const sliced = slicingFromFlags(num(values.slices, 'slices'), num(values['per-slice'], 'per-slice'))
+  if ('error' in sliced) throw new UsageError(sliced.error)
+  const slicing = sliced.slicing
   const options: ManifestOptions = {
     name: values.name, members, model: modelId, seed: num(values.seed, 'seed'), imageSize: num(values['image-size'], 'image-size'), classes: num(values.classes, 'classes'),
     classNames: values['class-names'] === undefined ? undefined : values['class-names'].split(',').map(s => s.trim()), inferenceClients,

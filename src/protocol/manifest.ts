@@ -98,6 +98,20 @@ export const MAX_SLICES = 256
  * n = 10 2.9 against 9.2; with 3 or 4 members a slice's two aggregators are most of the consortium
  * and all-to-all lets every member check the whole sum for little more traffic.
  */
+/** aggregators per slice where the flags do not say */
+export const DEFAULT_PER_SLICE = 2
+
+/**
+ * The slicing that `--slices S [--per-slice K]` ask for (manifest create, the simulator): undefined
+ * when neither is given (the consortium's default, defaultSlicing), null for S = 0 (all-to-all);
+ * K without S is an error. The ranges are validateManifest's.
+ */
+export function slicingFromFlags (slices: number | undefined, perSlice: number | undefined): { slicing: SlicingParams | null | undefined } | { error: string } {
+  if (slices === undefined && perSlice !== undefined) return { error: '--per-slice goes with --slices (sliced aggregation)' }
+  if (slices === undefined) return { slicing: undefined }
+  return { slicing: slices === 0 ? null : { slices, perSlice: perSlice ?? DEFAULT_PER_SLICE } }
+}
+
 export function defaultSlicing (members: number): SlicingParams | null {
   return members >= 5 ? { slices: 64, perSlice: 2 } : null
 }

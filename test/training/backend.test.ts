@@ -27,7 +27,8 @@ test('a native backend that is installed but fails is named with its reason', ()
 test('on wasm, the line says where the convolutions run: oneDNN, or WebAssembly and why', () => {
   const line = describeBackend({ name: 'wasm', skipped: [] })
   const n = nativeKernelStatus()
-  if (n.active) assert.is(line, `TF.js backend: wasm (convolutions through oneDNN ${n.version})`)
+  // with the instruction set oneDNN's kernels use on this CPU (capped by ONEDNN_MAX_CPU_ISA where set)
+  if (n.active) { assert.match(n.isa ?? '', /^(SSE41|AVX|AVX2|AVX2_VNNI|AVX512_\w+|ALL)$/); assert.is(line, `TF.js backend: wasm (convolutions through oneDNN ${n.version} (${n.isa}))`) }
   else assert.is(line, `TF.js backend: wasm (convolutions in WebAssembly: the oneDNN addon is ${n.reason})`)
   useNativeKernels(false)
   try {

@@ -13,6 +13,7 @@ import type { Logger } from '../logger.ts'
 import { streamNetwork } from '../network.ts'
 import { HeEngine } from './he-engine.ts'
 import { createInferenceListener } from './host.ts'
+import { systemClock, type Clock } from '../clock.ts'
 import { createInferenceService, type InferenceOptions, type InferenceService, type ServedModel } from './service.ts'
 
 /** Who may query: members and the manifest's clients, by name. */
@@ -37,7 +38,7 @@ export interface InferenceHolder extends Startable {
   addresses: () => string[]
 }
 
-export async function createInferenceHolder (o: { dataDir: string, manifest: Manifest, listen: string[], log: Logger, options?: InferenceOptions, model?: () => ServedModel | string, version?: () => unknown }): Promise<InferenceHolder> {
+export async function createInferenceHolder (o: { dataDir: string, manifest: Manifest, listen: string[], log: Logger, clock?: Clock, options?: InferenceOptions, model?: () => ServedModel | string, version?: () => unknown }): Promise<InferenceHolder> {
   const allowed = allowedClients(o.manifest)
   const identity = new DataDir(o.dataDir).inferenceIdentity()
   const listener: Libp2p = await createInferenceListener(identity, o.listen, p => allowed.has(p), peer => o.log.warn({ peer }, 'inference connection refused: neither a member nor a client the manifest lists'))
@@ -48,7 +49,7 @@ export async function createInferenceHolder (o: { dataDir: string, manifest: Man
     if (cached === null || v === undefined || cached.version !== v) cached = { version: v, model: servedModel(o.dataDir) }
     return cached.model
   })
-  const service = createInferenceService({ network: streamNetwork(listener), allowed: p => allowed.get(p) ?? null, model, engine: new HeEngine(), log: o.log }, o.options)
+  const service = createInferenceService({ network: streamNetwork(listener), allowed: p => allowed.get(p) ?? null, model, engine: new HeEngine(), log: o.log, clock: o.clock ?? systemClock }, o.options)
   return {
     service,
     addresses: () => listener.getMultiaddrs().map(a => a.toString()),

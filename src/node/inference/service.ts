@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { Startable } from '@libp2p/interface'
+import type { Clock, Timer } from '../clock.ts'
 import type { Logger } from '../logger.ts'
 import type { StreamNetwork } from '../network.ts'
 import { readFramed, sendFramed, type Channel } from '../wire.ts'
@@ -33,11 +34,13 @@ export interface InferenceComponents {
   model: () => ServedModel | string
   engine: Pick<HeEngine, 'parameters' | 'setModel' | 'openSession' | 'closeSessions' | 'evaluate' | 'stop'>
   log: Logger
+  /** the node's clock: the rates, the sessions' expiry and the sweep of expired sessions (each sweepMs) */
+  clock: Clock
 }
 
-export interface InferenceOptions { perMinute?: number, sessionMs?: number, maxSessions?: number, now?: () => number }
+export interface InferenceOptions { perMinute?: number, sessionMs?: number, maxSessions?: number, sweepMs?: number }
 
-export const INFERENCE_DEFAULTS = { perMinute: 60, sessionMs: 3_600_000, maxSessions: 8 } as const
+export const INFERENCE_DEFAULTS = { perMinute: 60, sessionMs: 3_600_000, maxSessions: 8, sweepMs: 60_000 } as const
 
 export interface InferenceService extends Startable {
   readonly admission: Admission
@@ -97,9 +100,9 @@ async function answer (c: InferenceComponents, admission: Admission, channel: Ch
 }
 
 export function createInferenceService (c: InferenceComponents, o: InferenceOptions = {}): InferenceService {
-  const admission = new Admission({ perMinute: o.perMinute ?? INFERENCE_DEFAULTS.perMinute, sessionMs: o.sessionMs ?? INFERENCE_DEFAULTS.sessionMs, maxSessions: o.maxSessions ?? INFERENCE_DEFAULTS.maxSessions, now: o.now })
+  const admission = new Admission({ perMinute: o.perMinute ?? INFERENCE_DEFAULTS.perMinute, sessionMs: o.sessionMs ?? INFERENCE_DEFAULTS.sessionMs, maxSessions: o.maxSessions ?? INFERENCE_DEFAULTS.maxSessions, now: () => c.clock.now() })
   let running = false
-  let sweep: NodeJS.Timeout | undefined
+  let sweep: Timer | undefined
   const keyUploads = new Set<string>()
 
   async function serve (channel: Channel, remote: string): Promise<void> {
@@ -146,13 +149,13 @@ export function createInferenceService (c: InferenceComponents, o: InferenceOpti
       if (running) return
       running = true
       await c.network.handle(INFER_PROTOCOL, serve, 16)
-      sweep = setInterval(() => { void c.engine.closeSessions(admission.expire()).catch(() => {}) }, 60_000)
+      sweep = c.clock.setInterval(() => { void c.engine.closeSessions(admission.expire()).catch(() => {}) }, o.sweepMs ?? INFERENCE_DEFAULTS.sweepMs)
       sweep.unref()
     },
     async stop () {
       if (!running) return
       running = false
-      clearInterval(sweep)
+      c.clock.clearInterval(sweep)
       await c.network.unhandle(INFER_PROTOCOL)
       await c.engine.stop()
     }

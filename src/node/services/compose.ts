@@ -103,7 +103,7 @@ export async function openNode (config: NodeConfig, clock: Clock = systemClock):
     ? null
     : async (): Promise<Startable> => {
       const { createInferenceHolder } = await import('../inference/holder.ts')
-      return await createInferenceHolder({ dataDir: config.dataDir, manifest, listen: config.inferenceListen, log, options: { perMinute: config.inferencePerMinute }, version: () => peer.ledger.entries.length })
+      return await createInferenceHolder({ dataDir: config.dataDir, manifest, listen: config.inferenceListen, log, clock, options: { perMinute: config.inferencePerMinute }, version: () => peer.ledger.entries.length })
     }
   return {
     components: {

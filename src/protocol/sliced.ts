@@ -76,6 +76,19 @@ export interface SlicedOptions {
 
 interface Claim { hash: Uint8Array, wire: Uint8Array }
 
+/** What this peer knows of one slice's sum. */
+interface SliceSum {
+  /** each member's signed claim of the sum */
+  readonly claims: Map<number, Claim>
+  /** the sum hash that perSlice of its aggregators signed, in hex too, and one of them (who holds the sum): looked up on every event, so kept once */
+  agreed?: { hash: Uint8Array, hex: string, by: number }
+  /** aggregators beyond perSlice (conflicts, timeouts), and when the next one is due */
+  extra: number
+  due?: number
+  /** the hash of the sum this peer computed itself, if it did */
+  own?: Uint8Array
+}
+
 export class SlicedAggregation {
   readonly bounds: SliceBounds[]
   readonly #o: SlicedOptions
@@ -89,20 +102,10 @@ export class SlicedAggregation {
   /** slice blobs held (my own and fetched), by hash */
   readonly #held = new Map<string, Uint32Array>()
   readonly #requested = new Set<string>()
-  /** per slice: each member's signed claim of the slice's sum */
-  readonly #claims: Array<Map<number, Claim>>
+  /** per slice: the claims of its sum, and what came of them */
+  readonly #sliceSums: SliceSum[]
   /** claims naming a survivor set this peer has not certified yet (bounded) */
   #pending: Array<{ sender: number, body: SliceSumsBody, wire: Uint8Array }> = []
-  /** per slice: the sum hash that perSlice members agreed on */
-  readonly #agreed: Array<Uint8Array | null>
-  /** the same in hex, and a member who signed it (who holds the sum): looked up on every event, so kept once */
-  readonly #agreedHex: Array<string | null>
-  readonly #agreedBy: number[]
-  /** per slice: extra aggregators beyond perSlice (conflicts, timeouts) and when the next one is due */
-  readonly #extra: number[]
-  readonly #due: number[]
-  /** per slice: the hash of the sum this peer computed itself, if it did */
-  readonly #ownSums: Array<Uint8Array | null>
   readonly #sums = new Map<string, Uint32Array>()
   #unannounced: Array<[number, Uint8Array]> = []
   /** the certified survivor set, once known */
@@ -111,14 +114,7 @@ export class SlicedAggregation {
   constructor (o: SlicedOptions) {
     this.#o = o
     this.bounds = sliceBounds(o.length, sliceCount(o.length, o.slicing))
-    const s = this.bounds.length
-    this.#claims = Array.from({ length: s }, () => new Map())
-    this.#agreed = new Array<Uint8Array | null>(s).fill(null)
-    this.#agreedHex = new Array<string | null>(s).fill(null)
-    this.#agreedBy = new Array<number>(s).fill(-1)
-    this.#extra = new Array<number>(s).fill(0)
-    this.#due = new Array<number>(s).fill(Infinity)
-    this.#ownSums = new Array<Uint8Array | null>(s).fill(null)
+    this.#sliceSums = this.bounds.map(() => ({ claims: new Map(), extra: 0 }))
   }
 
   get slices (): number { return this.bounds.length }
@@ -170,11 +166,11 @@ export class SlicedAggregation {
   #mySlices (set: readonly number[], extended: boolean): number[] {
     if (this.#o.checkAll === true) return this.bounds.map(b => b.index)
     this.#ranking(0) // the cache follows the ledger head
-    const key = `${set.join(',')}|${extended ? this.#extra.join(',') : ''}`
+    const key = `${set.join(',')}|${extended ? this.#sliceSums.map(x => x.extra).join(',') : ''}`
     let mine = this.#mine.get(key)
     if (mine === undefined) {
       const members = new Set(set)
-      mine = this.bounds.map(b => b.index).filter(j => this.aggregatorsOf(j, members, extended ? this.#extra[j] : 0).includes(this.#o.me))
+      mine = this.bounds.map(b => b.index).filter(j => this.aggregatorsOf(j, members, extended ? this.#sliceSums[j].extra : 0).includes(this.#o.me))
       if (this.#mine.size > 64) this.#mine.clear()
       this.#mine.set(key, mine)
     }
@@ -195,7 +191,7 @@ export class SlicedAggregation {
   /** A fetched blob: 'slice' or 'sum' when it was one this round wanted and matches, 'bad' when it matched nothing it claimed to be, null when it is not this round's (`hashChecked`: see vectors.ts). */
   receiveBlob (hashHex: string, data: Uint8Array, hashChecked = false): { kind: 'slice' | 'sum' | 'bad', member?: number } | null {
     const owners = this.#sliceOf.get(hashHex)
-    const agreedSlice = this.#agreedHex.indexOf(hashHex)
+    const agreedSlice = this.#sliceSums.findIndex(x => x.agreed?.hex === hashHex)
     if ((owners === undefined || owners.length === 0) && agreedSlice < 0) return null
     if (this.#held.has(hashHex) || this.#sums.has(hashHex)) return null
     const words = owners !== undefined && owners.length > 0 ? this.bounds[owners[0].slice] : this.bounds[agreedSlice]
@@ -226,20 +222,22 @@ export class SlicedAggregation {
     const conflicts: SliceClaimConflict[] = []
     for (const [j, h] of body.sums) {
       if (j >= this.slices) return { conflicts, invalid: `member ${sender} sent a sum for slice ${j} of ${this.slices}` }
-      const prior = this.#claims[j].get(sender)
+      const { claims } = this.#sliceSums[j]
+      const prior = claims.get(sender)
       if (prior !== undefined) {
         if (!equalBytes(prior.hash, h)) conflicts.push({ slice: j, members: [sender, sender], wires: [prior.wire, wire] })
         continue
       }
-      for (const [other, c] of this.#claims[j]) {
+      for (const [other, c] of claims) {
         if (!equalBytes(c.hash, h)) { conflicts.push({ slice: j, members: [other, sender], wires: [c.wire, wire] }); break }
       }
-      this.#claims[j].set(sender, { hash: h, wire })
+      claims.set(sender, { hash: h, wire })
       this.#settle(j)
     }
     // one more aggregator for each slice in dispute: honest ones then outnumber a liar
     for (const c of conflicts) {
-      this.#extra[c.slice] = Math.max(this.#extra[c.slice], new Set([...this.#claims[c.slice].values()].map(x => hex(x.hash))).size - 1)
+      const x = this.#sliceSums[c.slice]
+      x.extra = Math.max(x.extra, new Set([...x.claims.values()].map(y => hex(y.hash))).size - 1)
       this.#settle(c.slice)
     }
     return { conflicts, invalid: null }
@@ -250,15 +248,16 @@ export class SlicedAggregation {
 
   /** slice j's sum is agreed once perSlice of its current aggregators signed the same hash (a claim from further down its ranking waits until a timeout or a dispute reaches its signer) */
   #settle (j: number): void {
-    if (this.#agreed[j] !== null || this.#survivors === null) return
-    const counted = new Set(this.aggregatorsOf(j, this.#survivors, this.#extra[j]))
+    const x = this.#sliceSums[j]
+    if (x.agreed !== undefined || this.#survivors === null) return
+    const counted = new Set(this.aggregatorsOf(j, this.#survivors, x.extra))
     const votes = new Map<string, number>()
-    for (const [member, c] of this.#claims[j]) {
+    for (const [member, c] of x.claims) {
       if (!counted.has(member)) continue
       const k = hex(c.hash)
       const v = (votes.get(k) ?? 0) + 1
       votes.set(k, v)
-      if (v >= this.#o.slicing.perSlice) { this.#agreed[j] = c.hash; this.#agreedHex[j] = k; this.#agreedBy[j] = member; return }
+      if (v >= this.#o.slicing.perSlice) { x.agreed = { hash: c.hash, hex: k, by: member }; return }
     }
   }
 
@@ -273,7 +272,7 @@ export class SlicedAggregation {
     const from = survivors ?? maskingSet.filter(u => this.#hashes.has(u))
     for (const j of this.#mySlices(survivors ?? maskingSet, survivors !== null)) for (const u of from) want(this.#sliceHash(u, j), u)
     if (survivors !== null) {
-      this.#agreedHex.forEach((h, j) => { want(h, this.#agreedBy[j]) })
+      for (const { agreed } of this.#sliceSums) if (agreed !== undefined) want(agreed.hex, agreed.by)
     }
     return out
   }
@@ -287,19 +286,20 @@ export class SlicedAggregation {
     this.#survivors = survivors
     const publish: SliceStep['publish'] = []
     for (let j = 0; j < this.slices; j++) {
-      if (this.#agreed[j] !== null) continue
-      if (this.#due[j] === Infinity) this.#due[j] = now + this.#o.phaseMs
-      else if (now >= this.#due[j]) { this.#extra[j]++; this.#due[j] = now + this.#o.phaseMs; this.#settle(j) }
+      const x = this.#sliceSums[j]
+      if (x.agreed !== undefined) continue
+      if (x.due === undefined) x.due = now + this.#o.phaseMs
+      else if (now >= x.due) { x.extra++; x.due = now + this.#o.phaseMs; this.#settle(j) }
     }
     for (const j of this.#mySlices(survivors, true)) {
-      if (this.#ownSums[j] !== null) continue
+      if (this.#sliceSums[j].own !== undefined) continue
       const parts = survivors.map(u => this.#held.get(this.#sliceHash(u, j) ?? ''))
       if (parts.some(p => p === undefined)) continue
       const b = this.bounds[j]
       const sum = unmaskSlice(parts as Uint32Array[], b.from, secrets)
       const data = bytesOf(sum)
       const h = hash(data)
-      this.#ownSums[j] = h
+      this.#sliceSums[j].own = h
       this.#sums.set(hex(h), sum)
       publish.push({ hash: hex(h), data })
       this.#unannounced.push([j, h])
@@ -314,14 +314,14 @@ export class SlicedAggregation {
    */
   disputed (): number[] {
     if (this.#o.checkAll !== true) return []
-    return this.#agreed.flatMap((h, j) => h !== null && this.#ownSums[j] !== null && !equalBytes(h, this.#ownSums[j]!) ? [j] : [])
+    return this.#sliceSums.flatMap((x, j) => x.agreed !== undefined && x.own !== undefined && !equalBytes(x.agreed.hash, x.own) ? [j] : [])
   }
 
   /** The unmasked sum, once every slice has an agreed sum this peer holds (and, checking everything, computed itself alike); else null. */
   sum (): Uint32Array | null {
-    if (this.#agreed.some(h => h === null)) return null
-    if (this.#o.checkAll === true && (this.#ownSums.some(h => h === null) || this.disputed().length > 0)) return null
-    const parts = this.#agreedHex.map(h => this.#sums.get(h!))
+    if (this.#sliceSums.some(x => x.agreed === undefined)) return null
+    if (this.#o.checkAll === true && (this.#sliceSums.some(x => x.own === undefined) || this.disputed().length > 0)) return null
+    const parts = this.#sliceSums.map(x => this.#sums.get(x.agreed!.hex))
     if (parts.some(p => p === undefined)) return null
     const out = new Uint32Array(this.#o.length)
     parts.forEach((p, j) => out.set(p!, this.bounds[j].from))
@@ -330,15 +330,17 @@ export class SlicedAggregation {
 
   /** The members who signed slice j's agreed sum (empty while it is not agreed). */
   agreedSigners (j: number): number[] {
-    const h = this.#agreed[j]
-    if (h === null) return []
-    return [...this.#claims[j]].filter(([, c]) => equalBytes(c.hash, h)).map(([m]) => m).sort((a, b) => a - b)
+    const { agreed, claims } = this.#sliceSums[j]
+    if (agreed === undefined) return []
+    return [...claims].filter(([, c]) => equalBytes(c.hash, agreed.hash)).map(([m]) => m).sort((a, b) => a - b)
   }
 
   /** Each slice's agreed sum hash (once sum() is not null: every one is agreed, and the slice held matches it). */
   agreedHashes (): Uint8Array[] {
-    if (this.#agreed.some(h => h === null)) throw new Error('not every slice is agreed yet')
-    return this.#agreed as Uint8Array[]
+    return this.#sliceSums.map(x => {
+      if (x.agreed === undefined) throw new Error('not every slice is agreed yet')
+      return x.agreed.hash
+    })
   }
 
   /** The round ended: let the slices go. */

@@ -90,8 +90,5 @@ export class SlicedExchange implements Exchange {
     return out
   }
 
-  /** For tests: the slice bookkeeping underneath. */
-  get slices (): SlicedAggregation { return this.#slices }
-
   release (): void { this.#slices.release() }
 }

@@ -3,7 +3,7 @@
  * JavaScript path of src/privacy/prg.ts: the same words for every length, offset and sign, the
  * pinned vector of prg.test.ts, and its own argument checks, also with OpenSSL's AES-NI and vector
  * paths turned off (OPENSSL_ia32cap), as on CPUs without them. Where the addon is not built the tests
- * that need it are registered as skipped; MEDMESH_REQUIRE_NATIVE=1 (CI, which installs libssl-dev)
+ * that need it print why they are skipped (test/helpers/skip.ts); MEDMESH_REQUIRE_NATIVE=1 (CI, which installs libssl-dev)
  * makes its absence a failure.
  */
 import { test } from 'uvu'

@@ -6,8 +6,8 @@
  * through relays on A and B, and reach each other through them; A is killed after round 1, and
  * the three left (threshold 3) must go on through B.
  *
- * Needs root, iproute2 and nftables (.ci/run installs nftables); elsewhere it is registered as
- * skipped, with its reason printed.
+ * Needs root, iproute2 and nftables (.ci/run installs nftables); elsewhere it prints why it is
+ * skipped (test/helpers/skip.ts), which .ci/run counts.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'

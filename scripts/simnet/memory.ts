@@ -13,6 +13,7 @@ import { stateHash, initialState } from '../../src/protocol/model.ts'
 import { Site } from '../../src/training/site.ts'
 import { siteSpec } from '../../src/node/site.ts'
 import { roundKind, modelRoundOf, validationCounts } from '../../src/protocol/validation.ts'
+import { NonFiniteTrainingError } from '../../src/training/trainer.ts'
 import type { TrafficKind } from '../../src/node/metrics.ts'
 import { CRASH_VICTIM } from './faults.ts'
 import { hospitalData } from './data.ts'
@@ -74,7 +75,7 @@ function newNet (s: SimSetup, sites: Site[], epsilonBefore: Map<number, number[]
     n: s.n, seed: s.seed, initialWeights: s.initialWeights, lastRound: 2 * s.rounds, latencyMs: s.latencyMs, bandwidthBytesPerMs: s.bandwidthBytesPerMs,
     kindOf: roundKind,
     params: p => { setParams(p, s) },
-    input: (member, round, kind): { values: ArrayLike<number>, count: number } => {
+    input: (member, round, kind): { values: ArrayLike<number>, count: number } | null => {
       const site = sites[member]
       if (kind === 'stats') return site.statsInput()
       if (site.norm === undefined && net.peers[member].stats !== null) site.useStatistics(net.peers[member].stats!)
@@ -84,7 +85,14 @@ function newNet (s: SimSetup, sites: Site[], epsilonBefore: Map<number, number[]
       }
       // the next round's training starts as soon as a round is certified: note ε before it
       if (!epsilonBefore.has(round)) epsilonBefore.set(round, spentEpsilon(sites))
-      return site.update(net.peers[member].state.weights, round, modelRoundOf(round))
+      try {
+        return site.update(net.peers[member].state.weights, round, modelRoundOf(round))
+      } catch (e) {
+        // as a node does: a training that diverged sends nothing rather than a poisoned update
+        if (!(e instanceof NonFiniteTrainingError)) throw e
+        s.out(`round ${round}: hospital ${member}: ${e.message}; it sends no input this round`)
+        return null
+      }
     }
   })
   return net

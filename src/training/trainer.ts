@@ -78,6 +78,25 @@ export interface TrainOptions {
   seed: Uint8Array
   dp?: DpOptions
   parallel?: DataParallel
+  /**
+   * a guard, not a regulariser: a step's gradient whose global L2 norm exceeds this is scaled down
+   * to it (without DP; DP-SGD clips each example's gradient already). One bad batch at a high
+   * resolution can otherwise throw Adam's weights far enough that every prediction saturates.
+   */
+  clipGradientNorm?: number
+  /** decoupled weight decay (AdamW, Loshchilov and Hutter 2019) on kernels (rank ≥ 2), per step: w ← w − lr·wd·w */
+  weightDecay?: number
+  /** the learning rate grows linearly over this trainer's first steps (counted across rounds), from 1/warmupSteps of it */
+  warmupSteps?: number
+}
+
+/**
+ * Training produced a value that is not a finite number (the loss, so the gradients, or the
+ * weights): the round's training ends and its update must not be sent, since it would poison
+ * the sum every member certifies.
+ */
+export class NonFiniteTrainingError extends Error {
+  constructor (message: string) { super(message); this.name = 'NonFiniteTrainingError' }
 }
 
 export interface TrainResult {
@@ -97,6 +116,8 @@ export class LocalTrainer {
   #optimizer: tf.Optimizer | null = null
   #optimizerKey = ''
   #round = 0
+  /** steps taken by this trainer over every round (for the warm-up) */
+  #stepsTaken = 0
   /** log(π_local / π_pooled) per class while a round with prior correction trains, else null */
   #shift: Float32Array | null = null
 
@@ -141,10 +162,12 @@ export class LocalTrainer {
     let examples = 0
     let lossSum = 0
     let stoppedEarly: string | null = null
+    let loss = 0
     let order: number[] = []
     let cursor = 0
     let taken = 0
     for (let step = 0; step < steps; step++) {
+      this.#warmUp(optimizer, o)
       let batch: number[]
       if (o.dp !== undefined) {
         batch = poissonSample(n, Math.min(1, o.batchSize / n), rng)
@@ -162,15 +185,20 @@ export class LocalTrainer {
           stoppedEarly = e.message
           break
         }
-        lossSum += this.#dpStep(data, batch, weights, o, augmenter, optimizer, q * n) * batch.length
+        loss = this.#dpStep(data, batch, weights, o, augmenter, optimizer, q * n)
       } else if (o.parallel !== undefined && o.parallel.count > 1) {
-        lossSum += this.#parallelStep(data, batch, weights, o, augmenter, optimizer) * batch.length
+        loss = this.#parallelStep(data, batch, weights, o, augmenter, optimizer)
       } else {
-        lossSum += this.#step(data, batch, weights, o, augmenter, optimizer) * batch.length
+        loss = this.#step(data, batch, weights, o, augmenter, optimizer)
       }
+      if (!Number.isFinite(loss)) this.#diverged(`the loss became ${loss} at step ${step + 1} of ${steps}`, o)
+      this.#decayWeights(o)
+      lossSum += loss * batch.length
       examples += batch.length
       taken++
+      this.#stepsTaken++
     }
+    if (!this.model.trainableWeights.every(v => allFinite(v.read().dataSync() as Float32Array))) this.#diverged(`the weights hold a value that is not finite after ${taken} steps`, o)
     const seconds = (performance.now() - started) / 1000
     return {
       examples,
@@ -237,17 +265,53 @@ export class LocalTrainer {
       flat = LocalTrainer.#flatten(vars, vars.map(v => grads[v.name]), value.dataSync()[0])
     })
     const total = p.allReduce(flat)
-    tf.tidy(() => { optimizer.applyGradients(LocalTrainer.#unflatten(vars, total, 1)) })
-    return total[total.length - 1]
+    const loss = total[total.length - 1]
+    // every worker holds the same total, so every worker clips and stops alike
+    if (Number.isFinite(loss)) tf.tidy(() => { optimizer.applyGradients(clipByGlobalNorm(LocalTrainer.#unflatten(vars, total, 1), o.clipGradientNorm)) })
+    return loss
   }
 
   #step (data: ImageDataset, batch: number[], weights: Float32Array, o: TrainOptions, augmenter: Augmenter | null, optimizer: tf.Optimizer): number {
     return tf.tidy(() => {
       const { x, labels } = this.#batchTensors(data, batch, o, augmenter)
       const vars = this.model.trainableWeights.map(v => v.read() as tf.Variable)
-      const cost = optimizer.minimize(() => this.#lossOf(x, labels, weights, data.classes.length), true, vars)
-      return cost!.dataSync()[0]
+      const { value, grads } = tf.variableGrads(() => this.#lossOf(x, labels, weights, data.classes.length), vars)
+      const loss = value.dataSync()[0]
+      // a non-finite loss is not applied: the caller ends the training
+      if (Number.isFinite(loss)) optimizer.applyGradients(clipByGlobalNorm(grads, o.clipGradientNorm))
+      return loss
     })
+  }
+
+  /** the learning rate of this step during the warm-up (the rate is the optimiser's own afterwards) */
+  #warmUp (optimizer: tf.Optimizer, o: TrainOptions): void {
+    const w = o.warmupSteps ?? 0
+    const rate = w > 0 ? o.learningRate * Math.min(1, (this.#stepsTaken + 1) / w) : o.learningRate
+    // Adam reads its rate at every step; SGD keeps it as a tensor that only setLearningRate renews
+    const opt = optimizer as unknown as { learningRate: number, setLearningRate?: (r: number) => void }
+    if (opt.learningRate === rate) return
+    if (opt.setLearningRate !== undefined) opt.setLearningRate(rate); else opt.learningRate = rate
+  }
+
+  /** decoupled weight decay of the kernels after a step, at this step's learning rate */
+  #decayWeights (o: TrainOptions): void {
+    const wd = o.weightDecay ?? 0
+    if (wd <= 0) return
+    const w = o.warmupSteps ?? 0
+    const rate = w > 0 ? o.learningRate * Math.min(1, (this.#stepsTaken + 1) / w) : o.learningRate
+    tf.tidy(() => {
+      for (const lv of this.model.trainableWeights) {
+        const v = lv.read() as tf.Variable
+        if (v.rank >= 2) v.assign(tf.mul(v, 1 - rate * wd))
+      }
+    })
+  }
+
+  /** end the round's training: the optimiser's moments may hold the same values, so it starts afresh next round */
+  #diverged (what: string, o: TrainOptions): never {
+    this.#optimizer?.dispose()
+    this.#optimizer = null
+    throw new NonFiniteTrainingError(`training diverged: ${what} (learning rate ${o.learningRate}${o.dp === undefined ? '' : ', DP-SGD'}); this round's update is discarded`)
   }
 
   /**
@@ -372,4 +436,23 @@ function shuffled (n: number, rng: RandomSource): number[] {
     [idx[i], idx[j]] = [idx[j], idx[i]]
   }
   return idx
+}
+
+/** Whether every value is a finite number. */
+export function allFinite (values: ArrayLike<number>): boolean {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return false
+  return true
+}
+
+/** The gradients scaled so that their global L2 norm is at most `maxNorm` (unchanged without one). */
+export function clipByGlobalNorm (grads: tf.NamedTensorMap, maxNorm: number | undefined): tf.NamedTensorMap {
+  if (maxNorm === undefined || !(maxNorm > 0)) return grads
+  return tf.tidy(() => {
+    const names = Object.keys(grads)
+    const norm = tf.sqrt(tf.addN(names.map(k => tf.sum(tf.square(grads[k])))))
+    const factor = tf.minimum(1, tf.div(maxNorm, tf.add(norm, 1e-6)))
+    const out: tf.NamedTensorMap = {}
+    for (const k of names) out[k] = tf.mul(grads[k], factor)
+    return out
+  })
 }

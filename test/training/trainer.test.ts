@@ -5,7 +5,7 @@ import { selectBackend } from '../../src/training/backend.ts'
 import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
 import { subset } from '../../src/training/data/dataset.ts'
 import { buildModel, flattenWeights, setFlatWeights, countParameters, GroupNorm, hasBatchNorm } from '../../src/training/models.ts'
-import { LocalTrainer } from '../../src/training/trainer.ts'
+import { LocalTrainer, NonFiniteTrainingError, allFinite, clipByGlobalNorm } from '../../src/training/trainer.ts'
 import { classWeights, priorShift, MAX_CLASS_WEIGHT } from '../../src/training/class-balance.ts'
 import { pixelStats, normalisation, statsVector } from '../../src/training/data/stats.ts'
 import { PrivacyBudget, seededRandom } from '../../src/privacy/index.ts'
@@ -239,6 +239,82 @@ test('real data: the default CNN trained centrally on PneumoniaMNIST reaches tes
   console.log(`      [${choice.name}] 2 epochs at ${r.imagesPerSecond.toFixed(0)} images/s: test AUC ${m.auc.toFixed(3)}, ACC ${m.accuracy.toFixed(3)}`)
   assert.ok(m.auc >= 0.9, `test AUC ${m.auc}`)
   trainer.dispose()
+})
+
+test('a recipe made to diverge ends the training with NonFiniteTrainingError, and the next training starts afresh', async () => {
+  await selectBackend('auto')
+  const model = buildModel({ id: 'medmesh/linear', height: 28, width: 28, channels: 1, classes: 2, seed: 1 })
+  const trainer = new LocalTrainer(model)
+  const small = subset(data.train, Array.from({ length: 64 }, (_, i) => i * 70))
+  const start = flattenWeights(model)
+  // SGD at 1e38 on raw pixels: the weights reach float32's limit, the logits overflow
+  let error: unknown = null
+  try { trainer.train(small, { steps: 20, batchSize: 16, learningRate: 1e38, optimizer: 'sgd', seed: seed(1), classWeighting: 'none' }) } catch (e) { error = e }
+  assert.instance(error, NonFiniteTrainingError)
+  assert.match((error as Error).message, /training diverged: the (loss became (NaN|Infinity)|weights hold a value that is not finite)/)
+  // from the certified weights again, with a sane recipe: finite, and the optimiser's state was not kept
+  setFlatWeights(model, start)
+  const ok = trainer.train(small, { steps: 4, batchSize: 16, learningRate: 1e-3, optimizer: 'sgd', seed: seed(2), classWeighting: 'none' })
+  assert.ok(Number.isFinite(ok.meanLoss))
+  assert.ok(allFinite(flattenWeights(model)))
+  trainer.dispose(); model.dispose()
+})
+
+test('gradient clipping scales the global norm down to the bound and leaves smaller gradients alone; weight decay shrinks kernels only', async () => {
+  await selectBackend('auto')
+  const grads = { a: tf.tensor1d([3, 0]), b: tf.tensor1d([0, 4]) }
+  const clipped = clipByGlobalNorm(grads, 1)
+  assert.ok(Math.abs(clipped.a.dataSync()[0] - 0.6) < 1e-5 && Math.abs(clipped.b.dataSync()[1] - 0.8) < 1e-5)
+  const loose = clipByGlobalNorm(grads, 10)
+  assert.ok(Math.abs(loose.a.dataSync()[0] - 3) < 1e-5)
+  assert.is(clipByGlobalNorm(grads, undefined), grads)
+  tf.dispose([grads.a, grads.b, clipped.a, clipped.b, loose.a, loose.b])
+  // weight decay with a zero learning rate's worth of gradient: SGD at lr, decay wd, one step on a
+  // model whose loss gradient we cancel by comparing two runs with and without decay
+  const spec = { id: 'medmesh/linear' as const, height: 28, width: 28, channels: 1, classes: 2, seed: 1 }
+  const small = subset(data.train, Array.from({ length: 16 }, (_, i) => i * 70))
+  const run = (weightDecay: number): Float32Array => {
+    const model = buildModel(spec)
+    const trainer = new LocalTrainer(model)
+    trainer.train(small, { steps: 1, batchSize: 16, learningRate: 0.1, optimizer: 'sgd', seed: seed(3), classWeighting: 'none', weightDecay })
+    const w = flattenWeights(model)
+    trainer.dispose(); model.dispose()
+    return w
+  }
+  const plain = run(0)
+  const decayed = run(0.5)
+  const init = flattenWeights(buildModel(spec))
+  const kernel = 28 * 28 * 2
+  // w' = (w − lr·g)·(1 − lr·wd) on the kernel; the bias (after it) is not decayed
+  for (const i of [0, 100, 1000]) assert.ok(Math.abs(decayed[i] - plain[i] * 0.95) < 1e-5, `kernel ${i}`)
+  assert.ok(Math.abs(decayed[kernel] - plain[kernel]) < 1e-6, 'bias')
+  assert.ok(init.length === plain.length)
+})
+
+test('warm-up: the learning rate grows over the first steps, counted across rounds', async () => {
+  await selectBackend('auto')
+  const spec = { id: 'medmesh/linear' as const, height: 28, width: 28, channels: 1, classes: 2, seed: 1 }
+  const small = subset(data.train, Array.from({ length: 16 }, (_, i) => i * 70))
+  const stepOf = (warmupSteps: number, rounds: number): number => {
+    const model = buildModel(spec)
+    const trainer = new LocalTrainer(model)
+    // each round from the same weights, as each federated round starts from the certified ones:
+    // the gradient is the same every round, only the rate differs
+    const before = flattenWeights(model)
+    let moved = 0
+    for (let r = 0; r < rounds; r++) {
+      setFlatWeights(model, before)
+      trainer.train(small, { steps: 1, batchSize: 16, learningRate: 0.1, optimizer: 'sgd', seed: seed(4), classWeighting: 'none', warmupSteps })
+    }
+    const after = flattenWeights(model)
+    for (let i = 0; i < after.length; i++) moved = Math.max(moved, Math.abs(after[i] - before[i]))
+    trainer.dispose(); model.dispose()
+    return moved
+  }
+  // the first step with a warm-up of 4 moves the weights a quarter as far as without
+  assert.ok(Math.abs(stepOf(4, 1) / stepOf(0, 1) - 0.25) < 1e-3)
+  // the fourth round's step is at the full rate, four times the first's
+  assert.ok(Math.abs(stepOf(4, 4) / stepOf(4, 1) - 4) < 1e-2)
 })
 
 test.run()

@@ -217,7 +217,7 @@ const spentEpsilon = (dirs: string[]): number[] => dirs.map(d => new DataDir(d).
 /** The consortium's model as the nodes keep it: the best round by validation (else the last), from a data directory that holds it. */
 function chosenModel (dirs: string[], ledgers: Array<Ledger | null>): FederationResult['chosen'] {
   const ledger = longestLedger(ledgers)
-  const entry = ledger === undefined ? undefined : (bestModel(ledger)?.model ?? ledger.lastOf('update'))
+  const entry = ledger === undefined ? undefined : (bestModel(ledger, ledger.manifest.params.model.classes)?.model ?? ledger.lastOf('update'))
   if (entry === undefined) return null
   const state = dirs.map(d => new DataDir(d).state(hex(entry.header.stateHash))).find(x => x !== null)
   return state === undefined ? null : { weights: state.weights, stats: ledger!.statistics }

@@ -29,6 +29,8 @@ export async function run (args: string[], out: (s: string) => void = s => proce
   await selectBackend()
   return await guarded(async () => {
     const r = await exportModel(values['data-dir']!, values.out!, { round, withLedger: values['with-ledger'] === true })
+    const degenerate = (r.card.chosen as { degenerate: string | null }).degenerate
+    if (degenerate !== null) err(`medmesh: WARNING: the exported model is degenerate (on the consortium's validation images ${degenerate}): it has learnt nothing, and its model card says so`)
     out(`exported round ${r.round} to ${r.out}: ${r.files.length} files (${r.files.filter(f => !f.startsWith('ledger/')).join(', ')}${r.files.some(f => f.startsWith('ledger/')) ? ', ledger/' : ''})`)
     return EXIT.ok
   }, err, values.out)

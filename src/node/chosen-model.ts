@@ -1,13 +1,14 @@
 /**
  * The consortium's chosen model as a data directory holds it: the certified round with the best
- * federated validation AUC (the latest certified model before any eval round), its weights from
+ * federated validation AUC smoothed over its neighbours, never a degenerate one while another
+ * exists (protocol/validation.ts bestModel; the latest certified model before any eval round), its weights from
  * the stored state (checked against the certificate's hash), the normalisation the consortium
  * certified, and the class names of this node's dataset (checked against the manifest at join).
  */
 import { hex } from '../protocol/codec.ts'
 import type { Manifest } from '../protocol/manifest.ts'
 import { stateHash } from '../protocol/model.ts'
-import { bestModel } from '../protocol/validation.ts'
+import { bestModel, judgedRounds } from '../protocol/validation.ts'
 import type { LedgerEntry } from '../protocol/ledger.ts'
 import { normalisation, type Normalisation } from '../training/data/stats.ts'
 import type { ModelSpec } from '../training/models.ts'
@@ -20,7 +21,11 @@ export interface ChosenModel {
   entry: LedgerEntry
   /** why this round: the best by federated validation, or the latest certified one */
   reason: 'best validation AUC' | 'latest certified'
-  validation: { auc: number, accuracy: number } | null
+  validation: { auc: number, accuracy: number, smoothedAuc: number } | null
+  /** why the chosen model is degenerate (it predicts one class, or ties every score), or null */
+  degenerate: string | null
+  /** split conformal thresholds from the chosen round's pooled validation (empty: none certified) */
+  conformal: Array<{ coverage: number, threshold: number }>
   spec: ModelSpec
   weights: Float32Array
   norm: Normalisation | undefined
@@ -31,7 +36,8 @@ export function chosenModel (dataDir: string, o: { round?: number } = {}): Chose
   const dir = new DataDir(dataDir)
   const manifest = dir.manifest()
   const ledger = dir.ledger(manifest)
-  const best = bestModel(ledger)
+  const best = bestModel(ledger, manifest.params.model.classes)
+  const judged = judgedRounds(ledger, manifest.params.model.classes)
   let entry: LedgerEntry | undefined
   let reason: ChosenModel['reason'] = 'latest certified'
   if (o.round !== undefined) {
@@ -45,9 +51,10 @@ export function chosenModel (dataDir: string, o: { round?: number } = {}): Chose
   if (hex(stateHash(state)) !== h) throw new ConfigError(`the stored model of round ${entry.header.round} does not match its certificate`)
   const m = manifest.params.model
   const stats = ledger.statistics
-  const figures = best !== undefined && best.model === entry ? { auc: best.figures.auc, accuracy: best.figures.accuracy } : null
+  const judgement = judged.find(j => j.model === entry)
+  const figures = judgement === undefined ? null : { auc: judgement.figures.auc, accuracy: judgement.figures.accuracy, smoothedAuc: judgement.smoothedAuc }
   return {
-    manifest, entry, reason, validation: figures,
+    manifest, entry, reason, validation: figures, degenerate: judgement?.degenerate ?? null, conformal: judgement?.figures.conformal ?? [],
     spec: { id: m.id as ModelSpec['id'], height: m.input.size, width: m.input.size, channels: m.input.channels, classes: m.classes, seed: m.seed },
     weights: state.weights,
     norm: stats === null ? undefined : normalisation(stats, m.input.channels),

@@ -9,7 +9,7 @@ import { copyFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { hex } from '../protocol/codec.ts'
 import { consortiumId } from '../protocol/manifest.ts'
-import { validationHistory } from '../protocol/validation.ts'
+import { judgedRounds } from '../protocol/validation.ts'
 import { countParameters, buildModel } from '../training/models.ts'
 import { layersArtifacts } from '../training/predict.ts'
 import { chosenModel } from './chosen-model.ts'
@@ -48,18 +48,21 @@ export async function exportModel (dataDir: string, out: string, o: { round?: nu
     const r = reports.get(m.peerId)
     return { name: m.name, reported: r !== undefined, trainImages: r?.trainImages ?? null, validationImages: r?.validationImages ?? null, epsilonSpent: r?.epsilonSpent ?? null }
   })
-  const history = validationHistory(ledger).map(h => ({ round: h.model.header.round, auc: h.figures.auc, accuracy: h.figures.accuracy, images: h.figures.n }))
+  const history = judgedRounds(ledger, spec.classes).map(h => ({ round: h.model.header.round, auc: h.figures.auc, accuracy: h.figures.accuracy, smoothedAuc: h.smoothedAuc, images: h.figures.n, degenerate: h.degenerate }))
   const card = {
     consortium: { name: manifest.name, id: hex(consortiumId(manifest)) },
     members: manifest.members.map(m => m.name),
     model: { id: spec.id, parameters, input: preprocessing.input, classes: chosen.classes },
     rounds: { certified: ledger.entries.length, models: ledger.entries.filter(e => e.header.kind === 'update').length },
     chosen: {
-      round: entry.header.round, reason: chosen.reason, validation: chosen.validation,
+      round: entry.header.round, reason: chosen.reason, validation: chosen.validation, degenerate: chosen.degenerate,
       certificate: hex(entry.hash), stateHash: hex(entry.header.stateHash), prev: hex(entry.header.prev),
       survivors: names(entry.header.survivors), signedBy: names(entry.certificate.signatures.map(([i]) => i))
     },
     federatedValidation: history,
+    // split conformal prediction (protocol/conformal.ts): the classes whose probability reaches the
+    // threshold form a set that holds the true class with at least this probability
+    predictionSets: chosen.conformal,
     // the secure aggregation hides each hospital's count (the ledger holds only sums): these are
     // the figures each member signed about itself
     imagesPerHospital: perHospital.map(h => ({ name: h.name, train: h.trainImages, validation: h.validationImages })),
@@ -102,10 +105,14 @@ function modelCardMarkdown (card: Record<string, any>, pre: Record<string, any>)
     `- Inputs from: ${card.chosen.survivors.join(', ')}; signed by: ${card.chosen.signedBy.join(', ')}`,
     '- Check it: `medmesh verify-model EXPORT_DIR --manifest manifest.json --ledger ledger/`',
     '',
+    ...(card.chosen.degenerate === null ? [] : ['## WARNING: this model is degenerate', `On the consortium's pooled validation images ${card.chosen.degenerate}: it has learnt nothing a clinician can use. No round of this consortium was better. Do not use it; see docs/OPERATIONS.md (a model that learns nothing).`, '']),
+    ...(card.predictionSets.length === 0 ? [] : ['## Prediction sets', 'Besides its most probable class, the model can name a set of classes for each image: every class whose probability reaches the threshold below. Split conformal prediction on the pooled validation images gives the guarantee: if new images are like the validation images, the set holds the true class at least this often. A set of more than one class means the model is unsure.', '', '| coverage | probability threshold |', '|---|---|', ...card.predictionSets.map((c: any) => `| ${(100 * c.coverage).toFixed(0)} % | ${c.threshold.toFixed(3)} |`), '']),
     '## Federated validation (each member on its own validation images, summed securely)',
-    '| round | AUC | accuracy | images |',
-    '|---|---|---|---|',
-    ...card.federatedValidation.map((h: any) => `| ${h.round} | ${h.auc.toFixed(3)} | ${h.accuracy.toFixed(3)} | ${h.images} |`),
+    'The chosen round has the best AUC averaged with the rounds either side of it: with a few validation images per hospital one round\'s AUC moves by several points by chance.',
+    '',
+    '| round | AUC | smoothed AUC | accuracy | images | degenerate |',
+    '|---|---|---|---|---|---|',
+    ...card.federatedValidation.map((h: any) => `| ${h.round} | ${h.auc.toFixed(3)} | ${h.smoothedAuc.toFixed(3)} | ${h.accuracy.toFixed(3)} | ${h.images} | ${h.degenerate ?? 'no'} |`),
     '',
     '## Data and privacy',
     '- Images per hospital, as each signed about itself (the secure aggregation reveals only sums):',

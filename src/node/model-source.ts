@@ -22,7 +22,7 @@ export interface ModelSource {
   classes: string[]
   norm: Normalisation | undefined
   /** what the model is, for the output: the round and certificate when known */
-  about: { source: 'data directory' | 'export', path: string, round: number | null, reason: string | null, certificate: string | null, model: string, validation: { auc: number, accuracy: number } | null }
+  about: { source: 'data directory' | 'export', path: string, round: number | null, reason: string | null, certificate: string | null, model: string, validation: { auc: number, accuracy: number } | null, degenerate: string | null, conformal: Array<{ coverage: number, threshold: number }> }
 }
 
 /** The chosen (or the given round's) certified model of a member's data directory. */
@@ -30,7 +30,7 @@ export function fromDataDir (dataDir: string, o: { round?: number } = {}): Model
   const c = chosenModel(dataDir, o)
   return {
     model: withWeights(c.spec, c.weights), size: c.spec.height, channels: c.spec.channels, classes: c.classes, norm: c.norm,
-    about: { source: 'data directory', path: dataDir, round: c.entry.header.round, reason: c.reason, certificate: Buffer.from(c.entry.hash).toString('hex'), model: c.spec.id, validation: c.validation }
+    about: { source: 'data directory', path: dataDir, round: c.entry.header.round, reason: c.reason, certificate: Buffer.from(c.entry.hash).toString('hex'), model: c.spec.id, validation: c.validation, degenerate: c.degenerate, conformal: c.conformal }
   }
 }
 
@@ -99,7 +99,9 @@ export async function fromExport (path: string): Promise<ModelSource> {
     about: {
       source: 'export', path: dir, round: Number.isInteger(chosen?.round) ? chosen.round : null, reason: typeof chosen?.reason === 'string' ? chosen.reason : null,
       certificate: typeof chosen?.certificate === 'string' ? chosen.certificate : null, model: typeof card?.model?.id === 'string' ? card.model.id : String(modelJson.modelTopology?.config?.name ?? 'unknown'),
-      validation: typeof chosen?.validation?.auc === 'number' ? { auc: chosen.validation.auc, accuracy: chosen.validation.accuracy } : null
+      validation: typeof chosen?.validation?.auc === 'number' ? { auc: chosen.validation.auc, accuracy: chosen.validation.accuracy } : null,
+      degenerate: typeof chosen?.degenerate === 'string' ? chosen.degenerate : null,
+      conformal: Array.isArray(card?.predictionSets) ? card.predictionSets.filter((c: any) => typeof c?.coverage === 'number' && typeof c?.threshold === 'number' && c.threshold >= 0 && c.threshold <= 1).map((c: any) => ({ coverage: c.coverage, threshold: c.threshold })) : []
     }
   }
 }

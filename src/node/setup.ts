@@ -150,7 +150,7 @@ export function offlineStatus (dataDir: string): Record<string, unknown> {
   const ledger = dir.ledger(manifest)
   const last = ledger.entries.at(-1)
   const model = ledger.lastOf('update')
-  const best = bestModel(ledger)
+  const best = bestModel(ledger, manifest.params.model.classes)
   return {
     running: false,
     peerId,
@@ -159,7 +159,7 @@ export function offlineStatus (dataDir: string): Record<string, unknown> {
       certified: ledger.entries.length,
       head: last === undefined ? null : { round: last.header.round, kind: last.header.kind, certificate: hex(last.hash) },
       lastModel: model === undefined ? null : { round: model.header.round, state: hex(model.header.stateHash) },
-      bestValidated: best === undefined ? null : { round: best.model.header.round, auc: best.figures.auc }
+      bestValidated: best === undefined ? null : { round: best.model.header.round, auc: best.figures.auc, smoothedAuc: best.smoothedAuc, degenerate: best.degenerate }
     },
     lastRound: dir.lastRound()
   }

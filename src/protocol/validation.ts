@@ -13,6 +13,7 @@
  * of the exact pooled AUC (tested).
  */
 import type { Ledger, LedgerEntry } from './ledger.ts'
+import { CONFORMAL_COVERAGES, conformalThreshold } from './conformal.ts'
 
 export interface ValidationLayout { classes: number, bins: number }
 
@@ -41,42 +42,92 @@ export function validationCounts (probs: ArrayLike<number>, labels: ArrayLike<nu
   return out
 }
 
-export interface ValidationFigures { auc: number, accuracy: number, n: number }
+export interface ValidationFigures {
+  auc: number
+  accuracy: number
+  n: number
+  /** how many classes the model predicted for at least one validation image (null: a certificate from before it was counted) */
+  predictedClasses: number | null
+  /** the most distinct probability bins any scored class's scores fell in (1: every score tied) */
+  scoreBins: number | null
+  /** split conformal prediction thresholds (conformal.ts), one per CONFORMAL_COVERAGES entry */
+  conformal: Array<{ coverage: number, threshold: number }>
+}
 
-/** Pooled AUC (macro over the scored classes) and accuracy from summed counts. */
+/** Pooled AUC (macro over the scored classes), accuracy, what shows a degenerate model, and the conformal thresholds, from summed counts. */
 export function validationFigures (counts: ArrayLike<number>, l: ValidationLayout): ValidationFigures {
   const k = l.classes
   let n = 0
   let correct = 0
-  for (let t = 0; t < k; t++) for (let p = 0; p < k; p++) { n += counts[t * k + p]; if (t === p) correct += counts[t * k + p] }
+  let predictedClasses = 0
+  for (let p = 0; p < k; p++) {
+    let column = 0
+    for (let t = 0; t < k; t++) { column += counts[t * k + p]; if (t === p) correct += counts[t * k + p] }
+    n += column
+    if (column > 0) predictedClasses++
+  }
   const aucs: number[] = []
+  let scoreBins = 0
   scored(l).forEach((_, j) => {
     const pos = k * k + 2 * l.bins * j
     const neg = pos + l.bins
     let negBelow = 0
     let pairs = 0
     let positives = 0
-    let negatives = 0
+    let occupied = 0
     for (let b = 0; b < l.bins; b++) {
       pairs += counts[pos + b] * (negBelow + 0.5 * counts[neg + b])
       negBelow += counts[neg + b]
       positives += counts[pos + b]
+      if (counts[pos + b] + counts[neg + b] > 0) occupied++
     }
-    negatives = negBelow
-    if (positives > 0 && negatives > 0) aucs.push(pairs / (positives * negatives))
+    scoreBins = Math.max(scoreBins, occupied)
+    if (positives > 0 && negBelow > 0) aucs.push(pairs / (positives * negBelow))
   })
-  return { auc: aucs.length === 0 ? NaN : aucs.reduce((a, b) => a + b, 0) / aucs.length, accuracy: n === 0 ? NaN : correct / n, n }
+  return {
+    auc: aucs.length === 0 ? NaN : aucs.reduce((a, b) => a + b, 0) / aucs.length,
+    accuracy: n === 0 ? NaN : correct / n,
+    n,
+    predictedClasses,
+    scoreBins,
+    conformal: CONFORMAL_COVERAGES.map(coverage => ({ coverage, threshold: conformalThreshold(counts, l, coverage) }))
+  }
 }
 
-/** The figures an eval certificate carries in its header's extra field: [auc, accuracy, n] as float64. */
-export function encodeValidation (f: ValidationFigures): Uint8Array {
-  return new Uint8Array(Float64Array.of(f.auc, f.accuracy, f.n).buffer)
+/**
+ * Why a model is degenerate, or null: it predicted one class for every validation image, or every
+ * score it gave fell in one bin (all tied). Such a model has learnt nothing a clinician can use,
+ * whatever its accuracy (which is then the share of the majority class).
+ */
+export function degenerateReason (f: Pick<ValidationFigures, 'predictedClasses' | 'scoreBins' | 'n'>, classes: number): string | null {
+  if (f.n < 2) return null
+  if (f.scoreBins !== null && f.scoreBins <= 1) return 'every validation score is tied'
+  if (f.predictedClasses !== null && f.predictedClasses <= 1 && classes > 1) return 'it predicts one class for every validation image'
+  return null
 }
+
+/**
+ * The figures an eval certificate carries in its header's extra field, as float64: [auc, accuracy,
+ * n] (the first version), then [predicted classes, score bins, one threshold per conformal coverage].
+ */
+export function encodeValidation (f: ValidationFigures): Uint8Array {
+  const thresholds = CONFORMAL_COVERAGES.map(c => f.conformal.find(x => x.coverage === c)?.threshold ?? 0)
+  return new Uint8Array(Float64Array.of(f.auc, f.accuracy, f.n, f.predictedClasses ?? NaN, f.scoreBins ?? NaN, ...thresholds).buffer)
+}
+
+const EXTRA_V1 = 24
+const EXTRA_V2 = 8 * (5 + CONFORMAL_COVERAGES.length)
 
 export function decodeValidation (extra: Uint8Array): ValidationFigures | null {
-  if (extra.length !== 24) return null
+  if (extra.length !== EXTRA_V1 && extra.length !== EXTRA_V2) return null
   const v = new Float64Array(Uint8Array.from(extra).buffer)
-  return { auc: v[0], accuracy: v[1], n: v[2] }
+  const old = extra.length === EXTRA_V1
+  const known = (x: number): number | null => old || Number.isNaN(x) ? null : x
+  return {
+    auc: v[0], accuracy: v[1], n: v[2],
+    predictedClasses: known(v[3]), scoreBins: known(v[4]),
+    conformal: old ? [] : CONFORMAL_COVERAGES.map((coverage, i) => ({ coverage, threshold: v[5 + i] }))
+  }
 }
 
 /** Each model certificate with the validation of the eval round that judged it, in order. */
@@ -94,10 +145,35 @@ export function validationHistory (ledger: Pick<Ledger, 'entries'>): Array<{ mod
   return out
 }
 
-/** The model round with the best validation AUC (the earliest among equals), or undefined before any eval round. */
-export function bestModel (ledger: Pick<Ledger, 'entries'>): { model: LedgerEntry, figures: ValidationFigures } | undefined {
-  let best: { model: LedgerEntry, figures: ValidationFigures } | undefined
-  for (const h of validationHistory(ledger)) if (!Number.isNaN(h.figures.auc) && (best === undefined || h.figures.auc > best.figures.auc)) best = h
+/** Each validated model round with its smoothed AUC (see bestModel) and, if it is degenerate, why. */
+export interface JudgedRound { model: LedgerEntry, figures: ValidationFigures, smoothedAuc: number, degenerate: string | null }
+
+/** how many rounds either side the choice averages over */
+export const SMOOTHING_RADIUS = 1
+
+/** Every validated model round, judged: its AUC averaged with its neighbours' and whether it is degenerate. */
+export function judgedRounds (ledger: Pick<Ledger, 'entries'>, classes: number): JudgedRound[] {
+  const history = validationHistory(ledger)
+  return history.map((h, i) => {
+    const near = history.slice(Math.max(0, i - SMOOTHING_RADIUS), i + SMOOTHING_RADIUS + 1).map(x => x.figures.auc).filter(a => !Number.isNaN(a))
+    return { ...h, smoothedAuc: Number.isNaN(h.figures.auc) || near.length === 0 ? NaN : near.reduce((a, b) => a + b, 0) / near.length, degenerate: degenerateReason(h.figures, classes) }
+  })
+}
+
+/**
+ * The model round to use. With 15–25 validation images per hospital one round's pooled AUC moves
+ * by several points from noise alone (its standard error is about 0.03–0.05 at 100 images), so
+ * picking the single best round picks noise: the round chosen is the one whose AUC averaged with
+ * its neighbours' (one round either side) is highest, that is a model in a stretch of training
+ * that was good, not one lucky evaluation. A degenerate round is never chosen while a round that
+ * is not degenerate exists. Earliest among equals; undefined before any eval round or when no
+ * round has an AUC.
+ */
+export function bestModel (ledger: Pick<Ledger, 'entries'>, classes = 2): JudgedRound | undefined {
+  const judged = judgedRounds(ledger, classes).filter(j => !Number.isNaN(j.smoothedAuc))
+  const healthy = judged.filter(j => j.degenerate === null)
+  let best: JudgedRound | undefined
+  for (const j of healthy.length > 0 ? healthy : judged) if (best === undefined || j.smoothedAuc > best.smoothedAuc) best = j
   return best
 }
 

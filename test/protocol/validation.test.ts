@@ -3,7 +3,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { MemNet, mulberry32 } from './harness.ts'
 import {
-  validationCounts, validationFigures, validationLength, encodeValidation, decodeValidation, bestModel, noLongerImproving, roundKind, validationHistory
+  validationCounts, validationFigures, validationLength, encodeValidation, decodeValidation, bestModel, noLongerImproving, roundKind, validationHistory, degenerateReason, type ValidationFigures
 } from '../../src/protocol/validation.ts'
 import { rocAuc } from '../../src/training/metrics.ts'
 import { encodeCounts } from '../../src/privacy/index.ts'
@@ -80,20 +80,62 @@ test('an eval round: the certificate carries the figures of the summed counts, a
 function history (aucs: number[]): { entries: LedgerEntry[] } {
   const entries = aucs.flatMap((auc, i) => [
     { header: { kind: 'update', round: 2 * i + 1, stateHash: Uint8Array.of(i), extra: new Uint8Array(0) } },
-    { header: { kind: 'eval', round: 2 * i + 2, stateHash: Uint8Array.of(i), extra: encodeValidation({ auc, accuracy: 0.5, n: 10 }) } }
+    { header: { kind: 'eval', round: 2 * i + 2, stateHash: Uint8Array.of(i), extra: encodeValidation({ auc, accuracy: 0.5, n: 10, predictedClasses: 2, scoreBins: 10, conformal: [] }) } }
   ]) as unknown as LedgerEntry[]
   return { entries }
 }
 
-test('the best round is the one with the highest validation AUC; patience ends training after that many without a better one', () => {
+test('the chosen round is the best by validation AUC smoothed over its neighbours; patience ends training after that many without a better one', () => {
   const h = history([0.80, 0.86, 0.85, 0.84])
   assert.is(validationHistory(h).length, 4)
-  assert.is(bestModel(h)!.model.header.round, 3)
+  // smoothed: 0.830, 0.837, 0.850, 0.845: round 3 (protocol round 5), not the single best round 2
+  assert.is(bestModel(h)!.model.header.round, 5)
+  assert.ok(Math.abs(bestModel(h)!.smoothedAuc - 0.85) < 1e-12)
+  // one lucky evaluation between poor ones is not chosen over a stretch of good ones
+  assert.is(bestModel(history([0.60, 0.90, 0.60, 0.80, 0.84, 0.82, 0.70]))!.model.header.round, 9)
   assert.not.ok(noLongerImproving(h, 3))
   assert.ok(noLongerImproving(h, 2))
   assert.not.ok(noLongerImproving(h, 0), 'patience 0: never early')
   assert.is(bestModel(history([NaN, 0.7]))!.model.header.round, 3, 'a round with nothing to judge by is never the best')
   assert.equal([0, 1, 2, 3, 4].map(roundKind), ['stats', 'update', 'eval', 'update', 'eval'])
+})
+
+/** a ledger whose eval rounds carry these figures */
+function historyOf (figures: ValidationFigures[]): { entries: LedgerEntry[] } {
+  const entries = figures.flatMap((f, i) => [
+    { header: { kind: 'update', round: 2 * i + 1, stateHash: Uint8Array.of(i), extra: new Uint8Array(0) } },
+    { header: { kind: 'eval', round: 2 * i + 2, stateHash: Uint8Array.of(i), extra: encodeValidation(f) } }
+  ]) as unknown as LedgerEntry[]
+  return { entries }
+}
+
+test('a model that predicts one class for every image, or ties every score, is degenerate and never chosen while a better round exists', () => {
+  const layout = { classes: 3, bins: 100 }
+  // 30 images, 10 per class; a dead model: probability 1 for class 0 on every image
+  const labels = Array.from({ length: 30 }, (_, i) => i % 3)
+  const dead = validationFigures(validationCounts(labels.flatMap(() => [1, 0, 0]), labels, layout), layout)
+  assert.is(dead.predictedClasses, 1)
+  assert.is(dead.scoreBins, 1)
+  assert.is(degenerateReason(dead, 3), 'every validation score is tied')
+  // one class everywhere but scores that vary: degenerate by its predictions
+  const oneClass = validationFigures(validationCounts(labels.flatMap((_, i) => [0.5 + i / 100, 0.3, 0.2 - i / 100]), labels, layout), layout)
+  assert.is(oneClass.predictedClasses, 1)
+  assert.ok(oneClass.scoreBins! > 1)
+  assert.is(degenerateReason(oneClass, 3), 'it predicts one class for every validation image')
+  // a model that learnt something
+  const good = validationFigures(validationCounts(labels.flatMap(y => [0, 1, 2].map(c => c === y ? 0.6 : 0.2)), labels, layout), layout)
+  assert.is(degenerateReason(good, 3), null)
+  assert.is(good.auc, 1)
+  // the figures survive the certificate's encoding, and old 24-byte certificates still decode
+  assert.equal(decodeValidation(encodeValidation(dead)), dead)
+  const old = decodeValidation(new Uint8Array(Float64Array.of(0.7, 0.6, 10).buffer))!
+  assert.equal([old.auc, old.predictedClasses, old.scoreBins, old.conformal], [0.7, null, null, []])
+  // a degenerate round with the higher AUC is not chosen; degenerate everywhere: the best of them, flagged
+  const h = historyOf([{ ...dead, auc: 0.9 }, good, dead])
+  assert.is(bestModel(h, 3)!.model.header.round, 3)
+  assert.is(bestModel(h, 3)!.degenerate, null)
+  const allDead = bestModel(historyOf([dead, dead]), 3)!
+  assert.is(allDead.degenerate, 'every validation score is tied')
 })
 
 test.run()

@@ -16,7 +16,7 @@ import type { LedgerEntry } from '../../protocol/ledger.ts'
 import { consortiumId } from '../../protocol/manifest.ts'
 import { stateHash } from '../../protocol/model.ts'
 import type { ProtocolPeer } from '../../protocol/peer.ts'
-import { decodeValidation } from '../../protocol/validation.ts'
+import { bestModel, decodeValidation, degenerateReason, judgedRounds } from '../../protocol/validation.ts'
 import type { TrainingSite } from '../../training/worker-site.ts'
 
 /** What /status tells of the node. */
@@ -91,7 +91,11 @@ export function createStatusService (c: StatusComponents): StatusService {
       c.metrics.certified.inc()
       c.log.info({ round: e.header.round, kind: e.header.kind, survivors: e.header.survivors.map(i => c.peer.manifest.members[i]?.name ?? String(i)), certificate: hex(e.hash).slice(0, 16), model: hex(e.header.stateHash).slice(0, 16) }, `round ${e.header.round} certified (${e.header.kind})`)
       const v = e.header.kind === 'eval' ? decodeValidation(e.header.extra) : null
-      if (v !== null) c.log.info(`round ${e.header.round}: consortium validation AUC ${v.auc.toFixed(3)}  ACC ${v.accuracy.toFixed(3)}  (n=${v.n}, pooled from ${e.header.survivors.length} sites)`)
+      if (v === null) return
+      const degenerate = degenerateReason(v, c.peer.manifest.params.model.classes)
+      const line = `round ${e.header.round}: consortium validation AUC ${v.auc.toFixed(3)}  ACC ${v.accuracy.toFixed(3)}  (n=${v.n}, pooled from ${e.header.survivors.length} sites)`
+      if (degenerate === null) c.log.info({ round: e.header.round, auc: v.auc, accuracy: v.accuracy, degenerate: false }, line)
+      else c.log.warn({ round: e.header.round, auc: v.auc, accuracy: v.accuracy, degenerate: true }, `${line}; DEGENERATE: ${degenerate}, so it has learnt nothing usable (the recipe may diverge on this data: see docs/OPERATIONS.md)`)
     },
     aborted (reason) {
       c.metrics.aborted.inc()
@@ -118,9 +122,20 @@ export function nodeStatus (f: NodeFacts, phase: string): Record<string, unknown
     certifiedRounds: peer.ledger.entries.length,
     lastCertificate: last === undefined ? null : { round: last.header.round, kind: last.header.kind, hash: hex(last.hash), survivors: last.header.survivors, survivorNames: last.header.survivors.map(i => peer.manifest.members[i]?.name ?? String(i)) },
     modelHash: hex(stateHash(peer.state)),
+    validation: validationStatus(peer),
     epsilonSpent: site.options.budget?.spent.epsilon ?? null,
     backend: site.backend?.name ?? null,
     training: ((t) => t === null ? null : { round: t.round, seconds: Math.round((f.clock.now() - t.since) / 100) / 10 })(f.training?.() ?? null),
     addresses: f.addresses()
   }
+}
+
+/** The last validated model round and the chosen one (protocol/validation.ts bestModel), each with whether it is degenerate. */
+export function validationStatus (peer: Pick<ProtocolPeer, 'manifest' | 'ledger'>): Record<string, unknown> {
+  const classes = peer.manifest.params.model.classes
+  const judged = judgedRounds(peer.ledger, classes)
+  const last = judged.at(-1)
+  const best = bestModel(peer.ledger, classes)
+  const view = (j: typeof last) => j === undefined ? null : { round: j.model.header.round, auc: j.figures.auc, accuracy: j.figures.accuracy, smoothedAuc: j.smoothedAuc, degenerate: j.degenerate }
+  return { last: view(last), chosen: view(best), degenerateRounds: judged.filter(j => j.degenerate !== null).map(j => j.model.header.round) }
 }

@@ -75,9 +75,13 @@ export class NodeStore {
     if (last === undefined) return
     const want = hex(last.header.stateHash)
     if (this.#stateWritten !== want && hex(stateHash(state)) === want) {
-      // the best model by federated validation is kept too: it is the consortium's model
-      const best = bestModel(ledger)
-      this.#c.dir.saveState(state, best === undefined ? [] : [hex(best.model.header.stateHash)])
+      // the best model by federated validation is kept too: it is the consortium's model; and the
+      // one before the latest, since its smoothed AUC (validation.ts bestModel) still changes with
+      // the latest's eval round and may make it the best
+      const best = bestModel(ledger, ledger.manifest.params.model.classes)
+      const models = ledger.entries.filter(x => x.header.kind === 'update')
+      const keep = [best?.model, models.at(-2)].filter(x => x !== undefined).map(x => hex(x.header.stateHash))
+      this.#c.dir.saveState(state, keep)
       this.#stateWritten = want
     }
   }

@@ -1,7 +1,9 @@
 /** Status and metrics: events logged and counted, /status built from the node's facts. */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { createStatusService } from '../../../src/node/services/status.ts'
+import { createStatusService, validationStatus } from '../../../src/node/services/status.ts'
+import { encodeValidation, validationCounts, validationFigures } from '../../../src/protocol/validation.ts'
+import type { LedgerEntry } from '../../../src/protocol/ledger.ts'
 import { createMetrics, ROUNDS_KEPT } from '../../../src/node/metrics.ts'
 import type { Site } from '../../../src/training/site.ts'
 import { MemNet } from '../../protocol/harness.ts'
@@ -84,6 +86,28 @@ test('metric names never repeat a word (medmesh_process_cpu_seconds_total, not m
     const words = name.split('_')
     assert.ok(words.every((w, i) => i === 0 || w !== words[i - 1]), `${name} repeats a word`)
   }
+})
+
+test('a degenerate model is said with a warning when its eval round is certified, and /status names it and chooses a better round', () => {
+  const s = setup()
+  const layout = { classes: 2, bins: 1000 }
+  const labels = Array.from({ length: 20 }, (_, i) => i % 2)
+  const dead = validationFigures(validationCounts(labels.flatMap(() => [0, 1]), labels, layout), layout)
+  const good = validationFigures(validationCounts(labels.flatMap((y, i) => y === 1 ? [0.3 - i / 100, 0.7 + i / 100] : [0.6, 0.4]), labels, layout), layout)
+  const entry = (round: number, kind: string, extra: Uint8Array) => ({ header: { kind, round, survivors: [0, 1, 2], stateHash: Uint8Array.of(round), extra }, hash: Uint8Array.of(round), certificate: { signatures: [] } }) as unknown as LedgerEntry
+  const entries = [entry(1, 'update', new Uint8Array(0)), entry(2, 'eval', encodeValidation(good)), entry(3, 'update', new Uint8Array(0)), entry(4, 'eval', encodeValidation({ ...dead, auc: 0.99 }))]
+  s.status.certified(entries[3])
+  const warned = s.lines.find(l => l.level === 'warn' && l.msg.includes('DEGENERATE'))
+  assert.ok(warned !== undefined, s.lines.map(l => l.msg).join('\n'))
+  assert.match(warned!.msg, /every validation score is tied/)
+  assert.is(warned!.fields.degenerate, true)
+  s.status.certified(entries[1])
+  assert.is(s.lines.filter(l => l.msg.includes('DEGENERATE')).length, 1, 'a model that learnt is said as before')
+  const v = validationStatus({ manifest: s.net.manifest, ledger: { entries } as never }) as { last: { round: number, degenerate: string | null }, chosen: { round: number }, degenerateRounds: number[] }
+  assert.is(v.last.round, 3)
+  assert.is(v.last.degenerate, 'every validation score is tied')
+  assert.is(v.chosen.round, 1, 'the degenerate round is not chosen, though its AUC is higher')
+  assert.equal(v.degenerateRounds, [3])
 })
 
 test.run()

@@ -67,7 +67,7 @@ test('early stopping: after `patience` eval rounds without a better validation A
   const ledger = () => {
     const entries = aucs.flatMap((auc, i) => [
       { header: { kind: 'update', round: 2 * i + 1, stateHash: Uint8Array.of(i), extra: new Uint8Array(0) } },
-      { header: { kind: 'eval', round: 2 * i + 2, stateHash: Uint8Array.of(i), extra: encodeValidation({ auc, accuracy: 0.5, n: 10 }) } }
+      { header: { kind: 'eval', round: 2 * i + 2, stateHash: Uint8Array.of(i), extra: encodeValidation({ auc, accuracy: 0.5, n: 10, predictedClasses: 2, scoreBins: 10, conformal: [] }) } }
     ]) as unknown as LedgerEntry[]
     return { entries, count: (k: string) => entries.filter(e => e.header.kind === k).length, lastRound: entries.length }
   }

@@ -26,59 +26,16 @@ import * as tf from '@tensorflow/tfjs-core'
 import * as tfl from '@tensorflow/tfjs-layers'
 
 import { MODEL_IDS, type ModelId } from './model-ids.ts'
+import { gnResnet } from './gn-resnet.ts'
+import { GroupNorm } from './group-norm.ts'
+
+export { GroupNorm }
 
 export { MODEL_IDS, type ModelId }
 export const MODEL_VERSION = '1'
 
 export interface ModelSpec { id: ModelId, height: number, width: number, channels: number, classes: number, seed: number }
 
-/** Group normalisation (Wu and He, 2018) over channels-last inputs. */
-export class GroupNorm extends tfl.layers.Layer {
-  static className = 'MedmeshGroupNorm'
-  readonly groups: number
-  readonly epsilon: number
-  private gamma!: tfl.LayerVariable
-  private beta!: tfl.LayerVariable
-
-  constructor (config: { groups: number, epsilon?: number, name?: string }) {
-    super({ name: config.name })
-    this.groups = config.groups
-    this.epsilon = config.epsilon ?? 1e-5
-  }
-
-  override build (inputShape: tfl.Shape | tfl.Shape[]): void {
-    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfl.Shape
-    const c = shape[shape.length - 1] as number
-    if (c % this.groups !== 0) throw new Error(`GroupNorm: ${c} channels do not split into ${this.groups} groups`)
-    this.gamma = this.addWeight('gamma', [c], 'float32', tfl.initializers.ones())
-    this.beta = this.addWeight('beta', [c], 'float32', tfl.initializers.zeros())
-    this.built = true
-  }
-
-  /** the input normalised per example and group, before the per-channel scale and shift */
-  normalise (x: tf.Tensor4D): tf.Tensor4D {
-    return tf.tidy(() => {
-      const [b, h, w, c] = x.shape
-      const g = tf.reshape(x, [b ?? -1, h, w, this.groups, c / this.groups])
-      const { mean, variance } = tf.moments(g, [1, 2, 4], true)
-      return tf.reshape(tf.div(tf.sub(g, mean), tf.sqrt(tf.add(variance, this.epsilon))), [b ?? -1, h, w, c])
-    })
-  }
-
-  /** the scale and shift of normalised inputs (gamma, beta) */
-  scaleShift (normed: tf.Tensor4D): tf.Tensor4D {
-    return tf.add(tf.mul(normed, this.gamma.read()), this.beta.read())
-  }
-
-  override call (inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
-    return tf.tidy(() => this.scaleShift(this.normalise((Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D)))
-  }
-
-  override getConfig (): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), groups: this.groups, epsilon: this.epsilon }
-  }
-}
-tf.serialization.registerClass(GroupNorm)
 
 function cnnSmall (s: ModelSpec): tfl.LayersModel {
   const init = (k: number) => tfl.initializers.heNormal({ seed: s.seed + k })
@@ -191,6 +148,7 @@ export function buildModel (spec: ModelSpec): tfl.LayersModel {
     case 'medmesh/resnet18-gn': return resnet18(spec, 'group', 'imagenet')
     case 'medmesh/linear': return linear(spec)
     case 'medmesh/he-cnn': return heCnn(spec)
+    case 'medmesh/gn-resnet': return gnResnet(spec)
     default: throw new Error(`unknown model '${String(spec.id)}': known models are ${MODEL_IDS.join(', ')}`)
   }
 }

@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { UsageError, parseFlags } from '../../src/cli/main.ts'
 import {
-  AGGREGATION_RULES, CLASS_WEIGHTINGS, LR_SCHEDULES, PRIOR_CORRECTIONS, MAX_SLICES, defaultSlicing, slicingFromFlags,
+  AGGREGATION_RULES, AUGMENTATIONS, CLASS_WEIGHTINGS, DEFAULT_GUARDS, LR_SCHEDULES, PRIOR_CORRECTIONS, MAX_SLICES, defaultSlicing, slicingFromFlags,
   type AggregationParams, type SlicingParams, type TrainingParams
 } from '../../src/protocol/manifest.ts'
 import { MODEL_IDS, type ModelId } from '../../src/training/models.ts'
@@ -38,12 +38,17 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --size PX            square side the images are resized to (area averaging; default: the data's own)
   --channels C         1 or 3 for image folders (default: 3 if any image is in colour, else 1)
   --partition P        iid | dirichlet (default dirichlet)   --alpha A (default 1.0)
-  --model ID           ${MODEL_IDS.join(' | ')} (default medmesh/cnn-small)
+  --model ID           ${MODEL_IDS.join(' | ')} (default: medmesh/cnn-small
+                       up to 32 px, medmesh/gn-resnet above)
   --epochs E           local epochs per round (default ${RECIPE.epochs}; with DP ${DP_RECIPE.epochs})   --batch-size B (default ${RECIPE['batch-size']}; with DP ${DP_RECIPE['batch-size']})
   --learning-rate LR   local Adam learning rate (default ${RECIPE['learning-rate']}; with DP ${DP_RECIPE['learning-rate']})   --class-weighting ${CLASS_WEIGHTINGS.join('|')} (default balanced)
   --prior-correction P none | pooled: each hospital's loss corrected for its class mix against the
                        pooled one (logit adjustment; default none)
   --lr-schedule S      ${LR_SCHEDULES.join(' | ')}, over the rounds (default constant)
+  --warmup-steps N     learning-rate warm-up over each site's first N steps (default ${DEFAULT_GUARDS.warmupSteps}; 0: none)
+  --clip-grad G        each step's gradient scaled down to global norm G (default ${DEFAULT_GUARDS.clipGradientNorm})
+  --weight-decay W     decoupled weight decay of the kernels (default ${DEFAULT_GUARDS.weightDecay}; 0: none)
+  --augmentation A     ${AUGMENTATIONS.join(' | ')} (default: xray for grayscale, photo for colour)
   --aggregation RULE   ${AGGREGATION_RULES.join(' | ')} (default ${RECIPE.aggregation}; with DP ${DP_RECIPE.aggregation})   --server-lr X (default 1)
   --momentum B         FedAvgM's momentum, FedAdam's β1 (default ${RECIPE.momentum}; with DP ${DP_RECIPE.momentum})
   --dp-epsilon E       DP-SGD with this ε budget per hospital, δ = 1e-5 (default: off), with the DP recipe
@@ -79,7 +84,8 @@ export interface SimnetOptions {
   n: number
   rounds: number
   seed: number
-  modelId: ModelId
+  /** the model, or null for the default at the data's size (defaultModelFor) */
+  modelId: ModelId | null
   transport: typeof TRANSPORTS[number]
   dataset: string | undefined
   size: number | undefined
@@ -111,12 +117,14 @@ export type SimnetCommand =
 
 const FLAGS = {
   nodes: { type: 'string', default: '5' }, rounds: { type: 'string', default: '10' }, dataset: { type: 'string' }, partition: { type: 'string', default: 'dirichlet' },
-  alpha: { type: 'string', default: '1.0' }, model: { type: 'string', default: 'medmesh/cnn-small' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
+  alpha: { type: 'string', default: '1.0' }, model: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
   'dp-epsilon': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' }, dropout: { type: 'string', default: '0' }, seed: { type: 'string', default: '1' },
   'no-baselines': { type: 'boolean', default: false }, 'training-workers': { type: 'string' }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
   latency: { type: 'string', default: '0' }, bandwidth: { type: 'string' }, transport: { type: 'string', default: 'tcp' },
   size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' },
   'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, 'prior-correction': { type: 'string', default: 'none' }, aggregation: { type: 'string' },
+  'warmup-steps': { type: 'string', default: String(DEFAULT_GUARDS.warmupSteps) }, 'clip-grad': { type: 'string', default: String(DEFAULT_GUARDS.clipGradientNorm) },
+  'weight-decay': { type: 'string', default: String(DEFAULT_GUARDS.weightDecay) }, augmentation: { type: 'string' },
   'server-lr': { type: 'string', default: '1' }, patience: { type: 'string', default: '0' }, momentum: { type: 'string' },
   compare: { type: 'boolean', default: false }, repeat: { type: 'string' }, slices: { type: 'string' }, 'per-slice': { type: 'string' }
 } as const
@@ -154,7 +162,7 @@ function runOptions (args: string[], values: Values): SimnetOptions {
   check(wholeIn(n, 2, 64), '--nodes must be an integer in [2, 64]')
   check(wholeIn(rounds, 1, Infinity), '--rounds must be a positive integer')
   check(wholeIn(seed, 0, 2 ** 31 - 1), '--seed must be a whole number in [0, 2^31 - 1]')
-  check(oneOf(MODEL_IDS, values.model), `--model must be one of ${MODEL_IDS.join(', ')}`)
+  check(values.model === undefined || oneOf(MODEL_IDS, values.model), `--model must be one of ${MODEL_IDS.join(', ')}`)
   check(oneOf(TRANSPORTS, values.transport), `--transport must be ${list(TRANSPORTS)}`)
   const transport = values.transport as SimnetOptions['transport']
   // the node processes share this machine's cores: by default each trains on its share of them
@@ -163,7 +171,7 @@ function runOptions (args: string[], values: Values): SimnetOptions {
   const patience = Number(values.patience)
   check(wholeIn(patience, 0, Infinity), '--patience must be a whole number')
   return {
-    args, n, rounds, seed, modelId: values.model as ModelId, transport, trainingWorkers, patience,
+    args, n, rounds, seed, modelId: (values.model ?? null) as ModelId | null, transport, trainingWorkers, patience,
     ...dataOptions(values), ...recipeOptions(values, rounds), slicing: slicingOf(values.slices, values['per-slice'], n),
     ...faultOptions(values, rounds, transport),
     baselines: !values['no-baselines'], outDir: values.out ?? join('reports', `simnet-${seed}`)
@@ -200,8 +208,14 @@ function recipeOptions (values: Values, rounds: number): Pick<SimnetOptions, 'tr
   const epsilon = values['dp-epsilon'] === undefined ? null : Number(values['dp-epsilon'])
   check(epsilon === null || (epsilon > 0 && Number.isFinite(epsilon)), '--dp-epsilon must be a positive number')
   const s = schedule as TrainingParams['schedule']
+  const warmupSteps = Number(values['warmup-steps']); const clipGradientNorm = Number(values['clip-grad']); const weightDecay = Number(values['weight-decay'])
+  check(wholeIn(warmupSteps, 0, 1_000_000) && clipGradientNorm > 0 && Number.isFinite(clipGradientNorm) && weightDecay >= 0 && weightDecay <= 1, '--warmup-steps must be a whole number, --clip-grad a positive number, --weight-decay in [0, 1]')
+  check(values.augmentation === undefined || oneOf(AUGMENTATIONS, values.augmentation), `--augmentation must be ${list(AUGMENTATIONS)}`)
   return {
-    training: { schedule: s, rounds, epochs, batchSize, learningRate, classWeighting: classWeighting as TrainingParams['classWeighting'], ...(priorCorrection === 'none' ? {} : { priorCorrection: priorCorrection as 'pooled' }) },
+    training: {
+      schedule: s, rounds, epochs, batchSize, learningRate, classWeighting: classWeighting as TrainingParams['classWeighting'], ...(priorCorrection === 'none' ? {} : { priorCorrection: priorCorrection as 'pooled' }),
+      warmupSteps, clipGradientNorm, weightDecay, ...(values.augmentation === undefined ? {} : { augmentation: values.augmentation as TrainingParams['augmentation'] & string })
+    },
     // the learning rate over the rounds, for the baselines as for the hospitals
     schedule: s === 'constant' ? { kind: 'constant' } : { kind: s, rounds },
     aggregation,

@@ -6,10 +6,12 @@
 import type { ImageDataset } from '../../src/training/data/dataset.ts'
 import { normalisation, pixelStats, statsVector } from '../../src/training/data/stats.ts'
 import { buildModel, flattenWeights, setFlatWeights, type ModelSpec } from '../../src/training/models.ts'
-import { LocalTrainer } from '../../src/training/trainer.ts'
+import { LocalTrainer, NonFiniteTrainingError } from '../../src/training/trainer.ts'
 import { learningRateAt, type LrSchedule } from '../../src/training/schedule.ts'
 import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
 import { RECIPE } from './args.ts'
+import { chooseIndex, judgeSeries, validationCounts, validationFigures, type ValidationFigures } from '../../src/protocol/validation.ts'
+import { recipeGuards } from '../../src/node/site.ts'
 import { hospitalData, pooledData } from './data.ts'
 import type { SimSetup } from './federation.ts'
 
@@ -44,25 +46,42 @@ export function runBaselines (run: BaselineRun): Baselines {
   return { centralised, alone }
 }
 
-/** One site training on `own` for the run's rounds, judged each round on the test split; it keeps its best round by validation AUC. */
+/** One site training on `own` for the run's rounds, judged each round on the test split; it keeps its round chosen by validation as the consortium chooses. */
 function trainAlone (run: BaselineRun, base: { epochs: number, batchSize: number, learningRate: number }, own: { train: ImageDataset, val: ImageDataset }, seedBase: number): Baseline {
   const { rounds, data } = run
   const norm = normalisation(statsVector(pixelStats(own.train)), own.train.channels)
   const model = buildModel(run.spec); const trainer = new LocalTrainer(model)
   const series: ClinicalMetrics[] = []
-  let best = -1; let bestAuc = -Infinity; let bestWeights = flattenWeights(model)
+  // the federation's guards and augmentation: the baselines differ from it in where the data is, nothing else
+  const g = recipeGuards(run.training)
+  const guards = { augment: g.augmentation !== 'none', modality: g.augmentation === 'none' ? undefined : g.augmentation, warmupSteps: g.warmupSteps, clipGradientNorm: g.clipGradientNorm, weightDecay: g.weightDecay }
+  const layout = { classes: own.train.classes.length, bins: 1000 }
+  // judged as the consortium judges its rounds (protocol/validation.ts): smoothed, never a degenerate round while another exists
+  const figures: ValidationFigures[] = []
+  const kept = new Map<number, Float32Array>()
   for (let r = 1; r <= rounds; r++) {
-    trainer.train(own.train, {
-      epochs: base.epochs, batchSize: base.batchSize, learningRate: learningRateAt(base.learningRate, run.schedule, r), seed: run.seedBytes(seedBase + r), augment: true,
-      classWeighting: run.training.classWeighting, normalisation: norm
-    })
+    const before = flattenWeights(model)
+    try {
+      trainer.train(own.train, {
+        epochs: base.epochs, batchSize: base.batchSize, learningRate: learningRateAt(base.learningRate, run.schedule, r), seed: run.seedBytes(seedBase + r),
+        classWeighting: run.training.classWeighting, normalisation: norm, ...guards
+      })
+    } catch (e) {
+      // as a site does: a round that diverged is discarded, the model stays as it was
+      if (!(e instanceof NonFiniteTrainingError)) throw e
+      run.out(`baseline round ${r}: ${e.message}`)
+      setFlatWeights(model, before)
+    }
     series.push(trainer.evaluate(data.test, norm))
-    const auc = trainer.evaluate(own.val, norm).auc
-    if (auc > bestAuc) { bestAuc = auc; best = r - 1; bestWeights = flattenWeights(model) }
+    figures.push(validationFigures(validationCounts(trainer.predict(own.val, norm), own.val.labels, layout), layout))
+    kept.set(r - 1, flattenWeights(model))
+    const chosen = chooseIndex(judgeSeries(figures, layout.classes))
+    for (const i of kept.keys()) if (i !== chosen && i < r - 2) kept.delete(i)
   }
   // a validation part too small to judge by (one class only: AUC undefined) keeps the last round
-  if (best < 0) { best = rounds - 1; bestWeights = flattenWeights(model) }
-  setFlatWeights(model, bestWeights)
+  let best = chooseIndex(judgeSeries(figures, layout.classes))
+  if (best < 0) best = rounds - 1
+  setFlatWeights(model, kept.get(best)!)
   const result = { series, best, probs: trainer.predict(data.test, norm), onOwnVal: trainer.evaluate(own.val, norm) }
   trainer.dispose(); model.dispose()
   return result

@@ -6,7 +6,7 @@
 import type { AggregationParams, TrainingParams } from '../../src/protocol/manifest.ts'
 import type { LedgerEntry } from '../../src/protocol/ledger.ts'
 import { hex } from '../../src/protocol/codec.ts'
-import { decodeValidation, noLongerImproving, type ValidationFigures } from '../../src/protocol/validation.ts'
+import { chooseIndex, decodeValidation, degenerateReason, judgeSeries, noLongerImproving, type ValidationFigures } from '../../src/protocol/validation.ts'
 import type { ModelId } from '../../src/training/models.ts'
 import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
 import type { TrafficKind } from '../../src/node/metrics.ts'
@@ -78,11 +78,11 @@ export interface RoundRecord {
 
 export const emptyTraffic = (): Record<TrafficKind, number> => ({ gossip: 0, 'masked-vector': 0, state: 0, ledger: 0 })
 
-/** The model round the consortium keeps: the best by pooled validation AUC (the last certified one when no eval round certified). */
-export function chosenRound (records: RoundRecord[]): number {
-  let best = -1
-  records.forEach((r, i) => { if (r.validation !== null && !Number.isNaN(r.validation.auc) && (best < 0 || r.validation.auc > records[best].validation!.auc)) best = i })
-  if (best >= 0) return best
+/** The model round the consortium keeps, chosen as its nodes choose it (protocol/validation.ts chooseIndex; the last certified one when no eval round certified). */
+export function chosenRound (records: RoundRecord[], classes: number): number {
+  const validated = records.map((r, i) => ({ r, i })).filter(x => x.r.validation !== null)
+  const pick = chooseIndex(judgeSeries(validated.map(x => x.r.validation!), classes))
+  if (pick >= 0) return validated[pick].i
   for (let i = records.length - 1; i >= 0; i--) if (records[i].metrics !== null) return i
   return -1
 }
@@ -111,8 +111,14 @@ export const PHASES = ['advertise', 'share-keys', 'masked-input', 'survivor-set'
 export function progressLine (r: RoundRecord, n: number, withEpsilon: boolean): string {
   const certified = r.participants.length > 0
   return `round ${r.round}: ${certified ? `certified, ${r.participants.length}/${n} hospitals` : 'aborted'}${r.offline.length > 0 ? ` (${r.offline.length} offline)` : ''}` +
-    `${r.validation !== null ? ` — validation AUC ${r.validation.auc.toFixed(3)}` : ''}${r.metrics !== null ? ` — test ${formatMetrics(r.metrics)}` : ''}${withEpsilon ? ` — ε ${r.epsilon.map(e => e.toFixed(2)).join('/')}` : ''} — ${(r.bytes / 1e6).toFixed(1)} MB sent (${r.modelSizes.toFixed(1)}× the model; ${(r.modelSizes / n).toFixed(1)}× per hospital)` +
+    `${r.validation !== null ? ` — validation AUC ${r.validation.auc.toFixed(3)}${degenerateNote(r)}` : ''}${r.metrics !== null ? ` — test ${formatMetrics(r.metrics)}` : ''}${withEpsilon ? ` — ε ${r.epsilon.map(e => e.toFixed(2)).join('/')}` : ''} — ${(r.bytes / 1e6).toFixed(1)} MB sent (${r.modelSizes.toFixed(1)}× the model; ${(r.modelSizes / n).toFixed(1)}× per hospital)` +
     ` — phases ${Object.entries(r.phaseMs).map(([p, ms]) => `${p} ${ms} ms`).join(', ')}`
+}
+
+/** ' (DEGENERATE: why)' when the round's pooled validation found the model degenerate */
+function degenerateNote (r: RoundRecord): string {
+  const why = r.validation === null || r.metrics === null ? null : degenerateReason(r.validation, r.metrics.confusion.length)
+  return why === null ? '' : ` (DEGENERATE: ${why})`
 }
 
 /** Round k's faults as both transports apply them: the plan, who is offline, whether the crash victim goes down or comes back. */

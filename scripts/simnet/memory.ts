@@ -14,6 +14,7 @@ import { Site } from '../../src/training/site.ts'
 import { siteSpec } from '../../src/node/site.ts'
 import { roundKind, modelRoundOf, validationCounts } from '../../src/protocol/validation.ts'
 import { NonFiniteTrainingError } from '../../src/training/trainer.ts'
+import { recipeGuards } from '../../src/node/site.ts'
 import type { TrafficKind } from '../../src/node/metrics.ts'
 import { CRASH_VICTIM } from './faults.ts'
 import { hospitalData } from './data.ts'
@@ -41,7 +42,10 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
   if (s.malicious) installMalicious(net, s.n - 1)
   const run: MemoryRun = { s, net, sites, epsilonBefore, traffic: new TrafficLog(s.n) }
   const records: RoundRecord[] = []
-  let chosen: FederationResult['chosen'] = null
+  // each round's certified weights, while it may still be chosen: the latest, the one before it
+  // (the latest's eval round moves its smoothed AUC) and the chosen one
+  const kept = new Map<number, NonNullable<FederationResult['chosen']>>()
+  const classes = s.data.train.classes.length
   const started = Date.now()
   const rss = peakRssSampler()
   net.startAll()
@@ -50,7 +54,9 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     rss.sample()
     records.push(record)
     // keep the consortium's model as the rounds go: the best by pooled validation so far
-    if (record.metrics !== null && chosenRound(records) === records.length - 1) chosen = { weights: Float32Array.from(net.peers[ref].state.weights), stats: net.peers[ref].stats }
+    if (record.metrics !== null) kept.set(records.length - 1, { weights: Float32Array.from(net.peers[ref].state.weights), stats: net.peers[ref].stats })
+    const best = chosenRound(records, classes)
+    for (const i of kept.keys()) if (i !== best && i < records.length - 2) kept.delete(i)
     s.out(progressLine(record, s.n, s.dp !== null))
     if (stopsEarly(net.peers[ref].ledger, s)) break
   }
@@ -64,7 +70,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     rejections: net.log.filter(l => l.action.type === 'reject').length,
     epsilon: spentEpsilon(sites),
     transport: 'in-process (in-memory network, simulated time)',
-    chosen
+    chosen: kept.get(chosenRound(records, classes)) ?? null
   }
 }
 
@@ -116,7 +122,7 @@ async function openSites (s: SimSetup, manifest: Manifest): Promise<Site[]> {
   const sites: Site[] = []
   for (let i = 0; i < s.n; i++) {
     sites.push(await Site.open(siteSpec(manifest), { ...hospitalData(s, i), test: null }, {
-      epochs: s.training.epochs, batchSize: s.training.batchSize, learningRate: s.training.learningRate, classWeighting: s.training.classWeighting, priorCorrection: s.training.priorCorrection, seed: s.seedBytes(100 + i), budget: s.dp === null ? null : new PrivacyBudget(s.dp.epsilon, 1e-5),
+      epochs: s.training.epochs, batchSize: s.training.batchSize, learningRate: s.training.learningRate, classWeighting: s.training.classWeighting, priorCorrection: s.training.priorCorrection, ...recipeGuards(s.training), seed: s.seedBytes(100 + i), budget: s.dp === null ? null : new PrivacyBudget(s.dp.epsilon, 1e-5),
       // a simulation repeats: DP noise from the run's seed (real nodes draw it from the CSPRNG)
       noiseRandom: seededRandom(s.seedBytes(500 + i))
     }))

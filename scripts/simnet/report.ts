@@ -139,7 +139,11 @@ export function reportSummary (m: ReportModel): string[] {
     `${n} hospitals, ${c.rounds} rounds, model ${c.model}, ${c.partition} partition${c.partition === 'iid' ? '' : ` (α=${c.alpha})`}, dropout ${c.dropout}, seed ${c.seed}, backend ${c.backend}`,
     `recipe: ${t.epochs} local epoch(s) per round, batch ${t.batchSize}, Adam at ${t.learningRate}${t.schedule === 'constant' ? '' : ` (${t.schedule} over the rounds)`}, class weighting ${t.classWeighting}${t.priorCorrection === undefined ? '' : `, prior correction ${t.priorCorrection}`}, ${a.rule}${a.rule === 'fedavg' ? '' : ` (β ${a.beta1})`}${a.serverLr === 1 ? '' : `, server learning rate ${a.serverLr}`}` +
       (o.dp === null ? '' : `; DP-SGD at ε ${o.dp.epsilon}, δ 1e-5 per hospital, clipping norm ${o.dp.clip}, noise ${o.dp.noise === 0 ? 'calibrated at each hospital to its budget' : `multiplier ${o.dp.noise}`}`),
-    r.final !== null ? `federated model (round ${chosen + 1}, the best by pooled validation AUC ${r.rounds[chosen].validation?.auc.toFixed(3) ?? 'n/a'}) on the test split: ${formatMetrics(r.final)}` : 'no certified model round',
+    r.final !== null ? `federated model (round ${chosen + 1}, pooled validation AUC ${r.rounds[chosen].validation?.auc.toFixed(3) ?? 'n/a'}${r.choice.smoothedAuc === null ? '' : `, ${r.choice.smoothedAuc.toFixed(3)} averaged with its neighbours`}) on the test split: ${formatMetrics(r.final)}` : 'no certified model round',
+    ...(r.final !== null ? [`round chosen by ${r.choice.rule}`] : []),
+    ...(r.chosenDegenerate !== null ? [`WARNING: the chosen model is DEGENERATE (on the pooled validation images ${r.chosenDegenerate}): the recipe learnt nothing on this data`] : []),
+    ...(r.degenerateRounds.length > 0 ? [`degenerate rounds (one class for every validation image, or every score tied): ${r.degenerateRounds.join(', ')}`] : []),
+    ...r.conformal.map(c => `prediction sets for ${(100 * c.coverage).toFixed(0)} % coverage (threshold ${c.threshold.toFixed(3)} from the pooled validation): ${(100 * c.testCoverage).toFixed(1)} % of test images covered, ${c.meanSetSize.toFixed(2)} classes per set on average`),
     ...(r.centralisedChosen > 0 ? [`centralised (pooled data, round ${r.centralisedChosen}, the best by validation AUC) on the test split: ${formatMetrics(r.centralised[r.centralisedChosen - 1])}`] : []),
     faultLine(r.rounds),
     short.length === 0 ? `every round certified with all ${n} hospitals` : `rounds without every hospital: ${short.map(x => `${x.round} (${x.participants.length}/${n})`).join(', ')}`,

@@ -15,7 +15,8 @@ import { selectBackend, describeBackend } from '../../src/training/backend.ts'
 import { describeMaskKernel, installMaskKernel } from '../../src/node/mask-kernel.ts'
 import { BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
 import { subset, classCounts } from '../../src/training/data/dataset.ts'
-import { buildModel, flattenWeights, setFlatWeights } from '../../src/training/models.ts'
+import { buildModel, flattenWeights, setFlatWeights, type ModelId } from '../../src/training/models.ts'
+import { defaultModelFor } from '../../src/training/model-ids.ts'
 import { LocalTrainer } from '../../src/training/trainer.ts'
 import { normalisation } from '../../src/training/data/stats.ts'
 import type { ClinicalMetrics } from '../../src/training/metrics.ts'
@@ -46,13 +47,19 @@ export async function runSimnet (args: string[], out: Out = s => process.stdout.
   return await runOnce(command.options, out)
 }
 
+/** The options with the model resolved (the one named, or the default at the data's size). */
+type ResolvedOptions = SimnetOptions & { modelId: ModelId }
+
 /** One run: the data split among the hospitals, the federation over the chosen transport, the baselines, the report. 0 if no two peers certified different things. */
-async function runOnce (o: SimnetOptions, out: Out): Promise<number> {
-  const seedBytes = (k: number): Uint8Array => Uint8Array.from({ length: 32 }, (_, i) => (o.seed * 131 + k * 17 + i) & 0xff)
+async function runOnce (given: SimnetOptions, out: Out): Promise<number> {
+  const seedBytes = (k: number): Uint8Array => Uint8Array.from({ length: 32 }, (_, i) => (given.seed * 131 + k * 17 + i) & 0xff)
   const backend = await selectBackend('auto')
   out(describeBackend(backend))
   out(describeMaskKernel(installMaskKernel()))
-  const data = loadSimData(o.dataset ?? BUNDLED_PNEUMONIAMNIST, seedBytes(2), { size: o.size, channels: o.channels })
+  const data = loadSimData(given.dataset ?? BUNDLED_PNEUMONIAMNIST, seedBytes(2), { size: given.size, channels: given.channels })
+  // the model named, or the default at the data's size, as manifest create chooses it
+  const o: ResolvedOptions = { ...given, modelId: given.modelId ?? defaultModelFor(data.train.height) }
+  if (given.modelId === null) out(`model ${o.modelId} (the default for ${data.train.height} px images)`)
   const parts = partition(data.train, o.n, o.partition, o.alpha, seedBytes(1))
   out(`${o.n} hospitals, ${o.partition === 'iid' ? 'IID' : `Dirichlet(α=${o.alpha})`} split of ${data.train.labels.length} training images: ${parts.map(p => `${p.length} (${classCounts(subset(data.train, p)).join('/')})`).join(', ')}`)
   const spec = { id: o.modelId, height: data.train.height, width: data.train.width, channels: data.train.channels, classes: data.train.classes.length, seed: o.seed }
@@ -77,7 +84,7 @@ async function runOnce (o: SimnetOptions, out: Out): Promise<number> {
 }
 
 /** What the transports are given: the options, the data and its split, the initial model, and how to judge a global model on the test split. */
-function simSetup (o: SimnetOptions, data: SimData, parts: number[][], seedBytes: (k: number) => Uint8Array, out: Out, evalModel: ReturnType<typeof buildModel>, evaluator: LocalTrainer): SimSetup {
+function simSetup (o: ResolvedOptions, data: SimData, parts: number[][], seedBytes: (k: number) => Uint8Array, out: Out, evalModel: ReturnType<typeof buildModel>, evaluator: LocalTrainer): SimSetup {
   const initialWeights = flattenWeights(evalModel)
   return {
     n: o.n, rounds: o.rounds, seed: o.seed, modelId: o.modelId, data, parts, training: o.training, aggregation: o.aggregation, patience: o.patience, slicing: o.slicing,

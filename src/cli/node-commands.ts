@@ -6,9 +6,10 @@ import { DataDirError } from '../node/datadir.ts'
 import { ConfigError, resolveConfig, DEFAULTS } from '../node/config.ts'
 import { flagSpec, optionsHelp, settingsFromFlags, type NodeCommand, type NodeSettings } from '../node/options.ts'
 import { isStorageError } from '../node/fsutil.ts'
-import { ManifestError, slicingFromFlags } from '../protocol/manifest.ts'
+import { AUGMENTATIONS, DEFAULT_GUARDS, ManifestError, slicingFromFlags } from '../protocol/manifest.ts'
 import * as setup from '../node/setup.ts'
 import { AGGREGATION_RULES, MODEL_IDS } from '../node/setup.ts'
+import { defaultModelFor } from '../training/model-ids.ts'
 import type { ManifestOptions } from '../node/setup.ts'
 
 type Out = (s: string) => void
@@ -89,7 +90,8 @@ export const manifestHelp = `Usage:
   medmesh manifest verify FILE
 
 create options:
-  --model ID              ${MODEL_IDS.join(' | ')} (default medmesh/cnn-small)
+  --model ID              ${MODEL_IDS.join(' | ')} (default: medmesh/cnn-small up to
+                          32 px, medmesh/gn-resnet above)
   --seed N                seed of the initial weights (default 1)
   --image-size N          square input size (default 28)   --channels 1|3 (default 1)   --classes N (default 2)
   --class-names A,B,...   the classes' names in label order (a member whose data names them otherwise is refused)
@@ -100,6 +102,10 @@ create options:
   --epochs E              local epochs per round (default 1)   --batch-size B (default 32)
   --learning-rate LR      (default 0.001)   --class-weighting balanced|none (default balanced)
   --prior-correction none|pooled  each site's loss corrected for its class mix against the pooled one (default none)
+  --warmup-steps N        the learning rate grows linearly over each site's first N steps (default ${DEFAULT_GUARDS.warmupSteps}; 0: none)
+  --clip-grad G           each step's gradient scaled down to global norm G, a guard against divergence (default ${DEFAULT_GUARDS.clipGradientNorm})
+  --weight-decay W        decoupled weight decay of the kernels (default ${DEFAULT_GUARDS.weightDecay}; 0: none)
+  --augmentation A        ${AUGMENTATIONS.join(' | ')}: augmentation for the modality (default: xray for grayscale, photo for colour)
   --patience P            stop after P eval rounds without a better validation AUC (default 0: never)
   --threshold T           Shamir threshold (default: a majority)
   --quorum Q              signatures that certify a round (default: the threshold)
@@ -151,6 +157,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     'dp-epsilon': { type: 'string' }, 'dp-delta': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' },
     channels: { type: 'string' }, 'lr-schedule': { type: 'string' }, 'schedule-rounds': { type: 'string' }, patience: { type: 'string' },
     epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string' }, 'prior-correction': { type: 'string' },
+    'warmup-steps': { type: 'string' }, 'clip-grad': { type: 'string' }, 'weight-decay': { type: 'string' }, augmentation: { type: 'string' },
     slices: { type: 'string' }, 'per-slice': { type: 'string' }
   } })
   if (values.name === undefined || values.out === undefined) throw new UsageError('--name and --out are required')
@@ -167,7 +174,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${v}'`)
     return n
   }
-  const modelId = oneOf('model', values.model, MODEL_IDS) ?? 'medmesh/cnn-small'
+  const modelId = oneOf('model', values.model, MODEL_IDS) ?? defaultModelFor(num(values['image-size'], 'image-size') ?? 28)
   const eps = num(values['dp-epsilon'], 'dp-epsilon')
   // --slices 0: all-to-all; absent: the default for the consortium's size
   const sliced = slicingFromFlags(num(values.slices, 'slices'), num(values['per-slice'], 'per-slice'))
@@ -178,6 +185,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     classNames: values['class-names'] === undefined ? undefined : values['class-names'].split(',').map(s => s.trim()), inferenceClients,
     channels: num(values.channels, 'channels'), schedule: oneOf('lr-schedule', values['lr-schedule'], ['constant', 'cosine', 'step']), scheduleRounds: num(values['schedule-rounds'], 'schedule-rounds'), patience: num(values.patience, 'patience'),
     epochs: num(values.epochs, 'epochs'), batchSize: num(values['batch-size'], 'batch-size'), learningRate: num(values['learning-rate'], 'learning-rate'), classWeighting: oneOf('class-weighting', values['class-weighting'], ['balanced', 'none']), priorCorrection: oneOf('prior-correction', values['prior-correction'], ['none', 'pooled']),
+    warmupSteps: num(values['warmup-steps'], 'warmup-steps'), clipGradientNorm: num(values['clip-grad'], 'clip-grad'), weightDecay: num(values['weight-decay'], 'weight-decay'), augmentation: oneOf('augmentation', values.augmentation, AUGMENTATIONS),
     threshold: num(values.threshold, 'threshold'), quorum: num(values.quorum, 'quorum'), minParticipants: num(values['min-participants'], 'min-participants'),
     phaseMs: num(values['phase-ms'], 'phase-ms'), roundMs: num(values['round-ms'], 'round-ms'), aggregation: oneOf('aggregation', values.aggregation, AGGREGATION_RULES), serverLr: num(values['server-lr'], 'server-lr'),
     dp: eps === undefined ? undefined : { epsilon: eps, delta: num(values['dp-delta'], 'dp-delta'), noise: num(values['dp-noise'], 'dp-noise'), clip: num(values['dp-clip'], 'dp-clip') },

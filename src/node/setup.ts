@@ -8,15 +8,15 @@ import { existsSync, readFileSync } from 'node:fs'
 import type { NodeIdentity } from '../privacy/index.ts'
 import { hex } from '../protocol/codec.ts'
 import {
-  AGGREGATION_RULES, consortiumId, defaultParams, defaultSlicing, memberIndex, signManifest as signManifestHash, validateManifest, verifySignedManifest,
-  type AggregationRule, type Manifest, type SignedManifest
+  AGGREGATION_RULES, DEFAULT_GUARDS, consortiumId, defaultParams, defaultSlicing, memberIndex, signManifest as signManifestHash, validateManifest, verifySignedManifest,
+  type AggregationRule, type Manifest, type SignedManifest, type TrainingParams
 } from '../protocol/manifest.ts'
 import { initialState, stateHash } from '../protocol/model.ts'
 import { bestModel } from '../protocol/validation.ts'
 import { ConfigError, resolveConfig, type NodeConfig } from './config.ts'
 import { DataDir } from './datadir.ts'
 import { atomicWrite } from './fsutil.ts'
-import { MODEL_IDS, type ModelId } from '../training/model-ids.ts'
+import { MODEL_IDS, defaultModelFor, type ModelId } from '../training/model-ids.ts'
 import { checkDataset } from './dataset.ts'
 
 export { AGGREGATION_RULES, MODEL_IDS }
@@ -66,6 +66,11 @@ export interface ManifestOptions {
   learningRate?: number
   classWeighting?: 'balanced' | 'none'
   priorCorrection?: 'none' | 'pooled'
+  /** the recipe's guards (absent: DEFAULT_GUARDS) and augmentation (absent: by channels) */
+  warmupSteps?: number
+  clipGradientNorm?: number
+  weightDecay?: number
+  augmentation?: TrainingParams['augmentation']
   /** eval rounds without a better validation AUC that end training (0: never early) */
   patience?: number
   /** sliced aggregation (PROTOCOL.md §8): each slice fetched, summed and unmasked by its perSlice aggregators; null: all-to-all; absent: `defaultSlicing` for the consortium's size */
@@ -74,10 +79,10 @@ export interface ManifestOptions {
 
 /** Build the model the manifest pins (its initial hash is what every member checks) and write the unsigned manifest to `file`. */
 export async function createManifest (file: string, o: ManifestOptions): Promise<{ manifest: Manifest, parameters: number }> {
-  const modelId = o.model ?? 'medmesh/cnn-small'
+  const size = o.imageSize ?? 28
+  const modelId = o.model ?? defaultModelFor(size)
   if (!MODEL_IDS.includes(modelId)) throw new ConfigError(`model must be one of ${MODEL_IDS.join(', ')}`)
   const seed = o.seed ?? 1
-  const size = o.imageSize ?? 28
   const channels = o.channels ?? 1
   const classes = o.classes ?? o.classNames?.length ?? 2
   const { selectBackend } = await import('../training/backend.ts')
@@ -100,7 +105,9 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
   params.training = {
     schedule: o.schedule ?? t.schedule, rounds: o.scheduleRounds ?? t.rounds, epochs: o.epochs ?? t.epochs, batchSize: o.batchSize ?? t.batchSize,
     learningRate: o.learningRate ?? t.learningRate, classWeighting: o.classWeighting ?? t.classWeighting,
-    ...(o.priorCorrection === undefined || o.priorCorrection === 'none' ? {} : { priorCorrection: o.priorCorrection })
+    ...(o.priorCorrection === undefined || o.priorCorrection === 'none' ? {} : { priorCorrection: o.priorCorrection }),
+    warmupSteps: o.warmupSteps ?? DEFAULT_GUARDS.warmupSteps, clipGradientNorm: o.clipGradientNorm ?? DEFAULT_GUARDS.clipGradientNorm, weightDecay: o.weightDecay ?? DEFAULT_GUARDS.weightDecay,
+    ...(o.augmentation === undefined ? {} : { augmentation: o.augmentation })
   }
   params.validation.patience = o.patience ?? params.validation.patience
   const slicing = o.slicing === undefined ? defaultSlicing(o.members.length) : o.slicing

@@ -6,12 +6,12 @@
  */
 import { availableParallelism } from 'node:os'
 import { hex } from '../protocol/codec.ts'
-import type { Manifest } from '../protocol/manifest.ts'
+import type { Manifest, TrainingParams } from '../protocol/manifest.ts'
 import { initialState, stateHash } from '../protocol/model.ts'
 import { PrivacyBudget, deriveKey, seededRandom, systemRandom, type RandomSource } from '../privacy/index.ts'
 import { describeBackend } from '../training/backend.ts'
 import type { Logger } from './logger.ts'
-import type { SiteSpec } from '../training/site.ts'
+import type { SiteOptions, SiteSpec } from '../training/site.ts'
 import { WorkerSite, type TrainingSite } from '../training/worker-site.ts'
 import type { ModelId } from '../training/models.ts'
 import { ConfigError, type NodeConfig } from './config.ts'
@@ -28,7 +28,7 @@ export function siteSpec (manifest: Manifest): SiteSpec {
  * override is returned as a warning to log, since it changes what this hospital contributes.
  */
 export function localRecipe (manifest: Manifest, config: Pick<NodeConfig, 'epochs' | 'batchSize' | 'learningRate'>): {
-  recipe: { epochs: number, batchSize: number, learningRate: number, classWeighting: 'balanced' | 'none', priorCorrection: 'none' | 'pooled' }, overrides: string[]
+  recipe: LocalRecipe, overrides: string[]
 } {
   const t = manifest.params.training
   const overrides: string[] = []
@@ -38,7 +38,20 @@ export function localRecipe (manifest: Manifest, config: Pick<NodeConfig, 'epoch
     overrides.push(`this node trains with ${key} ${own}, not the consortium's ${t[key]} (its configuration overrides the manifest)`)
     return own
   }
-  return { recipe: { epochs: pick('epochs'), batchSize: pick('batchSize'), learningRate: pick('learningRate'), classWeighting: t.classWeighting, priorCorrection: t.priorCorrection ?? 'none' }, overrides }
+  return { recipe: { epochs: pick('epochs'), batchSize: pick('batchSize'), learningRate: pick('learningRate'), classWeighting: t.classWeighting, priorCorrection: t.priorCorrection ?? 'none', ...recipeGuards(t) }, overrides }
+}
+
+/** A site's recipe as the manifest gives it (SiteOptions' recipe fields). */
+export type LocalRecipe = Pick<SiteOptions, 'epochs' | 'batchSize' | 'learningRate' | 'warmupSteps' | 'clipGradientNorm' | 'weightDecay' | 'augmentation'> & { classWeighting: 'balanced' | 'none', priorCorrection: 'none' | 'pooled' }
+
+/** The manifest's guards and augmentation as a site's options (absent fields stay absent: off, or augmentation by channels). */
+export function recipeGuards (t: TrainingParams): Pick<SiteOptions, 'warmupSteps' | 'clipGradientNorm' | 'weightDecay' | 'augmentation'> {
+  return {
+    ...(t.warmupSteps === undefined ? {} : { warmupSteps: t.warmupSteps }),
+    ...(t.clipGradientNorm === undefined ? {} : { clipGradientNorm: t.clipGradientNorm }),
+    ...(t.weightDecay === undefined ? {} : { weightDecay: t.weightDecay }),
+    ...(t.augmentation === undefined ? {} : { augmentation: t.augmentation })
+  }
 }
 
 /**

@@ -33,6 +33,15 @@ export interface AggregationParams {
 export const CLASS_WEIGHTINGS = ['balanced', 'none'] as const
 export const LR_SCHEDULES = ['constant', 'cosine', 'step'] as const
 export const PRIOR_CORRECTIONS = ['none', 'pooled'] as const
+/** augmentation by modality: X-ray (no flips), ultrasound (flips, gain and speckle), photograph (flips, colour), or none */
+export const AUGMENTATIONS = ['xray', 'ultrasound', 'photo', 'none'] as const
+
+/**
+ * The guards a new consortium's recipe gets (manifest create, simnet): a linear warm-up of the
+ * learning rate over each site's first steps, a bound on each step's gradient norm, decoupled
+ * weight decay. Absent from a manifest (one made before them): off, as it was trained then.
+ */
+export const DEFAULT_GUARDS = { warmupSteps: 50, clipGradientNorm: 5, weightDecay: 0.01 } as const
 
 export interface TrainingParams {
   schedule: typeof LR_SCHEDULES[number]
@@ -43,6 +52,14 @@ export interface TrainingParams {
   classWeighting: typeof CLASS_WEIGHTINGS[number]
   /** label-shift correction of the local loss towards the pooled class mix (absent: 'none') */
   priorCorrection?: typeof PRIOR_CORRECTIONS[number]
+  /** the learning rate grows linearly over each site's first steps (absent: none) */
+  warmupSteps?: number
+  /** each step's gradient scaled down to this global L2 norm (absent: none; DP-SGD clips per example anyway) */
+  clipGradientNorm?: number
+  /** decoupled weight decay on kernels (absent: none) */
+  weightDecay?: number
+  /** augmentation for the modality (absent: by channels, X-ray for grayscale, photograph for colour) */
+  augmentation?: typeof AUGMENTATIONS[number]
 }
 
 export interface ProtocolParams {
@@ -243,6 +260,10 @@ export function validateManifest (m: unknown): Manifest {
   num(p.training.learningRate, 'params.training.learningRate', 1e-9, 10)
   if (!(CLASS_WEIGHTINGS as readonly string[]).includes(p.training.classWeighting as string)) fail('params.training.classWeighting must be balanced or none')
   if (p.training.priorCorrection !== undefined && !(PRIOR_CORRECTIONS as readonly string[]).includes(p.training.priorCorrection as string)) fail('params.training.priorCorrection must be none or pooled')
+  if (p.training.warmupSteps !== undefined) num(p.training.warmupSteps, 'params.training.warmupSteps', 0, 1_000_000, true)
+  if (p.training.clipGradientNorm !== undefined) num(p.training.clipGradientNorm, 'params.training.clipGradientNorm', 1e-6, 1e6)
+  if (p.training.weightDecay !== undefined) num(p.training.weightDecay, 'params.training.weightDecay', 0, 1)
+  if (p.training.augmentation !== undefined && !(AUGMENTATIONS as readonly string[]).includes(p.training.augmentation as string)) fail(`params.training.augmentation must be one of ${AUGMENTATIONS.join(', ')}`)
   if (p.slicing !== undefined) validateSlicing(p.slicing, p.minParticipants)
   if (p.inference !== undefined) validateInferenceClients(p.inference, seen)
   const sorted = [...(members as Member[])].map(x => ({ peerId: x.peerId, name: x.name })).sort((a, b) => a.peerId < b.peerId ? -1 : 1)
@@ -284,7 +305,7 @@ export function defaultParams (members: number, modelSize: number, initialHash: 
     dp: { enabled: false, epsilon: 8, delta: 1e-5, noiseMultiplier: 1.0, clipNorm: 1.0 },
     aggregation: { rule: 'fedavg', serverLr: 1, beta1: 0.9, beta2: 0.99, tau: 1e-3 },
     validation: { bins: 1000, patience: 0 },
-    training: { schedule: 'constant', rounds: 10, epochs: 1, batchSize: 32, learningRate: 1e-3, classWeighting: 'balanced' }
+    training: { schedule: 'constant', rounds: 10, epochs: 1, batchSize: 32, learningRate: 1e-3, classWeighting: 'balanced', ...DEFAULT_GUARDS }
   }
 }
 

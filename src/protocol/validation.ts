@@ -151,30 +151,41 @@ export interface JudgedRound { model: LedgerEntry, figures: ValidationFigures, s
 /** how many rounds either side the choice averages over */
 export const SMOOTHING_RADIUS = 1
 
-/** Every validated model round, judged: its AUC averaged with its neighbours' and whether it is degenerate. */
-export function judgedRounds (ledger: Pick<Ledger, 'entries'>, classes: number): JudgedRound[] {
-  const history = validationHistory(ledger)
-  return history.map((h, i) => {
-    const near = history.slice(Math.max(0, i - SMOOTHING_RADIUS), i + SMOOTHING_RADIUS + 1).map(x => x.figures.auc).filter(a => !Number.isNaN(a))
-    return { ...h, smoothedAuc: Number.isNaN(h.figures.auc) || near.length === 0 ? NaN : near.reduce((a, b) => a + b, 0) / near.length, degenerate: degenerateReason(h.figures, classes) }
+/** Each of a series of validated rounds' figures judged: its AUC averaged with its neighbours' and whether it is degenerate. */
+export function judgeSeries (series: ValidationFigures[], classes: number): Array<{ smoothedAuc: number, degenerate: string | null }> {
+  return series.map((f, i) => {
+    const near = series.slice(Math.max(0, i - SMOOTHING_RADIUS), i + SMOOTHING_RADIUS + 1).map(x => x.auc).filter(a => !Number.isNaN(a))
+    return { smoothedAuc: Number.isNaN(f.auc) || near.length === 0 ? NaN : near.reduce((a, b) => a + b, 0) / near.length, degenerate: degenerateReason(f, classes) }
   })
 }
 
 /**
- * The model round to use. With 15–25 validation images per hospital one round's pooled AUC moves
- * by several points from noise alone (its standard error is about 0.03–0.05 at 100 images), so
- * picking the single best round picks noise: the round chosen is the one whose AUC averaged with
- * its neighbours' (one round either side) is highest, that is a model in a stretch of training
- * that was good, not one lucky evaluation. A degenerate round is never chosen while a round that
- * is not degenerate exists. Earliest among equals; undefined before any eval round or when no
- * round has an AUC.
+ * Which of the judged rounds to use. With 15–25 validation images per hospital one round's pooled
+ * AUC moves by several points from noise alone (its standard error is about 0.03–0.05 at 100
+ * images), so picking the single best round picks noise: the round chosen is the one whose AUC
+ * averaged with its neighbours' (one round either side) is highest, a model in a stretch of
+ * training that was good, not one lucky evaluation. A degenerate round is never chosen while a
+ * round that is not degenerate exists. Earliest among equals; -1 when no round has an AUC.
  */
-export function bestModel (ledger: Pick<Ledger, 'entries'>, classes = 2): JudgedRound | undefined {
-  const judged = judgedRounds(ledger, classes).filter(j => !Number.isNaN(j.smoothedAuc))
-  const healthy = judged.filter(j => j.degenerate === null)
-  let best: JudgedRound | undefined
-  for (const j of healthy.length > 0 ? healthy : judged) if (best === undefined || j.smoothedAuc > best.smoothedAuc) best = j
+export function chooseIndex (judged: ReadonlyArray<{ smoothedAuc: number, degenerate: string | null }>): number {
+  const withAuc = judged.map((j, i) => ({ ...j, i })).filter(j => !Number.isNaN(j.smoothedAuc))
+  const healthy = withAuc.filter(j => j.degenerate === null)
+  let best = -1
+  for (const j of healthy.length > 0 ? healthy : withAuc) if (best < 0 || j.smoothedAuc > judged[best].smoothedAuc) best = j.i
   return best
+}
+
+/** Every validated model round of a ledger, judged (judgeSeries). */
+export function judgedRounds (ledger: Pick<Ledger, 'entries'>, classes: number): JudgedRound[] {
+  const history = validationHistory(ledger)
+  const judged = judgeSeries(history.map(h => h.figures), classes)
+  return history.map((h, i) => ({ ...h, ...judged[i] }))
+}
+
+/** The model round to use (chooseIndex), or undefined before any eval round or when no round has an AUC. */
+export function bestModel (ledger: Pick<Ledger, 'entries'>, classes = 2): JudgedRound | undefined {
+  const judged = judgedRounds(ledger, classes)
+  return judged[chooseIndex(judged)]
 }
 
 /** Whether `patience` eval rounds in a row have not improved on the best validation AUC before them (0: never stop early). */

@@ -1,19 +1,31 @@
 /**
  * Augmentation suited to the modality, seeded, on the raw batch (channels last):
- * - grayscale (X-ray, ultrasound): small random affine transforms (rotation up to ±8°, scale
- *   0.92–1.08, shift up to ±2 px), bilinear sampling, edges filled with the nearest pixel. No
- *   flips: in a chest X-ray the heart is on the left.
- * - colour (fundus, dermoscopy, histology): orientation carries no meaning, so horizontal flips
- *   and larger rotations, and a small brightness and contrast jitter for the camera.
+ * - X-ray: small random affine transforms (rotation up to ±8°, scale 0.92–1.08, shift up to
+ *   ±2 px at 28 px, in proportion at other sizes), bilinear sampling, edges filled with the
+ *   nearest pixel. No flips: in a chest X-ray the heart is on the left.
+ * - ultrasound: the probe may be held either way, and gain and depth settings vary between
+ *   machines and sonographers: horizontal flips, slightly larger affine transforms, and a
+ *   brightness and contrast jitter.
+ * - photograph (fundus, dermoscopy, histology): orientation carries no meaning, so horizontal
+ *   flips and larger rotations, and a small brightness and contrast jitter for the camera.
  */
 import { seededRandom, uniformDoubles, type RandomSource } from '../privacy/index.ts'
 
 export interface AugmentOptions { maxRotationDeg: number, maxScale: number, maxShift: number, flip: boolean, colourJitter: number }
 export const XRAY_AUGMENT: AugmentOptions = { maxRotationDeg: 8, maxScale: 0.08, maxShift: 2, flip: false, colourJitter: 0 }
 export const COLOUR_AUGMENT: AugmentOptions = { maxRotationDeg: 15, maxScale: 0.08, maxShift: 2, flip: true, colourJitter: 0.1 }
+export const ULTRASOUND_AUGMENT: AugmentOptions = { maxRotationDeg: 10, maxScale: 0.1, maxShift: 2, flip: true, colourJitter: 0.15 }
 
-/** The augmentation for images of this many channels. */
-export const augmentFor = (channels: number): AugmentOptions => channels === 3 ? COLOUR_AUGMENT : XRAY_AUGMENT
+export const MODALITIES = ['xray', 'ultrasound', 'photo'] as const
+export type Modality = typeof MODALITIES[number]
+
+/** The augmentation for a modality, or by default for images of this many channels (X-ray for grayscale, photograph for colour). */
+export function augmentFor (channels: number, modality?: Modality): AugmentOptions {
+  if (modality === 'ultrasound') return ULTRASOUND_AUGMENT
+  if (modality === 'photo') return COLOUR_AUGMENT
+  if (modality === 'xray') return XRAY_AUGMENT
+  return channels === 3 ? COLOUR_AUGMENT : XRAY_AUGMENT
+}
 
 export class Augmenter {
   readonly #rng: RandomSource
@@ -32,12 +44,14 @@ export class Augmenter {
     const u = shard === undefined ? all : all.subarray(draws * shard.from)
     const src = new Float32Array(h * w * c)
     const cy = (h - 1) / 2; const cx = (w - 1) / 2
+    // shifts are given in pixels at 28 px: the same share of the image at any size
+    const shiftScale = Math.max(h, w) / 28
     for (let i = 0; i < count; i++) {
       const r = u.subarray(draws * i, draws * (i + 1))
       const angle = (r[0] * 2 - 1) * o.maxRotationDeg * Math.PI / 180
       const scale = 1 + (r[1] * 2 - 1) * o.maxScale
-      const dy = (r[2] * 2 - 1) * o.maxShift
-      const dx = (r[3] * 2 - 1) * o.maxShift
+      const dy = (r[2] * 2 - 1) * o.maxShift * shiftScale
+      const dx = (r[3] * 2 - 1) * o.maxShift * shiftScale
       const flip = o.flip && r[4] < 0.5
       const img = images.subarray(i * h * w * c, (i + 1) * h * w * c)
       src.set(img)
@@ -57,7 +71,7 @@ export class Augmenter {
           }
         }
       }
-      if (o.colourJitter > 0 && c === 3) {
+      if (o.colourJitter > 0) {
         const brightness = (r[5] * 2 - 1) * o.colourJitter
         const contrast = 1 + (r[6] * 2 - 1) * o.colourJitter
         for (let k = 0; k < img.length; k++) img[k] = Math.min(1, Math.max(0, (img[k] - 0.5) * contrast + 0.5 + brightness))

@@ -14,6 +14,8 @@ export interface ClinicalMetrics {
   mcc: number
   /** confusion[true][predicted] */
   confusion: number[][]
+  /** more than two classes: each class's one-vs-rest AUC (for normal / bacterial / viral, normal's is the AUC of pneumonia against normal) */
+  classAucs?: number[]
 }
 
 /** ROC-AUC as the Mann–Whitney statistic (ties count one half). NaN when a class is absent. */
@@ -59,7 +61,7 @@ export function clinicalMetrics (probs: Float32Array, labels: Int32Array, classe
     const denom = Math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
     mcc = denom === 0 ? 0 : (tp * tn - fp * fn) / denom
   }
-  return { n, accuracy: n === 0 ? NaN : correct / n, auc, sensitivity, specificity, mcc, confusion }
+  return { n, accuracy: n === 0 ? NaN : correct / n, auc, sensitivity, specificity, mcc, confusion, ...(classes > 2 ? { classAucs: aucs } : {}) }
 }
 
 export function formatMetrics (m: ClinicalMetrics): string {

@@ -12,6 +12,7 @@ import { learningRateAt, type LrSchedule } from './schedule.ts'
 import { buildModel, flattenWeights, setFlatWeights, type ModelId } from './models.ts'
 import { LocalTrainer, type DataParallel, type TrainResult } from './trainer.ts'
 import type { ClinicalMetrics } from './metrics.ts'
+import type { Modality } from './augment.ts'
 import type * as tfl from '@tensorflow/tfjs-layers'
 
 export { loadSiteData, checkFit, fitData, SiteDataError, type SiteData } from './site-data.ts'
@@ -44,6 +45,12 @@ export interface SiteOptions {
   priorCorrection?: 'none' | 'pooled'
   /** the local optimiser (default Adam) */
   optimizer?: 'adam' | 'sgd'
+  /** the guards of the recipe (trainer.ts): warm-up steps, gradient-norm bound, decoupled weight decay; absent: off */
+  warmupSteps?: number
+  clipGradientNorm?: number
+  weightDecay?: number
+  /** augmentation for the modality, or 'none' (default: by channels) */
+  augmentation?: Modality | 'none'
   seed: Uint8Array
   budget: PrivacyBudget | null
   /** DP noise from this generator instead of the CSPRNG: simulations that must repeat, never real data */
@@ -122,7 +129,11 @@ export class Site {
       learningRate: learningRateAt(this.options.learningRate, this.spec.schedule ?? { kind: 'constant' }, modelRound),
       optimizer: this.options.optimizer,
       seed: Uint8Array.from(this.options.seed.map((b, i) => i === 0 ? b ^ (round & 0xff) : i === 1 ? b ^ ((round >> 8) & 0xff) : b)),
-      augment: true,
+      augment: this.options.augmentation !== 'none',
+      modality: this.options.augmentation === 'none' ? undefined : this.options.augmentation,
+      warmupSteps: this.options.warmupSteps,
+      clipGradientNorm: dp === null ? this.options.clipGradientNorm : undefined,
+      weightDecay: this.options.weightDecay,
       classWeighting: this.options.classWeighting ?? 'balanced',
       classFrequencies: this.classFrequencies ?? undefined,
       priorCorrection: this.options.priorCorrection,

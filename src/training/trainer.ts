@@ -11,7 +11,7 @@ import {
   BudgetExceededError, PrivacyBudget, gaussianNoise, poissonSample, seededRandom, systemRandom, uniformDoubles, deriveKey,
   type RandomSource
 } from '../privacy/index.ts'
-import { Augmenter, augmentFor } from './augment.ts'
+import { Augmenter, augmentFor, type Modality } from './augment.ts'
 import { floatsOf, type ImageDataset } from './data/dataset.ts'
 import { classWeights, exampleLosses, priorShift } from './class-balance.ts'
 import { normaliseInPlace, type Normalisation } from './data/stats.ts'
@@ -56,6 +56,8 @@ export interface TrainOptions {
   learningRate: number
   optimizer?: 'adam' | 'sgd'
   augment?: boolean
+  /** which augmentation (augment.ts; default by channels: X-ray for grayscale, photograph for colour) */
+  modality?: Modality
   classWeighting?: 'none' | 'balanced'
   /**
    * with 'balanced': the class frequencies to balance, the consortium's pooled ones from the
@@ -142,7 +144,7 @@ export class LocalTrainer {
     if (o.dp !== undefined && hasBatchNorm(this.model)) throw new Error('DP-SGD needs per-example gradients, which BatchNorm breaks: use a model without it (cnn-small, cnn-gn or a -gn ResNet)')
     const round = this.#round++
     const rng = seededRandom(deriveKey(o.seed, 'seeded-random', Uint8Array.of(round & 0xff, (round >> 8) & 0xff)))
-    const augmenter = o.augment === true ? new Augmenter(deriveKey(o.seed, 'seeded-random', Uint8Array.of(0xa0, round & 0xff)), augmentFor(data.channels)) : null
+    const augmenter = o.augment === true ? new Augmenter(deriveKey(o.seed, 'seeded-random', Uint8Array.of(0xa0, round & 0xff)), augmentFor(data.channels, o.modality)) : null
     const weights = classWeights(data, o.classWeighting ?? 'none', o.classFrequencies)
     this.#shift = o.priorCorrection === 'pooled' && o.classFrequencies !== undefined ? priorShift(data, o.classFrequencies) : null
     const steps = o.steps ?? Math.max(1, Math.round((o.epochs as number) * n / o.batchSize))

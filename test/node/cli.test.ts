@@ -1,4 +1,5 @@
 import { test } from 'uvu'
+import { DEFAULT_GUARDS } from '../../src/protocol/manifest.ts'
 import * as assert from 'uvu/assert'
 import { mkdtempSync, rmSync, writeFileSync, statSync, readFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -65,7 +66,7 @@ test('a manifest missing a founder\'s signature is refused by join', () => {
   const ids = dirs.map(d => cli('init', '--data-dir', d).stdout.trim())
   const file = join(root, 'two.json')
   assert.is(cli('manifest', 'create', '--name', 'two', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', file, '--epochs', '2', '--batch-size', '16', '--class-weighting', 'none').status, 0)
-  assert.equal(JSON.parse(readFileSync(file, 'utf8')).manifest.params.training, { schedule: 'constant', rounds: 10, epochs: 2, batchSize: 16, learningRate: 0.001, classWeighting: 'none' })
+  assert.equal(JSON.parse(readFileSync(file, 'utf8')).manifest.params.training, { schedule: 'constant', rounds: 10, epochs: 2, batchSize: 16, learningRate: 0.001, classWeighting: 'none', ...DEFAULT_GUARDS })
   assert.is(cli('manifest', 'sign', '--data-dir', dirs[0], file).status, 0)
   const j = cli('join', '--data-dir', dirs[0], '--manifest', file)
   assert.is(j.status, 78)
@@ -158,9 +159,9 @@ test('the local recipe comes from the manifest; a node\'s own epochs, batch size
   const manifest = { version: 1 as const, name: 'c', members: [], params: defaultParams(3, 10, '0'.repeat(64)) }
   manifest.params.training = { ...manifest.params.training, epochs: 2, batchSize: 16, learningRate: 0.01, classWeighting: 'none' }
   const plain = localRecipe(manifest, { epochs: null, batchSize: null, learningRate: null })
-  assert.equal(plain, { recipe: { epochs: 2, batchSize: 16, learningRate: 0.01, classWeighting: 'none', priorCorrection: 'none' }, overrides: [] })
+  assert.equal(plain, { recipe: { epochs: 2, batchSize: 16, learningRate: 0.01, classWeighting: 'none', priorCorrection: 'none', ...DEFAULT_GUARDS }, overrides: [] })
   const own = localRecipe(manifest, { epochs: 0.5, batchSize: 16, learningRate: null })
-  assert.equal(own.recipe, { epochs: 0.5, batchSize: 16, learningRate: 0.01, classWeighting: 'none', priorCorrection: 'none' })
+  assert.equal(own.recipe, { epochs: 0.5, batchSize: 16, learningRate: 0.01, classWeighting: 'none', priorCorrection: 'none', ...DEFAULT_GUARDS })
   // the prior correction is the consortium's too
   assert.is(localRecipe({ ...manifest, params: { ...manifest.params, training: { ...manifest.params.training, priorCorrection: 'pooled' } } }, { epochs: null, batchSize: null, learningRate: null }).recipe.priorCorrection, 'pooled')
   assert.is(own.overrides.length, 1)

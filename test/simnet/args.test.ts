@@ -1,5 +1,6 @@
 /** simnet's flags: their defaults and recipes, and every bad one a UsageError, which `medmesh simnet` turns into exit 64. */
 import { test } from 'uvu'
+import { DEFAULT_GUARDS } from '../../src/protocol/manifest.ts'
 import * as assert from 'uvu/assert'
 import { parseSimnetArgs, slicingOf, RECIPE, DP_RECIPE, type SimnetOptions } from '../../scripts/simnet/args.ts'
 import { UsageError, EXIT } from '../../src/cli/main.ts'
@@ -27,7 +28,7 @@ const refused = (args: string[], message: RegExp): void => {
 test('defaults: five hospitals, ten rounds over TCP, the recipe without DP, sliced aggregation as a consortium of five gets it', () => {
   const o = run([])
   assert.is(o.n, 5); assert.is(o.rounds, 10); assert.is(o.seed, 1); assert.is(o.transport, 'tcp'); assert.is(o.partition, 'dirichlet'); assert.is(o.alpha, 1)
-  assert.equal(o.training, { schedule: 'constant', rounds: 10, epochs: Number(RECIPE.epochs), batchSize: Number(RECIPE['batch-size']), learningRate: Number(RECIPE['learning-rate']), classWeighting: 'balanced' })
+  assert.equal(o.training, { schedule: 'constant', rounds: 10, epochs: Number(RECIPE.epochs), batchSize: Number(RECIPE['batch-size']), learningRate: Number(RECIPE['learning-rate']), classWeighting: 'balanced', ...DEFAULT_GUARDS })
   assert.equal(o.aggregation, { rule: RECIPE.aggregation, serverLr: 1, beta1: Number(RECIPE.momentum) })
   assert.equal(o.schedule, { kind: 'constant' })
   assert.is(o.dp, null)

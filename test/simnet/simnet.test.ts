@@ -88,6 +88,23 @@ test('colour and five classes end to end: RetinaMNIST through secure aggregation
   }
 })
 
+test('a recipe made to diverge: every round flagged degenerate in the progress, the report and its summary, never silently', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
+  try {
+    const lines: string[] = []
+    // Adam at 9.9 with the guards off: every prediction saturates on one class within the first round
+    const code = await runSimnet(['--transport', 'memory', '--nodes', '3', '--rounds', '2', '--epochs', '0.3', '--learning-rate', '9.9', '--warmup-steps', '0', '--clip-grad', '1000000', '--partition', 'iid', '--no-baselines', '--out', out], s => lines.push(s))
+    assert.is(code, 0, lines.join('\n'))
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'))
+    assert.equal(report.degenerateRounds, [1, 2])
+    assert.match(report.chosenDegenerate, /tied|one class/)
+    assert.ok(lines.filter(l => /^round \d: certified.*\(DEGENERATE: /.test(l)).length === 2, lines.join('\n'))
+    assert.match(readFileSync(join(out, 'report.html'), 'utf8'), /WARNING: the chosen model is DEGENERATE/)
+  } finally {
+    rmSync(out, { recursive: true, force: true })
+  }
+})
+
 test('faults: a crash and restart, a malicious hospital and dropouts; rounds still certify, no conflicting certificates', async () => {
   const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
   try {

@@ -227,4 +227,33 @@ test('the line of a finished training names the ε spent and an early stop only 
     'round 4: trained 1200 images in 12.3 s (97 images/s), ε spent 1.235 — privacy budget spent')
 })
 
+test('a real site whose recipe diverges: the non-finite training is refused, logged as such, and nothing is sent', async () => {
+  const { Site } = await import('../../../src/training/site.ts')
+  const { loadMedMnist, BUNDLED_PNEUMONIAMNIST } = await import('../../../src/training/data/npz.ts')
+  const { subset } = await import('../../../src/training/data/dataset.ts')
+  const d = loadMedMnist(BUNDLED_PNEUMONIAMNIST)
+  // SGD at 1e38 on the linear model: the weights reach float32's limit within a step or two
+  const site = await Site.open({ model: { id: 'medmesh/linear', seed: 1 }, input: { size: 28, channels: 1 }, classes: 2, dp: null }, { train: subset(d.train, Array.from({ length: 64 }, (_, i) => i)), val: null, test: null },
+    { epochs: 1, batchSize: 16, learningRate: 1e38, optimizer: 'sgd', seed: new Uint8Array(32), budget: null })
+  const inputs: number[] = []
+  const clock = new ManualClock()
+  const { log, lines } = recordingLogger()
+  let round: RoundView | null = null
+  const scheduler = createTrainingScheduler({
+    site: { ...site, options: site.options, lastTrain: null, update: async (w: Float32Array, r: number) => site.update(w, r), statsInput: () => site.statsInput() } as unknown as TrainingSite,
+    round: () => round, weights: () => site.initialWeights(), stateCurrent: () => true, lastModelRound: () => undefined, log, metrics: createMetrics(), validation: { classes: 2, bins: 10 },
+    setInput: values => inputs.push(values.length), saveBudget: () => {}, clock
+  }, { laterMs: 50 })
+  scheduler.start()
+  scheduler.roundStarted(1, 'update')
+  round = { number: 1, kind: 'update', phase: 'masked-input', inputExpected: true, done: false }
+  scheduler.phaseEntered()
+  await clock.advance(50)
+  await settle()
+  assert.is(inputs.length, 0, 'no input from a diverged training')
+  assert.ok(lines.some(l => l.level === 'error' && /round 1: training failed, this node sends no input this round: training diverged: the (loss became|weights hold)/.test(l.msg)), JSON.stringify(lines))
+  scheduler.stop()
+  site.dispose()
+})
+
 test.run()

@@ -39,7 +39,7 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --channels C         1 or 3 for image folders (default: 3 if any image is in colour, else 1)
   --partition P        iid | dirichlet (default dirichlet)   --alpha A (default 1.0)
   --model ID           ${MODEL_IDS.join(' | ')} (default: medmesh/cnn-small
-                       up to 32 px, medmesh/gn-resnet above)
+                       up to 32 px, medmesh/cnn-gn-stem above)
   --epochs E           local epochs per round (default ${RECIPE.epochs}; with DP ${DP_RECIPE.epochs})   --batch-size B (default ${RECIPE['batch-size']}; with DP ${DP_RECIPE['batch-size']})
   --learning-rate LR   local Adam learning rate (default ${RECIPE['learning-rate']}; with DP ${DP_RECIPE['learning-rate']})   --class-weighting ${CLASS_WEIGHTINGS.join('|')} (default balanced)
   --prior-correction P none | pooled: each hospital's loss corrected for its class mix against the

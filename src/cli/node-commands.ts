@@ -91,7 +91,7 @@ export const manifestHelp = `Usage:
 
 create options:
   --model ID              ${MODEL_IDS.join(' | ')} (default: medmesh/cnn-small up to
-                          32 px, medmesh/gn-resnet above)
+                          32 px, medmesh/cnn-gn-stem above)
   --seed N                seed of the initial weights (default 1)
   --image-size N          square input size (default 28)   --channels 1|3 (default 1)   --classes N (default 2)
   --class-names A,B,...   the classes' names in label order (a member whose data names them otherwise is refused)

@@ -13,6 +13,8 @@
  *   per-example gradients.
  * - medmesh/resnet18@1 and medmesh/resnet18-gn@1: the usual ResNet-18 for inputs of 64 px and
  *   more: a 7×7 stem with stride 2 and a 3×3 max pooling with stride 2, then the same stages.
+ * - medmesh/cnn-gn-stem@1 (cnn-gn-stem.ts): the default above 32 px: a stem of stride-2
+ *   convolutions by resolution, three stages of two GroupNorm convolutions, global average pooling.
  * - medmesh/he-cnn@1: made for encrypted inference (src/inference/he-layout.ts): one 7×7
  *   convolution with stride 3 and 4 filters, x², a 64-unit dense layer, x², a dense layer and a
  *   softmax; only additions and multiplications before the softmax, so that CKKS evaluates it
@@ -26,7 +28,7 @@ import * as tf from '@tensorflow/tfjs-core'
 import * as tfl from '@tensorflow/tfjs-layers'
 
 import { MODEL_IDS, type ModelId } from './model-ids.ts'
-import { gnResnet } from './gn-resnet.ts'
+import { cnnGroupNormStem } from './cnn-gn-stem.ts'
 import { GroupNorm } from './group-norm.ts'
 
 export { GroupNorm }
@@ -148,7 +150,7 @@ export function buildModel (spec: ModelSpec): tfl.LayersModel {
     case 'medmesh/resnet18-gn': return resnet18(spec, 'group', 'imagenet')
     case 'medmesh/linear': return linear(spec)
     case 'medmesh/he-cnn': return heCnn(spec)
-    case 'medmesh/gn-resnet': return gnResnet(spec)
+    case 'medmesh/cnn-gn-stem': return cnnGroupNormStem(spec)
     default: throw new Error(`unknown model '${String(spec.id)}': known models are ${MODEL_IDS.join(', ')}`)
   }
 }

@@ -8,10 +8,10 @@
 import * as tf from '@tensorflow/tfjs-core'
 import type * as tfl from '@tensorflow/tfjs-layers'
 import {
-  BudgetExceededError, PrivacyBudget, gaussianNoise, poissonSample, seededRandom, systemRandom, uniformDoubles, deriveKey,
+  BudgetExceededError, gaussianNoise, poissonSample, seededRandom, systemRandom, uniformDoubles, deriveKey,
   type RandomSource
 } from '../privacy/index.ts'
-import { Augmenter, augmentFor, type Modality } from './augment.ts'
+import { Augmenter, augmentFor } from './augment.ts'
 import { floatsOf, type ImageDataset } from './data/dataset.ts'
 import { classWeights, exampleLosses, priorShift } from './class-balance.ts'
 import { normaliseInPlace, type Normalisation } from './data/stats.ts'
@@ -19,99 +19,11 @@ import { clinicalMetrics, type ClinicalMetrics } from './metrics.ts'
 import { hasBatchNorm } from './models.ts'
 import { clippedGradientSum, unbatchable } from './per-example.ts'
 import { unfuseConvolutions } from './unfused.ts'
+import { NonFiniteTrainingError, allFinite, clipByGlobalNorm, decayKernels, setOptimizerRate, warmupRate } from './guards.ts'
+import type { DataParallel, TrainOptions, TrainResult } from './train-options.ts'
 
-export interface DpOptions {
-  noiseMultiplier: number
-  clipNorm: number
-  budget: PrivacyBudget
-  /**
-   * where the noise comes from (default: the operating system's CSPRNG); with several workers
-   * (`parallel`) each draws the noise of its own coordinates, so each needs its own generator
-   */
-  noiseRandom?: RandomSource
-  /**
-   * how the per-example gradients are computed: for the whole batch at once where the model's
-   * layers allow (per-example.ts, the default), or one backward pass per example (the reference)
-   */
-  gradients?: 'batched' | 'per-example-passes'
-}
-
-/**
- * Data parallelism: this trainer is worker `index` of `count`, each holding the same model; every
- * step's batch is split among them, each computes the gradient of its share, `allReduce` sums
- * them (in worker order, so the total does not depend on timing) and every worker applies the
- * same total, so the replicas stay identical. BatchNorm layers normalise over a worker's share.
- */
-export interface DataParallel {
-  index: number
-  count: number
-  /** the element-wise sum of this vector over every worker, the same on each */
-  allReduce: (values: Float32Array) => Float32Array
-}
-
-export interface TrainOptions {
-  epochs?: number
-  steps?: number
-  batchSize: number
-  learningRate: number
-  optimizer?: 'adam' | 'sgd'
-  augment?: boolean
-  /** which augmentation (augment.ts; default by channels: X-ray for grayscale, photograph for colour) */
-  modality?: Modality
-  classWeighting?: 'none' | 'balanced'
-  /**
-   * with 'balanced': the class frequencies to balance, the consortium's pooled ones from the
-   * statistics round (default: this data's own). Balancing each hospital by its own counts would
-   * make the federated objective a different one from training on the pooled data: a hospital
-   * with few examples of a class would weigh each of them many times over.
-   */
-  classFrequencies?: ArrayLike<number>
-  /**
-   * Label-shift correction (logit adjustment, Menon et al. 2021; FedLC, Zhang et al. 2022): the
-   * loss is taken over log p + log(π_local / π_pooled), for this data's own class frequencies
-   * π_local and the consortium's pooled ones (`classFrequencies`). The model then learns the
-   * pooled data's posterior at every site instead of drifting towards each site's own class mix,
-   * which under label skew pulls the averaged model's decision thresholds apart. 'none' (the
-   * default) is plain cross-entropy; so is 'pooled' where the two mixes agree.
-   */
-  priorCorrection?: 'none' | 'pooled'
-  normalisation?: Normalisation
-  /** 32 bytes: shuffling, augmentation and sampling follow from it */
-  seed: Uint8Array
-  dp?: DpOptions
-  parallel?: DataParallel
-  /**
-   * a guard, not a regulariser: a step's gradient whose global L2 norm exceeds this is scaled down
-   * to it (without DP; DP-SGD clips each example's gradient already). One bad batch at a high
-   * resolution can otherwise throw Adam's weights far enough that every prediction saturates.
-   */
-  clipGradientNorm?: number
-  /** decoupled weight decay (AdamW, Loshchilov and Hutter 2019) on kernels (rank ≥ 2), per step: w ← w − lr·wd·w */
-  weightDecay?: number
-  /** the learning rate grows linearly over this trainer's first steps (counted across rounds), from 1/warmupSteps of it */
-  warmupSteps?: number
-}
-
-/**
- * Training produced a value that is not a finite number (the loss, so the gradients, or the
- * weights): the round's training ends and its update must not be sent, since it would poison
- * the sum every member certifies.
- */
-export class NonFiniteTrainingError extends Error {
-  constructor (message: string) { super(message); this.name = 'NonFiniteTrainingError' }
-}
-
-export interface TrainResult {
-  examples: number
-  steps: number
-  meanLoss: number
-  seconds: number
-  imagesPerSecond: number
-  /** ε spent so far (DP only) */
-  epsilon: number | null
-  /** why training stopped early, if it did (the privacy budget) */
-  stoppedEarly: string | null
-}
+export type { DataParallel, DpOptions, TrainOptions, TrainResult } from './train-options.ts'
+export { NonFiniteTrainingError, allFinite, clipByGlobalNorm } from './guards.ts'
 
 export class LocalTrainer {
   readonly model: tfl.LayersModel
@@ -285,28 +197,14 @@ export class LocalTrainer {
     })
   }
 
-  /** the learning rate of this step during the warm-up (the rate is the optimiser's own afterwards) */
+  /** the learning rate of this step (guards.ts warmupRate), set on the optimiser */
   #warmUp (optimizer: tf.Optimizer, o: TrainOptions): void {
-    const w = o.warmupSteps ?? 0
-    const rate = w > 0 ? o.learningRate * Math.min(1, (this.#stepsTaken + 1) / w) : o.learningRate
-    // Adam reads its rate at every step; SGD keeps it as a tensor that only setLearningRate renews
-    const opt = optimizer as unknown as { learningRate: number, setLearningRate?: (r: number) => void }
-    if (opt.learningRate === rate) return
-    if (opt.setLearningRate !== undefined) opt.setLearningRate(rate); else opt.learningRate = rate
+    setOptimizerRate(optimizer, warmupRate(o.learningRate, o.warmupSteps ?? 0, this.#stepsTaken))
   }
 
   /** decoupled weight decay of the kernels after a step, at this step's learning rate */
   #decayWeights (o: TrainOptions): void {
-    const wd = o.weightDecay ?? 0
-    if (wd <= 0) return
-    const w = o.warmupSteps ?? 0
-    const rate = w > 0 ? o.learningRate * Math.min(1, (this.#stepsTaken + 1) / w) : o.learningRate
-    tf.tidy(() => {
-      for (const lv of this.model.trainableWeights) {
-        const v = lv.read() as tf.Variable
-        if (v.rank >= 2) v.assign(tf.mul(v, 1 - rate * wd))
-      }
-    })
+    decayKernels(this.model, warmupRate(o.learningRate, o.warmupSteps ?? 0, this.#stepsTaken), o.weightDecay ?? 0)
   }
 
   /** end the round's training: the optimiser's moments may hold the same values, so it starts afresh next round */
@@ -438,23 +336,4 @@ function shuffled (n: number, rng: RandomSource): number[] {
     [idx[i], idx[j]] = [idx[j], idx[i]]
   }
   return idx
-}
-
-/** Whether every value is a finite number. */
-export function allFinite (values: ArrayLike<number>): boolean {
-  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return false
-  return true
-}
-
-/** The gradients scaled so that their global L2 norm is at most `maxNorm` (unchanged without one). */
-export function clipByGlobalNorm (grads: tf.NamedTensorMap, maxNorm: number | undefined): tf.NamedTensorMap {
-  if (maxNorm === undefined || !(maxNorm > 0)) return grads
-  return tf.tidy(() => {
-    const names = Object.keys(grads)
-    const norm = tf.sqrt(tf.addN(names.map(k => tf.sum(tf.square(grads[k])))))
-    const factor = tf.minimum(1, tf.div(maxNorm, tf.add(norm, 1e-6)))
-    const out: tf.NamedTensorMap = {}
-    for (const k of names) out[k] = tf.mul(grads[k], factor)
-    return out
-  })
 }

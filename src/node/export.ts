@@ -12,7 +12,13 @@ import { consortiumId } from '../protocol/manifest.ts'
 import { judgedRounds } from '../protocol/validation.ts'
 import { countParameters, buildModel } from '../training/models.ts'
 import { layersArtifacts } from '../training/predict.ts'
-import { chosenModel } from './chosen-model.ts'
+import { chosenModel, type ChosenModel } from './chosen-model.ts'
+import { resolveConfig } from './config.ts'
+import { readSiteData } from './dataset.ts'
+import { empiricalCoverage } from '../protocol/conformal.ts'
+import { fitData } from '../training/site-data.ts'
+import { withWeights } from '../training/predict.ts'
+import { LocalTrainer } from '../training/trainer.ts'
 import { storedSiteReports } from './services/site-reports.ts'
 import { DataDir } from './datadir.ts'
 import { atomicWrite, ensureDir } from './fsutil.ts'
@@ -61,8 +67,9 @@ export async function exportModel (dataDir: string, out: string, o: { round?: nu
     },
     federatedValidation: history,
     // split conformal prediction (protocol/conformal.ts): the classes whose probability reaches the
-    // threshold form a set that holds the true class with at least this probability
-    predictionSets: chosen.conformal,
+    // threshold form a set that holds the true class with at least this probability; measured on
+    // this member's test split where it has one
+    predictionSets: predictionSetsOnTest(dataDir, chosen),
     // the secure aggregation hides each hospital's count (the ledger holds only sums): these are
     // the figures each member signed about itself
     imagesPerHospital: perHospital.map(h => ({ name: h.name, train: h.trainImages, validation: h.validationImages })),
@@ -89,6 +96,30 @@ export async function exportModel (dataDir: string, out: string, o: { round?: nu
   return { out, round: entry.header.round, files, card }
 }
 
+/**
+ * The chosen round's conformal thresholds, each with the coverage and mean set size measured on
+ * this member's own test split (a MedMNIST file's), or without them where it has none: the
+ * validation images that set the thresholds cannot also test them.
+ */
+function predictionSetsOnTest (dataDir: string, chosen: ChosenModel): Array<{ coverage: number, threshold: number, test?: { images: number, covered: number, meanSetSize: number } }> {
+  if (chosen.conformal.length === 0) return []
+  let test = null
+  try {
+    const config = resolveConfig(dataDir, {})
+    test = fitData(readSiteData(config.dataset, config.shard), { input: { size: chosen.spec.height, channels: chosen.spec.channels }, classes: chosen.spec.classes }).test
+  } catch { /* no dataset here, or one that does not fit: thresholds only */ }
+  if (test === null) return chosen.conformal
+  const model = withWeights(chosen.spec, chosen.weights)
+  const trainer = new LocalTrainer(model)
+  try {
+    const probs = trainer.predict(test, chosen.norm)
+    return chosen.conformal.map(c => {
+      const e = empiricalCoverage(probs, test.labels, chosen.spec.classes, c.threshold)
+      return { ...c, test: { images: test.labels.length, covered: e.coverage, meanSetSize: e.meanSetSize } }
+    })
+  } finally { trainer.dispose(); model.dispose() }
+}
+
 function modelCardMarkdown (card: Record<string, any>, pre: Record<string, any>): string {
   const v = card.chosen.validation
   const lines = [
@@ -106,7 +137,7 @@ function modelCardMarkdown (card: Record<string, any>, pre: Record<string, any>)
     '- Check it: `medmesh verify-model EXPORT_DIR --manifest manifest.json --ledger ledger/`',
     '',
     ...(card.chosen.degenerate === null ? [] : ['## WARNING: this model is degenerate', `On the consortium's pooled validation images ${card.chosen.degenerate}: it has learnt nothing a clinician can use. No round of this consortium was better. Do not use it; see docs/OPERATIONS.md (a model that learns nothing).`, '']),
-    ...(card.predictionSets.length === 0 ? [] : ['## Prediction sets', 'Besides its most probable class, the model can name a set of classes for each image: every class whose probability reaches the threshold below. Split conformal prediction on the pooled validation images gives the guarantee: if new images are like the validation images, the set holds the true class at least this often. A set of more than one class means the model is unsure.', '', '| coverage | probability threshold |', '|---|---|', ...card.predictionSets.map((c: any) => `| ${(100 * c.coverage).toFixed(0)} % | ${c.threshold.toFixed(3)} |`), '']),
+    ...(card.predictionSets.length === 0 ? [] : ['## Prediction sets', 'Besides its most probable class, the model can name a set of classes for each image: every class whose probability reaches the threshold below. Split conformal prediction on the pooled validation images gives the guarantee: if new images are like the validation images, the set holds the true class at least this often. A set of more than one class means the model is unsure.', '', '| coverage promised | probability threshold | measured on this member\'s test split |', '|---|---|---|', ...card.predictionSets.map((c: any) => `| ${(100 * c.coverage).toFixed(0)} % | ${c.threshold.toFixed(3)} | ${c.test === undefined ? 'no test split here' : `${(100 * c.test.covered).toFixed(1)} % of ${c.test.images} images, ${c.test.meanSetSize.toFixed(2)} classes per set`} |`), '']),
     '## Federated validation (each member on its own validation images, summed securely)',
     'The chosen round has the best AUC averaged with the rounds either side of it: with a few validation images per hospital one round\'s AUC moves by several points by chance.',
     '',

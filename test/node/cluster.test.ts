@@ -115,8 +115,12 @@ async function predictOnImages (dataDir: string, root: string): Promise<Map<stri
   assert.match(plain.stdout, new RegExp(`img0\\.png\\t(${chosen.classes.join('|')})\\t${chosen.classes[0]} 0\\.\\d{4}\\t${chosen.classes[1]} 0\\.\\d{4}`))
   assert.match(plain.stderr, /^model: round \d+ \((best validation AUC|latest certified)/)
   const csv = cli('predict', '--data-dir', dataDir, '--csv', join(folder, 'img0.png')).stdout.trim().split('\n')
-  assert.equal(csv[0], ['file', 'predicted', ...chosen.classes].join(','))
+  // the chosen round was validated: each image also gets its 90 % prediction set
+  assert.equal(csv[0], ['file', 'predicted', ...chosen.classes, 'set'].join(','))
   assert.is(csv.length, 2)
+  assert.match(csv[1].split(',').at(-1)!, new RegExp(`^(${chosen.classes.join('|')})(\\|(${chosen.classes.join('|')}))?$`))
+  assert.match(plain.stdout, /\tset \{[^}]+\}$/m)
+  assert.match(plain.stderr, /prediction sets: the classes that hold the true one for at least 90 %/)
   // --explain: a Grad-CAM map per image over the image, enlarged to be seen; names that collide are numbered
   const exp = join(root, 'explained')
   const ex = cli('predict', '--data-dir', dataDir, '--json', '--explain', exp, join(folder, 'img0.png'), join(folder, 'img2.png'), join(folder, 'sub', 'img0.png'))
@@ -154,6 +158,13 @@ async function exportAndLoad (dataDir: string, root: string, predicted: Map<stri
   assert.is(card.imagesPerHospital.reduce((n: number, h: { train: number }) => n + h.train, 0), 4708, JSON.stringify(card.imagesPerHospital))
   for (const h of card.imagesPerHospital) assert.is(h.validation, 524, h.name)
   assert.is(card.privacy, null, 'no DP in this consortium')
+  // conformal thresholds from the pooled validation, measured on this member's test split (PneumoniaMNIST's 624 images)
+  assert.equal(card.predictionSets.map((c: { coverage: number }) => c.coverage), [0.9, 0.95])
+  for (const c of card.predictionSets) {
+    assert.ok(c.threshold >= 0 && c.threshold <= 1 && c.test.images === 624, JSON.stringify(c))
+    assert.ok(c.test.covered >= c.coverage - 0.05, `promised ${c.coverage}, covered ${c.test.covered} of the test images`)
+  }
+  assert.is(card.chosen.degenerate, null)
   assert.match(readFileSync(join(out, 'MODEL_CARD.md'), 'utf8'), /## Provenance[\s\S]*Certificate `[0-9a-f]{64}`/)
   const model = await tfl.loadLayersModel(tfc.io.fromMemory({ modelTopology: modelJson.modelTopology, weightSpecs: modelJson.weightsManifest[0].weights, weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) }))
   const { height, width, channels } = pre.input

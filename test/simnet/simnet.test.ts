@@ -88,18 +88,35 @@ test('colour and five classes end to end: RetinaMNIST through secure aggregation
   }
 })
 
-test('a recipe made to diverge: every round flagged degenerate in the progress, the report and its summary, never silently', async () => {
+test('a recipe made to diverge: every round flagged degenerate in the progress, the report, the nodes\' status, and by predict and export', async () => {
   const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
   try {
     const lines: string[] = []
     // Adam at 9.9 with the guards off: every prediction saturates on one class within the first round
-    const code = await runSimnet(['--transport', 'memory', '--nodes', '3', '--rounds', '2', '--epochs', '0.3', '--learning-rate', '9.9', '--warmup-steps', '0', '--clip-grad', '1000000', '--partition', 'iid', '--no-baselines', '--out', out], s => lines.push(s))
+    const code = await runSimnet(['--nodes', '3', '--rounds', '2', '--epochs', '0.3', '--learning-rate', '9.9', '--warmup-steps', '0', '--clip-grad', '1000000', '--partition', 'iid', '--no-baselines', '--out', out], s => lines.push(s))
     assert.is(code, 0, lines.join('\n'))
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'))
     assert.equal(report.degenerateRounds, [1, 2])
     assert.match(report.chosenDegenerate, /tied|one class/)
     assert.ok(lines.filter(l => /^round \d: certified.*\(DEGENERATE: /.test(l)).length === 2, lines.join('\n'))
     assert.match(readFileSync(join(out, 'report.html'), 'utf8'), /WARNING: the chosen model is DEGENERATE/)
+    // a member's data directory: offline status, predict and export all say it
+    const dataDir = join(out, 'nodes', 'hospital-0')
+    const { offlineStatus } = await import('../../src/node/setup.ts')
+    assert.match((offlineStatus(dataDir) as { ledger: { bestValidated: { degenerate: string } } }).ledger.bestValidated.degenerate, /tied|one class/)
+    const said: string[] = []
+    const predict = await import('../../src/cli/predict.ts')
+    assert.is(await predict.run(['--data-dir', dataDir, 'data/examples/test-000-pneumonia.png'], () => {}, e => said.push(e)), 0)
+    assert.ok(said.some(l => /WARNING: this model is degenerate/.test(l)), said.join('\n'))
+    const exported = join(out, 'export')
+    const exportCli = await import('../../src/cli/export.ts')
+    said.length = 0
+    assert.is(await exportCli.run(['--data-dir', dataDir, '--out', exported], () => {}, e => said.push(e)), 0)
+    assert.ok(said.some(l => /WARNING: the exported model is degenerate/.test(l)), said.join('\n'))
+    assert.match(readFileSync(join(exported, 'MODEL_CARD.md'), 'utf8'), /## WARNING: this model is degenerate/)
+    said.length = 0
+    assert.is(await predict.run(['--model', exported, 'data/examples/test-000-pneumonia.png'], () => {}, e => said.push(e)), 0)
+    assert.ok(said.some(l => /WARNING: this model is degenerate/.test(l)), 'the export carries it to whoever runs it')
   } finally {
     rmSync(out, { recursive: true, force: true })
   }

@@ -35,7 +35,7 @@ export function runBaselines (run: BaselineRun): Baselines {
   const base = baselineRecipe(run)
   if (run.dp !== null) run.out(`baselines without DP: ${base.epochs} epoch(s) per round, batch ${base.batchSize}, Adam at ${base.learningRate}`)
   const centralised = trainAlone(run, base, pooledData(run), 200)
-  run.out(`centralised baseline (all hospitals' data pooled; round ${centralised.best + 1} of ${run.rounds}, the best by validation AUC): ${formatMetrics(centralised.series[centralised.best])}`)
+  run.out(`centralised baseline (all hospitals' data pooled; round ${centralised.best + 1} of ${run.rounds}, chosen by validation as the consortium chooses): ${formatMetrics(centralised.series[centralised.best])}`)
   const alone: Baseline[] = []
   for (let i = 0; i < run.n; i++) {
     // a hospital alone trains on what it trains on in the consortium, and is judged on its own held-out part too

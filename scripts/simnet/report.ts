@@ -144,7 +144,7 @@ export function reportSummary (m: ReportModel): string[] {
     ...(r.chosenDegenerate !== null ? [`WARNING: the chosen model is DEGENERATE (on the pooled validation images ${r.chosenDegenerate}): the recipe learnt nothing on this data`] : []),
     ...(r.degenerateRounds.length > 0 ? [`degenerate rounds (one class for every validation image, or every score tied): ${r.degenerateRounds.join(', ')}`] : []),
     ...r.conformal.map(c => `prediction sets for ${(100 * c.coverage).toFixed(0)} % coverage (threshold ${c.threshold.toFixed(3)} from the pooled validation): ${(100 * c.testCoverage).toFixed(1)} % of test images covered, ${c.meanSetSize.toFixed(2)} classes per set on average`),
-    ...(r.centralisedChosen > 0 ? [`centralised (pooled data, round ${r.centralisedChosen}, the best by validation AUC) on the test split: ${formatMetrics(r.centralised[r.centralisedChosen - 1])}`] : []),
+    ...(r.centralisedChosen > 0 ? [`centralised (pooled data, round ${r.centralisedChosen}, chosen by validation as the consortium chooses) on the test split: ${formatMetrics(r.centralised[r.centralisedChosen - 1])}`] : []),
     faultLine(r.rounds),
     short.length === 0 ? `every round certified with all ${n} hospitals` : `rounds without every hospital: ${short.map(x => `${x.round} (${x.participants.length}/${n})`).join(', ')}`,
     `rounds certified: ${r.rounds.filter(x => x.participants.length > 0).length} of ${c.rounds}; no conflicting certificates: ${r.agree}; ${m.atHead} of ${n} peers at the head`,

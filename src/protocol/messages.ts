@@ -17,8 +17,11 @@ import { MAX_MEMBERS, MAX_SLICES } from './manifest.ts'
 /**
  * 2 (2026-12-05): Shamir shares of 35 bytes (GF(2^256 + 297)) and slices dealt to their aggregators
  * by blocks; a version-1 peer's messages are turned away as `bad-version` rather than misread.
+ * 3 (2026-12-07): an eval certificate's figures include the classes predicted, the score bins and
+ * the conformal thresholds (validation.ts); a version-2 peer would sign a different header for the
+ * same sum, so its messages are turned away rather than split the quorum.
  */
-export const PROTOCOL_VERSION = 2
+export const PROTOCOL_VERSION = 3
 /** below gossipsub's 4 MiB message limit (@libp2p/gossipsub's default maxTransmitSize): a masking-set proposal of 100 members is about 2.2 MB */
 export const MAX_MESSAGE_BYTES = 3 * 1024 * 1024
 export const MAX_ROUND = 2 ** 40

@@ -56,7 +56,7 @@ for (const mode of ROUND_MODES) {
     net.inject(0, new Uint8Array(MAX_MESSAGE_BYTES + 1))
     // wrong version and another consortium, validly signed by a member
     const env = openMessage(captured!, ctx).env
-    net.inject(0, sealMessage(net.identities[1], { ...env, version: PROTOCOL_VERSION - 1 })) // the version before (68-byte shares)
+    net.inject(0, sealMessage(net.identities[1], { ...env, version: PROTOCOL_VERSION - 1 })) // the version before (eval figures of 24 bytes)
     net.inject(0, sealMessage(net.identities[1], { ...env, consortium: new Uint8Array(32) }))
     // a non-member, pretending to be member 1, and naming an index past the members
     const outsider = NodeIdentity.generate(seededRandom(new Uint8Array(32).fill(99)))

@@ -10,7 +10,7 @@ import { LocalTrainer, NonFiniteTrainingError } from '../../src/training/trainer
 import { learningRateAt, type LrSchedule } from '../../src/training/schedule.ts'
 import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
 import { RECIPE } from './args.ts'
-import { chooseIndex, judgeSeries, validationCounts, validationFigures, type ValidationFigures } from '../../src/protocol/validation.ts'
+import { chooseIndex, judgeSeries, stillChoosable, validationCounts, validationFigures, type ValidationFigures } from '../../src/protocol/validation.ts'
 import { recipeGuards } from '../../src/node/site.ts'
 import { hospitalData, pooledData } from './data.ts'
 import type { SimSetup } from './federation.ts'
@@ -75,8 +75,8 @@ function trainAlone (run: BaselineRun, base: { epochs: number, batchSize: number
     series.push(trainer.evaluate(data.test, norm))
     figures.push(validationFigures(validationCounts(trainer.predict(own.val, norm), own.val.labels, layout), layout))
     kept.set(r - 1, flattenWeights(model))
-    const chosen = chooseIndex(judgeSeries(figures, layout.classes))
-    for (const i of kept.keys()) if (i !== chosen && i < r - 2) kept.delete(i)
+    const needed = new Set(stillChoosable(judgeSeries(figures, layout.classes)))
+    for (const i of kept.keys()) if (!needed.has(i)) kept.delete(i)
   }
   // a validation part too small to judge by (one class only: AUC undefined) keeps the last round
   let best = chooseIndex(judgeSeries(figures, layout.classes))

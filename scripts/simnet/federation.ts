@@ -6,7 +6,7 @@
 import type { AggregationParams, TrainingParams } from '../../src/protocol/manifest.ts'
 import type { LedgerEntry } from '../../src/protocol/ledger.ts'
 import { hex } from '../../src/protocol/codec.ts'
-import { chooseIndex, decodeValidation, degenerateReason, judgeSeries, noLongerImproving, type ValidationFigures } from '../../src/protocol/validation.ts'
+import { chooseIndex, decodeValidation, degenerateReason, judgeSeries, noLongerImproving, stillChoosable, type ValidationFigures } from '../../src/protocol/validation.ts'
 import type { ModelId } from '../../src/training/models.ts'
 import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
 import type { TrafficKind } from '../../src/node/metrics.ts'
@@ -85,6 +85,12 @@ export function chosenRound (records: RoundRecord[], classes: number): number {
   if (pick >= 0) return validated[pick].i
   for (let i = records.length - 1; i >= 0; i--) if (records[i].metrics !== null) return i
   return -1
+}
+
+/** The records (indices) whose models may still be chosen as more rounds are validated (validation.ts stillChoosable). */
+export function stillChoosableRecords (records: RoundRecord[], classes: number): number[] {
+  const validated = records.map((r, i) => ({ r, i })).filter(x => x.r.validation !== null)
+  return stillChoosable(judgeSeries(validated.map(x => x.r.validation!), classes)).map(j => validated[j].i)
 }
 
 export interface FederationResult {

@@ -19,7 +19,7 @@ import type { TrafficKind } from '../../src/node/metrics.ts'
 import { CRASH_VICTIM } from './faults.ts'
 import { hospitalData } from './data.ts'
 import {
-  PHASES, progressLine, emptyTraffic, chosenRound, roundFaults, roundRecord, sumTraffic, ledgerAgreement, stopsEarly,
+  PHASES, progressLine, emptyTraffic, chosenRound, stillChoosableRecords, roundFaults, roundRecord, sumTraffic, ledgerAgreement, stopsEarly,
   type FederationResult, type RoundRecord, type SimSetup, type Traffic
 } from './federation.ts'
 
@@ -42,8 +42,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
   if (s.malicious) installMalicious(net, s.n - 1)
   const run: MemoryRun = { s, net, sites, epsilonBefore, traffic: new TrafficLog(s.n) }
   const records: RoundRecord[] = []
-  // each round's certified weights, while it may still be chosen: the latest, the one before it
-  // (the latest's eval round moves its smoothed AUC) and the chosen one
+  // each round's certified weights while it may still be chosen (validation.ts stillChoosable)
   const kept = new Map<number, NonNullable<FederationResult['chosen']>>()
   const classes = s.data.train.classes.length
   const started = Date.now()
@@ -55,8 +54,8 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     records.push(record)
     // keep the consortium's model as the rounds go: the best by pooled validation so far
     if (record.metrics !== null) kept.set(records.length - 1, { weights: Float32Array.from(net.peers[ref].state.weights), stats: net.peers[ref].stats })
-    const best = chosenRound(records, classes)
-    for (const i of kept.keys()) if (i !== best && i < records.length - 2) kept.delete(i)
+    const needed = new Set(stillChoosableRecords(records, classes))
+    for (const i of kept.keys()) if (!needed.has(i) && i < records.length - 1) kept.delete(i)
     s.out(progressLine(record, s.n, s.dp !== null))
     if (stopsEarly(net.peers[ref].ledger, s)) break
   }

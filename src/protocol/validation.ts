@@ -175,6 +175,26 @@ export function chooseIndex (judged: ReadonlyArray<{ smoothedAuc: number, degene
   return best
 }
 
+/**
+ * Which of the judged rounds may still become the chosen one as more rounds are validated, so
+ * that a node keeps their states: the best among the rounds whose average is final (all but the
+ * last SMOOTHING_RADIUS, whose neighbours are not all validated yet), and those last ones. Rounds
+ * not yet validated are kept besides (they are the latest). Indices in the series.
+ */
+export function stillChoosable (judged: ReadonlyArray<{ smoothedAuc: number, degenerate: string | null }>): number[] {
+  const settled = judged.slice(0, Math.max(0, judged.length - SMOOTHING_RADIUS))
+  const best = chooseIndex(settled)
+  const open = Array.from({ length: judged.length - settled.length }, (_, i) => settled.length + i)
+  return best < 0 ? open : [best, ...open]
+}
+
+/** The model certificates whose states may still be chosen (stillChoosable) and those not yet validated. */
+export function modelsToKeep (ledger: Pick<Ledger, 'entries'>, classes: number): LedgerEntry[] {
+  const judged = judgedRounds(ledger, classes)
+  const validated = new Set(judged.map(j => j.model))
+  return [...stillChoosable(judged).map(i => judged[i].model), ...ledger.entries.filter(e => e.header.kind === 'update' && !validated.has(e))]
+}
+
 /** Every validated model round of a ledger, judged (judgeSeries). */
 export function judgedRounds (ledger: Pick<Ledger, 'entries'>, classes: number): JudgedRound[] {
   const history = validationHistory(ledger)

@@ -3,7 +3,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { MemNet, mulberry32 } from './harness.ts'
 import {
-  validationCounts, validationFigures, validationLength, encodeValidation, decodeValidation, bestModel, noLongerImproving, roundKind, validationHistory, degenerateReason, type ValidationFigures
+  validationCounts, validationFigures, validationLength, encodeValidation, decodeValidation, bestModel, noLongerImproving, roundKind, validationHistory, degenerateReason, chooseIndex, judgeSeries, stillChoosable, type ValidationFigures
 } from '../../src/protocol/validation.ts'
 import { rocAuc } from '../../src/training/metrics.ts'
 import { encodeCounts } from '../../src/privacy/index.ts'
@@ -136,6 +136,23 @@ test('a model that predicts one class for every image, or ties every score, is d
   assert.is(bestModel(h, 3)!.degenerate, null)
   const allDead = bestModel(historyOf([dead, dead]), 3)!
   assert.is(allDead.degenerate, 'every validation score is tied')
+})
+
+test('the states a node keeps always include the round that will be chosen, however later rounds turn out', () => {
+  const rand = mulberry32(5)
+  const fig = (auc: number, dead: boolean): ValidationFigures => ({ auc, accuracy: 0.5, n: 20, predictedClasses: dead ? 1 : 2, scoreBins: dead ? 1 : 30, conformal: [] })
+  for (let trial = 0; trial < 300; trial++) {
+    const series = Array.from({ length: 2 + Math.floor(rand() * 12) }, () => fig(Math.round(rand() * 20) / 20, rand() < 0.2))
+    let kept = new Set<number>()
+    for (let k = 0; k < series.length; k++) {
+      // model round k is certified before its eval round: its state is saved, and of the others
+      // only those still choosable by what is validated so far (rounds 0..k-1) are kept
+      kept = new Set([...stillChoosable(judgeSeries(series.slice(0, k), 2)).filter(i => kept.has(i)), k])
+      // then round k is validated: the round chosen now must be at hand
+      const chosen = chooseIndex(judgeSeries(series.slice(0, k + 1), 2))
+      assert.ok(chosen < 0 || kept.has(chosen), `trial ${trial}, after ${k + 1} rounds: round ${chosen} chosen but not kept (${[...kept]})`)
+    }
+  }
 })
 
 test.run()

@@ -9,7 +9,7 @@ import { hex } from '../../protocol/codec.ts'
 import { Ledger } from '../../protocol/ledger.ts'
 import type { Manifest } from '../../protocol/manifest.ts'
 import { stateHash, type GlobalState } from '../../protocol/model.ts'
-import { bestModel } from '../../protocol/validation.ts'
+import { modelsToKeep } from '../../protocol/validation.ts'
 import type { PrivacyBudget } from '../../privacy/index.ts'
 import type { DataDir } from '../datadir.ts'
 import { isStorageError } from '../fsutil.ts'
@@ -75,13 +75,9 @@ export class NodeStore {
     if (last === undefined) return
     const want = hex(last.header.stateHash)
     if (this.#stateWritten !== want && hex(stateHash(state)) === want) {
-      // the best model by federated validation is kept too: it is the consortium's model; and the
-      // one before the latest, since its smoothed AUC (validation.ts bestModel) still changes with
-      // the latest's eval round and may make it the best
-      const best = bestModel(ledger, ledger.manifest.params.model.classes)
-      const models = ledger.entries.filter(x => x.header.kind === 'update')
-      const keep = [best?.model, models.at(-2)].filter(x => x !== undefined).map(x => hex(x.header.stateHash))
-      this.#c.dir.saveState(state, keep)
+      // every model that may still be the consortium's chosen one is kept too: the best whose
+      // smoothed AUC is final and those whose average still moves (validation.ts modelsToKeep)
+      this.#c.dir.saveState(state, modelsToKeep(ledger, ledger.manifest.params.model.classes).map(x => hex(x.header.stateHash)))
       this.#stateWritten = want
     }
   }

@@ -54,8 +54,10 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     records.push(record)
     // keep the consortium's model as the rounds go: the best by pooled validation so far
     if (record.metrics !== null) kept.set(records.length - 1, { weights: Float32Array.from(net.peers[ref].state.weights), stats: net.peers[ref].stats })
-    const needed = new Set(stillChoosableRecords(records, classes))
-    for (const i of kept.keys()) if (!needed.has(i) && i < records.length - 1) kept.delete(i)
+    // and the last certified one: the choice when no round has an AUC
+    const lastCertified = records.findLastIndex(x => x.metrics !== null)
+    const needed = new Set([...stillChoosableRecords(records, classes), lastCertified])
+    for (const i of kept.keys()) if (!needed.has(i)) kept.delete(i)
     s.out(progressLine(record, s.n, s.dp !== null))
     if (stopsEarly(net.peers[ref].ledger, s)) break
   }

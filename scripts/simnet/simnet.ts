@@ -58,7 +58,12 @@ async function runOnce (given: SimnetOptions, out: Out): Promise<number> {
   out(describeMaskKernel(installMaskKernel()))
   const data = loadSimData(given.dataset ?? BUNDLED_PNEUMONIAMNIST, seedBytes(2), { size: given.size, channels: given.channels })
   // the model named, or the default at the data's size, as manifest create chooses it
-  const o: ResolvedOptions = { ...given, modelId: given.modelId ?? defaultModelFor(data.train.height) }
+  // and the modality by the images' channels unless named, as manifest create names it
+  const o: ResolvedOptions = {
+    ...given,
+    modelId: given.modelId ?? defaultModelFor(data.train.height),
+    training: { ...given.training, augmentation: given.training.augmentation ?? (data.train.channels === 3 ? 'photo' : 'xray') }
+  }
   if (given.modelId === null) out(`model ${o.modelId} (the default for ${data.train.height} px images)`)
   const parts = partition(data.train, o.n, o.partition, o.alpha, seedBytes(1))
   out(`${o.n} hospitals, ${o.partition === 'iid' ? 'IID' : `Dirichlet(α=${o.alpha})`} split of ${data.train.labels.length} training images: ${parts.map(p => `${p.length} (${classCounts(subset(data.train, p)).join('/')})`).join(', ')}`)

@@ -139,7 +139,7 @@ export function writePredictions (about: About, classes: string[], predictions: 
   } else {
     const which = about.round === null ? about.path : `round ${about.round}`
     err(`model: ${which} (${about.reason ?? about.source}${about.validation === null ? '' : `, validation AUC ${about.validation.auc.toFixed(3)}`}), ${about.model}${about.certificate === null ? '' : `, certificate ${about.certificate.slice(0, 16)}`}`)
-    if (sets && about.coverage !== undefined && about.coverage !== null) err(`prediction sets: the classes that hold the true one for at least ${(100 * about.coverage).toFixed(0)} % of images like the consortium's validation images`)
+    if (sets && about.coverage !== undefined && about.coverage !== null) err(`prediction sets: the classes that hold the true one for at least ${(100 * about.coverage).toFixed(0)} % of images like the consortium's validation images${about.source === 'export' ? ' (thresholds from the export\'s model card, which verify-model does not check)' : ''}`)
     for (const p of predictions) out(`${p.file}\t${p.predicted}\t${classes.map(c => `${c} ${p.probabilities[c].toFixed(4)}`).join('\t')}${p.predictionSet === undefined ? '' : `\tset {${p.predictionSet.join(', ')}}`}`)
   }
 }

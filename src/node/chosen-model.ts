@@ -8,7 +8,7 @@
 import { hex } from '../protocol/codec.ts'
 import type { Manifest } from '../protocol/manifest.ts'
 import { stateHash } from '../protocol/model.ts'
-import { bestModel, judgedRounds } from '../protocol/validation.ts'
+import { bestModel, chooseIndex, judgedRounds } from '../protocol/validation.ts'
 import type { LedgerEntry } from '../protocol/ledger.ts'
 import { normalisation, type Normalisation } from '../training/data/stats.ts'
 import type { ModelSpec } from '../training/models.ts'
@@ -20,7 +20,7 @@ export interface ChosenModel {
   manifest: Manifest
   entry: LedgerEntry
   /** why this round: the best by federated validation, or the latest certified one */
-  reason: 'best validation AUC' | 'latest certified'
+  reason: 'best validation AUC averaged with its neighbours' | 'best validation AUC among the models kept' | 'latest certified'
   validation: { auc: number, accuracy: number, smoothedAuc: number } | null
   /** why the chosen model is degenerate (it predicts one class, or ties every score), or null */
   degenerate: string | null
@@ -43,11 +43,18 @@ export function chosenModel (dataDir: string, o: { round?: number } = {}): Chose
   if (o.round !== undefined) {
     entry = ledger.entries.find(e => e.header.kind === 'update' && e.header.round === o.round)
     if (entry === undefined) throw new ConfigError(`round ${o.round} certified no model in ${dataDir}`)
-  } else if (best !== undefined) { entry = best.model; reason = 'best validation AUC' } else entry = ledger.lastOf('update')
+  } else if (best !== undefined) { entry = best.model; reason = 'best validation AUC averaged with its neighbours' } else entry = ledger.lastOf('update')
   if (entry === undefined) throw new ConfigError(`${dataDir} holds no certified model yet: run the node until a round is certified`)
+  if (o.round === undefined && reason !== 'latest certified' && dir.state(hex(entry.header.stateHash)) === null) {
+    // a data directory kept by a node before rounds were chosen by their smoothed AUC holds the
+    // best single round and the latest, not necessarily this one: the best of those it holds
+    const held = judged.filter(j => dir.state(hex(j.model.header.stateHash)) !== null)
+    const pick = held[chooseIndex(held)]
+    if (pick !== undefined) { entry = pick.model; reason = 'best validation AUC among the models kept' }
+  }
   const h = hex(entry.header.stateHash)
   const state = dir.state(h)
-  if (state === null) throw new ConfigError(`the certified model of round ${entry.header.round} (${h.slice(0, 12)}) is not in ${dataDir}/states (only the latest and the best are kept)`)
+  if (state === null) throw new ConfigError(`the certified model of round ${entry.header.round} (${h.slice(0, 12)}) is not in ${dataDir}/states (a node keeps the latest and those that may still be chosen)`)
   if (hex(stateHash(state)) !== h) throw new ConfigError(`the stored model of round ${entry.header.round} does not match its certificate`)
   const m = manifest.params.model
   const stats = ledger.statistics

@@ -100,7 +100,8 @@ export async function fromExport (path: string): Promise<ModelSource> {
       source: 'export', path: dir, round: Number.isInteger(chosen?.round) ? chosen.round : null, reason: typeof chosen?.reason === 'string' ? chosen.reason : null,
       certificate: typeof chosen?.certificate === 'string' ? chosen.certificate : null, model: typeof card?.model?.id === 'string' ? card.model.id : String(modelJson.modelTopology?.config?.name ?? 'unknown'),
       validation: typeof chosen?.validation?.auc === 'number' ? { auc: chosen.validation.auc, accuracy: chosen.validation.accuracy } : null,
-      degenerate: typeof chosen?.degenerate === 'string' ? chosen.degenerate : null,
+      // from the card, which verify-model does not check: printable text only, and said as the card's
+      degenerate: typeof chosen?.degenerate === 'string' ? chosen.degenerate.replace(/[^\x20-\x7e\u00a0-\uffff]/g, '?').slice(0, 200) : null,
       conformal: Array.isArray(card?.predictionSets) ? card.predictionSets.filter((c: any) => typeof c?.coverage === 'number' && typeof c?.threshold === 'number' && c.threshold >= 0 && c.threshold <= 1).map((c: any) => ({ coverage: c.coverage, threshold: c.threshold })) : []
     }
   }

@@ -66,7 +66,7 @@ export interface ManifestOptions {
   learningRate?: number
   classWeighting?: 'balanced' | 'none'
   priorCorrection?: 'none' | 'pooled'
-  /** the recipe's guards (absent: DEFAULT_GUARDS) and augmentation (absent: by channels) */
+  /** the recipe's guards (absent: DEFAULT_GUARDS) and augmentation (absent: xray for grayscale, photo for colour) */
   warmupSteps?: number
   clipGradientNorm?: number
   weightDecay?: number
@@ -107,7 +107,7 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
     learningRate: o.learningRate ?? t.learningRate, classWeighting: o.classWeighting ?? t.classWeighting,
     ...(o.priorCorrection === undefined || o.priorCorrection === 'none' ? {} : { priorCorrection: o.priorCorrection }),
     warmupSteps: o.warmupSteps ?? DEFAULT_GUARDS.warmupSteps, clipGradientNorm: o.clipGradientNorm ?? DEFAULT_GUARDS.clipGradientNorm, weightDecay: o.weightDecay ?? DEFAULT_GUARDS.weightDecay,
-    ...(o.augmentation === undefined ? {} : { augmentation: o.augmentation })
+    augmentation: o.augmentation ?? (channels === 3 ? 'photo' : 'xray')
   }
   params.validation.patience = o.patience ?? params.validation.patience
   const slicing = o.slicing === undefined ? defaultSlicing(o.members.length) : o.slicing

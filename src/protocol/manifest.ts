@@ -33,7 +33,7 @@ export interface AggregationParams {
 export const CLASS_WEIGHTINGS = ['balanced', 'none'] as const
 export const LR_SCHEDULES = ['constant', 'cosine', 'step'] as const
 export const PRIOR_CORRECTIONS = ['none', 'pooled'] as const
-/** augmentation by modality: X-ray (no flips), ultrasound (flips, gain and speckle), photograph (flips, colour), or none */
+/** augmentation by modality: X-ray (no flips), ultrasound (flips, gain and contrast), photograph (flips, colour), or none */
 export const AUGMENTATIONS = ['xray', 'ultrasound', 'photo', 'none'] as const
 
 /**
@@ -58,7 +58,7 @@ export interface TrainingParams {
   clipGradientNorm?: number
   /** decoupled weight decay on kernels (absent: none) */
   weightDecay?: number
-  /** augmentation for the modality (absent: by channels, X-ray for grayscale, photograph for colour) */
+  /** augmentation for the modality, its shifts in proportion to the image (absent: by channels, X-ray for grayscale, photograph for colour, shifts in pixels at any size, as consortia founded before modalities trained) */
   augmentation?: typeof AUGMENTATIONS[number]
 }
 
@@ -262,7 +262,11 @@ export function validateManifest (m: unknown): Manifest {
   if (p.training.priorCorrection !== undefined && !(PRIOR_CORRECTIONS as readonly string[]).includes(p.training.priorCorrection as string)) fail('params.training.priorCorrection must be none or pooled')
   if (p.training.warmupSteps !== undefined) num(p.training.warmupSteps, 'params.training.warmupSteps', 0, 1_000_000, true)
   if (p.training.clipGradientNorm !== undefined) num(p.training.clipGradientNorm, 'params.training.clipGradientNorm', 1e-6, 1e6)
-  if (p.training.weightDecay !== undefined) num(p.training.weightDecay, 'params.training.weightDecay', 0, 1)
+  if (p.training.weightDecay !== undefined) {
+    num(p.training.weightDecay, 'params.training.weightDecay', 0, 1)
+    // each step scales the kernels by 1 − lr·wd: at 1 or more they would vanish or flip sign
+    if ((p.training.learningRate as number) * (p.training.weightDecay as number) >= 0.1) fail('params.training.weightDecay times learningRate must be below 0.1')
+  }
   if (p.training.augmentation !== undefined && !(AUGMENTATIONS as readonly string[]).includes(p.training.augmentation as string)) fail(`params.training.augmentation must be one of ${AUGMENTATIONS.join(', ')}`)
   if (p.slicing !== undefined) validateSlicing(p.slicing, p.minParticipants)
   if (p.inference !== undefined) validateInferenceClients(p.inference, seen)

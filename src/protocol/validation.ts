@@ -188,11 +188,12 @@ export function stillChoosable (judged: ReadonlyArray<{ smoothedAuc: number, deg
   return best < 0 ? open : [best, ...open]
 }
 
-/** The model certificates whose states may still be chosen (stillChoosable) and those not yet validated. */
+/** The model certificates whose states may still be chosen (stillChoosable) and those certified since the last eval round. */
 export function modelsToKeep (ledger: Pick<Ledger, 'entries'>, classes: number): LedgerEntry[] {
   const judged = judgedRounds(ledger, classes)
-  const validated = new Set(judged.map(j => j.model))
-  return [...stillChoosable(judged).map(i => judged[i].model), ...ledger.entries.filter(e => e.header.kind === 'update' && !validated.has(e))]
+  // models certified since the last eval round (an update whose eval round aborted is never validated: not kept)
+  const lastEval = ledger.entries.reduce((at, e, i) => e.header.kind === 'eval' ? i : at, -1)
+  return [...stillChoosable(judged).map(i => judged[i].model), ...ledger.entries.slice(lastEval + 1).filter(e => e.header.kind === 'update')]
 }
 
 /** Every validated model round of a ledger, judged (judgeSeries). */

@@ -11,7 +11,16 @@
  */
 import { seededRandom, uniformDoubles, type RandomSource } from '../privacy/index.ts'
 
-export interface AugmentOptions { maxRotationDeg: number, maxScale: number, maxShift: number, flip: boolean, colourJitter: number }
+export interface AugmentOptions {
+  maxRotationDeg: number
+  maxScale: number
+  /** pixels; at 28 px, and in proportion at other sizes when scaleShifts is set */
+  maxShift: number
+  flip: boolean
+  colourJitter: number
+  /** shifts in proportion to the image (a modality named in the manifest); absent: maxShift pixels at every size, as consortia founded before modalities trained */
+  scaleShifts?: boolean
+}
 export const XRAY_AUGMENT: AugmentOptions = { maxRotationDeg: 8, maxScale: 0.08, maxShift: 2, flip: false, colourJitter: 0 }
 export const COLOUR_AUGMENT: AugmentOptions = { maxRotationDeg: 15, maxScale: 0.08, maxShift: 2, flip: true, colourJitter: 0.1 }
 export const ULTRASOUND_AUGMENT: AugmentOptions = { maxRotationDeg: 10, maxScale: 0.1, maxShift: 2, flip: true, colourJitter: 0.15 }
@@ -19,12 +28,10 @@ export const ULTRASOUND_AUGMENT: AugmentOptions = { maxRotationDeg: 10, maxScale
 export const MODALITIES = ['xray', 'ultrasound', 'photo'] as const
 export type Modality = typeof MODALITIES[number]
 
-/** The augmentation for a modality, or by default for images of this many channels (X-ray for grayscale, photograph for colour). */
+/** The augmentation for a modality (shifts in proportion to the image), or, with none named, for images of this many channels as before modalities (X-ray for grayscale, photograph for colour). */
 export function augmentFor (channels: number, modality?: Modality): AugmentOptions {
-  if (modality === 'ultrasound') return ULTRASOUND_AUGMENT
-  if (modality === 'photo') return COLOUR_AUGMENT
-  if (modality === 'xray') return XRAY_AUGMENT
-  return channels === 3 ? COLOUR_AUGMENT : XRAY_AUGMENT
+  if (modality === undefined) return channels === 3 ? COLOUR_AUGMENT : XRAY_AUGMENT
+  return { ...(modality === 'ultrasound' ? ULTRASOUND_AUGMENT : modality === 'photo' ? COLOUR_AUGMENT : XRAY_AUGMENT), scaleShifts: true }
 }
 
 export class Augmenter {
@@ -44,8 +51,8 @@ export class Augmenter {
     const u = shard === undefined ? all : all.subarray(draws * shard.from)
     const src = new Float32Array(h * w * c)
     const cy = (h - 1) / 2; const cx = (w - 1) / 2
-    // shifts are given in pixels at 28 px: the same share of the image at any size
-    const shiftScale = Math.max(h, w) / 28
+    // shifts are given in pixels at 28 px: with a named modality, the same share of the image at any size
+    const shiftScale = o.scaleShifts === true ? Math.max(h, w) / 28 : 1
     for (let i = 0; i < count; i++) {
       const r = u.subarray(draws * i, draws * (i + 1))
       const angle = (r[0] * 2 - 1) * o.maxRotationDeg * Math.PI / 180

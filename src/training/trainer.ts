@@ -112,7 +112,8 @@ export class LocalTrainer {
       taken++
       this.#stepsTaken++
     }
-    if (!this.model.trainableWeights.every(v => allFinite(v.read().dataSync() as Float32Array))) this.#diverged(`the weights hold a value that is not finite after ${taken} steps`, o)
+    // every weight the update carries, BatchNorm's moving statistics included (not trainable, yet summed)
+    if (!this.model.getWeights().every(w => allFinite(w.dataSync() as Float32Array))) this.#diverged(`the weights hold a value that is not finite after ${taken} steps`, o)
     const seconds = (performance.now() - started) / 1000
     return {
       examples,

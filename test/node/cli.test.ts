@@ -66,7 +66,7 @@ test('a manifest missing a founder\'s signature is refused by join', () => {
   const ids = dirs.map(d => cli('init', '--data-dir', d).stdout.trim())
   const file = join(root, 'two.json')
   assert.is(cli('manifest', 'create', '--name', 'two', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', file, '--epochs', '2', '--batch-size', '16', '--class-weighting', 'none').status, 0)
-  assert.equal(JSON.parse(readFileSync(file, 'utf8')).manifest.params.training, { schedule: 'constant', rounds: 10, epochs: 2, batchSize: 16, learningRate: 0.001, classWeighting: 'none', ...DEFAULT_GUARDS })
+  assert.equal(JSON.parse(readFileSync(file, 'utf8')).manifest.params.training, { schedule: 'constant', rounds: 10, epochs: 2, batchSize: 16, learningRate: 0.001, classWeighting: 'none', ...DEFAULT_GUARDS, augmentation: 'xray' })
   assert.is(cli('manifest', 'sign', '--data-dir', dirs[0], file).status, 0)
   const j = cli('join', '--data-dir', dirs[0], '--manifest', file)
   assert.is(j.status, 78)

@@ -3,7 +3,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { MemNet, mulberry32 } from './harness.ts'
 import {
-  validationCounts, validationFigures, validationLength, encodeValidation, decodeValidation, bestModel, noLongerImproving, roundKind, validationHistory, degenerateReason, chooseIndex, judgeSeries, stillChoosable, type ValidationFigures
+  validationCounts, validationFigures, validationLength, encodeValidation, decodeValidation, bestModel, noLongerImproving, roundKind, validationHistory, degenerateReason, chooseIndex, judgeSeries, stillChoosable, modelsToKeep, type ValidationFigures
 } from '../../src/protocol/validation.ts'
 import { rocAuc } from '../../src/training/metrics.ts'
 import { encodeCounts } from '../../src/privacy/index.ts'
@@ -153,6 +153,15 @@ test('the states a node keeps always include the round that will be chosen, howe
       assert.ok(chosen < 0 || kept.has(chosen), `trial ${trial}, after ${k + 1} rounds: round ${chosen} chosen but not kept (${[...kept]})`)
     }
   }
+})
+
+test('a model whose eval round aborted is not kept forever: only those certified since the last eval round are', () => {
+  const f = { auc: 0.8, accuracy: 0.7, n: 20, predictedClasses: 2, scoreBins: 30, conformal: [] }
+  const update = (round: number) => ({ header: { kind: 'update', round, stateHash: Uint8Array.of(round), extra: new Uint8Array(0) } })
+  const evalOf = (round: number) => ({ header: { kind: 'eval', round, stateHash: Uint8Array.of(round - 1), extra: encodeValidation(f) } })
+  // round 3's model was certified, its eval round 4 aborted, the next model round is 5
+  const entries = [update(1), evalOf(2), update(3), update(5), evalOf(6), update(7)] as unknown as LedgerEntry[]
+  assert.equal(modelsToKeep({ entries }, 2).map(e => e.header.round).sort((a, b) => a - b), [1, 5, 7])
 })
 
 test.run()

@@ -16,7 +16,7 @@ import { fitData, SiteDataError } from '../../src/training/site.ts'
 import { selectBackend } from '../../src/training/backend.ts'
 import { buildModel } from '../../src/training/models.ts'
 import { LocalTrainer } from '../../src/training/trainer.ts'
-import { Augmenter, COLOUR_AUGMENT } from '../../src/training/augment.ts'
+import { Augmenter, COLOUR_AUGMENT, augmentFor } from '../../src/training/augment.ts'
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'medmesh-colour-'))
 
@@ -120,6 +120,32 @@ test('colour augmentation flips and jitters, grayscale never flips', () => {
     flipped = copy[0] > copy[3 * (w - 1)]
   }
   assert.ok(flipped, 'some seed flips the image left to right')
+})
+
+test('a named modality shifts in proportion to the image; without one (older manifests) shifts stay in pixels; ultrasound flips and jitters grayscale', () => {
+  // a single bright column in a 112 px image; no rotation, scale or flips: only the shift moves it
+  const h = 112; const w = 112
+  const farthest = (o: ReturnType<typeof augmentFor>): number => {
+    let most = 0
+    for (let s = 0; s < 40; s++) {
+      const img = new Float32Array(h * w)
+      for (let y = 0; y < h; y++) img[y * w + 56] = 1
+      new Augmenter(new Uint8Array(32).fill(s), { ...o, maxRotationDeg: 0, maxScale: 0, flip: false, colourJitter: 0 }).apply(img, 1, h, w, 1)
+      let at = 0; let best = -1
+      for (let x = 0; x < w; x++) if (img[60 * w + x] > best) { best = img[60 * w + x]; at = x }
+      most = Math.max(most, Math.abs(at - 56))
+    }
+    return most
+  }
+  assert.ok(farthest(augmentFor(1)) <= 2, 'no modality: at most 2 px, as before')
+  const scaled = farthest(augmentFor(1, 'xray'))
+  assert.ok(scaled > 2 && scaled <= 8, `xray named: up to 2 px × 112/28 = 8 px, moved ${scaled}`)
+  const us = augmentFor(1, 'ultrasound')
+  assert.ok(us.flip && us.colourJitter > 0 && us.scaleShifts === true)
+  // the jitter applies to grayscale too: a flat grey image comes out another grey
+  const grey = new Float32Array(28 * 28).fill(0.5)
+  new Augmenter(new Uint8Array(32).fill(3), { ...us, maxRotationDeg: 0, maxScale: 0, maxShift: 0, flip: false }).apply(grey, 1, 28, 28, 1)
+  assert.ok(Math.abs(grey[0] - 0.5) > 1e-3 && grey.every(v => Math.abs(v - grey[0]) < 1e-6))
 })
 
 test('a five-class colour model trains on RetinaMNIST and is judged by macro AUC', async () => {

@@ -144,7 +144,10 @@ export class MaskingSetAgreement {
     // move at once past proposers who were not among the last round's survivors: one that is gone
     // costs nothing, and one coming back lets those who stayed propose (every peer on the same
     // ledger head skips the same attempts, whether or not it has heard the one coming back)
-    this.#deadline = now + 2 * this.#o.phaseMs
+    // The first proposer may wait for late share-keys until a phase past the advertise deadline
+    // (#proposeStep's ready): the attempt lasts a phase beyond that, or its proposal races the
+    // others' move to the next proposer and the two halves of the consortium agree on different sets
+    this.#deadline = Math.max(now, this.#o.advertiseDeadline) + 2 * this.#o.phaseMs
     this.#hooks.send(MSG.shareKeys, 0, { advertsSeen: view.map(v => [v, this.adverts.get(v)!.id]), boxes })
     this.#hooks.phase('share-keys', `shared keys with ${view.length - 1} members`)
   }

@@ -71,7 +71,7 @@ export interface TrainOptions {
   clipGradientNorm?: number
   /** decoupled weight decay (AdamW, Loshchilov and Hutter 2019) on kernels (rank ≥ 2), per step: w ← w − lr·wd·w */
   weightDecay?: number
-  /** the learning rate grows linearly over this trainer's first steps (counted across rounds), from 1/warmupSteps of it */
+  /** the learning rate grows linearly over this trainer's first steps (counted across rounds; at most the first round's steps), from 1/warmupSteps of it */
   warmupSteps?: number
 }
 

@@ -60,11 +60,14 @@ export class LocalTrainer {
     const weights = classWeights(data, o.classWeighting ?? 'none', o.classFrequencies)
     this.#shift = o.priorCorrection === 'pooled' && o.classFrequencies !== undefined ? priorShift(data, o.classFrequencies) : null
     const steps = o.steps ?? Math.max(1, Math.round((o.epochs as number) * n / o.batchSize))
-    const optimizer = this.#optimizerFor(o)
+    // the warm-up ends within the first round: a small hospital (a few steps a round) would
+    // otherwise train at a fraction of the rate for several rounds, and learn nothing in them
+    const recipe = o.warmupSteps !== undefined && o.warmupSteps > steps ? { ...o, warmupSteps: steps } : o
+    const optimizer = this.#optimizerFor(recipe)
     const started = performance.now()
     const restore = unfuseConvolutions(this.model)
     try {
-      return this.#trainSteps(data, o, { rng, augmenter, weights, steps, optimizer, started })
+      return this.#trainSteps(data, recipe, { rng, augmenter, weights, steps, optimizer, started })
     } finally {
       restore()
     }

@@ -144,10 +144,7 @@ export class MaskingSetAgreement {
     // move at once past proposers who were not among the last round's survivors: one that is gone
     // costs nothing, and one coming back lets those who stayed propose (every peer on the same
     // ledger head skips the same attempts, whether or not it has heard the one coming back)
-    // The first proposer may wait for late share-keys until a phase past the advertise deadline
-    // (#proposeStep's ready): the attempt lasts a phase beyond that, or its proposal races the
-    // others' move to the next proposer and the two halves of the consortium agree on different sets
-    this.#deadline = Math.max(now, this.#o.advertiseDeadline) + 2 * this.#o.phaseMs
+    this.#deadline = now + 2 * this.#o.phaseMs
     this.#hooks.send(MSG.shareKeys, 0, { advertsSeen: view.map(v => [v, this.adverts.get(v)!.id]), boxes })
     this.#hooks.phase('share-keys', `shared keys with ${view.length - 1} members`)
   }
@@ -165,8 +162,10 @@ export class MaskingSetAgreement {
     const attempt = proposingAttempt(1, round, this.#attempt, n, me, away)
     if (attempt === null || this.#proposed.has(attempt)) return
     // a member that missed an advertisement shares its keys only at its advertise deadline (as
-    // late as this peer's): wait a phase past that too, or it is left out of the set
-    const ready = this.#shareKeys.size === this.adverts.size || now >= Math.max(sharedAt, this.#o.advertiseDeadline) + phaseMs || this.#attempt > 0
+    // late as this peer's): wait a phase past that too, or it is left out of the set; but never
+    // past half a phase before the others give up on this attempt (2 phases after their own share
+    // keys): a proposal sent as they move on splits them between two masking sets
+    const ready = this.#shareKeys.size === this.adverts.size || now >= Math.min(Math.max(sharedAt, this.#o.advertiseDeadline) + phaseMs, sharedAt + 1.5 * phaseMs) || this.#attempt > 0
     if (!ready) return
     this.#proposed.add(attempt)
     const candidates = [...this.#shareKeys.keys()].filter(u => this.adverts.has(u) && !faulty.has(u))

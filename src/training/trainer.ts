@@ -32,6 +32,8 @@ export class LocalTrainer {
   #round = 0
   /** steps taken by this trainer over every round (for the warm-up) */
   #stepsTaken = 0
+  /** the steps of this trainer's first round, which bound the warm-up */
+  #firstRoundSteps: number | undefined
   /** log(π_local / π_pooled) per class while a round with prior correction trains, else null */
   #shift: Float32Array | null = null
 
@@ -62,7 +64,8 @@ export class LocalTrainer {
     const steps = o.steps ?? Math.max(1, Math.round((o.epochs as number) * n / o.batchSize))
     // the warm-up ends within the first round: a small hospital (a few steps a round) would
     // otherwise train at a fraction of the rate for several rounds, and learn nothing in them
-    const recipe = o.warmupSteps !== undefined && o.warmupSteps > steps ? { ...o, warmupSteps: steps } : o
+    this.#firstRoundSteps ??= steps
+    const recipe = o.warmupSteps !== undefined && o.warmupSteps > this.#firstRoundSteps ? { ...o, warmupSteps: this.#firstRoundSteps } : o
     const optimizer = this.#optimizerFor(recipe)
     const started = performance.now()
     const restore = unfuseConvolutions(this.model)

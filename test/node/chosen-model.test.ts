@@ -48,7 +48,12 @@ function history (): { net: MemNet, states: Map<number, GlobalState> } {
   return { net, states }
 }
 
-/** A data directory with the signed manifest, every certificate and the models of `held` rounds. */
+/** A data directory with the signed manifest, every certificate and the models of `held` rounds, given to `use`, then removed. */
+function withDataDir (held: number[], use: (dir: DataDir) => void): void {
+  const dir = dataDir(net, states, held)
+  try { use(dir) } finally { rmSync(dir.root, { recursive: true }) }
+}
+
 function dataDir (net: MemNet, states: Map<number, GlobalState>, held: number[]): DataDir {
   const dir = new DataDir(mkdtempSync(join(tmpdir(), 'medmesh-chosen-')))
   dir.saveManifest({ manifest: net.manifest, signatures: Object.fromEntries(net.identities.map(id => [id.peerId, signManifest(net.manifest, id)])) })
@@ -67,37 +72,36 @@ test('the ledger holds five validated model rounds with the AUCs the counts were
 })
 
 test('chosen: the round whose AUC averaged with its neighbours is best (round 5), not the single best (round 3)', () => {
-  const dir = dataDir(net, states, [1, 3, 5, 7, 9])
-  const c = chosenModel(dir.root)
-  assert.is(c.entry.header.round, 5)
-  assert.is(c.reason, 'best validation AUC averaged with its neighbours')
-  assert.ok(Math.abs(c.validation!.auc - 0.8) < 1e-9, `AUC ${c.validation!.auc}`)
-  assert.ok(Math.abs(c.validation!.smoothedAuc - 0.9) < 1e-9, `smoothed ${c.validation!.smoothedAuc}`)
-  assert.is(c.degenerate, null)
-  assert.equal(Array.from(c.weights), Array.from(states.get(5)!.weights), 'the weights of round 5')
-  rmSync(dir.root, { recursive: true })
+  withDataDir([1, 3, 5, 7, 9], dir => {
+    const c = chosenModel(dir.root)
+    assert.is(c.entry.header.round, 5)
+    assert.is(c.reason, 'best validation AUC averaged with its neighbours')
+    assert.ok(Math.abs(c.validation!.auc - 0.8) < 1e-9, `AUC ${c.validation!.auc}`)
+    assert.ok(Math.abs(c.validation!.smoothedAuc - 0.9) < 1e-9, `smoothed ${c.validation!.smoothedAuc}`)
+    assert.is(c.degenerate, null)
+    assert.equal(Array.from(c.weights), Array.from(states.get(5)!.weights), 'the weights of round 5')
+  })
 })
 
 test('a directory kept before smoothed choice, without round 5: the best by smoothed AUC among the rounds it holds', () => {
-  const dir = dataDir(net, states, [3, 7, 9])
-  const c = chosenModel(dir.root)
-  assert.is(c.entry.header.round, 3, 'round 3 (smoothed 0.80) above round 7 (0.73) and round 9 (0.70)')
-  assert.is(c.reason, 'best validation AUC among the models kept')
-  rmSync(dir.root, { recursive: true })
+  withDataDir([3, 7, 9], dir => {
+    const c = chosenModel(dir.root)
+    assert.is(c.entry.header.round, 3, 'round 3 (smoothed 0.80) above round 7 (0.73) and round 9 (0.70)')
+    assert.is(c.reason, 'best validation AUC among the models kept')
+  })
 })
 
 test('no validated model held: a clear error, not another model', () => {
-  const dir = dataDir(net, states, [])
-  assert.throws(() => chosenModel(dir.root), /round 5 .* is not in .*states/)
-  rmSync(dir.root, { recursive: true })
+  withDataDir([], dir => {
+    assert.throws(() => chosenModel(dir.root), /round 5 .* is not in .*states/)
+  })
 })
 
 test('a named round is that round', () => {
-  const dir = dataDir(net, states, [7])
-  const c = chosenModel(dir.root, { round: 7 })
-  assert.is(c.entry.header.round, 7)
-  assert.throws(() => chosenModel(dir.root, { round: 4 }), /round 4 certified no model/)
-  rmSync(dir.root, { recursive: true })
+  withDataDir([7], dir => {
+    assert.is(chosenModel(dir.root, { round: 7 }).entry.header.round, 7)
+    assert.throws(() => chosenModel(dir.root, { round: 4 }), /round 4 certified no model/)
+  })
 })
 
 test.run()

@@ -124,7 +124,8 @@ for (const mode of ROUND_MODES) {
     // it comes back: certificates and the certified state from a member that holds that state (one
     // certified by the others' signatures before its own sum was done is still fetching it), verified, not trusted
     net.online[4] = true
-    const donor = net.peers.find((p, i) => i !== 4 && p.stateCurrent)!
+    const donor = net.peers.find((p, i) => i !== 4 && p.stateCurrent)
+    assert.ok(donor !== undefined, 'a member holds the certified state')
     const certs = donor.ledger.entries.map(e => e.certificate)
     const stateBlob = net.blobs.get(hex(donor.ledger.last!.header.stateHash))!
     net.peers[4].catchUp(certs, stateBlob, net.now)

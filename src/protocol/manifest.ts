@@ -39,8 +39,8 @@ export const AUGMENTATIONS = ['xray', 'ultrasound', 'photo', 'none'] as const
 /**
  * The guards a new consortium's recipe gets (manifest create, simnet): a linear warm-up of the
  * learning rate over each site's first steps (within its first round, however few steps that
- * round has), a bound on each step's gradient norm, decoupled
- * weight decay. Absent from a manifest (one made before them): off, as it was trained then.
+ * round has), a bound on each step's gradient norm, decoupled weight decay. Absent from a
+ * manifest (one made before them): off, as it was trained then.
  */
 export const DEFAULT_GUARDS = { warmupSteps: 50, clipGradientNorm: 5, weightDecay: 0.01 } as const
 

@@ -16,7 +16,8 @@ import type { AggregationParams } from './manifest.ts'
 import { encodeState, stateHash, type GlobalState } from './model.ts'
 import type { RevealBody } from './messages.ts'
 import { strategyFor } from './strategy/index.ts'
-import { encodeValidation, validationFigures } from './validation.ts'
+import { encodeValidation, validationFigures, validationLength } from './validation.ts'
+import { partsOf, type SelectionParams } from './selection.ts'
 
 export interface RevealedShares {
   /** per survivor: shares of its self-mask seed */
@@ -83,7 +84,7 @@ export interface AggregationInput {
   peerIds: readonly string[]
   /** the round's context (consortium id and round), which every mask seed is derived with */
   maskContext: Uint8Array
-  params: { threshold: number, quantization: WeightedUpdateParams, aggregation: AggregationParams, model: { classes: number }, validation: { bins: number } }
+  params: { threshold: number, quantization: WeightedUpdateParams, aggregation: AggregationParams, model: { classes: number, size: number }, validation: { bins: number }, selection?: SelectionParams }
 }
 
 export type AggregationResult =
@@ -150,7 +151,13 @@ export function aggregateFromSum (a: Omit<AggregationInput, 'shares' | 'adverts'
   let extra: Uint8Array = new Uint8Array(0)
   if (a.kind === 'eval') {
     // validation counts are exact integers: their sum is the pooled counts; the state is unchanged
-    extra = encodeValidation(validationFigures(sum.subarray(0, sum.length - 1), { classes: a.params.model.classes, bins: a.params.validation.bins }))
+    // (one set of figures per candidate while recipe selection runs, selection.ts)
+    const layout = { classes: a.params.model.classes, bins: a.params.validation.bins }
+    const parts = partsOf(a.params, a.state.weights.length)
+    const length = validationLength(layout)
+    const sets = Array.from({ length: parts }, (_, i) => encodeValidation(validationFigures(sum.subarray(i * length, (i + 1) * length), layout)))
+    extra = new Uint8Array(sets.reduce((n, b) => n + b.length, 0))
+    sets.forEach((b, i) => { extra.set(b, i * b.length) })
   } else {
     const { mean } = decodeWeightedAverage(sum, a.survivors.length, a.params.quantization)
     if (a.kind === 'update') state = strategyFor(a.params.aggregation.rule).apply(a.state, mean, a.params.aggregation)

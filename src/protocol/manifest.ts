@@ -7,6 +7,7 @@
  */
 import { NodeIdentity, ed25519PublicKeyFromPeerId, verifySignature, assertNoWrap, type QuantizationParams } from '../privacy/index.ts'
 import { encodeCanonical, hash, hex } from './codec.ts'
+import { selectionProblem, type SelectionParams } from './selection.ts'
 
 /** the most members a consortium has: a masking-set proposal (every member's advertisement and share keys, n boxes each) must fit one message (MAX_MESSAGE_BYTES) */
 export const MAX_MEMBERS = 100
@@ -104,6 +105,12 @@ export interface ProtocolParams {
    * every member fetching every vector; absent: all-to-all
    */
   slicing?: SlicingParams
+  /**
+   * federated recipe selection (selection.ts, docs/PROTOCOL.md §10): candidate recipes trained
+   * side by side and halved by pooled validation every `rungRounds` model rounds; absent: the one
+   * recipe of `training`
+   */
+  selection?: SelectionParams
 }
 
 export interface SlicingParams { slices: number, perSlice: number }
@@ -270,6 +277,10 @@ export function validateManifest (m: unknown): Manifest {
   }
   if (p.training.augmentation !== undefined && !(AUGMENTATIONS as readonly string[]).includes(p.training.augmentation as string)) fail(`params.training.augmentation must be one of ${AUGMENTATIONS.join(', ')}`)
   if (p.slicing !== undefined) validateSlicing(p.slicing, p.minParticipants)
+  if (p.selection !== undefined) {
+    const problem = selectionProblem(p.selection, { rounds: p.training.rounds as number, weightDecay: p.training.weightDecay as number | undefined, dp: p.dp.enabled as boolean })
+    if (problem !== null) fail(problem)
+  }
   if (p.inference !== undefined) validateInferenceClients(p.inference, seen)
   const sorted = [...(members as Member[])].map(x => ({ peerId: x.peerId, name: x.name })).sort((a, b) => a.peerId < b.peerId ? -1 : 1)
   return { version: 1, name: m.name as string, members: sorted, params: structuredClone(p) }

@@ -8,6 +8,7 @@ import { NodeIdentity, seededRandom } from '../privacy/index.ts'
 import { ProtocolPeer, type PeerAction, type PeerOptions, type RoundKind } from './peer.ts'
 import { defaultParams, validateManifest, type Manifest, type ProtocolParams } from './manifest.ts'
 import { initialState, stateHash, type GlobalState } from './model.ts'
+import { selectionStartState } from './selection.ts'
 import { hex } from './codec.ts'
 
 /** Small, fast, seeded PRNG for scheduling only (never for anything secret). */
@@ -77,11 +78,12 @@ export class MemNet {
     const idRng = seededRandom(Uint8Array.from({ length: 32 }, (_, i) => (seed * 31 + i) & 0xff))
     const ids = Array.from({ length: o.n }, () => NodeIdentity.generate(idRng))
     const weights = o.initialWeights ?? Float32Array.from({ length: o.modelSize ?? 16 }, (_, i) => Math.sin(i) / 10)
-    this.initial = initialState(weights)
-    const params = defaultParams(o.n, weights.length, hex(stateHash(this.initial)))
+    const initial = initialState(weights)
+    const params = defaultParams(o.n, weights.length, hex(stateHash(initial)))
     params.timeouts = { phaseMs: 500, roundMs: 20_000 }
     o.params?.(params)
     this.manifest = validateManifest({ version: 1, name: 'test consortium', members: ids.map((id, i) => ({ peerId: id.peerId, name: `hospital ${i}` })), params })
+    this.initial = selectionStartState(initial, this.manifest.params.selection)
     // member index = position in the manifest's canonical order
     this.identities = this.manifest.members.map(m => ids.find(id => id.peerId === m.peerId)!)
     this.online = this.identities.map(() => true)

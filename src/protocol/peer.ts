@@ -24,6 +24,8 @@ import { adaptiveWait } from './lateness.ts'
 import { Presence, absentMembers } from './presence.ts'
 import { inputMayGo } from './input-gate.ts'
 import { route } from './routing.ts'
+import { roundBaseState } from './selection.ts'
+import type { RoundKind } from './actions.ts'
 
 export type { PeerAction, RoundKind } from './actions.ts'
 
@@ -81,6 +83,16 @@ export class ProtocolPeer {
   get round (): RoundView | null {
     const r = this.#current
     return r === null ? null : { number: r.round, kind: r.kind, phase: r.phase, inputExpected: r.inputExpected, done: r.done }
+  }
+  /** The state the round under way trains from or judges (the certified state, less any candidates recipe selection dropped since); the certified state between rounds. */
+  get roundState (): GlobalState {
+    const r = this.#current
+    return r === null || r.done ? this.state : r.state
+  }
+
+  /** What a round of this kind starts from: for a model round, the certified state less the candidates dropped since (selection.ts). */
+  #baseState (round: number, kind: RoundKind): GlobalState {
+    return kind === 'update' ? roundBaseState(this.ledger.entries, this.manifest.params, round, this.state) : this.state
   }
   get peerId (): string { return this.#o.identity.peerId }
   get #me (): number { return memberIndex(this.manifest, this.#o.identity.peerId) }
@@ -141,7 +153,7 @@ export class ProtocolPeer {
       identity: this.#o.identity,
       round,
       prev: this.ledger.head,
-      state: this.state,
+      state: this.#baseState(round, kind),
       kind,
       rng: this.#o.rng, now: this.#now,
       lastSurvivors: this.ledger.entries.at(-1)?.header.survivors, behind: this.ledger.lastRound < round - 1,
@@ -168,7 +180,7 @@ export class ProtocolPeer {
     if (r === null || r.done || r.hasInput) return
     const gate = { kind: r.kind, round: r.round, lastCertified: this.ledger.lastRound, fetchingState: this.#pendingState !== null, stateCurrent: this.stateCurrent, sinceStart: this.#now - this.#startedAt, phaseMs: this.manifest.params.timeouts.phaseMs }
     if (!inputMayGo(gate)) return
-    const input = this.#o.inputFor?.(r.round, r.kind, this.state) ?? null
+    const input = this.#o.inputFor?.(r.round, r.kind, this.roundState) ?? null
     if (input !== null) r.setInput(input.values, input.count)
   }
 
@@ -227,7 +239,7 @@ export class ProtocolPeer {
       if (state === null || hex(stateHash(state)) !== hashHex) this.#actions.push({ type: 'reject', code: 'bad-blob', reason: 'certified state does not match its hash', peer: -1 })
       else {
         this.state = state
-        this.#current?.rebase(this.#pendingState.prev, state)
+        if (this.#current !== null) this.#current.rebase(this.#pendingState.prev, this.#baseState(this.#current.round, this.#current.kind))
         this.#pendingState = null
         this.#askInput()
       }
@@ -286,7 +298,7 @@ export class ProtocolPeer {
   #followHead (): void {
     const cur = this.#current
     if (cur === null || cur.done || cur.round !== this.ledger.lastRound + 1 || equalBytes(cur.prev, this.ledger.head)) return
-    if (!cur.rebase(this.ledger.head, this.state)) this.#actions.push({ type: 'reject', code: 'stale-round', reason: `round ${cur.round} was aggregated on a stale ledger head; following the others`, peer: -1 })
+    if (!cur.rebase(this.ledger.head, this.#baseState(cur.round, cur.kind))) this.#actions.push({ type: 'reject', code: 'stale-round', reason: `round ${cur.round} was aggregated on a stale ledger head; following the others`, peer: -1 })
   }
 
   /**

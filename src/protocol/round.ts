@@ -99,6 +99,8 @@ export class Round {
   get kind (): RoundOptions['kind'] { return this.#o.kind }
   /** the ledger head this round extends */
   get prev (): Uint8Array { return this.#head.prev }
+  /** the state this round trains from (an update round) or judges (an eval round) */
+  get state (): GlobalState { return this.#head.state }
   get #peerIds (): string[] { return this.#o.manifest.members.map(m => m.peerId) }
   /** the fewest members a masking or survivor set may have: nobody learns a sum of fewer */
   get #minSet (): number { return Math.max(this.#o.manifest.params.minParticipants, this.#o.manifest.params.threshold) }

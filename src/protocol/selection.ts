@@ -1,0 +1,174 @@
+/**
+ * Federated recipe selection by successive halving (docs/PROTOCOL.md §10). The manifest lists K
+ * candidate recipes (learning rate, local epochs). While selection runs, the consortium's global
+ * state is the K candidates' models side by side, each `params.model.size` weights starting from
+ * the same initial weights: every hospital trains each part with its own recipe and sends one
+ * update, the concatenation, under the same secure aggregation as any model round (so no
+ * hospital's per-recipe update is ever seen either), and each eval round pools every part's
+ * validation counts, its certificate carrying one set of figures per candidate. After every
+ * `rungRounds` model rounds (a rung) the better half by pooled validation AUC goes on and the rest
+ * are dropped; when one is left, it is the consortium's model and trains on with its recipe.
+ *
+ * Nothing here is decided by anyone: which candidates are alive at a round is a pure function of
+ * the manifest and the certified eval figures in the ledger, so every member drops the same parts
+ * at the same round, and anyone who verifies the ledger can replay each choice. Pure.
+ */
+import type { LedgerEntry } from './ledger.ts'
+import type { GlobalState } from './model.ts'
+import { decodeValidation, degenerateReason, modelRoundOf, type ValidationFigures } from './validation.ts'
+
+/** A candidate recipe: what it changes in params.training. */
+export interface Recipe { learningRate: number, epochs: number }
+
+export interface SelectionParams {
+  /** the candidates, the first usually the consortium's base recipe (it wins ties) */
+  candidates: Recipe[]
+  /** model rounds each rung trains before the worse half is dropped */
+  rungRounds: number
+}
+
+export const MAX_CANDIDATES = 8
+
+/** Why these selection parameters cannot run (null: they can), for validateManifest. */
+export function selectionProblem (s: unknown, p: { rounds: number, weightDecay?: number, dp: boolean }): string | null {
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) return 'params.selection must be { candidates, rungRounds }'
+  const o = s as Record<string, unknown>
+  if (Object.keys(o).some(k => k !== 'candidates' && k !== 'rungRounds')) return 'params.selection must be { candidates, rungRounds }'
+  if (!Array.isArray(o.candidates) || o.candidates.length < 2 || o.candidates.length > MAX_CANDIDATES) return `params.selection.candidates must list 2 to ${MAX_CANDIDATES} recipes`
+  for (const [i, c] of (o.candidates as unknown[]).entries()) {
+    const r = c as Record<string, unknown>
+    if (typeof c !== 'object' || c === null || Object.keys(r).some(k => k !== 'learningRate' && k !== 'epochs')) return `params.selection.candidates[${i}] must be { learningRate, epochs }`
+    if (typeof r.learningRate !== 'number' || !(r.learningRate >= 1e-9 && r.learningRate <= 10)) return `params.selection.candidates[${i}].learningRate must be in [1e-9, 10]`
+    if (typeof r.epochs !== 'number' || !(r.epochs >= 0.01 && r.epochs <= 1000)) return `params.selection.candidates[${i}].epochs must be in [0.01, 1000]`
+    if (p.weightDecay !== undefined && r.learningRate * p.weightDecay >= 0.1) return `params.selection.candidates[${i}]: weightDecay times learningRate must be below 0.1`
+  }
+  if (typeof o.rungRounds !== 'number' || !Number.isInteger(o.rungRounds) || o.rungRounds < 1 || o.rungRounds > 1000) return 'params.selection.rungRounds must be an integer in [1, 1000]'
+  // DP-SGD would spend a hospital's budget once per candidate, and the accountant plans one recipe
+  if (p.dp) return 'recipe selection does not run with DP-SGD: each candidate would spend the privacy budget again'
+  if (selectionRounds(o as unknown as SelectionParams) >= p.rounds) return `recipe selection takes ${selectionRounds(o as unknown as SelectionParams)} model rounds: params.training.rounds must be more`
+  return null
+}
+
+/** Model rounds selection takes when no eval round aborts: rungs until one candidate is left. */
+export function selectionRounds (s: SelectionParams): number {
+  let live = s.candidates.length
+  let rungs = 0
+  while (live > 1) { live = Math.ceil(live / 2); rungs++ }
+  return rungs * s.rungRounds
+}
+
+/** One candidate's standing at the end of a rung. */
+export interface CandidateScore {
+  candidate: number
+  /** the mean pooled validation AUC over the rung's last (up to 2) eval rounds, NaN without one */
+  auc: number
+  /** accuracy in the rung's last eval round */
+  accuracy: number
+  degenerate: string | null
+  kept: boolean
+}
+
+/** A decision: after `rung` (its model rounds `fromRound`..`toRound`), who goes on. */
+export interface RungDecision { rung: number, fromRound: number, toRound: number, evals: number, scores: CandidateScore[], live: number[] }
+
+export interface SelectionProgress {
+  /** the candidates alive at the model round asked about, in candidate order (their parts' order in the state) */
+  live: number[]
+  /** the decisions of every rung that ended before it */
+  decisions: RungDecision[]
+  /** the winner once one is left */
+  winner: number | null
+}
+
+/** The figure sets of a candidates' eval certificate (one per live part), or null for any other extra. */
+export function decodeCandidateFigures (extra: Uint8Array, parts: number): ValidationFigures[] | null {
+  if (parts < 2 || extra.length % parts !== 0) return null
+  const size = extra.length / parts
+  const out: ValidationFigures[] = []
+  for (let i = 0; i < parts; i++) {
+    const f = decodeValidation(extra.subarray(i * size, (i + 1) * size))
+    if (f === null) return null
+    out.push(f)
+  }
+  return out
+}
+
+/** Rank a rung's candidates: healthy before degenerate, then by mean AUC (NaN last), then the manifest's order. */
+function decide (live: number[], evals: ValidationFigures[][], classes: number): CandidateScore[] {
+  const recent = evals.slice(-2)
+  const scores = live.map((candidate, i) => {
+    const aucs = recent.map(e => e[i].auc).filter(a => !Number.isNaN(a))
+    const last = recent.at(-1)?.[i]
+    return { candidate, auc: aucs.length === 0 ? NaN : aucs.reduce((a, b) => a + b, 0) / aucs.length, accuracy: last?.accuracy ?? NaN, degenerate: last === undefined ? null : degenerateReason(last, classes), kept: false }
+  })
+  const key = (s: CandidateScore): number => (s.degenerate === null ? 2 : 0) + (Number.isNaN(s.auc) ? 0 : 1)
+  const ranked = [...scores].sort((a, b) => key(b) - key(a) || (Number.isNaN(a.auc) ? 0 : b.auc - a.auc) || a.candidate - b.candidate)
+  const keep = evals.length === 0 ? live.length : Math.ceil(live.length / 2)
+  for (const s of ranked.slice(0, keep)) s.kept = true
+  return scores
+}
+
+/**
+ * Which candidates are alive at model round `modelRound`, from the certified eval rounds of the
+ * rungs that ended before it. A rung's evals are those judging its model rounds whose figures
+ * name as many candidates as were alive (an eval of a state from before a drop, after an aborted
+ * model round, names more and is not counted). A rung with no certified eval drops nobody.
+ */
+export function selectionAt (entries: readonly LedgerEntry[], s: SelectionParams, classes: number, modelRound: number): SelectionProgress {
+  let live = s.candidates.map((_, i) => i)
+  const decisions: RungDecision[] = []
+  for (let rung = 0; live.length > 1 && (rung + 1) * s.rungRounds < modelRound; rung++) {
+    const fromRound = rung * s.rungRounds + 1
+    const toRound = (rung + 1) * s.rungRounds
+    const evals = entries
+      .filter(e => e.header.kind === 'eval' && modelRoundOf(e.header.round) >= fromRound && modelRoundOf(e.header.round) <= toRound)
+      .map(e => decodeCandidateFigures(e.header.extra, live.length))
+      .filter((f): f is ValidationFigures[] => f !== null)
+    const scores = decide(live, evals, classes)
+    live = scores.filter(x => x.kept).map(x => x.candidate)
+    decisions.push({ rung, fromRound, toRound, evals: evals.length, scores, live })
+  }
+  return { live, decisions, winner: live.length === 1 ? live[0] : null }
+}
+
+/** The consortium's state before its first model round: each candidate's model from the same initial weights. */
+export function selectionStartState (initial: GlobalState, s: SelectionParams | undefined): GlobalState {
+  if (s === undefined) return initial
+  const k = s.candidates.length
+  const weights = new Float32Array(initial.weights.length * k)
+  for (let i = 0; i < k; i++) weights.set(initial.weights, i * initial.weights.length)
+  return { weights, optimizer: [], step: initial.step }
+}
+
+/** The parts of `state` (candidates `from`, each `size` weights) that candidates `to` ⊆ `from` are. */
+export function keepParts (state: GlobalState, size: number, from: readonly number[], to: readonly number[]): GlobalState {
+  if (state.weights.length !== from.length * size) throw new Error(`a state of ${state.weights.length} weights is not ${from.length} candidates of ${size}`)
+  const pick = (v: Float32Array): Float32Array => {
+    const out = new Float32Array(to.length * size)
+    to.forEach((c, i) => {
+      const at = from.indexOf(c)
+      if (at < 0) throw new Error(`candidate ${c} is not among the state's`)
+      out.set(v.subarray(at * size, (at + 1) * size), i * size)
+    })
+    return out
+  }
+  return { weights: pick(state.weights), optimizer: state.optimizer.map(pick), step: state.step }
+}
+
+/**
+ * The state a model round `round` trains from: the last certified state without the parts of the
+ * candidates dropped since it was certified. Without selection, or once it is over, the state as it is.
+ */
+export function roundBaseState (entries: readonly LedgerEntry[], p: { selection?: SelectionParams, model: { size: number, classes: number } }, round: number, state: GlobalState): GlobalState {
+  const s = p.selection
+  if (s === undefined) return state
+  const lastModel = entries.findLast(e => e.header.kind === 'update')
+  const before = lastModel === undefined ? s.candidates.map((_, i) => i) : selectionAt(entries, s, p.model.classes, modelRoundOf(lastModel.header.round)).live
+  const now = selectionAt(entries, s, p.model.classes, modelRoundOf(round)).live
+  return now.length === before.length ? state : keepParts(state, p.model.size, before, now)
+}
+
+/** How many candidates' models a state of this many weights holds (1 without selection). */
+export function partsOf (p: { selection?: SelectionParams, model: { size: number } }, stateWeights: number): number {
+  return p.selection === undefined ? 1 : Math.max(1, Math.round(stateWeights / p.model.size))
+}

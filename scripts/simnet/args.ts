@@ -3,6 +3,7 @@
  * validation into one typed options object. Every bad flag is a UsageError, which the command line
  * turns into exit 64.
  */
+import { selectionFromFlags, selectionProblem, type SelectionParams } from '../../src/protocol/selection.ts'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { UsageError, parseFlags } from '../../src/cli/main.ts'
@@ -56,6 +57,9 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --dp-clip C          per-example clipping norm (default ${DP_RECIPE['dp-clip']})
   --training-workers W worker threads per node process, each batch split among them (tcp; default:
                        this machine's cores / hospitals, at least 1)
+  --select C           federated recipe selection: 'default' (the learning rate, 3× and ⅓ of it) or
+                       LR[:EPOCHS],...; candidates train side by side, the worse half dropped by pooled
+                       validation every R model rounds (--rung-rounds R, default 2); not with DP
   --slices S           sliced aggregation: each masked vector in S slices, each summed and unmasked
                        only by its aggregators; 0: all-to-all (default: 64 slices from 5 hospitals,
                        all-to-all below)   --per-slice K (default 2)
@@ -98,6 +102,8 @@ export interface SimnetOptions {
   aggregation: Pick<AggregationParams, 'rule' | 'serverLr' | 'beta1'>
   dp: { epsilon: number, noise: number, clip: number } | null
   slicing: SlicingParams | null
+  /** federated recipe selection (the manifest's params.selection), or null: the one recipe */
+  selection: SelectionParams | null
   trainingWorkers: number
   patience: number
   dropout: number
@@ -126,7 +132,8 @@ const FLAGS = {
   'warmup-steps': { type: 'string', default: String(DEFAULT_GUARDS.warmupSteps) }, 'clip-grad': { type: 'string', default: String(DEFAULT_GUARDS.clipGradientNorm) },
   'weight-decay': { type: 'string', default: String(DEFAULT_GUARDS.weightDecay) }, augmentation: { type: 'string' },
   'server-lr': { type: 'string', default: '1' }, patience: { type: 'string', default: '0' }, momentum: { type: 'string' },
-  compare: { type: 'boolean', default: false }, repeat: { type: 'string' }, slices: { type: 'string' }, 'per-slice': { type: 'string' }
+  compare: { type: 'boolean', default: false }, repeat: { type: 'string' }, slices: { type: 'string' }, 'per-slice': { type: 'string' },
+  select: { type: 'string' }, 'rung-rounds': { type: 'string' }
 } as const
 
 /** the flags parsed; an unknown flag, a missing value: a UsageError */
@@ -172,7 +179,7 @@ function runOptions (args: string[], values: Values): SimnetOptions {
   check(wholeIn(patience, 0, Infinity), '--patience must be a whole number')
   return {
     args, n, rounds, seed, modelId: (values.model ?? null) as ModelId | null, transport, trainingWorkers, patience,
-    ...dataOptions(values), ...recipeOptions(values, rounds), slicing: slicingOf(values.slices, values['per-slice'], n),
+    ...dataOptions(values), ...recipeOptions(values, rounds), slicing: slicingOf(values.slices, values['per-slice'], n), selection: selectionOf(values, rounds),
     ...faultOptions(values, rounds, transport),
     baselines: !values['no-baselines'], outDir: values.out ?? join('reports', `simnet-${seed}`)
   }
@@ -249,4 +256,15 @@ function faultOptions (values: Values, rounds: number, transport: SimnetOptions[
   const malicious = values.malicious
   check(transport === 'memory' || !(malicious || latencyMs > 0 || bandwidthBytesPerMs !== undefined), '--malicious, --latency and --bandwidth need control of the wire: use them with --transport memory')
   return { dropout, killAt, malicious, latencyMs, bandwidthBytesPerMs }
+}
+
+/** Recipe selection as `medmesh manifest create` takes it (--select, --rung-rounds), around the run's own recipe. */
+function selectionOf (values: Values, rounds: number): SelectionParams | null {
+  const recipe = recipeOptions(values, rounds).training
+  const asked = selectionFromFlags(values.select, values['rung-rounds'] === undefined ? undefined : Number(values['rung-rounds']), { learningRate: recipe.learningRate, epochs: recipe.epochs })
+  if ('error' in asked) throw new UsageError(asked.error)
+  if (asked.selection === null) return null
+  const problem = selectionProblem(asked.selection, { rounds, weightDecay: recipe.weightDecay, dp: values['dp-epsilon'] !== undefined })
+  check(problem === null, (problem ?? '').replace('params.training.rounds', '--rounds'))
+  return asked.selection
 }

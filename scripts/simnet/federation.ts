@@ -3,8 +3,10 @@
  * built, the faults of a round, the traffic sums, the check that no two peers certified different
  * things, the progress line.
  */
+import type { SelectionParams } from '../../src/protocol/selection.ts'
 import type { AggregationParams, TrainingParams } from '../../src/protocol/manifest.ts'
-import type { LedgerEntry } from '../../src/protocol/ledger.ts'
+import type { Ledger, LedgerEntry } from '../../src/protocol/ledger.ts'
+import { candidateFiguresLine, decisionAt, decisionLine, selectionStatus, type SelectionStatus } from '../../src/node/selection-status.ts'
 import { hex } from '../../src/protocol/codec.ts'
 import { chooseIndex, decodeValidation, degenerateReason, judgeSeries, noLongerImproving, stillChoosable, type ValidationFigures } from '../../src/protocol/validation.ts'
 import type { ModelId } from '../../src/training/models.ts'
@@ -31,6 +33,8 @@ export interface SimSetup {
   dp: { epsilon: number, noise: number, clip: number } | null
   /** sliced aggregation's slices and aggregators per slice (manifest params.slicing), or null: all-to-all */
   slicing: { slices: number, perSlice: number } | null
+  /** federated recipe selection (manifest params.selection), or null */
+  selection: SelectionParams | null
   /** eval rounds without a better pooled validation AUC that end the run (0: run every round) */
   patience: number
   /** worker threads per node process that split each batch (tcp) */
@@ -42,7 +46,8 @@ export interface SimSetup {
   bandwidthBytesPerMs: number | undefined
   outDir: string
   /** test metrics of a global model, normalised with the certified pixel statistics */
-  evaluate: (weights: Float32Array, stats: ArrayLike<number> | null) => ClinicalMetrics
+  /** test metrics of a global model; null for a state of several candidates' models side by side (recipe selection) */
+  evaluate: (weights: Float32Array, stats: ArrayLike<number> | null) => ClinicalMetrics | null
   seedBytes: (k: number) => Uint8Array
   out: (s: string) => void
 }
@@ -110,7 +115,21 @@ export interface FederationResult {
   transport: string
   /** the consortium's model (the best round by validation) and the certified statistics it is normalised with */
   chosen: { weights: Float32Array, stats: ArrayLike<number> | null } | null
+  /** the recipe selection as the ledger records it (node/selection-status.ts), or null without one */
+  selection: SelectionStatus | null
 }
+
+/** What the eval round that judged model round k says of the recipe selection: each candidate's figures and the rung's decision, if any. */
+export function selectionLines (ledger: Ledger | undefined, k: number): string[] {
+  const e = ledger?.entries.find(x => x.header.round === 2 * k && x.header.kind === 'eval')
+  if (ledger === undefined || e === undefined || ledger.manifest.params.selection === undefined) return []
+  const figures = candidateFiguresLine(ledger.manifest, ledger.entries, e)
+  const decision = decisionAt(ledger.manifest, ledger.entries, e)
+  return [...(figures === null ? [] : [figures]), ...(decision === null ? [] : [decisionLine(ledger.manifest.params.selection, decision)])]
+}
+
+/** The selection for the report (null without one). */
+export const selectionReport = (ledger: Ledger | undefined): SelectionStatus | null => ledger === undefined ? null : selectionStatus(ledger.manifest, ledger)
 
 export const PHASES = ['advertise', 'share-keys', 'masked-input', 'survivor-set', 'unmask', 'commit']
 

@@ -4,6 +4,7 @@
  * the seed, and able to hold many peers (20 and more) in one process; it also offers the faults
  * that need control of the wire: latency, bandwidth, a malicious hospital.
  */
+import { partsOf, selectionAt } from '../../src/protocol/selection.ts'
 import { PrivacyBudget, seededRandom } from '../../src/privacy/index.ts'
 import { MemNet } from '../../src/protocol/memnet.ts'
 import { hex } from '../../src/protocol/codec.ts'
@@ -19,7 +20,7 @@ import type { TrafficKind } from '../../src/node/metrics.ts'
 import { CRASH_VICTIM } from './faults.ts'
 import { hospitalData } from './data.ts'
 import {
-  PHASES, progressLine, emptyTraffic, chosenRound, stillChoosableRecords, roundFaults, roundRecord, sumTraffic, ledgerAgreement, stopsEarly,
+  PHASES, progressLine, selectionLines, selectionReport, emptyTraffic, chosenRound, stillChoosableRecords, roundFaults, roundRecord, sumTraffic, ledgerAgreement, stopsEarly,
   type FederationResult, type RoundRecord, type SimSetup, type Traffic
 } from './federation.ts'
 
@@ -59,6 +60,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     const needed = new Set([...stillChoosableRecords(records, classes), lastCertified])
     for (const i of kept.keys()) if (!needed.has(i)) kept.delete(i)
     s.out(progressLine(record, s.n, s.dp !== null))
+    for (const line of selectionLines(net.peers[ref].ledger, r)) s.out(line)
     if (stopsEarly(net.peers[ref].ledger, s)) break
   }
   const peakRss = rss.stop()
@@ -71,7 +73,8 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
     rejections: net.log.filter(l => l.action.type === 'reject').length,
     epsilon: spentEpsilon(sites),
     transport: 'in-process (in-memory network, simulated time)',
-    chosen: kept.get(chosenRound(records, classes)) ?? null
+    chosen: kept.get(chosenRound(records, classes)) ?? null,
+    selection: selectionReport(net.peers[0].ledger)
   }
 }
 
@@ -86,14 +89,24 @@ function newNet (s: SimSetup, sites: Site[], epsilonBefore: Map<number, number[]
       const site = sites[member]
       if (kind === 'stats') return site.statsInput()
       if (site.norm === undefined && net.peers[member].stats !== null) site.useStatistics(net.peers[member].stats!)
+      // the state the round trains from or judges: while the recipe is chosen, each candidate's model side by side
+      const weights = net.peers[member].roundState.weights
+      const parts = partsOf(net.manifest.params, weights.length)
       if (kind === 'eval') {
-        const p = site.predictions(net.peers[member].state.weights, 'val')!
-        return { values: validationCounts(p.probs, p.labels, layout), count: p.labels.length }
+        const counts = splitParts(weights, parts).map(w => { const p = site.predictions(w, 'val')!; return validationCounts(p.probs, p.labels, layout) })
+        return { values: Float64Array.from(counts.flatMap(c => [...c])), count: site.data.val?.labels.length ?? 0 }
       }
       // the next round's training starts as soon as a round is certified: note ε before it
       if (!epsilonBefore.has(round)) epsilonBefore.set(round, spentEpsilon(sites))
       try {
-        return site.update(net.peers[member].state.weights, round, modelRoundOf(round))
+        const selection = net.manifest.params.selection
+        if (selection === undefined) return site.update(weights, round, modelRoundOf(round))
+        const live = selectionAt(net.peers[member].ledger.entries, selection, layout.classes, modelRoundOf(round)).live
+        const recipes = live.map(c => ({ candidate: c, ...selection.candidates[c] }))
+        const values = new Float32Array(weights.length)
+        let count = 1
+        splitParts(weights, parts).forEach((w, i) => { const u = site.update(w, round, modelRoundOf(round), recipes[i]); values.set(u.values, i * w.length); count = u.count })
+        return { values, count }
       } catch (e) {
         // as a node does: a training that diverged sends nothing rather than a poisoned update
         if (!(e instanceof NonFiniteTrainingError)) throw e
@@ -115,6 +128,7 @@ function setParams (p: ProtocolParams, s: SimSetup): void {
   p.aggregation = { ...p.aggregation, ...s.aggregation }
   p.validation.patience = s.patience
   if (s.slicing !== null) p.slicing = { ...s.slicing }
+  if (s.selection !== null) p.selection = structuredClone(s.selection)
   if (s.dp !== null) p.dp = { enabled: true, epsilon: s.dp.epsilon, delta: 1e-5, noiseMultiplier: s.dp.noise, clipNorm: s.dp.clip }
 }
 
@@ -245,4 +259,10 @@ function installMalicious (net: MemNet, evil: number): void {
     const other = sealMessage(net.identities[evil], { ...env, body: { ...body, vectorHash: h } } as Envelope)
     return to % 2 === 1 ? [other, garbage] : [wire, other]
   }
+}
+
+/** A state's weights as its candidates' models (copies), in order. */
+function splitParts (weights: Float32Array, parts: number): Float32Array[] {
+  const size = weights.length / parts
+  return Array.from({ length: parts }, (_, i) => weights.slice(i * size, (i + 1) * size))
 }

@@ -24,7 +24,7 @@ import { subset } from '../../src/training/data/dataset.ts'
 import { encodeMedMnist } from '../../src/training/data/npz.ts'
 import { CRASH_VICTIM } from './faults.ts'
 import { hospitalData } from './data.ts'
-import { PHASES, progressLine, roundFaults, roundRecord, sumTraffic, ledgerAgreement, stopsEarly, type FederationResult, type RoundRecord, type SimSetup, type Traffic } from './federation.ts'
+import { PHASES, progressLine, selectionLines, selectionReport, roundFaults, roundRecord, sumTraffic, ledgerAgreement, stopsEarly, type FederationResult, type RoundRecord, type SimSetup, type Traffic } from './federation.ts'
 import { NodeProcess, POLL_MS, formConsortium, sleep, type NodeFigures } from './nodes.ts'
 
 export { freePorts, formConsortium, parsePrometheus, type Consortium } from './nodes.ts'
@@ -63,6 +63,7 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
       if (record.stateHash !== null) certifiedUpdates++
       records.push(record)
       s.out(progressLine(record, s.n, s.dp !== null))
+      for (const line of selectionLines(longestLedger(readLedgers(run)), k)) s.out(line)
       // the nodes stop by themselves (their stop policy): so does the watching
       if (stopsEarly(longestLedger(readLedgers(run)), s)) break
       // the absent come back (they catch up from the others' ledgers), unless the run is over
@@ -91,7 +92,8 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
     rejections: nodes.reduce((a, nd) => a + nd.figures.rejected, 0),
     epsilon: spentEpsilon(run.dirs),
     transport: 'separate processes, libp2p over TCP on 127.0.0.1',
-    chosen: chosenModel(run.dirs, all)
+    chosen: chosenModel(run.dirs, all),
+    selection: selectionReport(longestLedger(all))
   }
 }
 
@@ -117,7 +119,7 @@ async function formRun (s: SimSetup): Promise<ProcessRun> {
       patience: s.patience, schedule: s.training.schedule, scheduleRounds: s.training.rounds, epochs: s.training.epochs, batchSize: s.training.batchSize,
       learningRate: s.training.learningRate, classWeighting: s.training.classWeighting, priorCorrection: s.training.priorCorrection, aggregation: s.aggregation.rule, serverLr: s.aggregation.serverLr, beta1: s.aggregation.beta1,
       dp: s.dp === null ? undefined : { epsilon: s.dp.epsilon, noise: s.dp.noise, clip: s.dp.clip },
-      slicing: s.slicing ?? undefined
+      slicing: s.slicing ?? undefined, selection: s.selection ?? undefined
     },
     // a simulation repeats: each node's randomness from the run's seed; with no faults, no round
     // starts before every node is connected to every other

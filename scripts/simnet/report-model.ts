@@ -3,6 +3,7 @@
  * computed from the federation, the consortium's model and the baselines. Rendering it (the HTML
  * page's charts and summary) is report.ts's.
  */
+import type { SelectionStatus } from '../../src/node/selection-status.ts'
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
@@ -61,6 +62,8 @@ export interface SimReport {
   rejections: number
   transport: string
   epsilon: number[]
+  /** the consortium's recipe selection (candidates, each rung's decision, the winner), null without one */
+  selection: SelectionStatus | null
 }
 
 /** The report and what its page shows beside it: the run's options, the peers at the head, the class names, the ROC curves. */
@@ -133,7 +136,8 @@ export function reportModel (o: {
     peakRssPerNodeMB: fed.peakRssPerNodeMB,
     rejections: fed.rejections,
     transport: fed.transport,
-    epsilon: fed.epsilon
+    epsilon: fed.epsilon,
+    selection: fed.selection
   }
   return { report, options, atHead: fed.atHead, classes: data.train.classes, curves }
 }

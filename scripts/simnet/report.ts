@@ -2,6 +2,7 @@
  * The simulation report rendered: one JSON file with every figure (report-model.ts computes them),
  * and an HTML page of SVG charts and a summary that opens offline.
  */
+import { selectionSummary } from '../../src/node/selection-status.ts'
 import { writeFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { formatMetrics, type ClinicalMetrics } from '../../src/training/metrics.ts'
@@ -142,6 +143,7 @@ export function reportSummary (m: ReportModel): string[] {
     r.final !== null ? `federated model (round ${chosen + 1}, pooled validation AUC ${r.rounds[chosen].validation?.auc.toFixed(3) ?? 'n/a'}${r.choice.smoothedAuc === null ? '' : `, ${r.choice.smoothedAuc.toFixed(3)} averaged with its neighbours`}) on the test split: ${formatMetrics(r.final)}` : 'no certified model round',
     ...(r.final !== null ? [`round chosen by ${r.choice.rule}`] : []),
     ...(r.chosenDegenerate !== null ? [`WARNING: the chosen model is DEGENERATE (on the pooled validation images ${r.chosenDegenerate}): the recipe learnt nothing on this data`] : []),
+    ...(r.selection === null ? [] : selectionSummary(r.selection)),
     ...(r.degenerateRounds.length > 0 ? [`degenerate rounds (one class for every validation image, or every score tied): ${r.degenerateRounds.join(', ')}`] : []),
     ...r.conformal.map(c => `prediction sets for ${(100 * c.coverage).toFixed(0)} % coverage (threshold ${c.threshold.toFixed(3)} from the pooled validation): ${(100 * c.testCoverage).toFixed(1)} % of test images covered, ${c.meanSetSize.toFixed(2)} classes per set on average`),
     ...(r.centralisedChosen > 0 ? [`centralised (pooled data, round ${r.centralisedChosen}, chosen by validation as the consortium chooses) on the test split: ${formatMetrics(r.centralised[r.centralisedChosen - 1])}`] : []),

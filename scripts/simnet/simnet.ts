@@ -92,10 +92,11 @@ async function runOnce (given: SimnetOptions, out: Out): Promise<number> {
 function simSetup (o: ResolvedOptions, data: SimData, parts: number[][], seedBytes: (k: number) => Uint8Array, out: Out, evalModel: ReturnType<typeof buildModel>, evaluator: LocalTrainer): SimSetup {
   const initialWeights = flattenWeights(evalModel)
   return {
-    n: o.n, rounds: o.rounds, seed: o.seed, modelId: o.modelId, data, parts, training: o.training, aggregation: o.aggregation, patience: o.patience, slicing: o.slicing,
+    n: o.n, rounds: o.rounds, seed: o.seed, modelId: o.modelId, data, parts, training: o.training, aggregation: o.aggregation, patience: o.patience, slicing: o.slicing, selection: o.selection,
     trainingWorkers: o.trainingWorkers, initialWeights, modelBytes: 4 * initialWeights.length, dp: o.dp,
     dropout: o.dropout, killAt: o.killAt, malicious: o.malicious, latencyMs: o.latencyMs, bandwidthBytesPerMs: o.bandwidthBytesPerMs, outDir: o.outDir, seedBytes, out,
     evaluate: (weights, stats) => {
+      if (weights.length !== initialWeights.length) return null
       setFlatWeights(evalModel, weights)
       return evaluator.evaluate(data.test, stats === null ? undefined : normalisation(stats, data.train.channels))
     }

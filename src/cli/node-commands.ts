@@ -6,7 +6,8 @@ import { DataDirError } from '../node/datadir.ts'
 import { ConfigError, resolveConfig, DEFAULTS } from '../node/config.ts'
 import { flagSpec, optionsHelp, settingsFromFlags, type NodeCommand, type NodeSettings } from '../node/options.ts'
 import { isStorageError } from '../node/fsutil.ts'
-import { AUGMENTATIONS, DEFAULT_GUARDS, ManifestError, slicingFromFlags } from '../protocol/manifest.ts'
+import { AUGMENTATIONS, DEFAULT_GUARDS, ManifestError, defaultParams, slicingFromFlags } from '../protocol/manifest.ts'
+import { selectionFromFlags } from '../protocol/selection.ts'
 import * as setup from '../node/setup.ts'
 import { AGGREGATION_RULES, MODEL_IDS } from '../node/setup.ts'
 import { defaultModelFor } from '../training/model-ids.ts'
@@ -107,6 +108,9 @@ create options:
   --weight-decay W        decoupled weight decay of the kernels (default ${DEFAULT_GUARDS.weightDecay}; 0: none)
   --augmentation A        ${AUGMENTATIONS.join(' | ')}: augmentation for the modality (default: xray for grayscale, photo for colour)
   --patience P            stop after P eval rounds without a better validation AUC (default 0: never)
+  --select C              federated recipe selection: candidates trained side by side, the worse half dropped
+                          by pooled validation every R model rounds; C is 'default' (the learning rate, 3× and
+                          ⅓ of it) or LR[:EPOCHS],LR[:EPOCHS],...   --rung-rounds R (default 2)
   --threshold T           Shamir threshold (default: a majority)
   --quorum Q              signatures that certify a round (default: the threshold)
   --min-participants M    fewest inputs ever aggregated (default: the threshold)
@@ -158,7 +162,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     channels: { type: 'string' }, 'lr-schedule': { type: 'string' }, 'schedule-rounds': { type: 'string' }, patience: { type: 'string' },
     epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string' }, 'prior-correction': { type: 'string' },
     'warmup-steps': { type: 'string' }, 'clip-grad': { type: 'string' }, 'weight-decay': { type: 'string' }, augmentation: { type: 'string' },
-    slices: { type: 'string' }, 'per-slice': { type: 'string' }
+    slices: { type: 'string' }, 'per-slice': { type: 'string' }, select: { type: 'string' }, 'rung-rounds': { type: 'string' }
   } })
   if (values.name === undefined || values.out === undefined) throw new UsageError('--name and --out are required')
   const named = (flag: string, list: string[] | undefined) => (list ?? []).map(s => {
@@ -180,6 +184,9 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
   const sliced = slicingFromFlags(num(values.slices, 'slices'), num(values['per-slice'], 'per-slice'))
   if ('error' in sliced) throw new UsageError(sliced.error)
   const slicing = sliced.slicing
+  const base = defaultParams(1, 1, '').training
+  const selected = selectionFromFlags(values.select, num(values['rung-rounds'], 'rung-rounds'), { learningRate: num(values['learning-rate'], 'learning-rate') ?? base.learningRate, epochs: num(values.epochs, 'epochs') ?? base.epochs })
+  if ('error' in selected) throw new UsageError(selected.error)
   const options: ManifestOptions = {
     name: values.name, members, model: modelId, seed: num(values.seed, 'seed'), imageSize: num(values['image-size'], 'image-size'), classes: num(values.classes, 'classes'),
     classNames: values['class-names'] === undefined ? undefined : values['class-names'].split(',').map(s => s.trim()), inferenceClients,
@@ -189,7 +196,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     threshold: num(values.threshold, 'threshold'), quorum: num(values.quorum, 'quorum'), minParticipants: num(values['min-participants'], 'min-participants'),
     phaseMs: num(values['phase-ms'], 'phase-ms'), roundMs: num(values['round-ms'], 'round-ms'), aggregation: oneOf('aggregation', values.aggregation, AGGREGATION_RULES), serverLr: num(values['server-lr'], 'server-lr'),
     dp: eps === undefined ? undefined : { epsilon: eps, delta: num(values['dp-delta'], 'dp-delta'), noise: num(values['dp-noise'], 'dp-noise'), clip: num(values['dp-clip'], 'dp-clip') },
-    slicing
+    slicing, selection: selected.selection ?? undefined
   }
   const { manifest: m, parameters } = await setup.createManifest(values.out, options)
   out(`wrote ${values.out}: consortium '${m.name}', ${m.members.length} members, model ${modelId} (${parameters} parameters); each member now signs it`)

@@ -4,6 +4,7 @@
  * file (signManifest), and each member joins with its own settings (join). The `medmesh` command
  * line and the simulator both use these; neither goes through the other.
  */
+import type { SelectionParams } from '../protocol/selection.ts'
 import { existsSync, readFileSync } from 'node:fs'
 import type { NodeIdentity } from '../privacy/index.ts'
 import { hex } from '../protocol/codec.ts'
@@ -75,6 +76,8 @@ export interface ManifestOptions {
   patience?: number
   /** sliced aggregation (PROTOCOL.md §8): each slice fetched, summed and unmasked by its perSlice aggregators; null: all-to-all; absent: `defaultSlicing` for the consortium's size */
   slicing?: { slices: number, perSlice: number } | null
+  /** federated recipe selection (protocol/selection.ts); absent: the one recipe */
+  selection?: SelectionParams
 }
 
 /** Build the model the manifest pins (its initial hash is what every member checks) and write the unsigned manifest to `file`. */
@@ -112,6 +115,7 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
   params.validation.patience = o.patience ?? params.validation.patience
   const slicing = o.slicing === undefined ? defaultSlicing(o.members.length) : o.slicing
   if (slicing !== null) params.slicing = { slices: slicing.slices, perSlice: slicing.perSlice }
+  if (o.selection !== undefined) params.selection = { candidates: o.selection.candidates.map(c => ({ learningRate: c.learningRate, epochs: c.epochs })), rungRounds: o.selection.rungRounds }
   if (o.inferenceClients !== undefined && o.inferenceClients.length > 0) params.inference = { clients: o.inferenceClients }
   if (o.dp !== undefined) params.dp = { enabled: true, epsilon: o.dp.epsilon, delta: o.dp.delta ?? 1e-5, noiseMultiplier: o.dp.noise ?? 0, clipNorm: o.dp.clip ?? 1.0 }
   const manifest = validateManifest({ version: 1, name: o.name, members: o.members, params })

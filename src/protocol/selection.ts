@@ -172,3 +172,35 @@ export function roundBaseState (entries: readonly LedgerEntry[], p: { selection?
 export function partsOf (p: { selection?: SelectionParams, model: { size: number } }, stateWeights: number): number {
   return p.selection === undefined ? 1 : Math.max(1, Math.round(stateWeights / p.model.size))
 }
+
+/** model rounds per rung unless the founders say */
+export const DEFAULT_RUNG_ROUNDS = 2
+
+/**
+ * The candidates `--select default` gives: the base recipe, and its learning rate three times
+ * higher and three times lower (the base first: it wins ties). The learning rate is the setting
+ * the measurements found to matter most from one data set to the next (docs/SIMULATION.md).
+ */
+export function defaultCandidates (base: Recipe): Recipe[] {
+  const lr = (x: number): number => Number(x.toPrecision(3))
+  return [{ ...base }, { learningRate: lr(base.learningRate * 3), epochs: base.epochs }, { learningRate: lr(base.learningRate / 3), epochs: base.epochs }]
+}
+
+/**
+ * The selection `--select C [--rung-rounds R]` ask for (manifest create, the simulator): C is
+ * `default` (defaultCandidates) or a comma list of LR or LR:EPOCHS (epochs: the base recipe's);
+ * null when neither flag is given; --rung-rounds alone is an error. validateManifest checks the rest.
+ */
+export function selectionFromFlags (select: string | undefined, rungRounds: number | undefined, base: Recipe): { selection: SelectionParams | null } | { error: string } {
+  if (select === undefined) return rungRounds === undefined ? { selection: null } : { error: '--rung-rounds goes with --select (recipe selection)' }
+  const rung = rungRounds ?? DEFAULT_RUNG_ROUNDS
+  if (select.trim() === 'default') return { selection: { candidates: defaultCandidates(base), rungRounds: rung } }
+  const candidates: Recipe[] = []
+  for (const item of select.split(',')) {
+    const [lr, epochs, more] = item.trim().split(':')
+    const recipe = { learningRate: Number(lr), epochs: epochs === undefined ? base.epochs : Number(epochs) }
+    if (more !== undefined || lr === '' || !Number.isFinite(recipe.learningRate) || !Number.isFinite(recipe.epochs)) return { error: `--select takes 'default' or LR[:EPOCHS],LR[:EPOCHS],..., not '${item}'` }
+    candidates.push(recipe)
+  }
+  return { selection: { candidates, rungRounds: rung } }
+}

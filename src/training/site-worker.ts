@@ -43,7 +43,7 @@ async function main (): Promise<void> {
         const index = workerIndex()
         const worker = index === 0 ? [] : [index & 0xff, (index >> 8) & 0xff]
         if (init.noiseSeed !== null) site.options.noiseRandom = seededRandom(deriveKey(init.noiseSeed, 'seeded-random', Uint8Array.of(0xd9, q.round & 0xff, (q.round >> 8) & 0xff, (q.round >> 16) & 0xff, ...worker)))
-        const u = site.update(q.weights, q.round, q.modelRound)
+        const u = site.update(q.weights, q.round, q.modelRound, q.recipe)
         reply({ type: 'updated', id: q.id, values: u.values, count: u.count, train: site.lastTrain!, budget: site.options.budget?.toJSON() ?? null, memory: memory() }, [u.values.buffer as ArrayBuffer])
       } else if (q.type === 'predictions') {
         reply({ type: 'predictions', id: q.id, result: site.predictions(q.weights, q.split) })

@@ -11,6 +11,7 @@ import { classFrequencies, normalisation, pixelStats, statsVector, type Normalis
 import { learningRateAt, type LrSchedule } from './schedule.ts'
 import { buildModel, flattenWeights, setFlatWeights, type ModelId } from './models.ts'
 import { LocalTrainer, type DataParallel, type TrainResult } from './trainer.ts'
+import type { CandidateRecipe } from './candidates.ts'
 import type { ClinicalMetrics } from './metrics.ts'
 import type { Modality } from './augment.ts'
 import type * as tfl from '@tensorflow/tfjs-layers'
@@ -119,14 +120,28 @@ export class Site {
   /** the consortium's pooled class frequencies, from the statistics round (null before it) */
   classFrequencies: number[] | null = null
 
-  /** Train from these weights; the update and the sample count it stands for. `round` varies the shuffling; `modelRound` (1, 2, …) sets the learning rate. */
-  update (weights: Float32Array, round: number, modelRound = round): { values: Float32Array, count: number } {
+  /** one trainer (optimiser state, warm-up) per candidate recipe while the consortium chooses among them */
+  readonly #candidateTrainers = new Map<number, LocalTrainer>()
+
+  #trainerFor (recipe: CandidateRecipe | undefined): LocalTrainer {
+    if (recipe === undefined) return this.trainer
+    let t = this.#candidateTrainers.get(recipe.candidate)
+    if (t === undefined) { t = new LocalTrainer(this.model); this.#candidateTrainers.set(recipe.candidate, t) }
+    return t
+  }
+
+  /**
+   * Train from these weights; the update and the sample count it stands for. `round` varies the
+   * shuffling; `modelRound` (1, 2, …) sets the learning rate; `recipe`, a candidate's learning
+   * rate and epochs in place of the site's, trained by that candidate's own trainer.
+   */
+  update (weights: Float32Array, round: number, modelRound = round, recipe?: CandidateRecipe): { values: Float32Array, count: number } {
     setFlatWeights(this.model, weights)
     const dp = this.spec.dp
-    this.lastTrain = this.trainer.train(this.data.train, {
-      epochs: this.options.epochs,
+    this.lastTrain = this.#trainerFor(recipe).train(this.data.train, {
+      epochs: recipe?.epochs ?? this.options.epochs,
       batchSize: this.options.batchSize,
-      learningRate: learningRateAt(this.options.learningRate, this.spec.schedule ?? { kind: 'constant' }, modelRound),
+      learningRate: learningRateAt(recipe?.learningRate ?? this.options.learningRate, this.spec.schedule ?? { kind: 'constant' }, modelRound),
       optimizer: this.options.optimizer,
       seed: Uint8Array.from(this.options.seed.map((b, i) => i === 0 ? b ^ (round & 0xff) : i === 1 ? b ^ ((round >> 8) & 0xff) : b)),
       augment: this.options.augmentation !== 'none',
@@ -150,6 +165,7 @@ export class Site {
   /** Free the model's and the optimiser's tensors (a node that stops inside a longer-lived process). */
   dispose (): void {
     this.trainer.dispose()
+    for (const t of this.#candidateTrainers.values()) t.dispose()
     this.model.dispose()
   }
 

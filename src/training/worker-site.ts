@@ -18,6 +18,7 @@ import { normalisation, pixelStats, statsVector, type Normalisation } from './da
 import type { ClinicalMetrics } from './metrics.ts'
 import { allocateReduceBuffers, type SharedReduceBuffers } from './all-reduce.ts'
 import type { TrainResult } from './trainer.ts'
+import type { CandidateRecipe } from './candidates.ts'
 
 export type Split = 'val' | 'test'
 export interface Predictions { probs: Float32Array, labels: Int32Array }
@@ -34,7 +35,7 @@ export interface TrainingSite {
   initialWeights: () => Float32Array
   statsInput: () => { values: number[], count: number }
   useStatistics: (combined: ArrayLike<number>) => void
-  update: (weights: Float32Array, round: number, modelRound?: number) => Promise<{ values: Float32Array, count: number }>
+  update: (weights: Float32Array, round: number, modelRound?: number, recipe?: CandidateRecipe) => Promise<{ values: Float32Array, count: number }>
   predictions: (weights: Float32Array, split: Split) => Promise<Predictions | null>
   evaluate: (weights: Float32Array, split: Split) => Promise<ClinicalMetrics | null>
   /** free the model; stop the worker now, whatever it is doing */
@@ -56,7 +57,7 @@ export interface SiteInit {
 export type SiteRequest =
   | { type: 'statistics', stats: number[] }
   | { type: 'parallel', parallel: NonNullable<SiteInit['parallel']> }
-  | { type: 'update', id: number, weights: Float32Array, round: number, modelRound: number, budget: PrivacyBudgetState | null }
+  | { type: 'update', id: number, weights: Float32Array, round: number, modelRound: number, budget: PrivacyBudgetState | null, recipe?: CandidateRecipe }
   | { type: 'predictions', id: number, weights: Float32Array, split: Split }
   | { type: 'evaluate', id: number, weights: Float32Array, split: Split }
 
@@ -254,13 +255,13 @@ export class WorkerSite implements TrainingSite {
   }
 
   /** Every worker trains its share of each step; worker 0's replica (the same as the others') is the update. */
-  async update (weights: Float32Array, round: number, modelRound = round): Promise<{ values: Float32Array, count: number }> {
+  async update (weights: Float32Array, round: number, modelRound = round, recipe?: CandidateRecipe): Promise<{ values: Float32Array, count: number }> {
     const threads = await this.#threadsReady()
     const id = this.#nextId++
     const budget = this.options.budget?.toJSON() ?? null
     let replies: Array<Extract<SiteReply, { type: 'updated' }>>
     try {
-      replies = await Promise.all(threads.map(async t => await this.#ask(t, { type: 'update', id, weights, round, modelRound, budget }, 'updated')))
+      replies = await Promise.all(threads.map(async t => await this.#ask(t, { type: 'update', id, weights, round, modelRound, budget, recipe }, 'updated')))
     } catch (e) {
       // the others may be waiting for the one that failed at a step's barrier: start afresh next time
       if (threads.length > 1 && this.#threads === threads) this.#fail(threads[0])

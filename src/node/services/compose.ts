@@ -7,12 +7,13 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Startable } from '@libp2p/interface'
 import { ProtocolPeer } from '../../protocol/peer.ts'
-import type { Certificate } from '../../protocol/ledger.ts'
+import type { Certificate, Ledger } from '../../protocol/ledger.ts'
 import type { OpenedMessage } from '../../protocol/messages.ts'
 import { consortiumId, memberIndex, type Manifest } from '../../protocol/manifest.ts'
 import { hex } from '../../protocol/codec.ts'
-import { roundKind } from '../../protocol/validation.ts'
-import { selectionStartState } from '../../protocol/selection.ts'
+import { modelRoundOf, roundKind } from '../../protocol/validation.ts'
+import { partsOf, selectionAt, selectionStartState } from '../../protocol/selection.ts'
+import type { CandidateRecipe } from '../../training/candidates.ts'
 import type { NodeIdentity } from '../../privacy/index.ts'
 import type { TrainingSite } from '../../training/worker-site.ts'
 import { systemClock, type Clock } from '../clock.ts'
@@ -159,7 +160,7 @@ export function composeServices (p: NodeParts, node: NodeHooks): NodeServices {
     blobs: createBlobExchange({ network, isMember: member, storedState, log, metrics, clock }),
     ledgerSync: createLedgerSync({ network, isMember: member, ledger: () => peer.ledger, storedState, round: () => peer.round?.number ?? -1, log, metrics, adopt: node.adopt }),
     training: createTrainingScheduler({
-      site, round: () => peer.round, weights: () => peer.state.weights, stateCurrent: () => peer.stateCurrent, lastModelRound: () => peer.ledger.lastOf('update')?.header.round, log, metrics, clock,
+      site, round: () => peer.round, weights: () => peer.roundState.weights, candidates: candidateRecipes(manifest, () => peer.ledger), stateCurrent: () => peer.stateCurrent, lastModelRound: () => peer.ledger.lastOf('update')?.header.round, log, metrics, clock,
       validation: { classes: manifest.params.model.classes, bins: manifest.params.validation.bins },
       setInput: node.setInput, trainingEnded: node.trainingEnded,
       saveBudget: () => { p.store.guard(() => p.store.saveBudget(site.options.budget!)); s.siteReports.update() }
@@ -168,4 +169,14 @@ export function composeServices (p: NodeParts, node: NodeHooks): NodeServices {
     ticker: createTicker({ clock, tick: node.tick })
   }
   return s
+}
+
+/** The training scheduler's view of recipe selection: each model round's candidates' recipes, and the parts of a state; undefined without selection. */
+function candidateRecipes (manifest: Manifest, ledger: () => Pick<Ledger, 'entries'>): { recipes: (round: number) => CandidateRecipe[], parts: (weights: number) => number } | undefined {
+  const s = manifest.params.selection
+  if (s === undefined) return undefined
+  return {
+    recipes: round => selectionAt(ledger().entries, s, manifest.params.model.classes, modelRoundOf(round)).live.map(c => ({ candidate: c, ...s.candidates[c] })),
+    parts: weights => partsOf(manifest.params, weights)
+  }
 }

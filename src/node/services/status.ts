@@ -4,6 +4,7 @@
  * metrics, and serves the local observability endpoint (127.0.0.1 by default): /health, /status
  * (JSON: peers, round, phase, ε spent, last certificate) and /metrics.
  */
+import { candidateFiguresLine, decisionAt, decisionLine, selectionStatus } from '../selection-status.ts'
 import type { Startable } from '@libp2p/interface'
 import type { Server } from 'node:http'
 import type { Clock } from '../clock.ts'
@@ -90,6 +91,10 @@ export function createStatusService (c: StatusComponents): StatusService {
     certified (e) {
       c.metrics.certified.inc()
       c.log.info({ round: e.header.round, kind: e.header.kind, survivors: e.header.survivors.map(i => c.peer.manifest.members[i]?.name ?? String(i)), certificate: hex(e.hash).slice(0, 16), model: hex(e.header.stateHash).slice(0, 16) }, `round ${e.header.round} certified (${e.header.kind})`)
+      const candidates = candidateFiguresLine(c.peer.manifest, c.peer.ledger.entries, e)
+      if (candidates !== null) c.log.info({ round: e.header.round, selection: true }, candidates)
+      const decision = decisionAt(c.peer.manifest, c.peer.ledger.entries, e)
+      if (decision !== null) c.log.info({ round: e.header.round, selection: { rung: decision.rung + 1, live: decision.live.map(x => x + 1) } }, decisionLine(c.peer.manifest.params.selection!, decision))
       const v = e.header.kind === 'eval' ? decodeValidation(e.header.extra) : null
       if (v === null) return
       const degenerate = degenerateReason(v, c.peer.manifest.params.model.classes)
@@ -123,6 +128,7 @@ export function nodeStatus (f: NodeFacts, phase: string): Record<string, unknown
     lastCertificate: last === undefined ? null : { round: last.header.round, kind: last.header.kind, hash: hex(last.hash), survivors: last.header.survivors, survivorNames: last.header.survivors.map(i => peer.manifest.members[i]?.name ?? String(i)) },
     modelHash: hex(stateHash(peer.state)),
     validation: validationStatus(peer),
+    selection: selectionStatus(peer.manifest, peer.ledger),
     epsilonSpent: site.options.budget?.spent.epsilon ?? null,
     backend: site.backend?.name ?? null,
     training: ((t) => t === null ? null : { round: t.round, seconds: Math.round((f.clock.now() - t.since) / 100) / 10 })(f.training?.() ?? null),

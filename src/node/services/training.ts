@@ -14,6 +14,8 @@ import type { RoundView } from '../../protocol/peer.ts'
 import type { TrainingSite } from '../../training/worker-site.ts'
 import { modelRoundOf, validationCounts, validationLength, type ValidationLayout } from '../../protocol/validation.ts'
 import { formatMetrics } from '../../training/metrics.ts'
+import { partPredictions, updateCandidates, type CandidateRecipe } from '../../training/candidates.ts'
+import type { TrainResult } from '../../training/train-options.ts'
 import type { Clock } from '../clock.ts'
 import type { Logger } from '../logger.ts'
 import type { NodeMetrics } from '../metrics.ts'
@@ -22,9 +24,15 @@ export interface TrainingComponents {
   site: Pick<TrainingSite, 'update' | 'statsInput' | 'lastTrain' | 'options' | 'evaluate' | 'predictions' | 'useStatistics' | 'norm'>
   /** the consortium's classes and histogram bins (the manifest's) */
   validation: ValidationLayout
-  /** the round in progress, and the certified weights to train from */
+  /** the round in progress, and the weights it trains from or judges (the certified ones, less any candidates dropped since) */
   round: () => RoundView | null
   weights: () => Float32Array
+  /**
+   * while the consortium chooses its recipe (protocol/selection.ts): the recipes of the candidates
+   * a model round trains, in their parts' order, and how many candidates' models a state of this
+   * many weights holds; absent without selection
+   */
+  candidates?: { recipes: (round: number) => CandidateRecipe[], parts: (weights: number) => number }
   /** whether the weights are the last certified ones (not still being fetched) */
   stateCurrent: () => boolean
   /** the round of the last certified model (its certificate may have arrived before the model) */
@@ -57,28 +65,35 @@ export interface TrainingScheduler extends Startable {
   training: () => { round: number, since: number } | null
 }
 
-/** The log line of a finished training: its images, time, rate, and the ε spent and early stop if any. */
-export function trainedMessage (round: number, t: NonNullable<TrainingSite['lastTrain']>): string {
-  return `round ${round}: trained ${t.examples} images in ${t.seconds.toFixed(1)} s (${t.imagesPerSecond.toFixed(0)} images/s)${t.epsilon !== null ? `, ε spent ${t.epsilon.toFixed(3)}` : ''}${t.stoppedEarly !== null ? ` — ${t.stoppedEarly}` : ''}`
+/** The log line of a finished training: its images, time, rate, and the ε spent and early stop if any; the candidate recipes it trained, if several. */
+export function trainedMessage (round: number, t: TrainResult, recipes: readonly CandidateRecipe[] = []): string {
+  const candidates = recipes.length > 1 ? ` for ${recipes.length} candidate recipes (${recipes.map(r => `#${r.candidate + 1} lr ${r.learningRate} × ${r.epochs} epoch(s)`).join(', ')})` : ''
+  return `round ${round}: trained ${t.examples} images${candidates} in ${t.seconds.toFixed(1)} s (${t.imagesPerSecond.toFixed(0)} images/s)${t.epsilon !== null ? `, ε spent ${t.epsilon.toFixed(3)}` : ''}${t.stoppedEarly !== null ? ` — ${t.stoppedEarly}` : ''}`
 }
 
-/** this site's validation counts of the certified model (zeros from a site without a validation part) */
-async function sendValidationCounts (c: Pick<TrainingComponents, 'site' | 'round' | 'weights' | 'validation' | 'setInput' | 'log'>, round: number, running: () => boolean): Promise<void> {
-  let p: Awaited<ReturnType<TrainingComponents['site']['predictions']>>
+/** this site's validation counts of the certified model, of each candidate's side by side while the recipe is chosen (zeros from a site without a validation part) */
+async function sendValidationCounts (c: Pick<TrainingComponents, 'site' | 'round' | 'weights' | 'validation' | 'setInput' | 'log' | 'candidates'>, round: number, running: () => boolean): Promise<void> {
+  type Predictions = Awaited<ReturnType<TrainingComponents['site']['predictions']>>
+  const weights = c.weights()
+  let parts: Predictions[]
   try {
-    p = await c.site.predictions(c.weights(), 'val')
+    parts = await partPredictions(async w => await c.site.predictions(w, 'val'), weights, c.candidates?.parts(weights.length) ?? 1)
   } catch (e) {
     if (running()) c.log.error(`round ${round}: validation failed, this node sends no input this round: ${(e as Error).message}`)
     return
   }
   if (!running() || c.round()?.number !== round) return
-  const counts = p === null ? new Float64Array(validationLength(c.validation)) : validationCounts(p.probs, p.labels, c.validation)
-  c.setInput(counts, p?.labels.length ?? 0)
+  const length = validationLength(c.validation)
+  const counts = new Float64Array(parts.length * length)
+  parts.forEach((p, i) => { if (p !== null) counts.set(validationCounts(p.probs, p.labels, c.validation), i * length) })
+  c.setInput(counts, parts[0]?.labels.length ?? 0)
 }
 
-/** log the validation figures of the certified model of `round` (the weights are taken now) */
-function logCertifiedValidation (c: Pick<TrainingComponents, 'site' | 'weights' | 'log'>, round: number, model: string, running: () => boolean): void {
-  c.site.evaluate(c.weights(), 'val').then(
+/** log the validation figures of the certified model of `round` (the weights are taken now; not while candidates' models are side by side: the eval certificate gives each one's pooled figures) */
+function logCertifiedValidation (c: Pick<TrainingComponents, 'site' | 'weights' | 'log' | 'candidates'>, round: number, model: string, running: () => boolean): void {
+  const weights = c.weights()
+  if ((c.candidates?.parts(weights.length) ?? 1) > 1) return
+  c.site.evaluate(weights, 'val').then(
     m => { if (m !== null && running()) c.log.info({ round, model, auc: m.auc, accuracy: m.accuracy }, `round ${round}: validation of the certified model ${model.slice(0, 12)}: ${formatMetrics(m)}`) },
     (e: Error) => { if (running()) c.log.warn(`round ${round}: validation of the certified model failed: ${e.message}`) })
 }
@@ -94,9 +109,14 @@ export function createTrainingScheduler (c: TrainingComponents, init: TrainingIn
   async function train (round: number): Promise<void> {
     if (!running || c.round()?.number !== round) return
     current = { round, since: c.clock.now() }
-    c.log.info({ round, epochs: c.site.options.epochs, batchSize: c.site.options.batchSize }, `round ${round}: training on ${c.site.options.epochs} epoch(s) of this hospital's data, batch ${c.site.options.batchSize}`)
+    c.log.info({ round, epochs: c.site.options.epochs, batchSize: c.site.options.batchSize }, `round ${round}: training on ${c.site.options.epochs} epoch(s) of this hospital's data, batch ${c.site.options.batchSize}${(c.candidates?.recipes(round).length ?? 1) > 1 ? ', for each candidate recipe' : ''}`)
     try {
-      handOver(round, await c.site.update(c.weights(), round, modelRoundOf(round)))
+      const recipes = c.candidates?.recipes(round)
+      if (recipes === undefined) handOver(round, await c.site.update(c.weights(), round, modelRoundOf(round)), c.site.lastTrain!)
+      else {
+        const u = await updateCandidates(c.site, c.weights(), recipes, round, modelRoundOf(round))
+        handOver(round, u, u.train, recipes)
+      }
     } catch (e) {
       if (running) c.log.error(`round ${round}: training failed, this node sends no input this round: ${(e as Error).message}`)
     } finally {
@@ -105,10 +125,10 @@ export function createTrainingScheduler (c: TrainingComponents, init: TrainingIn
     }
   }
 
-  function handOver (round: number, update: { values: Float32Array, count: number }): void {
+  function handOver (round: number, update: { values: Float32Array, count: number }, trained: TrainResult, recipes?: CandidateRecipe[]): void {
     // stopped, or the round moved on while this node trained: the input is no longer due
     if (!running || c.round()?.number !== round) return
-    c.log.info(trainedMessage(round, c.site.lastTrain!))
+    c.log.info(trainedMessage(round, trained, recipes))
     const budget = c.site.options.budget
     if (budget !== null) {
       c.saveBudget()

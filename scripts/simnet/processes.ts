@@ -109,7 +109,9 @@ async function formRun (s: SimSetup): Promise<ProcessRun> {
   // this machine's speed for this model, with the n processes sharing its cores, three times over
   const largest = Math.max(...s.parts.map(p => p.length))
   const speed = measuredSpeed(s)
-  const phaseMs = Math.max(10_000, Math.ceil(3 * largest * s.training.epochs / speed * Math.max(1, n / availableParallelism())) * 1000)
+  // (while the recipe is chosen, a model round trains every candidate: their epochs together)
+  const epochs = s.selection === null ? s.training.epochs : s.selection.candidates.reduce((a, c) => a + c.epochs, 0)
+  const phaseMs = Math.max(10_000, Math.ceil(3 * largest * epochs / speed * Math.max(1, n / availableParallelism())) * 1000)
   const roundMs = 12 * phaseMs
   const faultless = s.dropout === 0 && s.killAt === null
   const { dirs, ids, http } = await formConsortium({

@@ -106,7 +106,7 @@ export interface ProtocolParams {
    */
   slicing?: SlicingParams
   /**
-   * federated recipe selection (selection.ts, docs/PROTOCOL.md §10): candidate recipes trained
+   * federated recipe selection (selection.ts, docs/PROTOCOL.md §9): candidate recipes trained
    * side by side and halved by pooled validation every `rungRounds` model rounds; absent: the one
    * recipe of `training`
    */

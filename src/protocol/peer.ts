@@ -24,7 +24,7 @@ import { adaptiveWait } from './lateness.ts'
 import { Presence, absentMembers } from './presence.ts'
 import { inputMayGo } from './input-gate.ts'
 import { route } from './routing.ts'
-import { roundBaseState } from './selection.ts'
+import { roundBaseState, stateStandIn } from './selection.ts'
 import type { RoundKind } from './actions.ts'
 
 export type { PeerAction, RoundKind } from './actions.ts'
@@ -92,7 +92,9 @@ export class ProtocolPeer {
 
   /** What a round of this kind starts from: for a model round, the certified state less the candidates dropped since (selection.ts). */
   #baseState (round: number, kind: RoundKind): GlobalState {
-    return kind === 'update' ? roundBaseState(this.ledger.entries, this.manifest.params, round, this.state) : this.state
+    // with recipe selection a certified state still being fetched may differ in length from the one held
+    const certified = (this.#pendingState === null ? null : stateStandIn(this.ledger.entries, this.manifest.params)) ?? this.state
+    return kind === 'update' ? roundBaseState(this.ledger.entries, this.manifest.params, round, certified) : certified
   }
   get peerId (): string { return this.#o.identity.peerId }
   get #me (): number { return memberIndex(this.manifest, this.#o.identity.peerId) }
@@ -239,8 +241,9 @@ export class ProtocolPeer {
       if (state === null || hex(stateHash(state)) !== hashHex) this.#actions.push({ type: 'reject', code: 'bad-blob', reason: 'certified state does not match its hash', peer: -1 })
       else {
         this.state = state
-        if (this.#current !== null) this.#current.rebase(this.#pendingState.prev, this.#baseState(this.#current.round, this.#current.kind))
-        this.#pendingState = null
+        const prev = this.#pendingState.prev
+        this.#pendingState = null // (before the base state: it is this state now, no stand-in)
+        if (this.#current !== null) this.#current.rebase(prev, this.#baseState(this.#current.round, this.#current.kind))
         this.#askInput()
       }
     }
@@ -283,13 +286,14 @@ export class ProtocolPeer {
         this.state = state
       }
       this.#actions.push({ type: 'caught-up', round: last.round })
-      this.#askInput()
       this.#foreign.clear()
       this.#pendingState = null
       const cur = this.#current
       if (cur !== null && !cur.done && cur.round <= last.round) {
         this.#actions.push({ type: 'aborted', reason: `round ${cur.round} abandoned: caught up to round ${last.round}` })
       } else this.#followHead()
+      // after the round follows the head: its input is trained from the state it now starts from
+      this.#askInput()
     }
     this.start(now)
   }

@@ -61,7 +61,7 @@ export class Round {
   readonly #commits = new CommitTally()
   readonly #faulty = new Set<number>()
   /** how the masked vectors travel and are summed: whole, or in slices (exchange.ts) */
-  readonly #exchange: Exchange
+  #exchange: Exchange
   /** how late the others' advertisements and masked inputs came (even after this round ended) */
   readonly lateness: Lateness
   readonly #survivors = new SurvivorAgreement()
@@ -87,10 +87,8 @@ export class Round {
     }, { send: (t, attempt, body) => this.#send(t, attempt, body), reject: (code, reason, peer) => this.#reject(code, reason, peer), phase: (phase, detail) => this.#setPhase(phase, detail) })
     this.lateness = new Lateness(o.now)
     this.#roundDeadline = o.now + o.manifest.params.timeouts.roundMs
-    const slicing = o.manifest.params.slicing
-    this.#exchange = slicing === undefined
-      ? new WholeExchange()
-      : new SlicedExchange({ me: this.me, peerIds: this.#peerIds, slicing, length: this.#inputLength(), prev: () => this.#head.prev, seedOf: prev => assignmentSeed(o.consortium, o.round, prev), phaseMs: o.manifest.params.timeouts.phaseMs, checkAll: o.checkAll })
+    this.#exchange = this.#newExchange()
+    this.#lengthUnknown = o.behind === true && o.manifest.params.selection !== undefined
     this.#send(MSG.advertise, 0, this.#masking.advertisement)
     this.#setPhase('advertise', 'keys advertised')
   }
@@ -128,9 +126,39 @@ export class Round {
    * ledger head and state, if the aggregate has not been formed yet. Returns whether it could.
    */
   rebase (prev: Uint8Array, state: GlobalState): boolean {
-    if (this.#progress.result !== undefined || state.weights.length !== this.#head.state.weights.length) return false
-    this.#head = { prev, state }
+    if (this.#progress.result !== undefined) return false
+    if (state.weights.length !== this.#head.state.weights.length) {
+      // recipe selection: the state a round starts from changes length with a rung's decision, which
+      // a peer that started the round before that certificate did not know; the input length and
+      // the exchange's slices follow, but only while no masked input was given or seen
+      if (this.#input !== null || this.#maskedInputSeen) return false
+      this.#head = { prev, state }
+      this.#exchange = this.#newExchange()
+    } else this.#head = { prev, state }
+    if (this.#lengthUnknown) {
+      this.#lengthUnknown = false
+      for (const m of this.#deferred.splice(0)) this.#dispatchOrReject(m)
+    }
     return true
+  }
+
+  /**
+   * Started behind the ledger (the certificate of the round before unknown) in a consortium that
+   * chooses its recipe: the state, and so the input length, may still change with that
+   * certificate, so masked inputs wait (deferred) for the rebase rather than being judged by a
+   * length that may be wrong (which would wrongly reject honest members' inputs).
+   */
+  #lengthUnknown = false
+
+  /** whether any masked input (this peer's or another's) was handed over or received: the input length is fixed from then */
+  #maskedInputSeen = false
+
+  #newExchange (): Exchange {
+    const o = this.#o
+    const slicing = o.manifest.params.slicing
+    return slicing === undefined
+      ? new WholeExchange()
+      : new SlicedExchange({ me: this.me, peerIds: this.#peerIds, slicing, length: this.#inputLength(), prev: () => this.#head.prev, seedOf: prev => assignmentSeed(o.consortium, o.round, prev), phaseMs: o.manifest.params.timeouts.phaseMs, checkAll: o.checkAll })
   }
 
   /**
@@ -213,12 +241,13 @@ export class Round {
 
 
   #onMaskedInput (msg: OpenedMessage<MaskedInputBody>): void {
-    if (this.#masking.agreed === undefined) return this.#defer(msg)
+    if (this.#masking.agreed === undefined || this.#lengthUnknown) return this.#defer(msg)
     if (!this.#firstOf(`mi:${msg.env.sender}`, msg)) return
     this.#acceptCommitment(msg)
   }
 
   #acceptCommitment (msg: OpenedMessage<MaskedInputBody>, authoritative = false): void {
+    this.#maskedInputSeen = true
     checkMaskedInput(msg, this.#masking.agreed, this.#inputLength(), this.#exchange)
     // the survivor-set proposal (authoritative) fixes which of two commitments counts
     const recorded = this.#exchange.commit(msg.env.sender, { id: msg.id, wire: msg.wire, body: msg.env.body }, authoritative)

@@ -1,5 +1,5 @@
 /**
- * Federated recipe selection by successive halving (docs/PROTOCOL.md §10). The manifest lists K
+ * Federated recipe selection by successive halving (docs/PROTOCOL.md §9). The manifest lists K
  * candidate recipes (learning rate, local epochs). While selection runs, the consortium's global
  * state is the K candidates' models side by side, each `params.model.size` weights starting from
  * the same initial weights: every hospital trains each part with its own recipe and sends one
@@ -203,4 +203,18 @@ export function selectionFromFlags (select: string | undefined, rungRounds: numb
     candidates.push(recipe)
   }
   return { selection: { candidates, rungRounds: rung } }
+}
+
+/**
+ * A stand-in for a certified state this peer is still fetching, of the length the certified state
+ * has (its candidates' parts): a round that starts meanwhile checks inputs against it, and is
+ * rebased onto the state when it arrives (a round cannot be rebased onto another length). Its
+ * weights are never trained from or aggregated onto: the input waits for the state (input-gate.ts).
+ */
+export function stateStandIn (entries: readonly LedgerEntry[], p: { selection?: SelectionParams, model: { size: number, classes: number } }): GlobalState | null {
+  const s = p.selection
+  if (s === undefined) return null
+  const last = entries.findLast(e => e.header.kind === 'update')
+  const parts = last === undefined ? s.candidates.length : selectionAt(entries, s, p.model.classes, modelRoundOf(last.header.round)).live.length
+  return { weights: new Float32Array(parts * p.model.size), optimizer: [], step: 0 }
 }

@@ -105,33 +105,45 @@ function scores (n: number, seed: number, skill: number): { probs: Float32Array,
   return { probs, labels }
 }
 
-test('a selection run under secure aggregation: every member drops the same candidates at each rung; the winner\'s model goes on alone', () => {
-  const size = 6
-  const layout = { classes: 2, bins: 50 }
-  const selection: SelectionParams = { ...three, rungRounds: 1 }
-  // candidate 1 learns best, candidate 2 next, candidate 0 worst: its validation scores say so
-  const skill = [0.5, 3, 1.5]
-  const deltaOf = (c: number): number => 0.01 * (c + 1)
+const SIZE = 6
+const LAYOUT = { classes: 2, bins: 50 }
+const RUN: SelectionParams = { ...three, rungRounds: 1 }
+// candidate 1 learns best, candidate 2 next, candidate 0 worst: its validation scores say so
+const SKILL = [0.5, 3, 1.5]
+const deltaOf = (c: number): number => 0.01 * (c + 1)
+
+/** a consortium of n choosing among RUN's candidates, each member's inputs what its candidates would give */
+function selectionNet (n: number, seed: number, lastRound: number): MemNet {
   const net: MemNet = new MemNet({
-    n: 4, seed: 3, modelSize: size, kindOf: roundKind, lastRound: 6,
-    params: p => { p.validation = { bins: layout.bins, patience: 0 }; p.training.rounds = 3; p.selection = selection },
+    n, seed, modelSize: SIZE, kindOf: roundKind, lastRound,
+    params: p => { p.validation = { bins: LAYOUT.bins, patience: 0 }; p.training.rounds = 3; p.selection = RUN },
     input: (member, round, kind): { values: ArrayLike<number>, count: number } => {
       const peer = net.peers[member]
       if (kind === 'stats') return { values: new Float64Array(statsLength(1, 2)).fill(0.5), count: 10 }
-      const parts = peer.roundState.weights.length / size
-      const live = selectionAt(peer.ledger.entries, selection, 2, modelRoundOf(round)).live
-      if (kind === 'update') {
-        assert.is(parts, live.length, `round ${round}: the state holds one part per live candidate`)
-        // (a large sample count: the quantised weighted update then keeps the delta to 1e-6)
-        return { values: Float32Array.from({ length: parts * size }, (_, i) => deltaOf(live[Math.floor(i / size)])), count: 20_000 }
-      }
+      const parts = peer.roundState.weights.length / SIZE
+      const live = selectionAt(peer.ledger.entries, RUN, 2, modelRoundOf(round)).live
+      assert.is(parts, live.length, `round ${round}: the state holds one part per live candidate`)
+      // (a large sample count: the quantised weighted update then keeps the delta to 1e-6)
+      if (kind === 'update') return { values: Float32Array.from({ length: parts * SIZE }, (_, i) => deltaOf(live[Math.floor(i / SIZE)])), count: 20_000 }
       // an eval round judges the state of the model round before: its candidates
-      const judged = selectionAt(peer.ledger.entries, selection, 2, modelRoundOf(round)).live
-      return { values: Float64Array.from(judged.flatMap(c => [...validationCounts(...Object.values(scores(40, 100 * member + c + round, skill[c])) as [Float32Array, Int32Array], layout)])), count: 40 }
+      return { values: Float64Array.from(live.flatMap(c => [...validationCounts(...Object.values(scores(40, 100 * member + c + round, SKILL[c])) as [Float32Array, Int32Array], LAYOUT)])), count: 40 }
     }
   })
-  const initial = net.initial.weights.slice(0, size)
-  assert.is(net.initial.weights.length, 3 * size)
+  return net
+}
+
+/** every member holds the winner's model: the initial weights plus candidate 1's update in each model round */
+function assertWinner (net: MemNet, modelRounds: number): void {
+  const initial = net.initial.weights.slice(0, SIZE)
+  const final = net.peers[0].state
+  assert.is(final.weights.length, SIZE)
+  for (let i = 0; i < SIZE; i++) assert.ok(Math.abs(final.weights[i] - initial[i] - modelRounds * deltaOf(1)) < 1e-4, `weight ${i}: ${final.weights[i] - initial[i]}`)
+  assert.ok(net.peers.every(p => hex(stateHash(p.state)) === hex(stateHash(final))), 'every member holds the same state')
+}
+
+test('a selection run under secure aggregation: every member drops the same candidates at each rung; the winner\'s model goes on alone', () => {
+  const net = selectionNet(4, 3, 6)
+  assert.is(net.initial.weights.length, 3 * SIZE)
   net.startAll()
   net.run(() => net.peers.every(p => p.ledger.lastRound >= 6))
   const entries = net.peers[0].ledger.entries
@@ -139,15 +151,31 @@ test('a selection run under secure aggregation: every member drops the same cand
   assert.is(decodeCandidateFigures(entries[2].header.extra, 3)?.length, 3, 'the first eval certificate judges 3 candidates')
   assert.is(decodeCandidateFigures(entries[4].header.extra, 2)?.length, 2, 'the second judges the 2 kept')
   assert.ok(decodeValidation(entries[6].header.extra) !== null, 'after selection, one model and one set of figures')
-  const progress = selectionAt(entries, selection, 2, 4)
+  const progress = selectionAt(entries, RUN, 2, 4)
   assert.equal(progress.decisions.map(d => d.live), [[1, 2], [1]])
   assert.is(progress.winner, 1)
-  // the winner's model: the initial weights plus its own update in each of the 3 model rounds
-  const final = net.peers[0].state
-  assert.is(final.weights.length, size)
-  for (let i = 0; i < size; i++) assert.ok(Math.abs(final.weights[i] - initial[i] - 3 * deltaOf(1)) < 1e-4, `weight ${i}: ${final.weights[i] - initial[i]}`)
-  assert.ok(net.peers.every(p => hex(stateHash(p.state)) === hex(stateHash(final))), 'every member holds the same state')
+  assertWinner(net, 3)
   assert.is(validationHistory(net.peers[0].ledger).length, 1, 'only the winner\'s rounds are choosable models')
+})
+
+test('members away for a round come back and fetch states of another length: nobody\'s input is refused for its length, and all agree', () => {
+  for (const seed of [5, 6]) {
+    const net = selectionNet(5, seed, 8)
+    net.startAll()
+    for (let r = 1; r <= 8; r++) {
+      const absent = (r + seed) % 5
+      const present = net.peers.map((_, i) => i).filter(i => i !== absent)
+      net.online[absent] = false
+      net.run(() => present.some(i => net.peers[i].ledger.lastRound >= r), 25_000)
+      net.online[absent] = true
+    }
+    net.run(() => net.peers.every(p => p.ledger.lastRound >= 8 && p.stateCurrent), 60_000)
+    const lengths = net.actions('reject').filter(a => /words, expected/.test(a.reason))
+    assert.is(lengths.length, 0, `seed ${seed}: ${lengths.map(a => a.reason).join('; ')}`)
+    assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1, 'one ledger')
+    const kinds = net.peers[0].ledger.entries.map(e => e.header.kind)
+    assertWinner(net, kinds.filter(k => k === 'update').length)
+  }
 })
 
 test('a manifest with selection under DP is refused, and with selection that fits its rounds accepted', () => {

@@ -174,6 +174,8 @@ export class ProtocolPeer {
     this.#collect()
   }
 
+  /** Whether a certified state is being fetched (the round under way may hold a stand-in of its length until it comes). */
+  get fetchingState (): boolean { return this.#pendingState !== null }
   /** Whether this peer holds the certified state of the round before the one in progress (it may have jumped ahead, or still be fetching it). */
   get stateCurrent (): boolean { return this.#pendingState === null && (this.#current === null || this.ledger.lastRound === this.#current.round - 1) }
 
@@ -241,9 +243,11 @@ export class ProtocolPeer {
       if (state === null || hex(stateHash(state)) !== hashHex) this.#actions.push({ type: 'reject', code: 'bad-blob', reason: 'certified state does not match its hash', peer: -1 })
       else {
         this.state = state
-        const prev = this.#pendingState.prev
         this.#pendingState = null // (before the base state: it is this state now, no stand-in)
-        if (this.#current !== null) this.#current.rebase(prev, this.#baseState(this.#current.round, this.#current.kind))
+        // the round after the ledger's head moves onto it (an older round is not rebased: the
+        // head moved on while the state was fetched, and its base is another round's)
+        const cur = this.#current
+        if (cur !== null && cur.round === this.ledger.lastRound + 1) cur.rebase(this.ledger.head, this.#baseState(cur.round, cur.kind))
         this.#askInput()
       }
     }

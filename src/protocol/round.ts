@@ -13,7 +13,7 @@
  */
 import { equalBytes, hex } from './codec.ts'
 import { ProtocolError, orReject, type RejectCode } from './errors.ts'
-import type { Phase, RoundAction } from './actions.ts'
+import type { Phase, RoundAction, RoundKind } from './actions.ts'
 import {
   MSG, MSG_NAME, PROTOCOL_VERSION, openMessage, sealMessage, type AckBody, type AdvertiseBody, type CommitBody, type Envelope, type MaskedInputBody,
   type OpenedMessage, type ProposalBody, type RevealBody, type ShareKeysBody, type SliceSumsBody, type MsgType, type Body
@@ -36,6 +36,8 @@ import { SlicedExchange } from './sliced-exchange.ts'
 import { RoundMessages } from './round-messages.ts'
 import { MaskingSetAgreement } from './masking-set.ts'
 import type { Progress, Proposal, RoundOptions } from './round-options.ts'
+import { modelRoundOf } from './validation.ts'
+import type { SelectionParams } from './selection.ts'
 
 export type { RoundOptions } from './round-options.ts'
 
@@ -88,7 +90,8 @@ export class Round {
     this.lateness = new Lateness(o.now)
     this.#roundDeadline = o.now + o.manifest.params.timeouts.roundMs
     this.#exchange = this.#newExchange()
-    this.#lengthUnknown = o.behind === true && o.manifest.params.selection !== undefined
+    this.#lengthUnknown = o.behind === true && startsRung(o.kind, o.round, o.manifest.params.selection)
+    this.#lengthKnownBy = o.now + o.manifest.params.timeouts.phaseMs
     this.#send(MSG.advertise, 0, this.#masking.advertisement)
     this.#setPhase('advertise', 'keys advertised')
   }
@@ -135,20 +138,28 @@ export class Round {
       this.#head = { prev, state }
       this.#exchange = this.#newExchange()
     } else this.#head = { prev, state }
-    if (this.#lengthUnknown) {
-      this.#lengthUnknown = false
-      for (const m of this.#deferred.splice(0)) this.#dispatchOrReject(m)
-    }
+    this.#lengthSettled()
     return true
+  }
+
+  /** The input length is what the round holds now: the masked inputs kept for it are taken in. */
+  #lengthSettled (): void {
+    if (!this.#lengthUnknown) return
+    this.#lengthUnknown = false
+    for (const m of this.#deferred.splice(0)) this.#dispatchOrReject(m)
   }
 
   /**
    * Started behind the ledger (the certificate of the round before unknown) in a consortium that
    * chooses its recipe: the state, and so the input length, may still change with that
    * certificate, so masked inputs wait (deferred) for the rebase rather than being judged by a
-   * length that may be wrong (which would wrongly reject honest members' inputs).
+   * length that may be wrong (which would wrongly reject honest members' inputs). Only in a model
+   * round that starts a rung (the only certificate that changes the length is the eval round's
+   * that ends one), and for a phase at most: the round before may have been aborted everywhere, and
+   * then no certificate will come (the input gate gives up waiting at the same time).
    */
   #lengthUnknown = false
+  #lengthKnownBy = 0
 
   /** whether any masked input (this peer's or another's) was handed over or received: the input length is fixed from then */
   #maskedInputSeen = false
@@ -189,7 +200,10 @@ export class Round {
     this.#advance(now)
   }
 
-  tick (now: number): void { this.#advance(now) }
+  tick (now: number): void {
+    if (this.#lengthUnknown && now >= this.#lengthKnownBy) this.#lengthSettled()
+    this.#advance(now)
+  }
 
   #dispatchOrReject (msg: OpenedMessage): void {
     orReject(() => this.#dispatch(msg), e => this.#reject(e.code, e.message, msg.env.sender))
@@ -226,7 +240,7 @@ export class Round {
     const { env } = msg
     const ph = env.body.set
     if (env.sender !== proposerOf(ph, this.#o.round, env.attempt, this.n)) throw new ProtocolError('wrong-proposer', `member ${env.sender} is not the proposer of set ${ph}, attempt ${env.attempt}`)
-    if (ph === 2 && this.#masking.agreed === undefined) return this.#defer(msg)
+    if (ph === 2 && (this.#masking.agreed === undefined || this.#lengthUnknown)) return this.#defer(msg)
     if (!this.#firstOf(`prop:${ph}:${env.attempt}`, msg)) return
     if (ph === 2) return this.#onSurvivorProposal(msg)
     const proposer = this.#o.manifest.members[env.sender]?.name ?? String(env.sender)
@@ -241,14 +255,19 @@ export class Round {
 
 
   #onMaskedInput (msg: OpenedMessage<MaskedInputBody>): void {
-    if (this.#masking.agreed === undefined || this.#lengthUnknown) return this.#defer(msg)
+    if (this.#masking.agreed === undefined) return this.#defer(msg)
+    if (this.#lengthUnknown) {
+      // one kept per sender: a member cannot fill the queue and crowd out the others' inputs
+      if (!this.#deferred.some(m => m.env.type === msg.env.type && m.env.sender === msg.env.sender)) this.#defer(msg)
+      return
+    }
     if (!this.#firstOf(`mi:${msg.env.sender}`, msg)) return
     this.#acceptCommitment(msg)
   }
 
   #acceptCommitment (msg: OpenedMessage<MaskedInputBody>, authoritative = false): void {
-    this.#maskedInputSeen = true
     checkMaskedInput(msg, this.#masking.agreed, this.#inputLength(), this.#exchange)
+    this.#maskedInputSeen = true
     // the survivor-set proposal (authoritative) fixes which of two commitments counts
     const recorded = this.#exchange.commit(msg.env.sender, { id: msg.id, wire: msg.wire, body: msg.env.body }, authoritative)
     if (recorded !== 'other') return
@@ -428,3 +447,9 @@ export class Round {
   }
 }
 
+/** Whether a round of this kind and number is a model round that starts a rung of recipe selection (after the first). */
+function startsRung (kind: RoundKind, round: number, selection: SelectionParams | undefined): boolean {
+  if (kind !== 'update' || selection === undefined) return false
+  const m = modelRoundOf(round)
+  return m > 1 && (m - 1) % selection.rungRounds === 0
+}

@@ -113,11 +113,12 @@ const SKILL = [0.5, 3, 1.5]
 const deltaOf = (c: number): number => 0.01 * (c + 1)
 
 /** a consortium of n choosing among RUN's candidates, each member's inputs what its candidates would give */
-function selectionNet (n: number, seed: number, lastRound: number): MemNet {
+function selectionNet (n: number, seed: number, lastRound: number, silentRounds: number[] = []): MemNet {
   const net: MemNet = new MemNet({
     n, seed, modelSize: SIZE, kindOf: roundKind, lastRound,
-    params: p => { p.validation = { bins: LAYOUT.bins, patience: 0 }; p.training.rounds = 3; p.selection = RUN },
-    input: (member, round, kind): { values: ArrayLike<number>, count: number } => {
+    params: p => { p.validation = { bins: LAYOUT.bins, patience: 0 }; p.training.rounds = 4; p.selection = RUN },
+    input: (member, round, kind): { values: ArrayLike<number>, count: number } | null => {
+      if (silentRounds.includes(round)) return null
       const peer = net.peers[member]
       if (kind === 'stats') return { values: new Float64Array(statsLength(1, 2)).fill(0.5), count: 10 }
       const parts = peer.roundState.weights.length / SIZE
@@ -176,6 +177,18 @@ test('members away for a round come back and fetch states of another length: nob
     const kinds = net.peers[0].ledger.entries.map(e => e.header.kind)
     assertWinner(net, kinds.filter(k => k === 'update').length)
   }
+})
+
+test('an eval round that ends a rung aborts everywhere: the next model round (every member behind) goes on after a phase; nobody is dropped for want of figures', () => {
+  const net = selectionNet(4, 7, 6, [2])
+  net.startAll()
+  net.run(() => net.peers.every(p => p.ledger.lastRound >= 6), 120_000)
+  const entries = net.peers[0].ledger.entries
+  assert.equal(entries.map(e => `${e.header.round}:${e.header.kind}`), ['0:stats', '1:update', '3:update', '4:eval', '5:update', '6:eval'])
+  const progress = selectionAt(entries, RUN, 2, 4)
+  assert.equal(JSON.stringify(progress.decisions.map(d => [d.evals, d.live])), JSON.stringify([[0, [0, 1, 2]], [1, [1, 2]], [1, [1]]]), 'rung 1 had no certified eval round: all three went on to rung 2')
+  assert.is(net.peers[0].state.weights.length, 2 * SIZE, 'round 5 (model round 3) trained the two kept after rung 2')
+  assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
 })
 
 test('a manifest with selection under DP is refused, and with selection that fits its rounds accepted', () => {

@@ -160,7 +160,7 @@ export function composeServices (p: NodeParts, node: NodeHooks): NodeServices {
     blobs: createBlobExchange({ network, isMember: member, storedState, log, metrics, clock }),
     ledgerSync: createLedgerSync({ network, isMember: member, ledger: () => peer.ledger, storedState, round: () => peer.round?.number ?? -1, log, metrics, adopt: node.adopt }),
     training: createTrainingScheduler({
-      site, round: () => peer.round, weights: () => peer.roundState.weights, candidates: candidateRecipes(manifest, () => peer.ledger), stateCurrent: () => peer.stateCurrent, lastModelRound: () => peer.ledger.lastOf('update')?.header.round, log, metrics, clock,
+      site, round: () => peer.round, weights: () => peer.roundState.weights, candidates: candidateRecipes(manifest, () => peer.ledger), stateCurrent: () => peer.stateCurrent, fetchingState: () => peer.fetchingState, lastModelRound: () => peer.ledger.lastOf('update')?.header.round, log, metrics, clock,
       validation: { classes: manifest.params.model.classes, bins: manifest.params.validation.bins },
       setInput: node.setInput, trainingEnded: node.trainingEnded,
       saveBudget: () => { p.store.guard(() => p.store.saveBudget(site.options.budget!)); s.siteReports.update() }

@@ -35,6 +35,8 @@ export interface TrainingComponents {
   candidates?: { recipes: (round: number) => CandidateRecipe[], parts: (weights: number) => number }
   /** whether the weights are the last certified ones (not still being fetched) */
   stateCurrent: () => boolean
+  /** whether a certified state is being fetched: a model round trains only once it is held */
+  fetchingState?: () => boolean
   /** the round of the last certified model (its certificate may have arrived before the model) */
   lastModelRound: () => number | undefined
   /** hand the input to the protocol peer */
@@ -108,6 +110,9 @@ export function createTrainingScheduler (c: TrainingComponents, init: TrainingIn
 
   async function train (round: number): Promise<void> {
     if (!running || c.round()?.number !== round) return
+    // the state the round trains from is still being fetched (the round may hold a stand-in of its
+    // length, protocol/selection.ts): look again shortly
+    if (c.fetchingState?.() === true) { due = round; return }
     current = { round, since: c.clock.now() }
     c.log.info({ round, epochs: c.site.options.epochs, batchSize: c.site.options.batchSize }, `round ${round}: training on ${c.site.options.epochs} epoch(s) of this hospital's data, batch ${c.site.options.batchSize}${(c.candidates?.recipes(round).length ?? 1) > 1 ? ', for each candidate recipe' : ''}`)
     try {
@@ -128,6 +133,13 @@ export function createTrainingScheduler (c: TrainingComponents, init: TrainingIn
   function handOver (round: number, update: { values: Float32Array, count: number }, trained: TrainResult, recipes?: CandidateRecipe[]): void {
     // stopped, or the round moved on while this node trained: the input is no longer due
     if (!running || c.round()?.number !== round) return
+    if (update.values.length !== c.weights().length) {
+      // a rung's decision arrived while this node trained (it had begun the round without it): the
+      // round now trains fewer candidates; train again from the state it now holds
+      c.log.warn(`round ${round}: the round's state changed while this node trained (recipe selection dropped candidates); training again`)
+      due = round
+      return
+    }
     c.log.info(trainedMessage(round, trained, recipes))
     const budget = c.site.options.budget
     if (budget !== null) {

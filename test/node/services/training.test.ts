@@ -8,9 +8,10 @@ import type { RoundView } from '../../../src/protocol/peer.ts'
 import type { TrainingSite } from '../../../src/training/worker-site.ts'
 import { ManualClock } from '../../../src/node/clock.ts'
 import { recordingLogger } from './stubs.ts'
+import type { CandidateRecipe } from '../../../src/training/candidates.ts'
 
-function setup (withBudget = false) {
-  const trained: Array<{ weights: Float32Array, round: number }> = []
+function setup (withBudget = false, candidates?: { recipes: (round: number) => CandidateRecipe[], parts: (weights: number) => number }) {
+  const trained: Array<{ weights: Float32Array, round: number, recipe?: CandidateRecipe }> = []
   const inputs: Array<{ values: number[], count: number }> = []
   const clock = new ManualClock()
   let saved = 0
@@ -23,11 +24,12 @@ function setup (withBudget = false) {
     lastTrain: { examples: 10, seconds: 0.1, imagesPerSecond: 100, epsilon: null, stoppedEarly: null },
     norm: undefined as { mean: number, std: number } | undefined,
     statsInput: () => ({ values: [0.4, 0.2, 0.5, 0.5], count: 10 }),
-    update: async (weights: Float32Array, round: number) => {
-      trained.push({ weights, round })
+    update: async (weights: Float32Array, round: number, _modelRound?: number, recipe?: CandidateRecipe) => {
+      trained.push({ weights, round, ...(recipe === undefined ? {} : { recipe }) })
       await gate
       if (failure !== null) throw failure
-      return { values: Float32Array.of(1, 2), count: 10 }
+      // a candidate's part: its weights plus its learning rate, so that the test sees which went where
+      return { values: recipe === undefined ? Float32Array.of(1, 2) : Float32Array.from(weights, w => w + recipe.learningRate), count: 10 }
     },
     evaluated: [] as number[][],
     async evaluate (weights: Float32Array) { this.evaluated.push(Array.from(weights)); return { auc: 0.9, accuracy: 0.8, sensitivity: 0.7, specificity: 0.6, mcc: 0.5, n: 3 } },
@@ -36,11 +38,11 @@ function setup (withBudget = false) {
   }
   let round: RoundView | null = null
   // the certified state as the node holds it: a certificate may arrive before its model
-  const held = { weights: Float32Array.of(9, 9), current: true, lastModelRound: undefined as number | undefined }
+  const held = { weights: Float32Array.of(9, 9), current: true, fetching: false, lastModelRound: undefined as number | undefined }
   const { log, lines } = recordingLogger()
   const metrics = createMetrics()
   const scheduler = createTrainingScheduler({
-    site: site as unknown as TrainingSite, round: () => round, weights: () => held.weights, stateCurrent: () => held.current, lastModelRound: () => held.lastModelRound, log, metrics, validation: { classes: 2, bins: 10 },
+    site: site as unknown as TrainingSite, round: () => round, weights: () => held.weights, stateCurrent: () => held.current, fetchingState: () => held.fetching, candidates, lastModelRound: () => held.lastModelRound, log, metrics, validation: { classes: 2, bins: 10 },
     setInput: (values, count) => inputs.push({ values: Array.from(values), count }), saveBudget: () => { saved++ }, clock
   }, { laterMs: 50 })
   const enter = (r: Partial<RoundView> & { number: number }): void => { round = { kind: 'update', phase: 'advertise', inputExpected: false, done: false, ...r }; scheduler.phaseEntered() }
@@ -254,6 +256,63 @@ test('a real site whose recipe diverges: the non-finite training is refused, log
   assert.ok(lines.some(l => l.level === 'error' && /round 1: training failed, this node sends no input this round: training diverged: the (loss became|weights hold)/.test(l.msg)), JSON.stringify(lines))
   scheduler.stop()
   site.dispose()
+})
+
+test('a model round waits while the certified state is being fetched, and trains from it once held', async () => {
+  const t = setup()
+  t.scheduler.start()
+  t.held.fetching = true
+  t.scheduler.roundStarted(1, 'update')
+  t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
+  for (let i = 0; i < 4; i++) { await t.clock.advance(50); await settle() }
+  assert.is(t.trained.length, 0, 'not from what the round holds meanwhile')
+  t.held.fetching = false
+  t.held.weights = Float32Array.of(7, 7)
+  for (let i = 0; i < 2; i++) { await t.clock.advance(50); await settle() }
+  assert.equal(t.trained.map(x => Array.from(x.weights)), [[7, 7]])
+  assert.equal(t.inputs, [{ values: [1, 2], count: 10 }])
+})
+
+const RECIPES: CandidateRecipe[] = [{ candidate: 0, learningRate: 1, epochs: 1 }, { candidate: 2, learningRate: 3, epochs: 2 }]
+
+test('while the recipe is chosen: each candidate\'s part trained with its recipe, the input their updates in order; eval counts per part', async () => {
+  const t = setup(false, { recipes: () => RECIPES, parts: n => n / 2 })
+  t.held.weights = Float32Array.of(9, 9, 5, 5)
+  t.scheduler.start()
+  t.scheduler.roundStarted(1, 'update')
+  t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
+  await t.clock.advance(50)
+  await settle()
+  assert.equal(t.trained.map(x => [Array.from(x.weights), x.recipe?.candidate]), [[[9, 9], 0], [[5, 5], 2]])
+  assert.equal(t.inputs, [{ values: [10, 10, 8, 8], count: 10 }])
+  assert.ok(t.lines.some(l => /trained 20 images for 2 candidate recipes \(#1 lr 1 × 1 epoch\(s\), #3 lr 3 × 2 epoch\(s\)\)/.test(l.msg)), JSON.stringify(t.lines.map(l => l.msg)))
+  t.scheduler.roundStarted(2, 'eval')
+  t.enter({ number: 2, kind: 'eval', phase: 'advertise' })
+  await t.clock.advance(50)
+  await settle()
+  const counts = t.inputs[1].values
+  assert.is(counts.length, 48, 'two parts of 2×2 + 2×10 counts')
+  assert.equal(counts.slice(0, 4), [1, 1, 0, 1])
+  assert.equal(counts.slice(24, 28), [1, 1, 0, 1])
+})
+
+test('a rung decided while this node trained (the round\'s state shrank): the stale input is not sent, and it trains again from the new state', async () => {
+  const t = setup(false, { recipes: () => RECIPES.slice(0, t.held.weights.length / 2), parts: n => n / 2 })
+  t.held.weights = Float32Array.of(9, 9, 5, 5)
+  t.scheduler.start()
+  t.scheduler.roundStarted(3, 'update')
+  const release = t.hold()
+  t.enter({ number: 3, phase: 'masked-input', inputExpected: true })
+  await t.clock.advance(50)
+  await settle()
+  t.held.weights = Float32Array.of(9, 9)
+  release()
+  await settle()
+  assert.is(t.inputs.length, 0, 'no input of the old length')
+  assert.ok(t.lines.some(l => l.level === 'warn' && /training again/.test(l.msg)))
+  await t.clock.advance(50)
+  await settle()
+  assert.equal(t.inputs, [{ values: [10, 10], count: 10 }])
 })
 
 test.run()

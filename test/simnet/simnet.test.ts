@@ -53,6 +53,35 @@ test('tcp: a small consortium of node processes runs end to end, writes a report
   }
 })
 
+test('tcp: the consortium chooses its recipe: two candidates trained side by side, one dropped after the first rung, the winner trained on; the log, the report and the nodes say so', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
+  try {
+    const lines: string[] = []
+    const code = await runSimnet(['--nodes', '3', '--rounds', '3', '--epochs', '0.2', '--partition', 'iid', '--select', '1e-3,3e-3', '--rung-rounds', '1', '--no-baselines', '--out', out], s => lines.push(s))
+    assert.is(code, 0, lines.join('\n'))
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'))
+    assert.ok(report.agree, 'no conflicting certificates')
+    assert.equal(report.rounds.map((r: { participants: number[] }) => r.participants), [[0, 1, 2], [0, 1, 2], [0, 1, 2]])
+    const s = report.selection
+    assert.is(s.decisions.length, 1)
+    assert.equal(s.decisions[0].scores.map((x: { kept: boolean }) => x.kept).filter(Boolean).length, 1, 'one of the two kept')
+    assert.is(s.winner.candidate, s.decisions[0].scores.find((x: { kept: boolean }) => x.kept).candidate)
+    // the selection round is no model to choose or test; the winner's rounds are
+    assert.is(report.rounds[0].validation, null)
+    assert.is(report.rounds[0].metrics, null)
+    assert.ok(report.rounds[2].metrics.auc > 0.7, `the winner's model: ${JSON.stringify(report.rounds[2].metrics)}`)
+    assert.ok(report.chosenRound >= 2)
+    // each model round's masked vector: two models side by side in round 1, one after
+    assert.is(report.rounds[0].bytesByKind['masked-vector'] - report.rounds[1].bytesByKind['masked-vector'], 3 * 2 * (report.config.modelBytes + 4 * validationLength({ classes: 2, bins: 1000 })))
+    assert.ok(lines.some(l => /recipe selection, rung 1 \(model rounds 1-1\).*dropped; #[12] \(lr 0\.00[13], [0-9.]+ epoch\(s\)\) is the consortium's recipe from now on/.test(l)), lines.join('\n'))
+    const log = readFileSync(join(out, 'nodes', 'hospital-0.log'), 'utf8')
+    assert.match(log, /trained \d+ images for 2 candidate recipes \(#1 lr 0\.001/)
+    assert.match(readFileSync(join(out, 'report.html'), 'utf8'), /recipe selection among #1 \(lr 0\.001, 0\.2 epoch\(s\)\), #2 \(lr 0\.003, 0\.2 epoch\(s\)\)/)
+  } finally {
+    rmSync(out, { recursive: true, force: true })
+  }
+})
+
 test('DP: each round reports the ε spent through its own training, rising, within the budget', async () => {
   const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
   try {

@@ -125,7 +125,8 @@ export function selectionLines (ledger: Ledger | undefined, k: number): string[]
   if (ledger === undefined || e === undefined || ledger.manifest.params.selection === undefined) return []
   const figures = candidateFiguresLine(ledger.manifest, ledger.entries, e)
   const decision = decisionAt(ledger.manifest, ledger.entries, e)
-  return [...(figures === null ? [] : [figures]), ...(decision === null ? [] : [decisionLine(ledger.manifest.params.selection, decision)])]
+  // (the node's line names the protocol's eval round; the simulator's progress counts model rounds)
+  return [...(figures === null ? [] : [figures.replace(/^round \d+:/, `round ${k}:`)]), ...(decision === null ? [] : [decisionLine(ledger.manifest.params.selection, decision)])]
 }
 
 /** The selection for the report (null without one). */

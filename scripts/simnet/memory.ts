@@ -5,6 +5,7 @@
  * that need control of the wire: latency, bandwidth, a malicious hospital.
  */
 import { partsOf, selectionAt } from '../../src/protocol/selection.ts'
+import { splitParts } from '../../src/training/candidates.ts'
 import { PrivacyBudget, seededRandom } from '../../src/privacy/index.ts'
 import { MemNet } from '../../src/protocol/memnet.ts'
 import { hex } from '../../src/protocol/codec.ts'
@@ -259,10 +260,4 @@ function installMalicious (net: MemNet, evil: number): void {
     const other = sealMessage(net.identities[evil], { ...env, body: { ...body, vectorHash: h } } as Envelope)
     return to % 2 === 1 ? [other, garbage] : [wire, other]
   }
-}
-
-/** A state's weights as its candidates' models (copies), in order. */
-function splitParts (weights: Float32Array, parts: number): Float32Array[] {
-  const size = weights.length / parts
-  return Array.from({ length: parts }, (_, i) => weights.slice(i * size, (i + 1) * size))
 }

@@ -16,7 +16,7 @@ import { Ledger, decodeHeader, headerHash, type Certificate, type CertificateHea
 import { MSG, openMessage, type CommitBody, type MessageContext, type OpenedMessage } from './messages.ts'
 import { decodeState, encodeState, stateHash, type GlobalState } from './model.ts'
 import { Round } from './round.ts'
-import type { PeerAction } from './actions.ts'
+import type { PeerAction, RoundKind } from './actions.ts'
 import type { PeerOptions, RoundView } from './peer-options.ts'
 import { memberIndex, type Manifest } from './manifest.ts'
 import { CommitTally, commitSignatureValid } from './commits.ts'
@@ -24,8 +24,7 @@ import { adaptiveWait } from './lateness.ts'
 import { Presence, absentMembers } from './presence.ts'
 import { inputMayGo } from './input-gate.ts'
 import { route } from './routing.ts'
-import { roundBaseState, stateStandIn } from './selection.ts'
-import type { RoundKind } from './actions.ts'
+import { roundStartState } from './selection.ts'
 
 export type { PeerAction, RoundKind } from './actions.ts'
 
@@ -85,17 +84,9 @@ export class ProtocolPeer {
     return r === null ? null : { number: r.round, kind: r.kind, phase: r.phase, inputExpected: r.inputExpected, done: r.done }
   }
   /** The state the round under way trains from or judges (the certified state, less any candidates recipe selection dropped since); the certified state between rounds. */
-  get roundState (): GlobalState {
-    const r = this.#current
-    return r === null || r.done ? this.state : r.state
-  }
-
-  /** What a round of this kind starts from: for a model round, the certified state less the candidates dropped since (selection.ts). */
-  #baseState (round: number, kind: RoundKind): GlobalState {
-    // with recipe selection a certified state still being fetched may differ in length from the one held
-    const certified = (this.#pendingState === null ? null : stateStandIn(this.ledger.entries, this.manifest.params)) ?? this.state
-    return kind === 'update' ? roundBaseState(this.ledger.entries, this.manifest.params, round, certified) : certified
-  }
+  get roundState (): GlobalState { return this.#current === null || this.#current.done ? this.state : this.#current.state }
+  /** What a round of this kind starts from (selection.ts roundStartState). */
+  #baseState (round: number, kind: RoundKind): GlobalState { return roundStartState(this.ledger.entries, this.manifest.params, round, kind, this.state, this.fetchingState) }
   get peerId (): string { return this.#o.identity.peerId }
   get #me (): number { return memberIndex(this.manifest, this.#o.identity.peerId) }
 
@@ -182,7 +173,7 @@ export class ProtocolPeer {
   #askInput (): void {
     const r = this.#current
     if (r === null || r.done || r.hasInput) return
-    const gate = { kind: r.kind, round: r.round, lastCertified: this.ledger.lastRound, fetchingState: this.#pendingState !== null, stateCurrent: this.stateCurrent, sinceStart: this.#now - this.#startedAt, phaseMs: this.manifest.params.timeouts.phaseMs }
+    const gate = { kind: r.kind, round: r.round, lastCertified: this.ledger.lastRound, fetchingState: this.fetchingState, stateCurrent: this.stateCurrent, sinceStart: this.#now - this.#startedAt, phaseMs: this.manifest.params.timeouts.phaseMs }
     if (!inputMayGo(gate)) return
     const input = this.#o.inputFor?.(r.round, r.kind, this.roundState) ?? null
     if (input !== null) r.setInput(input.values, input.count)
@@ -243,9 +234,8 @@ export class ProtocolPeer {
       if (state === null || hex(stateHash(state)) !== hashHex) this.#actions.push({ type: 'reject', code: 'bad-blob', reason: 'certified state does not match its hash', peer: -1 })
       else {
         this.state = state
-        this.#pendingState = null // (before the base state: it is this state now, no stand-in)
-        // the round after the ledger's head moves onto it (an older round is not rebased: the
-        // head moved on while the state was fetched, and its base is another round's)
+        this.#pendingState = null // (before the base state: no stand-in now)
+        // the round after the ledger's head moves onto it (an older one's base is another round's)
         const cur = this.#current
         if (cur !== null && cur.round === this.ledger.lastRound + 1) cur.rebase(this.ledger.head, this.#baseState(cur.round, cur.kind))
         this.#askInput()
@@ -296,8 +286,7 @@ export class ProtocolPeer {
       if (cur !== null && !cur.done && cur.round <= last.round) {
         this.#actions.push({ type: 'aborted', reason: `round ${cur.round} abandoned: caught up to round ${last.round}` })
       } else this.#followHead()
-      // after the round follows the head: its input is trained from the state it now starts from
-      this.#askInput()
+      this.#askInput() // (after following the head: the input is trained from the state it now starts from)
     }
     this.start(now)
   }

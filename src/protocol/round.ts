@@ -13,7 +13,7 @@
  */
 import { equalBytes, hex } from './codec.ts'
 import { ProtocolError, orReject, type RejectCode } from './errors.ts'
-import type { Phase, RoundAction, RoundKind } from './actions.ts'
+import type { Phase, RoundAction } from './actions.ts'
 import {
   MSG, MSG_NAME, PROTOCOL_VERSION, openMessage, sealMessage, type AckBody, type AdvertiseBody, type CommitBody, type Envelope, type MaskedInputBody,
   type OpenedMessage, type ProposalBody, type RevealBody, type ShareKeysBody, type SliceSumsBody, type MsgType, type Body
@@ -29,15 +29,13 @@ import { inputLength } from './masked-input.ts'
 import { Lateness } from './lateness.ts'
 import { proposerOf } from './presence.ts'
 import { SurvivorAgreement, survivorSetOf, type SurvivorProposal } from './survivors.ts'
-import { assignmentSeed } from './slices.ts'
 import { checkMaskedInput, type Exchange, type Rejection } from './exchange.ts'
-import { WholeExchange } from './whole-exchange.ts'
-import { SlicedExchange } from './sliced-exchange.ts'
+import { exchangeFor } from './exchange-for.ts'
 import { RoundMessages } from './round-messages.ts'
 import { MaskingSetAgreement } from './masking-set.ts'
 import type { Progress, Proposal, RoundOptions } from './round-options.ts'
-import { modelRoundOf } from './validation.ts'
-import type { SelectionParams } from './selection.ts'
+import { startsRung } from './selection.ts'
+import { DeferredMessages } from './deferred.ts'
 
 export type { RoundOptions } from './round-options.ts'
 
@@ -67,8 +65,8 @@ export class Round {
   /** how late the others' advertisements and masked inputs came (even after this round ended) */
   readonly lateness: Lateness
   readonly #survivors = new SurvivorAgreement()
-  /** messages that need the masking set, which is not agreed yet (bounded) */
-  readonly #deferred: OpenedMessage[] = []
+  /** messages it cannot judge yet: before the masking set, or while its input length may change (deferred.ts) */
+  readonly #deferred: DeferredMessages
   readonly #roundDeadline: number
 
   constructor (o: RoundOptions) {
@@ -90,8 +88,7 @@ export class Round {
     this.lateness = new Lateness(o.now)
     this.#roundDeadline = o.now + o.manifest.params.timeouts.roundMs
     this.#exchange = this.#newExchange()
-    this.#lengthUnknown = o.behind === true && startsRung(o.kind, o.round, o.manifest.params.selection)
-    this.#lengthKnownBy = o.now + o.manifest.params.timeouts.phaseMs
+    this.#deferred = new DeferredMessages(4 * this.n, o.behind === true && startsRung(o.kind, o.round, o.manifest.params.selection) ? o.now + o.manifest.params.timeouts.phaseMs : null)
     this.#send(MSG.advertise, 0, this.#masking.advertisement)
     this.#setPhase('advertise', 'keys advertised')
   }
@@ -127,49 +124,25 @@ export class Round {
   /**
    * A certificate for the previous round arrived late (this peer had aborted it): take the new
    * ledger head and state, if the aggregate has not been formed yet. Returns whether it could.
+   * A state of another length (recipe selection: a rung's decision this peer learnt late) changes
+   * the input length and the slices too: only while no masked input was given or seen.
    */
   rebase (prev: Uint8Array, state: GlobalState): boolean {
     if (this.#progress.result !== undefined) return false
-    if (state.weights.length !== this.#head.state.weights.length) {
-      // recipe selection: the state a round starts from changes length with a rung's decision, which
-      // a peer that started the round before that certificate did not know; the input length and
-      // the exchange's slices follow, but only while no masked input was given or seen
-      if (this.#input !== null || this.#maskedInputSeen) return false
-      this.#head = { prev, state }
-      this.#exchange = this.#newExchange()
-    } else this.#head = { prev, state }
-    this.#lengthSettled()
+    const resized = state.weights.length !== this.#head.state.weights.length
+    if (resized && (this.#input !== null || this.#maskedInputSeen)) return false
+    this.#head = { prev, state }
+    if (resized) this.#exchange = this.#newExchange()
+    for (const m of this.#deferred.settle()) this.#dispatchOrReject(m)
     return true
   }
-
-  /** The input length is what the round holds now: the masked inputs kept for it are taken in. */
-  #lengthSettled (): void {
-    if (!this.#lengthUnknown) return
-    this.#lengthUnknown = false
-    for (const m of this.#deferred.splice(0)) this.#dispatchOrReject(m)
-  }
-
-  /**
-   * Started behind the ledger (the certificate of the round before unknown) in a consortium that
-   * chooses its recipe: the state, and so the input length, may still change with that
-   * certificate, so masked inputs wait (deferred) for the rebase rather than being judged by a
-   * length that may be wrong (which would wrongly reject honest members' inputs). Only in a model
-   * round that starts a rung (the only certificate that changes the length is the eval round's
-   * that ends one), and for a phase at most: the round before may have been aborted everywhere, and
-   * then no certificate will come (the input gate gives up waiting at the same time).
-   */
-  #lengthUnknown = false
-  #lengthKnownBy = 0
 
   /** whether any masked input (this peer's or another's) was handed over or received: the input length is fixed from then */
   #maskedInputSeen = false
 
   #newExchange (): Exchange {
     const o = this.#o
-    const slicing = o.manifest.params.slicing
-    return slicing === undefined
-      ? new WholeExchange()
-      : new SlicedExchange({ me: this.me, peerIds: this.#peerIds, slicing, length: this.#inputLength(), prev: () => this.#head.prev, seedOf: prev => assignmentSeed(o.consortium, o.round, prev), phaseMs: o.manifest.params.timeouts.phaseMs, checkAll: o.checkAll })
+    return exchangeFor({ slicing: o.manifest.params.slicing, me: this.me, peerIds: this.#peerIds, length: this.#inputLength(), prev: () => this.#head.prev, consortium: o.consortium, round: o.round, phaseMs: o.manifest.params.timeouts.phaseMs, checkAll: o.checkAll })
   }
 
   /**
@@ -201,7 +174,7 @@ export class Round {
   }
 
   tick (now: number): void {
-    if (this.#lengthUnknown && now >= this.#lengthKnownBy) this.#lengthSettled()
+    for (const m of this.#deferred.settle(now)) this.#dispatchOrReject(m)
     this.#advance(now)
   }
 
@@ -240,27 +213,20 @@ export class Round {
     const { env } = msg
     const ph = env.body.set
     if (env.sender !== proposerOf(ph, this.#o.round, env.attempt, this.n)) throw new ProtocolError('wrong-proposer', `member ${env.sender} is not the proposer of set ${ph}, attempt ${env.attempt}`)
-    if (ph === 2 && (this.#masking.agreed === undefined || this.#lengthUnknown)) return this.#defer(msg)
+    if (ph === 2 && (this.#masking.agreed === undefined || this.#deferred.lengthUnknown)) return this.#defer(msg)
     if (!this.#firstOf(`prop:${ph}:${env.attempt}`, msg)) return
     if (ph === 2) return this.#onSurvivorProposal(msg)
     const proposer = this.#o.manifest.members[env.sender]?.name ?? String(env.sender)
-    if (this.#masking.onProposal(msg, wire => this.#messages.open(wire), proposer)) for (const m of this.#deferred.splice(0)) this.#dispatchOrReject(m)
+    if (this.#masking.onProposal(msg, wire => this.#messages.open(wire), proposer)) for (const m of this.#deferred.takeAll()) this.#dispatchOrReject(m)
   }
 
   /** A message that needs the masking set, which is not agreed yet: keep it (bounded) for later. */
   #defer (msg: OpenedMessage): void {
-    if (this.#deferred.length < 4 * this.n) this.#deferred.push(msg)
-    else this.#reject('wrong-phase', `${MSG_NAME[msg.env.type]} from ${msg.env.sender} arrived before the masking set and the queue is full`, msg.env.sender)
+    if (!this.#deferred.keep(msg)) this.#reject('wrong-phase', `${MSG_NAME[msg.env.type]} from ${msg.env.sender} arrived before the masking set and the queue is full`, msg.env.sender)
   }
 
-
   #onMaskedInput (msg: OpenedMessage<MaskedInputBody>): void {
-    if (this.#masking.agreed === undefined) return this.#defer(msg)
-    if (this.#lengthUnknown) {
-      // one kept per sender: a member cannot fill the queue and crowd out the others' inputs
-      if (!this.#deferred.some(m => m.env.type === msg.env.type && m.env.sender === msg.env.sender)) this.#defer(msg)
-      return
-    }
+    if (this.#masking.agreed === undefined || this.#deferred.lengthUnknown) return this.#defer(msg)
     if (!this.#firstOf(`mi:${msg.env.sender}`, msg)) return
     this.#acceptCommitment(msg)
   }
@@ -447,9 +413,3 @@ export class Round {
   }
 }
 
-/** Whether a round of this kind and number is a model round that starts a rung of recipe selection (after the first). */
-function startsRung (kind: RoundKind, round: number, selection: SelectionParams | undefined): boolean {
-  if (kind !== 'update' || selection === undefined) return false
-  const m = modelRoundOf(round)
-  return m > 1 && (m - 1) % selection.rungRounds === 0
-}

@@ -168,6 +168,13 @@ export function roundBaseState (entries: readonly LedgerEntry[], p: { selection?
   return now.length === before.length ? state : keepParts(state, p.model.size, before, now)
 }
 
+/** Whether a round is a model round that starts a rung of recipe selection after the first (the rounds whose length a late certificate may change). */
+export function startsRung (kind: string, round: number, selection: SelectionParams | undefined): boolean {
+  if (kind !== 'update' || selection === undefined) return false
+  const m = modelRoundOf(round)
+  return m > 1 && (m - 1) % selection.rungRounds === 0
+}
+
 /** How many candidates' models a state of this many weights holds (1 without selection). */
 export function partsOf (p: { selection?: SelectionParams, model: { size: number } }, stateWeights: number): number {
   return p.selection === undefined ? 1 : Math.max(1, Math.round(stateWeights / p.model.size))
@@ -203,6 +210,16 @@ export function selectionFromFlags (select: string | undefined, rungRounds: numb
     candidates.push(recipe)
   }
   return { selection: { candidates, rungRounds: rung } }
+}
+
+/**
+ * What a round of this kind starts from, given the certified state held (or, while `fetching`
+ * the one certified last, a stand-in of its length: stateStandIn): for a model round, less the
+ * candidates dropped since (roundBaseState); for any other round, as it is.
+ */
+export function roundStartState (entries: readonly LedgerEntry[], p: { selection?: SelectionParams, model: { size: number, classes: number } }, round: number, kind: string, held: GlobalState, fetching: boolean): GlobalState {
+  const certified = (fetching ? stateStandIn(entries, p) : null) ?? held
+  return kind === 'update' ? roundBaseState(entries, p, round, certified) : certified
 }
 
 /**

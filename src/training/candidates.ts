@@ -2,8 +2,8 @@
  * Training several candidate recipes side by side: the weights are the candidates' models one
  * after another, each `size` long; each part is trained with its own recipe (and its own trainer,
  * so that one candidate's optimiser state never leaks into another's), and the update is the
- * parts' updates in the same order. Knows nothing of why the parts exist (the consortium's recipe
- * selection, src/protocol/selection.ts), only how to train and judge them.
+ * parts' updates in the same order. Knows nothing of why the parts exist (the consortium choosing
+ * its recipe), only how to train and judge them.
  */
 import type { TrainResult } from './train-options.ts'
 
@@ -16,7 +16,8 @@ export interface PartTrainer {
   readonly lastTrain: TrainResult | null
 }
 
-function split (weights: Float32Array, parts: number): Float32Array[] {
+/** `weights` as `parts` models of one size, in order (views, not copies). */
+export function splitParts (weights: Float32Array, parts: number): Float32Array[] {
   if (parts < 1 || weights.length % parts !== 0) throw new Error(`${weights.length} weights cannot be ${parts} models of one size`)
   const size = weights.length / parts
   return Array.from({ length: parts }, (_, i) => weights.subarray(i * size, (i + 1) * size))
@@ -42,7 +43,7 @@ export function combinedTrain (results: readonly TrainResult[]): TrainResult {
  * count. A part that fails (diverges) fails the whole: an update is all the candidates or nothing.
  */
 export async function updateCandidates (site: PartTrainer, weights: Float32Array, recipes: readonly CandidateRecipe[], round: number, modelRound: number): Promise<{ values: Float32Array, count: number, train: TrainResult }> {
-  const parts = split(weights, recipes.length)
+  const parts = splitParts(weights, recipes.length)
   const values = new Float32Array(weights.length)
   const results: TrainResult[] = []
   let count = 0
@@ -59,6 +60,6 @@ export async function updateCandidates (site: PartTrainer, weights: Float32Array
 /** Each part's predictions on a split, in order (null when the site has no such split). */
 export async function partPredictions<P> (predict: (weights: Float32Array) => P | Promise<P>, weights: Float32Array, parts: number): Promise<P[]> {
   const out: P[] = []
-  for (const part of split(weights, parts)) out.push(await predict(Float32Array.from(part)))
+  for (const part of splitParts(weights, parts)) out.push(await predict(Float32Array.from(part)))
   return out
 }

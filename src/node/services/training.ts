@@ -114,9 +114,9 @@ export function createTrainingScheduler (c: TrainingComponents, init: TrainingIn
     // length, protocol/selection.ts): look again shortly
     if (c.fetchingState?.() === true) { due = round; return }
     current = { round, since: c.clock.now() }
-    c.log.info({ round, epochs: c.site.options.epochs, batchSize: c.site.options.batchSize }, `round ${round}: training on ${c.site.options.epochs} epoch(s) of this hospital's data, batch ${c.site.options.batchSize}${(c.candidates?.recipes(round).length ?? 1) > 1 ? ', for each candidate recipe' : ''}`)
+    const recipes = c.candidates?.recipes(round)
+    c.log.info({ round, epochs: c.site.options.epochs, batchSize: c.site.options.batchSize }, `round ${round}: training on ${c.site.options.epochs} epoch(s) of this hospital's data, batch ${c.site.options.batchSize}${(recipes?.length ?? 1) > 1 ? ', for each candidate recipe' : ''}`)
     try {
-      const recipes = c.candidates?.recipes(round)
       if (recipes === undefined) handOver(round, await c.site.update(c.weights(), round, modelRoundOf(round)), c.site.lastTrain!)
       else {
         const u = await updateCandidates(c.site, c.weights(), recipes, round, modelRoundOf(round))

@@ -48,7 +48,14 @@ function setup (withBudget = false, candidates?: { recipes: (round: number) => C
   const enter = (r: Partial<RoundView> & { number: number }): void => { round = { kind: 'update', phase: 'advertise', inputExpected: false, done: false, ...r }; scheduler.phaseEntered() }
   const hold = (): (() => void) => { let release!: () => void; gate = new Promise(resolve => { release = resolve }); return release }
   const fail = (e: Error | null): void => { failure = e }
-  return { scheduler, trained, inputs, clock, enter, site, metrics, lines, saved: () => saved, budget, hold, fail, held }
+  /** model round `round` starts, the masking set includes this node, and the scheduler has its turn */
+  const due = async (round: number): Promise<void> => {
+    scheduler.roundStarted(round, 'update')
+    enter({ number: round, phase: 'masked-input', inputExpected: true })
+    await clock.advance(50)
+    await settle()
+  }
+  return { scheduler, trained, inputs, clock, enter, site, metrics, lines, saved: () => saved, budget, hold, fail, held, due }
 }
 
 /** let the scheduler's awaited site calls finish */
@@ -143,11 +150,8 @@ test('a training that fails (its worker crashed) costs that round only: logged, 
 test('a node stopped while it trains sends no input when the training ends, nor after the round moved on', async () => {
   const t = setup()
   t.scheduler.start()
-  t.scheduler.roundStarted(1, 'update')
   let release = t.hold()
-  t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
-  await t.clock.advance(50)
-  await settle()
+  await t.due(1)
   assert.is(t.trained.length, 1, 'training began')
   t.enter({ number: 3, phase: 'advertise' })
   release()
@@ -279,10 +283,7 @@ test('while the recipe is chosen: each candidate\'s part trained with its recipe
   const t = setup(false, { recipes: () => RECIPES, parts: n => n / 2 })
   t.held.weights = Float32Array.of(9, 9, 5, 5)
   t.scheduler.start()
-  t.scheduler.roundStarted(1, 'update')
-  t.enter({ number: 1, phase: 'masked-input', inputExpected: true })
-  await t.clock.advance(50)
-  await settle()
+  await t.due(1)
   assert.equal(t.trained.map(x => [Array.from(x.weights), x.recipe?.candidate]), [[[9, 9], 0], [[5, 5], 2]])
   assert.equal(t.inputs, [{ values: [10, 10, 8, 8], count: 10 }])
   assert.ok(t.lines.some(l => /trained 20 images for 2 candidate recipes \(#1 lr 1 × 1 epoch\(s\), #3 lr 3 × 2 epoch\(s\)\)/.test(l.msg)), JSON.stringify(t.lines.map(l => l.msg)))
@@ -300,11 +301,8 @@ test('a rung decided while this node trained (the round\'s state shrank): the st
   const t = setup(false, { recipes: () => RECIPES.slice(0, t.held.weights.length / 2), parts: n => n / 2 })
   t.held.weights = Float32Array.of(9, 9, 5, 5)
   t.scheduler.start()
-  t.scheduler.roundStarted(3, 'update')
   const release = t.hold()
-  t.enter({ number: 3, phase: 'masked-input', inputExpected: true })
-  await t.clock.advance(50)
-  await settle()
+  await t.due(3)
   t.held.weights = Float32Array.of(9, 9)
   release()
   await settle()

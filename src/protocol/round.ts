@@ -12,8 +12,9 @@
  *  [proposal 2: survivor set U3] → ack (t acks = QC) → reveal → aggregate → commit (quorum = certificate)
  */
 import { equalBytes, hex } from './codec.ts'
-import { ProtocolError, orReject, type RejectCode } from './errors.ts'
+import { ProtocolError, orReject } from './errors.ts'
 import type { Phase, RoundAction } from './actions.ts'
+import { RoundOutbox } from './round-outbox.ts'
 import {
   MSG, MSG_NAME, PROTOCOL_VERSION, openMessage, sealMessage, type AckBody, type AdvertiseBody, type CommitBody, type Envelope, type MaskedInputBody,
   type OpenedMessage, type ProposalBody, type RevealBody, type ShareKeysBody, type SliceSumsBody, type MsgType, type Body
@@ -29,7 +30,7 @@ import { inputLength } from './masked-input.ts'
 import { Lateness } from './lateness.ts'
 import { proposerOf } from './presence.ts'
 import { SurvivorAgreement, survivorSetOf, type SurvivorProposal } from './survivors.ts'
-import { checkMaskedInput, type Exchange, type Rejection } from './exchange.ts'
+import { checkMaskedInput, type Exchange } from './exchange.ts'
 import { exchangeFor } from './exchange-for.ts'
 import { RoundMessages } from './round-messages.ts'
 import { MaskingSetAgreement } from './masking-set.ts'
@@ -48,7 +49,7 @@ export class Round {
   readonly n: number
   phase: Phase = 'advertise'
   readonly #progress: Progress = { inputSent: false, revealed: false }
-  readonly #actions: RoundAction[] = []
+  readonly #outbox: RoundOutbox
   readonly #ctx: Uint8Array
 
   #input: { values: ArrayLike<number>, count: number } | null = null
@@ -71,6 +72,7 @@ export class Round {
 
   constructor (o: RoundOptions) {
     this.#o = o
+    this.#outbox = new RoundOutbox(o.round)
     this.#head = { prev: o.prev, state: o.state }
     this.#now = o.now
     this.n = o.manifest.members.length
@@ -84,7 +86,7 @@ export class Round {
     this.#masking = new MaskingSetAgreement({
       me: this.me, n: this.n, round: o.round, threshold: p.threshold, minSet: this.#minSet, phaseMs: p.timeouts.phaseMs, advertiseDeadline: o.now + (o.advertiseWaitMs ?? p.timeouts.phaseMs),
       context: this.#ctx, rng: o.rng, expectedAdverts: o.expectedAdverts, lastSurvivors: o.lastSurvivors, behind: o.behind
-    }, { send: (t, attempt, body) => this.#send(t, attempt, body), reject: (code, reason, peer) => this.#reject(code, reason, peer), phase: (phase, detail) => this.#setPhase(phase, detail) })
+    }, { send: (t, attempt, body) => this.#send(t, attempt, body), reject: (code, reason, peer) => this.#outbox.reject(code, reason, peer), phase: (phase, detail) => this.#setPhase(phase, detail) })
     this.lateness = new Lateness(o.now)
     this.#roundDeadline = o.now + o.manifest.params.timeouts.roundMs
     this.#exchange = this.#newExchange()
@@ -107,7 +109,7 @@ export class Round {
   /** whether this peer's input is expected: the masking set is agreed and includes it */
   get inputExpected (): boolean { return this.#masking.agreed?.members.includes(this.me) === true }
 
-  takeActions (): RoundAction[] { return this.#actions.splice(0) }
+  takeActions (): RoundAction[] { return this.#outbox.take() }
 
   /** Whether a message of this round, come after it ended, is a straggler's first advertisement or masked input (what noteLate would note). */
   isNewStraggler (msg: OpenedMessage): boolean { return this.#messages.isNewLate(msg) }
@@ -169,7 +171,7 @@ export class Round {
     if (this.done) return
     const got = this.#exchange.receiveBlob(hashHex, data, hashChecked)
     if (got === null) return
-    if (!got.ok) { this.#reject('bad-blob', got.reason, got.member); return }
+    if (!got.ok) { this.#outbox.reject('bad-blob', got.reason, got.member); return }
     this.#advance(now)
   }
 
@@ -179,7 +181,7 @@ export class Round {
   }
 
   #dispatchOrReject (msg: OpenedMessage): void {
-    orReject(() => this.#dispatch(msg), e => this.#reject(e.code, e.message, msg.env.sender))
+    orReject(() => this.#dispatch(msg), e => this.#outbox.reject(e.code, e.message, msg.env.sender))
   }
 
   #dispatch (msg: OpenedMessage): void {
@@ -199,15 +201,9 @@ export class Round {
   /** First message of its kind from a sender: true; the same again: false; a different one: equivocation (faulty). */
   #firstOf (key: string, msg: OpenedMessage): boolean { return this.#messages.firstOf(key, msg, u => this.#faulty.add(u)) }
 
-  #onAdvertise (msg: OpenedMessage<AdvertiseBody>): void {
-    if (!this.#firstOf(`adv:${msg.env.sender}`, msg)) return
-    this.#masking.onAdvertise(msg)
-  }
+  #onAdvertise (msg: OpenedMessage<AdvertiseBody>): void { if (this.#firstOf(`adv:${msg.env.sender}`, msg)) this.#masking.onAdvertise(msg) }
 
-  #onShareKeys (msg: OpenedMessage<ShareKeysBody>): void {
-    if (!this.#firstOf(`sk:${msg.env.sender}`, msg)) return
-    this.#masking.onShareKeys(msg)
-  }
+  #onShareKeys (msg: OpenedMessage<ShareKeysBody>): void { if (this.#firstOf(`sk:${msg.env.sender}`, msg)) this.#masking.onShareKeys(msg) }
 
   #onProposal (msg: OpenedMessage<ProposalBody>): void {
     const { env } = msg
@@ -222,7 +218,7 @@ export class Round {
 
   /** A message that needs the masking set, which is not agreed yet: keep it (bounded) for later. */
   #defer (msg: OpenedMessage): void {
-    if (!this.#deferred.keep(msg)) this.#reject('wrong-phase', `${MSG_NAME[msg.env.type]} from ${msg.env.sender} arrived before the masking set and the queue is full`, msg.env.sender)
+    if (!this.#deferred.keep(msg)) this.#outbox.reject('wrong-phase', `${MSG_NAME[msg.env.type]} from ${msg.env.sender} arrived before the masking set and the queue is full`, msg.env.sender)
   }
 
   #onMaskedInput (msg: OpenedMessage<MaskedInputBody>): void {
@@ -239,7 +235,7 @@ export class Round {
     if (recorded !== 'other') return
     this.#faulty.add(msg.env.sender)
     if (!authoritative) throw new ProtocolError('equivocation', `member ${msg.env.sender} committed to two masked vectors`)
-    this.#reject('equivocation', `member ${msg.env.sender} committed to two masked vectors; the proposal's counts`, msg.env.sender)
+    this.#outbox.reject('equivocation', `member ${msg.env.sender} committed to two masked vectors; the proposal's counts`, msg.env.sender)
   }
 
   #onSurvivorProposal (msg: OpenedMessage<ProposalBody>): void {
@@ -255,15 +251,12 @@ export class Round {
     this.#survivors.addAck(msg.env.sender, msg.env.body.proposalId)
   }
 
-  #onReveal (msg: OpenedMessage<RevealBody>): void {
-    if (!this.#firstOf(`rev:${msg.env.sender}`, msg)) return
-    this.#reveals.add(msg.env.sender, msg.env.body)
-  }
+  #onReveal (msg: OpenedMessage<RevealBody>): void { if (this.#firstOf(`rev:${msg.env.sender}`, msg)) this.#reveals.add(msg.env.sender, msg.env.body) }
 
   #onSliceSums (msg: OpenedMessage<SliceSumsBody>): void {
     if (!this.#messages.another(`ss:${msg.env.sender}:${hex(msg.id)}`, msg)) return
     const { rejects, invalid } = this.#exchange.claim(msg.env.sender, msg.env.body, msg.wire, this.#survivors.certified()?.proposal ?? null)
-    this.#rejectAll(rejects)
+    this.#outbox.rejectAll(rejects)
     if (invalid !== null) throw new ProtocolError('invalid', invalid)
   }
 
@@ -292,7 +285,7 @@ export class Round {
     if (M !== null && (progress.inputSent || !M.members.includes(this.me))) this.#survivors.begin(now + inputWait + p.timeouts.phaseMs)
 
     // fetch every committed vector I lack (sliced: the slices I aggregate)
-    for (const { hash, owner } of this.#exchange.takeMissing(M?.members ?? null, this.#survivors.certified()?.proposal.members ?? null)) this.#actions.push({ type: 'fetch-blob', hash, owner, what: 'masked-vector' })
+    this.#outbox.fetch(this.#exchange.takeMissing(M?.members ?? null, this.#survivors.certified()?.proposal.members ?? null))
 
     // 4. survivor set
     if (M !== null && this.#survivors.certified() === null) this.#survivorStep(now, M)
@@ -323,7 +316,7 @@ export class Round {
     const fixed = this.#survivors.certified()
     if (fixed === null) return
     this.#setPhase('unmask', `survivor set certified by ${fixed.acks} acks: ${fixed.proposal.members.length} of ${M.members.length} survived`)
-    this.#rejectAll(this.#exchange.survivorsCertified(fixed.proposal))
+    this.#outbox.rejectAll(this.#exchange.survivorsCertified(fixed.proposal))
   }
 
   #certify (certificate: Certificate): void {
@@ -332,8 +325,7 @@ export class Round {
     const mine = result !== undefined && equalBytes(result.header, certificate.header)
     this.phase = 'certified'
     this.#exchange.release() // the masked vectors are not needed any more: do not hold them
-    this.#actions.push({ type: 'phase', phase: 'certified', detail: `certified by ${certificate.signatures.length} signatures`, round: this.#o.round })
-    this.#actions.push({ type: 'certified', certificate, header, state: mine ? result.state : null, stats: mine ? result.stats : null, stateBytes: mine ? result.stateBytes : null })
+    this.#outbox.certified({ certificate, header, state: mine ? result.state : null, stats: mine ? result.stats : null, stateBytes: mine ? result.stateBytes : null })
     // the peer has the state now; a finished round kept for late messages needs only the header
     if (result !== undefined) this.#progress.result = { header: result.header, state: null, stats: null, stateBytes: null }
   }
@@ -350,7 +342,7 @@ export class Round {
     if (input.values.length !== expected) throw new Error(`input has ${input.values.length} values, the round needs ${expected}`)
     const y = this.#masking.mask(input, this.#o.kind === 'eval' ? 'counts' : 'weighted', this.#o.manifest.params.quantization, this.#peerIds)
     const { blobs, vectorHash, sliceHashes } = this.#exchange.own(y)
-    this.#publish(blobs)
+    this.#outbox.publish(blobs)
     this.#send(MSG.maskedInput, 0, { maskingSetId: M.id, vectorHash, length: y.length, ...(sliceHashes !== undefined ? { sliceHashes } : {}) })
     this.#setPhase('survivor-set', `masked input sent (${(y.byteLength / 1e6).toFixed(2)} MB)`)
   }
@@ -362,14 +354,14 @@ export class Round {
       adverts: new Map(M.members.map(u => [u, this.#masking.adverts.get(u)!.body]))
     }))
     for (const m of misbehaved) {
-      if (!this.#faulty.has(m.member)) { this.#faulty.add(m.member); this.#reject(m.code, m.reason, m.member) }
+      if (!this.#faulty.has(m.member)) { this.#faulty.add(m.member); this.#outbox.reject(m.code, m.reason, m.member) }
     }
     if (secrets === null) return
     const step = this.#exchange.sum(this.#now, M.members, U3.members, secrets)
-    this.#publish(step.publish)
-    for (const f of step.fetch) this.#actions.push({ type: 'fetch-blob', hash: f.hash, owner: f.owner, what: 'masked-vector' })
+    this.#outbox.publish(step.publish)
+    this.#outbox.fetch(step.fetch)
     if (step.announce.length > 0) this.#send(MSG.sliceSums, 0, { proposalId: U3.id, sums: step.announce })
-    this.#rejectAll(step.rejects)
+    this.#outbox.rejectAll(step.rejects)
     if (step.sum === null) return
     const { consortium, round, kind } = this.#o
     const result = aggregateFromSum({ consortium, round, kind, prev: this.#head.prev, state: this.#head.state, survivors: U3.members, params: this.#o.manifest.params }, step.sum.words, step.sum.sliceHashes)
@@ -385,7 +377,7 @@ export class Round {
   #send (t: MsgType, attempt: number, body: Body): Uint8Array {
     const env: Envelope = { version: PROTOCOL_VERSION, type: t, consortium: this.#o.consortium, round: this.#o.round, attempt: attempt, sender: this.me, body: body }
     const wire = sealMessage(this.#o.identity, env)
-    this.#actions.push({ type: 'broadcast', msgType: MSG_NAME[t], wire, round: this.#o.round })
+    this.#outbox.broadcast(MSG_NAME[t], wire)
     // I receive my own message like anyone else's, so that every rule applies to it too
     const opened = openMessage(wire, { consortium: this.#o.consortium, memberKeys: this.#o.memberKeys })
     this.#messages.remember(opened)
@@ -393,23 +385,16 @@ export class Round {
     return wire
   }
 
-  #publish (blobs: ReadonlyArray<{ hash: string, data: Uint8Array }>): void {
-    for (const b of blobs) this.#actions.push({ type: 'publish-blob', hash: b.hash, data: b.data, what: 'masked-vector', round: this.#o.round })
-  }
-
-  #reject (code: RejectCode, reason: string, peer: number): void { this.#actions.push({ type: 'reject', code, reason, peer }) }
-  #rejectAll (rejects: readonly Rejection[]): void { for (const r of rejects) this.#reject(r.code, r.reason, r.peer) }
 
   #setPhase (phase: Phase, detail: string): void {
     this.phase = phase
-    this.#actions.push({ type: 'phase', phase, detail, round: this.#o.round })
+    this.#outbox.phase(phase, detail)
   }
 
   #abort (reason: string): void {
     this.phase = 'aborted'
     this.#exchange.release()
-    this.#actions.push({ type: 'phase', phase: 'aborted', detail: reason, round: this.#o.round })
-    this.#actions.push({ type: 'aborted', reason })
+    this.#outbox.aborted(reason)
   }
 }
 

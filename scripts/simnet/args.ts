@@ -13,14 +13,14 @@ import {
 } from '../../src/protocol/manifest.ts'
 import { MODEL_IDS, type ModelId } from '../../src/training/models.ts'
 import type { LrSchedule } from '../../src/training/schedule.ts'
+import { RECIPE as LEARNING_RECIPE, DP_RECIPE as LEARNING_DP_RECIPE, type Recipe } from '../../src/protocol/recipe.ts'
 
-/**
- * The recipes the simulator uses unless told otherwise, found by measurement (README, "Learning
- * recipes"): one without DP, and one for DP-SGD, whose noise is calibrated at each hospital to
- * spend its ε budget over the planned rounds.
- */
-export const RECIPE = { epochs: '2', 'batch-size': '32', 'learning-rate': '0.001', aggregation: 'fedavgm', momentum: '0.7', 'dp-noise': 'calibrated', 'dp-clip': '1.0' }
-export const DP_RECIPE: typeof RECIPE = { epochs: '2', 'batch-size': '128', 'learning-rate': '0.005', aggregation: 'fedavg', momentum: '0.9', 'dp-noise': 'calibrated', 'dp-clip': '1.0' }
+/** The recipes (src/protocol/recipe.ts) as this command's flag values: what the simulator uses unless told otherwise. */
+function asFlags (r: Recipe): Record<'epochs' | 'batch-size' | 'learning-rate' | 'aggregation' | 'momentum' | 'prior-correction' | 'dp-noise' | 'dp-clip', string> {
+  return { epochs: String(r.epochs), 'batch-size': String(r.batchSize), 'learning-rate': String(r.learningRate), aggregation: r.aggregation, momentum: String(r.momentum), 'prior-correction': r.priorCorrection, 'dp-noise': 'calibrated', 'dp-clip': String(r.dpClip) }
+}
+export const RECIPE = asFlags(LEARNING_RECIPE)
+export const DP_RECIPE = asFlags(LEARNING_DP_RECIPE)
 
 export const TRANSPORTS = ['tcp', 'memory'] as const
 export const PARTITIONS = ['iid', 'dirichlet'] as const
@@ -44,7 +44,7 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --epochs E           local epochs per round (default ${RECIPE.epochs}; with DP ${DP_RECIPE.epochs})   --batch-size B (default ${RECIPE['batch-size']}; with DP ${DP_RECIPE['batch-size']})
   --learning-rate LR   local Adam learning rate (default ${RECIPE['learning-rate']}; with DP ${DP_RECIPE['learning-rate']})   --class-weighting ${CLASS_WEIGHTINGS.join('|')} (default balanced)
   --prior-correction P none | pooled: each hospital's loss corrected for its class mix against the
-                       pooled one (logit adjustment; default none)
+                       pooled one (logit adjustment; default ${RECIPE['prior-correction']}; with DP ${DP_RECIPE['prior-correction']})
   --lr-schedule S      ${LR_SCHEDULES.join(' | ')}, over the rounds (default constant)
   --warmup-steps N     learning-rate warm-up over each site's first N steps (default ${DEFAULT_GUARDS.warmupSteps}; 0: none)
   --clip-grad G        each step's gradient scaled down to global norm G (default ${DEFAULT_GUARDS.clipGradientNorm})
@@ -128,7 +128,7 @@ const FLAGS = {
   'no-baselines': { type: 'boolean', default: false }, 'training-workers': { type: 'string' }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
   latency: { type: 'string', default: '0' }, bandwidth: { type: 'string' }, transport: { type: 'string', default: 'tcp' },
   size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' },
-  'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, 'prior-correction': { type: 'string', default: 'none' }, aggregation: { type: 'string' },
+  'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, 'prior-correction': { type: 'string' }, aggregation: { type: 'string' },
   'warmup-steps': { type: 'string', default: String(DEFAULT_GUARDS.warmupSteps) }, 'clip-grad': { type: 'string', default: String(DEFAULT_GUARDS.clipGradientNorm) },
   'weight-decay': { type: 'string', default: String(DEFAULT_GUARDS.weightDecay) }, augmentation: { type: 'string' },
   'server-lr': { type: 'string', default: '1' }, patience: { type: 'string', default: '0' }, momentum: { type: 'string' },
@@ -201,7 +201,7 @@ function recipeOptions (values: Values, rounds: number): Pick<SimnetOptions, 'tr
   const recipe = values['dp-epsilon'] === undefined ? RECIPE : DP_RECIPE
   const setting = (k: keyof typeof RECIPE): string => values[k] ?? recipe[k]
   const epochs = Number(setting('epochs')); const batchSize = Number(setting('batch-size')); const learningRate = Number(setting('learning-rate'))
-  const schedule = values['lr-schedule']; const classWeighting = values['class-weighting']; const priorCorrection = values['prior-correction']
+  const schedule = values['lr-schedule']; const classWeighting = values['class-weighting']; const priorCorrection = setting('prior-correction')
   check(oneOf(LR_SCHEDULES, schedule), `--lr-schedule must be ${list(LR_SCHEDULES)}`)
   check(learningRate > 0 && learningRate < 10, '--learning-rate must be a number in (0, 10)')
   check(oneOf(CLASS_WEIGHTINGS, classWeighting), `--class-weighting must be ${list(CLASS_WEIGHTINGS)}`)

@@ -6,7 +6,8 @@ import { DataDirError } from '../node/datadir.ts'
 import { ConfigError, resolveConfig, DEFAULTS } from '../node/config.ts'
 import { flagSpec, optionsHelp, settingsFromFlags, type NodeCommand, type NodeSettings } from '../node/options.ts'
 import { isStorageError } from '../node/fsutil.ts'
-import { AUGMENTATIONS, DEFAULT_GUARDS, ManifestError, defaultParams, slicingFromFlags } from '../protocol/manifest.ts'
+import { AUGMENTATIONS, DEFAULT_GUARDS, ManifestError, slicingFromFlags } from '../protocol/manifest.ts'
+import { DP_RECIPE, RECIPE, recipeFor } from '../protocol/recipe.ts'
 import { selectionFromFlags } from '../protocol/selection.ts'
 import * as setup from '../node/setup.ts'
 import { AGGREGATION_RULES, MODEL_IDS } from '../node/setup.ts'
@@ -100,9 +101,9 @@ create options:
                           a peer outside the consortium (a clinic, from 'medmesh init') allowed to
                           query its model by encrypted inference (repeatable; members always may)
   --lr-schedule S         constant | cosine | step (default constant)   --schedule-rounds R (default 10)
-  --epochs E              local epochs per round (default 1)   --batch-size B (default 32)
-  --learning-rate LR      (default 0.001)   --class-weighting balanced|none (default balanced)
-  --prior-correction none|pooled  each site's loss corrected for its class mix against the pooled one (default none)
+  --epochs E              local epochs per round (default ${RECIPE.epochs}; with DP ${DP_RECIPE.epochs})   --batch-size B (default ${RECIPE.batchSize}; with DP ${DP_RECIPE.batchSize})
+  --learning-rate LR      local Adam rate (default ${RECIPE.learningRate}; with DP ${DP_RECIPE.learningRate})   --class-weighting balanced|none (default balanced)
+  --prior-correction none|pooled  each site's loss corrected for its class mix against the pooled one (default ${RECIPE.priorCorrection}; with DP ${DP_RECIPE.priorCorrection})
   --warmup-steps N        the learning rate grows linearly over each site's first N steps (default ${DEFAULT_GUARDS.warmupSteps}; 0: none)
   --clip-grad G           each step's gradient scaled down to global norm G, a guard against divergence (default ${DEFAULT_GUARDS.clipGradientNorm})
   --weight-decay W        decoupled weight decay of the kernels (default ${DEFAULT_GUARDS.weightDecay}; 0: none)
@@ -115,9 +116,10 @@ create options:
   --quorum Q              signatures that certify a round (default: the threshold)
   --min-participants M    fewest inputs ever aggregated (default: the threshold)
   --phase-ms MS           phase timeout (default 10000)   --round-ms MS (default 120000)
-  --aggregation RULE      ${AGGREGATION_RULES.join(' | ')} (default fedavg)   --server-lr X (default 1)
+  --aggregation RULE      ${AGGREGATION_RULES.join(' | ')} (default ${RECIPE.aggregation}; with DP ${DP_RECIPE.aggregation})   --server-lr X (default 1)
+  --momentum B            FedAvgM's momentum, FedAdam's β1 (default ${RECIPE.momentum}; with DP ${DP_RECIPE.momentum})
   --dp-epsilon E          turn on DP-SGD with this per-hospital ε budget
-  --dp-delta D            (default 1e-5)   --dp-clip C (default 1.0)
+  --dp-delta D            (default 1e-5)   --dp-clip C (default ${DP_RECIPE.dpClip})
   --dp-noise SIGMA        noise multiplier; 0 (default): each hospital calibrates its own to spend
                           its budget over the planned rounds (--schedule-rounds)
   --slices S              sliced aggregation: each masked vector in S slices (at most 256), each
@@ -157,7 +159,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
   const { values } = parseFlags({ args, strict: true, options: {
     name: { type: 'string' }, member: { type: 'string', multiple: true }, 'inference-client': { type: 'string', multiple: true }, out: { type: 'string' }, model: { type: 'string' }, seed: { type: 'string' },
     'image-size': { type: 'string' }, classes: { type: 'string' }, 'class-names': { type: 'string' }, threshold: { type: 'string' }, quorum: { type: 'string' }, 'min-participants': { type: 'string' },
-    'phase-ms': { type: 'string' }, 'round-ms': { type: 'string' }, aggregation: { type: 'string' }, 'server-lr': { type: 'string' },
+    'phase-ms': { type: 'string' }, 'round-ms': { type: 'string' }, aggregation: { type: 'string' }, 'server-lr': { type: 'string' }, momentum: { type: 'string' },
     'dp-epsilon': { type: 'string' }, 'dp-delta': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' },
     channels: { type: 'string' }, 'lr-schedule': { type: 'string' }, 'schedule-rounds': { type: 'string' }, patience: { type: 'string' },
     epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string' }, 'prior-correction': { type: 'string' },
@@ -184,7 +186,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
   const sliced = slicingFromFlags(num(values.slices, 'slices'), num(values['per-slice'], 'per-slice'))
   if ('error' in sliced) throw new UsageError(sliced.error)
   const slicing = sliced.slicing
-  const base = defaultParams(1, 1, '').training
+  const base = recipeFor(values['dp-epsilon'] !== undefined)
   const selected = selectionFromFlags(values.select, num(values['rung-rounds'], 'rung-rounds'), { learningRate: num(values['learning-rate'], 'learning-rate') ?? base.learningRate, epochs: num(values.epochs, 'epochs') ?? base.epochs })
   if ('error' in selected) throw new UsageError(selected.error)
   const options: ManifestOptions = {
@@ -194,7 +196,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     epochs: num(values.epochs, 'epochs'), batchSize: num(values['batch-size'], 'batch-size'), learningRate: num(values['learning-rate'], 'learning-rate'), classWeighting: oneOf('class-weighting', values['class-weighting'], ['balanced', 'none']), priorCorrection: oneOf('prior-correction', values['prior-correction'], ['none', 'pooled']),
     warmupSteps: num(values['warmup-steps'], 'warmup-steps'), clipGradientNorm: num(values['clip-grad'], 'clip-grad'), weightDecay: num(values['weight-decay'], 'weight-decay'), augmentation: oneOf('augmentation', values.augmentation, AUGMENTATIONS),
     threshold: num(values.threshold, 'threshold'), quorum: num(values.quorum, 'quorum'), minParticipants: num(values['min-participants'], 'min-participants'),
-    phaseMs: num(values['phase-ms'], 'phase-ms'), roundMs: num(values['round-ms'], 'round-ms'), aggregation: oneOf('aggregation', values.aggregation, AGGREGATION_RULES), serverLr: num(values['server-lr'], 'server-lr'),
+    phaseMs: num(values['phase-ms'], 'phase-ms'), roundMs: num(values['round-ms'], 'round-ms'), aggregation: oneOf('aggregation', values.aggregation, AGGREGATION_RULES), serverLr: num(values['server-lr'], 'server-lr'), beta1: num(values.momentum, 'momentum'),
     dp: eps === undefined ? undefined : { epsilon: eps, delta: num(values['dp-delta'], 'dp-delta'), noise: num(values['dp-noise'], 'dp-noise'), clip: num(values['dp-clip'], 'dp-clip') },
     slicing, selection: selected.selection ?? undefined
   }

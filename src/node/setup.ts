@@ -13,6 +13,7 @@ import {
   type AggregationRule, type Manifest, type SignedManifest, type TrainingParams
 } from '../protocol/manifest.ts'
 import { initialState, stateHash } from '../protocol/model.ts'
+import { recipeFor } from '../protocol/recipe.ts'
 import { bestModel } from '../protocol/validation.ts'
 import { ConfigError, resolveConfig, type NodeConfig } from './config.ts'
 import { DataDir } from './datadir.ts'
@@ -101,14 +102,16 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
   params.minParticipants = o.minParticipants ?? Math.max(2, params.threshold)
   params.timeouts.phaseMs = o.phaseMs ?? params.timeouts.phaseMs
   params.timeouts.roundMs = o.roundMs ?? params.timeouts.roundMs
-  if (o.aggregation !== undefined) params.aggregation.rule = o.aggregation
+  // the measured recipe (recipe.ts) wherever the founders said nothing
+  const recipe = recipeFor(o.dp !== undefined)
+  params.aggregation.rule = o.aggregation ?? recipe.aggregation
   params.aggregation.serverLr = o.serverLr ?? params.aggregation.serverLr
-  params.aggregation.beta1 = o.beta1 ?? params.aggregation.beta1
+  params.aggregation.beta1 = o.beta1 ?? recipe.momentum
   const t = params.training
   params.training = {
-    schedule: o.schedule ?? t.schedule, rounds: o.scheduleRounds ?? t.rounds, epochs: o.epochs ?? t.epochs, batchSize: o.batchSize ?? t.batchSize,
-    learningRate: o.learningRate ?? t.learningRate, classWeighting: o.classWeighting ?? t.classWeighting,
-    ...(o.priorCorrection === undefined || o.priorCorrection === 'none' ? {} : { priorCorrection: o.priorCorrection }),
+    schedule: o.schedule ?? t.schedule, rounds: o.scheduleRounds ?? t.rounds, epochs: o.epochs ?? recipe.epochs, batchSize: o.batchSize ?? recipe.batchSize,
+    learningRate: o.learningRate ?? recipe.learningRate, classWeighting: o.classWeighting ?? t.classWeighting,
+    ...((o.priorCorrection ?? recipe.priorCorrection) === 'none' ? {} : { priorCorrection: 'pooled' as const }),
     warmupSteps: o.warmupSteps ?? DEFAULT_GUARDS.warmupSteps, clipGradientNorm: o.clipGradientNorm ?? DEFAULT_GUARDS.clipGradientNorm, weightDecay: o.weightDecay ?? DEFAULT_GUARDS.weightDecay,
     augmentation: o.augmentation ?? (channels === 3 ? 'photo' : 'xray')
   }
@@ -117,7 +120,7 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
   if (slicing !== null) params.slicing = { slices: slicing.slices, perSlice: slicing.perSlice }
   if (o.selection !== undefined) params.selection = { candidates: o.selection.candidates.map(c => ({ learningRate: c.learningRate, epochs: c.epochs })), rungRounds: o.selection.rungRounds }
   if (o.inferenceClients !== undefined && o.inferenceClients.length > 0) params.inference = { clients: o.inferenceClients }
-  if (o.dp !== undefined) params.dp = { enabled: true, epsilon: o.dp.epsilon, delta: o.dp.delta ?? 1e-5, noiseMultiplier: o.dp.noise ?? 0, clipNorm: o.dp.clip ?? 1.0 }
+  if (o.dp !== undefined) params.dp = { enabled: true, epsilon: o.dp.epsilon, delta: o.dp.delta ?? 1e-5, noiseMultiplier: o.dp.noise ?? 0, clipNorm: o.dp.clip ?? recipe.dpClip }
   const manifest = validateManifest({ version: 1, name: o.name, members: o.members, params })
   atomicWrite(file, JSON.stringify({ manifest, signatures: {} }, null, 2) + '\n', 0o644)
   return { manifest, parameters: weights.length }

@@ -1,5 +1,6 @@
 import { test } from 'uvu'
 import { DEFAULT_GUARDS } from '../../src/protocol/manifest.ts'
+import { DP_RECIPE, RECIPE } from '../../src/protocol/recipe.ts'
 import * as assert from 'uvu/assert'
 import { mkdtempSync, rmSync, writeFileSync, statSync, readFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -66,7 +67,15 @@ test('a manifest missing a founder\'s signature is refused by join', () => {
   const ids = dirs.map(d => cli('init', '--data-dir', d).stdout.trim())
   const file = join(root, 'two.json')
   assert.is(cli('manifest', 'create', '--name', 'two', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', file, '--epochs', '2', '--batch-size', '16', '--class-weighting', 'none').status, 0)
-  assert.equal(JSON.parse(readFileSync(file, 'utf8')).manifest.params.training, { schedule: 'constant', rounds: 10, epochs: 2, batchSize: 16, learningRate: 0.001, classWeighting: 'none', ...DEFAULT_GUARDS, augmentation: 'xray' })
+  const params = JSON.parse(readFileSync(file, 'utf8')).manifest.params
+  assert.equal(params.training, { schedule: 'constant', rounds: 10, epochs: 2, batchSize: 16, learningRate: RECIPE.learningRate, classWeighting: 'none', priorCorrection: 'pooled', ...DEFAULT_GUARDS, augmentation: 'xray' })
+  // what the founders did not say is the measured recipe (recipe.ts), as the simulator runs it
+  assert.equal([params.aggregation.rule, params.aggregation.beta1], [RECIPE.aggregation, RECIPE.momentum])
+  const dpFile = join(root, 'two-dp.json')
+  assert.is(cli('manifest', 'create', '--name', 'two', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', dpFile, '--dp-epsilon', '8', '--momentum', '0.5').status, 0)
+  const dp = JSON.parse(readFileSync(dpFile, 'utf8')).manifest.params
+  assert.equal([dp.training.epochs, dp.training.batchSize, dp.training.learningRate, dp.training.priorCorrection, dp.aggregation.rule, dp.aggregation.beta1, dp.dp.clipNorm],
+    [DP_RECIPE.epochs, DP_RECIPE.batchSize, DP_RECIPE.learningRate, undefined, DP_RECIPE.aggregation, 0.5, DP_RECIPE.dpClip])
   assert.is(cli('manifest', 'sign', '--data-dir', dirs[0], file).status, 0)
   const j = cli('join', '--data-dir', dirs[0], '--manifest', file)
   assert.is(j.status, 78)

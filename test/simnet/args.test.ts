@@ -28,7 +28,7 @@ const refused = (args: string[], message: RegExp): void => {
 test('defaults: five hospitals, ten rounds over TCP, the recipe without DP, sliced aggregation as a consortium of five gets it', () => {
   const o = run([])
   assert.is(o.n, 5); assert.is(o.rounds, 10); assert.is(o.seed, 1); assert.is(o.transport, 'tcp'); assert.is(o.partition, 'dirichlet'); assert.is(o.alpha, 1)
-  assert.equal(o.training, { schedule: 'constant', rounds: 10, epochs: Number(RECIPE.epochs), batchSize: Number(RECIPE['batch-size']), learningRate: Number(RECIPE['learning-rate']), classWeighting: 'balanced', ...DEFAULT_GUARDS })
+  assert.equal(o.training, { schedule: 'constant', rounds: 10, epochs: Number(RECIPE.epochs), batchSize: Number(RECIPE['batch-size']), learningRate: Number(RECIPE['learning-rate']), classWeighting: 'balanced', priorCorrection: 'pooled', ...DEFAULT_GUARDS })
   assert.equal(o.aggregation, { rule: RECIPE.aggregation, serverLr: 1, beta1: Number(RECIPE.momentum) })
   assert.equal(o.schedule, { kind: 'constant' })
   assert.is(o.dp, null)
@@ -44,10 +44,12 @@ test('--dp-epsilon brings the DP recipe; a flag given wins over either recipe', 
   assert.equal(o.dp, { epsilon: 8, noise: 0, clip: Number(DP_RECIPE['dp-clip']) })
   assert.is(o.training.batchSize, Number(DP_RECIPE['batch-size']))
   assert.is(o.aggregation.rule, DP_RECIPE.aggregation)
+  assert.is(o.training.priorCorrection, undefined, 'the DP recipe has no prior correction')
   const given = run(['--dp-epsilon', '8', '--batch-size', '64', '--dp-noise', '1.1', '--aggregation', 'fedadam', '--lr-schedule', 'cosine', '--prior-correction', 'pooled'])
   assert.is(given.training.batchSize, 64); assert.is(given.dp!.noise, 1.1); assert.is(given.aggregation.rule, 'fedadam')
   assert.equal(given.schedule, { kind: 'cosine', rounds: 10 })
   assert.is(given.training.priorCorrection, 'pooled')
+  assert.is(run(['--prior-correction', 'none']).training.priorCorrection, undefined, 'the flag turns the recipe\'s prior correction off')
 })
 
 test('slicing: --slices 0 is all-to-all, --per-slice only with --slices and at most the hospitals, 2 aggregators unless given', () => {

@@ -39,8 +39,14 @@ export class LocalTrainer {
 
   constructor (model: tfl.LayersModel) { this.model = model }
 
+  /**
+   * The optimiser, kept over rounds: its moments are this site's. Keyed by its kind only: a rate
+   * that changes over the rounds (a schedule) is set at every step (#warmUp), so it must not throw
+   * the moments away (it did, and a fresh Adam's first steps, about ±rate on every weight, cost
+   * the chest X-ray federation 10 AUC points by round 7: SIMULATION.md).
+   */
   #optimizerFor (o: TrainOptions): tf.Optimizer {
-    const key = `${o.optimizer ?? 'adam'}:${o.learningRate}`
+    const key = o.optimizer ?? 'adam'
     if (this.#optimizer === null || key !== this.#optimizerKey) {
       this.#optimizer?.dispose()
       this.#optimizer = (o.optimizer ?? 'adam') === 'adam' ? tf.train.adam(o.learningRate) : tf.train.sgd(o.learningRate)

@@ -324,4 +324,26 @@ test('warm-up: the learning rate grows over the first steps, within the first ro
   near(moveOf(4, [2, 8]), 8, 'bounded by the first round: a longer second round is at the full rate throughout')
 })
 
+test('the optimiser keeps its moments over rounds when the learning rate changes (a schedule), as it does at a constant rate', async () => {
+  await selectBackend('auto')
+  const spec = { id: 'medmesh/linear' as const, height: 28, width: 28, channels: 1, classes: 2, seed: 1 }
+  const small = subset(data.train, Array.from({ length: 32 }, (_, i) => i * 40))
+  // two rounds of Adam from the same weights, the second at the rate `second`: a rate a hair
+  // away from the first must give nearly the same weights; a fresh Adam in round 2 would move
+  // each weight by about the full rate in its first step instead
+  const twoRounds = (second: number): Float32Array => {
+    const model = buildModel(spec)
+    const trainer = new LocalTrainer(model)
+    for (const learningRate of [1e-2, second]) trainer.train(small, { steps: 4, batchSize: 8, learningRate, seed: seed(5), classWeighting: 'none', warmupSteps: 0 })
+    const w = flattenWeights(model)
+    trainer.dispose(); model.dispose()
+    return w
+  }
+  const same = twoRounds(1e-2)
+  const nudged = twoRounds(1e-2 * (1 + 1e-6))
+  let apart = 0
+  for (let i = 0; i < same.length; i++) apart = Math.max(apart, Math.abs(same[i] - nudged[i]))
+  assert.ok(apart < 1e-5, `a rate 1e-6 apart moved a weight by ${apart}: the second round started a fresh optimiser`)
+})
+
 test.run()

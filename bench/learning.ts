@@ -16,7 +16,7 @@
  * beside the one recipe: test AUC / accuracy of each, the recipe chosen, and the time the
  * selection cost (whole run's seconds, and their ratio).
  *
- * Usage: npm run bench:learning [-- --sets pneumonia,retina,chest-128,chest-224 --rounds 10 --out reports/learning --select default --rung-rounds 2]
+ * Usage: npm run bench:learning [-- --sets pneumonia,retina,chest-128,chest-224 --rounds 10 --out reports/learning --select default --rung-rounds 2 --baselines centralised|all|none]
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -33,7 +33,9 @@ const { values } = parseArgs({
     out: { type: 'string', default: join(root, 'reports', 'learning') },
     'chest-xray': { type: 'string', default: join(root, '..', 'shared', 'data', 'chest-xray') },
     select: { type: 'string' },
-    'rung-rounds': { type: 'string', default: '2' }
+    'rung-rounds': { type: 'string', default: '2' },
+    // the table needs the centralised baseline only; each hospital alone would double the time
+    baselines: { type: 'string', default: 'centralised' }
   }
 })
 
@@ -71,7 +73,7 @@ for (const key of values.sets.split(',')) {
   const set = SETS[key]
   if (set === undefined) throw new Error(`unknown set '${key}': known are ${Object.keys(SETS).join(', ')}`)
   if (!existsSync(set.path)) { rows.push({ set: set.name, skipped: `no data at ${set.path}` } as Row); console.log(`${set.name}: skipped, no data at ${set.path}`); continue }
-  const r = await simulate(set, join(values.out, key), [])
+  const r = await simulate(set, join(values.out, key), ['--baselines', values.baselines])
   const sel = values.select === undefined ? null : await simulate(set, join(values.out, `${key}-select`), ['--select', values.select, '--rung-rounds', values['rung-rounds'], '--no-baselines'])
   const winner = sel?.selection?.winner
   const selected = sel === null ? undefined : sel.final === null ? null : { auc: sel.final.auc, accuracy: sel.final.accuracy, modelRound: sel.chosenRound, winner: winner == null ? null : `#${winner.candidate} lr ${winner.learningRate} × ${winner.epochs}`, seconds: sel.federatedSeconds, degenerate: sel.chosenDegenerate }

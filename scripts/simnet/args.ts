@@ -23,6 +23,7 @@ export const RECIPE = asFlags(LEARNING_RECIPE)
 export const DP_RECIPE = asFlags(LEARNING_DP_RECIPE)
 
 export const TRANSPORTS = ['tcp', 'memory'] as const
+export const BASELINES = ['all', 'centralised', 'none'] as const
 export const PARTITIONS = ['iid', 'dirichlet'] as const
 
 export const simnetHelp = `Usage: medmesh simnet [options]
@@ -72,7 +73,8 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --bandwidth MBPS     link speed for masked vectors and states (memory; default: unlimited)
   --seed N             the data split, the initial model and the faults; with --transport memory
                        and over tcp alike, the same seed gives the same figures (default 1)
-  --no-baselines       skip the centralised and local-only baselines
+  --baselines B        all: centralised and each hospital alone; centralised: only that (half the
+                       time, what bench:learning needs); none (default all)   --no-baselines: none
   --out DIR            report folder (default reports/simnet-<seed>)
   --repeat K           run K seeds (--seed, --seed + 1, …), each in its own folder under --out, and report
                        the mean and spread of the final figures
@@ -112,7 +114,8 @@ export interface SimnetOptions {
   latencyMs: number
   /** bytes per simulated millisecond */
   bandwidthBytesPerMs: number | undefined
-  baselines: boolean
+  /** which baselines train beside the federation (baselines.ts) */
+  baselines: 'all' | 'centralised' | 'none'
   outDir: string
 }
 
@@ -125,7 +128,7 @@ const FLAGS = {
   nodes: { type: 'string', default: '5' }, rounds: { type: 'string', default: '10' }, dataset: { type: 'string' }, partition: { type: 'string', default: 'dirichlet' },
   alpha: { type: 'string', default: '1.0' }, model: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
   'dp-epsilon': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' }, dropout: { type: 'string', default: '0' }, seed: { type: 'string', default: '1' },
-  'no-baselines': { type: 'boolean', default: false }, 'training-workers': { type: 'string' }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
+  'no-baselines': { type: 'boolean', default: false }, baselines: { type: 'string', default: 'all' }, 'training-workers': { type: 'string' }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
   latency: { type: 'string', default: '0' }, bandwidth: { type: 'string' }, transport: { type: 'string', default: 'tcp' },
   size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' },
   'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, 'prior-correction': { type: 'string' }, aggregation: { type: 'string' },
@@ -176,12 +179,13 @@ function runOptions (args: string[], values: Values): SimnetOptions {
   const trainingWorkers = values['training-workers'] === undefined ? Math.max(1, Math.floor(availableParallelism() / n)) : Number(values['training-workers'])
   check(wholeIn(trainingWorkers, 1, 256), '--training-workers must be a whole number in [1, 256]')
   const patience = Number(values.patience)
+  check(oneOf(BASELINES, values.baselines), `--baselines must be ${list(BASELINES)}`)
   check(wholeIn(patience, 0, Infinity), '--patience must be a whole number')
   return {
     args, n, rounds, seed, modelId: (values.model ?? null) as ModelId | null, transport, trainingWorkers, patience,
     ...dataOptions(values), ...recipeOptions(values, rounds), slicing: slicingOf(values.slices, values['per-slice'], n), selection: selectionOf(values, rounds),
     ...faultOptions(values, rounds, transport),
-    baselines: !values['no-baselines'], outDir: values.out ?? join('reports', `simnet-${seed}`)
+    baselines: values['no-baselines'] ? 'none' : values.baselines as SimnetOptions['baselines'], outDir: values.out ?? join('reports', `simnet-${seed}`)
   }
 }
 

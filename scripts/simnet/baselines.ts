@@ -29,21 +29,21 @@ export function baselineRecipe (run: Pick<BaselineRun, 'training' | 'dp'>): { ep
   return run.dp === null ? { epochs, batchSize, learningRate } : { epochs: Number(RECIPE.epochs), batchSize: Number(RECIPE['batch-size']), learningRate: Number(RECIPE['learning-rate']) }
 }
 
-/** Centralised, then each hospital alone; each said in the progress as it ends. */
-export function runBaselines (run: BaselineRun): Baselines {
+/** Centralised, then (`alone`) each hospital alone; each said in the progress as it ends. */
+export function runBaselines (run: BaselineRun, alone = true): Baselines {
   // with DP, the baselines show what the same data gives without it
   const base = baselineRecipe(run)
   if (run.dp !== null) run.out(`baselines without DP: ${base.epochs} epoch(s) per round, batch ${base.batchSize}, Adam at ${base.learningRate}`)
   const centralised = trainAlone(run, base, pooledData(run), 200)
   run.out(`centralised baseline (all hospitals' data pooled; round ${centralised.best + 1} of ${run.rounds}, chosen by validation as the consortium chooses): ${formatMetrics(centralised.series[centralised.best])}`)
-  const alone: Baseline[] = []
-  for (let i = 0; i < run.n; i++) {
+  const hospitals: Baseline[] = []
+  for (let i = 0; alone && i < run.n; i++) {
     // a hospital alone trains on what it trains on in the consortium, and is judged on its own held-out part too
     const l = trainAlone(run, base, hospitalData(run, i), 300 + 10 * i)
-    alone.push(l)
+    hospitals.push(l)
     run.out(`hospital ${i} alone (round ${l.best + 1}): ${formatMetrics(l.series[l.best])}`)
   }
-  return { centralised, alone }
+  return { centralised, alone: hospitals }
 }
 
 /** One site training on `own` for the run's rounds, judged each round on the test split; it keeps its round chosen by validation as the consortium chooses. */

@@ -124,7 +124,7 @@ export function reportModel (o: {
     chosenDegenerate: chosenJudged?.degenerate ?? null,
     conformal,
     calibration: judged.calibration,
-    hospitalView: judged.federated.map((federated, i) => ({ hospital: i, federated, alone: baselines?.alone[i].onOwnVal ?? null })),
+    hospitalView: judged.federated.map((federated, i) => ({ hospital: i, federated, alone: baselines?.alone[i]?.onOwnVal ?? null })),
     centralised: baselines?.centralised.series ?? [],
     centralisedChosen: (baselines?.centralised.best ?? -1) + 1,
     local: baselines?.alone.map(b => b.series) ?? [],

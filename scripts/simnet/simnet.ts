@@ -78,7 +78,7 @@ async function runOnce (given: SimnetOptions, out: Out): Promise<number> {
     out(`federation: ${fed.longest} certificates; ${fed.consistent ? 'no conflicting certificates on any peer' : 'CONFLICTING CERTIFICATES'}; ${fed.atHead} of ${o.n} peers at the head; ${fed.seconds.toFixed(0)} s`)
     // the consortium's model: on the test split, and on each hospital's own held-out part
     const judged = judgeChosen(fed, setup, evalModel, evaluator)
-    const baselines = o.baselines ? runBaselines({ ...setup, spec, schedule: o.schedule }) : null
+    const baselines = o.baselines === 'none' ? null : runBaselines({ ...setup, spec, schedule: o.schedule }, o.baselines === 'all')
     const model = reportModel({ options: o, setup, fed, judged, baselines, fingerprint: runFingerprint(o.seed, o.args, backend.name), backend: backend.name })
     const paths = writeReport(o.outDir, model.report, reportCharts(model), reportSummary(model))
     out(`report: ${paths.html} and ${paths.json}`)

@@ -75,6 +75,8 @@ Simulate a consortium on one machine: real training, real secure aggregation and
                        and over tcp alike, the same seed gives the same figures (default 1)
   --baselines B        all: centralised and each hospital alone; centralised: only that (half the
                        time, what bench:learning needs); none (default all)   --no-baselines: none
+  --init PATH          start from these weights (a weights.bin or a folder 'medmesh export' wrote, of
+                       the same model) instead of the seed's: the federation and the baselines alike
   --out DIR            report folder (default reports/simnet-<seed>)
   --repeat K           run K seeds (--seed, --seed + 1, …), each in its own folder under --out, and report
                        the mean and spread of the final figures
@@ -116,6 +118,8 @@ export interface SimnetOptions {
   bandwidthBytesPerMs: number | undefined
   /** which baselines train beside the federation (baselines.ts) */
   baselines: 'all' | 'centralised' | 'none'
+  /** initial weights from this file (a weights.bin or an export folder) instead of the seed, for the federation and the baselines alike */
+  init: string | null
   outDir: string
 }
 
@@ -128,7 +132,7 @@ const FLAGS = {
   nodes: { type: 'string', default: '5' }, rounds: { type: 'string', default: '10' }, dataset: { type: 'string' }, partition: { type: 'string', default: 'dirichlet' },
   alpha: { type: 'string', default: '1.0' }, model: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
   'dp-epsilon': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' }, dropout: { type: 'string', default: '0' }, seed: { type: 'string', default: '1' },
-  'no-baselines': { type: 'boolean', default: false }, baselines: { type: 'string', default: 'all' }, 'training-workers': { type: 'string' }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
+  'no-baselines': { type: 'boolean', default: false }, baselines: { type: 'string', default: 'all' }, init: { type: 'string' }, 'training-workers': { type: 'string' }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
   latency: { type: 'string', default: '0' }, bandwidth: { type: 'string' }, transport: { type: 'string', default: 'tcp' },
   size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' },
   'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, 'prior-correction': { type: 'string' }, aggregation: { type: 'string' },
@@ -185,7 +189,7 @@ function runOptions (args: string[], values: Values): SimnetOptions {
     args, n, rounds, seed, modelId: (values.model ?? null) as ModelId | null, transport, trainingWorkers, patience,
     ...dataOptions(values), ...recipeOptions(values, rounds), slicing: slicingOf(values.slices, values['per-slice'], n), selection: selectionOf(values, rounds),
     ...faultOptions(values, rounds, transport),
-    baselines: values['no-baselines'] ? 'none' : values.baselines as SimnetOptions['baselines'], outDir: values.out ?? join('reports', `simnet-${seed}`)
+    baselines: values['no-baselines'] ? 'none' : values.baselines as SimnetOptions['baselines'], init: values.init ?? null, outDir: values.out ?? join('reports', `simnet-${seed}`)
   }
 }
 

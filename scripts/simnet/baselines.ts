@@ -21,7 +21,7 @@ export interface Baseline { series: ClinicalMetrics[], best: number, probs: Floa
 export interface Baselines { centralised: Baseline, alone: Baseline[] }
 
 /** What the baselines need of the run: its data and split, recipe and DP; the model they train and the learning rate over the rounds. */
-export type BaselineRun = Pick<SimSetup, 'n' | 'rounds' | 'data' | 'parts' | 'seedBytes' | 'training' | 'dp' | 'out'> & { spec: ModelSpec, schedule: LrSchedule }
+export type BaselineRun = Pick<SimSetup, 'n' | 'rounds' | 'data' | 'parts' | 'seedBytes' | 'training' | 'dp' | 'out' | 'initialWeights'> & { spec: ModelSpec, schedule: LrSchedule }
 
 /** The recipe the baselines train with: the run's, or with DP-SGD the recipe without DP (DP's larger learning rate needs the clipping to stay stable). */
 export function baselineRecipe (run: Pick<BaselineRun, 'training' | 'dp'>): { epochs: number, batchSize: number, learningRate: number } {
@@ -51,6 +51,7 @@ function trainAlone (run: BaselineRun, base: { epochs: number, batchSize: number
   const { rounds, data } = run
   const norm = normalisation(statsVector(pixelStats(own.train)), own.train.channels)
   const model = buildModel(run.spec); const trainer = new LocalTrainer(model)
+  setFlatWeights(model, run.initialWeights) // the federation's start (the seed's, or --init's)
   const series: ClinicalMetrics[] = []
   // the federation's guards and augmentation: the baselines differ from it in where the data is, nothing else
   const g = recipeGuards(run.training)

@@ -24,6 +24,8 @@ export interface SimSetup {
   /** hospital i trains on these indices of data.train */
   parts: number[][]
   initialWeights: Float32Array
+  /** the file they came from (--init), or null: built from the seed */
+  init: string | null
   /** the model's size on the wire (its weights as float32), to express traffic in model sizes */
   modelBytes: number
   /** every hospital's local recipe (the manifest's params.training) and the server's rule */

@@ -168,7 +168,7 @@ export async function formConsortium (o: {
   dirs.forEach((d, i) => setup.join(d, manifestFile, {
     ...(o.node ?? {}), ...(o.nodeOf?.(i) ?? {}), listen: [`/ip4/127.0.0.1/tcp/${p2p[i]}`], http: o.http ? `127.0.0.1:${http[i]}` : 'off', dataset: o.datasets[i], rounds: o.rounds,
     bootstrap: ids.flatMap((id, j) => j === i ? [] : [`/ip4/127.0.0.1/tcp/${p2p[j]}/p2p/${id}`])
-  }))
+  }, o.manifest.init))
   return { dirs, ids, p2p, http, manifestFile }
 }
 

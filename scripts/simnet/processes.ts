@@ -121,7 +121,7 @@ async function formRun (s: SimSetup): Promise<ProcessRun> {
       patience: s.patience, schedule: s.training.schedule, scheduleRounds: s.training.rounds, epochs: s.training.epochs, batchSize: s.training.batchSize,
       learningRate: s.training.learningRate, classWeighting: s.training.classWeighting, priorCorrection: s.training.priorCorrection, aggregation: s.aggregation.rule, serverLr: s.aggregation.serverLr, beta1: s.aggregation.beta1,
       dp: s.dp === null ? undefined : { epsilon: s.dp.epsilon, noise: s.dp.noise, clip: s.dp.clip },
-      slicing: s.slicing ?? undefined, selection: s.selection ?? undefined
+      slicing: s.slicing ?? undefined, selection: s.selection ?? undefined, init: s.init ?? undefined
     },
     // a simulation repeats: each node's randomness from the run's seed; with no faults, no round
     // starts before every node is connected to every other

@@ -31,7 +31,9 @@ export interface SimReport {
   fingerprint: Fingerprint
   config: {
     nodes: number, rounds: number, model: ModelId, modelBytes: number, partition: string, alpha: number, training: TrainingParams,
-    aggregation: Pick<AggregationParams, 'rule' | 'serverLr' | 'beta1'>, dpEpsilon: number | null, dropout: number, seed: number, backend: string, transport: string
+    aggregation: Pick<AggregationParams, 'rule' | 'serverLr' | 'beta1'>, dpEpsilon: number | null, dropout: number, seed: number, backend: string, transport: string,
+    /** the initial weights' file (--init), or null: the seed's */
+    init: string | null
   }
   /** each hospital's share of the training split: its size and its images per class */
   partition: Array<{ size: number, classes: number[] }>
@@ -113,7 +115,7 @@ export function reportModel (o: {
     fingerprint: o.fingerprint,
     config: {
       nodes: options.n, rounds: options.rounds, model: setup.modelId, modelBytes: setup.modelBytes, partition: options.partition, alpha: options.alpha, training: options.training,
-      aggregation: options.aggregation, dpEpsilon: options.dp?.epsilon ?? null, dropout: options.dropout, seed: options.seed, backend: o.backend, transport: options.transport
+      aggregation: options.aggregation, dpEpsilon: options.dp?.epsilon ?? null, dropout: options.dropout, seed: options.seed, backend: o.backend, transport: options.transport, init: options.init
     },
     partition: setup.parts.map(p => ({ size: p.length, classes: classCounts(subset(data.train, p)) })),
     rounds: fed.records,

@@ -22,6 +22,8 @@ import { normalisation } from '../../src/training/data/stats.ts'
 import type { ClinicalMetrics } from '../../src/training/metrics.ts'
 import { parseSimnetArgs, type SimnetOptions } from './args.ts'
 import { runBaselines } from './baselines.ts'
+import { readWeightsFile } from '../../src/node/initial-weights.ts'
+import { UsageError } from '../../src/cli/usage.ts'
 import { compareReports, describeComparison, readReport } from './compare.ts'
 import { loadSimData, partition, type SimData } from './data.ts'
 import type { FederationResult, SimSetup } from './federation.ts'
@@ -90,10 +92,13 @@ async function runOnce (given: SimnetOptions, out: Out): Promise<number> {
 
 /** What the transports are given: the options, the data and its split, the initial model, and how to judge a global model on the test split. */
 function simSetup (o: ResolvedOptions, data: SimData, parts: number[][], seedBytes: (k: number) => Uint8Array, out: Out, evalModel: ReturnType<typeof buildModel>, evaluator: LocalTrainer): SimSetup {
-  const initialWeights = flattenWeights(evalModel)
+  const built = flattenWeights(evalModel)
+  const initialWeights = o.init === null ? built : readWeightsFile(o.init).weights
+  if (initialWeights.length !== built.length) throw new UsageError(`--init ${o.init}: ${initialWeights.length} weights, ${o.modelId} here has ${built.length}`)
+  if (o.init !== null) out(`initial weights from ${o.init}, not the seed's`)
   return {
     n: o.n, rounds: o.rounds, seed: o.seed, modelId: o.modelId, data, parts, training: o.training, aggregation: o.aggregation, patience: o.patience, slicing: o.slicing, selection: o.selection,
-    trainingWorkers: o.trainingWorkers, initialWeights, modelBytes: 4 * initialWeights.length, dp: o.dp,
+    trainingWorkers: o.trainingWorkers, initialWeights, init: o.init, modelBytes: 4 * initialWeights.length, dp: o.dp,
     dropout: o.dropout, killAt: o.killAt, malicious: o.malicious, latencyMs: o.latencyMs, bandwidthBytesPerMs: o.bandwidthBytesPerMs, outDir: o.outDir, seedBytes, out,
     evaluate: (weights, stats) => {
       if (weights.length !== initialWeights.length) return null

@@ -95,6 +95,9 @@ create options:
   --model ID              ${MODEL_IDS.join(' | ')} (default: medmesh/cnn-small up to
                           32 px, medmesh/cnn-gn-stem above)
   --seed N                seed of the initial weights (default 1)
+  --init PATH             start from these weights instead (a weights.bin, or a folder 'medmesh export'
+                          wrote: a previous consortium's model, or pretrained weights of the same model);
+                          the manifest pins their hash and every member joins with the same file
   --image-size N          square input size (default 28)   --channels 1|3 (default 1)   --classes N (default 2)
   --class-names A,B,...   the classes' names in label order (a member whose data names them otherwise is refused)
   --inference-client PEERID=NAME
@@ -158,7 +161,7 @@ export async function manifest (args: string[], out: Out = stdout): Promise<numb
 async function manifestCreate (args: string[], out: Out): Promise<number> {
   const { values } = parseFlags({ args, strict: true, options: {
     name: { type: 'string' }, member: { type: 'string', multiple: true }, 'inference-client': { type: 'string', multiple: true }, out: { type: 'string' }, model: { type: 'string' }, seed: { type: 'string' },
-    'image-size': { type: 'string' }, classes: { type: 'string' }, 'class-names': { type: 'string' }, threshold: { type: 'string' }, quorum: { type: 'string' }, 'min-participants': { type: 'string' },
+    'image-size': { type: 'string' }, classes: { type: 'string' }, 'class-names': { type: 'string' }, init: { type: 'string' }, threshold: { type: 'string' }, quorum: { type: 'string' }, 'min-participants': { type: 'string' },
     'phase-ms': { type: 'string' }, 'round-ms': { type: 'string' }, aggregation: { type: 'string' }, 'server-lr': { type: 'string' }, momentum: { type: 'string' },
     'dp-epsilon': { type: 'string' }, 'dp-delta': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' },
     channels: { type: 'string' }, 'lr-schedule': { type: 'string' }, 'schedule-rounds': { type: 'string' }, patience: { type: 'string' },
@@ -198,27 +201,29 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     threshold: num(values.threshold, 'threshold'), quorum: num(values.quorum, 'quorum'), minParticipants: num(values['min-participants'], 'min-participants'),
     phaseMs: num(values['phase-ms'], 'phase-ms'), roundMs: num(values['round-ms'], 'round-ms'), aggregation: oneOf('aggregation', values.aggregation, AGGREGATION_RULES), serverLr: num(values['server-lr'], 'server-lr'), beta1: num(values.momentum, 'momentum'),
     dp: eps === undefined ? undefined : { epsilon: eps, delta: num(values['dp-delta'], 'dp-delta'), noise: num(values['dp-noise'], 'dp-noise'), clip: num(values['dp-clip'], 'dp-clip') },
-    slicing, selection: selected.selection ?? undefined
+    slicing, selection: selected.selection ?? undefined, init: values.init
   }
   const { manifest: m, parameters } = await setup.createManifest(values.out, options)
   out(`wrote ${values.out}: consortium '${m.name}', ${m.members.length} members, model ${modelId} (${parameters} parameters); each member now signs it`)
   return EXIT.ok
 }
 
-export const joinHelp = `Usage: medmesh join --data-dir DIR --manifest FILE [--bootstrap MULTIADDR ...] [node options]
+export const joinHelp = `Usage: medmesh join --data-dir DIR --manifest FILE [--init PATH] [--bootstrap MULTIADDR ...] [node options]
 
 Join a consortium: check the signed manifest (every founder's signature, and that this node is a
 member) and the dataset (it exists, loads, and its channels and classes are the manifest's), store it in DIR, and write DIR/config.json with the options given, for 'medmesh start'.
+Where the manifest's model starts from weights given as a file (manifest create --init), give the
+same file with --init PATH: it is checked against the manifest's hash and kept in DIR.
 
 ${NODE_OPTIONS_HEADER}
 ${optionsHelp('join')}`
 
 export async function join (args: string[], out: Out = stdout): Promise<number> {
-  const { values, settings } = parseNodeFlags('join', args, { ...DATA_DIR, manifest: { type: 'string' } })
+  const { values, settings } = parseNodeFlags('join', args, { ...DATA_DIR, manifest: { type: 'string' }, init: { type: 'string' } })
   return await guarded(async () => {
     const dataDir = dataDirOf(values['data-dir'])
     if (values.manifest === undefined) throw new UsageError('--manifest is required')
-    const { manifest: m, peerId, dataset } = setup.join(dataDir, values.manifest, settings)
+    const { manifest: m, peerId, dataset } = setup.join(dataDir, values.manifest, settings, values.init)
     out(`dataset checked: ${dataset.images} images of ${dataset.size}, classes ${dataset.classes.join(', ')}`)
     out(`joined '${m.name}' (${m.members.length} members) as ${peerId}; run: medmesh start --data-dir ${dataDir}`)
     return EXIT.ok

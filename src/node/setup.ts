@@ -12,8 +12,8 @@ import {
   AGGREGATION_RULES, DEFAULT_GUARDS, consortiumId, defaultParams, defaultSlicing, memberIndex, signManifest as signManifestHash, validateManifest, verifySignedManifest,
   type AggregationRule, type Manifest, type SignedManifest, type TrainingParams
 } from '../protocol/manifest.ts'
-import { initialState, stateHash } from '../protocol/model.ts'
 import { recipeFor } from '../protocol/recipe.ts'
+import { checkInitialWeights, describeInit, initialHashOf, readWeightsFile } from './initial-weights.ts'
 import { bestModel } from '../protocol/validation.ts'
 import { ConfigError, resolveConfig, type NodeConfig } from './config.ts'
 import { DataDir } from './datadir.ts'
@@ -79,6 +79,8 @@ export interface ManifestOptions {
   slicing?: { slices: number, perSlice: number } | null
   /** federated recipe selection (protocol/selection.ts); absent: the one recipe */
   selection?: SelectionParams
+  /** initial weights from a file (initial-weights.ts: a weights.bin or an export folder) instead of the seed */
+  init?: string
 }
 
 /** Build the model the manifest pins (its initial hash is what every member checks) and write the unsigned manifest to `file`. */
@@ -93,10 +95,16 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
   const { buildModel, flattenWeights } = await import('../training/models.ts')
   await selectBackend('auto')
   const model = buildModel({ id: modelId, height: size, width: size, channels, classes, seed })
-  const weights = flattenWeights(model)
+  const built = flattenWeights(model)
   model.dispose()
-  const params = defaultParams(o.members.length, weights.length, hex(stateHash(initialState(weights))))
-  params.model = { id: modelId, version: '1', seed, initialHash: params.model.initialHash, size: weights.length, input: { size, channels }, classes, ...(o.classNames === undefined ? {} : { classNames: o.classNames }) }
+  const given = o.init === undefined ? null : readWeightsFile(o.init)
+  if (given !== null && given.weights.length !== built.length) throw new ConfigError(`${given.file} holds ${given.weights.length} weights; ${modelId} at ${size} px, ${channels} channel(s), ${classes} classes has ${built.length}`)
+  const weights = given?.weights ?? built
+  const params = defaultParams(o.members.length, weights.length, initialHashOf(weights))
+  params.model = {
+    id: modelId, version: '1', seed, initialHash: params.model.initialHash, size: weights.length, input: { size, channels }, classes,
+    ...(o.classNames === undefined ? {} : { classNames: o.classNames }), ...(given === null ? {} : { init: describeInit(given) })
+  }
   params.threshold = o.threshold ?? params.threshold
   params.quorum = o.quorum ?? params.threshold
   params.minParticipants = o.minParticipants ?? Math.max(2, params.threshold)
@@ -180,7 +188,8 @@ export function offlineStatus (dataDir: string): Record<string, unknown> {
 }
 
 /** Join: check the signed manifest and this node's membership, then store the manifest and the settings (config.json) for start. */
-export function join (dataDir: string, manifestFile: string, settings: Partial<Record<keyof NodeConfig, unknown>>): { manifest: Manifest, peerId: string, dataset: ReturnType<typeof checkDataset> } {
+/** `init`: the initial weights' file, which a manifest with params.model.init needs (and any other refuses). */
+export function join (dataDir: string, manifestFile: string, settings: Partial<Record<keyof NodeConfig, unknown>>, init?: string): { manifest: Manifest, peerId: string, dataset: ReturnType<typeof checkDataset> } {
   const dir = new DataDir(dataDir)
   const signed = readSignedManifest(manifestFile)
   const manifest = verifySignedManifest(signed)
@@ -189,7 +198,22 @@ export function join (dataDir: string, manifestFile: string, settings: Partial<R
   const layer = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined))
   const config = resolveConfig(dir.root, layer, {}) // validate before writing anything
   const dataset = checkDataset(manifest, config.dataset, config.shard)
+  const initial = initialWeightsToKeep(manifest, init)
+  if (initial !== null) dir.saveInitialWeights(initial)
   dir.saveManifest(signed)
   atomicWrite(dir.path('config.json'), JSON.stringify(layer, null, 2) + '\n', 0o644)
   return { manifest, peerId: identity.peerId, dataset }
+}
+
+/** The weights `join --init` must keep: checked against the manifest; null where it builds them from its seed. */
+function initialWeightsToKeep (manifest: Manifest, init: string | undefined): Float32Array | null {
+  const said = manifest.params.model.init
+  if (said === undefined) {
+    if (init !== undefined) throw new ConfigError(`consortium '${manifest.name}' builds its initial weights from its seed: --init is not for it`)
+    return null
+  }
+  if (init === undefined) throw new ConfigError(`consortium '${manifest.name}' starts from ${said}: give that file with --init`)
+  const { weights, file } = readWeightsFile(init)
+  checkInitialWeights(weights, manifest, `the weights in ${file}`)
+  return weights
 }

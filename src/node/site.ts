@@ -82,7 +82,8 @@ export async function openSite (manifest: Manifest, config: NodeConfig, randomne
   log.info(`${describeBackend(site.backend!)}; training in ${workers} worker thread(s)${workers > 1 ? ', each batch split among them' : ''}`)
   if (dp.enabled) log.info(`DP-SGD: ε ${dp.epsilon}, δ ${dp.delta} for this hospital; noise multiplier ${site.noiseMultiplier!.toFixed(3)}${dp.noiseMultiplier === 0 ? ` (calibrated to spend the budget over ${manifest.params.training.rounds} model rounds)` : ''}, clipping norm ${dp.clipNorm}`)
   const m = manifest.params.model
-  if (hex(stateHash(initialState(site.initialWeights()))) !== m.initialHash) {
+  // weights given as a file (params.model.init) are checked where they are read (initial-weights.ts)
+  if (m.init === undefined && hex(stateHash(initialState(site.initialWeights()))) !== m.initialHash) {
     await site.close()
     throw new ConfigError(`the model built here (${m.id}, seed ${m.seed}) does not match the manifest's initial hash: a different medmesh or TF.js version?`)
   }

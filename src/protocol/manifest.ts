@@ -69,9 +69,12 @@ export interface ProtocolParams {
    * the model: its identifier and version, the seed of its initial weights, their hash and count,
    * the images it takes (square side and channels: every site's data is resized to it, and a site
    * whose images have other channels is refused) and the classes it tells apart, with their
-   * names when the founder gave them (a site whose data names them otherwise is refused)
+   * names when the founder gave them (a site whose data names them otherwise is refused).
+   * `init`: the initial weights are not built from the seed but given as a file (a model
+   * `medmesh export` wrote, or a pretrained one) that every member holds and checks against
+   * initialHash; the text says what they are, for people.
    */
-  model: { id: string, version: string, seed: number, initialHash: string, size: number, input: { size: number, channels: number }, classes: number, classNames?: string[] }
+  model: { id: string, version: string, seed: number, initialHash: string, size: number, input: { size: number, channels: number }, classes: number, classNames?: string[], init?: string }
   quantization: QuantizationParams & { maxSampleCount: number }
   /** the fewest peers whose inputs may be aggregated; nobody learns a sum of fewer */
   minParticipants: number
@@ -194,6 +197,7 @@ function validateModelParams (model: ProtocolParams['model']): void {
   num(model.input.size, 'params.model.input.size', 4, 1024, true)
   if (model.input.channels !== 1 && model.input.channels !== 3) fail('params.model.input.channels must be 1 or 3')
   num(model.classes, 'params.model.classes', 2, 1000, true)
+  if (model.init !== undefined) text(model.init, 'params.model.init', 200)
   if (model.classNames !== undefined) {
     const names = model.classNames
     if (!Array.isArray(names) || names.length !== model.classes) fail(`params.model.classNames must be ${model.classes} names, one per class`)

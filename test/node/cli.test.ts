@@ -2,7 +2,7 @@ import { test } from 'uvu'
 import { DEFAULT_GUARDS } from '../../src/protocol/manifest.ts'
 import { DP_RECIPE, RECIPE } from '../../src/protocol/recipe.ts'
 import * as assert from 'uvu/assert'
-import { mkdtempSync, rmSync, writeFileSync, statSync, readFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, statSync, readFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { cli } from './cluster.ts'
@@ -224,4 +224,37 @@ test('a restart removes the temporary files an interrupted write left, and nothi
 })
 
 test.after(() => rmSync(root, { recursive: true, force: true }))
+test('manifest create --init: the consortium starts from given weights, pinned by hash; join needs the same file and keeps it', () => {
+  const dirs = ['i1', 'i2'].map(n => join(root, n))
+  const ids = dirs.map(d => cli('init', '--data-dir', d).stdout.trim())
+  const members = ids.flatMap((id, i) => ['--member', `${id}=h${i}`])
+  const seeded = join(root, 'seeded.json')
+  assert.is(cli('manifest', 'create', '--name', 's', ...members, '--out', seeded).status, 0)
+  const size: number = JSON.parse(readFileSync(seeded, 'utf8')).manifest.params.model.size
+  const folder = join(root, 'previous-model'); mkdirSync(folder)
+  const weights = Float32Array.from({ length: size }, (_, i) => Math.sin(i) / 10)
+  writeFileSync(join(folder, 'weights.bin'), new Uint8Array(weights.buffer))
+  const short = join(root, 'short.bin'); writeFileSync(short, new Uint8Array(weights.buffer, 0, 4 * (size - 1)))
+  const wrongSize = cli('manifest', 'create', '--name', 'g', ...members, '--out', join(root, 'never.json'), '--init', short)
+  assert.is(wrongSize.status, 78); assert.match(wrongSize.stderr, new RegExp(`holds ${size - 1} weights; medmesh/cnn-small at 28 px, 1 channel\\(s\\), 2 classes has ${size}`))
+  const given = join(root, 'given.json')
+  assert.is(cli('manifest', 'create', '--name', 'g', ...members, '--out', given, '--init', folder).status, 0)
+  const model = JSON.parse(readFileSync(given, 'utf8')).manifest.params.model
+  assert.match(model.init, /^weights from weights\.bin \(sha256 [0-9a-f]{16}…\)$/)
+  assert.is.not(model.initialHash, JSON.parse(readFileSync(seeded, 'utf8')).manifest.params.model.initialHash)
+  for (const f of [given, seeded]) for (const d of dirs) assert.is(cli('manifest', 'sign', '--data-dir', d, f).status, 0)
+  const without = cli('join', '--data-dir', dirs[0], '--manifest', given)
+  assert.is(without.status, 78); assert.match(without.stderr, /starts from weights from weights\.bin .*: give that file with --init/)
+  const otherFile = join(root, 'other.bin'); const other = Float32Array.from(weights); other[5] += 0.5
+  writeFileSync(otherFile, new Uint8Array(other.buffer))
+  const wrong = cli('join', '--data-dir', dirs[0], '--manifest', given, '--init', otherFile)
+  assert.is(wrong.status, 78); assert.match(wrong.stderr, /other\.bin are not the consortium's initial weights/)
+  assert.not.ok(existsSync(join(dirs[0], 'manifest.json')), 'nothing is kept from a refused join')
+  const ok = cli('join', '--data-dir', dirs[0], '--manifest', given, '--init', folder)
+  assert.is(ok.status, 0, ok.stderr)
+  assert.ok(readFileSync(join(dirs[0], 'initial-weights.bin')).equals(readFileSync(join(folder, 'weights.bin'))))
+  const notForIt = cli('join', '--data-dir', dirs[1], '--manifest', seeded, '--init', folder)
+  assert.is(notForIt.status, 78); assert.match(notForIt.stderr, /builds its initial weights from its seed: --init is not for it/)
+})
+
 test.run()

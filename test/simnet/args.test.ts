@@ -37,6 +37,8 @@ test('defaults: five hospitals, ten rounds over TCP, the recipe without DP, slic
   assert.is(o.baselines, 'all')
   assert.is(run(['--no-baselines']).baselines, 'none'); assert.is(run(['--baselines', 'centralised']).baselines, 'centralised')
   refused(['--baselines', 'some'], /--baselines must be/)
+  assert.is(o.init, null, 'initial weights from the seed unless --init')
+  assert.is(run(['--init', 'previous/weights.bin']).init, 'previous/weights.bin')
   assert.is(o.outDir, 'reports/simnet-1')
   assert.equal(o.args, [])
 })

@@ -12,6 +12,7 @@ import type { OpenedMessage } from '../../protocol/messages.ts'
 import { consortiumId, memberIndex, type Manifest } from '../../protocol/manifest.ts'
 import { hex } from '../../protocol/codec.ts'
 import { modelRoundOf, roundKind } from '../../protocol/validation.ts'
+import { consortiumInitialWeights } from '../initial-weights.ts'
 import { partsOf, selectionAt, selectionStartState } from '../../protocol/selection.ts'
 import type { CandidateRecipe } from '../../training/candidates.ts'
 import type { NodeIdentity } from '../../privacy/index.ts'
@@ -93,7 +94,7 @@ export async function openNode (config: NodeConfig, clock: Clock = systemClock):
   const randomness = nodeRandomness(config, identity.exportSeed(), log)
   const site = await openSite(manifest, config, randomness, store.budget(), log)
   // with recipe selection, every candidate's model from the same initial weights (selection.ts)
-  const initial = selectionStartState({ weights: site.initialWeights(), optimizer: [], step: 0 }, manifest.params.selection)
+  const initial = selectionStartState({ weights: consortiumInitialWeights(manifest, dir, site), optimizer: [], step: 0 }, manifest.params.selection)
   const peer = new ProtocolPeer({
     manifest, identity, rng: randomness.rng, initialState: initial, ledger: restored.ledger, state: restored.state ?? initial,
     kindOf: roundKind, inputFor: () => null, finished: roundsFinished({ rounds: config.rounds, patience: manifest.params.validation.patience }), firstRound: restored.firstRound,

@@ -180,9 +180,7 @@ export class Round {
     this.#advance(now)
   }
 
-  #dispatchOrReject (msg: OpenedMessage): void {
-    orReject(() => this.#dispatch(msg), e => this.#outbox.reject(e.code, e.message, msg.env.sender))
-  }
+  #dispatchOrReject (msg: OpenedMessage): void { orReject(() => this.#dispatch(msg), e => this.#outbox.reject(e.code, e.message, msg.env.sender)) }
 
   #dispatch (msg: OpenedMessage): void {
     const { env } = msg
@@ -386,10 +384,7 @@ export class Round {
   }
 
 
-  #setPhase (phase: Phase, detail: string): void {
-    this.phase = phase
-    this.#outbox.phase(phase, detail)
-  }
+  #setPhase (phase: Phase, detail: string): void { this.phase = phase; this.#outbox.phase(phase, detail) }
 
   #abort (reason: string): void {
     this.phase = 'aborted'

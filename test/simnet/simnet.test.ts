@@ -73,7 +73,8 @@ test('tcp: the consortium chooses its recipe: two candidates trained side by sid
     assert.ok(report.chosenRound >= 2)
     // each model round's masked vector: two models side by side in round 1, one after
     assert.is(report.rounds[0].bytesByKind['masked-vector'] - report.rounds[1].bytesByKind['masked-vector'], 3 * 2 * (report.config.modelBytes + 4 * validationLength({ classes: 2, bins: 1000 })))
-    assert.ok(lines.some(l => /recipe selection, rung 1 \(model rounds 1-1\).*dropped; #[12] \(lr 0\.00[13], [0-9.]+ epoch\(s\)\) is the consortium's recipe from now on/.test(l)), lines.join('\n'))
+    // the decision line names both candidates (in the manifest's order, each kept or dropped) and then the winner
+    assert.ok(lines.some(l => /recipe selection, rung 1 \(model rounds 1-1\).* dropped;.* #[12] \(lr 0\.00[13], [0-9.]+ epoch\(s\)\) is the consortium's recipe from now on/.test(l)), lines.join('\n'))
     const log = readFileSync(join(out, 'nodes', 'hospital-0.log'), 'utf8')
     assert.match(log, /trained \d+ images for 2 candidate recipes \(#1 lr 0\.001/)
     assert.match(readFileSync(join(out, 'report.html'), 'utf8'), /recipe selection among #1 \(lr 0\.001, 0\.2 epoch\(s\)\), #2 \(lr 0\.003, 0\.2 epoch\(s\)\)/)

@@ -18,6 +18,7 @@ import * as tfl from '@tensorflow/tfjs-layers'
 import { mkdirSync } from 'node:fs'
 import { dicomFile, pngOf } from '../helpers/images.ts'
 import { loadMedMnist, BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
+import { floatsOf } from '../../src/training/data/dataset.ts'
 import { selectBackend } from '../../src/training/backend.ts'
 import { chosenModel } from '../../src/node/chosen-model.ts'
 import { predictProbabilities } from '../../src/training/predict.ts'
@@ -162,7 +163,10 @@ async function exportAndLoad (dataDir: string, root: string, predicted: Map<stri
   assert.equal(card.predictionSets.map((c: { coverage: number }) => c.coverage), [0.9, 0.95])
   for (const c of card.predictionSets) {
     assert.ok(c.threshold >= 0 && c.threshold <= 1 && c.test.images === 624, JSON.stringify(c))
-    assert.ok(c.test.covered >= c.coverage - 0.05, `promised ${c.coverage}, covered ${c.test.covered} of the test images`)
+    // the promise holds for images exchangeable with the validation images, which Kermany's test
+    // split is not (SIMULATION.md), and three short rounds make a weak model: only a sanity bound
+    // here; the card's figure itself is recomputed below from the exported model
+    assert.ok(c.test.covered >= c.coverage - 0.15, `promised ${c.coverage}, covered ${c.test.covered} of the test images`)
   }
   assert.is(card.chosen.degenerate, null)
   assert.match(readFileSync(join(out, 'MODEL_CARD.md'), 'utf8'), /## Provenance[\s\S]*Certificate `[0-9a-f]{64}`/)
@@ -175,6 +179,19 @@ async function exportAndLoad (dataDir: string, root: string, predicted: Map<stri
     for (let i = 0; i < height * width; i++) x[i] = (png.data[4 * i] / 255 - pre.normalisation.mean[0]) / pre.normalisation.std[0]
     const probs = tfc.tidy(() => (model.predict(tfc.tensor4d(x, [1, height, width, channels])) as tfc.Tensor).dataSync())
     pre.classes.forEach((c: string, k: number) => assert.ok(Math.abs(probs[k] - p.probabilities[c]) < 1e-5, `${file}, ${c}: plain TF.js ${probs[k]}, predict ${p.probabilities[c]}`))
+  }
+  // the card's measured coverage, recomputed from the exported model on the same 624 test images:
+  // an image is covered when its true class's probability reaches the threshold, or is the top one
+  const test = loadMedMnist(BUNDLED_PNEUMONIAMNIST).test
+  const x = floatsOf(test, Array.from(test.labels, (_, i) => i)).map(v => (v - pre.normalisation.mean[0]) / pre.normalisation.std[0])
+  const all = tfc.tidy(() => (model.predict(tfc.tensor4d(x, [test.labels.length, height, width, channels])) as tfc.Tensor).dataSync())
+  for (const c of card.predictionSets) {
+    let covered = 0
+    for (let i = 0; i < test.labels.length; i++) {
+      const p = [all[2 * i], all[2 * i + 1]]; const y = test.labels[i]
+      if (p[y] >= c.threshold || p[y] >= p[1 - y]) covered++
+    }
+    assert.ok(Math.abs(covered / test.labels.length - c.test.covered) <= 2 / test.labels.length, `coverage ${c.coverage}: the card says ${c.test.covered}, the exported model covers ${covered / test.labels.length}`)
   }
   model.dispose()
 

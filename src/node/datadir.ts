@@ -5,7 +5,7 @@
  *   inference.key         Ed25519 seed, hex (mode 0600): the encrypted-inference listener's own peer id
  *   config.json           settings written by `medmesh join` (file layer of the configuration)
  *   manifest.json         the signed consortium manifest
- *   initial-weights.bin   the consortium's initial weights, where its manifest gives them as a file (params.model.init)
+ *   initial-weights.bin   the consortium's initial weights, where its manifest gives them as a file (params.model.init; read by initial-weights.ts)
  *   ledger/<round>.cert   one certificate per certified round (CBOR), verified as a chain on start
  *   states/<hash>.state   certified global states, named by their hash: the latest, and the best by federated validation
  *   budget.json           the hospital's privacy budget (accumulated RDP)
@@ -107,16 +107,6 @@ export class DataDir {
   /** Keep the consortium's initial weights (checked by the caller against the manifest). */
   saveInitialWeights (weights: Float32Array): void {
     atomicWrite(this.path('initial-weights.bin'), new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength), 0o644)
-  }
-
-  /** The initial weights `join --init` kept, or null. */
-  initialWeights (): Float32Array | null {
-    const raw = readIfExists(this.path('initial-weights.bin'))
-    if (raw === null) return null
-    if (raw.length % 4 !== 0) throw new DataDirError(`${this.path('initial-weights.bin')} is not a weights file (${raw.length} bytes)`)
-    const w = new Float32Array(raw.length / 4)
-    new Uint8Array(w.buffer).set(raw)
-    return w
   }
 
   saveCertificate (round: number, cert: Certificate): void {

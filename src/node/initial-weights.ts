@@ -41,10 +41,12 @@ export function describeInit (r: { file: string, sha256: string }): string {
 /** The consortium's initial weights at this node: kept by `join --init` where the manifest gives them as a file, else the site's, built from the seed. */
 export function consortiumInitialWeights (manifest: Manifest, dir: DataDir, site: { initialWeights: () => Float32Array }): Float32Array {
   if (manifest.params.model.init === undefined) return site.initialWeights()
-  const kept = dir.initialWeights()
-  if (kept === null) throw new ConfigError(`consortium '${manifest.name}' starts from ${manifest.params.model.init}, which ${dir.root} does not hold: run 'medmesh join' again with --init FILE`)
-  checkInitialWeights(kept, manifest, `the weights in ${dir.path('initial-weights.bin')}`)
-  return kept
+  // read as any weights file (size, float32s, finite), then checked against the manifest
+  const file = dir.path('initial-weights.bin')
+  if (!existsSync(file)) throw new ConfigError(`consortium '${manifest.name}' starts from ${manifest.params.model.init}, which ${dir.root} does not hold: run 'medmesh join' again with --init FILE`)
+  const { weights } = readWeightsFile(file)
+  checkInitialWeights(weights, manifest, `the weights in ${file}`)
+  return weights
 }
 
 /** Check weights a member was given against its manifest: the model's size and the founders' hash. */

@@ -16,8 +16,8 @@ import type { LrSchedule } from '../../src/training/schedule.ts'
 import { RECIPE as LEARNING_RECIPE, DP_RECIPE as LEARNING_DP_RECIPE, type Recipe } from '../../src/protocol/recipe.ts'
 
 /** The recipes (src/protocol/recipe.ts) as this command's flag values: what the simulator uses unless told otherwise. */
-function asFlags (r: Recipe): Record<'epochs' | 'batch-size' | 'learning-rate' | 'aggregation' | 'momentum' | 'prior-correction' | 'dp-noise' | 'dp-clip', string> {
-  return { epochs: String(r.epochs), 'batch-size': String(r.batchSize), 'learning-rate': String(r.learningRate), aggregation: r.aggregation, momentum: String(r.momentum), 'prior-correction': r.priorCorrection, 'dp-noise': 'calibrated', 'dp-clip': String(r.dpClip) }
+function asFlags (r: Recipe): Record<'epochs' | 'batch-size' | 'learning-rate' | 'aggregation' | 'momentum' | 'prior-correction' | 'dp-noise' | 'dp-clip' | 'min-steps', string> {
+  return { epochs: String(r.epochs), 'batch-size': String(r.batchSize), 'learning-rate': String(r.learningRate), aggregation: r.aggregation, momentum: String(r.momentum), 'prior-correction': r.priorCorrection, 'dp-noise': 'calibrated', 'dp-clip': String(r.dpClip), 'min-steps': String(r.minSteps) }
 }
 export const RECIPE = asFlags(LEARNING_RECIPE)
 export const DP_RECIPE = asFlags(LEARNING_DP_RECIPE)
@@ -46,6 +46,7 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --learning-rate LR   local Adam learning rate (default ${RECIPE['learning-rate']}; with DP ${DP_RECIPE['learning-rate']})   --class-weighting ${CLASS_WEIGHTINGS.join('|')} (default balanced)
   --prior-correction P none | pooled: each hospital's loss corrected for its class mix against the
                        pooled one (logit adjustment; default ${RECIPE['prior-correction']}; with DP ${DP_RECIPE['prior-correction']})
+  --min-steps N        at least N local steps a round, a small hospital's epochs repeated (default ${RECIPE['min-steps']}; with DP ${DP_RECIPE['min-steps']}: none)
   --lr-schedule S      ${LR_SCHEDULES.join(' | ')}, over the rounds (default constant)
   --warmup-steps N     learning-rate warm-up over each site's first N steps (default ${DEFAULT_GUARDS.warmupSteps}; 0: none)
   --clip-grad G        each step's gradient scaled down to global norm G (default ${DEFAULT_GUARDS.clipGradientNorm})
@@ -135,7 +136,7 @@ const FLAGS = {
   'no-baselines': { type: 'boolean', default: false }, baselines: { type: 'string', default: 'all' }, init: { type: 'string' }, 'training-workers': { type: 'string' }, out: { type: 'string' }, 'kill-at': { type: 'string' }, malicious: { type: 'boolean', default: false },
   latency: { type: 'string', default: '0' }, bandwidth: { type: 'string' }, transport: { type: 'string', default: 'tcp' },
   size: { type: 'string' }, channels: { type: 'string' }, 'lr-schedule': { type: 'string', default: 'constant' },
-  'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, 'prior-correction': { type: 'string' }, aggregation: { type: 'string' },
+  'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string', default: 'balanced' }, 'prior-correction': { type: 'string' }, 'min-steps': { type: 'string' }, aggregation: { type: 'string' },
   'warmup-steps': { type: 'string', default: String(DEFAULT_GUARDS.warmupSteps) }, 'clip-grad': { type: 'string', default: String(DEFAULT_GUARDS.clipGradientNorm) },
   'weight-decay': { type: 'string', default: String(DEFAULT_GUARDS.weightDecay) }, augmentation: { type: 'string' },
   'server-lr': { type: 'string', default: '1' }, patience: { type: 'string', default: '0' }, momentum: { type: 'string' },
@@ -209,6 +210,8 @@ function recipeOptions (values: Values, rounds: number): Pick<SimnetOptions, 'tr
   const recipe = values['dp-epsilon'] === undefined ? RECIPE : DP_RECIPE
   const setting = (k: keyof typeof RECIPE): string => values[k] ?? recipe[k]
   const epochs = Number(setting('epochs')); const batchSize = Number(setting('batch-size')); const learningRate = Number(setting('learning-rate'))
+  const minSteps = Number(setting('min-steps'))
+  check(wholeIn(minSteps, 0, 1_000_000), '--min-steps must be a whole number (0: none)')
   const schedule = values['lr-schedule']; const classWeighting = values['class-weighting']; const priorCorrection = setting('prior-correction')
   check(oneOf(LR_SCHEDULES, schedule), `--lr-schedule must be ${list(LR_SCHEDULES)}`)
   check(learningRate > 0 && learningRate < 10, '--learning-rate must be a number in (0, 10)')
@@ -229,7 +232,7 @@ function recipeOptions (values: Values, rounds: number): Pick<SimnetOptions, 'tr
   return {
     training: {
       schedule: s, rounds, epochs, batchSize, learningRate, classWeighting: classWeighting as TrainingParams['classWeighting'], ...(priorCorrection === 'none' ? {} : { priorCorrection: priorCorrection as 'pooled' }),
-      warmupSteps, clipGradientNorm, weightDecay, ...(values.augmentation === undefined ? {} : { augmentation: values.augmentation as TrainingParams['augmentation'] & string })
+      warmupSteps, clipGradientNorm, weightDecay, ...(minSteps > 0 ? { minSteps } : {}), ...(values.augmentation === undefined ? {} : { augmentation: values.augmentation as TrainingParams['augmentation'] & string })
     },
     // the learning rate over the rounds, for the baselines as for the hospitals
     schedule: s === 'constant' ? { kind: 'constant' } : { kind: s, rounds },

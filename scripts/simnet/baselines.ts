@@ -55,7 +55,7 @@ function trainAlone (run: BaselineRun, base: { epochs: number, batchSize: number
   const series: ClinicalMetrics[] = []
   // the federation's guards and augmentation: the baselines differ from it in where the data is, nothing else
   const g = recipeGuards(run.training)
-  const guards = { augment: g.augmentation !== 'none', modality: g.augmentation === 'none' ? undefined : g.augmentation, warmupSteps: g.warmupSteps, clipGradientNorm: g.clipGradientNorm, weightDecay: g.weightDecay }
+  const guards = { augment: g.augmentation !== 'none', modality: g.augmentation === 'none' ? undefined : g.augmentation, warmupSteps: g.warmupSteps, clipGradientNorm: g.clipGradientNorm, weightDecay: g.weightDecay, minSteps: g.minSteps }
   const layout = { classes: own.train.classes.length, bins: 1000 }
   // judged as the consortium judges its rounds (protocol/validation.ts): smoothed, never a degenerate round while another exists
   const figures: ValidationFigures[] = []

@@ -18,6 +18,7 @@ import { LocalTrainer, type TrainOptions } from '../../src/training/trainer.ts'
 import { DataDir } from '../../src/node/datadir.ts'
 import { hex } from '../../src/protocol/codec.ts'
 import type { Manifest } from '../../src/protocol/manifest.ts'
+import type { ManifestOptions } from '../../src/node/setup.ts'
 import type { Ledger, LedgerEntry } from '../../src/protocol/ledger.ts'
 import { bestModel } from '../../src/protocol/validation.ts'
 import { subset } from '../../src/training/data/dataset.ts'
@@ -97,6 +98,23 @@ export async function runProcessFederation (s: SimSetup): Promise<FederationResu
   }
 }
 
+/**
+ * The run's recipe as `manifest create` options: every field of the simulator's params.training
+ * given, so that the manifest the nodes train by is the run's recipe, not manifest create's
+ * defaults for what was left out (an absent prior correction or minimum of steps means none here).
+ */
+export function manifestRecipe (s: Pick<SimSetup, 'training' | 'aggregation' | 'dp'>): Omit<ManifestOptions, 'name' | 'members'> {
+  const t = s.training
+  return {
+    schedule: t.schedule, scheduleRounds: t.rounds, epochs: t.epochs, batchSize: t.batchSize, learningRate: t.learningRate, classWeighting: t.classWeighting,
+    priorCorrection: t.priorCorrection ?? 'none', minSteps: t.minSteps ?? 0,
+    ...(t.warmupSteps === undefined ? {} : { warmupSteps: t.warmupSteps }), ...(t.clipGradientNorm === undefined ? {} : { clipGradientNorm: t.clipGradientNorm }),
+    ...(t.weightDecay === undefined ? {} : { weightDecay: t.weightDecay }), ...(t.augmentation === undefined ? {} : { augmentation: t.augmentation }),
+    aggregation: s.aggregation.rule, serverLr: s.aggregation.serverLr, beta1: s.aggregation.beta1,
+    dp: s.dp === null ? undefined : { epsilon: s.dp.epsilon, noise: s.dp.noise, clip: s.dp.clip }
+  }
+}
+
 /** A consortium forms: identities, each hospital's own data file, a manifest every member signs; the nodes not yet started. */
 async function formRun (s: SimSetup): Promise<ProcessRun> {
   const { n, data } = s
@@ -111,16 +129,16 @@ async function formRun (s: SimSetup): Promise<ProcessRun> {
   const speed = measuredSpeed(s)
   // (while the recipe is chosen, a model round trains every candidate: their epochs together)
   const epochs = s.selection === null ? s.training.epochs : s.selection.candidates.reduce((a, c) => a + c.epochs, 0)
-  const phaseMs = Math.max(10_000, Math.ceil(3 * largest * epochs / speed * Math.max(1, n / availableParallelism())) * 1000)
+  // (a small hospital's minimum steps can make it train more images than the largest one's epochs)
+  const images = Math.max(largest * epochs, (s.training.minSteps ?? 0) * s.training.batchSize * (s.selection?.candidates.length ?? 1))
+  const phaseMs = Math.max(10_000, Math.ceil(3 * images / speed * Math.max(1, n / availableParallelism())) * 1000)
   const roundMs = 12 * phaseMs
   const faultless = s.dropout === 0 && s.killAt === null
   const { dirs, ids, http } = await formConsortium({
     root, n, name: `simnet seed ${s.seed}`, datasets: files, http: true, rounds: s.rounds,
     manifest: {
       model: s.modelId, seed: s.seed, imageSize: data.train.height, channels: data.train.channels, classes: data.train.classes.length, classNames: data.train.classes, phaseMs, roundMs,
-      patience: s.patience, schedule: s.training.schedule, scheduleRounds: s.training.rounds, epochs: s.training.epochs, batchSize: s.training.batchSize,
-      learningRate: s.training.learningRate, classWeighting: s.training.classWeighting, priorCorrection: s.training.priorCorrection, aggregation: s.aggregation.rule, serverLr: s.aggregation.serverLr, beta1: s.aggregation.beta1,
-      dp: s.dp === null ? undefined : { epsilon: s.dp.epsilon, noise: s.dp.noise, clip: s.dp.clip },
+      patience: s.patience, ...manifestRecipe(s),
       slicing: s.slicing ?? undefined, selection: s.selection ?? undefined, init: s.init ?? undefined
     },
     // a simulation repeats: each node's randomness from the run's seed; with no faults, no round

@@ -107,6 +107,7 @@ create options:
   --epochs E              local epochs per round (default ${RECIPE.epochs}; with DP ${DP_RECIPE.epochs})   --batch-size B (default ${RECIPE.batchSize}; with DP ${DP_RECIPE.batchSize})
   --learning-rate LR      local Adam rate (default ${RECIPE.learningRate}; with DP ${DP_RECIPE.learningRate})   --class-weighting balanced|none (default balanced)
   --prior-correction none|pooled  each site's loss corrected for its class mix against the pooled one (default ${RECIPE.priorCorrection}; with DP ${DP_RECIPE.priorCorrection})
+  --min-steps N           at least N local steps a round, a small hospital's epochs repeated (default ${RECIPE.minSteps}; with DP ${DP_RECIPE.minSteps}: none)
   --warmup-steps N        the learning rate grows linearly over each site's first N steps (default ${DEFAULT_GUARDS.warmupSteps}; 0: none)
   --clip-grad G           each step's gradient scaled down to global norm G, a guard against divergence (default ${DEFAULT_GUARDS.clipGradientNorm})
   --weight-decay W        decoupled weight decay of the kernels (default ${DEFAULT_GUARDS.weightDecay}; 0: none)
@@ -165,7 +166,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     'phase-ms': { type: 'string' }, 'round-ms': { type: 'string' }, aggregation: { type: 'string' }, 'server-lr': { type: 'string' }, momentum: { type: 'string' },
     'dp-epsilon': { type: 'string' }, 'dp-delta': { type: 'string' }, 'dp-noise': { type: 'string' }, 'dp-clip': { type: 'string' },
     channels: { type: 'string' }, 'lr-schedule': { type: 'string' }, 'schedule-rounds': { type: 'string' }, patience: { type: 'string' },
-    epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string' }, 'prior-correction': { type: 'string' },
+    epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'learning-rate': { type: 'string' }, 'class-weighting': { type: 'string' }, 'prior-correction': { type: 'string' }, 'min-steps': { type: 'string' },
     'warmup-steps': { type: 'string' }, 'clip-grad': { type: 'string' }, 'weight-decay': { type: 'string' }, augmentation: { type: 'string' },
     slices: { type: 'string' }, 'per-slice': { type: 'string' }, select: { type: 'string' }, 'rung-rounds': { type: 'string' }
   } })
@@ -197,7 +198,7 @@ async function manifestCreate (args: string[], out: Out): Promise<number> {
     classNames: values['class-names'] === undefined ? undefined : values['class-names'].split(',').map(s => s.trim()), inferenceClients,
     channels: num(values.channels, 'channels'), schedule: oneOf('lr-schedule', values['lr-schedule'], ['constant', 'cosine', 'step']), scheduleRounds: num(values['schedule-rounds'], 'schedule-rounds'), patience: num(values.patience, 'patience'),
     epochs: num(values.epochs, 'epochs'), batchSize: num(values['batch-size'], 'batch-size'), learningRate: num(values['learning-rate'], 'learning-rate'), classWeighting: oneOf('class-weighting', values['class-weighting'], ['balanced', 'none']), priorCorrection: oneOf('prior-correction', values['prior-correction'], ['none', 'pooled']),
-    warmupSteps: num(values['warmup-steps'], 'warmup-steps'), clipGradientNorm: num(values['clip-grad'], 'clip-grad'), weightDecay: num(values['weight-decay'], 'weight-decay'), augmentation: oneOf('augmentation', values.augmentation, AUGMENTATIONS),
+    minSteps: num(values['min-steps'], 'min-steps'), warmupSteps: num(values['warmup-steps'], 'warmup-steps'), clipGradientNorm: num(values['clip-grad'], 'clip-grad'), weightDecay: num(values['weight-decay'], 'weight-decay'), augmentation: oneOf('augmentation', values.augmentation, AUGMENTATIONS),
     threshold: num(values.threshold, 'threshold'), quorum: num(values.quorum, 'quorum'), minParticipants: num(values['min-participants'], 'min-participants'),
     phaseMs: num(values['phase-ms'], 'phase-ms'), roundMs: num(values['round-ms'], 'round-ms'), aggregation: oneOf('aggregation', values.aggregation, AGGREGATION_RULES), serverLr: num(values['server-lr'], 'server-lr'), beta1: num(values.momentum, 'momentum'),
     dp: eps === undefined ? undefined : { epsilon: eps, delta: num(values['dp-delta'], 'dp-delta'), noise: num(values['dp-noise'], 'dp-noise'), clip: num(values['dp-clip'], 'dp-clip') },

@@ -72,6 +72,8 @@ export interface ManifestOptions {
   warmupSteps?: number
   clipGradientNorm?: number
   weightDecay?: number
+  /** at least this many local steps a round (absent: the recipe's; 0: none) */
+  minSteps?: number
   augmentation?: TrainingParams['augmentation']
   /** eval rounds without a better validation AUC that end training (0: never early) */
   patience?: number
@@ -121,6 +123,7 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
     learningRate: o.learningRate ?? recipe.learningRate, classWeighting: o.classWeighting ?? t.classWeighting,
     ...((o.priorCorrection ?? recipe.priorCorrection) === 'none' ? {} : { priorCorrection: 'pooled' as const }),
     warmupSteps: o.warmupSteps ?? DEFAULT_GUARDS.warmupSteps, clipGradientNorm: o.clipGradientNorm ?? DEFAULT_GUARDS.clipGradientNorm, weightDecay: o.weightDecay ?? DEFAULT_GUARDS.weightDecay,
+    ...((o.minSteps ?? recipe.minSteps) > 0 ? { minSteps: o.minSteps ?? recipe.minSteps } : {}),
     augmentation: o.augmentation ?? (channels === 3 ? 'photo' : 'xray')
   }
   params.validation.patience = o.patience ?? params.validation.patience

@@ -38,18 +38,24 @@ export function localRecipe (manifest: Manifest, config: Pick<NodeConfig, 'epoch
     overrides.push(`this node trains with ${key} ${own}, not the consortium's ${t[key]} (its configuration overrides the manifest)`)
     return own
   }
-  return { recipe: { epochs: pick('epochs'), batchSize: pick('batchSize'), learningRate: pick('learningRate'), classWeighting: t.classWeighting, priorCorrection: t.priorCorrection ?? 'none', ...recipeGuards(t) }, overrides }
+  const epochs = pick('epochs')
+  // a node's own epochs say exactly how much it trains: the consortium's minimum steps give way
+  const { minSteps, ...guards } = recipeGuards(t)
+  const ownEpochs = config.epochs !== null && config.epochs !== t.epochs
+  if (ownEpochs && minSteps !== undefined) overrides.push(`this node trains its own ${epochs} epoch(s) a round without the consortium's minimum of ${minSteps} steps`)
+  return { recipe: { epochs, batchSize: pick('batchSize'), learningRate: pick('learningRate'), classWeighting: t.classWeighting, priorCorrection: t.priorCorrection ?? 'none', ...guards, ...(ownEpochs || minSteps === undefined ? {} : { minSteps }) }, overrides }
 }
 
 /** A site's recipe as the manifest gives it (SiteOptions' recipe fields). */
-export type LocalRecipe = Pick<SiteOptions, 'epochs' | 'batchSize' | 'learningRate' | 'warmupSteps' | 'clipGradientNorm' | 'weightDecay' | 'augmentation'> & { classWeighting: 'balanced' | 'none', priorCorrection: 'none' | 'pooled' }
+export type LocalRecipe = Pick<SiteOptions, 'epochs' | 'batchSize' | 'learningRate' | 'warmupSteps' | 'clipGradientNorm' | 'weightDecay' | 'augmentation' | 'minSteps'> & { classWeighting: 'balanced' | 'none', priorCorrection: 'none' | 'pooled' }
 
 /** The manifest's guards and augmentation as a site's options (absent fields stay absent: off, or augmentation by channels). */
-export function recipeGuards (t: TrainingParams): Pick<SiteOptions, 'warmupSteps' | 'clipGradientNorm' | 'weightDecay' | 'augmentation'> {
+export function recipeGuards (t: TrainingParams): Pick<SiteOptions, 'warmupSteps' | 'clipGradientNorm' | 'weightDecay' | 'augmentation' | 'minSteps'> {
   return {
     ...(t.warmupSteps === undefined ? {} : { warmupSteps: t.warmupSteps }),
     ...(t.clipGradientNorm === undefined ? {} : { clipGradientNorm: t.clipGradientNorm }),
     ...(t.weightDecay === undefined ? {} : { weightDecay: t.weightDecay }),
+    ...(t.minSteps === undefined ? {} : { minSteps: t.minSteps }),
     ...(t.augmentation === undefined ? {} : { augmentation: t.augmentation })
   }
 }

@@ -60,6 +60,8 @@ export interface TrainingParams {
   clipGradientNorm?: number
   /** decoupled weight decay on kernels (absent: none) */
   weightDecay?: number
+  /** at least this many local steps a round, a small hospital's epochs repeated (absent: the epochs' steps) */
+  minSteps?: number
   /** augmentation for the modality, its shifts in proportion to the image (absent: by channels, X-ray for grayscale, photograph for colour, shifts in pixels at any size, as consortia founded before modalities trained) */
   augmentation?: typeof AUGMENTATIONS[number]
 }
@@ -273,6 +275,7 @@ export function validateManifest (m: unknown): Manifest {
   if (!(CLASS_WEIGHTINGS as readonly string[]).includes(p.training.classWeighting as string)) fail('params.training.classWeighting must be balanced or none')
   if (p.training.priorCorrection !== undefined && !(PRIOR_CORRECTIONS as readonly string[]).includes(p.training.priorCorrection as string)) fail('params.training.priorCorrection must be none or pooled')
   if (p.training.warmupSteps !== undefined) num(p.training.warmupSteps, 'params.training.warmupSteps', 0, 1_000_000, true)
+  if (p.training.minSteps !== undefined) num(p.training.minSteps, 'params.training.minSteps', 1, 1_000_000, true)
   if (p.training.clipGradientNorm !== undefined) num(p.training.clipGradientNorm, 'params.training.clipGradientNorm', 1e-6, 1e6)
   if (p.training.weightDecay !== undefined) {
     num(p.training.weightDecay, 'params.training.weightDecay', 0, 1)

@@ -23,11 +23,19 @@ export interface Recipe {
   readonly priorCorrection: 'none' | 'pooled'
   /** DP-SGD's per-example clipping norm (used only with DP) */
   readonly dpClip: number
+  /**
+   * At least this many local steps a round (0: the epochs' steps alone): a hospital of 100 images
+   * repeats its epochs rather than moving the averaged model by 6 steps a round (chest X-rays at
+   * 128 px, SIMULATION.md). Off under DP: each extra step spends privacy budget.
+   */
+  readonly minSteps: number
 }
 
-export const RECIPE: Recipe = { epochs: 2, batchSize: 32, learningRate: 1e-3, aggregation: 'fedavgm', momentum: 0.7, priorCorrection: 'pooled', dpClip: 1.0 }
+const MIN_STEPS = 40
+
+export const RECIPE: Recipe = { epochs: 2, batchSize: 32, learningRate: 1e-3, aggregation: 'fedavgm', momentum: 0.7, priorCorrection: 'pooled', dpClip: 1.0, minSteps: MIN_STEPS }
 
 /** Under DP-SGD: larger expected batches (Poisson sampling) and a larger rate, which the clipping keeps stable; plain FedAvg. */
-export const DP_RECIPE: Recipe = { epochs: 2, batchSize: 128, learningRate: 5e-3, aggregation: 'fedavg', momentum: 0.9, priorCorrection: 'none', dpClip: 1.0 }
+export const DP_RECIPE: Recipe = { epochs: 2, batchSize: 128, learningRate: 5e-3, aggregation: 'fedavg', momentum: 0.9, priorCorrection: 'none', dpClip: 1.0, minSteps: 0 }
 
 export function recipeFor (dp: boolean): Recipe { return dp ? DP_RECIPE : RECIPE }

@@ -11,6 +11,7 @@ import { classFrequencies, normalisation, pixelStats, statsVector, type Normalis
 import { learningRateAt, type LrSchedule } from './schedule.ts'
 import { buildModel, flattenWeights, setFlatWeights, type ModelId } from './models.ts'
 import { LocalTrainer, type DataParallel, type TrainResult } from './trainer.ts'
+import { localSteps } from './train-options.ts'
 import type { CandidateRecipe } from './candidates.ts'
 import type { ClinicalMetrics } from './metrics.ts'
 import type { Modality } from './augment.ts'
@@ -50,6 +51,8 @@ export interface SiteOptions {
   warmupSteps?: number
   clipGradientNorm?: number
   weightDecay?: number
+  /** at least this many local steps a round (trainer.ts); absent: the epochs' steps */
+  minSteps?: number
   /** augmentation for the modality, or 'none' (default: by channels) */
   augmentation?: Modality | 'none'
   seed: Uint8Array
@@ -95,7 +98,7 @@ export class Site {
     if (dp.noiseMultiplier > 0) return dp.noiseMultiplier
     if (this.#calibrated === null) {
       const n = this.data.train.labels.length
-      const perRound = Math.max(1, Math.round(this.options.epochs * n / this.options.batchSize))
+      const perRound = localSteps(this.options, n)
       this.#calibrated = noiseForBudget({ q: Math.min(1, this.options.batchSize / n), steps: perRound * (dp.plannedRounds ?? 1), epsilon: budget.epsilonBudget, delta: budget.delta })
     }
     return this.#calibrated
@@ -147,6 +150,7 @@ export class Site {
       augment: this.options.augmentation !== 'none',
       modality: this.options.augmentation === 'none' ? undefined : this.options.augmentation,
       warmupSteps: this.options.warmupSteps,
+      minSteps: this.options.minSteps,
       clipGradientNorm: dp === null ? this.options.clipGradientNorm : undefined,
       weightDecay: this.options.weightDecay,
       classWeighting: this.options.classWeighting ?? 'balanced',

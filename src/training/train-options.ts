@@ -73,6 +73,19 @@ export interface TrainOptions {
   weightDecay?: number
   /** the learning rate grows linearly over this trainer's first steps (counted across rounds; at most the first round's steps), from 1/warmupSteps of it */
   warmupSteps?: number
+  /**
+   * with `epochs`: at least this many steps a round, the data's epochs repeated as needed. A small
+   * hospital (100 images: 3 steps an epoch at batch 32) otherwise moves the averaged model by a
+   * few steps a round while a large one takes dozens, and a federation of small hospitals is far
+   * behind one site holding everything after the same rounds (docs/SIMULATION.md).
+   */
+  minSteps?: number
+}
+
+/** The steps one round trains: `steps`, or `epochs` over n examples at `batchSize`, at least `minSteps`. */
+export function localSteps (o: Pick<TrainOptions, 'epochs' | 'steps' | 'batchSize' | 'minSteps'>, n: number): number {
+  if (o.steps !== undefined) return o.steps
+  return Math.max(1, o.minSteps ?? 1, Math.round((o.epochs as number) * n / o.batchSize))
 }
 
 export interface TrainResult {

@@ -20,7 +20,7 @@ import { hasBatchNorm } from './models.ts'
 import { clippedGradientSum, unbatchable } from './per-example.ts'
 import { unfuseConvolutions } from './unfused.ts'
 import { NonFiniteTrainingError, allFinite, clipByGlobalNorm, decayKernels, setOptimizerRate, warmupRate } from './guards.ts'
-import type { DataParallel, TrainOptions, TrainResult } from './train-options.ts'
+import { localSteps, type DataParallel, type TrainOptions, type TrainResult } from './train-options.ts'
 
 export type { DataParallel, DpOptions, TrainOptions, TrainResult } from './train-options.ts'
 export { NonFiniteTrainingError, allFinite, clipByGlobalNorm } from './guards.ts'
@@ -67,7 +67,7 @@ export class LocalTrainer {
     const augmenter = o.augment === true ? new Augmenter(deriveKey(o.seed, 'seeded-random', Uint8Array.of(0xa0, round & 0xff)), augmentFor(data.channels, o.modality)) : null
     const weights = classWeights(data, o.classWeighting ?? 'none', o.classFrequencies)
     this.#shift = o.priorCorrection === 'pooled' && o.classFrequencies !== undefined ? priorShift(data, o.classFrequencies) : null
-    const steps = o.steps ?? Math.max(1, Math.round((o.epochs as number) * n / o.batchSize))
+    const steps = localSteps(o, n)
     // the warm-up ends within the first round: a small hospital (a few steps a round) would
     // otherwise train at a fraction of the rate for several rounds, and learn nothing in them
     this.#firstRoundSteps ??= steps

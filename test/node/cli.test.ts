@@ -68,14 +68,18 @@ test('a manifest missing a founder\'s signature is refused by join', () => {
   const file = join(root, 'two.json')
   assert.is(cli('manifest', 'create', '--name', 'two', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', file, '--epochs', '2', '--batch-size', '16', '--class-weighting', 'none').status, 0)
   const params = JSON.parse(readFileSync(file, 'utf8')).manifest.params
-  assert.equal(params.training, { schedule: 'constant', rounds: 10, epochs: 2, batchSize: 16, learningRate: RECIPE.learningRate, classWeighting: 'none', priorCorrection: 'pooled', ...DEFAULT_GUARDS, augmentation: 'xray' })
+  assert.equal(params.training, { schedule: 'constant', rounds: 10, epochs: 2, batchSize: 16, learningRate: RECIPE.learningRate, classWeighting: 'none', priorCorrection: 'pooled', ...DEFAULT_GUARDS, minSteps: RECIPE.minSteps, augmentation: 'xray' })
   // what the founders did not say is the measured recipe (recipe.ts), as the simulator runs it
   assert.equal([params.aggregation.rule, params.aggregation.beta1], [RECIPE.aggregation, RECIPE.momentum])
   const dpFile = join(root, 'two-dp.json')
   assert.is(cli('manifest', 'create', '--name', 'two', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', dpFile, '--dp-epsilon', '8', '--momentum', '0.5').status, 0)
   const dp = JSON.parse(readFileSync(dpFile, 'utf8')).manifest.params
-  assert.equal([dp.training.epochs, dp.training.batchSize, dp.training.learningRate, dp.training.priorCorrection, dp.aggregation.rule, dp.aggregation.beta1, dp.dp.clipNorm],
-    [DP_RECIPE.epochs, DP_RECIPE.batchSize, DP_RECIPE.learningRate, undefined, DP_RECIPE.aggregation, 0.5, DP_RECIPE.dpClip])
+  // no minimum of local steps under DP: each step spends budget
+  assert.equal([dp.training.epochs, dp.training.batchSize, dp.training.learningRate, dp.training.priorCorrection, dp.training.minSteps, dp.aggregation.rule, dp.aggregation.beta1, dp.dp.clipNorm],
+    [DP_RECIPE.epochs, DP_RECIPE.batchSize, DP_RECIPE.learningRate, undefined, undefined, DP_RECIPE.aggregation, 0.5, DP_RECIPE.dpClip])
+  const own = join(root, 'two-own.json')
+  assert.is(cli('manifest', 'create', '--name', 'two', ...ids.flatMap((id, i) => ['--member', `${id}=h${i}`]), '--out', own, '--min-steps', '0').status, 0)
+  assert.is(JSON.parse(readFileSync(own, 'utf8')).manifest.params.training.minSteps, undefined, '--min-steps 0: none')
   assert.is(cli('manifest', 'sign', '--data-dir', dirs[0], file).status, 0)
   const j = cli('join', '--data-dir', dirs[0], '--manifest', file)
   assert.is(j.status, 78)
@@ -175,6 +179,12 @@ test('the local recipe comes from the manifest; a node\'s own epochs, batch size
   assert.is(localRecipe({ ...manifest, params: { ...manifest.params, training: { ...manifest.params.training, priorCorrection: 'pooled' } } }, { epochs: null, batchSize: null, learningRate: null }).recipe.priorCorrection, 'pooled')
   assert.is(own.overrides.length, 1)
   assert.match(own.overrides[0], /epochs 0\.5, not the consortium's 2/)
+  // the consortium's minimum of local steps is the recipe's; a node's own epochs say exactly how much it trains
+  const floored = { ...manifest, params: { ...manifest.params, training: { ...manifest.params.training, minSteps: 40 } } }
+  assert.is(localRecipe(floored, { epochs: null, batchSize: null, learningRate: null }).recipe.minSteps, 40)
+  const ownFloored = localRecipe(floored, { epochs: 0.5, batchSize: null, learningRate: null })
+  assert.is(ownFloored.recipe.minSteps, undefined)
+  assert.match(ownFloored.overrides.join('\n'), /without the consortium's minimum of 40 steps/)
 })
 
 test('a simulation seed makes a node\'s randomness repeat, with a warning; without one, the CSPRNG and the node\'s key', async () => {

@@ -87,6 +87,8 @@ test('manifests: validated field by field, signed by every founding member', () 
   bad(m => { m.params.training.classWeighting = 'inverse' }, /classWeighting/)
   bad(m => { m.params.training.schedule = 'linear' }, /schedule/)
   bad(m => { (m.params.training as { priorCorrection?: string }).priorCorrection = 'local' }, /priorCorrection must be none or pooled/)
+  bad(m => { m.params.training.minSteps = 0 }, /training\.minSteps/)
+  bad(m => { m.params.training.minSteps = 2.5 }, /training\.minSteps/)
   assert.is(validateManifest({ ...structuredClone(manifest), params: { ...structuredClone(manifest.params), training: { ...manifest.params.training, priorCorrection: 'pooled' } } }).params.training.priorCorrection, 'pooled')
 })
 

@@ -28,7 +28,7 @@ const refused = (args: string[], message: RegExp): void => {
 test('defaults: five hospitals, ten rounds over TCP, the recipe without DP, sliced aggregation as a consortium of five gets it', () => {
   const o = run([])
   assert.is(o.n, 5); assert.is(o.rounds, 10); assert.is(o.seed, 1); assert.is(o.transport, 'tcp'); assert.is(o.partition, 'dirichlet'); assert.is(o.alpha, 1)
-  assert.equal(o.training, { schedule: 'constant', rounds: 10, epochs: Number(RECIPE.epochs), batchSize: Number(RECIPE['batch-size']), learningRate: Number(RECIPE['learning-rate']), classWeighting: 'balanced', priorCorrection: 'pooled', ...DEFAULT_GUARDS })
+  assert.equal(o.training, { schedule: 'constant', rounds: 10, epochs: Number(RECIPE.epochs), batchSize: Number(RECIPE['batch-size']), learningRate: Number(RECIPE['learning-rate']), classWeighting: 'balanced', priorCorrection: 'pooled', ...DEFAULT_GUARDS, minSteps: Number(RECIPE['min-steps']) })
   assert.equal(o.aggregation, { rule: RECIPE.aggregation, serverLr: 1, beta1: Number(RECIPE.momentum) })
   assert.equal(o.schedule, { kind: 'constant' })
   assert.is(o.dp, null)
@@ -49,11 +49,14 @@ test('--dp-epsilon brings the DP recipe; a flag given wins over either recipe', 
   assert.is(o.training.batchSize, Number(DP_RECIPE['batch-size']))
   assert.is(o.aggregation.rule, DP_RECIPE.aggregation)
   assert.is(o.training.priorCorrection, undefined, 'the DP recipe has no prior correction')
+  assert.is(o.training.minSteps, undefined, 'nor a minimum of local steps')
   const given = run(['--dp-epsilon', '8', '--batch-size', '64', '--dp-noise', '1.1', '--aggregation', 'fedadam', '--lr-schedule', 'cosine', '--prior-correction', 'pooled'])
   assert.is(given.training.batchSize, 64); assert.is(given.dp!.noise, 1.1); assert.is(given.aggregation.rule, 'fedadam')
   assert.equal(given.schedule, { kind: 'cosine', rounds: 10 })
   assert.is(given.training.priorCorrection, 'pooled')
   assert.is(run(['--prior-correction', 'none']).training.priorCorrection, undefined, 'the flag turns the recipe\'s prior correction off')
+  assert.is(run(['--min-steps', '0']).training.minSteps, undefined, '--min-steps 0: none')
+  assert.is(run(['--min-steps', '12']).training.minSteps, 12)
 })
 
 test('slicing: --slices 0 is all-to-all, --per-slice only with --slices and at most the hospitals, 2 aggregators unless given', () => {
@@ -83,7 +86,7 @@ test('every bad flag is a UsageError that names it', () => {
     [['--learning-rate', '0'], /--learning-rate/], [['--epochs', '0'], /--epochs/], [['--batch-size', '0.5'], /--batch-size/],
     [['--server-lr', '0'], /--server-lr/], [['--momentum', '1'], /--momentum/],
     [['--dp-epsilon', '0'], /--dp-epsilon/], [['--dp-noise', '-1'], /--dp-noise/], [['--dp-clip', '0'], /--dp-clip/],
-    [['--training-workers', '0'], /--training-workers/], [['--patience', '-1'], /--patience/],
+    [['--training-workers', '0'], /--training-workers/], [['--patience', '-1'], /--patience/], [['--min-steps', '2.5'], /--min-steps/],
     [['--dropout', '1'], /--dropout/], [['--kill-at', '11'], /--kill-at/], [['--rounds', '3', '--kill-at', '0'], /--kill-at/],
     [['--transport', 'memory', '--latency', '-5'], /--latency/], [['--transport', 'memory', '--bandwidth', '0'], /--bandwidth/],
     [['--malicious'], /need control of the wire/], [['--latency', '10'], /--transport memory/],
@@ -112,6 +115,27 @@ test('medmesh simnet exits 64 on a usage error, with the message and where to fi
   // a report folder that holds no report is a bad argument too
   const err: string[] = []
   assert.is(await main(['simnet', '--compare', '/nonexistent-a', '/nonexistent-b'], () => {}, s => err.push(s)), EXIT.usage, err.join('\n'))
+})
+
+test('over TCP the nodes train by the run\'s recipe: the manifest formed for them holds every setting of it, the flags\' and the defaults\'', async () => {
+  const { manifestRecipe } = await import('../../scripts/simnet/processes.ts')
+  const { createManifest } = await import('../../src/node/setup.ts')
+  const { peerIdFromEd25519PublicKey } = await import('../../src/privacy/identity.ts')
+  const { ed25519 } = await import('@noble/curves/ed25519.js')
+  const { mkdtempSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const members = [1, 2, 3].map(i => ({ peerId: peerIdFromEd25519PublicKey(ed25519.getPublicKey(new Uint8Array(32).fill(i))), name: `h${i}` }))
+  const dir = mkdtempSync(join(tmpdir(), 'medmesh-simnet-recipe-'))
+  for (const flags of [
+    ['--augmentation', 'xray'],
+    ['--prior-correction', 'none', '--min-steps', '0', '--warmup-steps', '0', '--clip-grad', '2', '--weight-decay', '0', '--augmentation', 'none', '--epochs', '3', '--batch-size', '8', '--lr-schedule', 'cosine']
+  ]) {
+    const o = run(flags)
+    const { manifest } = await createManifest(join(dir, 'm.json'), { name: 'sim', members, ...manifestRecipe(o) })
+    assert.equal(manifest.params.training, o.training, flags.join(' '))
+    assert.equal([manifest.params.aggregation.rule, manifest.params.aggregation.beta1], [o.aggregation.rule, o.aggregation.beta1])
+  }
 })
 
 test.run()

@@ -55,6 +55,28 @@ test('DP-SGD stops with a clear message when the hospital\'s budget would be exc
   trainer.dispose()
 })
 
+test('a minimum of local steps: a small site repeats its epochs to take them, and a DP site plans its noise for them', async () => {
+  const { Site } = await import('../../src/training/site.ts')
+  const { localSteps } = await import('../../src/training/train-options.ts')
+  const { noiseForBudget } = await import('../../src/privacy/index.ts')
+  assert.is(localSteps({ epochs: 1, batchSize: 12 }, 60), 5)
+  assert.is(localSteps({ epochs: 1, batchSize: 12, minSteps: 12 }, 60), 12, 'a small site: the minimum')
+  assert.is(localSteps({ epochs: 4, batchSize: 12, minSteps: 12 }, 60), 20, 'a large one: its epochs')
+  assert.is(localSteps({ steps: 3, batchSize: 12, minSteps: 12 }, 60), 3, 'steps asked for are taken as asked')
+  const train = subset(data.train, Array.from({ length: 60 }, (_, i) => i * 70))
+  const plain = await Site.open({ model: { id: 'medmesh/cnn-small', seed: 1 }, input: { size: 28, channels: 1 }, classes: 2, dp: null }, { train, val: null, test: null }, { epochs: 1, batchSize: 12, learningRate: 1e-3, seed: seed(8), budget: null, minSteps: 12 })
+  plain.update(plain.initialWeights(), 1)
+  assert.is(plain.lastTrain!.steps, 12)
+  assert.is(plain.lastTrain!.examples, 12 * 12, 'every step a full batch: the epochs repeated')
+  plain.dispose()
+  const spec = { model: { id: 'medmesh/cnn-small' as const, seed: 1 }, input: { size: 28, channels: 1 }, classes: 2, dp: { noiseMultiplier: 0, clipNorm: 1, plannedRounds: 2 } }
+  const site = await Site.open(spec, { train, val: null, test: null }, { epochs: 1, batchSize: 12, learningRate: 1e-3, seed: seed(9), budget: new PrivacyBudget(4, 1e-5), minSteps: 12 })
+  assert.ok(Math.abs(site.noiseMultiplier! - noiseForBudget({ q: 12 / 60, steps: 24, epsilon: 4, delta: 1e-5 })) < 1e-9, 'σ planned for 12 steps a round, not 5')
+  site.update(site.initialWeights(), 1)
+  assert.is(site.lastTrain!.steps, 12)
+  site.dispose()
+})
+
 test('calibrated DP noise: a site whose manifest says σ = 0 takes the σ that spends its whole budget over the planned rounds, and takes every step', async () => {
   const { Site } = await import('../../src/training/site.ts')
   const { noiseForBudget } = await import('../../src/privacy/index.ts')

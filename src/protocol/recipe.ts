@@ -31,7 +31,7 @@ export interface Recipe {
   readonly minSteps: number
 }
 
-const MIN_STEPS = 40
+const MIN_STEPS = 60
 
 export const RECIPE: Recipe = { epochs: 2, batchSize: 32, learningRate: 1e-3, aggregation: 'fedavgm', momentum: 0.7, priorCorrection: 'pooled', dpClip: 1.0, minSteps: MIN_STEPS }
 

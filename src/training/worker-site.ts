@@ -25,7 +25,7 @@ export interface Predictions { probs: Float32Array, labels: Int32Array }
 
 /** What a node needs of its training site; every call that computes is asynchronous. */
 export interface TrainingSite {
-  readonly options: Pick<SiteOptions, 'epochs' | 'batchSize' | 'budget'>
+  readonly options: Pick<SiteOptions, 'epochs' | 'batchSize' | 'budget' | 'minSteps'>
   readonly backend: BackendChoice | null
   readonly norm: Normalisation | undefined
   readonly lastTrain: TrainResult | null

@@ -115,7 +115,7 @@ export function createTrainingScheduler (c: TrainingComponents, init: TrainingIn
     if (c.fetchingState?.() === true) { due = round; return }
     current = { round, since: c.clock.now() }
     const recipes = c.candidates?.recipes(round)
-    c.log.info({ round, epochs: c.site.options.epochs, batchSize: c.site.options.batchSize }, `round ${round}: training on ${c.site.options.epochs} epoch(s) of this hospital's data, batch ${c.site.options.batchSize}${(recipes?.length ?? 1) > 1 ? ', for each candidate recipe' : ''}`)
+    c.log.info({ round, epochs: c.site.options.epochs, batchSize: c.site.options.batchSize, minSteps: c.site.options.minSteps }, `round ${round}: training on ${c.site.options.epochs} epoch(s) of this hospital's data, batch ${c.site.options.batchSize}${c.site.options.minSteps === undefined ? '' : `, at least ${c.site.options.minSteps} steps`}${(recipes?.length ?? 1) > 1 ? ', for each candidate recipe' : ''}`)
     try {
       if (recipes === undefined) handOver(round, await c.site.update(c.weights(), round, modelRoundOf(round)), c.site.lastTrain!)
       else {

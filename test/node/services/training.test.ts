@@ -240,7 +240,7 @@ test('a real site whose recipe diverges: the non-finite training is refused, log
   const d = loadMedMnist(BUNDLED_PNEUMONIAMNIST)
   // SGD at 1e38 on the linear model: the weights reach float32's limit within a step or two
   const site = await Site.open({ model: { id: 'medmesh/linear', seed: 1 }, input: { size: 28, channels: 1 }, classes: 2, dp: null }, { train: subset(d.train, Array.from({ length: 64 }, (_, i) => i)), val: null, test: null },
-    { epochs: 1, batchSize: 16, learningRate: 1e38, optimizer: 'sgd', seed: new Uint8Array(32), budget: null })
+    { epochs: 1, batchSize: 16, learningRate: 1e38, optimizer: 'sgd', seed: new Uint8Array(32), budget: null, minSteps: 8 })
   const inputs: number[] = []
   const clock = new ManualClock()
   const { log, lines } = recordingLogger()
@@ -257,6 +257,8 @@ test('a real site whose recipe diverges: the non-finite training is refused, log
   await clock.advance(50)
   await settle()
   assert.is(inputs.length, 0, 'no input from a diverged training')
+  // the log says how much the site trains: its epochs and the consortium's minimum of steps
+  assert.ok(lines.some(l => /round 1: training on 1 epoch\(s\) of this hospital's data, batch 16, at least 8 steps/.test(l.msg)), JSON.stringify(lines.map(l => l.msg)))
   assert.ok(lines.some(l => l.level === 'error' && /round 1: training failed, this node sends no input this round: training diverged: the (loss became|weights hold)/.test(l.msg)), JSON.stringify(lines))
   scheduler.stop()
   site.dispose()

@@ -7,8 +7,8 @@
  */
 import type { TrainResult } from './train-options.ts'
 
-/** A candidate's recipe: its number (which trainer) and what it changes. */
-export interface CandidateRecipe { candidate: number, learningRate: number, epochs: number }
+/** A candidate's recipe: its number (which trainer) and what it changes (`widthFactor`: the model's width, models.ts; absent: the site's model). */
+export interface CandidateRecipe { candidate: number, learningRate: number, epochs: number, widthFactor?: number }
 
 /** What training each part needs of a site (a Site or a worker-backed TrainingSite). */
 export interface PartTrainer {

@@ -25,7 +25,7 @@ export function stemDownsamplings (size: number): number {
   return Math.max(0, Math.ceil(Math.log2(size / 32)))
 }
 
-export function cnnGroupNormStem (s: ModelSpec, width = 32): tfl.LayersModel {
+export function cnnGroupNormStem (s: ModelSpec, width = Math.round(32 * (s.widthFactor ?? 1))): tfl.LayersModel {
   let k = 0
   const layers: tfl.layers.Layer[] = []
   const convNormRelu = (filters: number, stride: number): void => {
@@ -36,7 +36,7 @@ export function cnnGroupNormStem (s: ModelSpec, width = 32): tfl.LayersModel {
     )
   }
   const downs = stemDownsamplings(Math.max(s.height, s.width))
-  for (let i = 0; i < downs; i++) convNormRelu(i === downs - 1 ? width : Math.max(16, width / 2), 2)
+  for (let i = 0; i < downs; i++) convNormRelu(i === downs - 1 ? width : Math.max(16, 8 * Math.round(width / 16)), 2) // half the width, a multiple of 8 (GroupNorm's groups)
   const widths = [width, 2 * width, 4 * width]
   widths.forEach((w, stage) => {
     convNormRelu(w, 1)

@@ -36,7 +36,31 @@ export { GroupNorm }
 export { MODEL_IDS, type ModelId }
 export const MODEL_VERSION = '1'
 
-export interface ModelSpec { id: ModelId, height: number, width: number, channels: number, classes: number, seed: number }
+/**
+ * `widthFactor`: the model's filter counts times this (1 when absent, the model as described
+ * above): a consortium may try narrower or wider variants of its model as candidate recipes. A
+ * multiple of 1/4, so that every filter count stays a multiple of 8 (GroupNorm's groups divide it).
+ * The initial weights' seeds do not depend on it, so a factor of 1 builds exactly the model above.
+ */
+export interface ModelSpec { id: ModelId, height: number, width: number, channels: number, classes: number, seed: number, widthFactor?: number }
+
+/** the models whose width can be scaled (widthFactor): the others have a fixed shape (he-cnn's encrypted layout) or are a baseline */
+export const SCALABLE_MODELS: readonly ModelId[] = ['medmesh/cnn-small', 'medmesh/cnn-gn', 'medmesh/cnn-gn-stem', 'medmesh/resnet18-28', 'medmesh/resnet18-28-gn', 'medmesh/resnet18', 'medmesh/resnet18-gn']
+
+/** Why this width factor cannot build this model (null: it can). */
+export function widthProblem (id: ModelId, factor: number): string | null {
+  if (!(factor >= 0.25 && factor <= 4) || !Number.isInteger(factor * 4)) return `a width factor must be a multiple of 0.25 in [0.25, 4], not ${factor}`
+  if (factor !== 1 && !SCALABLE_MODELS.includes(id)) return `${id} has no width to scale (models that do: ${SCALABLE_MODELS.join(', ')})`
+  return null
+}
+
+/** 32 groups where the channels split into them (every width factor 1), else the largest count that divides them */
+function gcd (a: number, b: number): number { return b === 0 ? a : gcd(b, a % b) }
+
+/** `filters` scaled by the spec's width factor */
+function scaled (s: ModelSpec, filters: number): number {
+  return Math.round(filters * (s.widthFactor ?? 1))
+}
 
 
 function cnnSmall (s: ModelSpec): tfl.LayersModel {
@@ -44,13 +68,13 @@ function cnnSmall (s: ModelSpec): tfl.LayersModel {
   return tfl.sequential({
     name: 'cnn_small',
     layers: [
-      tfl.layers.conv2d({ inputShape: [s.height, s.width, s.channels], filters: 32, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(1) }),
+      tfl.layers.conv2d({ inputShape: [s.height, s.width, s.channels], filters: scaled(s, 32), kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(1) }),
       tfl.layers.maxPooling2d({ poolSize: 2 }),
-      tfl.layers.conv2d({ filters: 64, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(2) }),
+      tfl.layers.conv2d({ filters: scaled(s, 64), kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(2) }),
       tfl.layers.maxPooling2d({ poolSize: 2 }),
-      tfl.layers.conv2d({ filters: 64, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(3) }),
+      tfl.layers.conv2d({ filters: scaled(s, 64), kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(3) }),
       tfl.layers.flatten(),
-      tfl.layers.dense({ units: 64, activation: 'relu', kernelInitializer: init(4) }),
+      tfl.layers.dense({ units: scaled(s, 64), activation: 'relu', kernelInitializer: init(4) }),
       tfl.layers.dense({ units: s.classes, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: s.seed + 5 }) })
     ]
   })
@@ -71,9 +95,9 @@ function cnnGroupNorm (s: ModelSpec): tfl.LayersModel {
   return tfl.sequential({
     name: 'cnn_gn',
     layers: [
-      ...block(32, 1, true), tfl.layers.maxPooling2d({ poolSize: 2 }),
-      ...block(64, 2), tfl.layers.maxPooling2d({ poolSize: 2 }),
-      ...block(128, 3),
+      ...block(scaled(s, 32), 1, true), tfl.layers.maxPooling2d({ poolSize: 2 }),
+      ...block(scaled(s, 64), 2), tfl.layers.maxPooling2d({ poolSize: 2 }),
+      ...block(scaled(s, 128), 3),
       tfl.layers.globalAveragePooling2d({}),
       tfl.layers.dense({ units: s.classes, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: s.seed + 5 }) })
     ]
@@ -110,15 +134,16 @@ function linear (s: ModelSpec): tfl.LayersModel {
 function resnet18 (s: ModelSpec, norm: 'batch' | 'group', stem: 'small' | 'imagenet'): tfl.LayersModel {
   let k = 0
   const init = () => tfl.initializers.heNormal({ seed: s.seed + (++k) })
-  const normLayer = (channels: number): tfl.layers.Layer => norm === 'batch' ? tfl.layers.batchNormalization({}) : new GroupNorm({ groups: Math.min(32, channels) })
+  const normLayer = (channels: number): tfl.layers.Layer => norm === 'batch' ? tfl.layers.batchNormalization({}) : new GroupNorm({ groups: gcd(32, channels) })
   const conv = (filters: number, kernel: number, stride: number) => tfl.layers.conv2d({ filters, kernelSize: kernel, strides: stride, padding: 'same', useBias: false, kernelInitializer: init() })
   const input = tfl.input({ shape: [s.height, s.width, s.channels] })
-  let x = (stem === 'small' ? conv(64, 3, 1) : conv(64, 7, 2)).apply(input) as tfl.SymbolicTensor
-  x = normLayer(64).apply(x) as tfl.SymbolicTensor
+  const base = scaled(s, 64)
+  let x = (stem === 'small' ? conv(base, 3, 1) : conv(base, 7, 2)).apply(input) as tfl.SymbolicTensor
+  x = normLayer(base).apply(x) as tfl.SymbolicTensor
   x = tfl.layers.reLU().apply(x) as tfl.SymbolicTensor
   if (stem === 'imagenet') x = tfl.layers.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same' }).apply(x) as tfl.SymbolicTensor
-  let channels = 64
-  for (const [stage, filters] of [64, 128, 256, 512].entries()) {
+  let channels = base
+  for (const [stage, filters] of [base, 2 * base, 4 * base, 8 * base].entries()) {
     for (let block = 0; block < 2; block++) {
       const stride = stage > 0 && block === 0 ? 2 : 1
       let y = conv(filters, 3, stride).apply(x) as tfl.SymbolicTensor
@@ -141,6 +166,8 @@ function resnet18 (s: ModelSpec, norm: 'batch' | 'group', stem: 'small' | 'image
 }
 
 export function buildModel (spec: ModelSpec): tfl.LayersModel {
+  const problem = widthProblem(spec.id, spec.widthFactor ?? 1)
+  if (problem !== null) throw new Error(problem)
   switch (spec.id) {
     case 'medmesh/cnn-small': return cnnSmall(spec)
     case 'medmesh/cnn-gn': return cnnGroupNorm(spec)

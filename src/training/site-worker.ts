@@ -30,7 +30,7 @@ async function main (): Promise<void> {
   const workerIndex = (): number => site.options.parallel?.index ?? 0
   if (init.parallel !== null) joinParallel(init.parallel)
   const reply = (r: SiteReply, transfer: ArrayBuffer[] = []): void => { port.postMessage(r, transfer) }
-  reply({ type: 'ready', backend: site.backend!, initialWeights: site.initialWeights(), noiseMultiplier: site.noiseMultiplier })
+  reply({ type: 'ready', backend: site.backend!, initialWeights: site.initialWeights(), variantWeights: (init.spec.model.widthFactors ?? []).map(f => [f, site.initialWeights(f)]), noiseMultiplier: site.noiseMultiplier })
   port.on('message', (q: SiteRequest) => {
     try {
       if (q.type === 'statistics') { site.useStatistics(q.stats); return }

@@ -9,7 +9,7 @@ import { selectBackend, type BackendChoice } from './backend.ts'
 import { fitData, type SiteData } from './site-data.ts'
 import { classFrequencies, normalisation, pixelStats, statsVector, type Normalisation } from './data/stats.ts'
 import { learningRateAt, type LrSchedule } from './schedule.ts'
-import { buildModel, flattenWeights, setFlatWeights, type ModelId } from './models.ts'
+import { buildModel, countParameters, flattenWeights, setFlatWeights, type ModelId, type ModelSpec } from './models.ts'
 import { LocalTrainer, type DataParallel, type TrainResult } from './trainer.ts'
 import { localSteps } from './train-options.ts'
 import type { CandidateRecipe } from './candidates.ts'
@@ -25,7 +25,8 @@ export { loadSiteData, checkFit, fitData, SiteDataError, type SiteData } from '.
  * for none.
  */
 export interface SiteSpec {
-  model: { id: ModelId, seed: number }
+  /** `widthFactors`: the other widths of the model (models.ts, widthFactor) this site may be given weights of, when the consortium tries them as candidates */
+  model: { id: ModelId, seed: number, widthFactors?: readonly number[] }
   input: { size: number, channels: number }
   classes: number
   /**
@@ -84,7 +85,7 @@ export class Site {
   static async open (spec: SiteSpec, data: SiteData, options: SiteOptions): Promise<Site> {
     const backend = await selectBackend('auto')
     const fitted = fitData(data, spec)
-    const model = buildModel({ id: spec.model.id, height: spec.input.size, width: spec.input.size, channels: spec.input.channels, classes: spec.classes, seed: spec.model.seed })
+    const model = buildModel(modelSpecOf(spec))
     const site = new Site(spec, fitted, model, options)
     site.backend = backend
     return site
@@ -106,8 +107,31 @@ export class Site {
 
   #calibrated: number | null = null
 
-  /** The weights the model starts from, flattened: the same on every site for one spec. */
-  initialWeights (): Float32Array { return flattenWeights(this.model) }
+  /** The weights the model (or its variant of this width) starts from, flattened: the same on every site for one spec. */
+  initialWeights (widthFactor = 1): Float32Array { return flattenWeights(this.#variant(widthFactor).model) }
+
+  /** the model at each other width this site was asked for, with a trainer that judges it (built when first needed) */
+  readonly #variants = new Map<number, { model: tfl.LayersModel, trainer: LocalTrainer }>()
+
+  #variant (widthFactor: number): { model: tfl.LayersModel, trainer: LocalTrainer } {
+    if (widthFactor === 1) return { model: this.model, trainer: this.trainer }
+    let v = this.#variants.get(widthFactor)
+    if (v === undefined) {
+      const model = buildModel(modelSpecOf(this.spec, widthFactor))
+      v = { model, trainer: new LocalTrainer(model) }
+      this.#variants.set(widthFactor, v)
+    }
+    return v
+  }
+
+  /** The model these weights are of: the site's own, or the variant (spec.model.widthFactors) whose size they have; each width's size differs. */
+  #variantFor (weights: Float32Array): { model: tfl.LayersModel, trainer: LocalTrainer } {
+    for (const f of [1, ...(this.spec.model.widthFactors ?? [])]) {
+      const v = this.#variant(f)
+      if (countParameters(v.model) === weights.length) return v
+    }
+    throw new Error(`no model of this site has ${weights.length} weights (${this.spec.model.id} at widths ${[1, ...(this.spec.model.widthFactors ?? [])].join(', ')})`)
+  }
 
   /** The statistics round's input: [mean, mean of squares] of the pixels for each channel, then each class's fraction of the images, and the image count. */
   statsInput (): { values: number[], count: number } {
@@ -126,22 +150,24 @@ export class Site {
   /** one trainer (optimiser state, warm-up) per candidate recipe while the consortium chooses among them */
   readonly #candidateTrainers = new Map<number, LocalTrainer>()
 
-  #trainerFor (recipe: CandidateRecipe | undefined): LocalTrainer {
-    if (recipe === undefined) return this.trainer
+  #trainerFor (recipe: CandidateRecipe | undefined, weights: Float32Array): LocalTrainer {
+    const variant = recipe?.widthFactor !== undefined ? this.#variant(recipe.widthFactor) : this.#variantFor(weights)
+    if (recipe === undefined) return variant.trainer
     let t = this.#candidateTrainers.get(recipe.candidate)
-    if (t === undefined) { t = new LocalTrainer(this.model); this.#candidateTrainers.set(recipe.candidate, t) }
+    if (t === undefined) { t = new LocalTrainer(variant.model); this.#candidateTrainers.set(recipe.candidate, t) }
     return t
   }
 
   /**
    * Train from these weights; the update and the sample count it stands for. `round` varies the
    * shuffling; `modelRound` (1, 2, …) sets the learning rate; `recipe`, a candidate's learning
-   * rate and epochs in place of the site's, trained by that candidate's own trainer.
+   * rate, epochs and model width in place of the site's, trained by that candidate's own trainer.
    */
   update (weights: Float32Array, round: number, modelRound = round, recipe?: CandidateRecipe): { values: Float32Array, count: number } {
-    setFlatWeights(this.model, weights)
+    const trainer = this.#trainerFor(recipe, weights)
+    setFlatWeights(trainer.model, weights)
     const dp = this.spec.dp
-    this.lastTrain = this.#trainerFor(recipe).train(this.data.train, {
+    this.lastTrain = trainer.train(this.data.train, {
       epochs: recipe?.epochs ?? this.options.epochs,
       batchSize: this.options.batchSize,
       learningRate: learningRateAt(recipe?.learningRate ?? this.options.learningRate, this.spec.schedule ?? { kind: 'constant' }, modelRound),
@@ -160,7 +186,7 @@ export class Site {
       parallel: this.options.parallel,
       dp: dp !== null && this.options.budget !== null ? { noiseMultiplier: this.noiseMultiplier!, clipNorm: dp.clipNorm, budget: this.options.budget, noiseRandom: this.options.noiseRandom } : undefined
     })
-    const local = flattenWeights(this.model)
+    const local = flattenWeights(trainer.model)
     const delta = new Float32Array(local.length)
     for (let i = 0; i < local.length; i++) delta[i] = local[i] - weights[i]
     return { values: delta, count: Math.max(1, this.lastTrain.examples > 0 ? this.data.train.labels.length : 1) }
@@ -170,6 +196,7 @@ export class Site {
   dispose (): void {
     this.trainer.dispose()
     for (const t of this.#candidateTrainers.values()) t.dispose()
+    for (const v of this.#variants.values()) { v.trainer.dispose(); v.model.dispose() }
     this.model.dispose()
   }
 
@@ -177,14 +204,21 @@ export class Site {
   predictions (weights: Float32Array, split: 'val' | 'test'): { probs: Float32Array, labels: Int32Array } | null {
     const d = this.data[split]
     if (d === null) return null
-    setFlatWeights(this.model, weights)
-    return { probs: this.trainer.predict(d, this.norm), labels: d.labels }
+    const v = this.#variantFor(weights)
+    setFlatWeights(v.model, weights)
+    return { probs: v.trainer.predict(d, this.norm), labels: d.labels }
   }
 
   evaluate (weights: Float32Array, split: 'val' | 'test'): ClinicalMetrics | null {
     const d = this.data[split]
     if (d === null) return null
-    setFlatWeights(this.model, weights)
-    return this.trainer.evaluate(d, this.norm)
+    const v = this.#variantFor(weights)
+    setFlatWeights(v.model, weights)
+    return v.trainer.evaluate(d, this.norm)
   }
+}
+
+/** The model a site of this spec builds, at this width factor (models.ts). */
+export function modelSpecOf (spec: SiteSpec, widthFactor = 1): ModelSpec {
+  return { id: spec.model.id, height: spec.input.size, width: spec.input.size, channels: spec.input.channels, classes: spec.classes, seed: spec.model.seed, ...(widthFactor !== 1 ? { widthFactor } : {}) }
 }

@@ -32,7 +32,7 @@ export interface TrainingSite {
   readonly noiseMultiplier: number | null
   /** how many images this site trains and validates on */
   readonly images: { train: number, validation: number }
-  initialWeights: () => Float32Array
+  initialWeights: (widthFactor?: number) => Float32Array
   statsInput: () => { values: number[], count: number }
   useStatistics: (combined: ArrayLike<number>) => void
   update: (weights: Float32Array, round: number, modelRound?: number, recipe?: CandidateRecipe) => Promise<{ values: Float32Array, count: number }>
@@ -62,7 +62,7 @@ export type SiteRequest =
   | { type: 'evaluate', id: number, weights: Float32Array, split: Split }
 
 export type SiteReply =
-  | { type: 'ready', backend: BackendChoice, initialWeights: Float32Array, noiseMultiplier: number | null }
+  | { type: 'ready', backend: BackendChoice, initialWeights: Float32Array, variantWeights: Array<[number, Float32Array]>, noiseMultiplier: number | null }
   | { type: 'updated', id: number, values: Float32Array, count: number, train: TrainResult, budget: PrivacyBudgetState | null, memory: WorkerMemory }
   | { type: 'predictions', id: number, result: Predictions | null }
   | { type: 'evaluated', id: number, result: ClinicalMetrics | null }
@@ -151,7 +151,8 @@ export class WorkerSite implements TrainingSite {
   noiseMultiplier: number | null = null
   readonly #data: SiteData
   readonly #count: number
-  #initial: Float32Array | null = null
+  /** the initial weights of the model at each width factor the spec names (1: the model) */
+  #initial: Map<number, Float32Array> | null = null
   #stats: number[] | null = null
   #reduce: SharedReduceBuffers | null = null
   #threads: SiteThread[] = []
@@ -210,11 +211,13 @@ export class WorkerSite implements TrainingSite {
       this.#threads = [first]
       const r = await first.ready
       this.backend = r.backend
-      this.#initial = r.initialWeights
+      const initial = new Map([[1, r.initialWeights], ...r.variantWeights])
+      this.#initial = initial
       this.noiseMultiplier = r.noiseMultiplier
       if (this.#count > 1) {
         // fresh buffers for every set of workers: a worker that died mid-step leaves the barrier counting it
-        this.#reduce = allocateReduceBuffers(this.#count, r.initialWeights.length + 1)
+        // as long as the largest of the model's widths it may train
+        this.#reduce = allocateReduceBuffers(this.#count, Math.max(...[...initial.values()].map(w => w.length)) + 1)
         first.worker.postMessage({ type: 'parallel', parallel: { index: 0, count: this.#count, buffers: this.#reduce } } satisfies SiteRequest)
         const rest = Array.from({ length: this.#count - 1 }, (_, k) => this.#spawn(k + 1))
         this.#threads.push(...rest)
@@ -241,7 +244,11 @@ export class WorkerSite implements TrainingSite {
     return reply as Extract<SiteReply, { type: T }>
   }
 
-  initialWeights (): Float32Array { return Float32Array.from(this.#initial!) }
+  initialWeights (widthFactor = 1): Float32Array {
+    const w = this.#initial?.get(widthFactor)
+    if (w === undefined) throw new Error(`the site's workers hold no model of width ×${widthFactor}`)
+    return Float32Array.from(w)
+  }
 
   statsInput (): { values: number[], count: number } {
     const s = pixelStats(this.#data.train)

@@ -39,6 +39,34 @@ test('a worker trains, predicts and evaluates as the same site on this thread do
   }
 })
 
+test('models of other widths (candidates of recipe selection): a site trains each with its own trainer, judges weights by their size, and two workers train the wider one as one does', async () => {
+  const wide: SiteSpec = { ...spec, model: { ...spec.model, widthFactors: [0.5, 2] } }
+  const here = await Site.open(wide, { train, val, test: null }, options)
+  const there = await WorkerSite.open(wide, { train, val, test: null }, { ...options, workers: 2 })
+  try {
+    const [w1, half, double] = [here.initialWeights(), here.initialWeights(0.5), here.initialWeights(2)]
+    assert.ok(half.length < w1.length && w1.length < double.length, `${half.length}, ${w1.length}, ${double.length} weights`)
+    assert.equal(there.initialWeights(2), double, 'the workers build the same wide model from the seed')
+    here.useStatistics(here.statsInput().values)
+    there.useStatistics(here.statsInput().values)
+    const u = here.update(half, 1, 1, { candidate: 1, learningRate: 1e-3, epochs: 1, widthFactor: 0.5 })
+    assert.is(u.values.length, half.length)
+    assert.ok(u.values.some(x => x !== 0), 'the narrow model trained')
+    // judged without saying the width: the weights' size names the model
+    assert.is(here.predictions(Float32Array.from(half, (x, i) => x + u.values[i]), 'val')!.probs.length, 2 * val.labels.length)
+    assert.throws(() => here.predictions(new Float32Array(w1.length + 1), 'val'), /no model of this site has/)
+    // two workers split each batch of the widest model (their shared sums must fit it)
+    const a = here.update(double, 1, 1, { candidate: 2, learningRate: 1e-3, epochs: 1, widthFactor: 2 })
+    const b = await there.update(double, 1, 1, { candidate: 2, learningRate: 1e-3, epochs: 1, widthFactor: 2 })
+    let num = 0; let den = 0
+    for (let i = 0; i < a.values.length; i++) { num += (a.values[i] - b.values[i]) ** 2; den += a.values[i] ** 2 }
+    assert.ok(Math.sqrt(num / den) < 1e-3, `relative L2 difference ${Math.sqrt(num / den)}`)
+  } finally {
+    here.dispose()
+    await there.close()
+  }
+})
+
 test('the calling thread stays free while the worker trains: timers fire on time', async () => {
   // 1.5 epochs of the whole training set: over a second even with oneDNN's convolutions (2,000 images/s here)
   const site = await WorkerSite.open(spec, { train: data.train, val: null, test: null }, { ...options, epochs: 1.5 })

@@ -275,7 +275,8 @@ function selectionOf (values: Values, rounds: number): SelectionParams | null {
   const asked = selectionFromFlags(values.select, values['rung-rounds'] === undefined ? undefined : Number(values['rung-rounds']), { learningRate: recipe.learningRate, epochs: recipe.epochs })
   if ('error' in asked) throw new UsageError(asked.error)
   if (asked.selection === null) return null
-  const problem = selectionProblem(asked.selection, { rounds, weightDecay: recipe.weightDecay, dp: values['dp-epsilon'] !== undefined })
+  // the widths' sizes are filled in once the model is built (simnet.ts)
+  const problem = selectionProblem(asked.selection, { rounds, weightDecay: recipe.weightDecay, dp: values['dp-epsilon'] !== undefined, unsized: true })
   check(problem === null, (problem ?? '').replace('params.training.rounds', '--rounds'))
   return asked.selection
 }

@@ -37,6 +37,8 @@ export interface SimSetup {
   slicing: { slices: number, perSlice: number } | null
   /** federated recipe selection (manifest params.selection), or null */
   selection: SelectionParams | null
+  /** the initial weights of the model at a candidate's other width */
+  initialOf: (width: number) => Float32Array
   /** eval rounds without a better pooled validation AUC that end the run (0: run every round) */
   patience: number
   /** worker threads per node process that split each batch (tcp) */

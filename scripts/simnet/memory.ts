@@ -4,7 +4,7 @@
  * the seed, and able to hold many peers (20 and more) in one process; it also offers the faults
  * that need control of the wire: latency, bandwidth, a malicious hospital.
  */
-import { partsOf, selectionAt } from '../../src/protocol/selection.ts'
+import { candidateRecipe, candidateSize, roundCandidates } from '../../src/protocol/selection.ts'
 import { splitParts } from '../../src/training/candidates.ts'
 import { PrivacyBudget, seededRandom } from '../../src/privacy/index.ts'
 import { MemNet } from '../../src/protocol/memnet.ts'
@@ -83,7 +83,7 @@ export async function runMemoryFederation (s: SimSetup): Promise<FederationResul
 function newNet (s: SimSetup, sites: Site[], epsilonBefore: Map<number, number[]>): MemNet {
   const layout = { classes: s.data.train.classes.length, bins: 1000 }
   const net: MemNet = new MemNet({
-    n: s.n, seed: s.seed, initialWeights: s.initialWeights, lastRound: 2 * s.rounds, latencyMs: s.latencyMs, bandwidthBytesPerMs: s.bandwidthBytesPerMs,
+    n: s.n, seed: s.seed, initialWeights: s.initialWeights, initialOf: s.initialOf, lastRound: 2 * s.rounds, latencyMs: s.latencyMs, bandwidthBytesPerMs: s.bandwidthBytesPerMs,
     kindOf: roundKind,
     params: p => { setParams(p, s) },
     input: (member, round, kind): { values: ArrayLike<number>, count: number } | null => {
@@ -92,7 +92,9 @@ function newNet (s: SimSetup, sites: Site[], epsilonBefore: Map<number, number[]
       if (site.norm === undefined && net.peers[member].stats !== null) site.useStatistics(net.peers[member].stats!)
       // the state the round trains from or judges: while the recipe is chosen, each candidate's model side by side
       const weights = net.peers[member].roundState.weights
-      const parts = partsOf(net.manifest.params, weights.length)
+      const params = net.manifest.params
+      const candidates = roundCandidates(net.peers[member].ledger.entries, params, round, kind)
+      const parts = candidates?.map(c => candidateSize(params, c)) ?? 1
       if (kind === 'eval') {
         const counts = splitParts(weights, parts).map(w => { const p = site.predictions(w, 'val')!; return validationCounts(p.probs, p.labels, layout) })
         return { values: Float64Array.from(counts.flatMap(c => [...c])), count: site.data.val?.labels.length ?? 0 }
@@ -100,13 +102,11 @@ function newNet (s: SimSetup, sites: Site[], epsilonBefore: Map<number, number[]
       // the next round's training starts as soon as a round is certified: note ε before it
       if (!epsilonBefore.has(round)) epsilonBefore.set(round, spentEpsilon(sites))
       try {
-        const selection = net.manifest.params.selection
-        if (selection === undefined) return site.update(weights, round, modelRoundOf(round))
-        const live = selectionAt(net.peers[member].ledger.entries, selection, layout.classes, modelRoundOf(round)).live
-        const recipes = live.map(c => ({ candidate: c, ...selection.candidates[c] }))
+        if (candidates === null) return site.update(weights, round, modelRoundOf(round))
         const values = new Float32Array(weights.length)
         let count = 1
-        splitParts(weights, parts).forEach((w, i) => { const u = site.update(w, round, modelRoundOf(round), recipes[i]); values.set(u.values, i * w.length); count = u.count })
+        let at = 0
+        splitParts(weights, parts).forEach((w, i) => { const u = site.update(w, round, modelRoundOf(round), candidateRecipe(params, candidates[i])); values.set(u.values, at); at += w.length; count = u.count })
         return { values, count }
       } catch (e) {
         // as a node does: a training that diverged sends nothing rather than a poisoned update

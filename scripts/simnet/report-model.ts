@@ -10,8 +10,8 @@ import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { AggregationParams, TrainingParams } from '../../src/protocol/manifest.ts'
-import { setFlatWeights, type buildModel, type ModelId } from '../../src/training/models.ts'
-import type { LocalTrainer } from '../../src/training/trainer.ts'
+import { setFlatWeights, type ModelId } from '../../src/training/models.ts'
+import type { ModelVariants } from '../../src/training/model-variants.ts'
 import { normalisation } from '../../src/training/data/stats.ts'
 import { classCounts, subset } from '../../src/training/data/dataset.ts'
 import { rocCurve, calibration, type Calibration, type ClinicalMetrics } from '../../src/training/metrics.ts'
@@ -80,10 +80,12 @@ export interface ReportModel {
 /** The consortium's model judged: its test predictions, its calibration, and each hospital's view of it (on its own held-out part). */
 export interface ChosenJudged { probs: Float32Array | null, calibration: Calibration | null, federated: Array<ClinicalMetrics | null> }
 
-export function judgeChosen (fed: FederationResult, setup: SimSetup, evalModel: ReturnType<typeof buildModel>, evaluator: LocalTrainer): ChosenJudged {
+export function judgeChosen (fed: FederationResult, setup: SimSetup, models: ModelVariants): ChosenJudged {
   const { data } = setup
   if (fed.chosen === null) return { probs: null, calibration: null, federated: Array.from({ length: setup.n }, () => null) }
-  setFlatWeights(evalModel, fed.chosen.weights)
+  // the model of the chosen weights' width (recipe selection may choose another width than the model's)
+  const { model, trainer: evaluator } = models.forWeights(fed.chosen.weights)
+  setFlatWeights(model, fed.chosen.weights)
   const fnorm = fed.chosen.stats === null ? undefined : normalisation(fed.chosen.stats, data.train.channels)
   const probs = evaluator.predict(data.test, fnorm)
   return {

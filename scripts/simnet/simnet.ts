@@ -15,9 +15,10 @@ import { selectBackend, describeBackend } from '../../src/training/backend.ts'
 import { describeMaskKernel, installMaskKernel } from '../../src/node/mask-kernel.ts'
 import { BUNDLED_PNEUMONIAMNIST } from '../../src/training/data/npz.ts'
 import { subset, classCounts } from '../../src/training/data/dataset.ts'
-import { buildModel, flattenWeights, setFlatWeights, type ModelId } from '../../src/training/models.ts'
+import { flattenWeights, setFlatWeights, type ModelId } from '../../src/training/models.ts'
+import { ModelVariants } from '../../src/training/model-variants.ts'
+import { candidateWidths, sizedCandidates } from '../../src/protocol/selection.ts'
 import { defaultModelFor } from '../../src/training/model-ids.ts'
-import { LocalTrainer } from '../../src/training/trainer.ts'
 import { normalisation } from '../../src/training/data/stats.ts'
 import type { ClinicalMetrics } from '../../src/training/metrics.ts'
 import { parseSimnetArgs, type SimnetOptions } from './args.ts'
@@ -71,39 +72,44 @@ async function runOnce (given: SimnetOptions, out: Out): Promise<number> {
   out(`${o.n} hospitals, ${o.partition === 'iid' ? 'IID' : `Dirichlet(α=${o.alpha})`} split of ${data.train.labels.length} training images: ${parts.map(p => `${p.length} (${classCounts(subset(data.train, p)).join('/')})`).join(', ')}`)
   const spec = { id: o.modelId, height: data.train.height, width: data.train.width, channels: data.train.channels, classes: data.train.classes.length, seed: o.seed }
   out(`${data.train.labels.length + (data.val?.labels.length ?? 0) + data.test.labels.length} images of ${data.train.height}×${data.train.width}×${data.train.channels}, ${data.train.classes.length} classes: ${data.train.classes.join(', ')}`)
-  const evalModel = buildModel(spec)
-  const evaluator = new LocalTrainer(evalModel)
+  // the model at each width the run's candidates try, each with a trainer that judges it
+  const models = new ModelVariants(spec, candidateWidths(o.selection ?? undefined))
   try {
-    const setup = simSetup(o, data, parts, seedBytes, out, evalModel, evaluator)
+    const setup = simSetup(o, data, parts, seedBytes, out, models)
     const fed: FederationResult = o.transport === 'tcp' ? await runProcessFederation(setup) : await runMemoryFederation(setup)
     out(faultLine(fed.records))
     out(`federation: ${fed.longest} certificates; ${fed.consistent ? 'no conflicting certificates on any peer' : 'CONFLICTING CERTIFICATES'}; ${fed.atHead} of ${o.n} peers at the head; ${fed.seconds.toFixed(0)} s`)
     // the consortium's model: on the test split, and on each hospital's own held-out part
-    const judged = judgeChosen(fed, setup, evalModel, evaluator)
+    const judged = judgeChosen(fed, setup, models)
     const baselines = o.baselines === 'none' ? null : runBaselines({ ...setup, spec, schedule: o.schedule }, o.baselines === 'all')
     const model = reportModel({ options: o, setup, fed, judged, baselines, fingerprint: runFingerprint(o.seed, o.args, backend.name), backend: backend.name })
     const paths = writeReport(o.outDir, model.report, reportCharts(model), reportSummary(model))
     out(`report: ${paths.html} and ${paths.json}`)
     return fed.consistent ? 0 : 1
   } finally {
-    evaluator.dispose(); evalModel.dispose()
+    models.dispose()
   }
 }
 
 /** What the transports are given: the options, the data and its split, the initial model, and how to judge a global model on the test split. */
-function simSetup (o: ResolvedOptions, data: SimData, parts: number[][], seedBytes: (k: number) => Uint8Array, out: Out, evalModel: ReturnType<typeof buildModel>, evaluator: LocalTrainer): SimSetup {
-  const built = flattenWeights(evalModel)
+function simSetup (o: ResolvedOptions, data: SimData, parts: number[][], seedBytes: (k: number) => Uint8Array, out: Out, models: ModelVariants): SimSetup {
+  const built = flattenWeights(models.at(1).model)
+  const initialOf = (width: number): Float32Array => flattenWeights(models.at(width).model)
   const initialWeights = o.init === null ? built : readWeightsFile(o.init).weights
   if (initialWeights.length !== built.length) throw new UsageError(`--init ${o.init}: ${initialWeights.length} weights, ${o.modelId} here has ${built.length}`)
   if (o.init !== null) out(`initial weights from ${o.init}, not the seed's`)
   return {
-    n: o.n, rounds: o.rounds, seed: o.seed, modelId: o.modelId, data, parts, training: o.training, aggregation: o.aggregation, patience: o.patience, slicing: o.slicing, selection: o.selection,
+    n: o.n, rounds: o.rounds, seed: o.seed, modelId: o.modelId, data, parts, training: o.training, aggregation: o.aggregation, patience: o.patience, slicing: o.slicing,
+    // the candidates of other widths with their models' sizes and initial hashes, as manifest create writes them
+    selection: o.selection === null ? null : sizedCandidates(o.selection, initialOf), initialOf,
     trainingWorkers: o.trainingWorkers, initialWeights, init: o.init, modelBytes: 4 * initialWeights.length, dp: o.dp,
     dropout: o.dropout, killAt: o.killAt, malicious: o.malicious, latencyMs: o.latencyMs, bandwidthBytesPerMs: o.bandwidthBytesPerMs, outDir: o.outDir, seedBytes, out,
     evaluate: (weights, stats) => {
-      if (weights.length !== initialWeights.length) return null
-      setFlatWeights(evalModel, weights)
-      return evaluator.evaluate(data.test, stats === null ? undefined : normalisation(stats, data.train.channels))
+      // a state of several candidates' models side by side is not one model
+      let v: ReturnType<ModelVariants['forWeights']>
+      try { v = models.forWeights(weights) } catch { return null }
+      setFlatWeights(v.model, weights)
+      return v.trainer.evaluate(data.test, stats === null ? undefined : normalisation(stats, data.train.channels))
     }
   }
 }

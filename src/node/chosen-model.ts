@@ -9,6 +9,7 @@ import { hex } from '../protocol/codec.ts'
 import type { Manifest } from '../protocol/manifest.ts'
 import { stateHash } from '../protocol/model.ts'
 import { bestModel, chooseIndex, judgedRounds } from '../protocol/validation.ts'
+import { widthOfWeights } from '../protocol/selection.ts'
 import type { LedgerEntry } from '../protocol/ledger.ts'
 import { normalisation, type Normalisation } from '../training/data/stats.ts'
 import type { ModelSpec } from '../training/models.ts'
@@ -57,12 +58,15 @@ export function chosenModel (dataDir: string, o: { round?: number } = {}): Chose
   if (state === null) throw new ConfigError(`the certified model of round ${entry.header.round} (${h.slice(0, 12)}) is not in ${dataDir}/states (a node keeps the latest and those that may still be chosen)`)
   if (hex(stateHash(state)) !== h) throw new ConfigError(`the stored model of round ${entry.header.round} does not match its certificate`)
   const m = manifest.params.model
+  // recipe selection may have chosen another width of the model than params.model's
+  const widthFactor = widthOfWeights(manifest.params, state.weights.length)
+  if (widthFactor === null) throw new ConfigError(`round ${entry.header.round} certified ${state.weights.length} weights, the candidates' models of recipe selection side by side, not one model: choose a round after selection ended`)
   const stats = ledger.statistics
   const judgement = judged.find(j => j.model === entry)
   const figures = judgement === undefined ? null : { auc: judgement.figures.auc, accuracy: judgement.figures.accuracy, smoothedAuc: judgement.smoothedAuc }
   return {
     manifest, entry, reason, validation: figures, degenerate: judgement?.degenerate ?? null, conformal: judgement?.figures.conformal ?? [],
-    spec: { id: m.id as ModelSpec['id'], height: m.input.size, width: m.input.size, channels: m.input.channels, classes: m.classes, seed: m.seed },
+    spec: { id: m.id as ModelSpec['id'], height: m.input.size, width: m.input.size, channels: m.input.channels, classes: m.classes, seed: m.seed, ...(widthFactor !== 1 ? { widthFactor } : {}) },
     weights: state.weights,
     norm: stats === null ? undefined : normalisation(stats, m.input.channels),
     classes: m.classNames ?? classNames(dataDir, m.classes)

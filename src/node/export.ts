@@ -58,7 +58,7 @@ export async function exportModel (dataDir: string, out: string, o: { round?: nu
   const card = {
     consortium: { name: manifest.name, id: hex(consortiumId(manifest)) },
     members: manifest.members.map(m => m.name),
-    model: { id: spec.id, parameters, input: preprocessing.input, classes: chosen.classes },
+    model: { id: spec.id, widthFactor: spec.widthFactor ?? 1, parameters, input: preprocessing.input, classes: chosen.classes },
     rounds: { certified: ledger.entries.length, models: ledger.entries.filter(e => e.header.kind === 'update').length },
     chosen: {
       round: entry.header.round, reason: chosen.reason, validation: chosen.validation, degenerate: chosen.degenerate,
@@ -125,7 +125,7 @@ function modelCardMarkdown (card: Record<string, any>, pre: Record<string, any>)
   const lines = [
     `# Model card: ${card.consortium.name}`,
     '',
-    `A ${card.model.id} model (${card.model.parameters.toLocaleString('en')} parameters, input ${pre.input.width}×${pre.input.height}×${pre.input.channels}, classes ${card.model.classes.join(', ')}) trained by federated learning with secure aggregation among ${card.members.length} members, none of whom saw another's images or model update.`,
+    `A ${card.model.id} model${card.model.widthFactor === 1 ? '' : ` at width ×${card.model.widthFactor} (the width recipe selection chose)`} (${card.model.parameters.toLocaleString('en')} parameters, input ${pre.input.width}×${pre.input.height}×${pre.input.channels}, classes ${card.model.classes.join(', ')}) trained by federated learning with secure aggregation among ${card.members.length} members, none of whom saw another's images or model update.`,
     '',
     '## Provenance',
     `- Consortium: ${card.consortium.name} (id \`${card.consortium.id}\`)`,

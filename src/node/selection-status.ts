@@ -8,7 +8,10 @@ import type { Manifest } from '../protocol/manifest.ts'
 import { decodeCandidateFigures, selectionAt, type Recipe, type RungDecision, type SelectionParams } from '../protocol/selection.ts'
 import { degenerateReason, modelRoundOf } from '../protocol/validation.ts'
 
-export const recipeName = (s: SelectionParams, c: number): string => `#${c + 1} (lr ${s.candidates[c].learningRate}, ${s.candidates[c].epochs} epoch(s))`
+/** What a candidate changes, in words: its learning rate, epochs and, for another width than the model's, the width. */
+export const recipeWords = (r: { learningRate: number, epochs: number, width?: number }): string => `lr ${r.learningRate}, ${r.epochs} epoch(s)${r.width === undefined ? '' : `, width ×${r.width}`}`
+
+export const recipeName = (s: SelectionParams, c: number): string => `#${c + 1} (${recipeWords(s.candidates[c])})`
 
 /** The eval certificate's line while candidates are judged side by side, or null for any other certificate. */
 export function candidateFiguresLine (manifest: Manifest, entries: readonly LedgerEntry[], e: LedgerEntry): string | null {
@@ -51,7 +54,7 @@ export interface SelectionStatus {
 
 /** The selection in words, a line for the candidates and one per decision (the simulator's report). */
 export function selectionSummary (s: SelectionStatus): string[] {
-  const name = (c: Recipe & { candidate: number }): string => `#${c.candidate} (lr ${c.learningRate}, ${c.epochs} epoch(s))`
+  const name = (c: Recipe & { candidate: number }): string => `#${c.candidate} (${recipeWords(c)})`
   return [
     `recipe selection among ${s.candidates.map(name).join(', ')}, halved every ${s.rungRounds} model round(s) by pooled validation AUC: ${s.winner === null ? `not finished (alive: ${s.live.map(c => `#${c}`).join(', ')})` : `${name(s.winner)} chosen`}`,
     ...s.decisions.map(d => `  rung ${d.rung} (model rounds ${d.modelRounds[0]}-${d.modelRounds[1]}, ${d.evals} eval round(s)): ${d.scores.map(x => `#${x.candidate} ${Number.isNaN(x.auc) ? 'no AUC' : `AUC ${x.auc.toFixed(3)}`}${x.degenerate === null ? '' : ' degenerate'} ${x.kept ? 'kept' : 'dropped'}`).join(', ')}`)

@@ -4,7 +4,7 @@
  * file (signManifest), and each member joins with its own settings (join). The `medmesh` command
  * line and the simulator both use these; neither goes through the other.
  */
-import type { SelectionParams } from '../protocol/selection.ts'
+import { sizedCandidates, type SelectionParams } from '../protocol/selection.ts'
 import { existsSync, readFileSync } from 'node:fs'
 import type { NodeIdentity } from '../privacy/index.ts'
 import { hex } from '../protocol/codec.ts'
@@ -94,7 +94,7 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
   const channels = o.channels ?? 1
   const classes = o.classes ?? o.classNames?.length ?? 2
   const { selectBackend } = await import('../training/backend.ts')
-  const { buildModel, flattenWeights } = await import('../training/models.ts')
+  const { buildModel, flattenWeights, widthProblem } = await import('../training/models.ts')
   await selectBackend('auto')
   const model = buildModel({ id: modelId, height: size, width: size, channels, classes, seed })
   const built = flattenWeights(model)
@@ -129,7 +129,12 @@ export async function createManifest (file: string, o: ManifestOptions): Promise
   params.validation.patience = o.patience ?? params.validation.patience
   const slicing = o.slicing === undefined ? defaultSlicing(o.members.length) : o.slicing
   if (slicing !== null) params.slicing = { slices: slicing.slices, perSlice: slicing.perSlice }
-  if (o.selection !== undefined) params.selection = { candidates: o.selection.candidates.map(c => ({ learningRate: c.learningRate, epochs: c.epochs })), rungRounds: o.selection.rungRounds }
+  for (const c of o.selection?.candidates ?? []) {
+    const problem = c.width === undefined ? null : widthProblem(modelId, c.width)
+    if (problem !== null) throw new ConfigError(`recipe selection: ${problem}`)
+  }
+  // a candidate of another width pins that model's size and initial weights as params.model does its own
+  if (o.selection !== undefined) params.selection = sizedCandidates(o.selection, width => { const m = buildModel({ id: modelId, height: size, width: size, channels, classes, seed, widthFactor: width }); try { return flattenWeights(m) } finally { m.dispose() } })
   if (o.inferenceClients !== undefined && o.inferenceClients.length > 0) params.inference = { clients: o.inferenceClients }
   if (o.dp !== undefined) params.dp = { enabled: true, epsilon: o.dp.epsilon, delta: o.dp.delta ?? 1e-5, noiseMultiplier: o.dp.noise ?? 0, clipNorm: o.dp.clip ?? recipe.dpClip }
   const manifest = validateManifest({ version: 1, name: o.name, members: o.members, params })

@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os'
 import { hex } from '../protocol/codec.ts'
 import type { Manifest, TrainingParams } from '../protocol/manifest.ts'
 import { initialState, stateHash } from '../protocol/model.ts'
+import { candidateWidths } from '../protocol/selection.ts'
 import { PrivacyBudget, deriveKey, seededRandom, systemRandom, type RandomSource } from '../privacy/index.ts'
 import { describeBackend } from '../training/backend.ts'
 import type { Logger } from './logger.ts'
@@ -19,7 +20,8 @@ import { readSiteData } from './dataset.ts'
 
 export function siteSpec (manifest: Manifest): SiteSpec {
   const { model, dp } = manifest.params
-  return { model: { id: model.id as ModelId, seed: model.seed }, input: model.input, classes: model.classes, schedule: manifest.params.training.schedule === 'constant' ? { kind: 'constant' } : { kind: manifest.params.training.schedule, rounds: manifest.params.training.rounds }, dp: dp.enabled ? { noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm, plannedRounds: manifest.params.training.rounds } : null }
+  const widths = candidateWidths(manifest.params.selection)
+  return { model: { id: model.id as ModelId, seed: model.seed, ...(widths.length > 0 ? { widthFactors: widths } : {}) }, input: model.input, classes: model.classes, schedule: manifest.params.training.schedule === 'constant' ? { kind: 'constant' } : { kind: manifest.params.training.schedule, rounds: manifest.params.training.rounds }, dp: dp.enabled ? { noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm, plannedRounds: manifest.params.training.rounds } : null }
 }
 
 /**
@@ -92,6 +94,15 @@ export async function openSite (manifest: Manifest, config: NodeConfig, randomne
   if (m.init === undefined && hex(stateHash(initialState(site.initialWeights()))) !== m.initialHash) {
     await site.close()
     throw new ConfigError(`the model built here (${m.id}, seed ${m.seed}) does not match the manifest's initial hash: a different medmesh or TF.js version?`)
+  }
+  // each candidate of another width (recipe selection) pins its model's size and hash as params.model does
+  for (const c of manifest.params.selection?.candidates ?? []) {
+    if (c.width === undefined) continue
+    const w = site.initialWeights(c.width)
+    if (w.length !== c.size || hex(stateHash(initialState(w))) !== c.initialHash) {
+      await site.close()
+      throw new ConfigError(`the model built here at width ${c.width} (${m.id}, seed ${m.seed}: ${w.length} weights) does not match the manifest's candidate (${c.size} weights and its initial hash): a different medmesh or TF.js version?`)
+    }
   }
   return site
 }

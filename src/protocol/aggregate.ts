@@ -17,7 +17,7 @@ import { encodeState, stateHash, type GlobalState } from './model.ts'
 import type { RevealBody } from './messages.ts'
 import { strategyFor } from './strategy/index.ts'
 import { encodeValidation, validationFigures, validationLength } from './validation.ts'
-import { partsOf, type SelectionParams } from './selection.ts'
+import type { SelectionParams } from './selection.ts'
 
 export interface RevealedShares {
   /** per survivor: shares of its self-mask seed */
@@ -73,6 +73,8 @@ export interface AggregationInput {
   kind: 'update' | 'stats' | 'eval'
   /** the certified state the updates were trained from */
   state: GlobalState
+  /** the candidates' models `state` holds while recipe selection runs (absent: 1): an eval round's sets of figures */
+  parts?: number
   survivors: readonly number[]
   dropped: readonly number[]
   shares: Pick<RevealedShares, 'selfMaskShares' | 'keyShares'>
@@ -153,7 +155,7 @@ export function aggregateFromSum (a: Omit<AggregationInput, 'shares' | 'adverts'
     // validation counts are exact integers: their sum is the pooled counts; the state is unchanged
     // (one set of figures per candidate while recipe selection runs, selection.ts)
     const layout = { classes: a.params.model.classes, bins: a.params.validation.bins }
-    const parts = partsOf(a.params, a.state.weights.length)
+    const parts = a.parts ?? 1
     const length = validationLength(layout)
     const sets = Array.from({ length: parts }, (_, i) => encodeValidation(validationFigures(sum.subarray(i * length, (i + 1) * length), layout)))
     extra = new Uint8Array(sets.reduce((n, b) => n + b.length, 0))

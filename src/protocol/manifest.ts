@@ -285,7 +285,7 @@ export function validateManifest (m: unknown): Manifest {
   if (p.training.augmentation !== undefined && !(AUGMENTATIONS as readonly string[]).includes(p.training.augmentation as string)) fail(`params.training.augmentation must be one of ${AUGMENTATIONS.join(', ')}`)
   if (p.slicing !== undefined) validateSlicing(p.slicing, p.minParticipants)
   if (p.selection !== undefined) {
-    const problem = selectionProblem(p.selection, { rounds: p.training.rounds as number, weightDecay: p.training.weightDecay as number | undefined, dp: p.dp.enabled as boolean })
+    const problem = selectionProblem(p.selection, { rounds: p.training.rounds as number, weightDecay: p.training.weightDecay as number | undefined, dp: p.dp.enabled as boolean, model: p.model })
     if (problem !== null) fail(problem)
   }
   if (p.inference !== undefined) validateInferenceClients(p.inference, seen)

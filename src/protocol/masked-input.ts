@@ -7,7 +7,6 @@
  */
 import type { ProtocolParams } from './manifest.ts'
 import { validationLength } from './validation.ts'
-import { partsOf } from './selection.ts'
 import { encodeCounts, encodeWeightedUpdate, maskInPlace, pairwiseMaskSeed, pairwiseSign, type RandomSource, type WeightedUpdateParams } from '../privacy/index.ts'
 
 export interface MaskedInputSpec {
@@ -34,9 +33,9 @@ export interface MaskedInputSpec {
 export const statsLength = (channels: number, classes: number): number => 2 * channels + classes
 
 /** Words of a masked input in a round of this kind: the vector and its weight (or sample count). */
-export function inputLength (kind: 'update' | 'stats' | 'eval', p: Pick<ProtocolParams, 'model' | 'validation' | 'selection'>, modelSize: number): number {
-  // an eval round during recipe selection carries each candidate's counts, side by side
-  const size = kind === 'update' ? modelSize : kind === 'eval' ? partsOf(p, modelSize) * validationLength({ classes: p.model.classes, bins: p.validation.bins }) : statsLength(p.model.input.channels, p.model.classes)
+export function inputLength (kind: 'update' | 'stats' | 'eval', p: Pick<ProtocolParams, 'model' | 'validation'>, modelSize: number, parts = 1): number {
+  // an eval round during recipe selection carries the counts of each candidate's model the state holds (`parts`), side by side
+  const size = kind === 'update' ? modelSize : kind === 'eval' ? parts * validationLength({ classes: p.model.classes, bins: p.validation.bins }) : statsLength(p.model.input.channels, p.model.classes)
   return size + 1
 }
 

@@ -37,6 +37,8 @@ export interface NetOptions {
   bandwidthBytesPerMs?: number
   /** the model's initial weights (default: a small synthetic vector of modelSize) */
   initialWeights?: Float32Array
+  /** the initial weights of the model at another width (recipe selection's candidates of other widths) */
+  initialOf?: (width: number) => Float32Array
   /** see PeerOptions.adaptiveTimeouts */
   adaptiveTimeouts?: boolean
   /** members that check everything (PeerOptions.checkAll) */
@@ -83,7 +85,7 @@ export class MemNet {
     params.timeouts = { phaseMs: 500, roundMs: 20_000 }
     o.params?.(params)
     this.manifest = validateManifest({ version: 1, name: 'test consortium', members: ids.map((id, i) => ({ peerId: id.peerId, name: `hospital ${i}` })), params })
-    this.initial = selectionStartState(initial, this.manifest.params.selection)
+    this.initial = selectionStartState(initial, this.manifest.params.selection, o.initialOf)
     // member index = position in the manifest's canonical order
     this.identities = this.manifest.members.map(m => ids.find(id => id.peerId === m.peerId)!)
     this.online = this.identities.map(() => true)

@@ -24,7 +24,7 @@ import { adaptiveWait } from './lateness.ts'
 import { Presence, absentMembers } from './presence.ts'
 import { inputMayGo } from './input-gate.ts'
 import { route } from './routing.ts'
-import { roundStartState } from './selection.ts'
+import { roundCandidates, roundStartState } from './selection.ts'
 
 export type { PeerAction, RoundKind } from './actions.ts'
 
@@ -87,6 +87,8 @@ export class ProtocolPeer {
   get roundState (): GlobalState { return this.#current === null || this.#current.done ? this.state : this.#current.state }
   /** What a round of this kind starts from (selection.ts roundStartState). */
   #baseState (round: number, kind: RoundKind): GlobalState { return roundStartState(this.ledger.entries, this.manifest.params, round, kind, this.state, this.fetchingState) }
+  /** How many candidates' models that state holds (recipe selection; 1 without it). */
+  #baseParts (round: number, kind: RoundKind): number { return roundCandidates(this.ledger.entries, this.manifest.params, round, kind)?.length ?? 1 }
   get peerId (): string { return this.#o.identity.peerId }
   get #me (): number { return memberIndex(this.manifest, this.#o.identity.peerId) }
 
@@ -147,6 +149,7 @@ export class ProtocolPeer {
       round,
       prev: this.ledger.head,
       state: this.#baseState(round, kind),
+      parts: this.#baseParts(round, kind),
       kind,
       rng: this.#o.rng, now: this.#now,
       lastSurvivors: this.ledger.entries.at(-1)?.header.survivors, behind: this.ledger.lastRound < round - 1,
@@ -237,7 +240,7 @@ export class ProtocolPeer {
         this.#pendingState = null // (before the base state: no stand-in now)
         // the round after the ledger's head moves onto it (an older one's base is another round's)
         const cur = this.#current
-        if (cur !== null && cur.round === this.ledger.lastRound + 1) cur.rebase(this.ledger.head, this.#baseState(cur.round, cur.kind))
+        if (cur !== null && cur.round === this.ledger.lastRound + 1) cur.rebase(this.ledger.head, this.#baseState(cur.round, cur.kind), this.#baseParts(cur.round, cur.kind))
         this.#askInput()
       }
     }
@@ -295,7 +298,7 @@ export class ProtocolPeer {
   #followHead (): void {
     const cur = this.#current
     if (cur === null || cur.done || cur.round !== this.ledger.lastRound + 1 || equalBytes(cur.prev, this.ledger.head)) return
-    if (!cur.rebase(this.ledger.head, this.#baseState(cur.round, cur.kind))) this.#actions.push({ type: 'reject', code: 'stale-round', reason: `round ${cur.round} was aggregated on a stale ledger head; following the others`, peer: -1 })
+    if (!cur.rebase(this.ledger.head, this.#baseState(cur.round, cur.kind), this.#baseParts(cur.round, cur.kind))) this.#actions.push({ type: 'reject', code: 'stale-round', reason: `round ${cur.round} was aggregated on a stale ledger head; following the others`, peer: -1 })
   }
 
   /**

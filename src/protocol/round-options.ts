@@ -17,6 +17,8 @@ export interface RoundOptions {
   /** hash of the last certificate (the consortium id before the first) */
   prev: Uint8Array
   state: GlobalState
+  /** the candidates' models `state` holds while recipe selection runs (selection.ts roundCandidates; absent: 1) */
+  parts?: number
   kind: Exclude<CertificateKind, 'membership'>
   rng: RandomSource
   now: number

@@ -43,7 +43,7 @@ export type { RoundOptions } from './round-options.ts'
 export class Round {
   readonly #o: Readonly<RoundOptions>
   /** the ledger head this round extends and the state it trains from (a late certificate can move both: rebase) */
-  #head: { prev: Uint8Array, state: GlobalState }
+  #head: { prev: Uint8Array, state: GlobalState, parts: number }
   #now: number
   readonly me: number
   readonly n: number
@@ -73,7 +73,7 @@ export class Round {
   constructor (o: RoundOptions) {
     this.#o = o
     this.#outbox = new RoundOutbox(o.round)
-    this.#head = { prev: o.prev, state: o.state }
+    this.#head = { prev: o.prev, state: o.state, parts: o.parts ?? 1 }
     this.#now = o.now
     this.n = o.manifest.members.length
     this.#messages = new RoundMessages({ consortium: o.consortium, memberKeys: o.memberKeys }, o.round, this.n)
@@ -127,13 +127,14 @@ export class Round {
    * A certificate for the previous round arrived late (this peer had aborted it): take the new
    * ledger head and state, if the aggregate has not been formed yet. Returns whether it could.
    * A state of another length (recipe selection: a rung's decision this peer learnt late) changes
-   * the input length and the slices too: only while no masked input was given or seen.
+   * the input length and the slices too: only while no masked input was given or seen. `parts`:
+   * the candidates' models the new state holds (1 without selection).
    */
-  rebase (prev: Uint8Array, state: GlobalState): boolean {
+  rebase (prev: Uint8Array, state: GlobalState, parts = 1): boolean {
     if (this.#progress.result !== undefined) return false
-    const resized = state.weights.length !== this.#head.state.weights.length
+    const resized = state.weights.length !== this.#head.state.weights.length || parts !== this.#head.parts
     if (resized && (this.#input !== null || this.#maskedInputSeen)) return false
-    this.#head = { prev, state }
+    this.#head = { prev, state, parts }
     if (resized) this.#exchange = this.#newExchange()
     for (const m of this.#deferred.settle()) this.#dispatchOrReject(m)
     return true
@@ -329,7 +330,7 @@ export class Round {
   }
 
   #inputLength (): number {
-    return inputLength(this.#o.kind, this.#o.manifest.params, this.#head.state.weights.length)
+    return inputLength(this.#o.kind, this.#o.manifest.params, this.#head.state.weights.length, this.#head.parts)
   }
 
   #sendMaskedInput (M: Proposal): void {
@@ -362,7 +363,7 @@ export class Round {
     this.#outbox.rejectAll(step.rejects)
     if (step.sum === null) return
     const { consortium, round, kind } = this.#o
-    const result = aggregateFromSum({ consortium, round, kind, prev: this.#head.prev, state: this.#head.state, survivors: U3.members, params: this.#o.manifest.params }, step.sum.words, step.sum.sliceHashes)
+    const result = aggregateFromSum({ consortium, round, kind, prev: this.#head.prev, state: this.#head.state, parts: this.#head.parts, survivors: U3.members, params: this.#o.manifest.params }, step.sum.words, step.sum.sliceHashes)
     this.#progress.result = result
     const gone = M.members.length - U3.members.length
     this.#setPhase('commit', `aggregated ${U3.members.length} inputs${this.#exchange.described}${gone > 0 ? `, removed masks of ${gone} dropped` : ''}`)

@@ -9,7 +9,8 @@ import { selectBackend, type BackendChoice } from './backend.ts'
 import { fitData, type SiteData } from './site-data.ts'
 import { classFrequencies, normalisation, pixelStats, statsVector, type Normalisation } from './data/stats.ts'
 import { learningRateAt, type LrSchedule } from './schedule.ts'
-import { buildModel, countParameters, flattenWeights, setFlatWeights, type ModelId, type ModelSpec } from './models.ts'
+import { buildModel, flattenWeights, setFlatWeights, type ModelId, type ModelSpec } from './models.ts'
+import { ModelVariants } from './model-variants.ts'
 import { LocalTrainer, type DataParallel, type TrainResult } from './trainer.ts'
 import { localSteps } from './train-options.ts'
 import type { CandidateRecipe } from './candidates.ts'
@@ -108,30 +109,15 @@ export class Site {
   #calibrated: number | null = null
 
   /** The weights the model (or its variant of this width) starts from, flattened: the same on every site for one spec. */
-  initialWeights (widthFactor = 1): Float32Array { return flattenWeights(this.#variant(widthFactor).model) }
+  initialWeights (widthFactor = 1): Float32Array { return flattenWeights(this.#variants.at(widthFactor).model) }
 
-  /** the model at each other width this site was asked for, with a trainer that judges it (built when first needed) */
-  readonly #variants = new Map<number, { model: tfl.LayersModel, trainer: LocalTrainer }>()
-
-  #variant (widthFactor: number): { model: tfl.LayersModel, trainer: LocalTrainer } {
-    if (widthFactor === 1) return { model: this.model, trainer: this.trainer }
-    let v = this.#variants.get(widthFactor)
-    if (v === undefined) {
-      const model = buildModel(modelSpecOf(this.spec, widthFactor))
-      v = { model, trainer: new LocalTrainer(model) }
-      this.#variants.set(widthFactor, v)
-    }
-    return v
+  /** the site's model and its other widths (spec.model.widthFactors), each with a trainer that judges it */
+  get #variants (): ModelVariants {
+    this.#variantsOnce ??= new ModelVariants(modelSpecOf(this.spec), this.spec.model.widthFactors, { model: this.model, trainer: this.trainer })
+    return this.#variantsOnce
   }
 
-  /** The model these weights are of: the site's own, or the variant (spec.model.widthFactors) whose size they have; each width's size differs. */
-  #variantFor (weights: Float32Array): { model: tfl.LayersModel, trainer: LocalTrainer } {
-    for (const f of [1, ...(this.spec.model.widthFactors ?? [])]) {
-      const v = this.#variant(f)
-      if (countParameters(v.model) === weights.length) return v
-    }
-    throw new Error(`no model of this site has ${weights.length} weights (${this.spec.model.id} at widths ${[1, ...(this.spec.model.widthFactors ?? [])].join(', ')})`)
-  }
+  #variantsOnce: ModelVariants | undefined
 
   /** The statistics round's input: [mean, mean of squares] of the pixels for each channel, then each class's fraction of the images, and the image count. */
   statsInput (): { values: number[], count: number } {
@@ -151,7 +137,7 @@ export class Site {
   readonly #candidateTrainers = new Map<number, LocalTrainer>()
 
   #trainerFor (recipe: CandidateRecipe | undefined, weights: Float32Array): LocalTrainer {
-    const variant = recipe?.widthFactor !== undefined ? this.#variant(recipe.widthFactor) : this.#variantFor(weights)
+    const variant = recipe?.widthFactor !== undefined ? this.#variants.at(recipe.widthFactor) : this.#variants.forWeights(weights)
     if (recipe === undefined) return variant.trainer
     let t = this.#candidateTrainers.get(recipe.candidate)
     if (t === undefined) { t = new LocalTrainer(variant.model); this.#candidateTrainers.set(recipe.candidate, t) }
@@ -194,17 +180,16 @@ export class Site {
 
   /** Free the model's and the optimiser's tensors (a node that stops inside a longer-lived process). */
   dispose (): void {
-    this.trainer.dispose()
     for (const t of this.#candidateTrainers.values()) t.dispose()
-    for (const v of this.#variants.values()) { v.trainer.dispose(); v.model.dispose() }
-    this.model.dispose()
+    // the site's own model and trainer with the other widths'
+    this.#variants.dispose()
   }
 
   /** Class probabilities (N × classes) of the model with these weights on a split, with the true labels; null without that split. */
   predictions (weights: Float32Array, split: 'val' | 'test'): { probs: Float32Array, labels: Int32Array } | null {
     const d = this.data[split]
     if (d === null) return null
-    const v = this.#variantFor(weights)
+    const v = this.#variants.forWeights(weights)
     setFlatWeights(v.model, weights)
     return { probs: v.trainer.predict(d, this.norm), labels: d.labels }
   }
@@ -212,7 +197,7 @@ export class Site {
   evaluate (weights: Float32Array, split: 'val' | 'test'): ClinicalMetrics | null {
     const d = this.data[split]
     if (d === null) return null
-    const v = this.#variantFor(weights)
+    const v = this.#variants.forWeights(weights)
     setFlatWeights(v.model, weights)
     return v.trainer.evaluate(d, this.norm)
   }

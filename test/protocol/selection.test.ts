@@ -2,11 +2,11 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { MemNet, mulberry32 } from './harness.ts'
-import { decodeCandidateFigures, keepParts, roundBaseState, selectionAt, selectionProblem, selectionRounds, selectionStartState, type SelectionParams } from '../../src/protocol/selection.ts'
+import { candidateRecipe, decodeCandidateFigures, keepParts, roundBaseState, roundCandidates, selectionAt, selectionFromFlags, selectionProblem, selectionRounds, selectionStartState, sizedCandidates, stateCandidates, widthOfWeights, type SelectionParams } from '../../src/protocol/selection.ts'
 import { decodeValidation, encodeValidation, modelRoundOf, roundKind, validationCounts, validationHistory, type ValidationFigures } from '../../src/protocol/validation.ts'
 import { statsLength } from '../../src/protocol/masked-input.ts'
 import { hex } from '../../src/protocol/codec.ts'
-import { stateHash } from '../../src/protocol/model.ts'
+import { initialState, stateHash } from '../../src/protocol/model.ts'
 import { validateManifest } from '../../src/protocol/manifest.ts'
 import type { LedgerEntry } from '../../src/protocol/ledger.ts'
 
@@ -70,12 +70,12 @@ test('the state\'s parts: K copies of the initial weights; keepParts picks the k
   assert.equal([...start.weights], [1, 2, 3, 1, 2, 3, 1, 2, 3])
   assert.is(selectionStartState(initial, undefined), initial)
   const s = { weights: Float32Array.from({ length: 9 }, (_, i) => i), optimizer: [Float32Array.from({ length: 9 }, (_, i) => 10 * i)], step: 4 }
-  const kept = keepParts(s, 3, [0, 1, 2], [0, 2])
+  const kept = keepParts(s, () => 3, [0, 1, 2], [0, 2])
   assert.equal([...kept.weights], [0, 1, 2, 6, 7, 8])
   assert.equal([...kept.optimizer[0]], [0, 10, 20, 60, 70, 80])
   assert.is(kept.step, 4)
-  assert.throws(() => keepParts(s, 4, [0, 1, 2], [0]), /not 3 candidates of 4/)
-  assert.throws(() => keepParts(s, 3, [0, 1, 2], [5]), /candidate 5/)
+  assert.throws(() => keepParts(s, () => 4, [0, 1, 2], [0]), /is not candidates 0, 1, 2 \(12 weights\)/)
+  assert.throws(() => keepParts(s, () => 3, [0, 1, 2], [5]), /candidate 5/)
   assert.is(decodeCandidateFigures(encodeValidation(figures(0.7)), 2), null, 'one set of figures is not two')
   assert.is(decodeCandidateFigures(new Uint8Array(0), 2), null)
 })
@@ -189,6 +189,73 @@ test('an eval round that ends a rung aborts everywhere: the next model round (ev
   assert.equal(JSON.stringify(progress.decisions.map(d => [d.evals, d.live])), JSON.stringify([[0, [0, 1, 2]], [1, [1, 2]], [1, [1]]]), 'rung 1 had no certified eval round: all three went on to rung 2')
   assert.is(net.peers[0].state.weights.length, 2 * SIZE, 'round 5 (model round 3) trained the two kept after rung 2')
   assert.is(new Set(net.peers.map(p => hex(p.ledger.head))).size, 1)
+})
+
+// the model (6 weights) and two other widths of it: 3 and 12 weights, each from its own initial weights
+const WIDE: SelectionParams = sizedCandidates({ candidates: [{ learningRate: 1e-3, epochs: 1 }, { learningRate: 1e-3, epochs: 1, width: 0.5 }, { learningRate: 1e-3, epochs: 1, width: 2 }], rungRounds: 1 }, w => Float32Array.from({ length: w === 0.5 ? 3 : 12 }, (_, i) => w * 100 + i))
+const widthInitial = (w: number): Float32Array => Float32Array.from({ length: w === 0.5 ? 3 : 12 }, (_, i) => w * 100 + i)
+
+test('candidates of other widths: sized from their initial weights, validated, parsed from --select, their parts of unequal length', () => {
+  assert.equal(WIDE.candidates.map(c => c.size), [undefined, 3, 12])
+  assert.is(WIDE.candidates[1].initialHash, hex(stateHash(initialState(widthInitial(0.5)))))
+  const ok = { rounds: 10, dp: false, model: { size: 6 } }
+  assert.is(selectionProblem(WIDE, ok), null)
+  const withOne = (c: object): SelectionParams => ({ ...WIDE, candidates: [WIDE.candidates[0], { ...WIDE.candidates[1], ...c }] })
+  assert.match(selectionProblem(withOne({ width: 0.3 }), ok) ?? '', /multiple of 0\.25/)
+  assert.match(selectionProblem(withOne({ width: 1 }), ok) ?? '', /other than 1/)
+  assert.match(selectionProblem(withOne({ size: undefined }), ok) ?? '', /size must be/)
+  assert.match(selectionProblem(withOne({ initialHash: 'ab' }), ok) ?? '', /initialHash/)
+  assert.match(selectionProblem({ ...WIDE, candidates: [WIDE.candidates[0], { learningRate: 1e-3, epochs: 1, size: 3 }] }, ok) ?? '', /go with a width/)
+  assert.match(selectionProblem(withOne({ size: 6 }), ok) ?? '', /two widths give models of the same size/)
+  assert.match(selectionProblem({ ...WIDE, candidates: [...WIDE.candidates, { ...WIDE.candidates[1], size: 4 }] }, ok) ?? '', /two candidates of width 0\.5 give different sizes/)
+  assert.match(selectionProblem(WIDE, { ...ok, model: { size: 6, init: 'weights from w.bin' } }) ?? '', /cannot try other widths/)
+  assert.is(selectionProblem({ candidates: [{ learningRate: 1e-3, epochs: 1 }, { learningRate: 1e-3, epochs: 1, width: 2 }], rungRounds: 1 }, { ...ok, unsized: true }), null, 'before sizing (the flags)')
+  const flags = selectionFromFlags('1e-3,3e-3:2,1e-3::0.5,1e-3:1:2', undefined, { learningRate: 1e-3, epochs: 3 })
+  assert.equal('selection' in flags ? flags.selection?.candidates : flags, [{ learningRate: 1e-3, epochs: 3 }, { learningRate: 3e-3, epochs: 2 }, { learningRate: 1e-3, epochs: 3, width: 0.5 }, { learningRate: 1e-3, epochs: 1, width: 2 }])
+  assert.ok('error' in selectionFromFlags('1e-3:1:x', undefined, { learningRate: 1e-3, epochs: 1 }))
+  // the start: each candidate's own initial weights, side by side
+  const start = selectionStartState({ weights: Float32Array.of(1, 2, 3, 4, 5, 6), optimizer: [], step: 0 }, WIDE, widthInitial)
+  assert.equal([...start.weights], [1, 2, 3, 4, 5, 6, 50, 51, 52, ...widthInitial(2)])
+  assert.throws(() => selectionStartState({ weights: new Float32Array(6), optimizer: [], step: 0 }, WIDE), /needs that width's initial weights/)
+  assert.throws(() => selectionStartState({ weights: new Float32Array(6), optimizer: [], step: 0 }, WIDE, () => new Float32Array(5)), /the manifest says 3/)
+  const p = { selection: WIDE, model: { size: 6, classes: 2 } }
+  const kept = keepParts(start, c => [6, 3, 12][c], [0, 1, 2], [1, 2])
+  assert.equal([...kept.weights], [50, 51, 52, ...widthInitial(2)])
+  assert.equal(candidateRecipe(p, 2), { candidate: 2, learningRate: 1e-3, epochs: 1, widthFactor: 2, size: 12 })
+  assert.is(widthOfWeights(p, 6), 1)
+  assert.is(widthOfWeights(p, 12), 2)
+  assert.is(widthOfWeights(p, 21), null, 'three models side by side are no one model')
+})
+
+test('a selection among widths under secure aggregation: every part its own length, the parts dropped by their sizes, the winner of another width goes on alone', () => {
+  const skill = [1, 0.3, 3] // the widest learns best
+  const p = { selection: WIDE, model: { size: 6, classes: 2 } }
+  const net: MemNet = new MemNet({
+    n: 4, seed: 11, modelSize: 6, kindOf: roundKind, lastRound: 6, initialOf: widthInitial,
+    params: q => { q.validation = { bins: LAYOUT.bins, patience: 0 }; q.training.rounds = 4; q.selection = WIDE },
+    input: (member, round, kind): { values: ArrayLike<number>, count: number } | null => {
+      const peer = net.peers[member]
+      if (kind === 'stats') return { values: new Float64Array(statsLength(1, 2)).fill(0.5), count: 10 }
+      const live = roundCandidates(peer.ledger.entries, p, round, kind)!
+      const sizes = live.map(c => [6, 3, 12][c])
+      assert.is(peer.roundState.weights.length, sizes.reduce((a, b) => a + b, 0), `round ${round}: the state is the live candidates' parts`)
+      if (kind === 'update') return { values: Float32Array.from(live.flatMap((c, i) => Array.from({ length: sizes[i] }, () => deltaOf(c)))), count: 20_000 }
+      return { values: Float64Array.from(live.flatMap(c => [...validationCounts(...Object.values(scores(40, 100 * member + c + round, skill[c])) as [Float32Array, Int32Array], LAYOUT)])), count: 40 }
+    }
+  })
+  assert.is(net.initial.weights.length, 21)
+  net.startAll()
+  net.run(() => net.peers.every(q => q.ledger.lastRound >= 6))
+  const entries = net.peers[0].ledger.entries
+  assert.equal(entries.map(e => e.header.kind), ['stats', 'update', 'eval', 'update', 'eval', 'update', 'eval'])
+  const progress = selectionAt(entries, WIDE, 2, 4)
+  assert.is(progress.winner, 2)
+  assert.equal(stateCandidates(entries, p), [2])
+  const final = net.peers[0].state
+  assert.is(final.weights.length, 12, 'the width ×2 model alone')
+  for (let i = 0; i < 12; i++) assert.ok(Math.abs(final.weights[i] - widthInitial(2)[i] - 3 * deltaOf(2)) < 1e-3, `weight ${i}: ${final.weights[i]}`)
+  assert.ok(net.peers.every(q => hex(stateHash(q.state)) === hex(stateHash(final))), 'every member holds the same state')
+  assert.is(widthOfWeights(p, final.weights.length), 2)
 })
 
 test('a manifest with selection under DP is refused, and with selection that fits its rounds accepted', () => {

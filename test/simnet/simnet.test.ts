@@ -6,6 +6,8 @@ import { join } from 'node:path'
 import { runSimnet } from '../../scripts/simnet/simnet.ts'
 import { BUNDLED_RETINAMNIST } from '../../src/training/data/npz.ts'
 import { validationLength } from '../../src/protocol/validation.ts'
+import { buildModel, countParameters } from '../../src/training/models.ts'
+import { exportModel } from '../../src/node/export.ts'
 
 test('tcp: a small consortium of node processes runs end to end, writes a report whose figures agree with its run, and repeats given its seed', async () => {
   const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
@@ -53,11 +55,11 @@ test('tcp: a small consortium of node processes runs end to end, writes a report
   }
 })
 
-test('tcp: the consortium chooses its recipe: two candidates trained side by side, one dropped after the first rung, the winner trained on; the log, the report and the nodes say so', async () => {
+test('tcp: the consortium chooses its recipe: two candidates (the second at half the model\'s width) trained side by side, one dropped after the first rung, the winner trained on; the log, the report and the nodes say so', async () => {
   const out = mkdtempSync(join(tmpdir(), 'medmesh-simnet-'))
   try {
     const lines: string[] = []
-    const code = await runSimnet(['--nodes', '3', '--rounds', '3', '--epochs', '0.2', '--partition', 'iid', '--select', '1e-3,3e-3', '--rung-rounds', '1', '--no-baselines', '--out', out], s => lines.push(s))
+    const code = await runSimnet(['--nodes', '3', '--rounds', '3', '--epochs', '0.2', '--partition', 'iid', '--select', '1e-3,3e-3::0.5', '--rung-rounds', '1', '--no-baselines', '--out', out], s => lines.push(s))
     assert.is(code, 0, lines.join('\n'))
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'))
     assert.ok(report.agree, 'no conflicting certificates')
@@ -71,13 +73,28 @@ test('tcp: the consortium chooses its recipe: two candidates trained side by sid
     assert.is(report.rounds[0].metrics, null)
     assert.ok(report.rounds[2].metrics.auc > 0.7, `the winner's model: ${JSON.stringify(report.rounds[2].metrics)}`)
     assert.ok(report.chosenRound >= 2)
-    // each model round's masked vector: two models side by side in round 1, one after
-    assert.is(report.rounds[0].bytesByKind['masked-vector'] - report.rounds[1].bytesByKind['masked-vector'], 3 * 2 * (report.config.modelBytes + 4 * validationLength({ classes: 2, bins: 1000 })))
+    // each model round's masked vector: two models side by side in round 1 (the model and its half-width variant), the winner's alone after
+    const half = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, channels: 1, classes: 2, seed: 1, widthFactor: 0.5 })
+    const halfBytes = 4 * countParameters(half)
+    half.dispose()
+    assert.ok(halfBytes < report.config.modelBytes / 2)
+    const loserBytes = s.winner.candidate === 1 ? halfBytes : report.config.modelBytes
+    assert.is(report.rounds[0].bytesByKind['masked-vector'] - report.rounds[1].bytesByKind['masked-vector'], 3 * 2 * (loserBytes + 4 * validationLength({ classes: 2, bins: 1000 })))
     // the decision line names both candidates (in the manifest's order, each kept or dropped) and then the winner
-    assert.ok(lines.some(l => /recipe selection, rung 1 \(model rounds 1-1\).* dropped;.* #[12] \(lr 0\.00[13], [0-9.]+ epoch\(s\)\) is the consortium's recipe from now on/.test(l)), lines.join('\n'))
+    assert.ok(lines.some(l => /recipe selection, rung 1 \(model rounds 1-1\).* dropped;.* #[12] \(lr 0\.00[13], [0-9.]+ epoch\(s\)(, width ×0\.5)?\) is the consortium's recipe from now on/.test(l)), lines.join('\n'))
     const log = readFileSync(join(out, 'nodes', 'hospital-0.log'), 'utf8')
-    assert.match(log, /trained \d+ images for 2 candidate recipes \(#1 lr 0\.001/)
-    assert.match(readFileSync(join(out, 'report.html'), 'utf8'), /recipe selection among #1 \(lr 0\.001, 0\.2 epoch\(s\)\), #2 \(lr 0\.003, 0\.2 epoch\(s\)\)/)
+    assert.match(log, /trained \d+ images for 2 candidate recipes \(#1 lr 0\.001 × 0\.2 epoch\(s\), #2 lr 0\.003 × 0\.2 epoch\(s\) at width ×0\.5\)/)
+    assert.match(readFileSync(join(out, 'report.html'), 'utf8'), /recipe selection among #1 \(lr 0\.001, 0\.2 epoch\(s\)\), #2 \(lr 0\.003, 0\.2 epoch\(s\), width ×0\.5\)/)
+    // the manifest the nodes ran pins the half-width model by its size and initial hash
+    const manifest = JSON.parse(readFileSync(join(out, 'nodes', 'manifest.json'), 'utf8')).manifest
+    assert.equal(manifest.params.selection.candidates[1].size * 4, halfBytes)
+    assert.match(manifest.params.selection.candidates[1].initialHash, /^[0-9a-f]{64}$/)
+    // a hospital exports the winner's model at the winner's width, and its card says which
+    const exported = await exportModel(join(out, 'nodes', 'hospital-0'), join(out, 'export'))
+    const card = exported.card as { model: { widthFactor: number, parameters: number } }
+    assert.is(card.model.widthFactor, s.winner.candidate === 2 ? 0.5 : 1)
+    assert.is(card.model.parameters * 4, s.winner.candidate === 2 ? halfBytes : report.config.modelBytes)
+    assert.match(readFileSync(join(out, 'export', 'MODEL_CARD.md'), 'utf8'), s.winner.candidate === 2 ? /at width ×0\.5 \(the width recipe selection chose\)/ : /A medmesh\/cnn-small model \(/)
   } finally {
     rmSync(out, { recursive: true, force: true })
   }

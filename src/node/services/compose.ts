@@ -13,7 +13,7 @@ import { consortiumId, memberIndex, type Manifest } from '../../protocol/manifes
 import { hex } from '../../protocol/codec.ts'
 import { modelRoundOf, roundKind } from '../../protocol/validation.ts'
 import { consortiumInitialWeights } from '../initial-weights.ts'
-import { partsOf, selectionAt, selectionStartState } from '../../protocol/selection.ts'
+import { candidateRecipe, candidateSize, selectionAt, selectionStartState, stateCandidates } from '../../protocol/selection.ts'
 import type { CandidateRecipe } from '../../training/candidates.ts'
 import type { NodeIdentity } from '../../privacy/index.ts'
 import type { TrainingSite } from '../../training/worker-site.ts'
@@ -94,7 +94,7 @@ export async function openNode (config: NodeConfig, clock: Clock = systemClock):
   const randomness = nodeRandomness(config, identity.exportSeed(), log)
   const site = await openSite(manifest, config, randomness, store.budget(), log)
   // with recipe selection, every candidate's model from the same initial weights (selection.ts)
-  const initial = selectionStartState({ weights: consortiumInitialWeights(manifest, dir, site), optimizer: [], step: 0 }, manifest.params.selection)
+  const initial = selectionStartState({ weights: consortiumInitialWeights(manifest, dir, site), optimizer: [], step: 0 }, manifest.params.selection, width => site.initialWeights(width))
   const peer = new ProtocolPeer({
     manifest, identity, rng: randomness.rng, initialState: initial, ledger: restored.ledger, state: restored.state ?? initial,
     kindOf: roundKind, inputFor: () => null, finished: roundsFinished({ rounds: config.rounds, patience: manifest.params.validation.patience }), firstRound: restored.firstRound,
@@ -172,12 +172,12 @@ export function composeServices (p: NodeParts, node: NodeHooks): NodeServices {
   return s
 }
 
-/** The training scheduler's view of recipe selection: each model round's candidates' recipes, and the parts of a state; undefined without selection. */
-function candidateRecipes (manifest: Manifest, ledger: () => Pick<Ledger, 'entries'>): { recipes: (round: number) => CandidateRecipe[], parts: (weights: number) => number } | undefined {
+/** The training scheduler's view of recipe selection: each model round's candidates' recipes, and the parts of the certified state; undefined without selection. */
+function candidateRecipes (manifest: Manifest, ledger: () => Pick<Ledger, 'entries'>): { recipes: (round: number) => CandidateRecipe[], stateParts: () => number[] } | undefined {
   const s = manifest.params.selection
   if (s === undefined) return undefined
   return {
-    recipes: round => selectionAt(ledger().entries, s, manifest.params.model.classes, modelRoundOf(round)).live.map(c => ({ candidate: c, ...s.candidates[c] })),
-    parts: weights => partsOf(manifest.params, weights)
+    recipes: round => selectionAt(ledger().entries, s, manifest.params.model.classes, modelRoundOf(round)).live.map(c => candidateRecipe(manifest.params, c)),
+    stateParts: () => (stateCandidates(ledger().entries, manifest.params) ?? [0]).map(c => candidateSize(manifest.params, c))
   }
 }

@@ -29,10 +29,10 @@ export interface TrainingComponents {
   weights: () => Float32Array
   /**
    * while the consortium chooses its recipe (protocol/selection.ts): the recipes of the candidates
-   * a model round trains, in their parts' order, and how many candidates' models a state of this
-   * many weights holds; absent without selection
+   * a model round trains, in their parts' order, and the sizes of the candidates' models the
+   * certified state holds (what an eval round judges); absent without selection
    */
-  candidates?: { recipes: (round: number) => CandidateRecipe[], parts: (weights: number) => number }
+  candidates?: { recipes: (round: number) => CandidateRecipe[], stateParts: () => number[] }
   /** whether the weights are the last certified ones (not still being fetched) */
   stateCurrent: () => boolean
   /** whether a certified state is being fetched: a model round trains only once it is held */
@@ -69,7 +69,7 @@ export interface TrainingScheduler extends Startable {
 
 /** The log line of a finished training: its images, time, rate, and the ε spent and early stop if any; the candidate recipes it trained, if several. */
 export function trainedMessage (round: number, t: TrainResult, recipes: readonly CandidateRecipe[] = []): string {
-  const candidates = recipes.length > 1 ? ` for ${recipes.length} candidate recipes (${recipes.map(r => `#${r.candidate + 1} lr ${r.learningRate} × ${r.epochs} epoch(s)`).join(', ')})` : ''
+  const candidates = recipes.length > 1 ? ` for ${recipes.length} candidate recipes (${recipes.map(r => `#${r.candidate + 1} lr ${r.learningRate} × ${r.epochs} epoch(s)${r.widthFactor === undefined ? '' : ` at width ×${r.widthFactor}`}`).join(', ')})` : ''
   return `round ${round}: trained ${t.examples} images${candidates} in ${t.seconds.toFixed(1)} s (${t.imagesPerSecond.toFixed(0)} images/s)${t.epsilon !== null ? `, ε spent ${t.epsilon.toFixed(3)}` : ''}${t.stoppedEarly !== null ? ` — ${t.stoppedEarly}` : ''}`
 }
 
@@ -79,7 +79,7 @@ async function sendValidationCounts (c: Pick<TrainingComponents, 'site' | 'round
   const weights = c.weights()
   let parts: Predictions[]
   try {
-    parts = await partPredictions(async w => await c.site.predictions(w, 'val'), weights, c.candidates?.parts(weights.length) ?? 1)
+    parts = await partPredictions(async w => await c.site.predictions(w, 'val'), weights, c.candidates?.stateParts() ?? 1)
   } catch (e) {
     if (running()) c.log.error(`round ${round}: validation failed, this node sends no input this round: ${(e as Error).message}`)
     return
@@ -94,7 +94,7 @@ async function sendValidationCounts (c: Pick<TrainingComponents, 'site' | 'round
 /** log the validation figures of the certified model of `round` (the weights are taken now; not while candidates' models are side by side: the eval certificate gives each one's pooled figures) */
 function logCertifiedValidation (c: Pick<TrainingComponents, 'site' | 'weights' | 'log' | 'candidates'>, round: number, model: string, running: () => boolean): void {
   const weights = c.weights()
-  if ((c.candidates?.parts(weights.length) ?? 1) > 1) return
+  if ((c.candidates?.stateParts().length ?? 1) > 1) return
   c.site.evaluate(weights, 'val').then(
     m => { if (m !== null && running()) c.log.info({ round, model, auc: m.auc, accuracy: m.accuracy }, `round ${round}: validation of the certified model ${model.slice(0, 12)}: ${formatMetrics(m)}`) },
     (e: Error) => { if (running()) c.log.warn(`round ${round}: validation of the certified model failed: ${e.message}`) })

@@ -10,7 +10,7 @@ import { ManualClock } from '../../../src/node/clock.ts'
 import { recordingLogger } from './stubs.ts'
 import type { CandidateRecipe } from '../../../src/training/candidates.ts'
 
-function setup (withBudget = false, candidates?: { recipes: (round: number) => CandidateRecipe[], parts: (weights: number) => number }) {
+function setup (withBudget = false, candidates?: { recipes: (round: number) => CandidateRecipe[], stateParts: () => number[] }) {
   const trained: Array<{ weights: Float32Array, round: number, recipe?: CandidateRecipe }> = []
   const inputs: Array<{ values: number[], count: number }> = []
   const clock = new ManualClock()
@@ -282,7 +282,7 @@ test('a model round waits while the certified state is being fetched, and trains
 const RECIPES: CandidateRecipe[] = [{ candidate: 0, learningRate: 1, epochs: 1 }, { candidate: 2, learningRate: 3, epochs: 2 }]
 
 test('while the recipe is chosen: each candidate\'s part trained with its recipe, the input their updates in order; eval counts per part', async () => {
-  const t = setup(false, { recipes: () => RECIPES, parts: n => n / 2 })
+  const t = setup(false, { recipes: () => RECIPES, stateParts: () => [2, 2] })
   t.held.weights = Float32Array.of(9, 9, 5, 5)
   t.scheduler.start()
   await t.due(1)
@@ -300,7 +300,7 @@ test('while the recipe is chosen: each candidate\'s part trained with its recipe
 })
 
 test('a rung decided while this node trained (the round\'s state shrank): the stale input is not sent, and it trains again from the new state', async () => {
-  const t = setup(false, { recipes: () => RECIPES.slice(0, t.held.weights.length / 2), parts: n => n / 2 })
+  const t = setup(false, { recipes: () => RECIPES.slice(0, t.held.weights.length / 2), stateParts: () => Array.from({ length: t.held.weights.length / 2 }, () => 2) })
   t.held.weights = Float32Array.of(9, 9, 5, 5)
   t.scheduler.start()
   const release = t.hold()

@@ -60,7 +60,8 @@ Simulate a consortium on one machine: real training, real secure aggregation and
   --training-workers W worker threads per node process, each batch split among them (tcp; default:
                        this machine's cores / hospitals, at least 1)
   --select C           federated recipe selection: 'default' (the learning rate, 3× and ⅓ of it) or
-                       LR[:EPOCHS],...; candidates train side by side, the worse half dropped by pooled
+                       LR[:EPOCHS[:WIDTH]],... (WIDTH: the model's width factor, e.g. 1e-3,1e-3::0.5);
+                       candidates train side by side, the worse half dropped by pooled
                        validation every R model rounds (--rung-rounds R, default 2); not with DP
   --slices S           sliced aggregation: each masked vector in S slices, each summed and unmasked
                        only by its aggregators; 0: all-to-all (default: 64 slices from 5 hospitals,

@@ -115,7 +115,8 @@ create options:
   --patience P            stop after P eval rounds without a better validation AUC (default 0: never)
   --select C              federated recipe selection: candidates trained side by side, the worse half dropped
                           by pooled validation every R model rounds; C is 'default' (the learning rate, 3× and
-                          ⅓ of it) or LR[:EPOCHS],LR[:EPOCHS],...   --rung-rounds R (default 2)
+                          ⅓ of it) or LR[:EPOCHS[:WIDTH]],... (WIDTH: the model's filters times this, a
+                          multiple of 0.25; e.g. 1e-3,1e-3::0.5,1e-3::2)   --rung-rounds R (default 2)
   --threshold T           Shamir threshold (default: a majority)
   --quorum Q              signatures that certify a round (default: the threshold)
   --min-participants M    fewest inputs ever aggregated (default: the threshold)

@@ -234,6 +234,33 @@ test('a restart removes the temporary files an interrupted write left, and nothi
 })
 
 test.after(() => rmSync(root, { recursive: true, force: true }))
+test('manifest create --select with widths: each other width pinned by its model\'s size and initial hash; a width the model lacks, or given weights, refused', async () => {
+  const dirs = ['w1', 'w2'].map(n => join(root, n))
+  const ids = dirs.map(d => cli('init', '--data-dir', d).stdout.trim())
+  const members = ids.flatMap((id, i) => ['--member', `${id}=h${i}`])
+  const file = join(root, 'widths.json')
+  const made = cli('manifest', 'create', '--name', 'w', ...members, '--out', file, '--select', '1e-3,1e-3::0.5,3e-3:1:2')
+  assert.is(made.status, 0, made.stderr)
+  const params = JSON.parse(readFileSync(file, 'utf8')).manifest.params
+  const { buildModel, flattenWeights } = await import('../../src/training/models.ts')
+  await (await import('../../src/training/backend.ts')).selectBackend('auto')
+  const { initialHashOf } = await import('../../src/node/initial-weights.ts')
+  const half = buildModel({ id: 'medmesh/cnn-small', height: 28, width: 28, channels: 1, classes: 2, seed: 1, widthFactor: 0.5 })
+  const w = flattenWeights(half); half.dispose()
+  assert.equal(params.selection.candidates[0], { learningRate: 1e-3, epochs: RECIPE.epochs })
+  assert.equal(params.selection.candidates[1], { learningRate: 1e-3, epochs: RECIPE.epochs, width: 0.5, size: w.length, initialHash: initialHashOf(w) })
+  assert.ok(params.selection.candidates[2].size > params.model.size, 'twice the width, more weights')
+  const he = cli('manifest', 'create', '--name', 'w', ...members, '--out', join(root, 'never.json'), '--model', 'medmesh/he-cnn', '--select', '1e-3,1e-3::2')
+  assert.is(he.status, 78); assert.match(he.stderr, /recipe selection: medmesh\/he-cnn has no width to scale/)
+  const odd = cli('manifest', 'create', '--name', 'w', ...members, '--out', join(root, 'never.json'), '--select', '1e-3,1e-3::0.3')
+  assert.is(odd.status, 78); assert.match(odd.stderr, /multiple of 0\.25/)
+  const folder = join(root, 'given-w'); mkdirSync(folder)
+  writeFileSync(join(folder, 'weights.bin'), new Uint8Array(new Float32Array(params.model.size).fill(0.01).buffer))
+  const given = cli('manifest', 'create', '--name', 'w', ...members, '--out', join(root, 'never.json'), '--init', folder, '--select', '1e-3,1e-3::2')
+  assert.is(given.status, 78); assert.match(given.stderr, /cannot try other widths/)
+  assert.not.ok(existsSync(join(root, 'never.json')))
+})
+
 test('manifest create --init: the consortium starts from given weights, pinned by hash; join needs the same file and keeps it', () => {
   const dirs = ['i1', 'i2'].map(n => join(root, n))
   const ids = dirs.map(d => cli('init', '--data-dir', d).stdout.trim())

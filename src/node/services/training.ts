@@ -100,6 +100,33 @@ function logCertifiedValidation (c: Pick<TrainingComponents, 'site' | 'weights' 
     (e: Error) => { if (running()) c.log.warn(`round ${round}: validation of the certified model failed: ${e.message}`) })
 }
 
+/** the round's training line: the local recipe, and whether each candidate recipe trains */
+function logTraining (c: Pick<TrainingComponents, 'site' | 'log'>, round: number, recipes: readonly CandidateRecipe[] | undefined): void {
+  const o = c.site.options
+  c.log.info({ round, epochs: o.epochs, batchSize: o.batchSize, minSteps: o.minSteps }, `round ${round}: training on ${o.epochs} epoch(s) of this hospital's data, batch ${o.batchSize}${o.minSteps === undefined ? '' : `, at least ${o.minSteps} steps`}${(recipes?.length ?? 1) > 1 ? ', for each candidate recipe' : ''}`)
+}
+
+/**
+ * Give the round this node's trained update (and keep the budget it spent); false when the round's
+ * state changed size while it trained, so that it must train again.
+ */
+function handOver (c: Pick<TrainingComponents, 'site' | 'log' | 'weights' | 'saveBudget' | 'metrics' | 'setInput'>, round: number, update: { values: Float32Array, count: number, train: TrainResult }, recipes?: CandidateRecipe[]): boolean {
+  if (update.values.length !== c.weights().length) {
+    // a rung's decision arrived while this node trained (it had begun the round without it): the
+    // round now trains fewer candidates; train again from the state it now holds
+    c.log.warn(`round ${round}: the round's state changed while this node trained (recipe selection dropped candidates); training again`)
+    return false
+  }
+  c.log.info(trainedMessage(round, update.train, recipes))
+  const budget = c.site.options.budget
+  if (budget !== null) {
+    c.saveBudget()
+    c.metrics.epsilon.set(budget.spent.epsilon)
+  }
+  c.setInput(update.values, update.count)
+  return true
+}
+
 export function createTrainingScheduler (c: TrainingComponents, init: TrainingInit = {}): TrainingScheduler {
   const later = (fn: () => void): void => { c.clock.setTimeout(fn, init.laterMs ?? 50) }
   /** the model round whose input is still to be trained, or -1 */
@@ -115,38 +142,19 @@ export function createTrainingScheduler (c: TrainingComponents, init: TrainingIn
     if (c.fetchingState?.() === true) { due = round; return }
     current = { round, since: c.clock.now() }
     const recipes = c.candidates?.recipes(round)
-    c.log.info({ round, epochs: c.site.options.epochs, batchSize: c.site.options.batchSize, minSteps: c.site.options.minSteps }, `round ${round}: training on ${c.site.options.epochs} epoch(s) of this hospital's data, batch ${c.site.options.batchSize}${c.site.options.minSteps === undefined ? '' : `, at least ${c.site.options.minSteps} steps`}${(recipes?.length ?? 1) > 1 ? ', for each candidate recipe' : ''}`)
+    logTraining(c, round, recipes)
     try {
-      if (recipes === undefined) handOver(round, await c.site.update(c.weights(), round, modelRoundOf(round)), c.site.lastTrain!)
-      else {
-        const u = await updateCandidates(c.site, c.weights(), recipes, round, modelRoundOf(round))
-        handOver(round, u, u.train, recipes)
-      }
+      const u = recipes === undefined
+        ? { ...await c.site.update(c.weights(), round, modelRoundOf(round)), train: c.site.lastTrain! }
+        : await updateCandidates(c.site, c.weights(), recipes, round, modelRoundOf(round))
+      // stopped, or the round moved on while this node trained: the input is no longer due
+      if (running && c.round()?.number === round && !handOver(c, round, u, recipes)) due = round
     } catch (e) {
       if (running) c.log.error(`round ${round}: training failed, this node sends no input this round: ${(e as Error).message}`)
     } finally {
       current = null
       c.trainingEnded?.()
     }
-  }
-
-  function handOver (round: number, update: { values: Float32Array, count: number }, trained: TrainResult, recipes?: CandidateRecipe[]): void {
-    // stopped, or the round moved on while this node trained: the input is no longer due
-    if (!running || c.round()?.number !== round) return
-    if (update.values.length !== c.weights().length) {
-      // a rung's decision arrived while this node trained (it had begun the round without it): the
-      // round now trains fewer candidates; train again from the state it now holds
-      c.log.warn(`round ${round}: the round's state changed while this node trained (recipe selection dropped candidates); training again`)
-      due = round
-      return
-    }
-    c.log.info(trainedMessage(round, trained, recipes))
-    const budget = c.site.options.budget
-    if (budget !== null) {
-      c.saveBudget()
-      c.metrics.epsilon.set(budget.spent.epsilon)
-    }
-    c.setInput(update.values, update.count)
   }
 
   /** an eval round judges the certified model: once this node holds it */

@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { runSimnet } from '../scripts/simnet/simnet.ts'
 import { BUNDLED_PNEUMONIAMNIST, BUNDLED_RETINAMNIST } from '../src/training/data/npz.ts'
+import { recipeWords } from '../src/node/selection-status.ts'
 
 const root = fileURLToPath(new URL('../', import.meta.url))
 const { values } = parseArgs({
@@ -76,7 +77,7 @@ for (const key of values.sets.split(',')) {
   const r = await simulate(set, join(values.out, key), ['--baselines', values.baselines])
   const sel = values.select === undefined ? null : await simulate(set, join(values.out, `${key}-select`), ['--select', values.select, '--rung-rounds', values['rung-rounds'], '--no-baselines'])
   const winner = sel?.selection?.winner
-  const selected = sel === null ? undefined : sel.final === null ? null : { auc: sel.final.auc, accuracy: sel.final.accuracy, modelRound: sel.chosenRound, winner: winner == null ? null : `#${winner.candidate} lr ${winner.learningRate} × ${winner.epochs}`, seconds: sel.federatedSeconds, degenerate: sel.chosenDegenerate }
+  const selected = sel === null ? undefined : sel.final === null ? null : { auc: sel.final.auc, accuracy: sel.final.accuracy, modelRound: sel.chosenRound, winner: winner == null ? null : `#${winner.candidate} (${recipeWords(winner)})`, seconds: sel.federatedSeconds, degenerate: sel.chosenDegenerate }
   const central = r.centralisedChosen > 0 ? r.centralised[r.centralisedChosen - 1] : null
   const normal = (m: { classAucs?: number[] } | null): number | null => m?.classAucs?.[1] ?? null // classes sort as bacterial, normal, viral
   const fedNormal = normal(r.final)

@@ -279,5 +279,7 @@ function selectionOf (values: Values, rounds: number): SelectionParams | null {
   // the widths' sizes are filled in once the model is built (simnet.ts)
   const problem = selectionProblem(asked.selection, { rounds, weightDecay: recipe.weightDecay, dp: values['dp-epsilon'] !== undefined, unsized: true })
   check(problem === null, (problem ?? '').replace('params.training.rounds', '--rounds'))
+  // as validateManifest refuses params.model.init with other widths (over tcp; the in-memory network has no such field)
+  check(values.init === undefined || asked.selection.candidates.every(c => c.width === undefined), '--init gives weights of the model\'s own width: --select cannot try other widths with it')
   return asked.selection
 }

@@ -127,10 +127,12 @@ async function formRun (s: SimSetup): Promise<ProcessRun> {
   // this machine's speed for this model, with the n processes sharing its cores, three times over
   const largest = Math.max(...s.parts.map(p => p.length))
   const speed = measuredSpeed(s)
-  // (while the recipe is chosen, a model round trains every candidate: their epochs together)
-  const epochs = s.selection === null ? s.training.epochs : s.selection.candidates.reduce((a, c) => a + c.epochs, 0)
+  // (while the recipe is chosen, a model round trains every candidate: their epochs together, a
+  // candidate of width w costing about w² of the model's work, its convolutions' filters on both sides)
+  const cost = (c: { width?: number }): number => Math.max(1, (c.width ?? 1) ** 2)
+  const epochs = s.selection === null ? s.training.epochs : s.selection.candidates.reduce((a, c) => a + c.epochs * cost(c), 0)
   // (a small hospital's minimum steps can make it train more images than the largest one's epochs)
-  const images = Math.max(largest * epochs, (s.training.minSteps ?? 0) * s.training.batchSize * (s.selection?.candidates.length ?? 1))
+  const images = Math.max(largest * epochs, (s.training.minSteps ?? 0) * s.training.batchSize * (s.selection?.candidates.reduce((a, c) => a + cost(c), 0) ?? 1))
   const phaseMs = Math.max(10_000, Math.ceil(3 * images / speed * Math.max(1, n / availableParallelism())) * 1000)
   const roundMs = 12 * phaseMs
   const faultless = s.dropout === 0 && s.killAt === null

@@ -14,7 +14,7 @@ import { describeBackend } from '../training/backend.ts'
 import type { Logger } from './logger.ts'
 import type { SiteOptions, SiteSpec } from '../training/site.ts'
 import { WorkerSite, type TrainingSite } from '../training/worker-site.ts'
-import type { ModelId } from '../training/models.ts'
+import { widthProblem, type ModelId } from '../training/model-ids.ts'
 import { ConfigError, type NodeConfig } from './config.ts'
 import { readSiteData } from './dataset.ts'
 
@@ -81,6 +81,11 @@ export function nodeRandomness (config: Pick<NodeConfig, 'simulationSeed'>, keyS
  * spending the budget kept on disk (or a fresh one of the manifest's size).
  */
 export async function openSite (manifest: Manifest, config: NodeConfig, randomness: Pick<NodeRandomness, 'trainingSeed' | 'noiseSeed'>, savedBudget: PrivacyBudget | null, log: Logger): Promise<TrainingSite> {
+  // a manifest's candidate widths are checked against the model before any is built (validateManifest knows no models)
+  for (const w of candidateWidths(manifest.params.selection)) {
+    const problem = widthProblem(manifest.params.model.id, w)
+    if (problem !== null) throw new ConfigError(`the manifest's recipe selection cannot run here: ${problem}`)
+  }
   const dp = manifest.params.dp
   const budget = dp.enabled ? (savedBudget ?? new PrivacyBudget(dp.epsilon, dp.delta)) : null
   const { recipe, overrides } = localRecipe(manifest, config)

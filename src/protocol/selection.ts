@@ -75,7 +75,18 @@ function widthProblem (r: Record<string, unknown>, i: number, model: { size: num
   return null
 }
 
-/** Each width has one size, and different widths different sizes (a state's parts are told apart by their size, selection.ts). */
+/**
+ * the candidates' models together, at most: with a server optimiser's two vectors beside the
+ * weights a state of 384 MiB, under the 512 MiB a state may travel and be stored in
+ */
+export const MAX_SELECTION_WEIGHTS = 2 ** 25
+
+/**
+ * Each width has one size, and different widths different sizes; no two or more candidates'
+ * models together have as many weights as one width's model (a certified state of one model says
+ * by its length which width it is, widthOfWeights, and a state of several is never taken for one);
+ * the candidates' models together fit a state (MAX_SELECTION_WEIGHTS).
+ */
 function widthsProblem (candidates: readonly Recipe[], modelSize: number | undefined): string | null {
   const byWidth = new Map<number, number>()
   if (modelSize !== undefined) byWidth.set(1, modelSize)
@@ -86,6 +97,18 @@ function widthsProblem (candidates: readonly Recipe[], modelSize: number | undef
     byWidth.set(c.width, c.size!)
   }
   if (new Set(byWidth.values()).size !== byWidth.size) return 'params.selection: two widths give models of the same size'
+  if (modelSize === undefined) return null
+  const sizes = candidates.map(c => c.size ?? modelSize)
+  const total = sizes.reduce((a, b) => a + b, 0)
+  if (total > MAX_SELECTION_WEIGHTS) return `params.selection: the candidates' models together have ${total} weights, more than a state may hold (${MAX_SELECTION_WEIGHTS}): fewer or narrower candidates`
+  const single = new Set(byWidth.values())
+  // every subset of two or more candidates (at most 2^8)
+  for (let mask = 1; mask < 1 << sizes.length; mask++) {
+    const members = sizes.filter((_, i) => (mask & (1 << i)) !== 0)
+    if (members.length < 2) continue
+    const sum = members.reduce((a, b) => a + b, 0)
+    if (single.has(sum)) return `params.selection: ${members.length} candidates' models together have ${sum} weights, as many as one width's model: a state's width could not be told from its size`
+  }
   return null
 }
 

@@ -13,3 +13,13 @@ export type ModelId = typeof MODEL_IDS[number]
 export function defaultModelFor (size: number): ModelId {
   return size <= 32 ? 'medmesh/cnn-small' : 'medmesh/cnn-gn-stem'
 }
+
+/** the models whose width can be scaled (models.ts, widthFactor): the others have a fixed shape (he-cnn's encrypted layout) or are a baseline */
+export const SCALABLE_MODELS: readonly ModelId[] = ['medmesh/cnn-small', 'medmesh/cnn-gn', 'medmesh/cnn-gn-stem', 'medmesh/resnet18-28', 'medmesh/resnet18-28-gn', 'medmesh/resnet18', 'medmesh/resnet18-gn']
+
+/** Why this width factor cannot build this model (null: it can). */
+export function widthProblem (id: string, factor: number): string | null {
+  if (!(factor >= 0.25 && factor <= 4) || !Number.isInteger(factor * 4)) return `a width factor must be a multiple of 0.25 in [0.25, 4], not ${factor}`
+  if (factor !== 1 && !(SCALABLE_MODELS as readonly string[]).includes(id)) return `${id} has no width to scale (models that do: ${SCALABLE_MODELS.join(', ')})`
+  return null
+}

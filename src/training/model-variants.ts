@@ -7,16 +7,17 @@ import type * as tfl from '@tensorflow/tfjs-layers'
 import { buildModel, countParameters, type ModelSpec } from './models.ts'
 import { LocalTrainer } from './trainer.ts'
 
-export interface ModelVariant { model: tfl.LayersModel, trainer: LocalTrainer }
+/** a model at one width, a trainer that judges it, and its weight count */
+export interface ModelVariant { model: tfl.LayersModel, trainer: LocalTrainer, size: number }
 
 export class ModelVariants {
   readonly #spec: ModelSpec
   /** the widths besides 1 that weights may be of */
   readonly widths: readonly number[]
-  readonly #built = new Map<number, ModelVariant & { size: number }>()
+  readonly #built = new Map<number, ModelVariant>()
 
   /** `base`: the width-1 model and its trainer where the owner built them already */
-  constructor (spec: ModelSpec, widths: readonly number[] = [], base?: ModelVariant) {
+  constructor (spec: ModelSpec, widths: readonly number[] = [], base?: Omit<ModelVariant, 'size'>) {
     this.#spec = spec
     this.widths = widths
     if (base !== undefined) this.#built.set(1, { ...base, size: countParameters(base.model) })
@@ -37,8 +38,7 @@ export class ModelVariants {
   forWeights (weights: ArrayLike<number>): ModelVariant {
     const all = [1, ...this.widths]
     for (const f of all) {
-      this.at(f)
-      const v = this.#built.get(f)!
+      const v = this.at(f)
       if (v.size === weights.length) return v
     }
     throw new Error(`no model has ${weights.length} weights (${this.#spec.id} at width${all.length > 1 ? 's' : ''} ${all.join(', ')})`)

@@ -27,13 +27,13 @@
 import * as tf from '@tensorflow/tfjs-core'
 import * as tfl from '@tensorflow/tfjs-layers'
 
-import { MODEL_IDS, type ModelId } from './model-ids.ts'
+import { MODEL_IDS, SCALABLE_MODELS, widthProblem, type ModelId } from './model-ids.ts'
 import { cnnGroupNormStem } from './cnn-gn-stem.ts'
 import { GroupNorm } from './group-norm.ts'
 
 export { GroupNorm }
 
-export { MODEL_IDS, type ModelId }
+export { MODEL_IDS, SCALABLE_MODELS, widthProblem, type ModelId }
 export const MODEL_VERSION = '1'
 
 /**
@@ -43,16 +43,6 @@ export const MODEL_VERSION = '1'
  * The initial weights' seeds do not depend on it, so a factor of 1 builds exactly the model above.
  */
 export interface ModelSpec { id: ModelId, height: number, width: number, channels: number, classes: number, seed: number, widthFactor?: number }
-
-/** the models whose width can be scaled (widthFactor): the others have a fixed shape (he-cnn's encrypted layout) or are a baseline */
-export const SCALABLE_MODELS: readonly ModelId[] = ['medmesh/cnn-small', 'medmesh/cnn-gn', 'medmesh/cnn-gn-stem', 'medmesh/resnet18-28', 'medmesh/resnet18-28-gn', 'medmesh/resnet18', 'medmesh/resnet18-gn']
-
-/** Why this width factor cannot build this model (null: it can). */
-export function widthProblem (id: ModelId, factor: number): string | null {
-  if (!(factor >= 0.25 && factor <= 4) || !Number.isInteger(factor * 4)) return `a width factor must be a multiple of 0.25 in [0.25, 4], not ${factor}`
-  if (factor !== 1 && !SCALABLE_MODELS.includes(id)) return `${id} has no width to scale (models that do: ${SCALABLE_MODELS.join(', ')})`
-  return null
-}
 
 /** 32 groups where the channels split into them (every width factor 1), else the largest count that divides them */
 function gcd (a: number, b: number): number { return b === 0 ? a : gcd(b, a % b) }

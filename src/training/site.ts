@@ -138,6 +138,8 @@ export class Site {
 
   #trainerFor (recipe: CandidateRecipe | undefined, weights: Float32Array): LocalTrainer {
     const variant = recipe?.widthFactor !== undefined ? this.#variants.at(recipe.widthFactor) : this.#variants.forWeights(weights)
+    // a part of another size than its candidate's model would train the wrong model from then on
+    if (variant.size !== weights.length) throw new Error(`weights of ${weights.length} values given to candidate ${recipe?.candidate ?? '-'}'s model of ${variant.size}`)
     if (recipe === undefined) return variant.trainer
     let t = this.#candidateTrainers.get(recipe.candidate)
     if (t === undefined) { t = new LocalTrainer(variant.model); this.#candidateTrainers.set(recipe.candidate, t) }

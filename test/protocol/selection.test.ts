@@ -209,6 +209,9 @@ test('candidates of other widths: sized from their initial weights, validated, p
   assert.match(selectionProblem(withOne({ size: 6 }), ok) ?? '', /two widths give models of the same size/)
   assert.match(selectionProblem({ ...WIDE, candidates: [...WIDE.candidates, { ...WIDE.candidates[1], size: 4 }] }, ok) ?? '', /two candidates of width 0\.5 give different sizes/)
   assert.match(selectionProblem(WIDE, { ...ok, model: { size: 6, init: 'weights from w.bin' } }) ?? '', /cannot try other widths/)
+  // a state of the model and the half width (6 + 3) would have as many weights as a width of 9
+  assert.match(selectionProblem({ ...WIDE, candidates: [WIDE.candidates[0], WIDE.candidates[1], { ...WIDE.candidates[2], size: 9 }] }, ok) ?? '', /2 candidates' models together have 9 weights, as many as one width's model/)
+  assert.match(selectionProblem(withOne({ width: 4, size: 2 ** 25 }), ok) ?? '', /more than a state may hold/)
   assert.is(selectionProblem({ candidates: [{ learningRate: 1e-3, epochs: 1 }, { learningRate: 1e-3, epochs: 1, width: 2 }], rungRounds: 1 }, { ...ok, unsized: true }), null, 'before sizing (the flags)')
   const flags = selectionFromFlags('1e-3,3e-3:2,1e-3::0.5,1e-3:1:2', undefined, { learningRate: 1e-3, epochs: 3 })
   assert.equal('selection' in flags ? flags.selection?.candidates : flags, [{ learningRate: 1e-3, epochs: 3 }, { learningRate: 3e-3, epochs: 2 }, { learningRate: 1e-3, epochs: 3, width: 0.5 }, { learningRate: 1e-3, epochs: 1, width: 2 }])

@@ -92,11 +92,13 @@ test('every bad flag is a UsageError that names it', () => {
     [['--malicious'], /need control of the wire/], [['--latency', '10'], /--transport memory/],
     [['--repeat', '1'], /--repeat/], [['--repeat', '101'], /--repeat/],
     [['--compare', 'a'], /--compare takes two report folders/], [['stray'], /unexpected argument 'stray'/],
-    [['--no-such-flag'], /no-such-flag/], [['--nodes'], /nodes/]
+    [['--no-such-flag'], /no-such-flag/], [['--nodes'], /nodes/],
+    [['--select', '1e-3,1e-3::0.3'], /width must be a multiple of 0\.25/], [['--init', 'w.bin', '--select', '1e-3,1e-3::2'], /--init gives weights of the model's own width/]
   ]
   for (const [args, message] of cases) refused(args, message)
   // the wire's faults over the in-memory network are fine
   assert.ok(run(['--transport', 'memory', '--malicious', '--latency', '10', '--bandwidth', '100']).malicious)
+  assert.equal(run(['--select', '1e-3,1e-3::0.5']).selection?.candidates[1], { learningRate: 1e-3, epochs: Number(RECIPE.epochs), width: 0.5 }, 'widths are sized once the model is built')
 })
 
 test('--compare and --repeat: the two report folders; K seeds from --seed into --out', () => {

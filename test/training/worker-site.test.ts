@@ -55,6 +55,7 @@ test('models of other widths (candidates of recipe selection): a site trains eac
     // judged without saying the width: the weights' size names the model
     assert.is(here.predictions(Float32Array.from(half, (x, i) => x + u.values[i]), 'val')!.probs.length, 2 * val.labels.length)
     assert.throws(() => here.predictions(new Float32Array(w1.length + 1), 'val'), /no model has \d+ weights/)
+    assert.throws(() => here.update(w1, 1, 1, { candidate: 1, learningRate: 1e-3, epochs: 1, widthFactor: 0.5 }), /given to candidate 1's model of \d+/, 'a part of the wrong size is refused, not trained on another width')
     // two workers split each batch of the widest model (their shared sums must fit it)
     const a = here.update(double, 1, 1, { candidate: 2, learningRate: 1e-3, epochs: 1, widthFactor: 2 })
     const b = await there.update(double, 1, 1, { candidate: 2, learningRate: 1e-3, epochs: 1, widthFactor: 2 })

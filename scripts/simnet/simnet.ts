@@ -94,7 +94,9 @@ async function runOnce (given: SimnetOptions, out: Out): Promise<number> {
 /** What the transports are given: the options, the data and its split, the initial model, and how to judge a global model on the test split. */
 function simSetup (o: ResolvedOptions, data: SimData, parts: number[][], seedBytes: (k: number) => Uint8Array, out: Out, models: ModelVariants): SimSetup {
   const built = flattenWeights(models.at(1).model)
-  const initialOf = (width: number): Float32Array => flattenWeights(models.at(width).model)
+  // taken now: the judge's models are later given the rounds' weights
+  const widthInitial = new Map(candidateWidths(o.selection ?? undefined).map(w => [w, flattenWeights(models.at(w).model)]))
+  const initialOf = (width: number): Float32Array => widthInitial.get(width)!
   const initialWeights = o.init === null ? built : readWeightsFile(o.init).weights
   if (initialWeights.length !== built.length) throw new UsageError(`--init ${o.init}: ${initialWeights.length} weights, ${o.modelId} here has ${built.length}`)
   if (o.init !== null) out(`initial weights from ${o.init}, not the seed's`)

@@ -24,7 +24,7 @@ import { adaptiveWait } from './lateness.ts'
 import { Presence, absentMembers } from './presence.ts'
 import { inputMayGo } from './input-gate.ts'
 import { route } from './routing.ts'
-import { roundCandidates, roundStartState } from './selection.ts'
+import { roundStart } from './selection.ts'
 
 export type { PeerAction, RoundKind } from './actions.ts'
 
@@ -85,10 +85,8 @@ export class ProtocolPeer {
   }
   /** The state the round under way trains from or judges (the certified state, less any candidates recipe selection dropped since); the certified state between rounds. */
   get roundState (): GlobalState { return this.#current === null || this.#current.done ? this.state : this.#current.state }
-  /** What a round of this kind starts from (selection.ts roundStartState). */
-  #baseState (round: number, kind: RoundKind): GlobalState { return roundStartState(this.ledger.entries, this.manifest.params, round, kind, this.state, this.fetchingState) }
-  /** How many candidates' models that state holds (recipe selection; 1 without it). */
-  #baseParts (round: number, kind: RoundKind): number { return roundCandidates(this.ledger.entries, this.manifest.params, round, kind)?.length ?? 1 }
+  /** What a round of this kind starts from, and how many candidates' models that holds (selection.ts roundStart). */
+  #base (round: number, kind: RoundKind): { state: GlobalState, parts: number } { return roundStart(this.ledger.entries, this.manifest.params, round, kind, this.state, this.fetchingState) }
   get peerId (): string { return this.#o.identity.peerId }
   get #me (): number { return memberIndex(this.manifest, this.#o.identity.peerId) }
 
@@ -148,8 +146,7 @@ export class ProtocolPeer {
       identity: this.#o.identity,
       round,
       prev: this.ledger.head,
-      state: this.#baseState(round, kind),
-      parts: this.#baseParts(round, kind),
+      ...this.#base(round, kind),
       kind,
       rng: this.#o.rng, now: this.#now,
       lastSurvivors: this.ledger.entries.at(-1)?.header.survivors, behind: this.ledger.lastRound < round - 1,
@@ -240,7 +237,7 @@ export class ProtocolPeer {
         this.#pendingState = null // (before the base state: no stand-in now)
         // the round after the ledger's head moves onto it (an older one's base is another round's)
         const cur = this.#current
-        if (cur !== null && cur.round === this.ledger.lastRound + 1) cur.rebase(this.ledger.head, this.#baseState(cur.round, cur.kind), this.#baseParts(cur.round, cur.kind))
+        if (cur !== null && cur.round === this.ledger.lastRound + 1) cur.rebase(this.ledger.head, this.#base(cur.round, cur.kind))
         this.#askInput()
       }
     }
@@ -298,7 +295,7 @@ export class ProtocolPeer {
   #followHead (): void {
     const cur = this.#current
     if (cur === null || cur.done || cur.round !== this.ledger.lastRound + 1 || equalBytes(cur.prev, this.ledger.head)) return
-    if (!cur.rebase(this.ledger.head, this.#baseState(cur.round, cur.kind), this.#baseParts(cur.round, cur.kind))) this.#actions.push({ type: 'reject', code: 'stale-round', reason: `round ${cur.round} was aggregated on a stale ledger head; following the others`, peer: -1 })
+    if (!cur.rebase(this.ledger.head, this.#base(cur.round, cur.kind))) this.#actions.push({ type: 'reject', code: 'stale-round', reason: `round ${cur.round} was aggregated on a stale ledger head; following the others`, peer: -1 })
   }
 
   /**

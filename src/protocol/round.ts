@@ -130,7 +130,7 @@ export class Round {
    * the input length and the slices too: only while no masked input was given or seen. `parts`:
    * the candidates' models the new state holds (1 without selection).
    */
-  rebase (prev: Uint8Array, state: GlobalState, parts = 1): boolean {
+  rebase (prev: Uint8Array, { state, parts = 1 }: { state: GlobalState, parts?: number }): boolean {
     if (this.#progress.result !== undefined) return false
     const resized = state.weights.length !== this.#head.state.weights.length || parts !== this.#head.parts
     if (resized && (this.#input !== null || this.#maskedInputSeen)) return false

@@ -350,11 +350,13 @@ export function selectionFromFlags (select: string | undefined, rungRounds: numb
 /**
  * What a round of this kind starts from, given the certified state held (or, while `fetching`
  * the one certified last, a stand-in of its length: stateStandIn): for a model round, less the
- * candidates dropped since (roundBaseState); for any other round, as it is.
+ * candidates dropped since (roundBaseState); for any other round, as it is. `parts`: how many
+ * candidates' models that state holds (roundCandidates; 1 without selection).
  */
-export function roundStartState (entries: readonly LedgerEntry[], p: { selection?: SelectionParams, model: { size: number, classes: number } }, round: number, kind: string, held: GlobalState, fetching: boolean): GlobalState {
+export function roundStart (entries: readonly LedgerEntry[], p: { selection?: SelectionParams, model: { size: number, classes: number } }, round: number, kind: string, held: GlobalState, fetching: boolean): { state: GlobalState, parts: number } {
   const certified = (fetching ? stateStandIn(entries, p) : null) ?? held
-  return kind === 'update' ? roundBaseState(entries, p, round, certified) : certified
+  const parts = roundCandidates(entries, p, round, kind)?.length ?? 1
+  return { state: kind === 'update' ? roundBaseState(entries, p, round, certified) : certified, parts }
 }
 
 /**
